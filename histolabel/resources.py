@@ -1,0 +1,110 @@
+"""The stateful resources of a stack, as CloudFormation resource definitions.
+
+One source for both sides: `infra/` puts these into the deployed template and the local
+cloud creates the same tables and buckets from them, so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from histolabel.config import Settings
+
+Resource = dict[str, Any]
+
+
+def events_table(settings: Settings) -> Resource:
+    return {
+        "Type": "AWS::DynamoDB::Table",
+        "DeletionPolicy": "Retain",
+        "UpdateReplacePolicy": "Retain",
+        "Properties": {
+            "TableName": settings.events_table,
+            "BillingMode": "PAY_PER_REQUEST",
+            "AttributeDefinitions": [
+                {"AttributeName": "stream", "AttributeType": "S"},
+                {"AttributeName": "seq", "AttributeType": "N"},
+            ],
+            "KeySchema": [
+                {"AttributeName": "stream", "KeyType": "HASH"},
+                {"AttributeName": "seq", "KeyType": "RANGE"},
+            ],
+            "StreamSpecification": {"StreamViewType": "NEW_IMAGE"},
+            "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+            "SSESpecification": {"SSEEnabled": True},
+        },
+    }
+
+
+def projections_table(settings: Settings) -> Resource:
+    return {
+        "Type": "AWS::DynamoDB::Table",
+        "Properties": {
+            "TableName": settings.projections_table,
+            "BillingMode": "PAY_PER_REQUEST",
+            "AttributeDefinitions": [
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            "KeySchema": [
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+            "SSESpecification": {"SSEEnabled": True},
+        },
+    }
+
+
+def _private_bucket(name: str, *, versioned: bool, cors: bool, retain: bool) -> Resource:
+    props: dict[str, Any] = {
+        "BucketName": name,
+        "BucketEncryption": {
+            "ServerSideEncryptionConfiguration": [
+                {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
+            ]
+        },
+        "PublicAccessBlockConfiguration": {
+            "BlockPublicAcls": True,
+            "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True,
+        },
+    }
+    if versioned:
+        props["VersioningConfiguration"] = {"Status": "Enabled"}
+    if cors:
+        # The browser reads pyramid chunks with Range requests straight from the bucket.
+        props["CorsConfiguration"] = {
+            "CorsRules": [
+                {
+                    "AllowedMethods": ["GET", "HEAD", "PUT"],
+                    "AllowedOrigins": ["*"],
+                    "AllowedHeaders": ["*"],
+                    "ExposedHeaders": ["Content-Length", "Content-Range", "ETag"],
+                    "MaxAge": 3600,
+                }
+            ]
+        }
+    resource: Resource = {"Type": "AWS::S3::Bucket", "Properties": props}
+    if retain:
+        resource["DeletionPolicy"] = "Retain"
+        resource["UpdateReplacePolicy"] = "Retain"
+    return resource
+
+
+def data_bucket(settings: Settings) -> Resource:
+    return _private_bucket(settings.data_bucket, versioned=True, cors=True, retain=True)
+
+
+def web_bucket(settings: Settings) -> Resource:
+    return _private_bucket(settings.web_bucket, versioned=False, cors=False, retain=False)
+
+
+def stateful_resources(settings: Settings) -> dict[str, Resource]:
+    """Logical id -> definition, for the resources that hold data."""
+    return {
+        "EventsTable": events_table(settings),
+        "ProjectionsTable": projections_table(settings),
+        "DataBucket": data_bucket(settings),
+        "WebBucket": web_bucket(settings),
+    }

@@ -1,0 +1,21 @@
+from histolabel.adapters.aws import client
+from histolabel.adapters.s3 import filesystem
+
+
+def test_provisioned_resources_have_intended_settings(cloud):
+    ddb = client("dynamodb", cloud)
+    table = ddb.describe_table(TableName=cloud.events_table)["Table"]
+    assert table["StreamSpecification"] == {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}
+    assert [k["AttributeName"] for k in table["KeySchema"]] == ["stream", "seq"]
+    s3 = client("s3", cloud)
+    assert s3.get_bucket_versioning(Bucket=cloud.data_bucket)["Status"] == "Enabled"
+    block = s3.get_public_access_block(Bucket=cloud.data_bucket)["PublicAccessBlockConfiguration"]
+    assert all(block.values())
+
+
+def test_s3fs_round_trip_through_local_cloud(cloud):
+    fs = filesystem(cloud)
+    path = f"{cloud.data_bucket}/smoke/hello.bin"
+    with fs.open(path, "wb") as fh:
+        fh.write(b"x" * 1000)
+    assert fs.cat_file(path, start=10, end=20) == b"x" * 10
