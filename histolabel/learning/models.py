@@ -20,6 +20,9 @@ FORMAT = "histolabel-model/1"
 class LinearHead(nn.Module):
     """Standardize, drop out inputs, one linear layer."""
 
+    mean: torch.Tensor
+    scale: torch.Tensor
+
     def __init__(self, dim: int, n_classes: int, dropout: float = 0.25) -> None:
         super().__init__()
         self.register_buffer("mean", torch.zeros(dim))
@@ -32,7 +35,7 @@ class LinearHead(nn.Module):
         self.scale.copy_(x.std(dim=0).clamp_min(1e-6) if x.shape[0] > 1 else torch.ones_like(self.scale))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.dropout((x - self.mean) / self.scale))  # type: ignore[no-any-return]
+        return self.fc(self.dropout((x - self.mean) / self.scale))
 
 
 class SmallCNN(nn.Module):
@@ -52,7 +55,7 @@ class SmallCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.features(x.float() / 127.5 - 1.0).mean(dim=(2, 3))
-        return self.fc(self.dropout(h))  # type: ignore[no-any-return]
+        return self.fc(self.dropout(h))
 
 
 def build(
