@@ -20,7 +20,9 @@ class Settings(BaseModel):
     @classmethod
     def _stage_is_dns_safe(cls, value: str) -> str:
         if not STAGE_PATTERN.match(value):
-            raise ValueError("stage must be 2-21 chars of lowercase letters, digits and '-', starting with a letter")
+            raise ValueError(
+                "stage must be 2-21 chars of lowercase letters, digits and '-', starting with a letter"
+            )
         return value
 
     @property

@@ -31,9 +31,7 @@ def _create_table(ddb: Any, props: dict[str, Any]) -> None:
     ddb.get_waiter("table_exists").wait(TableName=props["TableName"])
     pitr = props.get("PointInTimeRecoverySpecification")
     if pitr:
-        ddb.update_continuous_backups(
-            TableName=props["TableName"], PointInTimeRecoverySpecification=pitr
-        )
+        ddb.update_continuous_backups(TableName=props["TableName"], PointInTimeRecoverySpecification=pitr)
 
 
 def _create_bucket(s3: Any, props: dict[str, Any], region: str) -> None:
@@ -57,7 +55,9 @@ def _create_bucket(s3: Any, props: dict[str, Any], region: str) -> None:
         s3.put_bucket_versioning(Bucket=name, VersioningConfiguration=props["VersioningConfiguration"])
     if "CorsConfiguration" in props:
         renamed = {"ExposedHeaders": "ExposeHeaders", "MaxAge": "MaxAgeSeconds"}
-        cors_rules = [{renamed.get(k, k): v for k, v in r.items()} for r in props["CorsConfiguration"]["CorsRules"]]
+        cors_rules = [
+            {renamed.get(k, k): v for k, v in r.items()} for r in props["CorsConfiguration"]["CorsRules"]
+        ]
         s3.put_bucket_cors(Bucket=name, CORSConfiguration={"CORSRules": cors_rules})
 
 

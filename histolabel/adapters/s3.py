@@ -39,9 +39,7 @@ def _fs(region: str, endpoint_url: str | None, asynchronous: bool) -> s3fs.S3Fil
     client_kwargs: dict[str, Any] = {"region_name": region}
     if endpoint_url:
         client_kwargs["endpoint_url"] = endpoint_url
-    return s3fs.S3FileSystem(
-        client_kwargs=client_kwargs, asynchronous=asynchronous, skip_instance_cache=True
-    )
+    return s3fs.S3FileSystem(client_kwargs=client_kwargs, asynchronous=asynchronous, skip_instance_cache=True)
 
 
 def filesystem(settings: Settings | None = None) -> s3fs.S3FileSystem:

@@ -1,0 +1,170 @@
+"""The event store on DynamoDB: conditional puts in one TransactWriteItems per command."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from histolabel.adapters.aws import client
+from histolabel.config import Settings
+from histolabel.events.envelope import GENESIS_HASH, StoredEvent
+from histolabel.eventstore import AppendConflict, DuplicateCommand
+
+_STRING_FIELDS = (
+    "type",
+    "data",
+    "project",
+    "actor_user",
+    "actor_site",
+    "at",
+    "idem",
+    "cmd",
+    "prev_hash",
+    "hash",
+)
+
+
+def to_item(event: StoredEvent) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "stream": {"S": event.stream},
+        "seq": {"N": str(event.seq)},
+        "v": {"N": str(event.v)},
+    }
+    for name in _STRING_FIELDS:
+        item[name] = {"S": getattr(event, name)}
+    return item
+
+
+def from_item(item: dict[str, Any]) -> StoredEvent:
+    return StoredEvent(
+        stream=item["stream"]["S"],
+        seq=int(item["seq"]["N"]),
+        v=int(item["v"]["N"]),
+        **{name: item[name]["S"] for name in _STRING_FIELDS},
+    )
+
+
+class DynamoEventStore:
+    def __init__(self, settings: Settings) -> None:
+        self.table = settings.events_table
+        self.ddb = client("dynamodb", settings)
+
+    def head(self, stream: str) -> tuple[int, str]:
+        resp = self.ddb.query(
+            TableName=self.table,
+            KeyConditionExpression="#s = :s",
+            ExpressionAttributeNames={"#s": "stream", "#h": "hash"},
+            ExpressionAttributeValues={":s": {"S": stream}},
+            ScanIndexForward=False,
+            Limit=1,
+            ConsistentRead=True,
+            ProjectionExpression="seq, #h",
+        )
+        items = resp.get("Items", [])
+        if not items:
+            return 0, GENESIS_HASH
+        return int(items[0]["seq"]["N"]), items[0]["hash"]["S"]
+
+    def read(self, stream: str, after: int = 0, upto: int | None = None) -> Iterator[StoredEvent]:
+        values: dict[str, Any] = {":s": {"S": stream}, ":a": {"N": str(after)}}
+        condition = "#s = :s AND seq > :a"
+        if upto is not None:
+            condition = "#s = :s AND seq BETWEEN :lo AND :hi"
+            values = {":s": {"S": stream}, ":lo": {"N": str(after + 1)}, ":hi": {"N": str(upto)}}
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeNames": {"#s": "stream"},
+            "ExpressionAttributeValues": values,
+            "ConsistentRead": True,
+        }
+        while True:
+            resp = self.ddb.query(**kwargs)
+            for item in resp.get("Items", []):
+                yield from_item(item)
+            if "LastEvaluatedKey" not in resp:
+                return
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+    def append(
+        self, events: list[StoredEvent], idempotency: tuple[str, dict[str, Any]] | None = None
+    ) -> None:
+        ops: list[dict[str, Any]] = []
+        if idempotency is not None:
+            stream, result = idempotency
+            ops.append(
+                {
+                    "Put": {
+                        "TableName": self.table,
+                        "Item": {
+                            "stream": {"S": stream},
+                            "seq": {"N": "0"},
+                            "result": {"S": json.dumps(result)},
+                        },
+                        "ConditionExpression": "attribute_not_exists(#s)",
+                        "ExpressionAttributeNames": {"#s": "stream"},
+                    }
+                }
+            )
+        for event in events:
+            ops.append(
+                {
+                    "Put": {
+                        "TableName": self.table,
+                        "Item": to_item(event),
+                        "ConditionExpression": "attribute_not_exists(#s)",
+                        "ExpressionAttributeNames": {"#s": "stream"},
+                    }
+                }
+            )
+        try:
+            if len(ops) == 1:
+                self.ddb.put_item(**ops[0]["Put"])
+            else:
+                self.ddb.transact_write_items(TransactItems=ops)
+        except ClientError as err:
+            code = err.response["Error"]["Code"]
+            if code == "ConditionalCheckFailedException":
+                reasons = [{"Code": "ConditionalCheckFailed"}]
+            elif code == "TransactionCanceledException":
+                reasons = err.response.get("CancellationReasons", [])
+            else:
+                raise
+            if idempotency is not None and reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+                previous = self.idempotent_result(idempotency[0])
+                if previous is not None:
+                    raise DuplicateCommand(previous) from None
+            if any(r.get("Code") in ("ConditionalCheckFailed", "TransactionConflict") for r in reasons):
+                raise AppendConflict() from None
+            raise
+
+    def idempotent_result(self, stream: str) -> dict[str, Any] | None:
+        resp = self.ddb.get_item(
+            TableName=self.table, Key={"stream": {"S": stream}, "seq": {"N": "0"}}, ConsistentRead=True
+        )
+        item = resp.get("Item")
+        return json.loads(item["result"]["S"]) if item else None
+
+    def scan_streams(self, prefix: str) -> list[str]:
+        """Every stream whose name starts with prefix (an audit-time scan, not a hot path)."""
+        streams: set[str] = set()
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "FilterExpression": "begins_with(#s, :p)",
+            "ExpressionAttributeNames": {"#s": "stream"},
+            "ExpressionAttributeValues": {":p": {"S": prefix}},
+            "ProjectionExpression": "#s",
+        }
+        while True:
+            resp = self.ddb.scan(**kwargs)
+            streams.update(i["stream"]["S"] for i in resp.get("Items", []))
+            if "LastEvaluatedKey" not in resp:
+                return sorted(streams)
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+    def raw_put(self, event: StoredEvent) -> None:
+        """Overwrite a stored event as-is: for tamper tests and the raw-put baseline only."""
+        self.ddb.put_item(TableName=self.table, Item=to_item(event))

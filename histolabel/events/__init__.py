@@ -1,0 +1,1 @@
+"""The event catalogue and the stored-event envelope."""

@@ -1,0 +1,1 @@
+"""Projections: current state folded from events, as pure functions."""

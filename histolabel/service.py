@@ -1,0 +1,249 @@
+"""The application service: runs commands against the event store and reads projections.
+
+Used alike by the API routes, the CLI, the jobs and the projector Lambda.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from histolabel.commands import Command, CommandRejected, DeleteCategory, NewEvent, RequestTraining
+from histolabel.config import Settings, get_settings
+from histolabel.eventstore import AppendConflict, DuplicateCommand, EventStore
+from histolabel.events.catalogue import Actor, model_for
+from histolabel.events.envelope import (
+    StoredEvent,
+    canonical_json,
+    idempotency_stream,
+    label_stream,
+    project_stream,
+)
+from histolabel.projections.labels import SlideLabels, fold_labels
+from histolabel.projections.project import ProjectState, apply_project_event
+from histolabel.projections.store import ProjectionStore
+
+MAX_ATTEMPTS = 40
+SYSTEM_SITE = "batch"
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+class CommandResult(BaseModel):
+    command_id: str
+    events: list[dict[str, Any]]  # stream, seq, type of each appended event
+    attempts: int = 1
+    duplicate: bool = False
+
+    @property
+    def appended(self) -> int:
+        return len(self.events)
+
+
+class HistoLabel:
+    def __init__(
+        self,
+        settings: Settings,
+        events: EventStore,
+        projections: ProjectionStore,
+        clock: Callable[[], str] = utc_now,
+    ) -> None:
+        self.settings = settings
+        self.events = events
+        self.projections = projections
+        self.clock = clock
+        self._cache: dict[str, ProjectState] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_env(cls, settings: Settings | None = None) -> HistoLabel:
+        from histolabel.adapters.dynamo_events import DynamoEventStore
+        from histolabel.adapters.dynamo_projections import DynamoProjectionStore
+
+        s = settings or get_settings()
+        return cls(s, DynamoEventStore(s), DynamoProjectionStore(s))
+
+    # ---- reading -------------------------------------------------------------------------
+
+    def project_state(self, project_id: str) -> ProjectState:
+        """The project stream folded up to its head (strongly consistent), cached per process."""
+        with self._lock:
+            cached = self._cache.get(project_id)
+            state = cached.model_copy(deep=True) if cached else ProjectState()
+        for event in self.events.read(project_stream(project_id), after=state.seq):
+            apply_project_event(state, event)
+        with self._lock:
+            if project_id not in self._cache or self._cache[project_id].seq < state.seq:
+                self._cache[project_id] = state.model_copy(deep=True)
+        return state
+
+    def require_project(self, project_id: str) -> ProjectState:
+        state = self.project_state(project_id)
+        if not state.exists:
+            raise CommandRejected("not_found", f"project {project_id!r} does not exist", "project_id", 404)
+        return state
+
+    def slide_labels(self, project_id: str, slide_id: str) -> SlideLabels:
+        """The slide's label projection as the projector has written it."""
+        return self.projections.load_slide(project_id, slide_id)
+
+    def slide_labels_fresh(self, project_id: str, slide_id: str) -> SlideLabels:
+        """The slide's labels folded from the event store: no projection lag."""
+        return fold_labels(project_id, slide_id, self.events.read(label_stream(project_id, slide_id)))
+
+    def labels_total(self, project_id: str) -> int:
+        return self.projections.labels_total(project_id)
+
+    def training_labels(self, project_id: str, fresh: bool = True) -> dict[str, dict[int, str]]:
+        """slide -> superpixel -> category for training: merges resolved, excluded and
+        deleted categories left out."""
+        state = self.project_state(project_id)
+        trainable = {c.id for c in state.trainable_categories()}
+        out: dict[str, dict[int, str]] = {}
+        for slide_id in state.slides:
+            labels = self.slide_labels_fresh(project_id, slide_id) if fresh else self.slide_labels(project_id, slide_id)
+            resolved = {}
+            for sp, cat in labels.current().items():
+                target = state.resolve(cat)
+                if target in trainable:
+                    resolved[sp] = target
+            if resolved:
+                out[slide_id] = resolved
+        return out
+
+    # ---- writing -------------------------------------------------------------------------
+
+    def execute(self, command: Command, actor: Actor, idempotency_key: str | None = None) -> CommandResult:
+        """Validate and append a command's events; retried on fresh state after a lost race.
+        With an idempotency key, a repeat returns the first result and writes nothing."""
+        if isinstance(command, DeleteCategory) and command.labels_cleared == 0:
+            command = command.model_copy(update={"labels_cleared": self._count_in_category(command)})
+
+        def decide(state: ProjectState) -> list[NewEvent]:
+            command.authorize(state, actor.user)
+            return command.decide(state, actor.user, actor.site)
+
+        return self._run(command.project_id, decide, actor, idempotency_key)
+
+    def record_job_event(self, project_id: str, event_type: str, data: dict[str, Any], job: str) -> CommandResult:
+        """Append an event a batch job reports (ingest, segment, embed, train, predict)."""
+        actor = Actor(user=f"job:{job}", site=SYSTEM_SITE)
+
+        def decide(state: ProjectState) -> list[NewEvent]:
+            if not state.exists:
+                raise CommandRejected("not_found", f"project {project_id!r} does not exist", "project_id", 404)
+            slide = data.get("slide_id")
+            if slide is not None and slide not in state.slides:
+                raise CommandRejected("not_found", f"slide {slide!r} does not exist", "slide_id", 404)
+            request = data.get("request_id")
+            if event_type.startswith("Training") and request not in state.training:
+                raise CommandRejected("not_found", f"training request {request!r} does not exist", "request_id", 404)
+            return [(project_stream(project_id), event_type, data)]
+
+        return self._run(project_id, decide, actor, None)
+
+    def maybe_request_training(self, project_id: str) -> CommandResult | None:
+        """Ask for training once the labels since the last request cross the threshold; the
+        decision is re-made on fresh state after a lost race, so a crossing asks only once."""
+        total = self.labels_total(project_id)
+        state = self.project_state(project_id)
+        if not state.exists or total - state.last_request_labels_total < state.settings.retrain_threshold:
+            return None
+        cmd = RequestTraining(project_id=project_id, reason="threshold", labels_total=total)
+        result = self._run(
+            project_id, lambda s: cmd.decide(s, "system:projector", "cloud"), Actor(user="system:projector", site="cloud"), None
+        )
+        return result if result.events else None
+
+    def request_training(self, project_id: str, actor: Actor, idempotency_key: str | None = None) -> CommandResult:
+        cmd = RequestTraining(project_id=project_id, reason="manual", labels_total=self.labels_total(project_id))
+        return self.execute(cmd, actor, idempotency_key)
+
+    def _count_in_category(self, command: DeleteCategory) -> int:
+        state = self.project_state(command.project_id)
+        return sum(
+            self.projections.load_slide(command.project_id, s, buckets=set()).counts.get(command.category_id, 0)
+            for s in state.slides
+        )
+
+    def _run(
+        self,
+        project_id: str,
+        decide: Callable[[ProjectState], list[NewEvent]],
+        actor: Actor,
+        idempotency_key: str | None,
+    ) -> CommandResult:
+        idem_stream = idempotency_stream(project_id, idempotency_key) if idempotency_key else None
+        if idem_stream is not None:
+            previous = self.events.idempotent_result(idem_stream)
+            if previous is not None:
+                return CommandResult(**{**previous, "duplicate": True})
+        command_id = uuid.uuid4().hex
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            state = self.project_state(project_id)
+            new_events = decide(state)
+            for _stream, event_type, data in new_events:
+                model_for(event_type).model_validate(data)  # a clear error before anything is written
+            sealed = self._seal(new_events, project_id, actor, idempotency_key or "", command_id, state)
+            result = CommandResult(
+                command_id=command_id,
+                events=[{"stream": e.stream, "seq": e.seq, "type": e.type} for e in sealed],
+                attempts=attempt,
+            )
+            if not sealed:
+                return result
+            try:
+                idem = (idem_stream, result.model_dump(exclude={"duplicate"})) if idem_stream else None
+                self.events.append(sealed, idem)
+                return result
+            except DuplicateCommand as dup:
+                return CommandResult(**{**dup.result, "duplicate": True})
+            except AppendConflict:
+                self._cache.pop(project_id, None)
+                time.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))
+        raise CommandRejected("contention", "too many concurrent writers; try again", status=503)
+
+    def _seal(
+        self,
+        new_events: list[NewEvent],
+        project_id: str,
+        actor: Actor,
+        idem: str,
+        command_id: str,
+        state: ProjectState,
+    ) -> list[StoredEvent]:
+        heads: dict[str, tuple[int, str]] = {}
+        at = self.clock()
+        sealed = []
+        for stream, event_type, data in new_events:
+            if stream not in heads:
+                heads[stream] = (state.seq, state.hash) if stream == project_stream(project_id) else self.events.head(stream)
+            seq, prev = heads[stream]
+            model = model_for(event_type)
+            payload = model.model_validate(data).model_dump(mode="json")
+            event = StoredEvent(
+                stream=stream,
+                seq=seq + 1,
+                type=event_type,
+                v=model.VERSION,
+                data=canonical_json(payload),
+                project=project_id,
+                actor_user=actor.user,
+                actor_site=actor.site,
+                at=at,
+                idem=idem,
+                cmd=command_id,
+                prev_hash=prev,
+            ).sealed()
+            heads[stream] = (event.seq, event.hash)
+            sealed.append(event)
+        return sealed

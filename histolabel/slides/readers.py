@@ -1,0 +1,369 @@
+"""Slide readers that decode one tile at a time from any seekable binary file.
+
+Each reader exposes the level-0 size, physical pixel size and objective power when the
+source records them, and `read_region(y, x, h, w)` returning uint8 RGB (h, w, 3). Only the
+tiles (or strips, or DICOM frames) under the region are read and decoded, so the source may
+be an s3fs file that range-reads S3.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import struct
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO, Any, Protocol
+
+import numpy as np
+
+MAX_PIXELS = 2**36  # 68 gigapixels: far above any scanner output, refuses corrupt headers
+
+
+class SlideError(ValueError):
+    """The source is not a readable image (corrupt, truncated, empty or unsupported)."""
+
+
+class SlideSource(Protocol):
+    width: int
+    height: int
+    mpp: float | None
+    magnification: float | None
+    format: str
+
+    def read_region(self, y: int, x: int, h: int, w: int) -> np.ndarray: ...
+
+
+def _check_size(width: int, height: int) -> None:
+    if width <= 0 or height <= 0:
+        raise SlideError(f"image has zero size ({width}x{height})")
+    if width * height > MAX_PIXELS:
+        raise SlideError(f"image size {width}x{height} is implausible")
+
+
+def _to_rgb(block: np.ndarray) -> np.ndarray:
+    """Normalise a decoded block to uint8 RGB (grey is repeated, alpha dropped)."""
+    if block.dtype != np.uint8:
+        if block.dtype.kind in "ui" and block.dtype.itemsize == 2:
+            block = (block >> 8).astype(np.uint8)
+        elif block.dtype == bool:
+            block = block.astype(np.uint8) * 255
+        else:
+            raise SlideError(f"unsupported sample type {block.dtype}")
+    if block.ndim == 2:
+        block = block[..., None]
+    if block.shape[-1] == 1:
+        block = np.repeat(block, 3, axis=-1)
+    elif block.shape[-1] == 4:
+        block = block[..., :3]
+    elif block.shape[-1] != 3:
+        raise SlideError(f"unsupported number of samples per pixel: {block.shape[-1]}")
+    return np.ascontiguousarray(block)
+
+
+@dataclass
+class TiffSlide:
+    """SVS (JPEG or JPEG 2000 tiles), OME-TIFF (either byte order) and generic TIFF.
+
+    Level 0 is the first series' first page; tiles or strips are decoded on demand
+    through tifffile's zarr view of that page.
+    """
+
+    fh: IO[bytes]
+    width: int = 0
+    height: int = 0
+    mpp: float | None = None
+    magnification: float | None = None
+    format: str = "tiff"
+
+    def __post_init__(self) -> None:
+        import tifffile
+        import zarr
+
+        try:
+            self._tif = tifffile.TiffFile(self.fh)
+            series = self._tif.series[0]
+            page = series.pages[0]
+            if page is None:
+                raise SlideError("TIFF has no image")
+            shape = page.shape
+            self._array = zarr.open_array(series.aszarr(level=0), mode="r")
+        except SlideError:
+            raise
+        except Exception as exc:
+            raise SlideError(f"not a readable TIFF: {exc}") from exc
+        self._axes = series.axes
+        if len(shape) < 2:
+            raise SlideError(f"TIFF page has shape {shape}, not an image")
+        if "Y" not in self._axes or "X" not in self._axes:
+            raise SlideError(f"TIFF axes {self._axes!r} have no Y/X")
+        self.height = int(self._array.shape[self._axes.index("Y")])
+        self.width = int(self._array.shape[self._axes.index("X")])
+        _check_size(self.width, self.height)
+        if self._tif.is_svs:
+            self.format = "svs"
+            self._svs_metadata(page.description)
+        elif self._tif.is_ome:
+            self.format = "ome-tiff"
+            self._ome_metadata(self._tif.ome_metadata or "")
+        else:
+            self._resolution_metadata(page)
+
+    def _svs_metadata(self, description: str) -> None:
+        fields = dict(
+            part.split(" = ", 1) for part in description.split("|") if " = " in part
+        )
+        if "MPP" in fields:
+            self.mpp = _positive_float(fields["MPP"])
+        if "AppMag" in fields:
+            self.magnification = _positive_float(fields["AppMag"])
+
+    def _ome_metadata(self, xml: str) -> None:
+        match = re.search(r'PhysicalSizeX="([0-9.eE+-]+)"', xml)
+        unit = re.search(r'PhysicalSizeXUnit="([^"]+)"', xml)
+        if match:
+            scale = {"µm": 1.0, "um": 1.0, "nm": 1e-3, "mm": 1e3}.get(unit.group(1) if unit else "µm")
+            value = _positive_float(match.group(1))
+            if value is not None and scale is not None:
+                self.mpp = value * scale
+        mag = re.search(r'NominalMagnification="([0-9.eE+-]+)"', xml)
+        if mag:
+            self.magnification = _positive_float(mag.group(1))
+
+    def _resolution_metadata(self, page: Any) -> None:
+        unit = page.tags.get("ResolutionUnit")
+        res = page.tags.get("XResolution")
+        if unit is None or res is None:
+            return
+        num, den = res.value
+        per_unit = num / den if den else 0
+        microns = {2: 25400.0, 3: 10000.0}.get(int(unit.value))
+        if microns and per_unit > 0:
+            self.mpp = microns / per_unit
+
+    def read_region(self, y: int, x: int, h: int, w: int) -> np.ndarray:
+        index: list[Any] = []
+        for axis in self._axes:
+            if axis == "Y":
+                index.append(slice(y, y + h))
+            elif axis == "X":
+                index.append(slice(x, x + w))
+            elif axis in "SC":
+                index.append(slice(None))
+            else:
+                index.append(0)
+        try:
+            block = np.asarray(self._array[tuple(index)])
+        except Exception as exc:
+            raise SlideError(f"cannot decode region y={y} x={x} {h}x{w}: {exc}") from exc
+        if "C" in self._axes and block.ndim == 3 and self._axes.index("C") < self._axes.index("Y"):
+            block = np.moveaxis(block, 0, -1)
+        return _to_rgb(block)
+
+    def close(self) -> None:
+        self._tif.close()
+
+
+@dataclass
+class DicomSlide:
+    """DICOM VL Whole Slide Microscopy, TILED_FULL, one encapsulated fragment per frame."""
+
+    fh: IO[bytes]
+    width: int = 0
+    height: int = 0
+    mpp: float | None = None
+    magnification: float | None = None
+    format: str = "dicom"
+
+    def __post_init__(self) -> None:
+        import pydicom
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = pydicom.dcmread(self.fh, stop_before_pixels=True)
+            pixel_tag_at = self.fh.tell()
+            self.width = int(ds.get("TotalPixelMatrixColumns", ds.Columns))
+            self.height = int(ds.get("TotalPixelMatrixRows", ds.Rows))
+            self._tile_h, self._tile_w = int(ds.Rows), int(ds.Columns)
+            self._frames = int(ds.get("NumberOfFrames", 1))
+            self._samples = int(ds.SamplesPerPixel)
+            self._bits = int(ds.BitsAllocated)
+            self._syntax = str(ds.file_meta.TransferSyntaxUID)
+            self._photometric = str(ds.PhotometricInterpretation)
+        except SlideError:
+            raise
+        except Exception as exc:
+            raise SlideError(f"not a readable DICOM image: {exc}") from exc
+        _check_size(self.width, self.height)
+        if self._tile_w <= 0 or self._tile_h <= 0:
+            raise SlideError("DICOM frame has zero size")
+        if str(ds.get("DimensionOrganizationType", "TILED_FULL")) not in ("TILED_FULL", ""):
+            raise SlideError("only TILED_FULL DICOM WSI is supported")
+        self._cols = -(-self.width // self._tile_w)
+        rows = -(-self.height // self._tile_h)
+        if self._cols * rows > self._frames:
+            raise SlideError(f"DICOM has {self._frames} frames, needs {self._cols * rows} for its matrix")
+        self._decode = _dicom_decoder(self._syntax)
+        self._encapsulated = self._decode is not None
+        self._index = self._frame_index(pixel_tag_at)
+        try:
+            shared = ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+            self.mpp = float(shared.PixelSpacing[1]) * 1000.0
+        except (AttributeError, IndexError, KeyError, TypeError, ValueError):
+            self.mpp = None
+        try:
+            self.magnification = float(ds.OpticalPathSequence[0].ObjectiveLensPower)
+        except (AttributeError, IndexError, KeyError, TypeError, ValueError):
+            self.magnification = None
+
+    def _frame_index(self, at: int) -> list[tuple[int, int]]:
+        fh = self.fh
+        fh.seek(at)
+        head = fh.read(12)
+        if len(head) < 12 or head[:4] != b"\xe0\x7f\x10\x00":
+            raise SlideError("DICOM has no pixel data")
+        length = struct.unpack("<I", head[8:12])[0]
+        frame_bytes = self._tile_h * self._tile_w * self._samples * self._bits // 8
+        if not self._encapsulated:
+            if length < frame_bytes * self._frames:
+                raise SlideError("DICOM pixel data is truncated")
+            return [(at + 12 + i * frame_bytes, frame_bytes) for i in range(self._frames)]
+        index: list[tuple[int, int]] = []
+        pos = at + 12
+        first = True
+        while True:
+            fh.seek(pos)
+            item = fh.read(8)
+            if len(item) < 8:
+                raise SlideError("DICOM pixel data is truncated")
+            group, element, size = struct.unpack("<HHI", item)
+            if (group, element) == (0xFFFE, 0xE0DD):
+                break
+            if (group, element) != (0xFFFE, 0xE000):
+                raise SlideError("DICOM encapsulated pixel data is corrupt")
+            if not first:
+                index.append((pos + 8, size))
+            first = False
+            pos += 8 + size
+        if len(index) != self._frames:
+            raise SlideError(f"DICOM has {len(index)} fragments for {self._frames} frames")
+        fh.seek(0, io.SEEK_END)
+        if index and index[-1][0] + index[-1][1] > fh.tell():
+            raise SlideError("DICOM pixel data is truncated")
+        return index
+
+    def _tile(self, row: int, col: int) -> np.ndarray:
+        offset, size = self._index[row * self._cols + col]
+        self.fh.seek(offset)
+        data = self.fh.read(size)
+        if len(data) < size:
+            raise SlideError("DICOM frame is truncated")
+        try:
+            if self._decode is not None:
+                tile = self._decode(data)
+            else:
+                tile = np.frombuffer(data, np.uint8 if self._bits == 8 else np.uint16).reshape(
+                    self._tile_h, self._tile_w, self._samples
+                )
+        except Exception as exc:
+            raise SlideError(f"cannot decode DICOM frame {row},{col}: {exc}") from exc
+        return _to_rgb(tile)
+
+    def read_region(self, y: int, x: int, h: int, w: int) -> np.ndarray:
+        out = np.zeros((h, w, 3), np.uint8)
+        th, tw = self._tile_h, self._tile_w
+        for row in range(y // th, (y + h - 1) // th + 1):
+            for col in range(x // tw, (x + w - 1) // tw + 1):
+                tile = self._tile(row, col)
+                ty0, tx0 = row * th, col * tw
+                ys, xs = max(y, ty0), max(x, tx0)
+                ye, xe = min(y + h, ty0 + tile.shape[0]), min(x + w, tx0 + tile.shape[1])
+                out[ys - y : ye - y, xs - x : xe - x] = tile[ys - ty0 : ye - ty0, xs - tx0 : xe - tx0]
+        return out
+
+
+def _dicom_decoder(syntax: str) -> Callable[[bytes], np.ndarray] | None:
+    import imagecodecs
+
+    decoders: dict[str, Callable[[bytes], np.ndarray] | None] = {
+        "1.2.840.10008.1.2.1": None,  # explicit VR little endian, native pixels
+        "1.2.840.10008.1.2": None,
+        "1.2.840.10008.1.2.4.50": imagecodecs.jpeg8_decode,
+        "1.2.840.10008.1.2.4.51": imagecodecs.jpeg8_decode,
+        "1.2.840.10008.1.2.4.57": imagecodecs.ljpeg_decode,
+        "1.2.840.10008.1.2.4.70": imagecodecs.ljpeg_decode,
+        "1.2.840.10008.1.2.4.90": imagecodecs.jpeg2k_decode,
+        "1.2.840.10008.1.2.4.91": imagecodecs.jpeg2k_decode,
+    }
+    if syntax not in decoders:
+        raise SlideError(f"unsupported DICOM transfer syntax {syntax}")
+    return decoders[syntax]
+
+
+@dataclass
+class PlainImage:
+    """PNG or JPEG: not tiled, so it is decoded whole (these files are small by nature)."""
+
+    fh: IO[bytes]
+    width: int = 0
+    height: int = 0
+    mpp: float | None = None
+    magnification: float | None = None
+    format: str = "png"
+
+    def __post_init__(self) -> None:
+        import imagecodecs
+
+        data = self.fh.read()
+        try:
+            if data[:8] == b"\x89PNG\r\n\x1a\n":
+                self.format = "png"
+                pixels = imagecodecs.png_decode(data)
+            else:
+                self.format = "jpeg"
+                pixels = imagecodecs.jpeg8_decode(data)
+        except Exception as exc:
+            raise SlideError(f"cannot decode {self.format.upper()}: {exc}") from exc
+        self._pixels = _to_rgb(np.asarray(pixels))
+        self.height, self.width = self._pixels.shape[:2]
+        _check_size(self.width, self.height)
+
+    def read_region(self, y: int, x: int, h: int, w: int) -> np.ndarray:
+        return self._pixels[y : y + h, x : x + w].copy()
+
+
+def _positive_float(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if value > 0 else None
+
+
+def sniff_format(head: bytes) -> str:
+    """The container format from the first bytes of a file."""
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "tiff"
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return "dicom"
+    if head[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    if head[:3] == b"\xff\xd8\xff":
+        return "jpeg"
+    raise SlideError("not a supported image (expected TIFF/SVS/OME-TIFF, DICOM, PNG or JPEG)")
+
+
+def open_slide(fh: IO[bytes]) -> SlideSource:
+    """Open a slide from a seekable binary file; raises SlideError for anything unreadable."""
+    head = fh.read(132)
+    if not head:
+        raise SlideError("file is empty")
+    fh.seek(0)
+    kind = sniff_format(head)
+    if kind == "tiff":
+        return TiffSlide(fh)
+    if kind == "dicom":
+        return DicomSlide(fh)
+    return PlainImage(fh)

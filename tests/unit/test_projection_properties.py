@@ -1,0 +1,129 @@
+"""Any duplication, re-delivery or interleaving of stream records projects to the same state
+as one in-order fold of each stream."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from histolabel.commands import (
+    AddCategory,
+    CommandRejected,
+    DeleteCategory,
+    ExcludeCategory,
+    LabelSuperpixels,
+    MergeCategories,
+    RegisterSlide,
+    ReviewLabels,
+    UnlabelSuperpixels,
+)
+from histolabel.events.envelope import StoredEvent
+from histolabel.projections.labels import fold_labels
+from histolabel.projections.project import fold_project
+from histolabel.projections.projector import Projector
+from histolabel.projections.store import InMemoryProjectionStore
+from tests.unit.helpers import ANNOTATOR, OWNER, REVIEWER, memory_service, seeded_project, segmented
+
+ids_st = st.lists(st.integers(min_value=1, max_value=600), min_size=1, max_size=40, unique=True)
+command_st = st.one_of(
+    st.tuples(st.just("label"), st.sampled_from(["s1", "s2"]), ids_st, st.sampled_from(["tumor", "stroma", "necrosis"]), st.sampled_from([OWNER, ANNOTATOR])),
+    st.tuples(st.just("unlabel"), st.sampled_from(["s1", "s2"]), ids_st, st.just(None), st.sampled_from([OWNER, ANNOTATOR])),
+    st.tuples(st.just("review"), st.sampled_from(["s1", "s2"]), ids_st, st.sampled_from(["approve", "clear", "change"]), st.just(REVIEWER)),
+    st.tuples(st.just("merge"), st.just(""), st.just([]), st.just(None), st.just(OWNER)),
+    st.tuples(st.just("exclude"), st.just(""), st.just([]), st.just(None), st.just(OWNER)),
+    st.tuples(st.just("delete"), st.just(""), st.just([]), st.just(None), st.just(OWNER)),
+)  # fmt: skip
+
+
+def build_history(commands) -> tuple[object, list[StoredEvent]]:
+    svc = memory_service()
+    seeded_project(svc, superpixels=600)
+    svc.execute(RegisterSlide(project_id="proj", slide_id="s2", name="two", source_uri="s3://bucket-x/s2.svs"), OWNER)
+    segmented(svc, "proj", "s2", 600)
+    extra = 0
+    for kind, slide, ids, arg, actor in commands:
+        try:
+            if kind == "label":
+                svc.execute(LabelSuperpixels(project_id="proj", slide_id=slide, ids=ids, category_id=arg), actor)
+            elif kind == "unlabel":
+                svc.execute(UnlabelSuperpixels(project_id="proj", slide_id=slide, ids=ids), actor)
+            elif kind == "review":
+                cat = "stroma" if arg == "change" else None
+                svc.execute(ReviewLabels(project_id="proj", slide_id=slide, ids=ids, action=arg, category_id=cat), actor)
+            elif kind == "merge":
+                extra += 1
+                svc.execute(AddCategory(project_id="proj", name=f"extra{extra}"), OWNER)
+                svc.execute(MergeCategories(project_id="proj", sources=["necrosis"], target=f"extra{extra}"), OWNER)
+            elif kind == "exclude":
+                svc.execute(ExcludeCategory(project_id="proj", category_id="tumor"), OWNER)
+            elif kind == "delete":
+                svc.execute(DeleteCategory(project_id="proj", category_id="stroma", labels_cleared=1), OWNER)
+        except CommandRejected:
+            pass  # e.g. a category merged or deleted earlier: the command is refused, as it should be
+    events = [e for stream in svc.events.streams.values() for e in stream.values()]
+    return svc, events
+
+
+def expected_state(svc, events):
+    project = fold_project(sorted((e for e in events if e.stream == "P#proj"), key=lambda e: e.seq))
+    slides = {}
+    for slide in ("s1", "s2"):
+        stream = f"L#proj#{slide}"
+        slides[slide] = fold_labels("proj", slide, sorted((e for e in events if e.stream == stream), key=lambda e: e.seq))
+    return project, slides
+
+
+def projected(store: InMemoryProjectionStore):
+    project = store.load_project("proj")
+    slides = {s: store.load_slide("proj", s) for s in ("s1", "s2")}
+    return project, slides
+
+
+def same(a, b) -> bool:
+    (pa, sa), (pb, sb) = a, b
+    if pa.model_dump() != pb.model_dump():
+        return False
+    return all(sa[s].entries == sb[s].entries and sa[s].summary() == sb[s].summary() for s in sa)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(commands=st.lists(command_st, min_size=1, max_size=25), data=st.data())
+def test_any_delivery_order_with_duplicates_equals_in_order_fold(commands, data):
+    svc, events = build_history(commands)
+    # At-least-once: every event delivered once or more, in any order, in batches.
+    deliveries = events + data.draw(st.lists(st.sampled_from(events), max_size=len(events)))
+    order = data.draw(st.permutations(deliveries))
+    store = InMemoryProjectionStore()
+    projector = Projector(store, svc.events)
+    batch_size = data.draw(st.integers(min_value=1, max_value=10))
+    for start in range(0, len(order), batch_size):
+        projector.handle_all(order[start : start + batch_size])
+    assert same(projected(store), expected_state(svc, events))
+    assert store.labels_total("proj") == sum(s.label_actions for s in expected_state(svc, events)[1].values())
+
+
+@settings(max_examples=30, deadline=None)
+@given(commands=st.lists(command_st, min_size=1, max_size=15), data=st.data())
+def test_redelivering_a_whole_batch_changes_nothing(commands, data):
+    svc, events = build_history(commands)
+    store = InMemoryProjectionStore()
+    projector = Projector(store, svc.events)
+    projector.handle_all(events)
+    snapshot = projected(store)
+    total = store.labels_total("proj")
+    projector.handle_all(data.draw(st.permutations(events)))
+    assert same(projected(store), snapshot)
+    assert store.labels_total("proj") == total
+
+
+def test_labels_resolve_merges_and_deletions_at_read_time():
+    svc, events = build_history(
+        [
+            ("label", "s1", [1, 2], "necrosis", ANNOTATOR),
+            ("merge", "", [], None, OWNER),
+            ("label", "s1", [3], "stroma", ANNOTATOR),
+            ("delete", "", [], None, OWNER),
+        ]
+    )
+    labels = svc.training_labels("proj")
+    assert labels == {"s1": {1: "extra1", 2: "extra1"}}
