@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from skimage.color import rgb2hsv
 from skimage.filters import threshold_otsu
-from skimage.morphology import binary_closing, disk, remove_small_holes, remove_small_objects
+from skimage.morphology import closing, disk, remove_small_holes, remove_small_objects
 
 # Bounds on the Otsu brightness threshold: a slide that is all tissue has its Otsu split
 # inside the tissue, and one that is all glass inside the glass; the clamp keeps both sane.
@@ -25,7 +25,7 @@ def tissue_mask(rgb: np.ndarray) -> np.ndarray:
     bright = min(max(bright, MIN_BRIGHT), MAX_BRIGHT)
     tissue = (value < bright) | (saturation > MIN_SATURATION)
     area = tissue.size
-    tissue = binary_closing(tissue, disk(2))
-    tissue = remove_small_objects(tissue, max(4, area // 10_000))
-    tissue = remove_small_holes(tissue, max(4, area // 1_000))
+    tissue = closing(tissue, disk(2))
+    tissue = remove_small_objects(tissue, max_size=max(4, area // 10_000))
+    tissue = remove_small_holes(tissue, max_size=max(4, area // 1_000))
     return np.asarray(tissue, dtype=bool)

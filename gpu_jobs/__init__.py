@@ -1,0 +1,1 @@
+"""AWS Batch job entry points, each run as `python -m gpu_jobs.<job> ...`."""

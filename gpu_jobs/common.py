@@ -1,0 +1,59 @@
+"""What every Batch job shares: argument parsing, progress, clean failure, event emission."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from tqdm import tqdm
+
+
+class JobError(Exception):
+    """A refusal the job reports as one line and exit status 2 (bad input, not a crash)."""
+
+
+def parser(job: str, description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"python -m gpu_jobs.{job}", description=description)
+    p.add_argument("--project", required=True, help="project id")
+    p.add_argument("--slide", help="slide id")
+    p.add_argument("--no-events", action="store_true", help="do not record the job's result event")
+    p.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
+                   help="progress bar (auto: only on a terminal)")
+    return p
+
+
+@contextmanager
+def progress_bar(total: int, desc: str, mode: str = "auto", unit: str = "px") -> Iterator[Callable[[int], None]]:
+    """A tqdm bar (shown on a terminal, or always with mode 'on'); yields its update function."""
+    disable = {"on": False, "off": True}.get(mode, not sys.stderr.isatty())
+    with tqdm(total=total, desc=desc, unit=unit, unit_scale=True, disable=disable, leave=False) as bar:
+        yield bar.update
+
+
+def record(project_id: str, event_type: str, data: dict[str, Any], job: str) -> None:
+    from histolabel.service import HistoLabel
+
+    HistoLabel.from_env().record_job_event(project_id, event_type, data, job=job)
+
+
+def record_failure(project_id: str, job: str, slide_id: str | None, reason: str) -> None:
+    """Best effort: the failure is also reported on stderr and by the exit status."""
+    try:
+        record(project_id, "JobFailed", {"job": job, "slide_id": slide_id, "reason": reason[:2000]}, job)
+    except Exception as exc:  # the event store may be what failed
+        print(f"warning: could not record JobFailed: {exc}", file=sys.stderr)
+
+
+def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
+    """Run a job's main; a JobError (or a ValueError from validation) ends as one line, exit 2."""
+    try:
+        return main(argv)
+    except (JobError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,77 @@
+"""S3 I/O for slide pyramids, label pyramids and superpixel tables (zarr and Parquet via s3fs)."""
+
+from __future__ import annotations
+
+from typing import IO, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import zarr
+
+from histolabel.adapters.s3 import filesystem, require_in_bucket, zarr_store
+from histolabel.config import Settings
+
+READ_BLOCK = 4 * 2**20  # range-read size: a few tiles of a slide per request
+
+
+def open_source(uri: str, settings: Settings | None = None) -> IO[bytes]:
+    """A seekable, range-reading binary file on an S3 object in the data bucket."""
+    bucket, key = require_in_bucket(uri, settings)
+    fs = filesystem(settings)
+    if not fs.isfile(f"{bucket}/{key}"):
+        raise FileNotFoundError(f"{uri} does not exist")
+    return fs.open(f"{bucket}/{key}", "rb", block_size=READ_BLOCK, cache_type="readahead")  # type: ignore[no-any-return]
+
+
+def object_size(uri: str, settings: Settings | None = None) -> int:
+    bucket, key = require_in_bucket(uri, settings)
+    return int(filesystem(settings).size(f"{bucket}/{key}"))
+
+
+def prefix_size(uri: str, settings: Settings | None = None) -> int:
+    """Total bytes of all objects under a prefix (a zarr hierarchy)."""
+    bucket, key = require_in_bucket(uri, settings)
+    fs = filesystem(settings)
+    path = f"{bucket}/{key}".rstrip("/")
+    if not fs.exists(path):
+        return 0
+    return int(sum(fs.du(path, total=False).values()))
+
+
+def remove_prefix(uri: str, settings: Settings | None = None) -> None:
+    """Delete every object under a prefix; nothing there is fine."""
+    bucket, key = require_in_bucket(uri, settings)
+    fs = filesystem(settings)
+    path = f"{bucket}/{key}".rstrip("/")
+    fs.invalidate_cache(path)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+    fs.invalidate_cache(path)
+
+
+def open_group(uri: str, mode: str = "r", settings: Settings | None = None) -> zarr.Group:
+    """A zarr v3 group on S3 (mode "w" starts it empty, "a" keeps what is there)."""
+    require_in_bucket(uri, settings)
+    store = zarr_store(uri, mode="r" if mode == "r" else "w", settings=settings)
+    return zarr.open_group(store, mode=mode, zarr_format=3)
+
+
+def write_table(table: pa.Table, uri: str, settings: Settings | None = None) -> None:
+    bucket, key = require_in_bucket(uri, settings)
+    with filesystem(settings).open(f"{bucket}/{key}", "wb") as fh:
+        pq.write_table(table, fh, compression="zstd")
+
+
+def read_table(uri: str, settings: Settings | None = None) -> pa.Table:
+    bucket, key = require_in_bucket(uri, settings)
+    with filesystem(settings).open(f"{bucket}/{key}", "rb") as fh:
+        return pq.read_table(fh)
+
+
+def upload_file(path: str, uri: str, settings: Settings | None = None) -> None:
+    bucket, key = require_in_bucket(uri, settings)
+    filesystem(settings).put_file(path, f"{bucket}/{key}")
+
+
+def group_attrs(uri: str, settings: Settings | None = None) -> dict[str, Any]:
+    return dict(open_group(uri, "r", settings).attrs)
