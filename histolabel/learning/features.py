@@ -1,0 +1,235 @@
+"""Per-superpixel features that need no weights: a hand-crafted vector (stain colour in HED and
+Lab, texture, shape, context) and fixed-size masked patches for the CNN.
+
+Vectors come from per-superpixel sufficient statistics (sums, sums of squares, extremes) that
+add up across tiles, so a whole slide is processed tile by tile (with a halo for the filters)
+and a superpixel that spans tiles gets exactly the value it would get from one big image."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from numpy.typing import NDArray
+from scipy import ndimage as ndi
+from skimage.color import rgb2hed, rgb2lab
+
+# Per-pixel channels whose per-superpixel mean and std enter the vector.
+_CHANNELS = ("H", "E", "D", "L", "a", "b", "grad", "log1", "log2", "log4", "ctxH", "ctxE")
+_MEAN_ONLY = ("hdark",)  # fraction of pixels darker in haematoxylin than the image's Otsu level
+_SHAPE = ("log_area", "eccentricity", "extent", "aspect")
+HANDCRAFTED_NAMES: tuple[str, ...] = (
+    *(f"{c}_mean" for c in _CHANNELS),
+    *(f"{c}_std" for c in _CHANNELS),
+    *(f"{c}_mean" for c in _MEAN_ONLY),
+    *_SHAPE,
+)
+HANDCRAFTED_DIM = len(HANDCRAFTED_NAMES)
+HALO = 24  # px of context the filters need on each side of a tile (4 sigma of the widest)
+
+
+def pixel_channels(rgb: NDArray[np.uint8], h_threshold: float | None = None) -> NDArray[np.float32]:
+    """[c, h, w] per-pixel channels: HED, Lab, gradient, blob responses, blurred stain context."""
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"expected an RGB image [h, w, 3], got shape {rgb.shape}")
+    img = rgb.astype(np.float32) / 255.0
+    hed = rgb2hed(img).astype(np.float32)
+    lab = rgb2lab(img).astype(np.float32)
+    gray = lab[..., 0]
+    grad = ndi.gaussian_gradient_magnitude(gray, 1.0)
+    logs = [-ndi.gaussian_laplace(hed[..., 0], s) * s * s for s in (1.0, 2.0, 4.0)]
+    ctx = [ndi.gaussian_filter(hed[..., i], 6.0) for i in (0, 1)]
+    th = h_threshold if h_threshold is not None else otsu(hed[..., 0])
+    hdark = (hed[..., 0] > th).astype(np.float32)
+    stack = [
+        hed[..., 0],
+        hed[..., 1],
+        hed[..., 2],
+        lab[..., 0],
+        lab[..., 1],
+        lab[..., 2],
+        grad,
+        *logs,
+        *ctx,
+        hdark,
+    ]
+    return np.stack(stack).astype(np.float32)
+
+
+def otsu(values: NDArray[np.floating]) -> float:
+    from skimage.filters import threshold_otsu
+
+    v = np.asarray(values, dtype=np.float32).ravel()
+    if v.size > 1_000_000:
+        v = v[:: v.size // 1_000_000]
+    return float(threshold_otsu(v)) if np.ptp(v) > 0 else float(v[0])
+
+
+class HandcraftedAccumulator:
+    """Accumulates per-superpixel statistics over tiles; `result()` gives [n, HANDCRAFTED_DIM]."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        k = len(_CHANNELS) + len(_MEAN_ONLY)
+        self.count = np.zeros(n + 1)
+        self.sums = np.zeros((k, n + 1))
+        self.sq = np.zeros((len(_CHANNELS), n + 1))
+        self.moments = np.zeros((5, n + 1))  # y, x, yy, xx, xy (global coordinates)
+        self.lo = np.full((2, n + 1), np.iinfo(np.int64).max, dtype=np.int64)
+        self.hi = np.full((2, n + 1), -1, dtype=np.int64)
+
+    def add(
+        self,
+        channels: NDArray[np.float32],
+        labels: NDArray[np.integer],
+        origin: tuple[int, int] = (0, 0),
+        core: tuple[slice, slice] | None = None,
+    ) -> None:
+        """Add one tile: `channels` from `pixel_channels` of the tile, `labels` its superpixel
+        ids; only pixels inside `core` count (the rest is halo). `origin` is the core's
+        top-left in slide coordinates."""
+        if core is not None:
+            channels = channels[:, core[0], core[1]]
+            labels = labels[core[0], core[1]]
+        lab = np.asarray(labels).ravel().astype(np.int64)
+        if lab.size == 0:
+            return
+        if lab.max() > self.n:
+            raise ValueError(f"superpixel id {int(lab.max())} exceeds the count {self.n}")
+        m = self.n + 1
+        self.count += np.bincount(lab, minlength=m)
+        flat = channels.reshape(channels.shape[0], -1).astype(np.float64)
+        nc = len(_CHANNELS)
+        for i in range(flat.shape[0]):
+            self.sums[i] += np.bincount(lab, flat[i], minlength=m)
+            if i < nc:
+                self.sq[i] += np.bincount(lab, flat[i] * flat[i], minlength=m)
+        h, w = labels.shape
+        yy, xx = np.mgrid[origin[0] : origin[0] + h, origin[1] : origin[1] + w]
+        y, x = yy.ravel().astype(np.float64), xx.ravel().astype(np.float64)
+        for j, v in enumerate((y, x, y * y, x * x, y * x)):
+            self.moments[j] += np.bincount(lab, v, minlength=m)
+        for j, v in enumerate((yy.ravel(), xx.ravel())):
+            np.minimum.at(self.lo[j], lab, v)
+            np.maximum.at(self.hi[j], lab, v)
+
+    def result(self) -> NDArray[np.float32]:
+        c = np.maximum(self.count[1:], 1)
+        mean = self.sums[:, 1:] / c
+        nc = len(_CHANNELS)
+        var = np.maximum(self.sq[:, 1:] / c - mean[:nc] ** 2, 0)
+        my, mx = self.moments[0, 1:] / c, self.moments[1, 1:] / c
+        vyy = self.moments[2, 1:] / c - my**2
+        vxx = self.moments[3, 1:] / c - mx**2
+        vxy = self.moments[4, 1:] / c - my * mx
+        tr, det = vyy + vxx, vyy * vxx - vxy**2
+        disc = np.sqrt(np.maximum(tr**2 / 4 - det, 0))
+        l1, l2 = tr / 2 + disc, np.maximum(tr / 2 - disc, 0)
+        ecc = np.sqrt(np.clip(1 - l2 / np.maximum(l1, 1e-9), 0, 1))
+        bh = np.maximum(self.hi[0, 1:] - self.lo[0, 1:] + 1, 1)
+        bw = np.maximum(self.hi[1, 1:] - self.lo[1, 1:] + 1, 1)
+        extent = self.count[1:] / (bh * bw)
+        aspect = np.minimum(bh, bw) / np.maximum(bh, bw)
+        out = np.concatenate(
+            [mean[:nc], np.sqrt(var), mean[nc:], np.stack([np.log1p(self.count[1:]), ecc, extent, aspect])]
+        ).T
+        out[self.count[1:] == 0] = 0.0
+        return out.astype(np.float32)
+
+
+def handcrafted(
+    rgb: NDArray[np.uint8], labels: NDArray[np.integer], n: int | None = None
+) -> NDArray[np.float32]:
+    """Hand-crafted vectors of every superpixel of one in-memory image; row i is id i+1."""
+    if rgb.shape[:2] != labels.shape:
+        raise ValueError(f"image {rgb.shape[:2]} and labels {labels.shape} differ in size")
+    n = int(labels.max()) if n is None else n
+    acc = HandcraftedAccumulator(n)
+    acc.add(pixel_channels(rgb), labels)
+    return acc.result()
+
+
+@dataclass(frozen=True)
+class Tile:
+    read: tuple[slice, slice]  # region to read (core plus halo, clipped to the image)
+    core: tuple[slice, slice]  # the core, relative to the read region
+    origin: tuple[int, int]  # the core's top-left in image coordinates
+
+
+def tiles(height: int, width: int, size: int, halo: int = HALO) -> Iterator[Tile]:
+    for y0 in range(0, height, size):
+        for x0 in range(0, width, size):
+            y1, x1 = min(y0 + size, height), min(x0 + size, width)
+            ry0, rx0 = max(y0 - halo, 0), max(x0 - halo, 0)
+            ry1, rx1 = min(y1 + halo, height), min(x1 + halo, width)
+            yield Tile(
+                read=(slice(ry0, ry1), slice(rx0, rx1)),
+                core=(slice(y0 - ry0, y1 - ry0), slice(x0 - rx0, x1 - rx0)),
+                origin=(y0, x0),
+            )
+
+
+def square_boxes(bboxes: NDArray[np.integer], scale: float = 1.0, min_side: int = 0) -> NDArray[np.int64]:
+    """Squares [y0, x0, y1, x1] centred on each bbox, side = max(h, w) * scale (at least min_side)."""
+    b = np.asarray(bboxes, dtype=np.float64)
+    cy, cx = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
+    side = np.maximum(np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]) * scale, max(min_side, 1))
+    half = side / 2
+    sq = np.stack([cy - half, cx - half, cy + half, cx + half], axis=1)
+    return np.round(sq).astype(np.int64)
+
+
+def crop_patches(
+    rgb: NDArray[np.uint8],
+    boxes: NDArray[np.int64],
+    size: int,
+    *,
+    labels: NDArray[np.integer] | None = None,
+    ids: NDArray[np.integer] | None = None,
+    origin: tuple[int, int] = (0, 0),
+) -> NDArray[np.uint8]:
+    """[m, 3, size, size] uint8 crops of `boxes` (image coordinates; zero outside the image),
+    resized with area averaging. With `labels` and `ids`, pixels of other superpixels are blanked."""
+    out = np.zeros((len(boxes), 3, size, size), np.uint8)
+    h, w = rgb.shape[:2]
+    for i, (y0, x0, y1, x1) in enumerate(np.asarray(boxes) - np.array([*origin, *origin])):
+        side_y, side_x = max(int(y1 - y0), 1), max(int(x1 - x0), 1)
+        crop = np.zeros((side_y, side_x, 3), np.uint8)
+        sy0, sx0, sy1, sx1 = max(y0, 0), max(x0, 0), min(y1, h), min(x1, w)
+        if sy1 <= sy0 or sx1 <= sx0:
+            continue
+        crop[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = rgb[sy0:sy1, sx0:sx1]
+        if labels is not None and ids is not None:
+            keep = np.zeros((side_y, side_x), bool)
+            keep[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = labels[sy0:sy1, sx0:sx1] == ids[i]
+            crop[~keep] = 0
+        t = torch.from_numpy(crop).permute(2, 0, 1)[None].float()
+        mode = "area" if side_y >= size and side_x >= size else "bilinear"
+        r = F.interpolate(
+            t, size=(size, size), mode=mode, **({} if mode == "area" else {"align_corners": False})
+        )
+        out[i] = r[0].round().clamp(0, 255).to(torch.uint8).numpy()
+    return out
+
+
+def bboxes_from_labels(labels: NDArray[np.integer], n: int | None = None) -> NDArray[np.int64]:
+    """[n, 4] (y0, x0, y1, x1), end-exclusive; zeros for an id that does not occur."""
+    n = int(labels.max()) if n is None else n
+    out = np.zeros((n, 4), np.int64)
+    for i, sl in enumerate(ndi.find_objects(np.asarray(labels), max_label=n)):
+        if sl is not None:
+            out[i] = (sl[0].start, sl[1].start, sl[0].stop, sl[1].stop)
+    return out
+
+
+def masked_patches(
+    rgb: NDArray[np.uint8], labels: NDArray[np.integer], size: int = 64, n: int | None = None
+) -> NDArray[np.uint8]:
+    """Masked patch of every superpixel of one in-memory image: the square around its bbox,
+    pixels of other superpixels blanked, resized to size x size."""
+    boxes = bboxes_from_labels(labels, n)
+    ids = np.arange(1, boxes.shape[0] + 1)
+    return crop_patches(rgb, square_boxes(boxes, 1.0), size, labels=labels, ids=ids)

@@ -1,0 +1,78 @@
+"""Hand-crafted vectors and masked patches on synthetic images and a real MoNuSeg crop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from skimage.segmentation import slic
+
+from histolabel.learning import features as F
+
+
+def test_vector_names_match_dimension() -> None:
+    assert len(set(F.HANDCRAFTED_NAMES)) == F.HANDCRAFTED_DIM
+
+
+def test_shape_and_stain_features_on_synthetic_regions() -> None:
+    rgb = np.full((80, 120, 3), (235, 180, 210), np.uint8)  # eosin-pink background
+    labels = np.ones((80, 120), np.uint32)
+    labels[10:30, 10:70] = 2  # a 20x60 rectangle
+    yy, xx = np.mgrid[:80, :120]
+    disk = (yy - 55) ** 2 + (xx - 95) ** 2 <= 15**2
+    labels[disk] = 3
+    rgb[disk] = (70, 40, 140)  # haematoxylin-purple disk
+    v = F.handcrafted(rgb, labels)
+    col = {name: i for i, name in enumerate(F.HANDCRAFTED_NAMES)}
+    assert v.shape == (3, F.HANDCRAFTED_DIM)
+    assert v[1, col["extent"]] == pytest.approx(1.0)
+    assert v[1, col["aspect"]] == pytest.approx(20 / 60)
+    assert v[1, col["log_area"]] == pytest.approx(np.log1p(1200))
+    assert v[2, col["eccentricity"]] < 0.2 < v[1, col["eccentricity"]]
+    assert v[2, col["H_mean"]] > v[1, col["H_mean"]]
+    assert v[2, col["hdark_mean"]] > 0.9 > 0.1 > v[1, col["hdark_mean"]]
+    assert v[1, col["H_std"]] == pytest.approx(0.0, abs=1e-4)
+
+
+def test_tiled_accumulation_equals_whole_image(shared_data: Path) -> None:
+    img = tifffile.imread(shared_data / "labeled/monuseg/TCGA-2Z-A9J9-01A-01-TS1.tif")[:300, :260, :3]
+    labels = slic(img, n_segments=150, compactness=10, start_label=1)
+    n = int(labels.max())
+    th = F.otsu(F.pixel_channels(img)[0])
+    whole = F.HandcraftedAccumulator(n)
+    whole.add(F.pixel_channels(img, th), labels)
+    tiled = F.HandcraftedAccumulator(n)
+    for t in F.tiles(300, 260, 96):
+        tiled.add(F.pixel_channels(img[t.read], th), labels[t.read], origin=t.origin, core=t.core)
+    np.testing.assert_allclose(tiled.result(), whole.result(), rtol=1e-4, atol=1e-4)
+
+
+def test_masked_patches_blank_other_superpixels() -> None:
+    rgb = np.zeros((60, 60, 3), np.uint8)
+    rgb[:, :30] = (200, 0, 0)
+    rgb[:, 30:] = (0, 0, 200)
+    labels = np.ones((60, 60), np.uint32)
+    labels[:, 30:] = 2
+    labels[20:40, 20:40] = 3  # straddles both colours
+    p = F.masked_patches(rgb, labels, size=16)
+    assert p.shape == (3, 3, 16, 16) and p.dtype == np.uint8
+    # Superpixel 3's square is its own bbox: half red, half blue, nothing blanked.
+    assert p[2, 0, :, :6].mean() > 150 and p[2, 2, :, -6:].mean() > 150
+    # Superpixel 1 (left half minus the square): its 60x60 square spans x -15..45, so the
+    # patch holds 4 columns outside the image, 4 red ones, the blanked hole, then the blanked right half.
+    assert p[0, :, :, :4].max() == 0
+    assert p[0, 0, :, 4:8].mean() > 150
+    assert p[0][:, 6:10, 10:12].max() == 0
+    assert p[0][:, :, 13:].max() == 0
+
+
+def test_crop_patches_pad_outside_image_and_bad_input() -> None:
+    rgb = np.full((10, 10, 3), 255, np.uint8)
+    p = F.crop_patches(rgb, np.array([[-10, -10, 10, 10]]), 8)
+    assert p[0, :, :4, :4].max() == 0 and p[0, :, 5:, 5:].min() == 255
+    with pytest.raises(ValueError, match="RGB"):
+        F.pixel_channels(np.zeros((4, 4), np.uint8))
+    with pytest.raises(ValueError, match="differ in size"):
+        F.handcrafted(rgb, np.ones((5, 5), np.uint32))
