@@ -20,13 +20,19 @@ def parser(job: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--project", required=True, help="project id")
     p.add_argument("--slide", help="slide id")
     p.add_argument("--no-events", action="store_true", help="do not record the job's result event")
-    p.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
-                   help="progress bar (auto: only on a terminal)")
+    p.add_argument(
+        "--progress",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="progress bar (auto: only on a terminal)",
+    )
     return p
 
 
 @contextmanager
-def progress_bar(total: int, desc: str, mode: str = "auto", unit: str = "px") -> Iterator[Callable[[int], None]]:
+def progress_bar(
+    total: int, desc: str, mode: str = "auto", unit: str = "px"
+) -> Iterator[Callable[[int], None]]:
     """A tqdm bar (shown on a terminal, or always with mode 'on'); yields its update function."""
     disable = {"on": False, "off": True}.get(mode, not sys.stderr.isatty())
     with tqdm(total=total, desc=desc, unit=unit, unit_scale=True, disable=disable, leave=False) as bar:

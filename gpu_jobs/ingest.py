@@ -23,7 +23,9 @@ def slide_prefix(project: str, slide: str, bucket: str) -> str:
     return f"s3://{bucket}/projects/{project}/slides/{slide}"
 
 
-def ingest_uri(source_uri: str, dest_uri: str, name: str, progress: str = "auto") -> tuple[IngestResult, int, int]:
+def ingest_uri(
+    source_uri: str, dest_uri: str, name: str, progress: str = "auto"
+) -> tuple[IngestResult, int, int]:
     """Ingest one slide; returns the result, source bytes and pyramid bytes."""
     try:
         require_in_bucket(source_uri)

@@ -53,8 +53,14 @@ def ingest(fh: IO[bytes], group: zarr.Group, name: str, progress: Progress | Non
     write_tissue(group, mask, info.mpp, low_level)
     group.attrs.update(image_attributes(info, name, source.format))
     return IngestResult(
-        info.width, info.height, info.levels, info.mpp, info.magnification, source.format,
-        low_level, float(mask.mean()),
+        info.width,
+        info.height,
+        info.levels,
+        info.mpp,
+        info.magnification,
+        source.format,
+        low_level,
+        float(mask.mean()),
     )
 
 

@@ -111,9 +111,7 @@ class TiffSlide:
             self._resolution_metadata(page)
 
     def _svs_metadata(self, description: str) -> None:
-        fields = dict(
-            part.split(" = ", 1) for part in description.split("|") if " = " in part
-        )
+        fields = dict(part.split(" = ", 1) for part in description.split("|") if " = " in part)
         if "MPP" in fields:
             self.mpp = _positive_float(fields["MPP"])
         if "AppMag" in fields:

@@ -1,0 +1,1 @@
+"""Tiled SLIC superpixels with seamless tiles, and the superpixel table."""

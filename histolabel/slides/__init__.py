@@ -1,0 +1,1 @@
+"""Slide I/O: readers, pyramid writer, tissue mask, ingest."""
