@@ -1,0 +1,46 @@
+"""AWS Batch behind the JobSubmitter port: queue histolabel-{stage}-jobs, one job definition per
+job kind, histolabel-{stage}-{job}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from histolabel.adapters.aws import client
+from histolabel.config import Settings, get_settings
+from histolabel.jobs import JobKind, JobSubmissionError
+
+
+class BatchSubmitter:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or get_settings()
+
+    @property
+    def queue(self) -> str:
+        return f"{self.settings.prefix}-jobs"
+
+    def definition(self, job: JobKind) -> str:
+        return f"{self.settings.prefix}-{job}"
+
+    def submit(self, job: JobKind, args: list[str], name: str) -> str:
+        try:
+            result = client("batch", self.settings).submit_job(
+                jobName=name,
+                jobQueue=self.queue,
+                jobDefinition=self.definition(job),
+                containerOverrides={"command": ["python", "-m", f"gpu_jobs.{job}", *args]},
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise JobSubmissionError(f"could not submit {job} job: {exc}") from exc
+        return str(result["jobId"])
+
+    def status(self, job_id: str) -> dict[str, Any]:
+        jobs = client("batch", self.settings).describe_jobs(jobs=[job_id])["jobs"]
+        if not jobs:
+            return {"job_id": job_id, "status": "UNKNOWN"}
+        j = jobs[0]
+        out: dict[str, Any] = {"job_id": job_id, "status": j["status"], "name": j.get("jobName")}
+        if j.get("statusReason"):
+            out["reason"] = j["statusReason"]
+        return out

@@ -1,0 +1,134 @@
+"""Cognito: create the user pool, app client and users (local up, infra add-user), sign in, and
+fetch the pool's JWKS (cached per process) for token verification."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from histolabel.adapters.aws import client
+from histolabel.auth.tokens import PoolConfig
+from histolabel.config import Settings, get_settings
+
+JWKS_TTL_S = 3600
+# A token with an unknown key id makes us refetch at most this often (key rotation).
+JWKS_MIN_REFRESH_S = 30
+
+
+@dataclass(frozen=True)
+class Pool:
+    user_pool_id: str
+    client_id: str
+
+
+def pool_name(settings: Settings) -> str:
+    return f"{settings.prefix}-users"
+
+
+def ensure_pool(settings: Settings | None = None) -> Pool:
+    """The stack's user pool and its public app client (USER_PASSWORD_AUTH + SRP), made once."""
+    s = settings or get_settings()
+    idp = client("cognito-idp", s)
+    name = pool_name(s)
+    pools = idp.list_user_pools(MaxResults=60)["UserPools"]
+    pool_id = next((p["Id"] for p in pools if p["Name"] == name), None)
+    if pool_id is None:
+        pool_id = idp.create_user_pool(
+            PoolName=name,
+            Policies={"PasswordPolicy": {"MinimumLength": 8}},
+            AutoVerifiedAttributes=["email"],
+        )["UserPool"]["Id"]
+    clients = idp.list_user_pool_clients(UserPoolId=pool_id, MaxResults=60)["UserPoolClients"]
+    client_id = next((c["ClientId"] for c in clients if c["ClientName"] == "web"), None)
+    if client_id is None:
+        client_id = idp.create_user_pool_client(
+            UserPoolId=pool_id,
+            ClientName="web",
+            GenerateSecret=False,
+            ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH", "ALLOW_USER_SRP_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+        )["UserPoolClient"]["ClientId"]
+    return Pool(user_pool_id=pool_id, client_id=client_id)
+
+
+def add_user(
+    pool: Pool, username: str, password: str, email: str | None = None, settings: Settings | None = None
+) -> None:
+    """Create (or reset) a user with a permanent password."""
+    idp = client("cognito-idp", settings)
+    attrs = [{"Name": "email", "Value": email}, {"Name": "email_verified", "Value": "true"}] if email else []
+    try:
+        idp.admin_create_user(
+            UserPoolId=pool.user_pool_id, Username=username, UserAttributes=attrs, MessageAction="SUPPRESS"
+        )
+    except ClientError as err:
+        if err.response["Error"]["Code"] != "UsernameExistsException":
+            raise
+    idp.admin_set_user_password(
+        UserPoolId=pool.user_pool_id, Username=username, Password=password, Permanent=True
+    )
+
+
+def login(pool: Pool, username: str, password: str, settings: Settings | None = None) -> str:
+    """The ID token of a USER_PASSWORD_AUTH sign-in."""
+    idp = client("cognito-idp", settings)
+    result = idp.initiate_auth(
+        ClientId=pool.client_id,
+        AuthFlow="USER_PASSWORD_AUTH",
+        AuthParameters={"USERNAME": username, "PASSWORD": password},
+    )
+    return str(result["AuthenticationResult"]["IdToken"])
+
+
+def pool_from_env(settings: Settings | None = None) -> PoolConfig | None:
+    s = settings or get_settings()
+    pool_id = os.environ.get("HISTOLABEL_USER_POOL_ID")
+    client_id = os.environ.get("HISTOLABEL_CLIENT_ID")
+    if not pool_id or not client_id:
+        return None
+    return PoolConfig(
+        region=pool_id.split("_", 1)[0] if "_" in pool_id else s.region,
+        user_pool_id=pool_id,
+        client_id=client_id,
+    )
+
+
+def jwks_url(pool: PoolConfig, settings: Settings | None = None) -> str:
+    """HISTOLABEL_JWKS_URL, else the local cloud's copy, else AWS's public location."""
+    explicit = os.environ.get("HISTOLABEL_JWKS_URL")
+    if explicit:
+        return explicit
+    s = settings or get_settings()
+    if s.endpoint_url:
+        return f"{s.endpoint_url.rstrip('/')}/{pool.user_pool_id}/.well-known/jwks.json"
+    return pool.default_jwks_url
+
+
+class JwksCache:
+    """Keys by kid, fetched on first use, refreshed after a TTL or when an unknown kid shows up."""
+
+    def __init__(self, url: str, ttl_s: float = JWKS_TTL_S) -> None:
+        self.url, self.ttl_s = url, ttl_s
+        self._keys: dict[str, dict[str, Any]] = {}
+        self._fetched = 0.0
+        self._lock = threading.Lock()
+
+    def _fetch(self) -> None:
+        with urllib.request.urlopen(self.url, timeout=5) as resp:
+            body = json.loads(resp.read())
+        self._keys = {k["kid"]: k for k in body.get("keys", []) if "kid" in k}
+        self._fetched = time.monotonic()
+
+    def __call__(self, kid: str) -> dict[str, Any] | None:
+        with self._lock:
+            age = time.monotonic() - self._fetched
+            stale = not self._fetched or age > self.ttl_s
+            if stale or (kid not in self._keys and age > JWKS_MIN_REFRESH_S):
+                self._fetch()
+            return self._keys.get(kid)

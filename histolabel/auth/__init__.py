@@ -1,0 +1,1 @@
+"""Who is calling: Cognito ID tokens verified against the user pool's keys."""
