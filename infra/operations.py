@@ -1,0 +1,273 @@
+"""The admin's commands: deploy (create or update, then report), status and destroy."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
+
+from histolabel.adapters.aws import client
+from histolabel.config import Settings
+from infra import stackops
+from infra.api import DEFAULT_APP, AppLoadError, load_app, swagger_for
+from infra.errors import InfraError
+from infra.lint import lint
+from infra.package import ROOT, build_bundle, build_dependencies, bundle_key
+from infra.signing import delete_signing_key, ensure_signing_key
+from infra.stackops import Echo, StackResult
+from infra.stacks import EMULATOR_UNSUPPORTED, app_template, stack_names
+from infra.foundation import foundation_template
+from infra.target import is_emulated
+from infra.web import publish, site_config, web_files
+
+
+@dataclass
+class DeployOptions:
+    app_path: Path = DEFAULT_APP
+    image_tag: str = "latest"
+    cpu_max_vcpus: int = 64
+    gpu_max_vcpus: int = 16
+    rotate_signing_key: bool = False
+    lambda_deps: Path | None = None
+    build_lambda_deps: bool | None = None  # None: build on a real account, not in the emulator
+    run_lint: bool = True
+
+
+@dataclass
+class DeployReport:
+    stacks: list[StackResult] = field(default_factory=list)
+    outputs: dict[str, str] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    web_changed: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return any(s.changed for s in self.stacks) or bool(self.web_changed)
+
+
+def check_access(settings: Settings) -> str:
+    """Who is deploying; a clear error when there are no usable credentials."""
+    try:
+        return str(client("sts", settings).get_caller_identity()["Arn"])
+    except (NoCredentialsError, NoRegionError) as err:
+        raise InfraError(f"no usable AWS credentials: {err} (configure a profile or AWS_* variables)") from None
+    except ClientError as err:
+        raise InfraError(f"AWS rejected the credentials: {stackops._error_message(err)}") from None
+
+
+def skipped_resources(templates: list[dict[str, Any]]) -> list[str]:
+    return sorted(
+        f"{logical} ({r['Type']})"
+        for t in templates
+        for logical, r in t["Resources"].items()
+        if r.get("Condition") == "OnAws"
+    )
+
+
+def _stage_tags(settings: Settings) -> dict[str, str]:
+    return {"histolabel:stage": settings.stage, "histolabel:managed-by": "python -m infra"}
+
+
+def _stager(s3: Any, bucket: str, settings: Settings) -> Any:
+    def upload(body: str, data: bytes) -> str:
+        import hashlib
+
+        key = f"templates/{hashlib.sha256(data).hexdigest()[:20]}.json"
+        s3.put_object(Bucket=bucket, Key=key, Body=data, ContentType="application/json")
+        host = "s3.amazonaws.com" if settings.region == "us-east-1" else f"s3.{settings.region}.amazonaws.com"
+        return f"https://{bucket}.{host}/{key}"
+
+    return upload
+
+
+def deploy(settings: Settings, options: DeployOptions, echo: Echo) -> DeployReport:
+    emulated = is_emulated(settings)
+    names = stack_names(settings)
+    try:
+        swagger = swagger_for(load_app(options.app_path))
+    except AppLoadError as err:
+        raise InfraError(f"cannot describe the API: {err}") from None
+    foundation = foundation_template(settings)
+    app = app_template(settings, swagger)
+    if options.run_lint:
+        problems = lint({names.foundation: foundation, names.app: app}, settings.region)
+        if problems:
+            raise InfraError("cfn-lint found problems in the templates:\n  " + "\n  ".join(problems))
+    identity = check_access(settings)
+    echo(f"deploying stage {settings.stage!r} to {settings.region} as {identity}" + (" (emulator)" if emulated else ""))
+    report = DeployReport(skipped=skipped_resources([foundation, app]) if emulated else [])
+    cfn = client("cloudformation", settings)
+    s3 = client("s3", settings)
+    flag = {"Emulated": "true" if emulated else "false"}
+    tags = _stage_tags(settings)
+
+    base = stackops.deploy(cfn, names.foundation, foundation, flag, echo, tags=tags)
+    report.stacks.append(base)
+    out = base.outputs
+
+    deps = options.lambda_deps
+    if deps is None and (options.build_lambda_deps if options.build_lambda_deps is not None else not emulated):
+        echo("building Lambda dependencies (manylinux wheels)")
+        deps = build_dependencies(ROOT / "build" / "lambda-deps")
+    bundle = build_bundle(ROOT, deps)
+    code_key = bundle_key(bundle)
+    artifacts = out["ArtifactsBucketName"]
+    try:
+        s3.head_object(Bucket=artifacts, Key=code_key)
+    except ClientError:
+        echo(f"uploading code bundle s3://{artifacts}/{code_key} ({len(bundle) / 1e6:.1f} MB)")
+        s3.put_object(Bucket=artifacts, Key=code_key, Body=bundle)
+
+    key, made = ensure_signing_key(client("ssm", settings), settings, rotate=options.rotate_signing_key)
+    if made:
+        echo(f"made a new data-signing key {key.key_id} (private half in SSM)")
+    parameters = {
+        **flag,
+        "EventsStreamArn": out["EventsStreamArn"],
+        "ArtifactsBucket": artifacts,
+        "CodeKey": code_key,
+        "UserPoolId": out.get("UserPoolId", "none"),
+        "UserPoolClientId": out.get("UserPoolClientId", "none"),
+        "ImageTag": options.image_tag,
+        "CpuMaxVcpus": str(options.cpu_max_vcpus),
+        "GpuMaxVcpus": str(options.gpu_max_vcpus),
+        "DataSigningKeyId": key.key_id,
+        "DataSigningPublicKey": key.public_pem,
+    }
+    result = stackops.deploy(
+        cfn, names.app, app, parameters, echo, upload=_stager(s3, artifacts, settings), tags=tags
+    )
+    report.stacks.append(result)
+    report.outputs = {**out, **result.outputs}
+
+    config = site_config(
+        region=settings.region,
+        api_url=report.outputs.get("WebUrl", report.outputs.get("ApiUrl", "")).rstrip("/")
+        + ("/api/" if "WebUrl" in report.outputs else "/"),
+        user_pool_id=out.get("UserPoolId", "none"),
+        client_id=out.get("UserPoolClientId", "none"),
+    )
+    report.web_changed = publish(s3, report.outputs["WebBucketName"], {**web_files(), "config.json": config})
+    if report.web_changed:
+        echo(f"published {len(report.web_changed)} web file(s)")
+        if "WebUrl" in report.outputs:
+            _invalidate(settings, report.outputs)
+    return report
+
+
+def _invalidate(settings: Settings, outputs: dict[str, str]) -> None:
+    cloudfront = client("cloudfront", settings)
+    domain = outputs["WebUrl"].split("//", 1)[1].rstrip("/")
+    for dist in cloudfront.list_distributions().get("DistributionList", {}).get("Items", []):
+        if dist["DomainName"] == domain:
+            cloudfront.create_invalidation(
+                DistributionId=dist["Id"],
+                InvalidationBatch={
+                    "Paths": {"Quantity": 1, "Items": ["/*"]},
+                    "CallerReference": str(time.time_ns()),
+                },
+            )
+
+
+def status(settings: Settings) -> dict[str, dict[str, Any]]:
+    cfn = client("cloudformation", settings)
+    result = {}
+    for name in (stack_names(settings).foundation, stack_names(settings).app):
+        try:
+            stack = stackops.describe(cfn, name)
+        except ClientError as err:
+            raise InfraError(f"cannot read stack {name}: {stackops._error_message(err)}") from None
+        result[name] = (
+            {"status": "absent", "outputs": {}}
+            if stack is None
+            else {
+                "status": stack["StackStatus"],
+                "updated": str(stack.get("LastUpdatedTime") or stack.get("CreationTime")),
+                "outputs": stackops.outputs_of(stack),
+            }
+        )
+    return result
+
+
+def empty_bucket(s3: Any, bucket: str) -> int:
+    """Delete every object version and delete marker; returns how many were removed."""
+    removed = 0
+    try:
+        pages = s3.get_paginator("list_object_versions").paginate(Bucket=bucket)
+        for page in pages:
+            batch = [
+                {"Key": v["Key"], "VersionId": v["VersionId"]}
+                for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
+            ]
+            for i in range(0, len(batch), 1000):
+                s3.delete_objects(Bucket=bucket, Delete={"Objects": batch[i : i + 1000], "Quiet": True})
+            removed += len(batch)
+    except ClientError as err:
+        if err.response["Error"]["Code"] != "NoSuchBucket":
+            raise
+    return removed
+
+
+def _delete_kept(settings: Settings, foundation_outputs: dict[str, str], echo: Echo) -> None:
+    """Resources the foundation keeps on stack deletion (DeletionPolicy Retain)."""
+    s3 = client("s3", settings)
+    ddb = client("dynamodb", settings)
+    n = empty_bucket(s3, settings.data_bucket)
+    try:
+        s3.delete_bucket(Bucket=settings.data_bucket)
+        echo(f"deleted bucket {settings.data_bucket} ({n} object versions)")
+    except ClientError as err:
+        if err.response["Error"]["Code"] != "NoSuchBucket":
+            raise
+    try:
+        ddb.delete_table(TableName=settings.events_table)
+        ddb.get_waiter("table_not_exists").wait(TableName=settings.events_table)
+        echo(f"deleted table {settings.events_table}")
+    except ClientError as err:
+        if err.response["Error"]["Code"] != "ResourceNotFoundException":
+            raise
+    pool = foundation_outputs.get("UserPoolId")
+    if pool:
+        try:
+            client("cognito-idp", settings).delete_user_pool(UserPoolId=pool)
+            echo(f"deleted user pool {pool}")
+        except ClientError as err:
+            if err.response["Error"]["Code"] != "ResourceNotFoundException":
+                raise
+
+
+def destroy(settings: Settings, *, delete_data: bool, echo: Echo) -> list[str]:
+    """Remove the app stack; with delete_data also the foundation and what it keeps.
+    Returns what was kept."""
+    check_access(settings)
+    cfn = client("cloudformation", settings)
+    s3 = client("s3", settings)
+    names = stack_names(settings)
+    app = stackops.describe(cfn, names.app)
+    if app is not None:
+        web = stackops.outputs_of(app).get("WebBucketName", settings.web_bucket)
+        empty_bucket(s3, web)
+    stackops.delete(cfn, names.app, echo)
+    if delete_signing_key(client("ssm", settings), settings):
+        echo("deleted the data-signing key")
+    foundation = stackops.describe(cfn, names.foundation)
+    if not delete_data:
+        if foundation is None:
+            return []
+        kept = [
+            f"table {settings.events_table}",
+            f"bucket {settings.data_bucket}",
+            "the user pool (users and their ids)",
+            f"stack {names.foundation} (holding them)",
+        ]
+        echo("kept (pass --delete-data to remove them too): " + ", ".join(kept))
+        return kept
+    outputs = stackops.outputs_of(foundation)
+    if foundation is not None:
+        empty_bucket(s3, outputs.get("ArtifactsBucketName", ""))
+        stackops.delete(cfn, names.foundation, echo)
+    _delete_kept(settings, outputs, echo)
+    return []
