@@ -19,8 +19,14 @@ from histolabel.localcloud.webserver import start  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 FRAME_MS = 1000 / 60
 
@@ -44,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
                 profile, executable_path=CHROMIUM, args=ARGS, viewport={"width": 1280, "height": 800}
             )
             page = context.new_page()
-            url = f"{server.url}/bench/web_overlay/index.html?superpixels={args.superpixels}&repeats={repeats}"
+            query = f"superpixels={args.superpixels}&repeats={repeats}"
+            url = f"{server.url}/bench/web_overlay/index.html?{query}"
             page.goto(url)
             page.wait_for_function("window.__result !== undefined", timeout=120_000)
             result = page.evaluate("window.__result")
