@@ -1,0 +1,139 @@
+"""Export of labels and predictions: GeoJSON with superpixel outlines (QuPath reads it as
+annotations with a classification), CSV and Parquet; annotator identities can be hidden."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from skimage.measure import find_contours
+
+Row = dict[str, Any]
+COLUMNS = [
+    "slide_id", "id", "label", "labeled_by", "labeled_at", "review", "reviewed_by", "reviewed_at",
+    "prediction", "confidence", "certainty", "labels",
+]  # fmt: skip
+
+
+def anonymize(rows: list[Row]) -> list[Row]:
+    """Replace every user id by a pseudonym ("annotator-1", ...), stable within one export and
+    assigned in sorted order of the real ids, so nothing about them leaks through the order."""
+    users: set[str] = set()
+    for r in rows:
+        users.update(r["labels"])
+        if r["labeled_by"]:
+            users.add(r["labeled_by"])
+        if r["review"] and r["review"].get("by"):
+            users.add(r["review"]["by"])
+    alias = {u: f"annotator-{i}" for i, u in enumerate(sorted(users), start=1)}
+    out = []
+    for r in rows:
+        review = r["review"]
+        out.append(
+            {
+                **r,
+                "labeled_by": alias.get(r["labeled_by"]) if r["labeled_by"] else None,
+                "labels": {alias[u]: c for u, c in r["labels"].items()},
+                "review": None if review is None else {**review, "by": alias.get(review.get("by"))},
+            }
+        )
+    return out
+
+
+def flat(row: Row) -> Row:
+    review = row["review"] or {}
+    return {
+        "slide_id": row["slide_id"],
+        "id": row["id"],
+        "label": row["label"],
+        "labeled_by": row["labeled_by"],
+        "labeled_at": row["labeled_at"],
+        "review": review.get("a"),
+        "reviewed_by": review.get("by"),
+        "reviewed_at": review.get("at"),
+        "prediction": row["prediction"],
+        "confidence": row["confidence"],
+        "certainty": row["certainty"],
+        "labels": json.dumps(row["labels"], sort_keys=True),
+    }
+
+
+def to_csv(rows: Iterable[Row]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow(flat(r))
+    return buf.getvalue()
+
+
+def to_parquet(rows: Iterable[Row]) -> bytes:
+    flats = [flat(r) for r in rows]
+    schema = pa.schema(
+        [("slide_id", pa.string()), ("id", pa.int64()), ("label", pa.string()), ("labeled_by", pa.string()),
+         ("labeled_at", pa.string()), ("review", pa.string()), ("reviewed_by", pa.string()),
+         ("reviewed_at", pa.string()), ("prediction", pa.string()), ("confidence", pa.float64()),
+         ("certainty", pa.float64()), ("labels", pa.string())]
+    )  # fmt: skip
+    table = pa.Table.from_pylist(flats, schema=schema)
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return buf.getvalue()
+
+
+def outline(mask: np.ndarray, y0: int, x0: int, scale: float = 1.0) -> list[list[float]]:
+    """The outer boundary of a boolean region as a closed [x, y] ring in level-0 pixels.
+
+    `mask` is the region's crop at some pyramid level whose top-left is (y0, x0) at that level;
+    `scale` converts that level's pixels to level 0. The contour follows pixel edges' midpoints
+    (marching squares on a zero-padded mask), so neighbouring outlines touch without overlap.
+    """
+    padded = np.pad(mask.astype(np.uint8), 1)
+    contours = find_contours(padded, 0.5)
+    if not contours:
+        return []
+    ring = max(contours, key=len)
+    pts = [[(float(c) - 1 + 0.5 + x0) * scale, (float(r) - 1 + 0.5 + y0) * scale] for r, c in ring]
+    if pts[0] != pts[-1]:
+        pts.append(pts[0])
+    return pts
+
+
+def hex_to_rgb(color: str) -> list[int]:
+    return [int(color[i : i + 2], 16) for i in (1, 3, 5)]
+
+
+def to_geojson(
+    rows: Iterable[Row],
+    ring_of: Callable[[str, int], list[list[float]]],
+    colors: Mapping[str, str],
+    names: Mapping[str, str],
+) -> dict[str, Any]:
+    """`ring_of(slide, id)` gives the outline; rows without one are left out."""
+    features = []
+    for r in rows:
+        ring = ring_of(r["slide_id"], r["id"])
+        if len(ring) < 4:
+            continue
+        props: dict[str, Any] = {"objectType": "annotation", **flat(r), "labels": r["labels"]}
+        shown = r["label"] or r["prediction"]
+        if shown is not None:
+            props["classification"] = {
+                "name": names.get(shown, shown),
+                "color": hex_to_rgb(colors.get(shown, "#808080")),
+            }
+        features.append(
+            {
+                "type": "Feature",
+                "id": f"{r['slide_id']}:{r['id']}",
+                "geometry": {"type": "Polygon", "coordinates": [ring]},
+                "properties": props,
+            }
+        )
+    return {"type": "FeatureCollection", "features": features}

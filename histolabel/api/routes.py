@@ -1,0 +1,115 @@
+"""The route table: one place that says, for every route, who may call it and what it takes and
+returns. The Chalice app enforces the roles from here and the OpenAPI document is built from it,
+so the contract and the checks cannot drift."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+from histolabel.api import schemas as s
+
+OWNER = ("owner",)
+WRITERS = ("owner", "annotator")
+REVIEWERS = ("owner", "reviewer")
+ALL = ("owner", "annotator", "reviewer", "auditor")
+LEARNERS = ("owner", "annotator", "reviewer")
+AUDITORS = ("owner", "auditor")
+EXPORTERS = ("owner", "reviewer", "auditor")
+
+# "open": no token; "user": any valid token; a tuple: those roles in the path's project.
+Access = str | tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    method: str
+    path: str
+    access: Access
+    summary: str
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    status: int = 200
+    content_types: tuple[str, ...] = ("application/json",)
+
+    @property
+    def path_params(self) -> list[str]:
+        return [part[1:-1] for part in self.path.split("/") if part.startswith("{")]
+
+
+EXPORT_TYPES = ("application/geo+json", "text/csv", "application/vnd.apache.parquet")
+P = "/projects/{project_id}"
+S = P + "/slides/{slide_id}"
+C = P + "/categories/{category_id}"
+
+ROUTES: list[Route] = [
+    Route("health", "GET", "/health", "open", "Liveness", response=s.HealthOut),
+    Route("config", "GET", "/config", "open", "Login configuration for the web app", response=s.ConfigOut),
+    Route("openapi", "GET", "/openapi.json", "open", "This document"),
+    Route("me", "GET", "/me", "user", "The signed-in user", response=s.MeOut),
+    Route("create_project", "POST", "/projects", "user", "Create a project; the caller becomes its owner",
+          body=s.CreateProjectIn, response=s.ProjectOut, status=201),
+    Route("get_project", "GET", P, ALL, "Project settings, members, categories, slides",
+          response=s.ProjectOut),
+    Route("change_settings", "PUT", P + "/settings", OWNER, "Change project settings",
+          body=s.SettingsIn, response=s.ProjectOut),
+    Route("add_member", "POST", P + "/members", OWNER, "Add a member with a role and site",
+          body=s.AddMemberIn, response=s.MemberOut, status=201),
+    Route("change_role", "PATCH", P + "/members/{user}", OWNER, "Change a member's role",
+          body=s.ChangeRoleIn, response=s.MemberOut),
+    Route("remove_member", "DELETE", P + "/members/{user}", OWNER, "Remove a member", response=s.RemovedOut),
+    Route("add_category", "POST", P + "/categories", WRITERS, "Add a category",
+          body=s.AddCategoryIn, response=s.CategoryOut, status=201),
+    Route("merge_categories", "POST", P + "/categories/merge", OWNER, "Merge categories into one",
+          body=s.MergeCategoriesIn, response=s.CategoryOut),
+    Route("update_category", "PATCH", C, WRITERS, "Rename, recolour or set the hotkey of a category",
+          body=s.UpdateCategoryIn, response=s.CategoryOut),
+    Route("exclude_category", "POST", C + "/exclude", OWNER, "Exclude a category from training",
+          response=s.CategoryOut),
+    Route("include_category", "POST", C + "/include", OWNER, "Include a category in training again",
+          response=s.CategoryOut),
+    Route("delete_category", "DELETE", C, OWNER, "Delete a category; its labels become unlabeled",
+          response=s.DeletedCategoryOut),
+    Route("register_slide", "POST", P + "/slides", OWNER, "Register a slide (presigned upload or S3 URI)",
+          body=s.RegisterSlideIn, response=s.RegisteredSlideOut, status=201),
+    Route("list_slides", "GET", P + "/slides", ALL, "Slides and their processing status",
+          response=s.SlidesOut),
+    Route("get_slide", "GET", S, ALL, "One slide and its processing status", response=s.SlideOut),
+    Route("start_job", "POST", S + "/jobs", OWNER, "Start ingest, segment or embed for a slide",
+          body=s.StartJobIn, response=s.JobOut, status=202),
+    Route("job_status", "GET", P + "/jobs/{job_id}", OWNER, "Status of a submitted job",
+          response=s.JobStatusOut),
+    Route("slide_data", "GET", S + "/data", ALL, "Redirect to a presigned URL of a slide data object",
+          query=s.DataQuery, status=302),
+    Route("slide_data_urls", "POST", S + "/data/urls", ALL, "Presigned URLs of several slide data objects",
+          body=s.DataUrlsIn, response=s.DataUrlsOut),
+    Route("slide_labels", "GET", S + "/labels", ALL, "Every labeled superpixel of a slide",
+          response=s.SlideLabelsOut),
+    Route("label", "POST", S + "/labels", WRITERS, "Label superpixels (ids or brush polygon)",
+          body=s.LabelIn, response=s.WriteOut),
+    Route("unlabel", "POST", S + "/unlabel", WRITERS, "Remove your labels from superpixels",
+          body=s.UnlabelIn, response=s.WriteOut),
+    Route("review", "POST", S + "/review", REVIEWERS, "Approve, change or clear labels",
+          body=s.ReviewIn, response=s.WriteOut),
+    Route("queue", "GET", P + "/queue", LEARNERS, "The next superpixels to label",
+          query=s.QueueQuery, response=s.QueueOut),
+    Route("review_list", "GET", P + "/review", ALL, "Labeled superpixels, filtered, sorted, grouped",
+          query=s.ReviewQuery, response=s.ReviewOut),
+    Route("agreement", "GET", P + "/agreement", ALL, "Inter-annotator and label-prediction kappa",
+          query=s.AgreementQuery, response=s.AgreementOut),
+    Route("request_training", "POST", P + "/training", LEARNERS, "Retrain now",
+          response=s.TrainingRequestOut, status=202),
+    Route("training", "GET", P + "/training", ALL, "Training runs, models, metrics, learning curve",
+          response=s.TrainingOut),
+    Route("audit_history", "GET", P + "/audit/history", AUDITORS, "Events of a stream with chain check",
+          query=s.HistoryQuery, response=s.HistoryOut),
+    Route("audit_replay", "GET", P + "/audit/replay", AUDITORS, "Project and label state as of a moment",
+          query=s.ReplayQuery, response=s.ReplayOut),
+    Route("export", "GET", P + "/export", EXPORTERS, "Labels and predictions as GeoJSON, CSV or Parquet",
+          query=s.ExportQuery, content_types=EXPORT_TYPES),
+]  # fmt: skip
+
+BY_NAME: dict[str, Route] = {r.name: r for r in ROUTES}

@@ -1,0 +1,435 @@
+"""Request and response bodies of the HTTP API, as pydantic models (the OpenAPI document is
+generated from them)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from histolabel.commands import MAX_IDS_PER_COMMAND
+from histolabel.events.catalogue import (
+    Color,
+    Identifier,
+    LabelSource,
+    ProjectSettings,
+    ReviewAction,
+    Role,
+    UserId,
+)
+
+Site = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+SuperpixelId = Annotated[int, Field(ge=1, le=2**32 - 1)]
+IdempotencyKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
+Point = Annotated[list[float], Field(min_length=2, max_length=2)]
+MAX_POLYGON_POINTS = 10_000
+MAX_DATA_KEYS = 1000
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---- requests ------------------------------------------------------------------------------
+
+
+class CreateProjectIn(Body):
+    project_id: Identifier
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    site: Site
+    settings: ProjectSettings = Field(default_factory=ProjectSettings)
+
+
+class SettingsIn(Body):
+    settings: ProjectSettings
+
+
+class AddMemberIn(Body):
+    user: UserId
+    role: Role
+    site: Site
+
+
+class ChangeRoleIn(Body):
+    role: Role
+
+
+class AddCategoryIn(Body):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True)]
+    color: Color | None = None
+    hotkey: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = None
+    category_id: Identifier | None = None
+
+
+class UpdateCategoryIn(Body):
+    """Only the fields present change; `hotkey: null` clears the hotkey."""
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True)] | None = None
+    color: Color | None = None
+    hotkey: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = None
+
+
+class MergeCategoriesIn(Body):
+    sources: list[Identifier] = Field(min_length=1, max_length=100)
+    target: Identifier
+
+
+class RegisterSlideIn(Body):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    filename: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_. -]{0,200}$")] | None = None
+    source_uri: (
+        Annotated[str, StringConstraints(pattern=r"^s3://[a-z0-9.-]{3,63}/.+", max_length=1024)] | None
+    ) = None
+    slide_id: Identifier | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RegisterSlideIn:
+        if (self.filename is None) == (self.source_uri is None):
+            raise ValueError("give exactly one of filename (upload) or source_uri (existing S3 object)")
+        return self
+
+
+class StartJobIn(Body):
+    job: Literal["ingest", "segment", "embed"]
+
+
+class DataUrlsIn(Body):
+    keys: list[Annotated[str, StringConstraints(min_length=1, max_length=512)]] = Field(
+        min_length=1, max_length=MAX_DATA_KEYS
+    )
+
+
+class _Selection(Body):
+    """Superpixels chosen by id (click, bulk, brush as ids) or by a brush polygon."""
+
+    ids: list[SuperpixelId] | None = Field(default=None, min_length=1, max_length=MAX_IDS_PER_COMMAND)
+    polygon: list[Point] | None = Field(
+        default=None,
+        min_length=3,
+        max_length=MAX_POLYGON_POINTS,
+        description="[[x, y], ...] in level-0 pixels",
+    )
+    idempotency_key: IdempotencyKey | None = None
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> _Selection:
+        if (self.ids is None) == (self.polygon is None):
+            raise ValueError("give exactly one of ids or polygon")
+        return self
+
+
+class LabelIn(_Selection):
+    category_id: Identifier
+    source: LabelSource = "click"
+
+
+class UnlabelIn(_Selection):
+    source: LabelSource = "click"
+
+
+class ReviewIn(_Selection):
+    action: ReviewAction
+    category_id: Identifier | None = None
+
+
+# ---- responses -----------------------------------------------------------------------------
+
+
+class ErrorOut(BaseModel):
+    error: str
+    detail: Any
+    field: str | None = None
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+
+
+class ConfigOut(BaseModel):
+    region: str
+    userPoolId: str | None
+    clientId: str | None
+    cognitoEndpoint: str | None
+
+
+class MeOut(BaseModel):
+    user: str
+    email: str | None = None
+
+
+class MemberOut(BaseModel):
+    user: str
+    role: str
+    site: str
+    since: str | None = None
+
+
+class CategoryOut(BaseModel):
+    id: str
+    name: str
+    color: str
+    hotkey: str | None = None
+    excluded: bool = False
+
+
+class SlideOut(BaseModel):
+    slide_id: str
+    name: str
+    source_uri: str
+    registered_at: str
+    status: Literal["registered", "ingested", "segmented", "embedded", "failed"]
+    ingest: dict[str, Any] | None = None
+    segmentation: dict[str, Any] | None = None
+    features: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    failures: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class ProjectOut(BaseModel):
+    project_id: str
+    name: str
+    created_at: str
+    settings: ProjectSettings
+    members: dict[str, MemberOut]
+    categories: list[CategoryOut]
+    slides: list[SlideOut]
+    model: dict[str, Any] | None = None
+    predictions: dict[str, Any] | None = None
+    your_role: str | None = None
+
+
+class RemovedOut(BaseModel):
+    removed: str
+
+
+class DeletedCategoryOut(BaseModel):
+    deleted: str
+    labels_cleared: int
+
+
+class UploadOut(BaseModel):
+    url: str
+    method: Literal["PUT"]
+    expires_in: int
+
+
+class RegisteredSlideOut(BaseModel):
+    slide: SlideOut
+    upload: UploadOut | None = None
+
+
+class SlidesOut(BaseModel):
+    slides: list[SlideOut]
+
+
+class JobOut(BaseModel):
+    job_id: str
+    job: str
+    slide_id: str | None = None
+
+
+class JobStatusOut(BaseModel):
+    job_id: str
+    status: str
+    reason: str | None = None
+    name: str | None = None
+
+
+class DataUrlsOut(BaseModel):
+    urls: dict[str, str]
+    expires_in: int
+
+
+class LabelEntryOut(BaseModel):
+    id: int
+    c: str | None
+    cb: str | None
+    ca: str | None
+    l: dict[str, list[str]]  # noqa: E741 (the projection's field name)
+    r: dict[str, Any] | None
+
+
+class SlideLabelsOut(BaseModel):
+    slide_id: str
+    seq: int
+    counts: dict[str, int]
+    entries: list[LabelEntryOut]
+
+
+class WriteOut(BaseModel):
+    command_id: str
+    appended: int
+    duplicate: bool
+    ids: int
+
+
+class QueueItemOut(BaseModel):
+    slide_id: str
+    id: int
+    bbox: list[int] | None = None
+    centroid: list[float] | None = None
+    prediction: str | None = None
+    certainty: float | None = None
+
+
+class QueueOut(BaseModel):
+    items: list[QueueItemOut]
+    model_version: int | None = None
+
+
+class ReviewItemOut(BaseModel):
+    slide_id: str
+    id: int
+    label: str | None
+    labeled_by: str | None
+    labeled_at: str | None
+    labels: dict[str, str]
+    review: dict[str, Any] | None
+    prediction: str | None = None
+    confidence: float | None = None
+    certainty: float | None = None
+
+
+class ReviewOut(BaseModel):
+    items: list[ReviewItemOut]
+    groups: dict[str, int] | None = None
+    total: int
+    next_cursor: str | None = None
+
+
+class KappaOut(BaseModel):
+    n: int
+    kappa: float | None
+    per_category: dict[str, float | None] = Field(default_factory=dict)
+
+
+class PairKappaOut(KappaOut):
+    a: str
+    b: str
+
+
+class FleissOut(BaseModel):
+    users: list[str]
+    n: int
+    kappa: float | None
+
+
+class UserAgreementOut(BaseModel):
+    pairs: list[PairKappaOut]
+    fleiss: FleissOut | None = None
+
+
+class AgreementOut(BaseModel):
+    users: UserAgreementOut
+    predictions: KappaOut | None = None
+
+
+class TrainingRequestOut(BaseModel):
+    request_id: str
+
+
+class TrainingOut(BaseModel):
+    runs: list[dict[str, Any]]
+    models: list[dict[str, Any]]
+    current_model: dict[str, Any] | None
+    labels_total: int
+    labels_since_request: int
+    threshold: int
+
+
+class AuditEventOut(BaseModel):
+    stream: str
+    seq: int
+    type: str
+    v: int
+    data: dict[str, Any]
+    actor_user: str
+    actor_site: str
+    at: str
+    idem: str
+    cmd: str
+    prev_hash: str
+    hash: str
+
+
+class HistoryOut(BaseModel):
+    stream: str
+    events: list[AuditEventOut]
+    chain_ok: bool
+    first_bad_seq: int | None = None
+    next_after_seq: int | None = None
+
+
+class ReplayOut(BaseModel):
+    as_of: str
+    project: ProjectOut | None
+    slides: dict[str, dict[str, Any]]
+    chains: dict[str, bool]
+
+
+# ---- query strings -------------------------------------------------------------------------
+
+Operand = Annotated[
+    str, StringConstraints(pattern=r"^(label|prediction|review|user:[A-Za-z0-9][A-Za-z0-9_.@:+-]{0,127})$")
+]
+
+
+class Query(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class QueueQuery(Query):
+    n: int = Field(default=10, ge=1, le=200)
+
+
+class ReviewQuery(Query):
+    slide: Identifier | None = None
+    label: Identifier | None = None
+    prediction: Identifier | None = None
+    review: Literal["approve", "change", "clear", "none"] | None = None
+    labeled_by: UserId | None = None
+    reviewed_by: UserId | None = None
+    compare_a: Operand | None = None
+    compare_b: Operand | None = None
+    compare: Literal["matches", "differs"] | None = None
+    sort: Literal["slide", "label", "prediction", "review", "confidence", "certainty"] = "slide"
+    order: Literal["asc", "desc"] = "asc"
+    group_by: Literal["slide", "label", "prediction", "review"] | None = None
+    limit: int = Field(default=100, ge=1, le=500)
+    cursor: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,9}$")] | None = None
+
+    @model_validator(mode="after")
+    def _comparison_complete(self) -> ReviewQuery:
+        given = [self.compare_a is not None, self.compare_b is not None, self.compare is not None]
+        if any(given) and not all(given):
+            raise ValueError("compare_a, compare_b and compare go together")
+        return self
+
+
+class AgreementQuery(Query):
+    slide: Identifier | None = None
+
+
+class ExportQuery(Query):
+    format: Literal["geojson", "csv", "parquet"] = "geojson"
+    anonymize: bool = False
+    slide: Identifier | None = None
+
+
+class HistoryQuery(Query):
+    slide: Identifier | None = None
+    superpixel: SuperpixelId | None = None
+    user: UserId | None = None
+    type: Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{1,64}$")] | None = None
+    after_seq: int = Field(default=0, ge=0)
+    limit: int = Field(default=500, ge=1, le=5000)
+
+
+class ReplayQuery(Query):
+    as_of: Annotated[
+        str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?Z?)?$")
+    ]
+    slide: Identifier | None = None
+
+
+class DataQuery(Query):
+    key: Annotated[str, StringConstraints(min_length=1, max_length=512)]
