@@ -1,0 +1,606 @@
+"""The HistoLabel HTTP API: thin Chalice routes over histolabel/. Who may call what is in
+histolabel/api/routes.py; checks, parsing and errors in chalicelib/context.py."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import numpy as np
+from chalice import Chalice, Response
+from chalicelib import data, views
+from chalicelib.context import SERVICES, Call, error, login_config, run
+
+from histolabel.api import agreement, audit, export, queue, review
+from histolabel.api.openapi import openapi_document
+from histolabel.api.views import category_out, project_out, slide_out
+from histolabel.commands import (
+    AddCategory,
+    AddMember,
+    ChangeRole,
+    ChangeSettings,
+    CommandRejected,
+    CreateProject,
+    DeleteCategory,
+    ExcludeCategory,
+    IncludeCategory,
+    LabelSuperpixels,
+    MergeCategories,
+    RecolorCategory,
+    RegisterSlide,
+    RemoveMember,
+    RenameCategory,
+    ReviewLabels,
+    SetHotkey,
+    UnlabelSuperpixels,
+)
+from histolabel.events.catalogue import Actor
+from histolabel.events.envelope import label_stream, project_stream, verify_chain
+from histolabel.jobs import job_name
+
+app = Chalice(app_name="histolabel")
+app.api.binary_types.append("application/vnd.apache.parquet")
+app.api.cors = True
+
+EXPORT_TYPES = {
+    "geojson": "application/geo+json",
+    "csv": "text/csv",
+    "parquet": "application/vnd.apache.parquet",
+}
+
+
+def _fresh(c: Call) -> Any:
+    return c.svc.project_state(c.project.project_id)
+
+
+# ---- open --------------------------------------------------------------------------------
+
+
+@app.route("/health", methods=["GET"])
+def health() -> Any:
+    return run(app, "health", lambda c: {"status": "ok"}, {})
+
+
+@app.route("/config", methods=["GET"])
+def config() -> Any:
+    return run(app, "config", lambda c: login_config(), {})
+
+
+@app.route("/openapi.json", methods=["GET"])
+def openapi() -> Any:
+    return run(app, "openapi", lambda c: openapi_document(), {})
+
+
+@app.route("/me", methods=["GET"])
+def me() -> Any:
+    return run(app, "me", lambda c: {"user": c.user, "email": c.identity.claims.get("email")}, {})  # type: ignore[union-attr]
+
+
+# ---- projects and members ----------------------------------------------------------------
+
+
+def _create_project(c: Call) -> Any:
+    b = c.body
+    actor = Actor(user=c.user, site=b.site)
+    c.svc.execute(CreateProject(project_id=b.project_id, name=b.name, settings=b.settings), actor)
+    return project_out(c.svc.project_state(b.project_id), c.user)
+
+
+@app.route("/projects", methods=["POST"])
+def create_project() -> Any:
+    return run(app, "create_project", _create_project, {})
+
+
+@app.route("/projects/{project_id}", methods=["GET"])
+def get_project(project_id: str) -> Any:
+    return run(app, "get_project", lambda c: project_out(c.project, c.user), {"project_id": project_id})
+
+
+def _change_settings(c: Call) -> Any:
+    c.svc.execute(ChangeSettings(project_id=c.project.project_id, settings=c.body.settings), c.actor)
+    return project_out(_fresh(c), c.user)
+
+
+@app.route("/projects/{project_id}/settings", methods=["PUT"])
+def change_settings(project_id: str) -> Any:
+    return run(app, "change_settings", _change_settings, {"project_id": project_id})
+
+
+def _member(c: Call, user: str) -> dict[str, Any]:
+    m = _fresh(c).members[user]
+    return {"user": user, **m.model_dump()}
+
+
+def _add_member(c: Call) -> Any:
+    b = c.body
+    c.svc.execute(AddMember(project_id=c.project.project_id, user=b.user, role=b.role, site=b.site), c.actor)
+    return _member(c, b.user)
+
+
+@app.route("/projects/{project_id}/members", methods=["POST"])
+def add_member(project_id: str) -> Any:
+    return run(app, "add_member", _add_member, {"project_id": project_id})
+
+
+def _change_role(c: Call) -> Any:
+    user = c.params["user"]
+    c.svc.execute(ChangeRole(project_id=c.project.project_id, user=user, role=c.body.role), c.actor)
+    return _member(c, user)
+
+
+@app.route("/projects/{project_id}/members/{user}", methods=["PATCH"])
+def change_role(project_id: str, user: str) -> Any:
+    return run(app, "change_role", _change_role, {"project_id": project_id, "user": user})
+
+
+def _remove_member(c: Call) -> Any:
+    user = c.params["user"]
+    c.svc.execute(RemoveMember(project_id=c.project.project_id, user=user), c.actor)
+    return {"removed": user}
+
+
+@app.route("/projects/{project_id}/members/{user}", methods=["DELETE"])
+def remove_member(project_id: str, user: str) -> Any:
+    return run(app, "remove_member", _remove_member, {"project_id": project_id, "user": user})
+
+
+# ---- categories ----------------------------------------------------------------------------
+
+
+def _category(c: Call, category_id: str) -> Any:
+    return category_out(_fresh(c).categories[category_id])
+
+
+def _add_category(c: Call) -> Any:
+    b = c.body
+    pid = c.project.project_id
+    before = set(c.project.categories)
+    cmd = AddCategory(project_id=pid, name=b.name, color=b.color, hotkey=b.hotkey, category_id=b.category_id)
+    c.svc.execute(cmd, c.actor)
+    state = _fresh(c)
+    new = b.category_id or next(cid for cid in state.categories if cid not in before)
+    return category_out(state.categories[new])
+
+
+@app.route("/projects/{project_id}/categories", methods=["POST"])
+def add_category(project_id: str) -> Any:
+    return run(app, "add_category", _add_category, {"project_id": project_id})
+
+
+def _update_category(c: Call) -> Any:
+    pid, cid, b = c.project.project_id, c.params["category_id"], c.body
+    given = b.model_fields_set
+    commands: list[Any] = []
+    if "name" in given and b.name is not None:
+        commands.append(RenameCategory(project_id=pid, category_id=cid, name=b.name))
+    if "color" in given and b.color is not None:
+        commands.append(RecolorCategory(project_id=pid, category_id=cid, color=b.color))
+    if "hotkey" in given:
+        commands.append(SetHotkey(project_id=pid, category_id=cid, hotkey=b.hotkey))
+    if not commands:
+        raise CommandRejected("invalid", "give at least one of name, color, hotkey")
+    # Decide every change against the same state first, so a bad one writes none of them.
+    for cmd in commands:
+        cmd.authorize(c.project, c.user)
+        cmd.decide(c.project, c.user, c.actor.site)
+    for cmd in commands:
+        c.svc.execute(cmd, c.actor)
+    return _category(c, cid)
+
+
+@app.route("/projects/{project_id}/categories/{category_id}", methods=["PATCH"])
+def update_category(project_id: str, category_id: str) -> Any:
+    return run(
+        app, "update_category", _update_category, {"project_id": project_id, "category_id": category_id}
+    )
+
+
+def _toggle(kind: type) -> Any:
+    def handler(c: Call) -> Any:
+        cid = c.params["category_id"]
+        c.svc.execute(kind(project_id=c.project.project_id, category_id=cid), c.actor)
+        return _category(c, cid)
+
+    return handler
+
+
+@app.route("/projects/{project_id}/categories/{category_id}/exclude", methods=["POST"])
+def exclude_category(project_id: str, category_id: str) -> Any:
+    params = {"project_id": project_id, "category_id": category_id}
+    return run(app, "exclude_category", _toggle(ExcludeCategory), params)
+
+
+@app.route("/projects/{project_id}/categories/{category_id}/include", methods=["POST"])
+def include_category(project_id: str, category_id: str) -> Any:
+    params = {"project_id": project_id, "category_id": category_id}
+    return run(app, "include_category", _toggle(IncludeCategory), params)
+
+
+def _merge(c: Call) -> Any:
+    b = c.body
+    c.svc.execute(
+        MergeCategories(project_id=c.project.project_id, sources=b.sources, target=b.target), c.actor
+    )
+    return _category(c, b.target)
+
+
+@app.route("/projects/{project_id}/categories/merge", methods=["POST"])
+def merge_categories(project_id: str) -> Any:
+    return run(app, "merge_categories", _merge, {"project_id": project_id})
+
+
+def _delete_category(c: Call) -> Any:
+    cid, pid = c.params["category_id"], c.project.project_id
+    # The count recorded in the event is the labels currently shown in this category.
+    cleared = sum(views.current_labels(c.svc, pid, s).counts.get(cid, 0) for s in c.project.slides)
+    c.svc.execute(DeleteCategory(project_id=pid, category_id=cid, labels_cleared=cleared), c.actor)
+    return {"deleted": cid, "labels_cleared": cleared}
+
+
+@app.route("/projects/{project_id}/categories/{category_id}", methods=["DELETE"])
+def delete_category(project_id: str, category_id: str) -> Any:
+    return run(
+        app, "delete_category", _delete_category, {"project_id": project_id, "category_id": category_id}
+    )
+
+
+# ---- slides and jobs -----------------------------------------------------------------------
+
+
+def _register_slide(c: Call) -> Any:
+    b, pid = c.body, c.project.project_id
+    sid = b.slide_id or f"s{uuid.uuid4().hex[:10]}"
+    upload = None
+    if b.filename is not None:
+        key = f"{data.slide_prefix(pid, sid)}/source/{b.filename}"
+        source_uri = data.data_uri(key)
+        upload = {"url": data.presign_put(key), "method": "PUT", "expires_in": data.PRESIGN_TTL_S}
+    else:
+        source_uri = b.source_uri
+    c.svc.execute(RegisterSlide(project_id=pid, name=b.name, source_uri=source_uri, slide_id=sid), c.actor)
+    return {"slide": slide_out(_fresh(c).slides[sid]), "upload": upload}
+
+
+@app.route("/projects/{project_id}/slides", methods=["POST"])
+def register_slide(project_id: str) -> Any:
+    return run(app, "register_slide", _register_slide, {"project_id": project_id})
+
+
+@app.route("/projects/{project_id}/slides", methods=["GET"])
+def list_slides(project_id: str) -> Any:
+    return run(
+        app, "list_slides", lambda c: {"slides": [slide_out(s) for s in c.project.slides.values()]},
+        {"project_id": project_id},
+    )  # fmt: skip
+
+
+def _get_slide(c: Call) -> Any:
+    views.require_slide(c.project, c.params["slide_id"])
+    return slide_out(c.project.slides[c.params["slide_id"]])
+
+
+@app.route("/projects/{project_id}/slides/{slide_id}", methods=["GET"])
+def get_slide(project_id: str, slide_id: str) -> Any:
+    return run(app, "get_slide", _get_slide, {"project_id": project_id, "slide_id": slide_id})
+
+
+def _start_job(c: Call) -> Any:
+    pid, sid, job = c.project.project_id, c.params["slide_id"], c.body.job
+    views.require_slide(c.project, sid)
+    slide = c.project.slides[sid]
+    args = ["--project", pid, "--slide", sid]
+    if job == "ingest":
+        args += ["--source", slide.source_uri]
+    elif slide.ingest is None:
+        raise CommandRejected("invalid", f"slide {sid!r} must be ingested before {job}", "job", 409)
+    elif job == "embed" and slide.segmentation is None:
+        raise CommandRejected("invalid", f"slide {sid!r} must be segmented before embed", "job", 409)
+    if job == "embed":
+        args += ["--kind", c.project.settings.feature_kind]
+    job_id = SERVICES.submitter.submit(job, args, job_name(job, pid, sid))
+    return {"job_id": job_id, "job": job, "slide_id": sid}
+
+
+@app.route("/projects/{project_id}/slides/{slide_id}/jobs", methods=["POST"])
+def start_job(project_id: str, slide_id: str) -> Any:
+    return run(app, "start_job", _start_job, {"project_id": project_id, "slide_id": slide_id})
+
+
+def _job_status(c: Call) -> Any:
+    status = SERVICES.submitter.status(c.params["job_id"])
+    if status.get("status") == "UNKNOWN":
+        raise CommandRejected("not_found", f"job {c.params['job_id']!r} is unknown", "job_id", 404)
+    return status
+
+
+@app.route("/projects/{project_id}/jobs/{job_id}", methods=["GET"])
+def job_status(project_id: str, job_id: str) -> Any:
+    return run(app, "job_status", _job_status, {"project_id": project_id, "job_id": job_id})
+
+
+def _data_key(c: Call, key: str) -> str:
+    parts = key.split("/")
+    if key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise CommandRejected("invalid", f"key {key!r} must be a relative path without '.' or '..'", "key")
+    return f"{data.slide_prefix(c.project.project_id, c.params['slide_id'])}/{key}"
+
+
+def _slide_data(c: Call) -> Any:
+    views.require_slide(c.project, c.params["slide_id"])
+    url = data.presign_get(_data_key(c, c.query.key))
+    return Response(
+        body="", status_code=302, headers={"Location": url, "Cache-Control": "private, max-age=600"}
+    )
+
+
+@app.route("/projects/{project_id}/slides/{slide_id}/data", methods=["GET"])
+def slide_data(project_id: str, slide_id: str) -> Any:
+    return run(app, "slide_data", _slide_data, {"project_id": project_id, "slide_id": slide_id})
+
+
+def _slide_data_urls(c: Call) -> Any:
+    views.require_slide(c.project, c.params["slide_id"])
+    keys = {k: _data_key(c, k) for k in c.body.keys}
+    return {"urls": {k: data.presign_get(v) for k, v in keys.items()}, "expires_in": data.PRESIGN_TTL_S}
+
+
+@app.route("/projects/{project_id}/slides/{slide_id}/data/urls", methods=["POST"])
+def slide_data_urls(project_id: str, slide_id: str) -> Any:
+    return run(app, "slide_data_urls", _slide_data_urls, {"project_id": project_id, "slide_id": slide_id})
+
+
+# ---- labels --------------------------------------------------------------------------------
+
+
+def _slide_labels(c: Call) -> Any:
+    sid = c.params["slide_id"]
+    views.require_slide(c.project, sid)
+    labels = views.current_labels(c.svc, c.project.project_id, sid)
+    entries = [{"id": i, **labels.entries[i]} for i in sorted(labels.entries)]
+    return {"slide_id": sid, "seq": labels.seq, "counts": labels.counts, "entries": entries}
+
+
+@app.route("/projects/{project_id}/slides/{slide_id}/labels", methods=["GET"])
+def slide_labels(project_id: str, slide_id: str) -> Any:
+    return run(app, "slide_labels", _slide_labels, {"project_id": project_id, "slide_id": slide_id})
+
+
+def _write(kind: str) -> Any:
+    def handler(c: Call) -> Any:
+        b, pid, sid = c.body, c.project.project_id, c.params["slide_id"]
+        views.require_slide(c.project, sid, segmented=True)
+        ids = b.ids if b.ids is not None else views.ids_in_polygon(c.project, sid, b.polygon)
+        cmd: Any
+        if kind == "label":
+            source = "brush" if b.polygon is not None and b.source == "click" else b.source
+            cmd = LabelSuperpixels(
+                project_id=pid, slide_id=sid, ids=ids, category_id=b.category_id, source=source
+            )
+        elif kind == "unlabel":
+            source = "brush" if b.polygon is not None and b.source == "click" else b.source
+            cmd = UnlabelSuperpixels(project_id=pid, slide_id=sid, ids=ids, source=source)
+        else:
+            cmd = ReviewLabels(
+                project_id=pid, slide_id=sid, ids=ids, action=b.action, category_id=b.category_id
+            )
+        key = c.headers.get("idempotency-key") or b.idempotency_key
+        if key is not None and not isinstance(key, str):
+            raise CommandRejected("invalid", "idempotency key must be a string", "idempotency_key")
+        if key is not None and (len(key) > 128 or not key.replace("-", "").replace("_", "").isalnum()):
+            raise CommandRejected(
+                "invalid", "idempotency key: 1-128 of letters, digits, '-', '_'", "Idempotency-Key"
+            )
+        result = c.svc.execute(cmd, c.actor, f"{c.user}:{key}" if key else None)
+        return {"command_id": result.command_id, "appended": result.appended, "duplicate": result.duplicate,
+                "ids": len(ids)}  # fmt: skip
+
+    return handler
+
+
+@app.route("/projects/{project_id}/slides/{slide_id}/labels", methods=["POST"])
+def label(project_id: str, slide_id: str) -> Any:
+    return run(app, "label", _write("label"), {"project_id": project_id, "slide_id": slide_id})
+
+
+@app.route("/projects/{project_id}/slides/{slide_id}/unlabel", methods=["POST"])
+def unlabel(project_id: str, slide_id: str) -> Any:
+    return run(app, "unlabel", _write("unlabel"), {"project_id": project_id, "slide_id": slide_id})
+
+
+@app.route("/projects/{project_id}/slides/{slide_id}/review", methods=["POST"])
+def review_labels(project_id: str, slide_id: str) -> Any:
+    return run(app, "review", _write("review"), {"project_id": project_id, "slide_id": slide_id})
+
+
+# ---- guided queue, review list, agreement ----------------------------------------------------
+
+
+def _queue(c: Call) -> Any:
+    state, n = c.project, c.query.n
+    seg = views.segmented_slides(state)
+    labeled = {sid: set(views.current_labels(c.svc, state.project_id, sid).entries) for sid in seg}
+    preds = views.model_predictions(state, sorted(seg))
+    excluded = {cid for cid, cat in state.categories.items() if cat.excluded or cat.deleted}
+    if preds:
+        items = queue.uncertainty_queue(preds, labeled, excluded, n)
+    else:
+        items = queue.spread_queue(state.project_id, {s: int(v["count"]) for s, v in seg.items()}, labeled, n)
+    out = []
+    for item in items:
+        row: dict[str, Any] = {"slide_id": item.slide_id, "id": item.id, "prediction": item.prediction,
+                               "certainty": item.certainty, "bbox": None, "centroid": None}  # fmt: skip
+        try:
+            table = views.table_for(state, item.slide_id)
+            r = int(table.rows(np.array([item.id]))[0])
+            if r >= 0:
+                row["bbox"] = [int(v) for v in table.bbox[r]]
+                row["centroid"] = [float(v) for v in table.centroid[r]]
+        except (CommandRejected, OSError, ValueError):
+            pass  # geometry is a convenience; the queue still names the superpixel
+        out.append(row)
+    model = state.current_model
+    return {"items": out, "model_version": model["model_version"] if model and preds else None}
+
+
+@app.route("/projects/{project_id}/queue", methods=["GET"])
+def next_in_queue(project_id: str) -> Any:
+    return run(app, "queue", _queue, {"project_id": project_id})
+
+
+def _review_list(c: Call) -> Any:
+    q = c.query
+    if q.slide is not None:
+        views.require_slide(c.project, q.slide)
+    return review.review_page(views.review_rows(c.svc, c.project, q.slide), q)
+
+
+@app.route("/projects/{project_id}/review", methods=["GET"])
+def review_list(project_id: str) -> Any:
+    return run(app, "review_list", _review_list, {"project_id": project_id})
+
+
+def _agreement(c: Call) -> Any:
+    state = c.project
+    if c.query.slide is not None:
+        views.require_slide(state, c.query.slide)
+    rows = views.review_rows(c.svc, state, c.query.slide)
+    cats = [cat.id for cat in state.live_categories()]
+    by_user: dict[str, dict[tuple[str, int], str]] = {}
+    for r in rows:
+        for user, cat in r["labels"].items():
+            by_user.setdefault(user, {})[(r["slide_id"], r["id"])] = cat
+    labels = {(r["slide_id"], r["id"]): r["label"] for r in rows if r["label"] and r["prediction"]}
+    preds = {(r["slide_id"], r["id"]): r["prediction"] for r in rows if r["label"] and r["prediction"]}
+    return {
+        "users": agreement.user_agreement(by_user, cats),
+        "predictions": agreement.pair_agreement(labels, preds, cats) if labels else None,
+    }
+
+
+@app.route("/projects/{project_id}/agreement", methods=["GET"])
+def agreement_route(project_id: str) -> Any:
+    return run(app, "agreement", _agreement, {"project_id": project_id})
+
+
+# ---- training --------------------------------------------------------------------------------
+
+
+def _request_training(c: Call) -> Any:
+    result = c.svc.request_training(c.project.project_id, c.actor)
+    state = _fresh(c)
+    stream = project_stream(state.project_id)
+    seq = next(e["seq"] for e in result.events if e["stream"] == stream)
+    event = next(iter(c.svc.events.read(stream, after=seq - 1, upto=seq)))
+    return {"request_id": event.payload["request_id"]}
+
+
+@app.route("/projects/{project_id}/training", methods=["POST"])
+def request_training(project_id: str) -> Any:
+    return run(app, "request_training", _request_training, {"project_id": project_id})
+
+
+def _training(c: Call) -> Any:
+    state = c.project
+    total = c.svc.labels_total(state.project_id)
+    return {
+        "runs": [r.model_dump() for r in state.training.values()],
+        "models": state.models,
+        "current_model": state.current_model,
+        "labels_total": total,
+        "labels_since_request": max(0, total - state.last_request_labels_total),
+        "threshold": state.settings.retrain_threshold,
+    }
+
+
+@app.route("/projects/{project_id}/training", methods=["GET"])
+def training(project_id: str) -> Any:
+    return run(app, "training", _training, {"project_id": project_id})
+
+
+# ---- audit -------------------------------------------------------------------------------------
+
+
+def _history(c: Call) -> Any:
+    q, pid = c.query, c.project.project_id
+    if q.slide is not None:
+        views.require_slide(c.project, q.slide)
+    stream = label_stream(pid, q.slide) if q.slide else project_stream(pid)
+    events = list(c.svc.events.read(stream))
+    return audit.history(stream, events, q.after_seq, q.limit, q.superpixel, q.user, q.type)
+
+
+@app.route("/projects/{project_id}/audit/history", methods=["GET"])
+def audit_history(project_id: str) -> Any:
+    return run(app, "audit_history", _history, {"project_id": project_id})
+
+
+def _replay(c: Call) -> Any:
+    pid = c.project.project_id
+    as_of = audit.normalize_instant(c.query.as_of)
+    p_events = list(c.svc.events.read(project_stream(pid)))
+    chains = {project_stream(pid): verify_chain(p_events) is None}
+    then = audit.replay_project(p_events, as_of)
+    slides = {}
+    for sid in [c.query.slide] if c.query.slide else sorted(then.slides):
+        if sid not in then.slides:
+            raise CommandRejected("not_found", f"slide {sid!r} did not exist at {as_of}", "slide", 404)
+        events = list(c.svc.events.read(label_stream(pid, sid)))
+        chains[label_stream(pid, sid)] = verify_chain(events) is None
+        slides[sid] = audit.replay_slide(pid, sid, events, as_of)
+    return {"as_of": as_of, "project": project_out(then) if then.exists else None, "slides": slides,
+            "chains": chains}  # fmt: skip
+
+
+@app.route("/projects/{project_id}/audit/replay", methods=["GET"])
+def audit_replay(project_id: str) -> Any:
+    return run(app, "audit_replay", _replay, {"project_id": project_id})
+
+
+# ---- export ------------------------------------------------------------------------------------
+
+
+def _export(c: Call) -> Any:
+    q, state = c.query, c.project
+    if q.slide is not None:
+        views.require_slide(state, q.slide)
+    rows = views.review_rows(c.svc, state, q.slide)
+    if q.anonymize:
+        rows = export.anonymize(rows)
+    headers = {"Content-Disposition": f'attachment; filename="{state.project_id}.{q.format}"'}
+    if q.format == "csv":
+        return Response(
+            body=export.to_csv(rows), status_code=200, headers={**headers, "Content-Type": "text/csv"}
+        )
+    if q.format == "parquet":
+        ct = EXPORT_TYPES["parquet"]
+        return Response(
+            body=export.to_parquet(rows), status_code=200, headers={**headers, "Content-Type": ct}
+        )
+    readers: dict[str, Any] = {}
+
+    def ring_of(slide_id: str, sp: int) -> list[list[float]]:
+        seg = state.slides[slide_id].segmentation
+        if seg is None:
+            return []
+        if slide_id not in readers:
+            readers[slide_id] = data.LabelReader(seg["labels_uri"])
+        table = views.table_for(state, slide_id)
+        r = int(table.rows(np.array([sp]))[0])
+        if r < 0:
+            return []
+        mask, y0, x0 = readers[slide_id].mask(sp, table.bbox[r])
+        return export.outline(mask, y0, x0, readers[slide_id].scale)
+
+    colors = {cat.id: cat.color for cat in state.categories.values()}
+    names = {cat.id: cat.name for cat in state.categories.values()}
+    body = json.dumps(export.to_geojson(rows, ring_of, colors, names))
+    return Response(body=body, status_code=200, headers={**headers, "Content-Type": EXPORT_TYPES["geojson"]})
+
+
+@app.route("/projects/{project_id}/export", methods=["GET"])
+def export_route(project_id: str) -> Any:
+    return run(app, "export", _export, {"project_id": project_id})
+
+
+__all__ = ["app", "error"]

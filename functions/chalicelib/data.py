@@ -1,0 +1,91 @@
+"""Reads from the data bucket for the routes: superpixel tables, predictions, label-pyramid
+crops, and presigned URLs. Tables are immutable once written, so they are cached per container."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+
+from histolabel.adapters import pyramids
+from histolabel.adapters.aws import client
+from histolabel.api.tables import Predictions, SuperpixelTable
+from histolabel.config import get_settings
+
+PRESIGN_TTL_S = 900
+_CACHE_SIZE = 64
+_cache: OrderedDict[str, Any] = OrderedDict()
+_lock = threading.Lock()
+
+
+def _cached(key: str, load: Any) -> Any:
+    with _lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    value = load()
+    with _lock:
+        _cache[key] = value
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return value
+
+
+def slide_prefix(project_id: str, slide_id: str) -> str:
+    return f"projects/{project_id}/slides/{slide_id}"
+
+
+def superpixel_table(uri: str, version: str) -> SuperpixelTable:
+    """`version` (the segmentation's time) keys the cache: a re-segmentation gets a new entry."""
+    return _cached(f"sp|{uri}|{version}", lambda: SuperpixelTable.from_arrow(pyramids.read_table(uri)))  # type: ignore[no-any-return]
+
+
+def predictions(uri: str) -> Predictions:
+    return _cached(f"pred|{uri}", lambda: Predictions.from_arrow(pyramids.read_table(uri)))  # type: ignore[no-any-return]
+
+
+def prediction_uri(uri_prefix: str, slide_id: str) -> str:
+    return f"{uri_prefix.rstrip('/')}/{slide_id}.parquet"
+
+
+class LabelReader:
+    """Crops of a label pyramid's finest level, in level-0 pixel coordinates."""
+
+    def __init__(self, labels_uri: str) -> None:
+        group = pyramids.open_group(labels_uri, "r")
+        attrs = dict(group.attrs)
+        self.scale = 2 ** int(attrs.get("histolabel", {}).get("image_level", 0))
+        path = attrs["ome"]["multiscales"][0]["datasets"][0]["path"]
+        self.array: Any = group[path]
+
+    def mask(self, sp_id: int, bbox: np.ndarray) -> tuple[np.ndarray, int, int]:
+        y0, x0, y1, x1 = (int(v) for v in bbox)
+        s = self.scale
+        ly0, lx0 = y0 // s, x0 // s
+        ly1, lx1 = max(-(-y1 // s), ly0 + 1), max(-(-x1 // s), lx0 + 1)
+        crop = np.asarray(self.array[ly0:ly1, lx0:lx1])
+        return crop == sp_id, ly0, lx0
+
+
+def presign_get(key: str) -> str:
+    s = get_settings()
+    return str(
+        client("s3", s).generate_presigned_url(
+            "get_object", Params={"Bucket": s.data_bucket, "Key": key}, ExpiresIn=PRESIGN_TTL_S
+        )
+    )
+
+
+def presign_put(key: str) -> str:
+    s = get_settings()
+    return str(
+        client("s3", s).generate_presigned_url(
+            "put_object", Params={"Bucket": s.data_bucket, "Key": key}, ExpiresIn=PRESIGN_TTL_S
+        )
+    )
+
+
+def data_uri(key: str) -> str:
+    return f"s3://{get_settings().data_bucket}/{key}"
