@@ -584,7 +584,15 @@ def _export(c: Call) -> Any:
         if seg is None:
             return []
         if slide_id not in readers:
-            readers[slide_id] = data.LabelReader(seg["labels_uri"])
+            try:
+                readers[slide_id] = data.LabelReader(seg["labels_uri"])
+            except (OSError, ValueError, KeyError) as exc:
+                raise CommandRejected(
+                    "unavailable",
+                    f"the label pyramid of slide {slide_id!r} cannot be read: {exc}",
+                    "slide",
+                    409,
+                ) from None
         table = views.table_for(state, slide_id)
         r = int(table.rows(np.array([sp]))[0])
         if r < 0:

@@ -1,0 +1,127 @@
+"""Fixtures for the API tests: a signing key and its JWKS standing in for a user pool, an
+in-memory service seeded with a project, and the Chalice in-process client."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
+
+from histolabel.auth.tokens import PoolConfig
+from tests.unit.helpers import memory_service, seeded_project
+
+POOL = PoolConfig(region="us-east-1", user_pool_id="us-east-1_TestPool", client_id="testclient123")
+OUTSIDER = "oscar"
+ROLE_USERS = {"owner": "olivia", "annotator": "ana", "reviewer": "rex", "auditor": "audrey"}
+
+
+class Signer:
+    def __init__(self, kid: str) -> None:
+        self.kid = kid
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.jwk = {
+            **json.loads(RSAAlgorithm.to_jwk(self.key.public_key())),
+            "kid": kid,
+            "alg": "RS256",
+            "use": "sig",
+        }
+
+    def token(self, user: str, **overrides: Any) -> str:
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "sub": str(uuid.uuid5(uuid.NAMESPACE_DNS, user)),
+            "cognito:username": user,
+            "iss": POOL.issuer,
+            "aud": POOL.client_id,
+            "token_use": "id",
+            "iat": now,
+            "exp": now + 3600,
+            "email": f"{user}@example.org",
+        }
+        claims.update(overrides)
+        claims = {k: v for k, v in claims.items() if v is not None}
+        return jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": self.kid})
+
+
+@pytest.fixture(scope="session")
+def signer() -> Signer:
+    return Signer("test-key-1")
+
+
+@pytest.fixture(scope="session")
+def forger() -> Signer:
+    """A key the pool never published, claiming the pool's key id."""
+    return Signer("test-key-1")
+
+
+class RecordingSubmitter:
+    def __init__(self) -> None:
+        self.jobs: list[tuple[str, list[str], str]] = []
+        import threading
+
+        self._lock = threading.Lock()
+
+    def submit(self, job: str, args: list[str], name: str) -> str:
+        with self._lock:
+            self.jobs.append((job, args, name))
+            return f"job-{len(self.jobs)}"
+
+    def status(self, job_id: str) -> dict[str, Any]:
+        n = int(job_id.split("-")[1]) if job_id.startswith("job-") and job_id[4:].isdigit() else 0
+        if not 0 < n <= len(self.jobs):
+            return {"job_id": job_id, "status": "UNKNOWN"}
+        return {"job_id": job_id, "status": "RUNNING"}
+
+
+def event_count(svc: Any) -> int:
+    store = svc.events
+    return sum(len(s) for s in store.streams.values()) + len(store.idem)
+
+
+class Api:
+    """The app in-process with a seeded in-memory project 'proj' (slide s1, 5000 superpixels)."""
+
+    def __init__(self, signer: Signer) -> None:
+        from chalice.test import Client
+
+        from app import app
+        from chalicelib.context import SERVICES
+
+        self.svc = memory_service()
+        self.categories = seeded_project(self.svc)
+        self.submitter = RecordingSubmitter()
+        SERVICES.service = self.svc
+        SERVICES.submitter = self.submitter
+        SERVICES.pool = POOL
+        SERVICES.jwks = lambda kid: signer.jwk if kid == signer.kid else None
+        self.signer = signer
+        self.client = Client(app)
+        self.app = app
+
+    def request(self, method: str, path: str, user: str | None = None, body: Any = None,
+                headers: dict[str, str] | None = None, token: str | None = None) -> Any:  # fmt: skip
+        h = {"Content-Type": "application/json", **(headers or {})}
+        if token is not None:
+            h["Authorization"] = f"Bearer {token}"
+        elif user is not None:
+            h["Authorization"] = f"Bearer {self.signer.token(user)}"
+        raw = body if isinstance(body, (str, bytes)) or body is None else json.dumps(body)
+        return self.client.http.request(method, path, headers=h, body=raw or b"")
+
+    def events(self) -> int:
+        return event_count(self.svc)
+
+
+@pytest.fixture
+def api(signer: Signer, cloud: Any) -> Iterator[Api]:
+    from chalicelib.context import SERVICES
+
+    yield Api(signer)
+    SERVICES.service = SERVICES.submitter = SERVICES.pool = SERVICES.jwks = None

@@ -1,0 +1,97 @@
+"""Every route x every role, member or not, with and without a token: allowed calls succeed,
+the rest get 401/403 and write nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from histolabel.api.routes import ROUTES
+from tests.api.conftest import OUTSIDER, ROLE_USERS
+
+P = "/projects/proj"
+
+# A valid request for every route of a project, against the seeded project.
+REQUESTS = {
+    "get_project": ("GET", P, None),
+    "change_settings": ("PUT", P + "/settings", {"settings": {"retrain_threshold": 20}}),
+    "add_member": ("POST", P + "/members", {"user": "newbie", "role": "annotator", "site": "rome"}),
+    "change_role": ("PATCH", P + "/members/ana", {"role": "reviewer"}),
+    "remove_member": ("DELETE", P + "/members/audrey", None),
+    "add_category": ("POST", P + "/categories", {"name": "fat"}),
+    "merge_categories": ("POST", P + "/categories/merge", {"sources": ["stroma"], "target": "tumor"}),
+    "update_category": (
+        "PATCH",
+        P + "/categories/tumor",
+        {"name": "Tumour", "color": "#112233", "hotkey": "shift+t"},
+    ),
+    "exclude_category": ("POST", P + "/categories/necrosis/exclude", None),
+    "include_category": ("POST", P + "/categories/necrosis/include", None),
+    "delete_category": ("DELETE", P + "/categories/necrosis", None),
+    "register_slide": ("POST", P + "/slides", {"name": "slide 2", "filename": "s2.svs"}),
+    "list_slides": ("GET", P + "/slides", None),
+    "get_slide": ("GET", P + "/slides/s1", None),
+    "start_job": ("POST", P + "/slides/s1/jobs", {"job": "ingest"}),
+    "job_status": ("GET", P + "/jobs/job-1", None),
+    "slide_data": ("GET", P + "/slides/s1/data?key=image.ome.zarr/zarr.json", None),
+    "slide_data_urls": ("POST", P + "/slides/s1/data/urls", {"keys": ["image.ome.zarr/zarr.json"]}),
+    "slide_labels": ("GET", P + "/slides/s1/labels", None),
+    "label": ("POST", P + "/slides/s1/labels", {"category_id": "tumor", "ids": [1, 2, 3]}),
+    "unlabel": ("POST", P + "/slides/s1/unlabel", {"ids": [1]}),
+    "review": ("POST", P + "/slides/s1/review", {"action": "clear", "ids": [1, 2]}),
+    "queue": ("GET", P + "/queue?n=5", None),
+    "review_list": ("GET", P + "/review?sort=label&group_by=label", None),
+    "agreement": ("GET", P + "/agreement", None),
+    "request_training": ("POST", P + "/training", None),
+    "training": ("GET", P + "/training", None),
+    "audit_history": ("GET", P + "/audit/history", None),
+    "audit_replay": ("GET", P + "/audit/replay?as_of=2100-01-01", None),
+    "export": ("GET", P + "/export?format=csv&anonymize=true", None),
+}
+READ_ONLY_POSTS = {"start_job", "slide_data_urls"}  # a job's result is recorded by the job
+PROJECT_ROUTES = [r for r in ROUTES if isinstance(r.access, tuple)]
+CALLERS = [*ROLE_USERS, "outsider", "anonymous"]
+
+
+def test_every_project_route_has_a_request():
+    assert {r.name for r in PROJECT_ROUTES} == set(REQUESTS)
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+@pytest.mark.parametrize("route", PROJECT_ROUTES, ids=lambda r: r.name)
+def test_access(api, route, caller):
+    if route.name == "job_status":
+        api.submitter.submit("ingest", [], "warm-up")
+    method, path, body = REQUESTS[route.name]
+    user = {"outsider": OUTSIDER, "anonymous": None, **ROLE_USERS}[caller]
+    before = api.events()
+    response = api.request(method, path, user=user, body=body)
+    if caller in ROLE_USERS and ROLE_USERS[caller] in api.svc.project_state("proj").members:
+        allowed = caller in route.access
+    else:
+        allowed = False
+    if allowed:
+        assert response.status_code < 400, (route.name, caller, response.body)
+        if route.method == "GET" or route.name in READ_ONLY_POSTS:
+            assert api.events() == before
+        else:
+            assert api.events() > before, route.name
+    else:
+        expected = 401 if caller == "anonymous" else 403
+        assert response.status_code == expected, (route.name, caller, response.body)
+        assert response.json_body["error"] == ("unauthorized" if expected == 401 else "forbidden")
+        assert api.events() == before
+
+
+@pytest.mark.parametrize("route", [r for r in ROUTES if r.access == "open"], ids=lambda r: r.name)
+def test_open_routes_need_no_token(api, route):
+    response = api.request(route.method, route.path)
+    assert response.status_code == 200
+
+
+def test_signed_in_routes_need_a_token(api):
+    assert api.request("GET", "/me").status_code == 401
+    assert api.request("GET", "/me", user="zed").json_body == {"user": "zed", "email": "zed@example.org"}
+    before = api.events()
+    body = {"project_id": "p2", "name": "x", "site": "nyc"}
+    assert api.request("POST", "/projects", body=body).status_code == 401
+    assert api.events() == before
