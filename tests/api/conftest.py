@@ -89,9 +89,8 @@ class Api:
     """The app in-process with a seeded in-memory project 'proj' (slide s1, 5000 superpixels)."""
 
     def __init__(self, signer: Signer) -> None:
-        from chalice.test import Client
-
         from app import app
+        from chalice.test import Client
         from chalicelib.context import SERVICES
 
         self.svc = memory_service()

@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 
 from histolabel.api.routes import ROUTES
+from histolabel.commands import ExcludeCategory
 from tests.api.conftest import OUTSIDER, ROLE_USERS
+from tests.unit.helpers import OWNER
 
 P = "/projects/proj"
 
@@ -61,6 +63,8 @@ def test_every_project_route_has_a_request():
 def test_access(api, route, caller):
     if route.name == "job_status":
         api.submitter.submit("ingest", [], "warm-up")
+    if route.name == "include_category":
+        api.svc.execute(ExcludeCategory(project_id="proj", category_id="necrosis"), OWNER)
     method, path, body = REQUESTS[route.name]
     user = {"outsider": OUTSIDER, "anonymous": None, **ROLE_USERS}[caller]
     before = api.events()
