@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import threading
 from dataclasses import dataclass, field
 from functools import partial
@@ -48,11 +50,55 @@ class _Handler(SimpleHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(self.config_body)
             return
+        byte_range = self.headers.get("Range")
+        if byte_range:
+            self._send_range(byte_range)
+            return
         super().do_GET()
 
+    def do_OPTIONS(self) -> None:
+        # CORS preflight for Range requests from a page served on another port.
+        self.send_response(204)
+        self.send_header("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
+        self.send_header("Access-Control-Allow-Headers", "Range, Content-Type")
+        self.send_header("Access-Control-Max-Age", "600")
+        self.end_headers()
+
+    def _send_range(self, header: str) -> None:
+        """One byte range (`a-b`, `a-` or `-n`), as S3 answers it: the zarr shard reader needs it."""
+        path = self.translate_path(self.path)
+        match = re.fullmatch(r"bytes=(\d*)-(\d*)", header.strip())
+        if not os.path.isfile(path):
+            self.send_error(404)
+            return
+        size = os.path.getsize(path)
+        if not match or match.groups() == ("", ""):
+            self.send_error(416)
+            return
+        first, last = match.groups()
+        if first == "":
+            start, end = max(0, size - int(last)), size - 1
+        else:
+            start, end = int(first), min(size - 1, int(last)) if last else size - 1
+        if start > end or start >= size:
+            self.send_error(416)
+            return
+        with open(path, "rb") as fh:
+            fh.seek(start)
+            body = fh.read(end - start + 1)
+        self.send_response(206)
+        self.send_header("Content-Type", self.guess_type(path))
+        self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
     def end_headers(self) -> None:
-        # Development server: always serve the files as they are on disk now.
+        # Development server: always serve the files as they are on disk now, to any origin
+        # (the stand-alone viewer and the benchmark read zarr folders served from another port).
         self.send_header("Cache-Control", "no-cache")
+        self.send_header("Access-Control-Allow-Origin", "*")
+        self.send_header("Access-Control-Expose-Headers", "Content-Range, Content-Length")
         super().end_headers()
 
     def log_message(self, format: str, *args: Any) -> None:

@@ -4,6 +4,7 @@ import { readRegion } from "./pyramid.js";
 import { boundaryIndex, chunkNeedsPaint, paintChunk, uniqueIds } from "./lut.js";
 
 const OSD = window.OpenSeadragon;
+const RETRY_MS = 3000;
 
 export class Overlay {
   constructor(viewer, labels, colours) {
@@ -15,6 +16,7 @@ export class Overlay {
     this.visible = true;
     this.chunks = new Map(); // "level/cy/cx" -> chunk
     this.loading = new Map();
+    this.failed = new Map(); // key -> time of the last failure (retried after RETRY_MS)
     this.canvas = document.createElement("canvas");
     this.canvas.className = "overlay-canvas";
     this.canvas.setAttribute("aria-hidden", "true");
@@ -62,7 +64,16 @@ export class Overlay {
     const key = `${k}/${cy}/${cx}`;
     const hit = this.chunks.get(key);
     if (hit) return hit;
-    if (!this.loading.has(key)) this.loading.set(key, this.load(k, cy, cx, key));
+    const failedAt = this.failed.get(key);
+    if (failedAt && performance.now() - failedAt < RETRY_MS) return null;
+    if (!this.loading.has(key)) {
+      const p = this.load(k, cy, cx, key);
+      p.catch((err) => {
+        this.failed.set(key, performance.now());
+        console.warn(`label chunk ${key}: ${err && err.message ? err.message : err}`);
+      });
+      this.loading.set(key, p);
+    }
     return null;
   }
 
@@ -78,6 +89,7 @@ export class Overlay {
       Object.assign(chunk, { k, y0, x0, factor: level.factor });
       this.paint(chunk);
       this.chunks.set(key, chunk);
+      this.failed.delete(key);
       this.requestDraw();
       return chunk;
     } finally {
@@ -166,6 +178,32 @@ export class Overlay {
     const chunk = await this.chunkAsync(0, Math.floor(ly / level.chunkH), Math.floor(lx / level.chunkW));
     if (!chunk) return 0;
     return chunk.ids[(ly - chunk.y0) * chunk.w + (lx - chunk.x0)];
+  }
+
+  // Level-0 box (y0, x0, y1, x1) of a superpixel, found in the coarsest level that shows it.
+  async findBox(id) {
+    const levels = this.labels.levels;
+    for (let k = levels.length - 1; k >= 0; k--) {
+      const level = levels[k];
+      if (level.width * level.height > 4096 * 4096) break;
+      if (!this.whole) this.whole = new Map();
+      if (!this.whole.has(k)) this.whole.set(k, readRegion(level, 0, 0, level.height, level.width));
+      const { data } = await this.whole.get(k);
+      let y0 = Infinity, x0 = Infinity, y1 = -1, x1 = -1;
+      for (let i = 0; i < data.length; i++) {
+        if (data[i] !== id) continue;
+        const y = Math.floor(i / level.width), x = i - y * level.width;
+        if (y < y0) y0 = y;
+        if (y > y1) y1 = y;
+        if (x < x0) x0 = x;
+        if (x > x1) x1 = x;
+      }
+      if (y1 >= 0) {
+        const f = level.factor;
+        return [y0 * f, x0 * f, (y1 + 1) * f, (x1 + 1) * f];
+      }
+    }
+    return null;
   }
 
   // Ids inside a circle (level-0 centre and radius), read from the level on screen.

@@ -16,11 +16,11 @@ function scaleOf(dataset) {
 
 // levels[k] = {array, width, height, factor}: factor = level-0 image pixels per pixel of level k.
 async function openLevels(location, baseScale) {
-  const group = await zarr.open(location, { kind: "group" });
+  const group = await zarr.open.v3(location, { kind: "group" });
   const ms = multiscales(group.attrs);
   const levels = [];
   for (const ds of ms.datasets) {
-    const array = await zarr.open(location.resolve(ds.path), { kind: "array" });
+    const array = await zarr.open.v3(location.resolve(ds.path), { kind: "array" });
     const shape = array.shape;
     levels.push({
       array,

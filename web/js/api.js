@@ -1,0 +1,208 @@
+// The API client: Cognito login (USER_PASSWORD_AUTH or the hosted UI's returned token), the
+// bearer token on every call, retries with the same idempotency key (so a flaky network never
+// duplicates an edit), and an outbox that shows which edits are pending or failed.
+
+export class ApiError extends Error {
+  constructor(status, body) {
+    super((body && (body.detail || body.error)) || `HTTP ${status}`);
+    this.status = status;
+    this.code = body && body.error;
+    this.field = body && body.field;
+    this.body = body;
+  }
+}
+
+export function newKey() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  return [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const TOKEN_KEY = "histolabel.idToken";
+
+export class Api extends EventTarget {
+  constructor(baseUrl) {
+    super();
+    this.base = baseUrl.replace(/\/$/, "");
+    this.token = sessionStorage.getItem(TOKEN_KEY);
+    this.retryDelays = [250, 750, 2000, 4000];
+    this.stats = { attempts: 0, retries: 0 };
+  }
+
+  get signedIn() {
+    if (!this.token) return false;
+    try {
+      const claims = JSON.parse(atob(this.token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+      return claims.exp * 1000 > Date.now();
+    } catch {
+      return false;
+    }
+  }
+
+  claims() {
+    return JSON.parse(atob(this.token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+  }
+
+  setToken(token) {
+    this.token = token;
+    if (token) sessionStorage.setItem(TOKEN_KEY, token);
+    else sessionStorage.removeItem(TOKEN_KEY);
+  }
+
+  async loginConfig() {
+    if (!this._config) this._config = await this.request("GET", "/config", undefined, { auth: false });
+    return this._config;
+  }
+
+  async login(username, password) {
+    const cfg = await this.loginConfig();
+    const endpoint = cfg.cognitoEndpoint || `https://cognito-idp.${cfg.region}.amazonaws.com/`;
+    const res = await fetch(endpoint, {
+      method: "POST",
+      headers: {
+        "Content-Type": "application/x-amz-json-1.1",
+        "X-Amz-Target": "AWSCognitoIdentityProviderService.InitiateAuth",
+      },
+      body: JSON.stringify({
+        AuthFlow: "USER_PASSWORD_AUTH",
+        ClientId: cfg.clientId,
+        AuthParameters: { USERNAME: username, PASSWORD: password },
+      }),
+    });
+    const body = await res.json().catch(() => ({}));
+    if (!res.ok || !body.AuthenticationResult) {
+      const msg = body.message || body.Message || body.__type || `sign-in failed (HTTP ${res.status})`;
+      throw new Error(msg.includes("NotAuthorized") ? "Wrong username or password" : msg);
+    }
+    this.setToken(body.AuthenticationResult.IdToken);
+    return this.claims();
+  }
+
+  // Token returned by the Cognito hosted UI (implicit grant) in the URL fragment.
+  takeHostedToken() {
+    const frag = new URLSearchParams(location.hash.slice(1));
+    const token = frag.get("id_token");
+    if (token) {
+      this.setToken(token);
+      history.replaceState(null, "", location.pathname + location.search);
+    }
+    return !!token;
+  }
+
+  logout() {
+    this.setToken(null);
+  }
+
+  // One call; network errors, 429, 502-504 (and 503 "contention") are retried with backoff.
+  async request(method, path, body, { auth = true, idempotencyKey, retries, query } = {}) {
+    let url = this.base + path;
+    if (query) {
+      const q = new URLSearchParams();
+      for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== null && v !== "") q.set(k, v);
+      const s = q.toString();
+      if (s) url += `?${s}`;
+    }
+    const headers = {};
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (auth && this.token) headers.Authorization = `Bearer ${this.token}`;
+    if (idempotencyKey) headers["Idempotency-Key"] = idempotencyKey;
+    const delays = retries === undefined ? (method === "GET" || idempotencyKey ? this.retryDelays : []) : retries;
+    for (let attempt = 0; ; attempt++) {
+      this.stats.attempts++;
+      let res;
+      try {
+        res = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+      } catch (err) {
+        if (attempt < delays.length) {
+          this.stats.retries++;
+          await sleep(delays[attempt]);
+          continue;
+        }
+        throw new ApiError(0, { error: "network", detail: `network error: ${err.message}` });
+      }
+      if ([429, 502, 503, 504].includes(res.status) && attempt < delays.length) {
+        this.stats.retries++;
+        await sleep(delays[attempt]);
+        continue;
+      }
+      const text = await res.text();
+      let data = null;
+      try {
+        data = text ? JSON.parse(text) : null;
+      } catch {
+        data = text;
+      }
+      if (res.status === 401 && auth) this.dispatchEvent(new Event("unauthorized"));
+      if (!res.ok) throw new ApiError(res.status, data);
+      return data;
+    }
+  }
+
+  get(path, query) {
+    return this.request("GET", path, undefined, { query });
+  }
+  post(path, body, opts) {
+    return this.request("POST", path, body === undefined ? {} : body, opts);
+  }
+  patch(path, body) {
+    return this.request("PATCH", path, body);
+  }
+  put(path, body) {
+    return this.request("PUT", path, body);
+  }
+  del(path) {
+    return this.request("DELETE", path);
+  }
+}
+
+// Label edits: each gets a key once, kept across retries and manual re-sends, so the server
+// writes it at most once. Failed edits stay listed until re-sent or dropped.
+export class Outbox extends EventTarget {
+  constructor(api) {
+    super();
+    this.api = api;
+    this.items = new Map(); // key -> {key, path, body, state, error}
+  }
+
+  send(path, body, { onDone } = {}) {
+    const key = newKey();
+    const item = { key, path, body: { ...body, idempotency_key: key }, state: "pending", error: null, onDone };
+    this.items.set(key, item);
+    return this.#run(item);
+  }
+
+  async #run(item) {
+    item.state = "pending";
+    this.#changed();
+    try {
+      const res = await this.api.post(item.path, item.body, { idempotencyKey: item.key });
+      this.items.delete(item.key);
+      this.#changed();
+      if (item.onDone) item.onDone(res);
+      return res;
+    } catch (err) {
+      item.state = "failed";
+      item.error = err;
+      this.#changed();
+      this.dispatchEvent(new CustomEvent("failed", { detail: item }));
+      throw err;
+    }
+  }
+
+  retryFailed() {
+    return Promise.allSettled([...this.items.values()].filter((i) => i.state === "failed").map((i) => this.#run(i)));
+  }
+
+  get pending() {
+    return [...this.items.values()].filter((i) => i.state === "pending").length;
+  }
+
+  get failed() {
+    return [...this.items.values()].filter((i) => i.state === "failed");
+  }
+
+  #changed() {
+    this.dispatchEvent(new Event("change"));
+  }
+}

@@ -1,0 +1,395 @@
+// HistoLabel web app: wiring of login, project/slide selection, viewer + overlay and the modes.
+import { Api, ApiError, Outbox } from "./api.js";
+import { openImage, openLabels } from "./pyramid.js";
+import { PresignedStore, PresignedUrls, httpStore } from "./stores.js";
+import { createViewer, zoomToBox } from "./viewer.js";
+import { Overlay } from "./overlay.js";
+import { SuperpixelColours } from "./lut.js";
+import { LabelMode } from "./labeling.js";
+import { GuidedMode } from "./guided.js";
+import { ReviewMode } from "./review.js";
+import { TrainingMode } from "./training.js";
+import { AuditMode } from "./audit.js";
+import { $, el, eventKey, isTyping, toast } from "./ui.js";
+
+const MODES = ["label", "guided", "review", "training", "audit"];
+const DEFAULT_COUNT = 4096;
+
+export const state = {
+  api: null, outbox: null, config: null,
+  projectId: null, project: null, role: null, user: null,
+  slideId: null, slide: null, image: null, labels: null,
+  viewer: null, overlay: null, colours: new SuperpixelColours(DEFAULT_COUNT, []),
+  labelEntries: new Map(), predictionsVersion: null,
+  mode: "label", modes: {}, ready: false,
+};
+window.histolabel = state; // for the browser tests and the console
+
+function categories() {
+  return (state.project && state.project.categories) || [];
+}
+
+export function categoryById(id) {
+  return categories().find((c) => c.id === id);
+}
+
+export function showAlert(message) {
+  const box = $("#alert");
+  if (!message) {
+    box.hidden = true;
+    box.textContent = "";
+    return;
+  }
+  box.hidden = false;
+  box.textContent = message;
+}
+
+export function describeError(err) {
+  if (err instanceof ApiError) return err.field ? `${err.message} (field: ${err.field})` : err.message;
+  return String(err && err.message ? err.message : err);
+}
+
+async function boot() {
+  const config = await fetch("config.json").then((r) => (r.ok ? r.json() : {})).catch(() => ({}));
+  state.config = config;
+  const params = new URLSearchParams(location.search);
+  if (params.get("zarr")) return openStandalone(params.get("zarr"));
+  if (!config.apiUrl) {
+    showAlert("config.json has no apiUrl: this app cannot reach its API.");
+    return;
+  }
+  state.api = new Api(config.apiUrl);
+  state.outbox = new Outbox(state.api);
+  state.outbox.addEventListener("change", renderOutbox);
+  state.outbox.addEventListener("failed", (e) => showAlert(`Saving an edit failed: ${describeError(e.detail.error)} — use Retry in the top bar.`));
+  state.api.addEventListener("unauthorized", () => showLogin("Your session has expired; please sign in again."));
+  state.api.takeHostedToken();
+  wireChrome();
+  state.modes = {
+    label: new LabelMode(state), guided: new GuidedMode(state), review: new ReviewMode(state),
+    training: new TrainingMode(state), audit: new AuditMode(state),
+  };
+  if (!state.api.signedIn) await showLogin();
+  afterLogin(params.get("project") || localStorage.getItem("histolabel.lastProject"));
+}
+
+function showLogin(message = "") {
+  const dialog = $("#login-dialog");
+  $("#login-error").textContent = message;
+  state.api.loginConfig().then((cfg) => {
+    if (cfg.hostedUiUrl) {
+      const link = $("#hosted-login");
+      link.hidden = false;
+      link.href = cfg.hostedUiUrl;
+    }
+  }).catch(() => {});
+  if (!dialog.open) dialog.showModal();
+  return new Promise((resolve) => {
+    $("#login-form").onsubmit = async (ev) => {
+      ev.preventDefault();
+      const button = $("#login-submit");
+      button.disabled = true;
+      $("#login-error").textContent = "";
+      try {
+        await state.api.login($("#login-username").value.trim(), $("#login-password").value);
+        dialog.close();
+        resolve();
+      } catch (err) {
+        $("#login-error").textContent = describeError(err);
+      } finally {
+        button.disabled = false;
+      }
+    };
+  });
+}
+
+async function afterLogin(projectId) {
+  const claims = state.api.claims();
+  state.user = claims["cognito:username"] || claims.username || claims.sub;
+  $("#user-name").textContent = state.user;
+  renderRecent();
+  if (projectId) await openProject(projectId).catch((err) => showAlert(describeError(err)));
+  state.ready = true;
+}
+
+function renderRecent() {
+  const recent = JSON.parse(localStorage.getItem("histolabel.recent") || "[]");
+  $("#recent-projects").replaceChildren(...recent.map((p) => el("option", { value: p })));
+}
+
+function remember(projectId) {
+  const recent = JSON.parse(localStorage.getItem("histolabel.recent") || "[]").filter((p) => p !== projectId);
+  recent.unshift(projectId);
+  localStorage.setItem("histolabel.recent", JSON.stringify(recent.slice(0, 10)));
+  localStorage.setItem("histolabel.lastProject", projectId);
+  renderRecent();
+}
+
+export async function refreshProject() {
+  state.project = await state.api.get(`/projects/${encodeURIComponent(state.projectId)}`);
+  state.role = state.project.your_role;
+  $("#user-role").textContent = state.role || "";
+  state.colours.setCategories(categories());
+  relabel();
+  for (const m of Object.values(state.modes)) if (m.onProject) m.onProject();
+  return state.project;
+}
+
+export async function openProject(projectId) {
+  state.projectId = projectId;
+  $("#project-id").value = projectId;
+  await refreshProject();
+  remember(projectId);
+  const url = new URL(location.href);
+  url.searchParams.set("project", projectId);
+  history.replaceState(null, "", url);
+  renderSlides();
+  const slides = state.project.slides || [];
+  const ready = slides.find((s) => s.status === "segmented" || s.status === "embedded") || slides.find((s) => s.status === "ingested");
+  if (ready) await openSlide(ready.slide_id);
+  else showAlert(slides.length ? "No slide is ingested yet." : "This project has no slides yet.");
+}
+
+function renderSlides() {
+  const select = $("#slide-select");
+  const slides = state.project.slides || [];
+  select.replaceChildren(...slides.map((s) => el("option", { value: s.slide_id, disabled: !["ingested", "segmented", "embedded"].includes(s.status) }, `${s.name} (${s.status})`)));
+  if (state.slideId) select.value = state.slideId;
+  const failed = slides.flatMap((s) => (s.failures || []).map((f) => `${s.name}: ${f.job} failed — ${f.reason}`));
+  if (failed.length) showAlert(failed.join("; "));
+}
+
+export function slideName(slideId) {
+  const s = ((state.project && state.project.slides) || []).find((x) => x.slide_id === slideId);
+  return s ? s.name : slideId;
+}
+
+const imageCache = new Map();
+
+// The image + label pyramids of a slide (kept, so guided thumbnails of other slides are cheap).
+export async function slidePyramids(slideId) {
+  if (!imageCache.has(slideId)) {
+    const p = (async () => {
+      const urls = new PresignedUrls(state.api, state.projectId, slideId);
+      const image = await openImage(new PresignedStore(urls, "image.ome.zarr"));
+      const labels = await openLabels(image);
+      return { image, labels };
+    })();
+    imageCache.set(slideId, p);
+    p.catch(() => imageCache.delete(slideId));
+  }
+  return imageCache.get(slideId);
+}
+
+export async function openSlide(slideId) {
+  if (state.slideId === slideId && state.viewer) return;
+  state.slideId = slideId;
+  state.slide = (state.project.slides || []).find((s) => s.slide_id === slideId);
+  $("#slide-select").value = slideId;
+  $("#slide-name").textContent = slideName(slideId);
+  const { image, labels } = await slidePyramids(slideId);
+  mountViewer(image, labels);
+  const count = (state.slide && state.slide.segmentation && state.slide.segmentation.count) || DEFAULT_COUNT;
+  state.colours.resize(count);
+  state.colours.setCategories(categories());
+  await Promise.all([loadLabels(), loadPredictions()]);
+  for (const m of Object.values(state.modes)) if (m.onSlide) m.onSlide();
+}
+
+function mountViewer(image, labels) {
+  if (state.viewer) state.viewer.destroy();
+  state.image = image;
+  state.labels = labels;
+  $("#viewer").replaceChildren();
+  state.viewer = createViewer($("#viewer"), image, {
+    onFirstDraw: (ms) => {
+      $("#draw-time").textContent = `first view ${ms.toFixed(0)} ms`;
+    },
+  });
+  state.overlay = labels ? new Overlay(state.viewer, labels, state.colours) : null;
+  if (state.overlay) applyOverlayControls();
+  for (const m of Object.values(state.modes)) if (m.onViewer) m.onViewer();
+}
+
+async function openStandalone(url) {
+  const image = await openImage(httpStore(url));
+  const labels = await openLabels(image);
+  state.colours.resize(DEFAULT_COUNT);
+  wireOverlayControls();
+  mountViewer(image, labels);
+  if (state.overlay) {
+    state.colours.setCategories([{ id: "a", color: "#e15759" }, { id: "b", color: "#4e79a7" }]);
+    state.colours.rebuild();
+  }
+  state.ready = true;
+}
+
+export async function loadLabels() {
+  const res = await state.api.get(`/projects/${encodeURIComponent(state.projectId)}/slides/${encodeURIComponent(state.slideId)}/labels`);
+  state.labelEntries = new Map(res.entries.map((e) => [e.id, e]));
+  const maxId = res.entries.reduce((m, e) => Math.max(m, e.id), 0);
+  if (maxId > state.colours.count) state.colours.resize(maxId);
+  relabel();
+  return res;
+}
+
+// Colours from the label entries (shown category = `c`, the current label of the superpixel).
+export function relabel() {
+  const colours = state.colours;
+  colours.label.fill(0);
+  for (const e of state.labelEntries.values()) {
+    if (e.id <= colours.count) colours.label[e.id] = colours.index.get(e.c) || 0;
+  }
+  colours.rebuild();
+  if (state.overlay) state.overlay.repaintAll();
+  for (const m of Object.values(state.modes)) if (m.onLabels) m.onLabels();
+}
+
+// Per-slide predictions of the current model; see docs/api.md (GET .../slides/{s}/predictions).
+export async function loadPredictions() {
+  const base = `/projects/${encodeURIComponent(state.projectId)}/slides/${encodeURIComponent(state.slideId)}`;
+  let res;
+  try {
+    res = await state.api.get(`${base}/predictions`);
+  } catch (err) {
+    if (err instanceof ApiError && (err.status === 404 || err.status === 403)) return null;
+    throw err;
+  }
+  if (!res || !res.ids) return null;
+  const cats = res.classes.map((i) => res.categories[i]);
+  state.predictions = { version: res.model_version, ids: res.ids, cats, certainty: res.certainty };
+  state.colours.setPredictions(res.ids, cats);
+  if (state.overlay) state.overlay.repaintAll();
+  return res;
+}
+
+// Applies a label change locally (optimistically) and recolours the overlay.
+export function applyLocalLabels(ids, categoryId) {
+  for (const id of ids) {
+    if (categoryId == null) state.labelEntries.delete(id);
+    else {
+      const e = state.labelEntries.get(id) || { id, l: {} };
+      state.labelEntries.set(id, { ...e, c: categoryId, cb: state.user, l: { ...e.l, [state.user]: [categoryId, new Date().toISOString()] } });
+    }
+  }
+  state.colours.setLabels(ids, categoryId);
+  if (state.overlay) state.overlay.recolour();
+  for (const m of Object.values(state.modes)) if (m.onLabels) m.onLabels();
+}
+
+// Sends a label/unlabel edit through the outbox; returns the API's answer.
+export function sendLabels(slideId, ids, categoryId, source) {
+  const base = `/projects/${encodeURIComponent(state.projectId)}/slides/${encodeURIComponent(slideId)}`;
+  const list = [...ids];
+  if (slideId === state.slideId) applyLocalLabels(list, categoryId);
+  if (categoryId == null) return state.outbox.send(`${base}/unlabel`, { ids: list, source });
+  return state.outbox.send(`${base}/labels`, { category_id: categoryId, ids: list, source });
+}
+
+export function zoomTo(bbox) {
+  if (state.viewer) zoomToBox(state.viewer, bbox);
+}
+
+function renderOutbox() {
+  const box = $("#outbox");
+  const pending = state.outbox.pending;
+  const failed = state.outbox.failed;
+  const parts = [];
+  if (pending) parts.push(el("span", {}, `Saving ${pending}…`));
+  if (failed.length) {
+    parts.push(el("span", { class: "failed" }, `✖ ${failed.length} edit(s) not saved `));
+    parts.push(el("button", { type: "button", id: "retry-edits", onclick: () => state.outbox.retryFailed().then(() => { if (!state.outbox.failed.length) showAlert(""); }) }, "Retry"));
+  }
+  if (!pending && !failed.length) parts.push(el("span", {}, "✔ All edits saved"));
+  box.replaceChildren(...parts);
+}
+
+export function setMode(mode) {
+  if (!MODES.includes(mode)) return;
+  state.mode = mode;
+  for (const b of document.querySelectorAll(".modes button")) b.setAttribute("aria-selected", String(b.dataset.mode === mode));
+  for (const s of document.querySelectorAll("[data-panel]")) s.hidden = s.dataset.panel !== mode;
+  $("#filmstrip").hidden = mode !== "guided";
+  for (const [name, m] of Object.entries(state.modes)) {
+    if (name === mode && m.enter) m.enter();
+    else if (m.leave) m.leave();
+  }
+  if (state.viewer) setTimeout(() => state.overlay && state.overlay.requestDraw(), 0);
+}
+
+function applyOverlayControls() {
+  const o = state.overlay;
+  if (!o) return;
+  o.opacity = Number($("#opacity").value) / 100;
+  o.visible = $("#show-overlay").checked;
+  const boundaries = $("#show-boundaries").checked;
+  const labels = $("#show-labels").checked;
+  const preds = $("#show-predictions").checked;
+  const recolour = labels !== state.colours.showLabels || preds !== state.colours.showPredictions || boundaries !== o.showBoundaries;
+  state.colours.showLabels = labels;
+  state.colours.showPredictions = preds;
+  o.showBoundaries = boundaries;
+  if (recolour) {
+    state.colours.rebuild();
+    o.repaintAll();
+  } else o.draw();
+}
+
+function wireOverlayControls() {
+  for (const id of ["#opacity", "#show-overlay", "#show-boundaries", "#show-labels", "#show-predictions"]) {
+    $(id).addEventListener("input", applyOverlayControls);
+  }
+}
+
+function wireChrome() {
+  wireOverlayControls();
+  for (const b of document.querySelectorAll(".modes button")) b.addEventListener("click", () => setMode(b.dataset.mode));
+  $("#project-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    openProject($("#project-id").value.trim()).catch((err) => showAlert(describeError(err)));
+  });
+  $("#slide-select").addEventListener("change", (ev) => openSlide(ev.target.value).catch((err) => showAlert(describeError(err))));
+  $("#logout-btn").addEventListener("click", () => {
+    state.api.logout();
+    location.reload();
+  });
+  const npd = $("#new-project-dialog");
+  $("#new-project-btn").addEventListener("click", () => npd.showModal());
+  npd.querySelector("[data-close]").addEventListener("click", () => npd.close());
+  $("#new-project-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const f = new FormData(ev.target);
+    try {
+      const p = await state.api.post("/projects", { project_id: f.get("project_id"), name: f.get("name"), site: f.get("site") });
+      npd.close();
+      await openProject(p.project_id);
+    } catch (err) {
+      npd.querySelector(".error").textContent = describeError(err);
+    }
+  });
+  document.addEventListener("keydown", onKey);
+}
+
+function onKey(ev) {
+  if (isTyping(ev.target) || document.querySelector("dialog[open]")) return;
+  const key = eventKey(ev);
+  if (ev.altKey && /^[1-5]$/.test(ev.key)) {
+    setMode(MODES[Number(ev.key) - 1]);
+    ev.preventDefault();
+    return;
+  }
+  const mode = state.modes[state.mode];
+  if (mode && mode.onKey && mode.onKey(key, ev)) {
+    ev.preventDefault();
+    return;
+  }
+  if (key === "alt+o") {
+    $("#show-overlay").checked = !$("#show-overlay").checked;
+    applyOverlayControls();
+    ev.preventDefault();
+  }
+}
+
+export { toast };
+
+boot().catch((err) => showAlert(`Start-up failed: ${describeError(err)}`));

@@ -1,0 +1,171 @@
+// Audit view (owner, auditor): the event timeline of the project or a slide with who/when/what
+// and the hash-chain check, and the overlay replayed as of a chosen moment.
+import { describeError, relabel, slideName } from "./app.js";
+import { $, el, fmtTime, toast } from "./ui.js";
+
+function describe(e) {
+  const d = e.data || {};
+  const n = d.ids ? `${d.ids.length} superpixel(s)` : "";
+  switch (e.type) {
+    case "SuperpixelsLabeled": return `labeled ${n} as ${d.category_id} (${d.source})`;
+    case "SuperpixelsUnlabeled": return `unlabeled ${n}`;
+    case "LabelsReviewed": return `review ${d.action} ${n}${d.category_id ? ` → ${d.category_id}` : ""}`;
+    default: return `${e.type} ${Object.entries(d).filter(([, v]) => typeof v !== "object").map(([k, v]) => `${k}=${v}`).join(" ")}`;
+  }
+}
+
+// The shown category per superpixel after the label events up to `asOf` (the projection's fold).
+export function foldLabels(events, asOf) {
+  const entries = new Map();
+  for (const e of events) {
+    if (asOf && e.at > asOf) break;
+    const d = e.data || {};
+    for (const id of d.ids || []) {
+      const en = entries.get(id) || { l: new Map(), c: null, cb: null };
+      if (e.type === "SuperpixelsLabeled") {
+        en.l.delete(e.actor_user);
+        en.l.set(e.actor_user, d.category_id);
+        en.c = d.category_id;
+        en.cb = e.actor_user;
+      } else if (e.type === "SuperpixelsUnlabeled" && en.l.has(e.actor_user)) {
+        en.l.delete(e.actor_user);
+        if (en.cb === e.actor_user) {
+          const last = [...en.l.keys()].pop();
+          en.c = last ? en.l.get(last) : null;
+          en.cb = last || null;
+        }
+      } else if (e.type === "LabelsReviewed") {
+        if (d.action === "change") en.c = d.category_id;
+        else if (d.action === "clear") en.c = null;
+      }
+      entries.set(id, en);
+    }
+  }
+  return entries;
+}
+
+export class AuditMode {
+  constructor(state) {
+    this.state = state;
+    this.root = $("#audit-panel");
+    this.events = [];
+    this.replaying = false;
+    this.render();
+  }
+
+  get allowed() {
+    return ["owner", "auditor"].includes(this.state.role);
+  }
+
+  enter() {
+    this.render();
+    if (this.allowed) this.load();
+  }
+
+  leave() {
+    if (this.replaying) this.stopReplay();
+  }
+
+  render() {
+    if (!this.allowed) {
+      this.root.replaceChildren(el("h2", {}, "Audit"), el("p", {}, "The audit view is for owners and auditors."));
+      return;
+    }
+    const form = el("form", { id: "audit-form", class: "field" },
+      el("label", {}, "Stream ", el("select", { name: "scope", id: "audit-scope" },
+        el("option", { value: "slide" }, "labels of this slide"), el("option", { value: "project" }, "project"))),
+      el("label", {}, "User ", el("input", { name: "user", size: 10 })),
+      el("button", { type: "submit" }, "Load"));
+    form.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      this.load();
+    });
+    const replay = el("form", { id: "replay-form", class: "field", "aria-label": "Replay" },
+      el("label", {}, "Replay overlay as of ", el("input", { type: "datetime-local", step: "0.001", name: "as_of", id: "replay-at" })),
+      el("label", {}, "or after event ", el("input", { type: "range", id: "replay-slider", min: 0, max: 0, value: 0 })),
+      el("div", { class: "row" }, el("button", { type: "submit", class: "primary" }, "Replay"), el("button", { type: "button", id: "replay-stop", onclick: () => this.stopReplay() }, "Back to now")));
+    replay.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const v = $("#replay-at", this.root).value;
+      if (v) this.replay(new Date(v).toISOString());
+    });
+    replay.querySelector("#replay-slider").addEventListener("input", (ev) => {
+      const e = this.labelEvents()[Number(ev.target.value)];
+      if (e) this.replay(e.at);
+    });
+    this.root.replaceChildren(el("h2", {}, "Audit"), form, el("p", { id: "audit-chain", role: "status" }), replay,
+      el("p", { id: "replay-msg", role: "status" }), el("ol", { id: "timeline", class: "timeline", "aria-label": "Event timeline" }));
+  }
+
+  labelEvents() {
+    return this.events.filter((e) => e.type.startsWith("Superpixels") || e.type === "LabelsReviewed");
+  }
+
+  async load() {
+    const form = new FormData($("#audit-form", this.root));
+    const q = { limit: 1000 };
+    if (form.get("scope") === "slide" && this.state.slideId) q.slide = this.state.slideId;
+    if (form.get("user")) q.user = form.get("user");
+    const chain = $("#audit-chain", this.root);
+    try {
+      let events = [];
+      let res;
+      let after;
+      do {
+        res = await this.state.api.get(`/projects/${encodeURIComponent(this.state.projectId)}/audit/history`, { ...q, after_seq: after });
+        events = events.concat(res.events);
+        after = res.next_after_seq;
+      } while (after != null && res.events.length);
+      this.events = events;
+      toast(chain, res.chain_ok ? `✔ Hash chain intact (${events.length} events)` : `✖ Hash chain broken at seq ${res.first_bad_seq}`, res.chain_ok);
+      const slider = $("#replay-slider", this.root);
+      slider.max = String(Math.max(0, this.labelEvents().length - 1));
+      slider.value = slider.max;
+      $("#timeline", this.root).replaceChildren(...[...events].reverse().map((e) =>
+        el("li", { dataset: { seq: e.seq, type: e.type } },
+          el("strong", {}, e.actor_user), ` @ ${e.actor_site} — ${fmtTime(e.at)}`, el("br"),
+          `#${e.seq} ${describe(e)}`,
+          el("button", { type: "button", class: "replay-here", "aria-label": `Replay as of event ${e.seq}`, onclick: () => this.replay(e.at) }, "as of here"))));
+    } catch (err) {
+      toast(chain, describeError(err), false);
+    }
+  }
+
+  async replay(asOf) {
+    const msg = $("#replay-msg", this.root);
+    let events = this.labelEvents();
+    if (!events.length || !this.state.slideId) return toast(msg, "Load the label stream of this slide first", false);
+    events = events.filter((e) => !e.data.slide_id || e.data.slide_id === this.state.slideId);
+    const entries = foldLabels(events, asOf);
+    const colours = this.state.colours;
+    colours.label.fill(0);
+    let n = 0;
+    for (const [id, en] of entries) {
+      if (en.c && id <= colours.count) {
+        colours.label[id] = colours.index.get(en.c) || 0;
+        n++;
+      }
+    }
+    colours.rebuild();
+    if (this.state.overlay) this.state.overlay.repaintAll();
+    this.replaying = true;
+    this.state.replayAsOf = asOf;
+    let server = "";
+    try {
+      const res = await this.state.api.get(`/projects/${encodeURIComponent(this.state.projectId)}/audit/replay`, { as_of: asOf, slide: this.state.slideId });
+      const s = res.slides && res.slides[this.state.slideId];
+      if (s) server = ` (server: ${Object.values(s.counts || {}).reduce((a, b) => a + b, 0)})`;
+    } catch (err) {
+      server = ` (server replay: ${describeError(err)})`;
+    }
+    toast(msg, `Showing ${slideName(this.state.slideId)} as of ${fmtTime(asOf)}: ${n} labeled superpixel(s)${server}`);
+  }
+
+  stopReplay() {
+    this.replaying = false;
+    this.state.replayAsOf = null;
+    relabel();
+    const msg = $("#replay-msg", this.root);
+    if (msg) toast(msg, "Showing the current labels");
+  }
+}

@@ -1,0 +1,214 @@
+// Review mode: the API's filters, sort and grouping; bulk approve / change / clear; a summary of
+// the selected row; agreement between users (and with the model) per category.
+import { categoryById, describeError, loadLabels, openSlide, slideName, zoomTo } from "./app.js";
+import { newKey } from "./api.js";
+import { $, el, fmtTime, toast } from "./ui.js";
+
+const FILTERS = [
+  ["slide", "Slide"], ["label", "Label"], ["prediction", "Prediction"], ["review", "Review"],
+  ["labeled_by", "Labeled by"], ["reviewed_by", "Reviewed by"],
+];
+
+export class ReviewMode {
+  constructor(state) {
+    this.state = state;
+    this.root = $("#review-panel");
+    this.rows = [];
+    this.selected = new Set();
+    this.cursor = null;
+    this.render();
+  }
+
+  get canReview() {
+    return ["owner", "reviewer"].includes(this.state.role);
+  }
+
+  onProject() {
+    if (this.state.mode === "review") this.render();
+  }
+
+  enter() {
+    this.render();
+    this.search();
+  }
+
+  catOptions(withAny = true) {
+    const cats = (this.state.project && this.state.project.categories) || [];
+    return [withAny ? el("option", { value: "" }, "any") : "", ...cats.map((c) => el("option", { value: c.id }, c.name))];
+  }
+
+  render() {
+    const slides = (this.state.project && this.state.project.slides) || [];
+    const select = (name, options) => el("select", { name, id: `rv-${name}` }, options);
+    const field = (name, label, input) => el("label", { class: "field" }, label, input);
+    const form = el("form", { id: "review-form", "aria-label": "Review filters" },
+      field("slide", "Slide", select("slide", [el("option", { value: "" }, "all"), ...slides.map((s) => el("option", { value: s.slide_id }, s.name))])),
+      field("label", "Label", select("label", this.catOptions())),
+      field("prediction", "Prediction", select("prediction", this.catOptions())),
+      field("review", "Review", select("review", ["", "none", "approve", "change", "clear"].map((v) => el("option", { value: v }, v || "any")))),
+      field("labeled_by", "Labeled by", el("input", { name: "labeled_by", id: "rv-labeled_by", size: 10 })),
+      field("reviewed_by", "Reviewed by", el("input", { name: "reviewed_by", id: "rv-reviewed_by", size: 10 })),
+      el("fieldset", {}, el("legend", {}, "Compare"),
+        el("div", { class: "row" },
+          el("input", { name: "compare_a", id: "rv-compare_a", placeholder: "label", size: 9, "aria-label": "Compare operand A (label, prediction, review, user:ID)" }),
+          select("compare", ["", "matches", "differs"].map((v) => el("option", { value: v }, v || "—"))),
+          el("input", { name: "compare_b", id: "rv-compare_b", placeholder: "prediction", size: 9, "aria-label": "Compare operand B" }))),
+      el("div", { class: "row" },
+        field("sort", "Sort", select("sort", ["", "slide", "label", "prediction", "review", "confidence", "certainty"].map((v) => el("option", { value: v }, v || "default")))),
+        field("order", "Order", select("order", ["asc", "desc"].map((v) => el("option", { value: v }, v)))),
+        field("group_by", "Group", select("group_by", ["", "slide", "label", "prediction", "review"].map((v) => el("option", { value: v }, v || "none"))))),
+      el("button", { type: "submit", class: "primary" }, "Apply"));
+    form.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      this.search();
+    });
+    const bulk = el("div", { class: "row", "aria-label": "Bulk actions" },
+      el("button", { type: "button", id: "rv-approve", disabled: !this.canReview, onclick: () => this.bulk("approve") }, "Approve selected"),
+      el("select", { id: "rv-change-to", "aria-label": "Change to category" }, this.catOptions(false)),
+      el("button", { type: "button", id: "rv-change", disabled: !this.canReview, onclick: () => this.bulk("change") }, "Change"),
+      el("button", { type: "button", id: "rv-clear", class: "danger", disabled: !this.canReview, onclick: () => this.bulk("clear") }, "Clear"));
+    this.root.replaceChildren(
+      el("h2", {}, "Review"), form,
+      el("p", { id: "rv-msg", role: "status" }),
+      el("div", { id: "rv-groups" }),
+      bulk,
+      el("div", { class: "row" }, el("label", {}, el("input", { type: "checkbox", id: "rv-all", onchange: (e) => this.selectAll(e.target.checked) }), " select all shown"),
+        el("button", { type: "button", id: "rv-more", hidden: true, onclick: () => this.search(true) }, "More")),
+      el("table", { id: "rv-table" }, el("thead", {}, el("tr", {}, ["", "slide", "id", "label", "by", "prediction", "cert.", "review"].map((h) => el("th", {}, h)))), el("tbody")),
+      el("h3", {}, "Summary"), el("div", { id: "rv-summary", class: "muted" }, "Select a row."),
+      el("h3", {}, "Agreement"), el("div", { id: "rv-agreement" }),
+    );
+  }
+
+  query() {
+    const f = new FormData($("#review-form", this.root));
+    const q = { limit: 200 };
+    for (const [k, v] of f.entries()) if (v) q[k] = v;
+    if (!q.compare) {
+      delete q.compare_a;
+      delete q.compare_b;
+    } else {
+      q.compare_a = q.compare_a || "label";
+      q.compare_b = q.compare_b || "prediction";
+    }
+    if (!q.sort) delete q.order;
+    return q;
+  }
+
+  async search(more = false) {
+    const msg = $("#rv-msg", this.root);
+    try {
+      const q = this.query();
+      if (more && this.cursor) q.cursor = this.cursor;
+      const res = await this.state.api.get(`/projects/${encodeURIComponent(this.state.projectId)}/review`, q);
+      this.rows = more ? [...this.rows, ...res.items] : res.items;
+      if (!more) this.selected.clear();
+      this.cursor = res.next_cursor;
+      $("#rv-more", this.root).hidden = !this.cursor;
+      toast(msg, `${res.total} labeled superpixel(s) match`);
+      const groups = res.groups ? Object.entries(res.groups).map(([k, n]) => el("li", {}, `${(categoryById(k) || {}).name || k}: ${n}`)) : [];
+      $("#rv-groups", this.root).replaceChildren(groups.length ? el("ul", {}, groups) : "");
+      this.renderRows();
+      this.agreement();
+    } catch (err) {
+      toast(msg, describeError(err), false);
+    }
+  }
+
+  renderRows() {
+    const name = (c) => (c ? ((categoryById(c) || {}).name || c) : "—");
+    const body = $("#rv-table tbody", this.root);
+    body.replaceChildren(...this.rows.map((r, i) => {
+      const key = `${r.slide_id}:${r.id}`;
+      const box = el("input", { type: "checkbox", "aria-label": `Select superpixel ${r.id}`, checked: this.selected.has(key) });
+      box.addEventListener("change", () => (box.checked ? this.selected.add(key) : this.selected.delete(key)));
+      const tr = el("tr", { tabindex: 0, dataset: { i, id: r.id } },
+        el("td", {}, box), el("td", {}, slideName(r.slide_id)), el("td", {}, String(r.id)), el("td", {}, name(r.label)),
+        el("td", {}, r.labeled_by || ""), el("td", {}, name(r.prediction)),
+        el("td", {}, r.certainty == null ? "" : Number(r.certainty).toFixed(2)), el("td", {}, r.review ? r.review.a : "—"));
+      tr.addEventListener("click", (ev) => ev.target !== box && this.show(i));
+      tr.addEventListener("keydown", (ev) => ev.key === "Enter" && this.show(i));
+      return tr;
+    }));
+  }
+
+  selectAll(on) {
+    this.selected.clear();
+    if (on) for (const r of this.rows) this.selected.add(`${r.slide_id}:${r.id}`);
+    this.renderRows();
+  }
+
+  async show(i) {
+    const r = this.rows[i];
+    for (const tr of this.root.querySelectorAll("#rv-table tbody tr")) tr.setAttribute("aria-selected", String(tr.dataset.i === String(i)));
+    const model = this.state.project && this.state.project.model;
+    const name = (c) => (c ? ((categoryById(c) || {}).name || c) : "—");
+    const users = Object.entries(r.labels || {}).map(([u, c]) => `${u}: ${name(c)}`).join(", ");
+    $("#rv-summary", this.root).replaceChildren(el("dl", {},
+      el("dt", {}, "Label"), el("dd", {}, name(r.label)),
+      el("dt", {}, "Labeled by"), el("dd", {}, `${r.labeled_by || "—"} at ${fmtTime(r.labeled_at)}`),
+      el("dt", {}, "All users"), el("dd", {}, users || "—"),
+      el("dt", {}, "Prediction"), el("dd", {}, `${name(r.prediction)} (model ${model ? model.model_version ?? model.version ?? "?" : "none"}, confidence ${r.confidence == null ? "—" : Number(r.confidence).toFixed(2)}, certainty ${r.certainty == null ? "—" : Number(r.certainty).toFixed(3)})`),
+      el("dt", {}, "Review"), el("dd", {}, r.review ? `${r.review.a} by ${r.review.by} at ${fmtTime(r.review.at)}` : "not reviewed")));
+    try {
+      if (r.slide_id !== this.state.slideId) await openSlide(r.slide_id);
+      const box = this.state.overlay && (await this.state.overlay.findBox(r.id));
+      if (box) zoomTo(box);
+    } catch (err) {
+      toast($("#rv-msg", this.root), describeError(err), false);
+    }
+  }
+
+  async bulk(action) {
+    const msg = $("#rv-msg", this.root);
+    if (!this.selected.size) return toast(msg, "Select rows first", false);
+    const category = $("#rv-change-to", this.root).value;
+    if (action === "change" && !category) return toast(msg, "Choose the category to change to", false);
+    const bySlide = new Map();
+    for (const key of this.selected) {
+      const [slide, id] = [key.slice(0, key.lastIndexOf(":")), Number(key.slice(key.lastIndexOf(":") + 1))];
+      if (!bySlide.has(slide)) bySlide.set(slide, []);
+      bySlide.get(slide).push(id);
+    }
+    try {
+      let n = 0;
+      for (const [slide, ids] of bySlide) {
+        const body = { action, ids, idempotency_key: newKey() };
+        if (action === "change") body.category_id = category;
+        const res = await this.state.api.post(`/projects/${encodeURIComponent(this.state.projectId)}/slides/${encodeURIComponent(slide)}/review`, body, { idempotencyKey: body.idempotency_key });
+        n += res.ids ?? ids.length;
+      }
+      toast(msg, `${action}: ${n} superpixel(s)`);
+      if (bySlide.has(this.state.slideId)) await loadLabels();
+      await this.search();
+      toast(msg, `${action}: ${n} superpixel(s) done`);
+    } catch (err) {
+      toast(msg, describeError(err), false);
+    }
+  }
+
+  async agreement() {
+    const box = $("#rv-agreement", this.root);
+    try {
+      const slide = $("#rv-slide", this.root).value;
+      const res = await this.state.api.get(`/projects/${encodeURIComponent(this.state.projectId)}/agreement`, slide ? { slide } : undefined);
+      const name = (c) => ((categoryById(c) || {}).name || c);
+      const fmt = (k) => (k == null ? "—" : Number(k).toFixed(2));
+      const parts = [];
+      for (const p of (res.users && res.users.pairs) || []) {
+        parts.push(el("p", {}, `${p.a} vs ${p.b}: κ ${fmt(p.kappa)} over ${p.n}`));
+        if (p.per_category) parts.push(el("table", { class: "agreement" }, el("tr", {}, el("th", {}, "category"), el("th", {}, "κ")),
+          Object.entries(p.per_category).map(([c, k]) => el("tr", {}, el("td", {}, name(c)), el("td", {}, fmt(typeof k === "object" && k ? k.kappa : k))))));
+      }
+      if (res.users && res.users.fleiss) parts.push(el("p", {}, `Fleiss κ (${res.users.fleiss.users} users): ${fmt(res.users.fleiss.kappa)}`));
+      if (res.predictions) {
+        parts.push(el("p", {}, `Labels vs model: κ ${fmt(res.predictions.kappa)} over ${res.predictions.n}`));
+        if (res.predictions.per_category) parts.push(el("table", {}, el("tr", {}, el("th", {}, "category"), el("th", {}, "κ vs model")),
+          Object.entries(res.predictions.per_category).map(([c, k]) => el("tr", {}, el("td", {}, name(c)), el("td", {}, fmt(typeof k === "object" && k ? k.kappa : k))))));
+      }
+      box.replaceChildren(...(parts.length ? parts : [el("p", { class: "muted" }, "Needs labels from two users, or a model.")]));
+    } catch (err) {
+      box.textContent = describeError(err);
+    }
+  }
+}
