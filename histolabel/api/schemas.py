@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from histolabel.commands import MAX_IDS_PER_COMMAND
 from histolabel.events.catalogue import (
@@ -16,8 +16,15 @@ from histolabel.events.catalogue import (
     ReviewAction,
     Role,
     UserId,
+    _check_hotkey,
 )
 
+
+def _hotkey(value: str | None) -> str | None:
+    return _check_hotkey(value)
+
+
+Hotkey = Annotated[str, StringConstraints(min_length=1, max_length=32), AfterValidator(_hotkey)]
 Site = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 SuperpixelId = Annotated[int, Field(ge=1, le=2**32 - 1)]
 IdempotencyKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
@@ -57,7 +64,7 @@ class ChangeRoleIn(Body):
 class AddCategoryIn(Body):
     name: Annotated[str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True)]
     color: Color | None = None
-    hotkey: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = None
+    hotkey: Hotkey | None = None
     category_id: Identifier | None = None
 
 
@@ -66,7 +73,7 @@ class UpdateCategoryIn(Body):
 
     name: Annotated[str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True)] | None = None
     color: Color | None = None
-    hotkey: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = None
+    hotkey: Hotkey | None = None
 
 
 class MergeCategoriesIn(Body):

@@ -1,0 +1,146 @@
+"""What the routes do: labels per user, idempotency, queue, review filters, agreement, audit."""
+
+from __future__ import annotations
+
+P = "/projects/proj"
+S1 = P + "/slides/s1"
+
+
+def label(api, user, cat, ids, key=None, path="labels"):
+    headers = {"Idempotency-Key": key} if key else None
+    r = api.request("POST", f"{S1}/{path}", user=user, body={"category_id": cat, "ids": ids}, headers=headers)
+    assert r.status_code == 200, r.body
+    return r.json_body
+
+
+def test_labels_are_kept_per_user_and_idempotent(api):
+    first = label(api, "ana", "tumor", [1, 2, 3], key="k1")
+    assert first["appended"] == 1 and not first["duplicate"]
+    before = api.events()
+    again = label(api, "ana", "tumor", [1, 2, 3], key="k1")
+    assert again["duplicate"] and again["command_id"] == first["command_id"]
+    assert api.events() == before
+    label(api, "olivia", "stroma", [2])
+    entries = {e["id"]: e for e in api.request("GET", f"{S1}/labels", user="audrey").json_body["entries"]}
+    assert entries[2]["c"] == "stroma" and entries[2]["cb"] == "olivia"
+    assert entries[2]["l"]["ana"][0] == "tumor"
+    r = api.request("POST", f"{S1}/unlabel", user="olivia", body={"ids": [2]})
+    assert r.status_code == 200
+    entries = {e["id"]: e for e in api.request("GET", f"{S1}/labels", user="ana").json_body["entries"]}
+    assert entries[2]["c"] == "tumor"
+
+
+def test_queue_never_returns_what_was_just_answered(api):
+    first = api.request("GET", f"{P}/queue?n=20", user="ana").json_body["items"]
+    assert len(first) == 20 and len({i["id"] for i in first}) == 20
+    assert all(1 <= i["id"] <= 5000 and i["slide_id"] == "s1" for i in first)
+    # The order is fixed for the project: asking again gives the same superpixels.
+    assert api.request("GET", f"{P}/queue?n=20", user="rex").json_body["items"] == first
+    answered = [i["id"] for i in first[:5]]
+    label(api, "ana", "tumor", answered)
+    after = [i["id"] for i in api.request("GET", f"{P}/queue?n=20", user="ana").json_body["items"]]
+    assert not set(answered) & set(after)
+    assert after[:15] == [i["id"] for i in first[5:]]
+
+
+def test_review_filters_sorts_groups_and_pages(api):
+    label(api, "ana", "tumor", [1, 2, 3, 4])
+    label(api, "olivia", "stroma", [3, 4, 5])
+    r = api.request("POST", f"{S1}/review", user="rex", body={"action": "approve", "ids": [1]})
+    assert r.status_code == 200
+    r = api.request(
+        "POST", f"{S1}/review", user="rex", body={"action": "change", "ids": [5], "category_id": "tumor"}
+    )
+    assert r.status_code == 200
+    page = api.request("GET", f"{P}/review?group_by=label&limit=2", user="audrey").json_body
+    assert page["total"] == 5 and page["groups"] == {"stroma": 2, "tumor": 3}
+    assert len(page["items"]) == 2 and page["next_cursor"] == "2"
+    rest = api.request("GET", f"{P}/review?group_by=label&limit=2&cursor=2", user="audrey").json_body
+    assert [i["label"] for i in page["items"] + rest["items"]][:2] == ["stroma", "stroma"]
+    differs = api.request(
+        "GET", f"{P}/review?compare_a=user:ana&compare_b=user:olivia&compare=differs", user="ana"
+    )
+    assert [i["id"] for i in differs.json_body["items"]] == [3, 4]
+    approved = api.request("GET", f"{P}/review?review=approve", user="ana").json_body["items"]
+    assert [(i["id"], i["review"]["by"]) for i in approved] == [(1, "rex")]
+    by_rex = api.request("GET", f"{P}/review?reviewed_by=rex&sort=review&order=desc", user="ana").json_body
+    assert [i["id"] for i in by_rex["items"]] == [5, 1]  # "change" after "approve", reversed
+    by_olivia = api.request("GET", f"{P}/review?labeled_by=olivia", user="ana").json_body
+    assert [i["id"] for i in by_olivia["items"]] == [3, 4, 5]
+
+
+def test_agreement_between_users(api):
+    label(api, "ana", "tumor", [1, 2, 3, 4])
+    label(api, "olivia", "tumor", [1, 2])
+    label(api, "olivia", "stroma", [3, 4])
+    body = api.request("GET", f"{P}/agreement", user="audrey").json_body
+    (pair,) = body["users"]["pairs"]
+    assert (pair["a"], pair["b"], pair["n"]) == ("ana", "olivia", 4)
+    # ana always says tumor: expected agreement equals observed, so kappa is 0.
+    assert abs(pair["kappa"]) < 1e-9
+    assert body["predictions"] is None
+
+
+def test_categories_merge_and_delete_are_explicit(api):
+    label(api, "ana", "stroma", [1, 2])
+    label(api, "ana", "necrosis", [3])
+    r = api.request(
+        "POST", f"{P}/categories/merge", user="olivia", body={"sources": ["stroma"], "target": "tumor"}
+    )
+    assert r.status_code == 200 and r.json_body["id"] == "tumor"
+    rows = api.request("GET", f"{P}/review", user="olivia").json_body["items"]
+    assert [(i["id"], i["label"]) for i in rows] == [(1, "tumor"), (2, "tumor"), (3, "necrosis")]
+    r = api.request("DELETE", f"{P}/categories/necrosis", user="olivia")
+    assert r.json_body == {"deleted": "necrosis", "labels_cleared": 1}
+    ids = [c["id"] for c in api.request("GET", P, user="ana").json_body["categories"]]
+    assert ids == ["tumor"]
+
+
+def test_category_defaults_and_edits(api):
+    r = api.request("POST", f"{P}/categories", user="ana", body={"name": "Fat"})
+    assert r.status_code == 201
+    cat = r.json_body
+    assert cat["hotkey"] == "4" and cat["color"].startswith("#")
+    r = api.request(
+        "PATCH", f"{P}/categories/{cat['id']}", user="ana", body={"hotkey": "Shift+F", "color": "#00ff00"}
+    )
+    assert (r.json_body["hotkey"], r.json_body["color"]) == ("shift+f", "#00ff00")
+    r = api.request("PATCH", f"{P}/categories/{cat['id']}", user="ana", body={"hotkey": None})
+    assert r.json_body["hotkey"] is None
+
+
+def test_audit_history_and_replay(api):
+    label(api, "ana", "tumor", [1, 2])
+    label(api, "ana", "stroma", [2])
+    hist = api.request("GET", f"{P}/audit/history?slide=s1&superpixel=2", user="audrey").json_body
+    assert hist["chain_ok"] and [e["data"]["category_id"] for e in hist["events"]] == ["tumor", "stroma"]
+    first_at = hist["events"][0]["at"]
+    replay = api.request("GET", f"{P}/audit/replay?as_of={first_at}", user="audrey").json_body
+    assert replay["slides"]["s1"]["counts"] == {"tumor": 2}
+    assert all(replay["chains"].values())
+    now = api.request("GET", f"{P}/audit/replay?as_of=2999-01-01", user="audrey").json_body
+    assert now["slides"]["s1"]["counts"] == {"tumor": 1, "stroma": 1}
+    assert (
+        api.request("GET", f"{P}/audit/replay?as_of=1999-01-01", user="audrey").json_body["project"] is None
+    )
+
+
+def test_training_request_and_status(api):
+    r = api.request("POST", f"{P}/training", user="ana")
+    assert r.status_code == 202
+    request_id = r.json_body["request_id"]
+    status = api.request("GET", f"{P}/training", user="audrey").json_body
+    assert [run["request_id"] for run in status["runs"]] == [request_id]
+    assert status["runs"][0]["status"] == "requested" and status["threshold"] == 50
+    assert api.request("POST", f"{P}/training", user="rex").status_code == 409
+
+
+def test_export_csv_anonymized(api):
+    label(api, "ana", "tumor", [1])
+    label(api, "olivia", "stroma", [2])
+    named = api.request("GET", f"{P}/export?format=csv", user="rex").body.decode()
+    assert "ana" in named and "olivia" in named
+    anon = api.request("GET", f"{P}/export?format=csv&anonymize=true", user="rex").body.decode()
+    assert "ana" not in anon and "olivia" not in anon and "annotator-1" in anon
+    lines = anon.strip().splitlines()
+    assert lines[0].startswith("slide_id,id,label") and len(lines) == 3
