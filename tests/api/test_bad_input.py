@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from chalicelib.context import MAX_BODY_BYTES
 
 LABEL = "/projects/proj/slides/s1/labels"
