@@ -35,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--lambda-deps", type=Path, help="folder of Lambda-platform packages to bundle")
     p.add_argument("--app", type=Path, help="the Chalice app file (default functions/app.py)")
     p.add_argument("--skip-lint", action="store_true", help="do not run cfn-lint first")
+    p.add_argument("--subnets", default="", help="comma-separated subnet ids for Batch (default: a new VPC)")
+    p.add_argument("--security-group", default="", help="with --subnets: the Batch instances' security group")
 
     p = sub.add_parser("status", help="the stage's stacks, their state and outputs")
     stage_args(p)
@@ -76,13 +78,15 @@ def run(argv: list[str] | None = None) -> int:
             rotate_signing_key=args.rotate_signing_key,
             lambda_deps=args.lambda_deps,
             run_lint=not args.skip_lint,
+            subnets=[x for x in args.subnets.split(",") if x],
+            security_group=args.security_group,
         )
         if args.app:
             options.app_path = args.app
         report = deploy(settings, options, _echo)
         _echo("no changes: the stage is as deployed" if not report.changed else "done")
         if report.skipped:
-            _echo("skipped (the emulator's CloudFormation cannot create them; validated by cfn-lint):")
+            _echo("not created here (validated by cfn-lint):")
             for item in report.skipped:
                 _echo(f"  {item}")
         for key in ("WebUrl", "ApiUrl", "UserPoolId", "UserPoolClientId", "JobRepositoryUri"):
@@ -91,14 +95,18 @@ def run(argv: list[str] | None = None) -> int:
         from infra.operations import status
 
         for name, info in status(settings).items():
-            _echo(f"{name}: {info['status']}" + (f" (updated {info['updated']})" if "updated" in info else ""))
+            _echo(
+                f"{name}: {info['status']}" + (f" (updated {info['updated']})" if "updated" in info else "")
+            )
             for key, value in sorted(info["outputs"].items()):
                 _echo(f"  {key}: {value}")
     elif args.command == "destroy":
         from infra.operations import destroy
 
         if args.delete_data and not args.yes:
-            answer = input(f"delete ALL data of stage {settings.stage!r} (events, slides, users)? type the stage: ")
+            answer = input(
+                f"delete ALL data of stage {settings.stage!r} (events, slides, users)? type the stage: "
+            )
             if answer.strip() != settings.stage:
                 err_console.print("not confirmed; nothing deleted", markup=False)
                 return 1
@@ -136,7 +144,9 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print(f"error: {err.message}", markup=False)
         return err.exit_code
     except KeyboardInterrupt:
-        err_console.print("interrupted: run `python -m infra status` to see where the stacks stand", markup=False)
+        err_console.print(
+            "interrupted: run `python -m infra status` to see where the stacks stand", markup=False
+        )
         return 130
 
 

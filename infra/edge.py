@@ -128,7 +128,10 @@ def edge(settings: Settings) -> Resources:
                     {
                         "Id": "api",
                         "DomainName": sub("${RestAPI}.execute-api.${AWS::Region}.${AWS::URLSuffix}"),
-                        "CustomOriginConfig": {"OriginProtocolPolicy": "https-only", "OriginSSLProtocols": ["TLSv1.2"]},
+                        "CustomOriginConfig": {
+                            "OriginProtocolPolicy": "https-only",
+                            "OriginSSLProtocols": ["TLSv1.2"],
+                        },
                     },
                 ],
                 "DefaultCacheBehavior": {

@@ -48,8 +48,17 @@ def _statements(settings: Settings, fn: Function) -> list[Statement]:
     events = _table_arn(settings.events_table)
     projections = get_att("ProjectionsTable", "Arn")
     stream_read = allow(
-        ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams"],
-        [sub(f"arn:${{AWS::Partition}}:dynamodb:${{AWS::Region}}:${{AWS::AccountId}}:table/{settings.events_table}/stream/*")],
+        [
+            "dynamodb:DescribeStream",
+            "dynamodb:GetRecords",
+            "dynamodb:GetShardIterator",
+            "dynamodb:ListStreams",
+        ],
+        [
+            sub(
+                f"arn:${{AWS::Partition}}:dynamodb:${{AWS::Region}}:${{AWS::AccountId}}:table/{settings.events_table}/stream/*"
+            )
+        ],
     )
     dead_letters = allow(["sqs:SendMessage"], [get_att("StreamFailures", "Arn")])
     append = ["dynamodb:ConditionCheckItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"]
@@ -63,9 +72,20 @@ def _statements(settings: Settings, fn: Function) -> list[Statement]:
             allow(["s3:ListBucket"], [sub(data)], StringLike={"s3:prefix": ["projects/*"]}),
             allow(
                 ["cognito-idp:AdminGetUser", "cognito-idp:ListUsers"],
-                [sub("arn:${AWS::Partition}:cognito-idp:${AWS::Region}:${AWS::AccountId}:userpool/${UserPoolId}")],
+                [
+                    sub(
+                        "arn:${AWS::Partition}:cognito-idp:${AWS::Region}:${AWS::AccountId}:userpool/${UserPoolId}"
+                    )
+                ],
             ),
-            allow(["ssm:GetParameter"], [sub(f"arn:${{AWS::Partition}}:ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter/histolabel/{settings.stage}/*")]),
+            allow(
+                ["ssm:GetParameter"],
+                [
+                    sub(
+                        f"arn:${{AWS::Partition}}:ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter/histolabel/{settings.stage}/*"
+                    )
+                ],
+            ),
         ]
     if fn is PROJECTOR:
         return [
@@ -212,7 +232,9 @@ def api_gateway(settings: Settings, swagger: dict[str, Any]) -> Resources:
                 "FunctionName": ref("APIHandler"),
                 "Action": "lambda:InvokeFunction",
                 "Principal": "apigateway.amazonaws.com",
-                "SourceArn": sub("arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${RestAPI}/*"),
+                "SourceArn": sub(
+                    "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${RestAPI}/*"
+                ),
             },
         },
     }

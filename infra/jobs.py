@@ -10,7 +10,7 @@ from typing import Any
 from histolabel.config import Settings
 from infra.cfn import Resources, get_att, ref, sub, tags
 from infra.iam import Statement, allow, role
-from infra.network import SUBNETS
+from infra.network import SECURITY_GROUPS, SUBNETS
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,12 @@ JOBS = (
         True,
         4,
         15000,
-        (f"{SLIDE}/features/*", f"{SLIDE}/superpixels.parquet", f"{SLIDE}/image.ome.zarr/*", "projects/*/models/*"),
+        (
+            f"{SLIDE}/features/*",
+            f"{SLIDE}/superpixels.parquet",
+            f"{SLIDE}/image.ome.zarr/*",
+            "projects/*/models/*",
+        ),
         ("projects/*/models/*", "projects/*/predictions/*"),
         True,
         2 * 3600,
@@ -102,7 +107,11 @@ def _job_statements(job: Job, settings: Settings) -> list[Statement]:
         # Jobs report progress and results as events (HistoLabel.record).
         allow(
             ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:ConditionCheckItem"],
-            [sub(f"arn:${{AWS::Partition}}:dynamodb:${{AWS::Region}}:${{AWS::AccountId}}:table/{settings.events_table}")],
+            [
+                sub(
+                    f"arn:${{AWS::Partition}}:dynamodb:${{AWS::Region}}:${{AWS::AccountId}}:table/{settings.events_table}"
+                )
+            ],
         ),
     ]
     if job.reads_projections:
@@ -131,7 +140,7 @@ def _compute_environment(settings: Settings, kind: str) -> dict[str, Any]:
         "MaxvCpus": ref("GpuMaxVcpus" if gpu else "CpuMaxVcpus"),
         "InstanceTypes": GPU_INSTANCE_TYPES if gpu else CPU_INSTANCE_TYPES,
         "Subnets": SUBNETS,
-        "SecurityGroupIds": [ref("BatchSecurityGroup")],
+        "SecurityGroupIds": SECURITY_GROUPS,
         "InstanceRole": get_att("BatchInstanceProfile", "Arn"),
         "Tags": {"histolabel:stage": settings.stage, "histolabel:component": f"batch-{kind}"},
     }

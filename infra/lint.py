@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from cfnlint.api import ManualArgs, lint as cfn_lint
+from cfnlint.api import ManualArgs
+from cfnlint.api import lint as cfn_lint
 
 
 def lint(templates: dict[str, dict[str, Any]], region: str) -> list[str]:

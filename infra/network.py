@@ -1,9 +1,14 @@
 """A small VPC for Batch instances: public subnets (no NAT gateway to pay for) with an S3
-gateway endpoint, so slide data never crosses the internet gateway."""
+gateway endpoint, so slide data never crosses the internet gateway. Admins with a VPC of
+their own pass `--subnets` and `--security-group` instead (condition CreateNetwork)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from infra.cfn import Resources, ref, tags
+
+CREATE_NETWORK = "CreateNetwork"
 
 
 def network(stage: str) -> Resources:
@@ -11,7 +16,12 @@ def network(stage: str) -> Resources:
     resources: Resources = {
         "Vpc": {
             "Type": "AWS::EC2::VPC",
-            "Properties": {"CidrBlock": "10.42.0.0/16", "EnableDnsHostnames": True, "EnableDnsSupport": True, "Tags": t},
+            "Properties": {
+                "CidrBlock": "10.42.0.0/16",
+                "EnableDnsHostnames": True,
+                "EnableDnsSupport": True,
+                "Tags": t,
+            },
         },
         "InternetGateway": {"Type": "AWS::EC2::InternetGateway", "Properties": {"Tags": t}},
         "GatewayAttachment": {
@@ -64,7 +74,21 @@ def network(stage: str) -> Resources:
             "Type": "AWS::EC2::SubnetRouteTableAssociation",
             "Properties": {"SubnetId": ref(f"PublicSubnet{i}"), "RouteTableId": ref("PublicRouteTable")},
         }
-    return resources
+    return {logical: {**r, "Condition": CREATE_NETWORK} for logical, r in resources.items()}
 
 
-SUBNETS = [ref("PublicSubnet0"), ref("PublicSubnet1")]
+NETWORK_PARAMETERS: dict[str, dict[str, Any]] = {
+    "SubnetIds": {
+        "Type": "CommaDelimitedList",
+        "Default": "",
+        "Description": "subnets for Batch instances (outbound internet or VPC endpoints); empty: make a VPC",
+    },
+    "SecurityGroupId": {
+        "Type": "String",
+        "Default": "",
+        "Description": "with SubnetIds: the instances' group",
+    },
+}
+NETWORK_CONDITIONS = {CREATE_NETWORK: {"Fn::Equals": [{"Fn::Join": ["", ref("SubnetIds")]}, ""]}}
+SUBNETS = {"Fn::If": [CREATE_NETWORK, [ref("PublicSubnet0"), ref("PublicSubnet1")], ref("SubnetIds")]}
+SECURITY_GROUPS = [{"Fn::If": [CREATE_NETWORK, ref("BatchSecurityGroup"), ref("SecurityGroupId")]}]

@@ -13,13 +13,15 @@ from histolabel.adapters.aws import client
 from histolabel.config import Settings
 from infra import stackops
 from infra.api import DEFAULT_APP, AppLoadError, load_app, swagger_for
-from infra.errors import InfraError
+from infra.emulator import APPLIED, apply_ignored_settings
+from infra.errors import InfraError, UsageError
+from infra.foundation import foundation_template
 from infra.lint import lint
+from infra.network import CREATE_NETWORK
 from infra.package import ROOT, build_bundle, build_dependencies, bundle_key
 from infra.signing import delete_signing_key, ensure_signing_key
 from infra.stackops import Echo, StackResult
-from infra.stacks import EMULATOR_UNSUPPORTED, app_template, stack_names
-from infra.foundation import foundation_template
+from infra.stacks import EMULATOR_PARTIAL, app_template, stack_names
 from infra.target import is_emulated
 from infra.web import publish, site_config, web_files
 
@@ -34,6 +36,8 @@ class DeployOptions:
     lambda_deps: Path | None = None
     build_lambda_deps: bool | None = None  # None: build on a real account, not in the emulator
     run_lint: bool = True
+    subnets: list[str] = field(default_factory=list)
+    security_group: str = ""
 
 
 @dataclass
@@ -53,18 +57,45 @@ def check_access(settings: Settings) -> str:
     try:
         return str(client("sts", settings).get_caller_identity()["Arn"])
     except (NoCredentialsError, NoRegionError) as err:
-        raise InfraError(f"no usable AWS credentials: {err} (configure a profile or AWS_* variables)") from None
+        raise InfraError(
+            f"no usable AWS credentials: {err} (configure a profile or AWS_* variables)"
+        ) from None
     except ClientError as err:
         raise InfraError(f"AWS rejected the credentials: {stackops._error_message(err)}") from None
 
 
-def skipped_resources(templates: list[dict[str, Any]]) -> list[str]:
-    return sorted(
-        f"{logical} ({r['Type']})"
-        for t in templates
-        for logical, r in t["Resources"].items()
-        if r.get("Condition") == "OnAws"
-    )
+def skipped_resources(
+    templates: list[dict[str, Any]], *, own_network: bool, emulated: bool = False
+) -> list[str]:
+    """What the templates leave out here, each with the reason."""
+    skipped = []
+    for template in templates:
+        for logical, r in template["Resources"].items():
+            condition, kind = r.get("Condition"), r["Type"]
+            if condition == "OnAws":
+                reason = EMULATOR_PARTIAL.get(kind, "not emulated")
+            elif condition == CREATE_NETWORK and own_network:
+                reason = (
+                    "the emulator's default VPC is used (it cannot delete a VPC with an S3 endpoint)"
+                    if emulated
+                    else "the given subnets are used instead"
+                )
+            else:
+                continue
+            skipped.append(f"{logical} ({kind}): {reason}")
+    return sorted(skipped)
+
+
+def default_network(settings: Settings) -> tuple[list[str], str]:
+    """The account's default VPC: its subnets and default security group."""
+    ec2 = client("ec2", settings)
+    vpcs = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"]
+    if not vpcs:
+        raise InfraError("no default VPC: pass --subnets and --security-group")
+    vpc = [{"Name": "vpc-id", "Values": [vpcs[0]["VpcId"]]}]
+    subnets = sorted(s["SubnetId"] for s in ec2.describe_subnets(Filters=vpc)["Subnets"])
+    groups = ec2.describe_security_groups(Filters=[*vpc, {"Name": "group-name", "Values": ["default"]}])
+    return subnets[:2], groups["SecurityGroups"][0]["GroupId"]
 
 
 def _stage_tags(settings: Settings) -> dict[str, str]:
@@ -97,8 +128,21 @@ def deploy(settings: Settings, options: DeployOptions, echo: Echo) -> DeployRepo
         if problems:
             raise InfraError("cfn-lint found problems in the templates:\n  " + "\n  ".join(problems))
     identity = check_access(settings)
-    echo(f"deploying stage {settings.stage!r} to {settings.region} as {identity}" + (" (emulator)" if emulated else ""))
-    report = DeployReport(skipped=skipped_resources([foundation, app]) if emulated else [])
+    echo(
+        f"deploying stage {settings.stage!r} to {settings.region} as {identity}"
+        + (" (emulator)" if emulated else "")
+    )
+    subnets, group = options.subnets, options.security_group
+    if bool(subnets) != bool(group):
+        raise UsageError("--subnets and --security-group go together")
+    if emulated and not subnets:
+        # The emulator cannot delete a VPC with an S3 endpoint: use its default VPC instead.
+        subnets, group = default_network(settings)
+    report = DeployReport(
+        skipped=skipped_resources(
+            [foundation, app], own_network=bool(subnets), emulated=emulated and not options.subnets
+        )
+    )
     cfn = client("cloudformation", settings)
     s3 = client("s3", settings)
     flag = {"Emulated": "true" if emulated else "false"}
@@ -106,10 +150,14 @@ def deploy(settings: Settings, options: DeployOptions, echo: Echo) -> DeployRepo
 
     base = stackops.deploy(cfn, names.foundation, foundation, flag, echo, tags=tags)
     report.stacks.append(base)
+    if emulated and base.changed:
+        _fix_emulator(settings, names.foundation, foundation, echo)
     out = base.outputs
 
     deps = options.lambda_deps
-    if deps is None and (options.build_lambda_deps if options.build_lambda_deps is not None else not emulated):
+    if deps is None and (
+        options.build_lambda_deps if options.build_lambda_deps is not None else not emulated
+    ):
         echo("building Lambda dependencies (manylinux wheels)")
         deps = build_dependencies(ROOT / "build" / "lambda-deps")
     bundle = build_bundle(ROOT, deps)
@@ -136,11 +184,15 @@ def deploy(settings: Settings, options: DeployOptions, echo: Echo) -> DeployRepo
         "GpuMaxVcpus": str(options.gpu_max_vcpus),
         "DataSigningKeyId": key.key_id,
         "DataSigningPublicKey": key.public_pem,
+        "SubnetIds": ",".join(subnets),
+        "SecurityGroupId": group,
     }
     result = stackops.deploy(
         cfn, names.app, app, parameters, echo, upload=_stager(s3, artifacts, settings), tags=tags
     )
     report.stacks.append(result)
+    if emulated and result.changed:
+        _fix_emulator(settings, names.app, app, echo)
     report.outputs = {**out, **result.outputs}
 
     config = site_config(
@@ -156,6 +208,11 @@ def deploy(settings: Settings, options: DeployOptions, echo: Echo) -> DeployRepo
         if "WebUrl" in report.outputs:
             _invalidate(settings, report.outputs)
     return report
+
+
+def _fix_emulator(settings: Settings, stack: str, template: dict[str, Any], echo: Echo) -> None:
+    touched = apply_ignored_settings(settings, stack, template)
+    echo(f"emulator: applied what its CloudFormation ignores ({APPLIED}) to {', '.join(touched)}")
 
 
 def _invalidate(settings: Settings, outputs: dict[str, str]) -> None:

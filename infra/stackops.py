@@ -75,7 +75,9 @@ def wait(cfn: Any, name: str, since: float, timeout_s: float = 3600) -> dict[str
         if not stack["StackStatus"].endswith("_IN_PROGRESS"):
             return stack
         if time.monotonic() > deadline:
-            raise InfraError(f"stack {name} is still {stack['StackStatus']} after {timeout_s:.0f} s; check the console")
+            raise InfraError(
+                f"stack {name} is still {stack['StackStatus']} after {timeout_s:.0f} s; check the console"
+            )
         time.sleep(_POLL_S)
 
 
@@ -84,7 +86,9 @@ def _template_source(template: dict[str, Any], upload: Callable[[str, bytes], st
     if len(body) <= TEMPLATE_BODY_LIMIT:
         return {"TemplateBody": body}
     if upload is None:
-        raise InfraError(f"template is {len(body)} bytes, above CloudFormation's inline limit, and no bucket to stage it")
+        raise InfraError(
+            f"template is {len(body)} bytes, above CloudFormation's inline limit, and no bucket to stage it"
+        )
     return {"TemplateURL": upload(body, body.encode())}
 
 
@@ -94,8 +98,13 @@ def delete(cfn: Any, name: str, echo: Echo) -> None:
         return
     since = time.time()
     echo(f"{name}: deleting")
-    cfn.delete_stack(StackName=name)
-    stack = wait(cfn, name, since)
+    try:
+        cfn.delete_stack(StackName=name)
+        stack = wait(cfn, name, since)
+    except (ClientError, BotoCoreError) as err:
+        raise InfraError(
+            f"{name}: delete failed: {_error_message(err)}; see `python -m infra status` for what is left"
+        ) from None
     if stack is not None:
         reasons = "; ".join(_failure_reasons(cfn, name, since)) or stack.get("StackStatusReason", "")
         raise InfraError(f"{name}: delete ended in {stack['StackStatus']}: {reasons}")
@@ -105,8 +114,15 @@ def delete(cfn: Any, name: str, echo: Echo) -> None:
 def _deployed(cfn: Any, name: str, stack: dict[str, Any]) -> tuple[Any, dict[str, str]]:
     body = cfn.get_template(StackName=name, TemplateStage="Original")["TemplateBody"]
     template = json.loads(body) if isinstance(body, str) else body
-    parameters = {p["ParameterKey"]: p["ParameterValue"] for p in stack.get("Parameters") or []}
+    parameters = {p["ParameterKey"]: _list_value(p["ParameterValue"]) for p in stack.get("Parameters") or []}
     return template, parameters
+
+
+def _list_value(value: str) -> str:
+    """The emulator echoes a CommaDelimitedList as a Python list's repr; AWS as sent."""
+    if value.startswith("['") and value.endswith("']"):
+        return ",".join(part.strip().strip("'") for part in value[1:-1].split(","))
+    return value
 
 
 def deploy(
@@ -130,9 +146,21 @@ def deploy(
     if existing is not None and existing["StackStatus"].endswith("_IN_PROGRESS"):
         raise InfraError(f"{name} is busy ({existing['StackStatus']}); wait for it to finish and rerun")
     wanted = json.loads(json.dumps(template))
-    if existing is not None and _deployed(cfn, name, existing) == (wanted, parameters):
-        echo(f"{name}: no changes")
-        return StackResult(name, False, existing["StackStatus"], outputs_of(existing))
+    what = ""
+    if existing is not None:
+        old_template, old_parameters = _deployed(cfn, name, existing)
+        if (old_template, old_parameters) == (wanted, parameters):
+            echo(f"{name}: no changes")
+            return StackResult(name, False, existing["StackStatus"], outputs_of(existing))
+        changed = sorted(
+            k for k in {*parameters, *old_parameters} if parameters.get(k) != old_parameters.get(k)
+        )
+        changed += sorted(
+            k
+            for k in {*wanted["Resources"], *old_template.get("Resources", {})}
+            if wanted["Resources"].get(k) != old_template.get("Resources", {}).get(k)
+        )
+        what = f" ({', '.join(changed) or 'template'})"
     common: dict[str, Any] = {
         "StackName": name,
         "Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in sorted(parameters.items())],
@@ -142,7 +170,7 @@ def deploy(
     }
     creating = existing is None
     since = time.time()
-    echo(f"{name}: {'creating' if creating else 'updating'}")
+    echo(f"{name}: {'creating' if creating else 'updating'}{what}")
     try:
         if creating:
             # A failed create deletes what it made: never a half-made stack.
@@ -158,14 +186,18 @@ def deploy(
             return StackResult(name, False, existing["StackStatus"] if existing else "", outputs_of(existing))
         stack = describe(cfn, name)
         if stack is None and creating:
-            raise InfraError(f"{name}: CloudFormation refused to create it: {message}. Nothing was made.") from None
+            raise InfraError(
+                f"{name}: CloudFormation refused to create it: {message}. Nothing was made."
+            ) from None
         status = stack["StackStatus"] if stack else "absent"
         if creating and stack is not None:
             raise InfraError(_remove_failed_create(cfn, name, status, message, echo)) from None
         raise InfraError(_half_made(name, status, message, creating)) from None
     status = stack["StackStatus"] if stack else "DELETE_COMPLETE"
     if status not in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
-        reasons = "; ".join(_failure_reasons(cfn, stack_id, since)) or (stack or {}).get("StackStatusReason", "")
+        reasons = "; ".join(_failure_reasons(cfn, stack_id, since)) or (stack or {}).get(
+            "StackStatusReason", ""
+        )
         raise InfraError(_half_made(name, status, reasons, creating))
     echo(f"{name}: {status}")
     return StackResult(name, True, status, outputs_of(stack))

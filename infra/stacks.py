@@ -18,7 +18,7 @@ from infra.edge import edge
 from infra.foundation import foundation_template
 from infra.functions import api_gateway, api_url, lambdas
 from infra.jobs import JOBS, batch
-from infra.network import network
+from infra.network import NETWORK_CONDITIONS, NETWORK_PARAMETERS, network
 
 LOG_RETENTION_DAYS = 90
 
@@ -90,8 +90,8 @@ def app_template(settings: Settings, swagger: dict[str, Any]) -> dict[str, Any]:
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": f"HistoLabel {settings.stage}: API, functions, Batch jobs, web app delivery",
-        "Parameters": {**parameters, **APP_PARAMETERS},
-        "Conditions": conditions,
+        "Parameters": {**parameters, **APP_PARAMETERS, **NETWORK_PARAMETERS},
+        "Conditions": {**conditions, **NETWORK_CONDITIONS},
         "Resources": resources,
         "Outputs": outputs,
     }

@@ -26,7 +26,9 @@ def check_region(region: str) -> str:
         return region
     near = difflib.get_close_matches(region, sorted(regions), n=2)
     hint = f"; did you mean {' or '.join(map(repr, near))}?" if near else ""
-    raise UsageError(f"unknown region {region!r}{hint} (regions where CloudFormation runs: see `aws ec2 describe-regions`)")
+    raise UsageError(
+        f"unknown region {region!r}{hint} (regions where CloudFormation runs: see `aws ec2 describe-regions`)"
+    )
 
 
 def settings_for(stage: str, region: str | None) -> Settings:

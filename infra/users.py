@@ -71,7 +71,9 @@ def add_user(
         AddMember(project_id=project, user="placeholder", role=role, site=site)  # type: ignore[arg-type]
         Actor(user="placeholder", site=by_site)
     except ValidationError as err:
-        fields = ", ".join(f"--{'.'.join(map(str, e['loc'])).replace('_id', '')}: {e['msg']}" for e in err.errors())
+        fields = ", ".join(
+            f"--{'.'.join(map(str, e['loc'])).replace('_id', '')}: {e['msg']}" for e in err.errors()
+        )
         raise UsageError(f"invalid input: {fields}") from None
     cognito = client("cognito-idp", settings)
     try:

@@ -1,0 +1,36 @@
+"""A stage deployed once per module into the session's local cloud, through the CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from histolabel.config import Settings
+from infra.__main__ import main
+
+STUB_APP = Path(__file__).with_name("stub_app.py")
+STAGE = "infratest"
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def deployed(cloud: Settings) -> Iterator[tuple[Settings, str]]:
+    """(settings of the deployed stage, the deploy's stdout)."""
+    import contextlib
+    import io
+
+    settings = Settings(stage=STAGE, region=cloud.region, endpoint_url=cloud.endpoint_url)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["deploy", "--stage", STAGE, "--app", str(STUB_APP)])
+    assert code == 0, out.getvalue()
+    yield settings, out.getvalue()
+    with contextlib.redirect_stdout(io.StringIO()):
+        main(["destroy", "--stage", STAGE, "--delete-data", "--yes"])
