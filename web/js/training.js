@@ -91,7 +91,7 @@ export class TrainingMode {
     }
     const runs = this.data.runs || [];
     const last = runs[runs.length - 1];
-    if (last && last.status === "failed") showAlert(`Training run ${last.request_id || ""} failed: ${last.reason || "no reason given"}`);
+    if (last && last.status === "failed") showAlert(`Training run ${last.request_id || ""} failed: ${last.reason_failed || "no reason given"}`);
     this.render();
   }
 
@@ -120,7 +120,7 @@ export class TrainingMode {
       el("ul", { id: "tr-runs", class: "timeline" }, [...runs].reverse().slice(0, 20).map((r) =>
         el("li", { class: r.status === "failed" ? "bad" : "" },
           el("span", { class: `status-${r.status}` }, r.status), ` ${r.request_id || ""} ${r.reason && r.status !== "failed" ? `(${r.reason})` : ""} ${fmtTime(r.at || r.requested_at)}`,
-          r.status === "failed" ? el("div", { class: "error" }, r.error || r.failure || r.reason || "") : ""))),
+          r.status === "failed" ? el("div", { class: "error" }, r.reason_failed || r.error || "") : ""))),
     );
   }
 
