@@ -75,3 +75,24 @@ def upload_file(path: str, uri: str, settings: Settings | None = None) -> None:
 
 def group_attrs(uri: str, settings: Settings | None = None) -> dict[str, Any]:
     return dict(open_group(uri, "r", settings).attrs)
+
+
+class S3LevelWindow:
+    """Picklable RGB window reader over one level of an OME-Zarr image on S3.
+
+    Opens its zarr array lazily, so each worker process holds its own connection.
+    """
+
+    def __init__(self, uri: str, level: int) -> None:
+        self.uri, self.level = uri, level
+        self._array: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"uri": self.uri, "level": self.level, "_array": None}
+
+    def __call__(self, y0: int, x0: int, y1: int, x1: int) -> Any:
+        import numpy as np
+
+        if self._array is None:
+            self._array = open_group(self.uri, "r")[str(self.level)]
+        return np.ascontiguousarray(np.moveaxis(np.asarray(self._array[:, y0:y1, x0:x1]), 0, -1))

@@ -281,7 +281,9 @@ def _run_tile(job: _Job, image: WindowReader, mask: MaskReader | None) -> tuple[
         return n_tiles + tile.index, count
     # The window: the core grown (by at most the halo) to the bounding box of the free
     # tissue connected to it, plus one pixel all round to see what lies beyond.
-    h = job.params.halo_px
+    # Later phases may reach twice as far: what earlier tiles left near their open borders
+    # can extend beyond one halo from this core.
+    h = job.params.halo_px * (1 if tile.phase == 0 else 2)
     cy0, cx0, cy1, cx1 = tile.core
     ext = (max(0, cy0 - h - 1), max(0, cx0 - h - 1), min(height, cy1 + h + 1), min(width, cx1 + h + 1))
     ey0, ex0 = ext[0], ext[1]

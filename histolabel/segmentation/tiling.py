@@ -5,7 +5,8 @@ Tiles are coloured by the parity of their grid position into four phases, (even,
 so tiles of the same phase (never adjacent) run in parallel, and every tile sees exactly
 the same claimed pixels whatever the number of workers: results do not depend on it.
 
-Each tile's window is at most its core plus a halo on every side; the segmenter shrinks
+Each tile's window is at most its core plus a halo on every side (two for phases after
+the first, which must reach what earlier tiles left near their edges); the segmenter shrinks
 it to the free (unclaimed) tissue connected to the core, so later phases, whose
 neighbours already claimed most of the halo, pay for little more than their core.
 """
@@ -33,8 +34,8 @@ class Grid:
     halo: int
 
     def __post_init__(self) -> None:
-        if self.tile < 2 * self.halo:
-            raise ValueError(f"tile size {self.tile} must be at least twice the halo {self.halo}")
+        if self.tile < 4 * self.halo:
+            raise ValueError(f"tile size {self.tile} must be at least four times the halo {self.halo}")
         if self.height <= 0 or self.width <= 0:
             raise ValueError("image has zero size")
 
@@ -53,7 +54,7 @@ class Grid:
                 phase = (r % 2) * 2 + (c % 2)
                 y0, x0 = r * self.tile, c * self.tile
                 y1, x1 = min(y0 + self.tile, self.height), min(x0 + self.tile, self.width)
-                h = self.halo
+                h = self.halo * (1 if phase == 0 else 2)
                 window = (max(0, y0 - h), max(0, x0 - h), min(self.height, y1 + h), min(self.width, x1 + h))
                 out.append(Tile(r * self.cols + c, r, c, phase, (y0, x0, y1, x1), window))
         return out

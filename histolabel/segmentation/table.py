@@ -1,0 +1,77 @@
+"""The per-superpixel table (id, bbox, centroid, area, level), accumulated block by block."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+from scipy import ndimage as ndi
+
+COLUMNS = ("id", "y0", "x0", "y1", "x1", "cy", "cx", "area", "level")
+
+
+class TableBuilder:
+    """Sums per-id statistics over blocks of a label image; geometry is reported in level-0 px.
+
+    `factor` is level-0 px per label px (2**level): bboxes are scaled to level 0, centroids
+    are the centre of the label pixels in level-0 coordinates and `area` counts label pixels
+    times factor**2 (level-0 px).
+    """
+
+    def __init__(self, count: int, level: int) -> None:
+        self.count, self.level, self.factor = count, level, 2**level
+        n = count + 1
+        self.area = np.zeros(n, np.int64)
+        self.sum_y = np.zeros(n, np.float64)
+        self.sum_x = np.zeros(n, np.float64)
+        big = np.iinfo(np.int64).max
+        self.y0 = np.full(n, big, np.int64)
+        self.x0 = np.full(n, big, np.int64)
+        self.y1 = np.zeros(n, np.int64)
+        self.x1 = np.zeros(n, np.int64)
+
+    def add(self, ids: np.ndarray, y: int, x: int) -> None:
+        """Account for a block of ids whose top-left label pixel is (y, x)."""
+        present, inverse = np.unique(ids, return_inverse=True)
+        local = inverse.reshape(ids.shape)
+        if present[0] == 0:
+            present = present[1:]
+        else:
+            local = local + 1
+        if not len(present):
+            return
+        k = len(present) + 1
+        yy, xx = np.indices(ids.shape, dtype=np.float64)
+        flat = local.ravel()
+        self.area[present] += np.bincount(flat, minlength=k)[1:]
+        self.sum_y[present] += np.bincount(flat, weights=yy.ravel() + y, minlength=k)[1:]
+        self.sum_x[present] += np.bincount(flat, weights=xx.ravel() + x, minlength=k)[1:]
+        boxes = ndi.find_objects(local.astype(np.int32), max_label=k - 1)
+        by0 = np.array([b[0].start for b in boxes]) + y
+        bx0 = np.array([b[1].start for b in boxes]) + x
+        by1 = np.array([b[0].stop for b in boxes]) + y
+        bx1 = np.array([b[1].stop for b in boxes]) + x
+        self.y0[present] = np.minimum(self.y0[present], by0)
+        self.x0[present] = np.minimum(self.x0[present], bx0)
+        self.y1[present] = np.maximum(self.y1[present], by1)
+        self.x1[present] = np.maximum(self.x1[present], bx1)
+
+    def table(self) -> pa.Table:
+        ids = np.arange(1, self.count + 1)
+        area = self.area[1:]
+        if (area == 0).any():
+            missing = ids[area == 0][:5].tolist()
+            raise ValueError(f"superpixel ids {missing}... have no pixels: ids are not dense")
+        f = self.factor
+        return pa.table(
+            {
+                "id": pa.array(ids, pa.uint32()),
+                "y0": self.y0[1:] * f,
+                "x0": self.x0[1:] * f,
+                "y1": self.y1[1:] * f,
+                "x1": self.x1[1:] * f,
+                "cy": (self.sum_y[1:] / area + 0.5) * f,
+                "cx": (self.sum_x[1:] / area + 0.5) * f,
+                "area": area * f * f,
+                "level": pa.array(np.full(self.count, self.level), pa.uint8()),
+            }
+        )
