@@ -574,6 +574,10 @@ def _export(c: Call) -> Any:
         )
     if q.format == "parquet":
         ct = EXPORT_TYPES["parquet"]
+        accept = c.headers.get("accept", "")
+        if ct not in accept and "*/*" not in accept:
+            # API Gateway returns binary bodies only to requests that accept a binary type.
+            return error(406, "not_acceptable", f"send 'Accept: {ct}' to receive Parquet", "Accept")
         return Response(
             body=export.to_parquet(rows), status_code=200, headers={**headers, "Content-Type": ct}
         )

@@ -94,6 +94,11 @@ def _operation(route: Route, refs: dict[tuple[type[BaseModel], JsonSchemaMode], 
         responses.setdefault("413", {"description": ERRORS["413"], "content": error_schema})
     if route.query is not None:
         responses.setdefault("422", {"description": ERRORS["422"], "content": error_schema})
+    if route.name == "export":
+        responses["406"] = {
+            "description": "Parquet asked without a matching Accept header",
+            "content": error_schema,
+        }
     responses["500"] = {"description": "Internal error", "content": error_schema}
     op["responses"] = responses
     return op
