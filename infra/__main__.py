@@ -7,11 +7,10 @@ import json
 import sys
 from pathlib import Path
 
-from rich.console import Console
+from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 
 from infra.errors import InfraError
-
-err_console = Console(stderr=True, highlight=False)
 
 
 def _echo(message: str) -> None:
@@ -108,7 +107,7 @@ def run(argv: list[str] | None = None) -> int:
                 f"delete ALL data of stage {settings.stage!r} (events, slides, users)? type the stage: "
             )
             if answer.strip() != settings.stage:
-                err_console.print("not confirmed; nothing deleted", markup=False)
+                print("not confirmed; nothing deleted", file=sys.stderr)
                 return 1
         destroy(settings, delete_data=args.delete_data, echo=_echo)
     elif args.command == "add-user":
@@ -141,12 +140,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(argv)
     except InfraError as err:
-        err_console.print(f"error: {err.message}", markup=False)
+        print(f"error: {err.message}", file=sys.stderr)
         return err.exit_code
-    except KeyboardInterrupt:
-        err_console.print(
-            "interrupted: run `python -m infra status` to see where the stacks stand", markup=False
+    except (ClientError, BotoCoreError, ResponseParserError) as err:
+        hint = (
+            " (see docs/deploy.md for the permissions a deploying admin needs)"
+            if "AccessDenied" in str(err)
+            else ""
         )
+        print(f"error: AWS refused a call: {err}{hint}", file=sys.stderr)
+        print("run `python -m infra status --stage ...` to see where the stacks stand", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: run `python -m infra status` to see where the stacks stand", file=sys.stderr)
         return 130
 
 

@@ -46,3 +46,27 @@ def apply_ignored_settings(settings: Settings, stack: str, template: dict[str, A
                         raise
             touched.append(name)
     return touched
+
+
+def remove_batch_leftovers(settings: Settings) -> list[str]:
+    """The emulator's stack delete leaves Batch queues, compute environments and job
+    definitions behind (AWS removes them); remove this stage's, so a redeploy can recreate them."""
+    batch = client("batch", settings)
+    removed = []
+    for queue in batch.describe_job_queues()["jobQueues"]:
+        if queue["jobQueueName"].startswith(f"{settings.prefix}-"):
+            batch.update_job_queue(jobQueue=queue["jobQueueArn"], state="DISABLED")
+            batch.delete_job_queue(jobQueue=queue["jobQueueArn"])
+            removed.append(queue["jobQueueName"])
+    for env in batch.describe_compute_environments()["computeEnvironments"]:
+        if env["computeEnvironmentName"].startswith(f"{settings.prefix}-"):
+            batch.update_compute_environment(
+                computeEnvironment=env["computeEnvironmentArn"], state="DISABLED"
+            )
+            batch.delete_compute_environment(computeEnvironment=env["computeEnvironmentArn"])
+            removed.append(env["computeEnvironmentName"])
+    for definition in batch.describe_job_definitions(status="ACTIVE")["jobDefinitions"]:
+        if definition["jobDefinitionName"].startswith(f"{settings.prefix}-"):
+            batch.deregister_job_definition(jobDefinition=definition["jobDefinitionArn"])
+            removed.append(definition["jobDefinitionName"])
+    return removed

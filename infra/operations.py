@@ -13,7 +13,7 @@ from histolabel.adapters.aws import client
 from histolabel.config import Settings
 from infra import stackops
 from infra.api import DEFAULT_APP, AppLoadError, load_app, swagger_for
-from infra.emulator import APPLIED, apply_ignored_settings
+from infra.emulator import APPLIED, apply_ignored_settings, remove_batch_leftovers
 from infra.errors import InfraError, UsageError
 from infra.foundation import foundation_template
 from infra.lint import lint
@@ -308,6 +308,10 @@ def destroy(settings: Settings, *, delete_data: bool, echo: Echo) -> list[str]:
         web = stackops.outputs_of(app).get("WebBucketName", settings.web_bucket)
         empty_bucket(s3, web)
     stackops.delete(cfn, names.app, echo)
+    if is_emulated(settings):
+        left = remove_batch_leftovers(settings)
+        if left:
+            echo(f"emulator: removed Batch resources its stack delete leaves behind: {', '.join(left)}")
     if delete_signing_key(client("ssm", settings), settings):
         echo("deleted the data-signing key")
     foundation = stackops.describe(cfn, names.foundation)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 
 from infra.errors import InfraError
 
@@ -27,7 +28,7 @@ class StackResult:
     outputs: dict[str, str] = field(default_factory=dict)
 
 
-def _error_message(err: ClientError | BotoCoreError) -> str:
+def _error_message(err: ClientError | BotoCoreError | ResponseParserError) -> str:
     if not isinstance(err, ClientError):
         # The emulator sometimes answers in another protocol's error format; keep its words.
         text = str(err)
@@ -42,7 +43,9 @@ def describe(cfn: Any, name: str) -> dict[str, Any] | None:
     except ClientError as err:
         if "does not exist" in str(err):
             return None
-        raise
+        raise InfraError(f"cannot read stack {name}: {_error_message(err)}") from None
+    except (BotoCoreError, ResponseParserError) as err:
+        raise InfraError(f"cannot read stack {name}: {_error_message(err)}") from None
     return stacks[0] if stacks else None
 
 
@@ -101,7 +104,7 @@ def delete(cfn: Any, name: str, echo: Echo) -> None:
     try:
         cfn.delete_stack(StackName=name)
         stack = wait(cfn, name, since)
-    except (ClientError, BotoCoreError) as err:
+    except (ClientError, BotoCoreError, ResponseParserError) as err:
         raise InfraError(
             f"{name}: delete failed: {_error_message(err)}; see `python -m infra status` for what is left"
         ) from None
@@ -179,12 +182,15 @@ def deploy(
             stack_id = existing["StackId"]
             cfn.update_stack(**common)
         stack = wait(cfn, stack_id, since)
-    except (ClientError, BotoCoreError) as err:
+    except (ClientError, BotoCoreError, ResponseParserError) as err:
         message = _error_message(err)
         if any(marker in message for marker in _NO_CHANGES):
             echo(f"{name}: no changes")
             return StackResult(name, False, existing["StackStatus"] if existing else "", outputs_of(existing))
-        stack = describe(cfn, name)
+        try:
+            stack = describe(cfn, name)
+        except InfraError:
+            stack = {"StackStatus": "UNKNOWN"}
         if stack is None and creating:
             raise InfraError(
                 f"{name}: CloudFormation refused to create it: {message}. Nothing was made."
@@ -208,7 +214,7 @@ def _remove_failed_create(cfn: Any, name: str, status: str, reason: str, echo: E
     echo(f"{name}: create failed in {status}; deleting what it made")
     try:
         delete(cfn, name, echo)
-    except (ClientError, InfraError) as err:
+    except (ClientError, BotoCoreError, ResponseParserError, InfraError) as err:
         return (
             f"{name}: deploy failed: {reason}. Removing the half-made stack also failed ({err}); "
             "it is left in place: remove it with `python -m infra destroy`"

@@ -34,3 +34,19 @@ def deployed(cloud: Settings) -> Iterator[tuple[Settings, str]]:
     yield settings, out.getvalue()
     with contextlib.redirect_stdout(io.StringIO()):
         main(["destroy", "--stage", STAGE, "--delete-data", "--yes"])
+
+
+@pytest.fixture
+def own_cloud(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A separate emulator for tests that break its state or turn on its IAM checks; the
+    environment points at it for the test. Extra server settings come from INITIAL_NO_AUTH_ACTION_COUNT."""
+    from histolabel.localcloud.stack import LOCAL_CREDENTIALS, start_server
+
+    server = start_server(log_path=tmp_path / "moto.log")
+    for key, value in LOCAL_CREDENTIALS.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint)
+    try:
+        yield server.endpoint
+    finally:
+        server.stop()
