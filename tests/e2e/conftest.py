@@ -57,6 +57,7 @@ class Stack:
     slide: LocalSlide
     users: dict[str, str] = field(default_factory=dict)
     trained: list[dict[str, Any]] = field(default_factory=list)
+    fail_next: str | None = None  # the stand-in train job fails its next run with this reason
 
     def token(self, user: str) -> str:
         from histolabel.adapters.cognito import login
@@ -124,6 +125,10 @@ class StandInTrainer:
         version = int((state.current_model or {}).get("model_version", 0)) + 1
         svc.record_job_event(project_id, "TrainingStarted", {"request_id": request_id, "job_id": f"local-{version}"},
                              job="train")  # fmt: skip
+        if stack.fail_next:
+            reason, stack.fail_next = stack.fail_next, None
+            svc.record_job_event(project_id, "TrainingFailed", {"request_id": request_id, "reason": reason}, job="train")
+            return
         rows = stack.slide.rows
         ids = np.array([r["id"] for r in rows])
         cen = np.array([[r["cy"], r["cx"]] for r in rows], dtype=float)

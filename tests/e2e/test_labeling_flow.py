@@ -79,7 +79,11 @@ def test_full_session(stack: Stack, browser_context: Any, artifacts: Path) -> No
     page.fill("#new-project-form [name=project_id]", project)
     page.fill("#new-project-form [name=name]", "E2E project")
     page.click("#new-project-form button[type=submit]")
-    page.wait_for_selector("#new-project-dialog:not([open])", state="attached")
+    try:
+        page.wait_for_selector("#new-project-dialog:not([open])", state="attached", timeout=10_000)
+    except Exception:
+        page.screenshot(path=str(artifacts / "failed-new-project.png"))
+        raise AssertionError(page.inner_text("#new-project-form .error") + " | " + page.inner_text("#alert"))
     assert page.input_value("#project-id") == project, page.inner_text("#new-project-form .error")
     assert stack.call("GET", f"/projects/{project}", "pat")["your_role"] == "owner"
 
@@ -92,4 +96,119 @@ def test_full_session(stack: Stack, browser_context: Any, artifacts: Path) -> No
     print(f"\nfirst full viewport drawn in {first_ms:.0f} ms")
     assert first_ms < FIRST_VIEW_BUDGET_MS
     page.wait_for_function("window.histolabel.overlay && window.histolabel.overlay.chunks.size > 0")
+    assert not errors, errors
+    page.screenshot(path=str(artifacts / "1-viewer.png"))
+
+    # --- categories: add two with hotkeys, recolour one; the API holds them ---
+    for name, color, key in (("Tumor", "#d62728", "1"), ("Stroma", "#1f77b4", "2")):
+        page.fill("#add-cat-form [name=name]", name)
+        page.fill("#add-cat-form [name=color]", color)
+        page.fill("#add-cat-form [name=hotkey]", key)
+        page.click("#add-cat-form button[type=submit]")
+        page.wait_for_selector(f"#cat-list .cat-name:text-is('{name}')")
+    cats = {c["name"]: c for c in stack.call("GET", f"/projects/{project}", "pat")["categories"]}
+    assert cats["Tumor"]["hotkey"] == "1" and cats["Stroma"]["hotkey"] == "2"
+    assert cats["Tumor"]["color"].lower() == "#d62728"
+    tumor, stroma = cats["Tumor"]["id"], cats["Stroma"]["id"]
+    page.fill(f"#cat-list [data-id='{stroma}'] input[type=color]", "#2ca02c")
+    wait_until(lambda: stack.call("GET", f"/projects/{project}", "pat")["categories"][1]["color"].lower() == "#2ca02c",
+               what="recolour")  # fmt: skip
+
+    # --- click labels, a second click on the same category unlabels ---
+    rows = inside_rows(stack)
+    a, b, c = rows[0], rows[len(rows) // 2], rows[-1]
+    page.focus("#viewer")
+    page.keyboard.press("1")
+    page.wait_for_selector(f"#cat-list [data-id='{tumor}'][aria-current=true]")
+    x, y = centroid_screen(page, a)
+    page.mouse.click(x, y)
+    wait_until(lambda: labels_of(stack, project, slide).get(a["id"]) == tumor, what="click label")
+    page.mouse.click(x, y)
+    wait_until(lambda: a["id"] not in labels_of(stack, project, slide), what="click unlabel")
+    page.mouse.click(x, y)
+    wait_until(lambda: labels_of(stack, project, slide).get(a["id"]) == tumor, what="click relabel")
+    assert page.inner_text(f"[data-count='{tumor}']") == "1", (labels_of(stack, project, slide), a["id"])
+
+    # --- brush: shift-drag paints whole superpixels in one edit ---
+    page.keyboard.press("2")
+    (bx, by), (cx, cy) = centroid_screen(page, b), centroid_screen(page, c)
+    page.keyboard.down("Shift")
+    page.mouse.move(bx, by)
+    page.mouse.down()
+    for i in range(1, 11):
+        page.mouse.move(bx + (cx - bx) * i / 10, by + (cy - by) * i / 10)
+    page.mouse.up()
+    page.keyboard.up("Shift")
+    painted = wait_until(lambda: {i for i, k in labels_of(stack, project, slide).items() if k == stroma} or None,
+                         what="brush labels")  # fmt: skip
+    assert {b["id"], c["id"]} <= painted, painted
+    assert labels_of(stack, project, slide)[a["id"]] == tumor
+    page.wait_for_function("!document.querySelector('#outbox').textContent.includes('Saving')")
+    page.screenshot(path=str(artifacts / "2-label.png"))
+
+    # --- guided: a hotkey labels the selected card and moves on ---
+    page.click("[data-mode=guided]")
+    page.wait_for_selector("#filmstrip .card[aria-selected=true]")
+    first = int(page.get_attribute("#filmstrip .card[aria-selected=true]", "data-id"))
+    assert first not in labels_of(stack, project, slide)
+    page.keyboard.press("1")
+    wait_until(lambda: labels_of(stack, project, slide).get(first) == tumor, what="guided label")
+    second = int(page.get_attribute("#filmstrip .card[aria-selected=true]", "data-id"))
+    assert second != first
+    page.keyboard.press("ArrowRight")
+    third = int(page.get_attribute("#filmstrip .card[aria-selected=true]", "data-id"))
+    assert third not in (first, second)
+    page.keyboard.press("2")
+    wait_until(lambda: labels_of(stack, project, slide).get(third) == stroma, what="guided label 2")
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(artifacts / "3-guided.png"))
+
+    # --- review: filter by label, select all, approve; the API records the approvals ---
+    page.click("[data-mode=review]")
+    page.select_option("#rv-label", tumor)
+    tumor_ids = {i for i, k in labels_of(stack, project, slide).items() if k == tumor}
+    page.click("#review-form button[type=submit]")
+    page.wait_for_selector(f"#rv-msg:text-is('{len(tumor_ids)} labeled superpixel(s) match')")
+    assert page.locator("#rv-table tbody tr").count() == len(tumor_ids)
+    page.check("#rv-all")
+    page.click("#rv-approve")
+    page.wait_for_selector("#rv-msg:has-text('done')")
+
+    def approved() -> set[int]:
+        res = stack.call("GET", f"/projects/{project}/slides/{slide}/labels", "pat")
+        return {e["id"] for e in res["entries"] if e["r"] and e["r"]["a"] == "approve"}
+
+    wait_until(lambda: approved() == tumor_ids, what="approvals")
+    page.screenshot(path=str(artifacts / "4-review.png"))
+
+    # --- training: manual retrain; the new model's predictions reach the app ---
+    page.click("[data-mode=training]")
+    page.click("#retrain")
+    wait_until(lambda: stack.trained and stack.trained[-1]["project"] == project, what="training job")
+    page.wait_for_selector("#tr-model:has-text('Model version 1')", timeout=15_000)
+    queue = stack.call("GET", f"/projects/{project}/queue?n=5", "pat")
+    assert queue["model_version"] == 1 and all(i["prediction"] in (tumor, stroma) for i in queue["items"])
+    stack.fail_next = "GPU out of memory"
+    page.click("#retrain")
+    page.wait_for_selector("#alert:has-text('GPU out of memory')", timeout=15_000)
+    assert page.is_visible("#alert")
+    page.screenshot(path=str(artifacts / "5-training.png"))
+    page.click("[data-mode=guided]")
+    page.wait_for_selector("#filmstrip .card .pred:not(:has-text('no prediction'))")
+    predicted = page.inner_text("#filmstrip .card[aria-selected=true] .pred")
+    assert any(name in predicted for name in ("Tumor", "Stroma"))
+    page.screenshot(path=str(artifacts / "6-guided-predictions.png"))
+
+    # --- audit: the slide's label timeline, chain intact; replay the overlay as of the first edit ---
+    page.click("[data-mode=audit]")
+    page.click("#audit-form button[type=submit]")
+    page.wait_for_selector("#audit-chain:has-text('intact')")
+    history = stack.call("GET", f"/projects/{project}/audit/history?slide={slide}", "pat")
+    assert page.locator("#timeline li").count() == len(history["events"])
+    page.locator("#timeline li .replay-here").last.click()
+    page.wait_for_selector("#replay-msg:has-text('1 labeled')")
+    shown = page.evaluate("Array.from(window.histolabel.colours.counts()).slice(1).reduce((a, b) => a + b, 0)")
+    assert shown == 1
+    page.screenshot(path=str(artifacts / "7-audit.png"))
+    page.click("#replay-stop")
     assert not errors, errors

@@ -97,10 +97,13 @@ export class ReviewMode {
 
   async search(more = false) {
     const msg = $("#rv-msg", this.root);
+    msg.textContent = "Searching…";
+    const ticket = (this.ticket = (this.ticket || 0) + 1);
     try {
       const q = this.query();
       if (more && this.cursor) q.cursor = this.cursor;
       const res = await this.state.api.get(`/projects/${encodeURIComponent(this.state.projectId)}/review`, q);
+      if (ticket !== this.ticket) return; // a newer search was started meanwhile
       this.rows = more ? [...this.rows, ...res.items] : res.items;
       if (!more) this.selected.clear();
       this.cursor = res.next_cursor;

@@ -51,7 +51,7 @@ export function createViewer(element, image, { onFirstDraw } = {}) {
     showNavigationControl: false,
     drawer: "canvas",
     animationTime: 0.4,
-    gestureSettingsMouse: { clickToZoom: false, dblClickToZoom: true },
+    gestureSettingsMouse: { clickToZoom: false, dblClickToZoom: false }, // clicks label; repeated clicks must not zoom
     imageLoaderLimit: 8,
     maxZoomPixelRatio: 4,
     visibilityRatio: 0.5,
