@@ -106,7 +106,7 @@ def foundation_template(settings: Settings) -> dict[str, Any]:
     }
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
-        "Description": f"HistoLabel {settings.stage}: data that outlives the app (events, data bucket, users)",
+        "Description": f"HistoLabel {settings.stage}: data outliving the app (events, data bucket, users)",
         "Parameters": parameters,
         "Conditions": conditions,
         "Resources": resources,

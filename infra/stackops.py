@@ -175,7 +175,7 @@ def deploy(
     since = time.time()
     echo(f"{name}: {'creating' if creating else 'updating'}{what}")
     try:
-        if creating:
+        if existing is None:
             # A failed create deletes what it made: never a half-made stack.
             stack_id = cfn.create_stack(OnFailure="DELETE", **common)["StackId"]
         else:

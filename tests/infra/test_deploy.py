@@ -187,7 +187,7 @@ def test_status_lists_both_stacks(deployed, capsys):
     ],
 )
 def test_bad_stage_or_region_exits_2_and_makes_nothing(cloud, capsys, argv, message):
-    code, out, err = run_cli(capsys, *argv)
+    code, _out, err = run_cli(capsys, *argv)
     assert code == 2
     assert message in err and "Traceback" not in err
     stacks = client("cloudformation", cloud).list_stacks()["StackSummaries"]

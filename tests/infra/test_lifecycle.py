@@ -71,7 +71,7 @@ def test_failed_create_is_removed_and_reported(cloud, own_cloud, capsys):
     s = Settings(stage="infrafail", region=cloud.region, endpoint_url=own_cloud)
     # Something already holds a name the app stack needs, so its create fails part-way.
     client("ecr", s).create_repository(repositoryName=f"{s.prefix}-jobs")
-    code, out, err = run_cli(capsys, "deploy", "--stage", s.stage, "--app", str(STUB_APP), "--skip-lint")
+    code, _out, err = run_cli(capsys, "deploy", "--stage", s.stage, "--app", str(STUB_APP), "--skip-lint")
     assert code == 1
     assert "deploy failed" in err and "Traceback" not in err
     assert "RepositoryAlreadyExists" in err
