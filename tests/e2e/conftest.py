@@ -23,9 +23,15 @@ from tests.e2e.slide_data import make_local_slide, superpixel_rows
 PASSWORD = "Correct-Horse-9"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "e2e"
 
 
@@ -85,8 +91,12 @@ class Stack:
         ingest and segment jobs as those jobs do."""
         from histolabel.adapters.s3 import filesystem
 
-        out = self.call("POST", f"/projects/{project_id}/slides", owner,
-                        {"name": name, "source_uri": f"s3://{self.settings.data_bucket}/demo/{name}.svs"})  # fmt: skip
+        out = self.call(
+            "POST",
+            f"/projects/{project_id}/slides",
+            owner,
+            {"name": name, "source_uri": f"s3://{self.settings.data_bucket}/demo/{name}.svs"},
+        )
         slide_id = out["slide"]["slide_id"]
         prefix = f"{self.settings.data_bucket}/projects/{project_id}/slides/{slide_id}"
         fs = filesystem(self.settings)
@@ -95,12 +105,32 @@ class Stack:
         fs.invalidate_cache()
         uri = f"s3://{prefix}"
         s = self.slide
-        self.svc.record_job_event(project_id, "SlideIngested", {
-            "slide_id": slide_id, "zarr_uri": f"{uri}/image.ome.zarr", "width": s.width, "height": s.height,
-            "levels": s.levels, "mpp": 0.499}, job="ingest")  # fmt: skip
-        self.svc.record_job_event(project_id, "SegmentationCompleted", {
-            "slide_id": slide_id, "count": s.count, "labels_uri": f"{uri}/image.ome.zarr/labels/superpixels",
-            "table_uri": f"{uri}/superpixels.parquet", "superpixel_size": 64, "compactness": 10}, job="segment")  # fmt: skip
+        self.svc.record_job_event(
+            project_id,
+            "SlideIngested",
+            {
+                "slide_id": slide_id,
+                "zarr_uri": f"{uri}/image.ome.zarr",
+                "width": s.width,
+                "height": s.height,
+                "levels": s.levels,
+                "mpp": 0.499,
+            },
+            job="ingest",
+        )
+        self.svc.record_job_event(
+            project_id,
+            "SegmentationCompleted",
+            {
+                "slide_id": slide_id,
+                "count": s.count,
+                "labels_uri": f"{uri}/image.ome.zarr/labels/superpixels",
+                "table_uri": f"{uri}/superpixels.parquet",
+                "superpixel_size": 64,
+                "compactness": 10,
+            },
+            job="segment",
+        )
         return str(slide_id)
 
 
@@ -123,11 +153,17 @@ class StandInTrainer:
         state = svc.project_state(project_id)
         cats = [c.id for c in state.live_categories() if not c.excluded]
         version = int((state.current_model or {}).get("model_version", 0)) + 1
-        svc.record_job_event(project_id, "TrainingStarted", {"request_id": request_id, "job_id": f"local-{version}"},
-                             job="train")  # fmt: skip
+        svc.record_job_event(
+            project_id,
+            "TrainingStarted",
+            {"request_id": request_id, "job_id": f"local-{version}"},
+            job="train",
+        )
         if stack.fail_next:
             reason, stack.fail_next = stack.fail_next, None
-            svc.record_job_event(project_id, "TrainingFailed", {"request_id": request_id, "reason": reason}, job="train")
+            svc.record_job_event(
+                project_id, "TrainingFailed", {"request_id": request_id, "reason": reason}, job="train"
+            )
             return
         rows = stack.slide.rows
         ids = np.array([r["id"] for r in rows])
@@ -150,16 +186,35 @@ class StandInTrainer:
                 probs[np.arange(len(ids)), nearest] = 0.8
                 far = d.min(1) / (d.min(1).max() + 1e-9)
                 probs = probs * (1 - far[:, None] * 0.5) + far[:, None] * 0.5 / len(cats)
-            table = {"id": ids, **{f"prob_{c}": probs[:, k].astype(np.float32) for k, c in enumerate(cats)},
-                     "certainty": probs.max(1).astype(np.float32)}  # fmt: skip
+            table = {
+                "id": ids,
+                **{f"prob_{c}": probs[:, k].astype(np.float32) for k, c in enumerate(cats)},
+                "certainty": probs.max(1).astype(np.float32),
+            }
             write_table(pa.table(table), f"{prefix}/{slide_id}.parquet", stack.settings)
-        metrics = {"balanced_accuracy": 0.8, "per_class": {c: {"f1": 0.8} for c in cats},
-                   "learning_curve": [[max(1, total // 2), 0.6], [total, 0.8]]}  # fmt: skip
-        svc.record_job_event(project_id, "TrainingCompleted", {
-            "request_id": request_id, "model_version": version, "model_uri": f"{prefix}/model.safetensors",
-            "metrics": metrics, "label_count": total}, job="train")  # fmt: skip
-        svc.record_job_event(project_id, "PredictionsPublished", {
-            "model_version": version, "uri_prefix": prefix, "slides": slides, "metric": "confidence"}, job="predict")  # fmt: skip
+        metrics = {
+            "balanced_accuracy": 0.8,
+            "per_class": {c: {"f1": 0.8} for c in cats},
+            "learning_curve": [[max(1, total // 2), 0.6], [total, 0.8]],
+        }
+        svc.record_job_event(
+            project_id,
+            "TrainingCompleted",
+            {
+                "request_id": request_id,
+                "model_version": version,
+                "model_uri": f"{prefix}/model.safetensors",
+                "metrics": metrics,
+                "label_count": total,
+            },
+            job="train",
+        )
+        svc.record_job_event(
+            project_id,
+            "PredictionsPublished",
+            {"model_version": version, "uri_prefix": prefix, "slides": slides, "metric": "confidence"},
+            job="predict",
+        )
         stack.trained.append({"project": project_id, "version": version})
 
 
@@ -246,7 +301,10 @@ def browser_context(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> I
     profile = tmp_path_factory.mktemp("chromium-profile")
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
-            str(profile), executable_path=CHROMIUM, args=CHROMIUM_ARGS, viewport={"width": 1280, "height": 720}
+            str(profile),
+            executable_path=CHROMIUM,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 720},
         )
         try:
             yield context

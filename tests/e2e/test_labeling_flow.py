@@ -81,9 +81,10 @@ def test_full_session(stack: Stack, browser_context: Any, artifacts: Path) -> No
     page.click("#new-project-form button[type=submit]")
     try:
         page.wait_for_selector("#new-project-dialog:not([open])", state="attached", timeout=10_000)
-    except Exception:
+    except Exception as err:
         page.screenshot(path=str(artifacts / "failed-new-project.png"))
-        raise AssertionError(page.inner_text("#new-project-form .error") + " | " + page.inner_text("#alert"))
+        detail = page.inner_text("#new-project-form .error") + " | " + page.inner_text("#alert")
+        raise AssertionError(detail) from err
     assert page.input_value("#project-id") == project, page.inner_text("#new-project-form .error")
     assert stack.call("GET", f"/projects/{project}", "pat")["your_role"] == "owner"
 
@@ -111,8 +112,12 @@ def test_full_session(stack: Stack, browser_context: Any, artifacts: Path) -> No
     assert cats["Tumor"]["color"].lower() == "#d62728"
     tumor, stroma = cats["Tumor"]["id"], cats["Stroma"]["id"]
     page.fill(f"#cat-list [data-id='{stroma}'] input[type=color]", "#2ca02c")
-    wait_until(lambda: stack.call("GET", f"/projects/{project}", "pat")["categories"][1]["color"].lower() == "#2ca02c",
-               what="recolour")  # fmt: skip
+
+    def colour_of(cid: str) -> str:
+        cats = stack.call("GET", f"/projects/{project}", "pat")["categories"]
+        return str(next(c["color"] for c in cats if c["id"] == cid)).lower()
+
+    wait_until(lambda: colour_of(stroma) == "#2ca02c", what="recolour")
 
     # --- click labels, a second click on the same category unlabels ---
     rows = inside_rows(stack)
@@ -139,8 +144,11 @@ def test_full_session(stack: Stack, browser_context: Any, artifacts: Path) -> No
         page.mouse.move(bx + (cx - bx) * i / 10, by + (cy - by) * i / 10)
     page.mouse.up()
     page.keyboard.up("Shift")
-    painted = wait_until(lambda: {i for i, k in labels_of(stack, project, slide).items() if k == stroma} or None,
-                         what="brush labels")  # fmt: skip
+
+    def stroma_ids() -> set[int]:
+        return {i for i, k in labels_of(stack, project, slide).items() if k == stroma}
+
+    painted = wait_until(stroma_ids, what="brush labels")
     assert {b["id"], c["id"]} <= painted, painted
     assert labels_of(stack, project, slide)[a["id"]] == tumor
     page.wait_for_function("!document.querySelector('#outbox').textContent.includes('Saving')")
@@ -207,7 +215,9 @@ def test_full_session(stack: Stack, browser_context: Any, artifacts: Path) -> No
     assert page.locator("#timeline li").count() == len(history["events"])
     page.locator("#timeline li .replay-here").last.click()
     page.wait_for_selector("#replay-msg:has-text('1 labeled')")
-    shown = page.evaluate("Array.from(window.histolabel.colours.counts()).slice(1).reduce((a, b) => a + b, 0)")
+    shown = page.evaluate(
+        "Array.from(window.histolabel.colours.counts()).slice(1).reduce((a, b) => a + b, 0)"
+    )
     assert shown == 1
     page.screenshot(path=str(artifacts / "7-audit.png"))
     page.click("#replay-stop")

@@ -188,6 +188,8 @@ export async function openSlide(slideId) {
   $("#slide-select").value = slideId;
   $("#slide-name").textContent = slideName(slideId);
   const { image, labels } = await slidePyramids(slideId);
+  showAlert("");
+  renderSlides(); // shows any failed jobs again
   mountViewer(image, labels);
   const count = (state.slide && state.slide.segmentation && state.slide.segmentation.count) || DEFAULT_COUNT;
   state.colours.resize(count);

@@ -102,7 +102,7 @@ export class LabelMode {
     hotkey.addEventListener("change", () => this.update(c, { hotkey: hotkey.value.trim().toLowerCase() || null }));
     const actions = el("span", { class: "actions" },
       this.canEdit ? el("button", { type: "button", title: "Rename", "aria-label": `Rename ${c.name}`, onclick: () => this.rename(c) }, "✎") : "",
-      this.isOwner ? el("button", { type: "button", title: c.excluded ? "Include in training" : "Exclude from training", "aria-label": `${c.excluded ? "Include" : "Exclude"} ${c.name}`, onclick: () => this.toggleExclude(c) }, c.excluded ? "include" : "exclude") : "",
+      this.isOwner ? el("button", { type: "button", title: c.excluded ? "Include in training" : "Exclude from training", "aria-label": `${c.excluded ? "Include" : "Exclude"} ${c.name}`, onclick: () => this.toggleExclude(c) }, c.excluded ? "⊕" : "⊘") : "",
       this.isOwner ? el("button", { type: "button", class: "danger", title: "Delete", "aria-label": `Delete ${c.name}`, onclick: () => this.remove(c) }, "✖") : "");
     li.append(color, name, hotkey, el("span", { class: "count", dataset: { count: c.id } }, "0"), actions);
     return li;
