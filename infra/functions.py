@@ -128,7 +128,7 @@ def _environment(settings: Settings) -> dict[str, Any]:
             "POWERTOOLS_SERVICE_NAME": "histolabel",
             "POWERTOOLS_LOG_LEVEL": "INFO",
             "HISTOLABEL_USER_POOL_ID": ref("UserPoolId"),
-            "HISTOLABEL_USER_POOL_CLIENT_ID": ref("UserPoolClientId"),
+            "HISTOLABEL_CLIENT_ID": ref("UserPoolClientId"),
             "HISTOLABEL_JOB_QUEUE_CPU": ref("CpuJobQueue"),
             "HISTOLABEL_JOB_QUEUE_GPU": ref("GpuJobQueue"),
             "HISTOLABEL_JOB_DEFINITION_PREFIX": f"{settings.prefix}-",
