@@ -281,17 +281,18 @@ def _run_tile(job: _Job, image: WindowReader, mask: MaskReader | None) -> tuple[
         return n_tiles + tile.index, count
     # The window: the core grown (by at most the halo) to the bounding box of the free
     # tissue connected to it, plus one pixel all round to see what lies beyond.
-    # Later phases may reach twice as far: what earlier tiles left near their open borders
-    # can extend beyond one halo from this core.
-    h = job.params.halo_px * (1 if tile.phase == 0 else 2)
+    # Towards a neighbour that ran earlier the window may reach two halos: what it left
+    # unclaimed near its open border can extend beyond one halo from this core.
+    h = job.params.halo_px
+    up, left, down, right = _reach(tile, job, h)
     cy0, cx0, cy1, cx1 = tile.core
-    ext = (max(0, cy0 - h - 1), max(0, cx0 - h - 1), min(height, cy1 + h + 1), min(width, cx1 + h + 1))
+    ext = (max(0, cy0 - up - 1), max(0, cx0 - left - 1), min(height, cy1 + down + 1), min(width, cx1 + right + 1))
     ey0, ex0 = ext[0], ext[1]
     claimed_ext = _compose(job, ext)
     tissue_ext = np.ones(claimed_ext.shape, bool) if mask is None else mask(*ext)
     free_ext = tissue_ext & (claimed_ext == 0)
-    ry0, rx0 = max(0, cy0 - h), max(0, cx0 - h)
-    ry1, rx1 = min(height, cy1 + h), min(width, cx1 + h)
+    ry0, rx0 = max(0, cy0 - up), max(0, cx0 - left)
+    ry1, rx1 = min(height, cy1 + down), min(width, cx1 + right)
     region = free_ext[ry0 - ey0 : ry1 - ey0, rx0 - ex0 : rx1 - ex0]
     comps = connected(region, background=0, connectivity=1)
     at_core = np.unique(comps[cy0 - ry0 : cy1 - ry0, cx0 - rx0 : cx1 - rx0])
@@ -327,6 +328,18 @@ def _run_tile(job: _Job, image: WindowReader, mask: MaskReader | None) -> tuple[
     )
     _save(workdir, tile.index, keys, (y0, x0, y1, x1))
     return tile.index, count
+
+
+def _reach(tile: Tile, job: _Job, halo: int) -> tuple[int, int, int, int]:
+    """How far (up, left, down, right) the window may grow beyond the core."""
+    earlier = {index for index, _ in job.deps}
+    cols = -(-job.shape[1] // job.params.tile_px)
+    out = []
+    for dr, dc in ((-1, 0), (0, -1), (1, 0), (0, 1)):
+        r, c = tile.row + dr, tile.col + dc
+        inside = r >= 0 and 0 <= c < cols
+        out.append(2 * halo if inside and r * cols + c in earlier else halo)
+    return out[0], out[1], out[2], out[3]
 
 
 def sweep_tile(
@@ -462,3 +475,13 @@ class ScaledMask:
         ys = np.minimum(((np.arange(y0, y1) + 0.5) / self.factor).astype(np.int64), h - 1)
         xs = np.minimum(((np.arange(x0, x1) + 0.5) / self.factor).astype(np.int64), w - 1)
         return self.mask[np.ix_(ys, xs)]
+
+
+@dataclass(frozen=True)
+class NpyWindow:
+    """An image in a .npy file, memory-mapped: each worker reads only its windows."""
+
+    path: str
+
+    def __call__(self, y0: int, x0: int, y1: int, x1: int) -> np.ndarray:
+        return np.ascontiguousarray(np.load(self.path, mmap_mode="r")[y0:y1, x0:x1])

@@ -1,0 +1,191 @@
+"""Tiled SLIC vs one monolithic skimage.segmentation.slic call, on the same slide region.
+
+    python bench/segment.py [--quick] [--slide PATH] [--size 32]
+
+Prints the tiled overhead with one worker (time ratio vs the monolithic call), the
+speed-up with all cores vs one, and peak memory (resident set, parent plus workers) as
+the image grows 4x. Every measurement runs in a fresh process so peaks do not mix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SLIDE = ROOT.parent / "shared" / "data" / "slides" / "tcga-cr-7395-01a-01-ts1.svs"
+
+
+class PeakRSS:
+    """Samples the resident memory of this process and all its descendants (workers)."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        import threading
+
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
+
+    def __enter__(self) -> PeakRSS:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            self.peak = max(self.peak, tree_rss(os.getpid()))
+
+
+def tree_rss(root: int) -> int:
+    parents: dict[int, int] = {}
+    rss: dict[int, int] = {}
+    page = os.sysconf("SC_PAGE_SIZE")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/statm") as f:
+                rss[int(entry)] = int(f.read().split()[1]) * page
+        except OSError:
+            continue
+        parents[int(entry)] = int(fields[1])
+    total, frontier = 0, [root]
+    while frontier:
+        pid = frontier.pop()
+        total += rss.get(pid, 0)
+        frontier.extend(p for p, parent in parents.items() if parent == pid)
+    return total
+
+
+def _child(kind: str, npy: str, size: int, tile: int, workers: int) -> dict[str, float]:
+    """One measurement in this (fresh) process."""
+    from skimage.segmentation import slic
+
+    from histolabel.segmentation.tiled import NpyWindow, SlicParams, segment
+
+    shape = np.load(npy, mmap_mode="r").shape
+    sampler = PeakRSS().__enter__()
+    t0, c0 = time.perf_counter(), time.process_time()
+    if kind == "mono":
+        image = np.load(npy)
+        labels = slic(
+            image,
+            n_segments=shape[0] * shape[1] // size**2,
+            compactness=10.0,
+            start_label=1,
+            channel_axis=-1,
+            enforce_connectivity=True,
+        )
+        count = int(labels.max())
+    else:
+        with tempfile.TemporaryDirectory() as work:
+            result = segment(
+                NpyWindow(npy),
+                shape[:2],
+                SlicParams(size, 10.0, tile=tile),
+                workers=workers,
+                workdir=Path(work),
+            )
+            for y in range(0, shape[0], 2048):  # assemble the labels, as the job does
+                for x in range(0, shape[1], 2048):
+                    result.block(y, x, min(y + 2048, shape[0]), min(x + 2048, shape[1]))
+            count = result.count
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    sampler.__exit__()
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"seconds": seconds, "peak_mib": max(own, sampler.peak) / 2**20, "count": count, "cpu": cpu}
+
+
+def measure(kind: str, npy: Path, size: int, tile: int, workers: int) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", kind, str(npy), str(size), str(tile), str(workers)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        kind, npy, size, tile, workers = sys.argv[2:7]
+        print(json.dumps(_child(kind, npy, int(size), int(tile), int(workers))))
+        return 0
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="a small region (under a minute)")
+    p.add_argument("--slide", type=Path, default=DEFAULT_SLIDE)
+    p.add_argument("--size", type=int, default=32, help="superpixel side in px")
+    p.add_argument("--tile", type=int, default=0, help="tile core side (0: 32 superpixels)")
+    args = p.parse_args()
+    import tifffile
+
+    sys.path.insert(0, str(ROOT))
+    full = np.asarray(tifffile.imread(args.slide))
+    cores = os.cpu_count() or 1
+    if args.quick:
+        region = full[:1024, :1536]
+        tile = args.tile or 384
+    else:
+        region = full
+        tile = args.tile or 32 * args.size
+    # 4x the area: the region and its mirror images, so tiles stay real tissue
+    big = np.concatenate(
+        [np.concatenate([region, region[:, ::-1]], 1), np.concatenate([region[::-1], region[::-1, ::-1]], 1)],
+        0,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        small_npy, big_npy = Path(tmp) / "region.npy", Path(tmp) / "region4.npy"
+        np.save(small_npy, region)
+        np.save(big_npy, big)
+        del full, big
+        mpx = region.shape[0] * region.shape[1] / 1e6
+        print(
+            f"region {region.shape[1]}x{region.shape[0]} ({mpx:.1f} MP) of {args.slide.name}, "
+            f"superpixel {args.size} px, tile {tile} px, {cores} cores",
+            flush=True,
+        )
+        mono = measure("mono", small_npy, args.size, tile, 1)
+        print(
+            f"monolithic slic : {mono['seconds']:.2f} s, {mono['count']} superpixels, peak {mono['peak_mib']:.0f} MiB",
+            flush=True,
+        )
+        one = measure("tiled", small_npy, args.size, tile, 1)
+        print(
+            f"tiled, 1 worker : {one['seconds']:.2f} s, {one['count']} superpixels, peak {one['peak_mib']:.0f} MiB",
+            flush=True,
+        )
+        allc = measure("tiled", small_npy, args.size, tile, cores)
+        print(f"tiled, {cores} workers: {allc['seconds']:.2f} s, peak {allc['peak_mib']:.0f} MiB", flush=True)
+        big_run = measure("tiled", big_npy, args.size, tile, cores)
+        print(f"tiled, 4x image : {big_run['seconds']:.2f} s, peak {big_run['peak_mib']:.0f} MiB", flush=True)
+    print(f"mono_mpx_per_s: {mpx / mono['seconds']:.3f}")
+    print(f"tiled_1worker_mpx_per_s: {mpx / one['seconds']:.3f}")
+    print(f"tiled_all_cores_mpx_per_s: {mpx / allc['seconds']:.3f}")
+    print(f"overhead_ratio: {one['seconds'] / mono['seconds']:.3f}")
+    # CPU seconds of this process: less sensitive to other load on a shared machine
+    print(f"overhead_ratio_cpu: {one['cpu'] / mono['cpu']:.3f}")
+    print(f"speedup_all_cores: {one['seconds'] / allc['seconds']:.3f}")
+    print(f"peak_mem_ratio_at_4x_image: {big_run['peak_mib'] / allc['peak_mib']:.3f}")
+    print(f"load_average_1min: {os.getloadavg()[0]:.2f}")
+    print(f"mono_peak_mib: {mono['peak_mib']:.0f}")
+    print(f"tiled_peak_mib: {allc['peak_mib']:.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
