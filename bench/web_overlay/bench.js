@@ -88,7 +88,10 @@ async function run() {
   const chunks = makeChunks();
   recolour(colours, chunks, true);
 
-  const fill = time((r) => { ctx.fillStyle = r % 2 ? "#123456" : "#654321"; ctx.fillRect(0, 0, W, H); });
+  // The fill is faster than the browser's 0.1 ms clock, so it is timed in batches of 50.
+  const fill = time((r) => {
+    for (let k = 0; k < 50; k++) { ctx.fillStyle = (r + k) % 2 ? "#123456" : "#654321"; ctx.fillRect(0, 0, W, H); }
+  }) / 50;
   // One click: one superpixel changes category.
   const one = time((r) => { colours.setLabels([1 + ((r * 7919) % N)], cats[r % 4].id); recolour(colours, chunks, false); });
   // A brush stroke / bulk action: 10,000 superpixels change.
