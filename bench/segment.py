@@ -161,12 +161,14 @@ def main() -> int:
         )
         mono = measure("mono", small_npy, args.size, tile, 1)
         print(
-            f"monolithic slic : {mono['seconds']:.2f} s, {mono['count']} superpixels, peak {mono['peak_mib']:.0f} MiB",
+            f"monolithic slic : {mono['seconds']:.2f} s, {mono['count']} superpixels, "
+            f"peak {mono['peak_mib']:.0f} MiB",
             flush=True,
         )
         one = measure("tiled", small_npy, args.size, tile, 1)
         print(
-            f"tiled, 1 worker : {one['seconds']:.2f} s, {one['count']} superpixels, peak {one['peak_mib']:.0f} MiB",
+            f"tiled, 1 worker : {one['seconds']:.2f} s, {one['count']} superpixels, "
+            f"peak {one['peak_mib']:.0f} MiB",
             flush=True,
         )
         allc = measure("tiled", small_npy, args.size, tile, cores)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -20,7 +20,7 @@ def open_source(uri: str, settings: Settings | None = None) -> IO[bytes]:
     fs = filesystem(settings)
     if not fs.isfile(f"{bucket}/{key}"):
         raise FileNotFoundError(f"{uri} does not exist")
-    return fs.open(f"{bucket}/{key}", "rb", block_size=READ_BLOCK, cache_type="readahead")  # type: ignore[no-any-return]
+    return fs.open(f"{bucket}/{key}", "rb", block_size=READ_BLOCK, cache_type="readahead")
 
 
 def object_size(uri: str, settings: Settings | None = None) -> int:
@@ -49,7 +49,7 @@ def remove_prefix(uri: str, settings: Settings | None = None) -> None:
     fs.invalidate_cache(path)
 
 
-def open_group(uri: str, mode: str = "r", settings: Settings | None = None) -> zarr.Group:
+def open_group(uri: str, mode: Literal["r", "a", "w"] = "r", settings: Settings | None = None) -> zarr.Group:
     """A zarr v3 group on S3 (mode "w" starts it empty, "a" keeps what is there)."""
     require_in_bucket(uri, settings)
     store = zarr_store(uri, mode="r" if mode == "r" else "w", settings=settings)

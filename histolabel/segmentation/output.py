@@ -65,7 +65,7 @@ def superpixel_px(size: float, unit: str, level: Level) -> int:
         raise ValueError(f"unit must be 'px' or 'um', not {unit!r}")
     if px < 4:
         raise ValueError(f"superpixel size {size} {unit} is {px:.1f} px at level {level.index}; need >= 4 px")
-    return int(round(px))
+    return round(px)
 
 
 def write_label_pyramid(

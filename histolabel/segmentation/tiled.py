@@ -286,7 +286,12 @@ def _run_tile(job: _Job, image: WindowReader, mask: MaskReader | None) -> tuple[
     h = job.params.halo_px
     up, left, down, right = _reach(tile, job, h)
     cy0, cx0, cy1, cx1 = tile.core
-    ext = (max(0, cy0 - up - 1), max(0, cx0 - left - 1), min(height, cy1 + down + 1), min(width, cx1 + right + 1))
+    ext = (
+        max(0, cy0 - up - 1),
+        max(0, cx0 - left - 1),
+        min(height, cy1 + down + 1),
+        min(width, cx1 + right + 1),
+    )
     ey0, ex0 = ext[0], ext[1]
     claimed_ext = _compose(job, ext)
     tissue_ext = np.ones(claimed_ext.shape, bool) if mask is None else mask(*ext)

@@ -48,7 +48,9 @@ def ingest(fh: IO[bytes], group: zarr.Group, name: str, progress: Progress | Non
     source = open_slide(fh)
     info = write_pyramid(source, group, name=name, progress=progress)
     low_level = info.levels - 1
-    low = np.moveaxis(np.asarray(group[str(low_level)][:]), 0, -1)
+    low_array = group[str(low_level)]
+    assert isinstance(low_array, zarr.Array)
+    low = np.moveaxis(np.asarray(low_array[:]), 0, -1)
     mask = tissue_mask(low)
     write_tissue(group, mask, info.mpp, low_level)
     group.attrs.update(image_attributes(info, name, source.format))
@@ -74,8 +76,8 @@ def write_tissue(group: zarr.Group, mask: np.ndarray, mpp: float | None, level: 
 
 
 def add_label_name(labels: zarr.Group, name: str) -> None:
-    ome = dict(labels.attrs.get("ome", {}))  # type: ignore[arg-type]
-    names = sorted(set(ome.get("labels", [])) | {name})
+    ome: dict[str, Any] = dict(labels.attrs.get("ome", {}))  # type: ignore[arg-type]
+    names = sorted({str(n) for n in ome.get("labels", [])} | {name})
     labels.attrs.update({"ome": {"version": "0.5", "labels": names}})
 
 
@@ -83,5 +85,7 @@ def read_tissue(group: zarr.Group) -> tuple[np.ndarray, int]:
     """The tissue mask (bool, h, w) and the image level it was computed at."""
     tissue = group[TISSUE_PATH]
     assert isinstance(tissue, zarr.Group)
-    level = int(tissue.attrs["histolabel"]["image_level"])  # type: ignore[index, call-overload]
-    return np.asarray(tissue["0"][0]).astype(bool), level
+    meta: dict[str, Any] = dict(tissue.attrs["histolabel"])  # type: ignore[arg-type]
+    array = tissue["0"]
+    assert isinstance(array, zarr.Array)
+    return np.asarray(array[0]).astype(bool), int(meta["image_level"])

@@ -103,7 +103,7 @@ class TiffSlide:
         _check_size(self.width, self.height)
         if self._tif.is_svs:
             self.format = "svs"
-            self._svs_metadata(page.description)
+            self._svs_metadata(str(getattr(page, "description", "")))
         elif self._tif.is_ome:
             self.format = "ome-tiff"
             self._ome_metadata(self._tif.ome_metadata or "")

@@ -1,0 +1,91 @@
+"""`histolabel slides add PATH --project P`: upload, register and ingest a local slide file."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from pathlib import Path
+
+from histolabel.slides.readers import SlideError, open_slide
+
+
+class SlideCommandError(ValueError):
+    """A refusal the CLI prints as one line (exit status 2)."""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Arguments of `histolabel slides add` (the lead's cli.py wires the subcommand)."""
+    p.add_argument("path", type=Path, help="slide file: SVS, OME-TIFF, TIFF, DICOM WSI, PNG or JPEG")
+    p.add_argument("--project", required=True)
+    p.add_argument("--slide", help="slide id (default: from the file name)")
+    p.add_argument("--name", help="display name (default: the file name)")
+    p.add_argument("--user", default=os.environ.get("HISTOLABEL_USER", "admin"), help="acting project owner")
+    p.add_argument("--site", default=os.environ.get("HISTOLABEL_SITE", "local"))
+    p.add_argument("--progress", choices=["auto", "on", "off"], default="auto")
+
+
+def slide_id_for(path: Path) -> str:
+    stem = path.name.split(".")[0]
+    sid = re.sub(r"[^A-Za-z0-9_.-]", "-", stem).strip("-.")[:64]
+    return sid if sid and sid[0].isalnum() else f"s-{sid}"[:64]
+
+
+def add_slide(args: argparse.Namespace) -> int:
+    """Check the file locally, upload it, register the slide, then ingest it in this process."""
+    from gpu_jobs import ingest as ingest_job
+    from histolabel.adapters.s3 import filesystem
+    from histolabel.commands import CommandRejected, RegisterSlide
+    from histolabel.config import get_settings
+    from histolabel.events.catalogue import Actor
+    from histolabel.service import HistoLabel
+
+    path: Path = args.path
+    try:
+        if not path.is_file():
+            raise SlideCommandError(f"{path}: no such file")
+        with path.open("rb") as fh:
+            open_slide(fh)  # refuse a corrupt or unsupported file before anything is written
+    except SlideError as exc:
+        raise SlideCommandError(f"{path}: {exc}") from exc
+    except OSError as exc:
+        raise SlideCommandError(f"{path}: {exc.strerror}") from exc
+    settings = get_settings()
+    svc = HistoLabel.from_env(settings)
+    slide = args.slide or slide_id_for(path)
+    source = f"s3://{settings.data_bucket}/projects/{args.project}/slides/{slide}/source/{path.name}"
+    command = RegisterSlide(
+        project_id=args.project, name=args.name or path.name, source_uri=source, slide_id=slide
+    )
+    actor = Actor(user=args.user, site=args.site)
+    state = svc.require_project(args.project)
+    command.authorize(state, actor.user)
+    if slide in state.slides:
+        raise CommandRejected("conflict", f"slide {slide!r} exists in {args.project}", "slide_id", 409)
+    filesystem(settings).put_file(str(path), source[len("s3://") :])
+    svc.execute(command, actor)
+    code = ingest_job.main(
+        ["--project", args.project, "--slide", slide, "--source", source, "--progress", args.progress]
+    )
+    if code == 0:
+        print(slide)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (`python -m histolabel.slides.cli PATH --project P`)."""
+    from gpu_jobs.common import JobError
+
+    p = argparse.ArgumentParser(prog="histolabel slides add")
+    add_arguments(p)
+    args = p.parse_args(argv)
+    try:
+        return add_slide(args)
+    except (SlideCommandError, JobError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
