@@ -45,9 +45,12 @@ def table_for(state: ProjectState, slide_id: str) -> Any:
     assert seg is not None
     try:
         return data.superpixel_table(seg["table_uri"], seg.get("at", ""))
-    except FileNotFoundError:
+    except (OSError, ValueError) as exc:
         raise CommandRejected(
-            "not_found", f"the superpixel table of slide {slide_id!r} is missing", "slide_id", 404
+            "unavailable",
+            f"the superpixel table of slide {slide_id!r} cannot be read: {exc}",
+            "slide_id",
+            409,
         ) from None
 
 

@@ -99,6 +99,8 @@ def _operation(route: Route, refs: dict[tuple[type[BaseModel], JsonSchemaMode], 
             "description": "Parquet asked without a matching Accept header",
             "content": error_schema,
         }
+    # Answered by API Gateway (and Chalice's router) before the app, in their own format.
+    responses["405"] = {"description": "No such method on the path (gateway response)"}
     responses["500"] = {"description": "Internal error", "content": error_schema}
     op["responses"] = responses
     return op

@@ -16,6 +16,7 @@ from histolabel.projections.labels import SlideLabels
 Row = dict[str, Any]
 Resolve = Callable[[str | None], str | None]
 PredictionLookup = Mapping[int, tuple[str, float, float]]
+COLUMN = {"slide": "slide_id"}  # query names that differ from row keys
 
 
 def rows_for_slide(
@@ -90,7 +91,7 @@ def _sort_key(field: str) -> Callable[[Row], tuple[Any, ...]]:
         if field == "review":
             value: Any = _review_action(row)
         else:
-            value = row[field]
+            value = row[COLUMN.get(field, field)]
         # None sorts last whatever the order; ties break on (slide, id) for stable pages.
         return (value is None, value if value is not None else 0, row["slide_id"], row["id"])
 
@@ -100,7 +101,7 @@ def _sort_key(field: str) -> Callable[[Row], tuple[Any, ...]]:
 def group_key(row: Row, field: str) -> str:
     if field == "review":
         return _review_action(row)
-    value = row[field]
+    value = row[COLUMN.get(field, field)]
     return "none" if value is None else str(value)
 
 
