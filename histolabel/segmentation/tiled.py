@@ -61,6 +61,11 @@ class SlicParams:
             raise ValueError("superpixel_size must be at least 2 px")
         if self.compactness <= 0:
             raise ValueError("compactness must be positive")
+        if self.tile_px < 4 * self.halo_px:
+            raise ValueError(
+                f"tile {self.tile_px} px is too small for a halo of {self.halo_px} px (needs 4x the halo, "
+                f"2 superpixels of {self.superpixel_size} px by default)"
+            )
 
     @property
     def halo_px(self) -> int:

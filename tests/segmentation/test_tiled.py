@@ -150,3 +150,11 @@ def test_grid_phases_never_neighbour_and_halo_must_fit() -> None:
         Grid(2000, 3000, 200, 64)
     with pytest.raises(ValueError, match="zero size"):
         Grid(0, 3000, 512, 64)
+
+
+def test_params_refuse_a_tile_too_small_for_the_halo() -> None:
+    with pytest.raises(ValueError, match="too small for a halo"):
+        SlicParams(64, 10.0, tile=256)
+    with pytest.raises(ValueError, match="compactness"):
+        SlicParams(16, 0.0)
+    assert SlicParams(16).tile_px >= 4 * SlicParams(16).halo_px

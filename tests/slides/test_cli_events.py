@@ -1,0 +1,92 @@
+"""`histolabel slides add` and the jobs' events: register, ingest, segment, all recorded."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from histolabel.config import Settings
+
+
+@pytest.fixture
+def project(cloud: Settings, project_id: str) -> str:
+    from histolabel.commands import CreateProject
+    from histolabel.events.catalogue import Actor
+    from histolabel.service import HistoLabel
+
+    HistoLabel.from_env().execute(
+        CreateProject(project_id=project_id, name="slides"), Actor(user="owner1", site="a")
+    )
+    return project_id
+
+
+def _args(path: Path, project: str, **extra: object) -> argparse.Namespace:
+    from histolabel.slides.cli import add_arguments
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    args = p.parse_args([str(path), "--project", project, "--user", "owner1", "--progress", "off"])
+    for k, v in extra.items():
+        setattr(args, k, v)
+    return args
+
+
+@pytest.mark.slow
+def test_add_slide_registers_ingests_and_segments(project: str, shared_data: Path) -> None:
+    from gpu_jobs import segment as segment_job
+    from histolabel.service import HistoLabel
+    from histolabel.slides.cli import add_slide
+
+    path = shared_data / "slides" / "OS-1-detail.ome.tif"
+    assert add_slide(_args(path, project)) == 0
+    state = HistoLabel.from_env().project_state(project)
+    slide = state.slides["OS-1-detail"]
+    assert slide.source_uri.endswith("/slides/OS-1-detail/source/OS-1-detail.ome.tif")
+    ingest = slide.ingest
+    assert ingest is not None and (ingest["width"], ingest["height"]) == (1101, 1101)
+    assert ingest["mpp"] == pytest.approx(0.2271, abs=1e-4) and ingest["levels"] == 2
+    assert ingest["pyramid_bytes"] > 0 and ingest["source_bytes"] == path.stat().st_size
+
+    code = segment_job.main(
+        [
+            "--project",
+            project,
+            "--slide",
+            "OS-1-detail",
+            "--superpixel-size",
+            "10",
+            "--unit",
+            "um",
+            "--tile",
+            "512",
+            "--workers",
+            "1",
+            "--progress",
+            "off",
+        ]
+    )
+    assert code == 0
+    seg = HistoLabel.from_env().project_state(project).slides["OS-1-detail"].segmentation
+    assert seg is not None and seg["count"] > 100 and seg["tile_size"] == 512
+    assert seg["labels_uri"].endswith("image.ome.zarr/labels/superpixels")
+
+
+def test_add_slide_refuses_bad_files_and_writes_nothing(
+    project: str, tmp_path: Path, cloud: Settings
+) -> None:
+    from histolabel.adapters.s3 import filesystem
+    from histolabel.service import HistoLabel
+    from histolabel.slides.cli import SlideCommandError, add_slide
+
+    bad = tmp_path / "broken.svs"
+    bad.write_bytes(b"II*\x00" + b"\x00" * 64)
+    with pytest.raises(SlideCommandError, match="broken.svs"):
+        add_slide(_args(bad, project))
+    with pytest.raises(SlideCommandError, match="no such file"):
+        add_slide(_args(tmp_path / "missing.svs", project))
+    assert HistoLabel.from_env().project_state(project).slides == {}
+    fs = filesystem(cloud)
+    fs.invalidate_cache()
+    assert not fs.exists(f"{cloud.data_bucket}/projects/{project}")
