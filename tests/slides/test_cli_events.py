@@ -82,7 +82,7 @@ def test_add_slide_refuses_bad_files_and_writes_nothing(
 
     bad = tmp_path / "broken.svs"
     bad.write_bytes(b"II*\x00" + b"\x00" * 64)
-    with pytest.raises(SlideCommandError, match="broken.svs"):
+    with pytest.raises(SlideCommandError, match=r"broken\.svs"):
         add_slide(_args(bad, project))
     with pytest.raises(SlideCommandError, match="no such file"):
         add_slide(_args(tmp_path / "missing.svs", project))
