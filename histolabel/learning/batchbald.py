@@ -52,6 +52,7 @@ def select(
     max_configs: int = 2048,
     seed: int = 0,
     exclude: NDArray[np.bool_] | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> Acquisition:
     """Greedy BatchBALD batch of `batch_size` pool indices from MC samples [k, n, classes]."""
     mc_all = np.asarray(mc_probs)
@@ -69,14 +70,15 @@ def select(
         keep = np.argpartition(-b, prefilter - 1)[:prefilter]
         pool = np.sort(pool[keep])
     with torch.no_grad():
-        probs = torch.from_numpy(np.ascontiguousarray(mc_all[:, pool, :], dtype=np.float64))  # [k, m, c]
+        probs64 = np.ascontiguousarray(mc_all[:, pool, :], dtype=np.float64)
+        probs = torch.from_numpy(probs64).to(dtype)  # [k, m, c]
         m = probs.shape[1]
-        cond = torch.from_numpy(conditional_entropy(probs.numpy()))  # [m]
+        cond = torch.from_numpy(conditional_entropy(probs64)).to(dtype)  # [m]
         flat = probs.reshape(k, m * c)
         gen = np.random.default_rng(seed)
         # configs: P(config | w_j) for the chosen labels so far, [n_configs, k]; weights = 1/q for
         # sampled configs (q = mixture probability), 1 for enumerated ones.
-        configs = torch.ones(1, k, dtype=torch.float64)
+        configs = torch.ones(1, k, dtype=dtype)
         sampled = False
         chosen: list[int] = []
         scores: list[float] = []

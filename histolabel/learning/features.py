@@ -233,3 +233,14 @@ def masked_patches(
     boxes = bboxes_from_labels(labels, n)
     ids = np.arange(1, boxes.shape[0] + 1)
     return crop_patches(rgb, square_boxes(boxes, 1.0), size, labels=labels, ids=ids)
+
+
+def standardize_per_slide(x: NDArray[np.floating]) -> NDArray[np.float32]:
+    """Z-score every feature over one slide's superpixels. Stain and scanner differences shift
+    whole slides; removing each slide's own mean and spread lets a model trained on some slides
+    transfer to others (all superpixels are used, labeled or not, so no label leaks)."""
+    v = np.asarray(x, dtype=np.float64)
+    if v.shape[0] == 0:
+        return v.astype(np.float32)
+    std = v.std(axis=0)
+    return ((v - v.mean(axis=0)) / np.where(std > 1e-9, std, 1.0)).astype(np.float32)

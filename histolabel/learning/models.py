@@ -4,6 +4,8 @@ samples from. Saved as safetensors (weights) plus a JSON dict (architecture and 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import numpy as np
@@ -72,6 +74,19 @@ def build(
     raise ValueError(f"unknown model kind {kind!r}; expected linear or cnn")
 
 
+@contextmanager
+def threads_for(work: int) -> Iterator[None]:
+    """One intra-op thread for small tensors: on a busy machine, torch's thread pool spins on
+    tiny ops (a 29-d linear head took 60x longer with 2 threads than with 1 under load)."""
+    before = torch.get_num_threads()
+    if work < 2_000_000:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -100,7 +115,12 @@ def predict_mc(
     out = None
     # Samples ride in one batch (the input repeated), so a chunk holds batch_size rows in all.
     batch_size = max(1, batch_size // max(samples, 1))
-    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []), torch.no_grad():
+    work = int(np.prod(xt.shape)) * samples * (64 if xt.ndim > 2 else 1)
+    with (
+        torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []),
+        torch.no_grad(),
+        threads_for(work),
+    ):
         torch.manual_seed(seed)
         _mc_mode(model, samples > 1)
         for start in range(0, n, batch_size):

@@ -60,7 +60,9 @@ def load_monuseg(
         area = np.bincount(labels.ravel(), minlength=n + 1)[1:]
         inner = np.bincount(labels.ravel(), mask.ravel().astype(np.float64), minlength=n + 1)[1:]
         y = (inner >= inside * np.maximum(area, 1)).astype(np.int64)
-        out.append(LabeledImage(tif.stem, features.handcrafted(rgb, labels, n), y))
+        out.append(
+            LabeledImage(tif.stem, features.standardize_per_slide(features.handcrafted(rgb, labels, n)), y)
+        )
     return out
 
 
@@ -80,6 +82,9 @@ class SimConfig:
     mc_samples: int = 12
     epochs: int = 150
     dropout: float = 0.25
+    # BatchBALD pre-filter and joint-configuration budget: pools here are ~4,000 superpixels.
+    bb_prefilter: int = 500
+    bb_configs: int = 512
 
 
 def _train(x: NDArray[np.float32], y: NDArray[np.int64], cfg: SimConfig, seed: int) -> training.TrainResult:
@@ -125,7 +130,15 @@ def run_curve(pool: LabeledImage, test: LabeledImage, order: str, seed: int, cfg
         else:
             mc = models.predict_mc(res.model, pool.x, samples=cfg.mc_samples, seed=seed + len(labeled))
             if order == "batchbald":
-                picks = batchbald.select(mc, k, exclude=is_labeled, seed=seed).indices.tolist()
+                acq = batchbald.select(
+                    mc,
+                    k,
+                    exclude=is_labeled,
+                    seed=seed,
+                    prefilter=cfg.bb_prefilter,
+                    max_configs=cfg.bb_configs,
+                )
+                picks = acq.indices.tolist()
             else:
                 c = certainty.certainty(order, mc)  # type: ignore[arg-type]
                 c[is_labeled] = np.inf

@@ -13,7 +13,7 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from histolabel.learning.models import LinearHead, ModelKind, build, device
+from histolabel.learning.models import LinearHead, ModelKind, build, device, threads_for
 
 
 class TrainingError(ValueError):
@@ -114,6 +114,21 @@ def _fit(
 ) -> tuple[nn.Module, int]:
     """Train up to `epochs`; with a val set, stop after `patience` epochs without improvement and
     return the best-val weights and epoch count."""
+    work = min(x.shape[0], cfg.batch_size) * int(np.prod(x.shape[1:])) * (64 if x.ndim > 2 else 1)
+    with threads_for(work):
+        return _fit_loop(model, x, y, weights, cfg, epochs, x_val, y_val)
+
+
+def _fit_loop(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    weights: torch.Tensor,
+    cfg: TrainConfig,
+    epochs: int,
+    x_val: torch.Tensor | None,
+    y_val: torch.Tensor | None,
+) -> tuple[nn.Module, int]:
     dev = next(model.parameters()).device
     loss_fn = nn.CrossEntropyLoss(weight=weights.to(dev))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from histolabel.learning import batchbald, certainty
 
@@ -95,9 +96,12 @@ def test_joint_entropy_exact_matches_explicit_sum() -> None:
 def test_batchbald_matches_brute_force_greedy(seed: int) -> None:
     mc = _random_mc(k=6, n=9, c=3, seed=seed)
     expected, values = _brute_force_greedy(mc, 4)
-    got = batchbald.select(mc, 4, prefilter=None, max_configs=10_000)
+    got = batchbald.select(mc, 4, prefilter=None, max_configs=10_000, dtype=torch.float64)
     assert got.indices.tolist() == expected
     np.testing.assert_allclose(got.scores, values, rtol=1e-9)
+    fast = batchbald.select(mc, 4, prefilter=None, max_configs=10_000)  # float32 default
+    assert fast.indices.tolist() == expected
+    np.testing.assert_allclose(fast.scores, values, rtol=1e-4)
     # The first pick is the top-BALD item: a batch of one is plain BALD.
     assert got.indices[0] == int(np.argmax(certainty.bald(mc)))
 
