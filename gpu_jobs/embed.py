@@ -1,0 +1,169 @@
+"""Embed job: per-superpixel features of one slide, stored as Zarr on S3 beside the slide.
+
+    python -m gpu_jobs.embed --project P --slide S [--kind handcrafted|patch|foundation]
+        [--weights /path/or/s3://.../uni.safetensors] [--patch-size 64] [--tile 2048]
+
+handcrafted: HED/Lab colour, texture, shape and context vectors (no weights needed).
+patch: masked uint8 patches [n, 3, s, s] for the small CNN.
+foundation: CLS vectors of a timm-layout ViT (UNI-style) on context crops; the weights come
+from --weights or HISTOLABEL_FOUNDATION_WEIGHTS (local path or s3:// URI), never downloaded.
+Emits FeaturesCompleted {slide_id, kind, uri, dim}.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from gpu_jobs.common import JobError, parser, progress_bar, record, record_failure, run
+
+KINDS = ("handcrafted", "patch", "foundation")
+
+
+def _label_level(image: Any, labels0: Any) -> int:
+    """The image level whose size matches the superpixel labels' full resolution."""
+    want = tuple(labels0.shape[-2:])
+    for key in sorted((k for k in image.array_keys() if k.isdigit()), key=int):
+        if tuple(image[key].shape[-2:]) == want:
+            return int(key)
+    raise JobError(f"no image level matches the superpixel labels' size {want}")
+
+
+def load_foundation(weights: str) -> Any:
+    from histolabel.learning import vit
+
+    if weights.startswith("s3://"):
+        from histolabel.adapters import artifacts
+
+        name = weights.rsplit("/", 1)[-1]
+        side = None
+        for cand in (weights.rsplit(".", 1)[0] + ".json", weights.rsplit("/", 1)[0] + "/config.json"):
+            if artifacts.exists(cand):
+                side = artifacts.read_bytes(cand).decode()
+                break
+        return vit.load_bytes(artifacts.read_bytes(weights), name, side)
+    return vit.load_local(weights)
+
+
+def embed_slide(
+    project_id: str,
+    slide_id: str,
+    kind: str,
+    *,
+    weights: str | None = None,
+    patch_size: int = 64,
+    context: float = 2.0,
+    tile: int = 2048,
+    progress: str = "auto",
+) -> dict[str, Any]:
+    """Compute and store one kind of features; returns the FeaturesCompleted data."""
+    from histolabel.adapters import artifacts, pyramids
+    from histolabel.learning import embedding, features
+    from histolabel.service import HistoLabel
+
+    if kind not in KINDS:
+        raise JobError(f"unknown feature kind {kind!r}; expected one of {', '.join(KINDS)}")
+    if patch_size < 8 or patch_size > 512:
+        raise JobError("--patch-size must be between 8 and 512")
+    if tile < 256:
+        raise JobError("--tile must be at least 256")
+    model = None
+    if kind == "foundation":
+        weights = weights or os.environ.get("HISTOLABEL_FOUNDATION_WEIGHTS")
+        if not weights:
+            raise JobError("foundation features need --weights or HISTOLABEL_FOUNDATION_WEIGHTS")
+        try:
+            model = load_foundation(weights)
+        except (OSError, ValueError, KeyError) as exc:
+            raise JobError(f"cannot load foundation weights {weights}: {exc}") from exc
+    state = HistoLabel.from_env().require_project(project_id)
+    slide = state.slides.get(slide_id)
+    if slide is None:
+        raise JobError(f"slide {slide_id!r} is not registered in {project_id}")
+    if slide.ingest is None or slide.segmentation is None:
+        raise JobError(f"slide {slide_id!r} must be ingested and segmented first")
+    seg = slide.segmentation
+    count = int(seg["count"])
+    if count == 0:
+        raise JobError(f"slide {slide_id!r} has no superpixels")
+    image = pyramids.open_group(slide.ingest["zarr_uri"], "r")
+    labels_arr = pyramids.open_group(seg["labels_uri"], "r")["0"]
+    level = _label_level(image, labels_arr)
+    img_arr = image[str(level)]
+    shape = (int(labels_arr.shape[-2]), int(labels_arr.shape[-1]))
+
+    def rgb(y0: int, x0: int, y1: int, x1: int) -> np.ndarray:
+        return np.ascontiguousarray(np.moveaxis(np.asarray(img_arr[:, y0:y1, x0:x1]), 0, -1))
+
+    def lab(y0: int, x0: int, y1: int, x1: int) -> np.ndarray:
+        return np.asarray(labels_arr[..., y0:y1, x0:x1]).reshape(y1 - y0, x1 - x0)
+
+    if kind == "handcrafted":
+        smallest = image[max((k for k in image.array_keys() if k.isdigit()), key=int)]
+        low = np.moveaxis(np.asarray(smallest[...]), 0, -1)[..., :3]
+        th = features.otsu(features.pixel_channels(low)[0])
+        with progress_bar(shape[0] * shape[1], "embed handcrafted", progress) as update:
+            values = embedding.handcrafted_slide(
+                rgb, lab, shape, count, h_threshold=th, tile=tile, progress=update
+            )
+    else:
+        table = pyramids.read_table(seg["table_uri"])
+        factor = 2 ** int(table.column("level")[0].as_py()) if table.num_rows else 1
+        bboxes = np.zeros((count, 4), np.int64)
+        ids = table.column("id").to_numpy().astype(np.int64)
+        cols = [table.column(c).to_numpy() for c in ("y0", "x0", "y1", "x1")]
+        bboxes[ids - 1] = np.stack(cols, axis=1) // factor
+        with progress_bar(count, f"embed {kind}", progress, unit="sp") as update:
+            if kind == "patch":
+                values = embedding.patches_slide(
+                    rgb, lab, shape, bboxes, size=patch_size, tile=tile, progress=update
+                )
+            else:
+                from histolabel.learning import vit
+
+                values = embedding.patches_slide(
+                    rgb, None, shape, bboxes, size=model.cfg.img_size, scale=context,  # type: ignore[union-attr]
+                    tile=tile, embed=lambda crops: vit.embed(model, crops), progress=update,
+                )  # fmt: skip
+    uri = artifacts.features_uri(project_id, slide_id, kind)
+    artifacts.write_features(uri, values, {"kind": kind, "slide_id": slide_id, "count": count})
+    dim = int(np.prod(values.shape[1:]))
+    return {"slide_id": slide_id, "kind": kind, "uri": uri, "dim": dim}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = parser("embed", "Per-superpixel features of a segmented slide.")
+    p.add_argument("--kind", choices=KINDS, help="default: the project's feature kind")
+    p.add_argument("--weights", help="foundation-model weights: local path or s3:// URI")
+    p.add_argument("--patch-size", type=int, default=64, help="masked patch side (default 64)")
+    p.add_argument("--context", type=float, default=2.0, help="foundation crop side / bbox side")
+    p.add_argument("--tile", type=int, default=2048)
+    args = p.parse_args(argv)
+    if not args.slide:
+        p.error("--slide is required")
+    kind = args.kind
+    try:
+        if kind is None:
+            from histolabel.service import HistoLabel
+
+            kind = HistoLabel.from_env().require_project(args.project).settings.feature_kind
+        data = embed_slide(
+            args.project, args.slide, kind, weights=args.weights, patch_size=args.patch_size,
+            context=args.context, tile=args.tile, progress=args.progress,
+        )  # fmt: skip
+    except JobError as exc:
+        if not args.no_events:
+            record_failure(args.project, "embed", args.slide, str(exc))
+        raise
+    if not args.no_events:
+        record(args.project, "FeaturesCompleted", data, "embed")
+    print(f"{data['kind']} features of {args.slide}: dim {data['dim']} at {data['uri']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))

@@ -1,0 +1,166 @@
+"""Train job: a classifier from the project's labels, saved to S3 with a new version.
+
+    python -m gpu_jobs.train --project P --request R [--no-predict] [--max-epochs 300]
+
+Labels come from the label projection (merges resolved, excluded and deleted categories left
+out); features from FeaturesCompleted (settings.feature_kind for the linear head, masked
+patches for the CNN). Emits TrainingCompleted with per-class held-out metrics, or
+TrainingFailed with the reason (one category, no labels, missing features): the previous model
+then stays the current one. On success it predicts every superpixel (gpu_jobs.predict).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from gpu_jobs.common import parser, record, run
+
+
+class TrainingRefused(ValueError):
+    pass
+
+
+def feature_kind_for(settings: Any) -> str:
+    if settings.model_kind == "cnn":
+        return "patch"
+    if settings.feature_kind == "patch":
+        raise TrainingRefused(
+            "the linear head needs vector features (handcrafted or foundation), not patches"
+        )
+    return str(settings.feature_kind)
+
+
+def assemble(
+    labels: dict[str, dict[int, str]], feature_uris: dict[str, str], class_ids: list[str], kind: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and class indices for every labeled superpixel of every slide."""
+    from histolabel.adapters import artifacts
+    from histolabel.learning.features import standardize_per_slide
+    from histolabel.learning.training import TrainingError
+
+    missing = sorted(s for s in labels if s not in feature_uris)
+    if missing:
+        raise TrainingError(
+            f"{kind} features are missing for slide(s) {', '.join(missing)}; run the embed job"
+        )
+    index = {c: i for i, c in enumerate(class_ids)}
+    xs, ys = [], []
+    for slide_id in sorted(labels):
+        values = artifacts.read_features(feature_uris[slide_id])
+        if kind != "patch":
+            values = standardize_per_slide(values)
+        ids = np.fromiter(labels[slide_id], np.int64)
+        bad = ids[(ids < 1) | (ids > values.shape[0])]
+        if bad.size:
+            raise TrainingError(
+                f"labels on slide {slide_id} name superpixels beyond its features ({bad[:3].tolist()})"
+            )
+        xs.append(values[ids - 1])
+        ys.append(np.array([index[labels[slide_id][int(i)]] for i in ids], np.int64))
+    if not xs:
+        raise TrainingError("no labeled superpixels to train on")
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def train_project(
+    project_id: str, request_id: str, *, max_epochs: int = 300, seed: int = 0
+) -> dict[str, Any]:
+    """Train and save; returns TrainingCompleted data. Raises TrainingError with the reason."""
+    from histolabel.adapters import artifacts
+    from histolabel.learning import models, training
+    from histolabel.service import HistoLabel
+
+    svc = HistoLabel.from_env()
+    state = svc.require_project(project_id)
+    if request_id not in state.training:
+        raise TrainingRefused(f"training request {request_id!r} does not exist in {project_id}")
+    class_ids = [c.id for c in state.trainable_categories()]
+    if len(class_ids) < 2:
+        raise training.TrainingError(
+            f"training needs at least 2 trainable categories, the project has {len(class_ids)}"
+        )
+    try:
+        kind = feature_kind_for(state.settings)
+    except TrainingRefused as exc:
+        raise training.TrainingError(str(exc)) from None
+    labels = svc.training_labels(project_id)
+    total = sum(len(v) for v in labels.values())
+    if total == 0:
+        raise training.TrainingError("no labeled superpixels in trainable categories")
+    uris = {s: info.features[kind]["uri"] for s, info in state.slides.items() if kind in info.features}
+    x, y = assemble(labels, uris, class_ids, kind)
+    cfg = training.TrainConfig(
+        model_kind=state.settings.model_kind,
+        max_epochs=max_epochs,
+        seed=seed,
+        **({"lr": 3e-3, "batch_size": 64, "patience": 8} if state.settings.model_kind == "cnn" else {}),
+    )
+    result = training.train(x, y, class_ids, cfg)
+    version = max((int(m["model_version"]) for m in state.models), default=0) + 1
+    while artifacts.exists(f"{artifacts.model_prefix(project_id, version)}/meta.json"):
+        version += 1  # a concurrent run took it; never overwrite a published model
+    meta = {
+        **result.meta,
+        "feature_kind": kind,
+        "version": version,
+        "request_id": request_id,
+        "metrics": result.metrics,
+        "label_count": total,
+        "per_slide_standardized": kind != "patch",
+    }
+    uri = artifacts.write_model(project_id, version, models.to_bytes(result.model), meta)
+    return {
+        "request_id": request_id,
+        "model_version": version,
+        "model_uri": uri,
+        "metrics": result.metrics,
+        "label_count": total,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from histolabel.learning.training import TrainingError
+
+    p = parser("train", "Train the project's classifier from its labels.")
+    p.add_argument("--request", required=True, help="the TrainingRequested request id")
+    p.add_argument("--max-epochs", type=int, default=300)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-predict", action="store_true", help="do not predict after training")
+    args = p.parse_args(argv)
+    if args.max_epochs < 1:
+        p.error("--max-epochs must be at least 1")
+    try:
+        data = train_project(args.project, args.request, max_epochs=args.max_epochs, seed=args.seed)
+    except TrainingError as exc:
+        if not args.no_events:
+            record(
+                args.project,
+                "TrainingFailed",
+                {"request_id": args.request, "reason": str(exc)[:2000]},
+                "train",
+            )
+        print(f"training failed: {exc}", file=sys.stderr)
+        return 1
+    if not args.no_events:
+        record(args.project, "TrainingCompleted", data, "train")
+    m = data["metrics"]
+    print(
+        f"model v{data['model_version']}: macro F1 {m['macro_f1']:.3f} on {m['n_val']} held out,"
+        f" {data['model_uri']}"
+    )
+    if not args.no_predict:
+        from gpu_jobs.predict import main as predict_main
+
+        return predict_main(
+            ["--project", args.project, "--version", str(data["model_version"]), "--progress", args.progress]
+            + (["--no-events"] if args.no_events else [])
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))

@@ -1,0 +1,88 @@
+"""Per-superpixel features of a whole slide, tile by tile, from window readers (so the same
+code reads S3 Zarr in a job and in-memory arrays in a test)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from histolabel.learning import features
+
+FeatureKind = Literal["handcrafted", "patch", "foundation"]
+Window = Callable[[int, int, int, int], NDArray[Any]]  # (y0, x0, y1, x1) -> array
+Progress = Callable[[int], None]
+
+
+def handcrafted_slide(
+    rgb: Window,
+    labels: Window,
+    shape: tuple[int, int],
+    count: int,
+    *,
+    h_threshold: float,
+    tile: int = 2048,
+    progress: Progress | None = None,
+) -> NDArray[np.float32]:
+    """[count, HANDCRAFTED_DIM]; `h_threshold` is the slide-wide haematoxylin Otsu level (from a
+    low-resolution level), so every tile thresholds alike."""
+    acc = features.HandcraftedAccumulator(count)
+    for t in features.tiles(shape[0], shape[1], tile):
+        (ys, xs) = t.read
+        lab = labels(ys.start, xs.start, ys.stop, xs.stop)
+        core = lab[t.core[0], t.core[1]]
+        if not core.any():
+            if progress:
+                progress(core.size)
+            continue
+        img = rgb(ys.start, xs.start, ys.stop, xs.stop)
+        acc.add(features.pixel_channels(img, h_threshold), lab, origin=t.origin, core=t.core)
+        if progress:
+            progress(core.size)
+    return acc.result()
+
+
+def patches_slide(
+    rgb: Window,
+    labels: Window | None,
+    shape: tuple[int, int],
+    bboxes: NDArray[np.int64],
+    *,
+    size: int,
+    scale: float = 1.0,
+    min_side: int = 0,
+    tile: int = 2048,
+    embed: Callable[[NDArray[np.uint8]], NDArray[np.float32]] | None = None,
+    progress: Progress | None = None,
+) -> NDArray[Any]:
+    """Square crops around every superpixel's bbox ([count, 4] y0, x0, y1, x1 in label px):
+    masked to the superpixel when `labels` is given. Superpixels are grouped by the tile holding
+    their bbox centre, and each group's crops come from one read. With `embed`, each group's
+    crops are turned into vectors right away (the foundation model), so patches never pile up."""
+    n = bboxes.shape[0]
+    squares = features.square_boxes(bboxes, scale, min_side)
+    cy = (bboxes[:, 0] + bboxes[:, 2]) // 2
+    cx = (bboxes[:, 1] + bboxes[:, 3]) // 2
+    present = bboxes[:, 2] > bboxes[:, 0]
+    tiles_x = -(-shape[1] // tile)
+    cell = (cy // tile) * tiles_x + (cx // tile)
+    out: NDArray[Any] | None = None
+    for c in np.unique(cell[present]):
+        idx = np.flatnonzero(present & (cell == c))
+        y0, x0 = int(max(squares[idx, 0].min(), 0)), int(max(squares[idx, 1].min(), 0))
+        y1 = int(min(squares[idx, 2].max(), shape[0]))
+        x1 = int(min(squares[idx, 3].max(), shape[1]))
+        img = rgb(y0, x0, y1, x1)
+        lab = labels(y0, x0, y1, x1) if labels is not None else None
+        crops = features.crop_patches(img, squares[idx], size, labels=lab, ids=idx + 1, origin=(y0, x0))
+        values = embed(crops) if embed is not None else crops
+        if out is None:
+            out = np.zeros((n, *values.shape[1:]), values.dtype)
+        out[idx] = values
+        if progress:
+            progress(idx.size)
+    if out is None:
+        out = np.zeros((n, 3, size, size), np.uint8)
+    return out
