@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import imagecodecs
 import numpy as np
 from skimage.measure import label as connected
 from skimage.segmentation import slic
@@ -124,25 +125,26 @@ class TiledResult:
 
 
 def _path(workdir: Path, index: int) -> Path:
-    return workdir / f"tile-{index:07d}.npz"
+    return workdir / f"tile-{index:07d}.keys"
 
 
 def _save(workdir: Path, index: int, keys: np.ndarray, box: tuple[int, int, int, int] = (0, 0, 0, 0)) -> None:
-    tmp = workdir / f".tile-{index:07d}.tmp.npz"
-    if keys.any():
-        np.savez_compressed(tmp, keys=keys, box=np.asarray(box, np.int64))
-    else:
-        np.savez(tmp, keys=np.zeros((0, 0), np.int64), box=np.zeros(4, np.int64))
+    """A tile's keys over its box, zstd-compressed (fast both ways; runs of keys shrink ~100x)."""
+    tmp = workdir / f".tile-{index:07d}.tmp"
+    header = np.asarray(box if keys.any() else (0, 0, 0, 0), "<i8").tobytes()
+    raw = np.ascontiguousarray(keys, "<i8").tobytes()
+    body = imagecodecs.zstd_encode(raw, level=1) if keys.any() else b""
+    tmp.write_bytes(header + body)
     os.replace(tmp, _path(workdir, index))
 
 
 def _load(workdir: Path, index: int) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
     """A tile's output keys and the box (y0, x0, y1, x1) they cover, or None if empty."""
-    with np.load(_path(workdir, index)) as f:
-        keys, box = f["keys"], f["box"]
-    if not keys.size:
+    data = _path(workdir, index).read_bytes()
+    y0, x0, y1, x1 = (int(v) for v in np.frombuffer(data[:32], "<i8"))
+    if y1 <= y0 or x1 <= x0:
         return None
-    y0, x0, y1, x1 = (int(v) for v in box)
+    keys = np.frombuffer(imagecodecs.zstd_decode(data[32:]), "<i8").reshape(y1 - y0, x1 - x0)
     return keys, (y0, x0, y1, x1)
 
 
@@ -193,12 +195,20 @@ def segment_tile(
             hit = edge[beyond & (edge > 0)]
             touching[hit] = True
         merged = np.where((merged > 0) & touching[np.maximum(merged, 0)], 0, merged)
-    kept = np.unique(merged[merged > 0])  # measure.label numbers in raster order: keep it
+    kept = _present(merged, n)  # measure.label numbers in raster order: keep it
     local = np.zeros(n + 1, np.int64)
     local[kept] = np.arange(1, len(kept) + 1)
     keys = np.where(merged > 0, key_base + local[np.maximum(merged, 0)], 0)
     keys = np.where(merged < 0, -merged, keys)
     return keys, len(kept)
+
+
+def _present(labels: np.ndarray, n: int) -> np.ndarray:
+    """Sorted positive values (at most n) occurring in `labels`; faster than np.unique."""
+    seen = np.zeros(n + 1, bool)
+    seen[np.maximum(labels, 0).ravel()] = True
+    seen[0] = False
+    return np.flatnonzero(seen)
 
 
 def _merge_slivers(comp: np.ndarray, claimed: np.ndarray, n: int, min_area: float) -> np.ndarray:
@@ -305,12 +315,13 @@ def _run_tile(job: _Job, image: WindowReader, mask: MaskReader | None) -> tuple[
     ry1, rx1 = min(height, cy1 + down), min(width, cx1 + right)
     region = free_ext[ry0 - ey0 : ry1 - ey0, rx0 - ex0 : rx1 - ex0]
     comps = connected(region, background=0, connectivity=1)
-    at_core = np.unique(comps[cy0 - ry0 : cy1 - ry0, cx0 - rx0 : cx1 - rx0])
-    at_core = at_core[at_core > 0]
+    at_core = _present(comps[cy0 - ry0 : cy1 - ry0, cx0 - rx0 : cx1 - rx0], int(comps.max()))
     if not len(at_core):
         _save(workdir, tile.index, np.zeros((0, 0), np.int64))
         return tile.index, 0
-    reach = np.isin(comps, at_core)
+    touches_core = np.zeros(int(comps.max()) + 1, bool)
+    touches_core[at_core] = True
+    reach = touches_core[comps]
     rows, cols = np.flatnonzero(reach.any(axis=1)), np.flatnonzero(reach.any(axis=0))
     y0, y1 = min(ry0 + rows[0], cy0), max(ry0 + rows[-1] + 1, cy1)
     x0, x1 = min(rx0 + cols[0], cx0), max(rx0 + cols[-1] + 1, cx1)
@@ -367,7 +378,7 @@ def sweep_tile(
     n = int(comp.max())
     target = _merge_slivers(comp, claimed, n, SLIVER_FACTOR * params.superpixel_size**2)
     merged = target[comp]
-    kept = np.unique(merged[merged > 0])
+    kept = _present(merged, n)
     local = np.zeros(n + 1, np.int64)
     local[kept] = np.arange(1, len(kept) + 1)
     keys = np.where(merged > 0, key_base + local[np.maximum(merged, 0)], 0)

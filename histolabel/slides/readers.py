@@ -88,7 +88,10 @@ class TiffSlide:
             if page is None:
                 raise SlideError("TIFF has no image")
             shape = page.shape
-            self._array = zarr.open_array(series.aszarr(level=0), mode="r")
+            store = series.aszarr(level=0)
+            # tifffile's store for an uncompressed, contiguous page says it is writable;
+            # zarr then refuses mode "r". Nothing here ever writes to it.
+            self._array = zarr.open_array(store, mode="r" if store.read_only else "r+")
         except SlideError:
             raise
         except Exception as exc:
@@ -142,22 +145,25 @@ class TiffSlide:
 
     def read_region(self, y: int, x: int, h: int, w: int) -> np.ndarray:
         index: list[Any] = []
+        kept: list[str] = []
         for axis in self._axes:
             if axis == "Y":
                 index.append(slice(y, y + h))
             elif axis == "X":
                 index.append(slice(x, x + w))
-            elif axis in "SC":
+            elif axis in "SC" and "S" not in kept and "C" not in kept:
                 index.append(slice(None))
             else:
                 index.append(0)
+                continue
+            kept.append(axis)
         try:
             block = np.asarray(self._array[tuple(index)])
         except Exception as exc:
             raise SlideError(f"cannot decode region y={y} x={x} {h}x{w}: {exc}") from exc
-        if "C" in self._axes and block.ndim == 3 and self._axes.index("C") < self._axes.index("Y"):
-            block = np.moveaxis(block, 0, -1)
-        return _to_rgb(block)
+        # samples last, whatever the planar configuration
+        order = [kept.index("Y"), kept.index("X")] + [i for i, a in enumerate(kept) if a in "SC"]
+        return _to_rgb(np.transpose(block, order))
 
     def close(self) -> None:
         self._tif.close()

@@ -72,13 +72,15 @@ def test_seams_on_a_real_slide(tcga: np.ndarray, tmp_path: Path) -> None:
     for i, box in enumerate(ndi.find_objects(tiled), start=1):
         assert connected(tiled[box] == i, connectivity=1).max() == 1, f"superpixel {i} is split"
 
-    # no superpixel cut at a tile edge: edges look like any other line of the SLIC grid
+    # no superpixel cut at a tile edge: along each tile edge, labels change about as often
+    # as along the same line of the untiled run (a cut edge would change at every pixel),
+    # and no SLIC-sized region lies split in two across it more often than untiled
     for axis, extent in ((1, image.shape[1]), (0, image.shape[0])):
         for pos in range(tile, extent, tile):
-            elsewhere = np.mean(
-                [change_fraction(tiled, axis, pos + d) for d in range(-4 * size, 5 * size, size) if d]
+            assert change_fraction(tiled, axis, pos) <= 1.5 * change_fraction(mono, axis, pos) + 0.02, (
+                axis,
+                pos,
             )
-            assert change_fraction(tiled, axis, pos) <= 3 * elsewhere, (axis, pos)
             assert split_pairs(tiled, axis, pos, size) <= split_pairs(mono, axis, pos, size) + 2, (axis, pos)
 
     # the area distribution matches one monolithic SLIC call within 10%

@@ -1,0 +1,129 @@
+"""Readers and the pyramid writer on synthetic files of every TIFF flavour, without S3."""
+
+from __future__ import annotations
+
+import io
+
+import imagecodecs
+import numpy as np
+import pytest
+import tifffile
+import zarr
+from zarr.storage import MemoryStore
+
+from histolabel.slides.ingest import ingest, read_tissue
+from histolabel.slides.pyramid import blocks, downsample2, level_shapes
+from histolabel.slides.readers import SlideError, open_slide
+
+
+@pytest.fixture(scope="module")
+def rgb() -> np.ndarray:
+    """A smooth image with texture (so codecs have work) and a white margin (glass)."""
+    y, x = np.mgrid[:700, :900]
+    img = np.stack([(x * 255 // 900), (y * 255 // 700), ((x + y) * 7 % 256)], -1).astype(np.uint8)
+    img[:, :150] = 245
+    return img
+
+
+def tiff_bytes(data: np.ndarray, **kwargs: object) -> bytes:
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, data, **kwargs)  # type: ignore[arg-type]
+    return buf.getvalue()
+
+
+def roundtrip(blob: bytes) -> tuple[np.ndarray, zarr.Group, object]:
+    group = zarr.open_group(MemoryStore(), mode="w", zarr_format=3)
+    result = ingest(io.BytesIO(blob), group, "t")
+    return np.moveaxis(np.asarray(group["0"][:]), 0, -1), group, result
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"tile": (256, 256), "compression": "zlib", "photometric": "rgb"},
+        {"rowsperstrip": 64, "compression": "lzw", "photometric": "rgb"},
+        {"photometric": "rgb"},  # one uncompressed strip
+        {"tile": (128, 128), "photometric": "rgb", "byteorder": ">"},
+        {"rowsperstrip": 100, "photometric": "rgb", "planarconfig": "separate"},
+    ],
+    ids=["tiled-zlib", "stripped-lzw", "plain", "big-endian-tiled", "planar-separate"],
+)
+def test_generic_tiff_flavours_are_lossless(rgb: np.ndarray, kwargs: dict) -> None:
+    data = np.ascontiguousarray(np.moveaxis(rgb, -1, 0)) if kwargs.get("planarconfig") == "separate" else rgb
+    level0, _, result = roundtrip(tiff_bytes(data, **kwargs))
+    np.testing.assert_array_equal(level0, rgb)
+    assert result.levels == 1 and result.format == "tiff"  # type: ignore[attr-defined]
+
+
+def test_grey_and_16_bit_become_rgb(rgb: np.ndarray) -> None:
+    grey = rgb[..., 1]
+    level0, _, _ = roundtrip(tiff_bytes(grey, tile=(256, 256)))
+    np.testing.assert_array_equal(level0, np.repeat(grey[..., None], 3, -1))
+    wide = rgb.astype(np.uint16) * 257
+    level0, _, _ = roundtrip(tiff_bytes(wide, photometric="rgb", tile=(256, 256)))
+    np.testing.assert_array_equal(level0, rgb)
+
+
+def test_tiff_resolution_gives_microns_per_pixel(rgb: np.ndarray) -> None:
+    blob = tiff_bytes(rgb, photometric="rgb", resolution=(20000.0, 20000.0), resolutionunit="CENTIMETER")
+    source = open_slide(io.BytesIO(blob))
+    assert source.mpp == pytest.approx(0.5)
+
+
+def test_jpeg_within_one_level_of_an_independent_decoder(rgb: np.ndarray) -> None:
+    from skimage.io import imread
+
+    blob = imagecodecs.jpeg8_encode(rgb, level=90)
+    level0, _, result = roundtrip(blob)
+    assert result.format == "jpeg"  # type: ignore[attr-defined]
+    reference = np.asarray(imread(io.BytesIO(blob)))  # Pillow's libjpeg build
+    assert np.abs(level0.astype(int) - reference.astype(int)).max() <= 1
+
+
+def test_pyramid_levels_and_tissue(rgb: np.ndarray) -> None:
+    big = np.tile(rgb, (2, 3, 1))  # 1400 x 2700: two levels
+    _, group, result = roundtrip(tiff_bytes(big, photometric="rgb", tile=(256, 256)))
+    assert result.levels == 3  # type: ignore[attr-defined]
+    assert group["1"].shape == (3, 700, 1350) and group["2"].shape == (3, 350, 675)
+    np.testing.assert_array_equal(
+        np.moveaxis(np.asarray(group["1"][:]), 0, -1),
+        np.moveaxis(downsample2(np.moveaxis(big, -1, 0)), 0, -1),
+    )
+    mask, level = read_tissue(group)
+    assert level == 2 and mask.shape == (350, 675)
+    # the white margins (x < 150 in each repeat) are glass, the gradients tissue
+    assert mask[:, 10:30].mean() < 0.2 and mask[:, 100:300].mean() > 0.8
+
+
+def test_level_shapes_blocks_and_downsample() -> None:
+    assert level_shapes(700, 900) == [(700, 900)]
+    assert level_shapes(5000, 3001) == [(5000, 3001), (2500, 1501), (1250, 751), (625, 376)]
+    covered = np.zeros((5000, 3001), int)
+    for y, x, h, w in blocks(5000, 3001):
+        covered[y : y + h, x : x + w] += 1
+    assert (covered == 1).all()
+    block = np.array([[[0, 1, 255], [3, 4, 255]]], np.uint8)  # (1, 2, 3): odd width
+    np.testing.assert_array_equal(downsample2(block), [[[2, 255]]])
+
+
+@pytest.mark.parametrize(
+    "blob,needle",
+    [
+        (b"", "empty"),
+        (b"GIF89a" + b"\0" * 200, "not a supported image"),
+        (b"II*\x00" + b"\xff" * 60, "not a readable TIFF"),
+        (b"\x89PNG\r\n\x1a\n" + b"\0" * 100, "cannot decode PNG"),
+        (b"\xff\xd8\xff\xe0" + b"\0" * 100, "cannot decode JPEG"),
+        (b"\0" * 128 + b"DICM" + b"\0" * 100, "DICOM"),
+    ],
+)
+def test_unreadable_files_raise_slide_error(blob: bytes, needle: str) -> None:
+    with pytest.raises(SlideError, match=needle):
+        open_slide(io.BytesIO(blob))
+
+
+def test_truncated_tiled_tiff_fails_on_decode(rgb: np.ndarray) -> None:
+    blob = tiff_bytes(rgb, photometric="rgb", tile=(256, 256), compression="zlib")
+    source = open_slide(io.BytesIO(blob[: len(blob) * 2 // 3]))
+    with pytest.raises(SlideError, match="cannot decode"):
+        source.read_region(0, 0, 700, 900)
