@@ -35,7 +35,8 @@ def predict_project(
     from histolabel.learning.features import standardize_per_slide
     from histolabel.service import HistoLabel
 
-    state = HistoLabel.from_env().require_project(project_id)
+    svc = HistoLabel.from_env()
+    state = svc.require_project(project_id)
     if version is None:
         if state.current_model is None:
             raise JobError(f"project {project_id} has no trained model yet")
@@ -64,7 +65,12 @@ def predict_project(
     if metric == "batchbald" and samples > 1:
         pool = np.concatenate([mc_all[s] for s in slides], axis=1)
         offsets = np.cumsum([0] + [mc_all[s].shape[1] for s in slides])
+        # Labeled superpixels (any category) never enter a batch: the queue leaves them out.
         taken = np.zeros(pool.shape[1], bool)
+        for si, slide_id in enumerate(slides):
+            done = np.fromiter(svc.slide_labels_fresh(project_id, slide_id).current(), np.int64)
+            done = done[(done >= 1) & (done <= mc_all[slide_id].shape[1])]
+            taken[offsets[si] + done - 1] = True
         for b in range(bb_batches):
             acq = batchbald.select(pool, bb_size, exclude=taken, seed=version * 1000 + b)
             if acq.indices.size == 0:

@@ -1,0 +1,256 @@
+"""Embed, train and predict jobs against the local cloud, on a real MoNuSeg crop written as an
+ingested + segmented slide (the ingest/segment jobs are tested by their owners)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import tifffile
+from skimage.segmentation import slic
+
+from histolabel.commands import AddCategory, CreateProject, LabelSuperpixels, RegisterSlide
+from histolabel.events.catalogue import Actor, ProjectSettings
+
+pytestmark = pytest.mark.slow
+OWNER = Actor(user="olivia", site="nyc")
+SIZE = 320
+
+
+@pytest.fixture(scope="module")
+def monuseg_crop(shared_data: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    from histolabel.learning.simulation import nucleus_mask
+
+    folder = shared_data / "labeled/monuseg"
+    rgb = tifffile.imread(folder / "TCGA-2Z-A9J9-01A-01-TS1.tif")[:SIZE, :SIZE, :3].copy()
+    labels = slic(rgb, n_segments=SIZE * SIZE // 400, compactness=10, start_label=1).astype(np.uint32)
+    mask = nucleus_mask(folder / "TCGA-2Z-A9J9-01A-01-TS1.xml", (1000, 1000))[:SIZE, :SIZE]
+    n = int(labels.max())
+    inside = np.bincount(labels.ravel(), mask.ravel(), minlength=n + 1)[1:]
+    area = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    truth = (inside >= 0.5 * area).astype(np.int64)
+    return rgb, labels, truth
+
+
+def _write_slide(svc, project_id: str, slide_id: str, rgb: np.ndarray, labels: np.ndarray) -> None:
+    import zarr
+
+    from histolabel.adapters import artifacts
+    from histolabel.adapters.s3 import zarr_store
+
+    base = f"{artifacts.project_prefix(project_id)}/slides/{slide_id}"
+    image = zarr.open_group(store=zarr_store(f"{base}/image.ome.zarr", mode="w"), mode="w")
+    image.create_array("0", data=np.moveaxis(rgb, -1, 0), chunks=(3, 128, 128))
+    image.create_array("1", data=np.moveaxis(rgb[::2, ::2], -1, 0), chunks=(3, 128, 128))
+    image.create_group("labels")
+    lab = zarr.open_group(store=zarr_store(f"{base}/image.ome.zarr/labels/superpixels", mode="w"), mode="w")
+    lab.create_array("0", data=labels[None], chunks=(1, 128, 128))
+    from scipy import ndimage as ndi
+
+    n = int(labels.max())
+    boxes = [(s[0].start, s[1].start, s[0].stop, s[1].stop) for s in ndi.find_objects(labels)]
+    cols = {
+        "id": np.arange(1, n + 1),
+        **{k: np.array([b[i] for b in boxes]) for i, k in enumerate(("y0", "x0", "y1", "x1"))},
+        "level": np.zeros(n, np.int64),
+    }
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.table(cols), sink)
+    artifacts.write_bytes(f"{base}/superpixels.parquet", sink.getvalue().to_pybytes())
+    svc.execute(
+        RegisterSlide(
+            project_id=project_id, slide_id=slide_id, name=slide_id, source_uri=f"{base}/source/x.tif"
+        ),
+        OWNER,
+    )
+    svc.record_job_event(
+        project_id, "SlideIngested",
+        {"slide_id": slide_id, "zarr_uri": f"{base}/image.ome.zarr", "width": SIZE, "height": SIZE, "levels": 2},
+        job="ingest",
+    )  # fmt: skip
+    svc.record_job_event(
+        project_id, "SegmentationCompleted",
+        {"slide_id": slide_id, "count": n, "labels_uri": f"{base}/image.ome.zarr/labels/superpixels",
+         "table_uri": f"{base}/superpixels.parquet", "superpixel_size": 20, "compactness": 10},
+        job="segment",
+    )  # fmt: skip
+
+
+@pytest.fixture
+def svc(cloud):
+    from histolabel.service import HistoLabel
+
+    return HistoLabel.from_env(cloud)
+
+
+def _project(svc, project_id: str, crop, metric: str = "margin", categories=("stroma", "nucleus")) -> None:
+    settings = ProjectSettings(certainty_metric=metric, feature_kind="handcrafted", model_kind="linear")
+    svc.execute(CreateProject(project_id=project_id, name="learn", settings=settings), OWNER)
+    for name in categories:
+        svc.execute(AddCategory(project_id=project_id, name=name, category_id=name), OWNER)
+    _write_slide(svc, project_id, "s1", crop[0], crop[1])
+
+
+def _label(svc, project_id: str, truth: np.ndarray, per_class: int, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    for c, name in enumerate(("stroma", "nucleus")):
+        ids = rng.permutation(np.flatnonzero(truth == c) + 1)[:per_class]
+        svc.execute(
+            LabelSuperpixels(project_id=project_id, slide_id="s1", ids=ids.tolist(), category_id=name), OWNER
+        )
+
+
+def _request(svc, project_id: str) -> str:
+    svc.request_training(project_id, OWNER)
+    state = svc.project_state(project_id)
+    return next(r.request_id for r in state.training.values() if r.status == "requested")
+
+
+def test_embed_train_predict_and_queue(cloud, svc, project_id, monuseg_crop, capsys) -> None:
+    from gpu_jobs import embed, predict, train
+    from histolabel.adapters import artifacts
+    from histolabel.learning.queue import guided_order
+
+    rgb, labels, truth = monuseg_crop
+    n = int(labels.max())
+    _project(svc, project_id, monuseg_crop)
+    for kind in ("handcrafted", "patch"):
+        assert embed.main(["--project", project_id, "--slide", "s1", "--kind", kind, "--tile", "256"]) == 0
+    state = svc.project_state(project_id)
+    feats = state.slides["s1"].features
+    assert feats["handcrafted"]["dim"] > 20 and feats["patch"]["dim"] == 3 * 64 * 64
+    hc = artifacts.read_features(feats["handcrafted"]["uri"])
+    assert hc.shape == (n, feats["handcrafted"]["dim"]) and np.isfinite(hc).all()
+    assert artifacts.read_features(feats["patch"]["uri"]).dtype == np.uint8
+
+    _label(svc, project_id, truth, 25)
+    request = _request(svc, project_id)
+    assert train.main(["--project", project_id, "--request", request]) == 0
+    state = svc.project_state(project_id)
+    model = state.current_model
+    assert model is not None and model["model_version"] == 1 and model["label_count"] == 50
+    m = model["metrics"]
+    assert {"stroma", "nucleus", "macro_f1", "n_train", "n_val", "epochs"} <= set(m)
+    assert m["macro_f1"] > 0.6 and m["nucleus"]["support"] > 0
+    assert state.training[request].status == "completed"
+
+    pred = state.predictions
+    assert (
+        pred is not None
+        and pred["model_version"] == 1
+        and pred["slides"] == ["s1"]
+        and pred["metric"] == "margin"
+    )
+    table = artifacts.read_predictions(f"{pred['uri_prefix']}/s1.parquet")
+    assert table.num_rows == n
+    p_nuc = table.column("prob_nucleus").to_numpy()
+    # The model separates nuclei from stroma on the whole crop, not just the 50 labels.
+    assert p_nuc[truth == 1].mean() > p_nuc[truth == 0].mean() + 0.3
+    cert = table.column("certainty").to_numpy()
+    p = np.stack([table.column("prob_stroma").to_numpy(), p_nuc], axis=1)
+    np.testing.assert_allclose(cert, np.abs(p[:, 0] - p[:, 1]), atol=1e-5)
+
+    labeled = svc.training_labels(project_id)
+    queue = guided_order([artifacts.slide_scores(pred["uri_prefix"], "s1")], labeled, limit=20)
+    assert len(queue) == 20 and not {q.superpixel_id for q in queue} & set(labeled["s1"])
+    assert [q.certainty for q in queue] == sorted(q.certainty for q in queue)
+    assert queue[0].certainty <= np.sort(cert)[60]
+
+    # The same inputs give the same predictions (seeded MC dropout): the queue is stable.
+    assert predict.main(["--project", project_id, "--version", "1", "--no-events"]) == 0
+    again = artifacts.read_predictions(f"{pred['uri_prefix']}/s1.parquet")
+    np.testing.assert_array_equal(again.column("certainty").to_numpy(), cert)
+
+
+def test_batchbald_predictions_carry_batches(cloud, svc, project_id, monuseg_crop) -> None:
+    from gpu_jobs import embed, train
+    from histolabel.adapters import artifacts
+    from histolabel.learning.queue import guided_order
+
+    _project(svc, project_id, monuseg_crop, metric="batchbald")
+    assert embed.main(["--project", project_id, "--slide", "s1", "--kind", "handcrafted"]) == 0
+    _label(svc, project_id, monuseg_crop[2], 15)
+    assert train.main(["--project", project_id, "--request", _request(svc, project_id), "--no-predict"]) == 0
+    from gpu_jobs import predict
+
+    assert predict.main(["--project", project_id, "--batchbald-batches", "2", "--batchbald-size", "8"]) == 0
+    pred = svc.project_state(project_id).predictions
+    t = artifacts.read_predictions(f"{pred['uri_prefix']}/s1.parquet")
+    batch = t.column("batch").to_numpy()
+    assert (batch == 0).sum() == 8 and (batch == 1).sum() == 8
+    queue = guided_order([artifacts.slide_scores(pred["uri_prefix"], "s1")], svc.training_labels(project_id))
+    assert [q.batch for q in queue[:16]] == [0] * 8 + [1] * 8 and queue[16].batch == -1
+
+
+def test_training_failures_keep_the_previous_model(cloud, svc, project_id, monuseg_crop, capsys) -> None:
+    from gpu_jobs import embed, train
+
+    truth = monuseg_crop[2]
+    _project(svc, project_id, monuseg_crop)
+
+    def attempt() -> str:
+        request = _request(svc, project_id)
+        assert train.main(["--project", project_id, "--request", request, "--no-predict"]) == 1
+        run = svc.project_state(project_id).training[request]
+        assert run.status == "failed"
+        return str(run.reason_failed)
+
+    _label(svc, project_id, truth, 10)
+    assert "features are missing for slide(s) s1" in attempt()
+    assert "run the embed job" in capsys.readouterr().err
+    assert embed.main(["--project", project_id, "--slide", "s1", "--kind", "handcrafted"]) == 0
+    request = _request(svc, project_id)
+    assert train.main(["--project", project_id, "--request", request, "--no-predict"]) == 0
+    assert svc.project_state(project_id).current_model["model_version"] == 1
+
+    from histolabel.commands import ExcludeCategory
+
+    svc.execute(ExcludeCategory(project_id=project_id, category_id="stroma"), OWNER)
+    assert "at least 2 trainable categories" in attempt()
+    state = svc.project_state(project_id)
+    assert state.current_model["model_version"] == 1 and len(state.models) == 1
+
+
+def test_training_without_labels_and_bad_job_input(cloud, svc, project_id, monuseg_crop, capsys) -> None:
+    from gpu_jobs import embed, train
+
+    _project(svc, project_id, monuseg_crop)
+    request = _request(svc, project_id)
+    assert train.main(["--project", project_id, "--request", request]) == 1
+    assert "no labeled superpixels" in svc.project_state(project_id).training[request].reason_failed
+    assert svc.project_state(project_id).current_model is None
+    # Bad job input: one line, exit 2, nothing written.
+    assert embed.run(embed.main, ["--project", project_id, "--slide", "nope", "--kind", "handcrafted"]) == 2
+    assert "not registered" in capsys.readouterr().err
+    assert embed.run(embed.main, ["--project", project_id, "--slide", "s1", "--kind", "foundation"]) == 2
+    assert "HISTOLABEL_FOUNDATION_WEIGHTS" in capsys.readouterr().err
+    assert svc.project_state(project_id).slides["s1"].features == {}
+
+
+def test_foundation_features_from_weights_on_s3(cloud, svc, project_id, monuseg_crop, tmp_path) -> None:
+    import torch
+
+    from gpu_jobs import embed
+    from histolabel.adapters import artifacts
+    from histolabel.learning import vit
+
+    torch.manual_seed(0)
+    model = vit.VisionTransformer(
+        vit.ViTConfig(img_size=32, patch_size=8, embed_dim=48, depth=2, num_heads=4)
+    )
+    vit.save_local(model, tmp_path / "tiny.safetensors")
+    weights = f"{artifacts.project_prefix(project_id)}/weights/tiny.safetensors"
+    artifacts.write_bytes(weights, (tmp_path / "tiny.safetensors").read_bytes())
+    _project(svc, project_id, monuseg_crop)
+    assert (
+        embed.main(["--project", project_id, "--slide", "s1", "--kind", "foundation", "--weights", weights])
+        == 0
+    )
+    info = svc.project_state(project_id).slides["s1"].features["foundation"]
+    values = artifacts.read_features(info["uri"])
+    assert info["dim"] == 48 and values.shape == (int(monuseg_crop[1].max()), 48)
+    assert np.isfinite(values).all() and values.std(axis=0).mean() > 0
