@@ -69,7 +69,8 @@ def _write_slide(svc, project_id: str, slide_id: str, rgb: np.ndarray, labels: n
     )
     svc.record_job_event(
         project_id, "SlideIngested",
-        {"slide_id": slide_id, "zarr_uri": f"{base}/image.ome.zarr", "width": SIZE, "height": SIZE, "levels": 2},
+        {"slide_id": slide_id, "zarr_uri": f"{base}/image.ome.zarr", "width": SIZE, "height": SIZE,
+         "levels": 2},
         job="ingest",
     )  # fmt: skip
     svc.record_job_event(
@@ -115,7 +116,7 @@ def test_embed_train_predict_and_queue(cloud, svc, project_id, monuseg_crop, cap
     from histolabel.adapters import artifacts
     from histolabel.learning.queue import guided_order
 
-    rgb, labels, truth = monuseg_crop
+    _rgb, labels, truth = monuseg_crop
     n = int(labels.max())
     _project(svc, project_id, monuseg_crop)
     for kind in ("handcrafted", "patch"):
