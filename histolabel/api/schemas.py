@@ -28,7 +28,7 @@ Hotkey = Annotated[str, StringConstraints(min_length=1, max_length=32), AfterVal
 Site = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 SuperpixelId = Annotated[int, Field(ge=1, le=2**32 - 1)]
 IdempotencyKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
-Point = Annotated[list[Annotated[float, Field(allow_inf_nan=False)]], Field(min_length=2, max_length=2)]
+Point = Annotated[list[Annotated[float, Field(ge=-1e7, le=1e7)]], Field(min_length=2, max_length=2)]
 MAX_POLYGON_POINTS = 10_000
 MAX_DATA_KEYS = 1000
 
