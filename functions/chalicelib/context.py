@@ -123,7 +123,7 @@ def error(status: int, code: str, detail: Any, field: str | None = None) -> Resp
     body: dict[str, Any] = {"error": code, "detail": detail}
     if field:
         body["field"] = field
-    headers = {"Content-Type": "application/json"}
+    headers: dict[str, str | list[str]] = {"Content-Type": "application/json"}
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="histolabel"'
     return Response(body=json.dumps(body), status_code=status, headers=headers)

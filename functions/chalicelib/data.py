@@ -39,11 +39,11 @@ def slide_prefix(project_id: str, slide_id: str) -> str:
 
 def superpixel_table(uri: str, version: str) -> SuperpixelTable:
     """`version` (the segmentation's time) keys the cache: a re-segmentation gets a new entry."""
-    return _cached(f"sp|{uri}|{version}", lambda: SuperpixelTable.from_arrow(pyramids.read_table(uri)))  # type: ignore[no-any-return]
+    return _cached(f"sp|{uri}|{version}", lambda: SuperpixelTable.from_arrow(pyramids.read_table(uri)))
 
 
 def predictions(uri: str) -> Predictions:
-    return _cached(f"pred|{uri}", lambda: Predictions.from_arrow(pyramids.read_table(uri)))  # type: ignore[no-any-return]
+    return _cached(f"pred|{uri}", lambda: Predictions.from_arrow(pyramids.read_table(uri)))
 
 
 def prediction_uri(uri_prefix: str, slide_id: str) -> str:
