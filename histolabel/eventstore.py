@@ -9,7 +9,16 @@ from histolabel.events.envelope import StoredEvent
 
 
 class AppendConflict(Exception):
-    """Another writer appended to one of the streams first; retry on fresh state."""
+    """Another writer appended to one of the streams first; retry on fresh state.
+
+    `seen` holds what the store revealed of the winners ((stream) -> (seq, hash) of an event
+    found at a seq we tried), so a retry can build on it without reading the head again;
+    `streams` names the streams that moved (None: unknown, refresh everything)."""
+
+    def __init__(self, seen: dict[str, tuple[int, str]] | None = None, streams: set[str] | None = None) -> None:
+        super().__init__("append conflict")
+        self.seen = seen or {}
+        self.streams = streams
 
 
 class DuplicateCommand(Exception):
@@ -28,10 +37,14 @@ class EventStore(Protocol):
     def read(self, stream: str, after: int = 0, upto: int | None = None) -> Iterator[StoredEvent]: ...
 
     def append(
-        self, events: list[StoredEvent], idempotency: tuple[str, dict[str, Any]] | None = None
+        self,
+        events: list[StoredEvent],
+        idempotency: tuple[str, dict[str, Any]] | None = None,
+        guard: tuple[str, int] | None = None,
     ) -> None:
         """Write all events atomically, each only if its (stream, seq) is free; with an
-        idempotency (stream, result) record too, only if that key was never used."""
+        idempotency (stream, result) record too, only if that key was never used; with a guard
+        (stream, seq), only while that seq is still free (the stream has not moved on)."""
         ...
 
     def idempotent_result(self, stream: str) -> dict[str, Any] | None: ...
@@ -63,12 +76,22 @@ class InMemoryEventStore:
             if seq > after and (upto is None or seq <= upto):
                 yield events[seq]
 
-    def append(self, events: list[StoredEvent], idempotency: tuple[str, dict[str, Any]] | None = None) -> None:
+    def append(
+        self,
+        events: list[StoredEvent],
+        idempotency: tuple[str, dict[str, Any]] | None = None,
+        guard: tuple[str, int] | None = None,
+    ) -> None:
         with self._lock:
             if idempotency is not None and idempotency[0] in self.idem:
                 raise DuplicateCommand(self.idem[idempotency[0]])
-            if any(e.seq in self.streams.get(e.stream, {}) for e in events):
-                raise AppendConflict()
+            taken = [e for e in events if e.seq in self.streams.get(e.stream, {})]
+            moved = {e.stream for e in taken}
+            if guard is not None and guard[1] in self.streams.get(guard[0], {}):
+                moved.add(guard[0])
+            if moved:
+                seen = {e.stream: (e.seq, self.streams[e.stream][e.seq].hash) for e in taken}
+                raise AppendConflict(seen, moved)
             for e in events:
                 self.streams.setdefault(e.stream, {})[e.seq] = e
             if idempotency is not None:

@@ -30,7 +30,7 @@ from histolabel.projections.labels import SlideLabels, fold_labels
 from histolabel.projections.project import ProjectState, apply_project_event
 from histolabel.projections.store import ProjectionStore
 
-MAX_ATTEMPTS = 40
+MAX_ATTEMPTS = 100
 SYSTEM_SITE = "batch"
 
 
@@ -62,6 +62,7 @@ class HistoLabel:
         self.projections = projections
         self.clock = clock
         self._cache: dict[str, ProjectState] = {}
+        self._heads: dict[str, tuple[int, str]] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -182,17 +183,26 @@ class HistoLabel:
         actor: Actor,
         idempotency_key: str | None,
     ) -> CommandResult:
+        """Optimistic: decide on the cached project state and cached stream heads, and let the
+        transaction's conditions say whether either moved (the project stream is guarded even
+        when the command does not append to it). A lost race refreshes both and decides again."""
         idem_stream = idempotency_stream(project_id, idempotency_key) if idempotency_key else None
-        if idem_stream is not None:
-            previous = self.events.idempotent_result(idem_stream)
-            if previous is not None:
-                return CommandResult(**{**previous, "duplicate": True})
         command_id = uuid.uuid4().hex
+        fresh = False
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            state = self.project_state(project_id)
-            new_events = decide(state)
-            for _stream, event_type, data in new_events:
-                model_for(event_type).model_validate(data)  # a clear error before anything is written
+            state = self.project_state(project_id) if fresh else self._cached_state(project_id)
+            try:
+                new_events = decide(state)
+                for _stream, event_type, data in new_events:
+                    model_for(event_type).model_validate(data)  # a clear error before anything is written
+            except CommandRejected:
+                if not fresh:
+                    fresh = True  # a refusal must rest on the latest state
+                    continue
+                previous = self.events.idempotent_result(idem_stream) if idem_stream else None
+                if previous is not None:
+                    return CommandResult(**{**previous, "duplicate": True})
+                raise
             sealed = self._seal(new_events, project_id, actor, idempotency_key or "", command_id, state)
             result = CommandResult(
                 command_id=command_id,
@@ -200,17 +210,41 @@ class HistoLabel:
                 attempts=attempt,
             )
             if not sealed:
-                return result
+                if fresh:
+                    return result
+                fresh = True
+                continue
+            project = project_stream(project_id)
+            guard = None if any(e.stream == project for e in sealed) else (project, state.seq + 1)
             try:
                 idem = (idem_stream, result.model_dump(exclude={"duplicate"})) if idem_stream else None
-                self.events.append(sealed, idem)
+                self.events.append(sealed, idem, guard)
+                for e in sealed:
+                    self._heads[e.stream] = (e.seq, e.hash)
                 return result
             except DuplicateCommand as dup:
                 return CommandResult(**{**dup.result, "duplicate": True})
-            except AppendConflict:
-                self._cache.pop(project_id, None)
-                time.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))
+            except AppendConflict as conflict:
+                moved = conflict.streams if conflict.streams is not None else {e.stream for e in sealed} | {project}
+                # A label stream that moved only needs its new head; the decision stands unless
+                # the project itself moved.
+                fresh = project in moved
+                for stream in moved:
+                    # Chasing the winner's event is one request cheaper than reading the head,
+                    # but under heavy contention the head runs ahead: alternate the two.
+                    if stream in conflict.seen and attempt % 2:
+                        self._heads[stream] = conflict.seen[stream]
+                    else:
+                        self._heads.pop(stream, None)
+                time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
         raise CommandRejected("contention", "too many concurrent writers; try again", status=503)
+
+    def _cached_state(self, project_id: str) -> ProjectState:
+        with self._lock:
+            cached = self._cache.get(project_id)
+            if cached is not None:
+                return cached.model_copy(deep=True)
+        return self.project_state(project_id)
 
     def _seal(
         self,
@@ -226,7 +260,10 @@ class HistoLabel:
         sealed = []
         for stream, event_type, data in new_events:
             if stream not in heads:
-                heads[stream] = (state.seq, state.hash) if stream == project_stream(project_id) else self.events.head(stream)
+                if stream == project_stream(project_id):
+                    heads[stream] = (state.seq, state.hash)
+                else:
+                    heads[stream] = self._heads.get(stream) or self.events.head(stream)
             seq, prev = heads[stream]
             model = model_for(event_type)
             payload = model.model_validate(data).model_dump(mode="json")

@@ -90,7 +90,10 @@ class DynamoEventStore:
             kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
 
     def append(
-        self, events: list[StoredEvent], idempotency: tuple[str, dict[str, Any]] | None = None
+        self,
+        events: list[StoredEvent],
+        idempotency: tuple[str, dict[str, Any]] | None = None,
+        guard: tuple[str, int] | None = None,
     ) -> None:
         ops: list[dict[str, Any]] = []
         if idempotency is not None:
@@ -117,6 +120,19 @@ class DynamoEventStore:
                         "Item": to_item(event),
                         "ConditionExpression": "attribute_not_exists(#s)",
                         "ExpressionAttributeNames": {"#s": "stream"},
+                        # The winner's event comes back, so a retry can chain onto it directly.
+                        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                    }
+                }
+            )
+        if guard is not None:
+            ops.append(
+                {
+                    "ConditionCheck": {
+                        "TableName": self.table,
+                        "Key": {"stream": {"S": guard[0]}, "seq": {"N": str(guard[1])}},
+                        "ConditionExpression": "attribute_not_exists(#s)",
+                        "ExpressionAttributeNames": {"#s": "stream"},
                     }
                 }
             )
@@ -128,18 +144,34 @@ class DynamoEventStore:
         except ClientError as err:
             code = err.response["Error"]["Code"]
             if code == "ConditionalCheckFailedException":
-                reasons = [{"Code": "ConditionalCheckFailed"}]
+                reasons = [{"Code": "ConditionalCheckFailed", "Item": err.response.get("Item")}]
             elif code == "TransactionCanceledException":
                 reasons = err.response.get("CancellationReasons", [])
             else:
                 raise
-            if idempotency is not None and reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+            failed = [
+                (op, reason) for op, reason in zip(ops, reasons, strict=False)
+                if reason.get("Code") in ("ConditionalCheckFailed", "TransactionConflict")
+            ]  # fmt: skip
+            if idempotency is not None and failed and failed[0][0] is ops[0]:
                 previous = self.idempotent_result(idempotency[0])
                 if previous is not None:
                     raise DuplicateCommand(previous) from None
-            if any(r.get("Code") in ("ConditionalCheckFailed", "TransactionConflict") for r in reasons):
-                raise AppendConflict() from None
-            raise
+            if not failed:
+                raise
+            seen: dict[str, tuple[int, str]] = {}
+            moved: set[str] = set()
+            for op, reason in failed:
+                body = op.get("Put") or op.get("ConditionCheck") or {}
+                key = body.get("Item") or body.get("Key") or {}
+                stream = key.get("stream", {}).get("S")
+                if stream is None or reason.get("Code") != "ConditionalCheckFailed":
+                    raise AppendConflict() from None
+                moved.add(stream)
+                item = reason.get("Item")
+                if item and "hash" in item:
+                    seen[stream] = (int(item["seq"]["N"]), item["hash"]["S"])
+            raise AppendConflict(seen, moved) from None
 
     def idempotent_result(self, stream: str) -> dict[str, Any] | None:
         resp = self.ddb.get_item(

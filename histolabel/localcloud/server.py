@@ -14,6 +14,8 @@ from typing import Any
 from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import run_simple
 
+from histolabel.localcloud import moto_patches
+
 MOTO_CONFIG = {"lambda": {"use_docker": False}, "batch": {"use_docker": False}}
 
 
@@ -36,6 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=4566)
     args = parser.parse_args(argv)
+    moto_patches.apply()
     app = DomainDispatcherApplication(create_backend_app)
     run_simple(
         args.host,

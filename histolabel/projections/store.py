@@ -32,6 +32,10 @@ class ProjectionStore(Protocol):
 
     def drop_project(self, project_id: str, slide_ids: list[str]) -> None: ...
 
+    def put_rebuilt(self, project: ProjectState, slides: list[SlideLabels], total: int) -> None:
+        """Write a freshly folded projection wholesale (after drop_project)."""
+        ...
+
 
 def encode_bucket(state: SlideLabels, b: int) -> str:
     return json.dumps({str(i): e for i, e in sorted(state.bucket(b).items())}, separators=(",", ":"))
@@ -106,6 +110,15 @@ class InMemoryProjectionStore:
             self.summaries.pop(key)
             self.buckets.pop(key, None)
 
+    def put_rebuilt(self, project: ProjectState, slides: list[SlideLabels], total: int) -> None:
+        self.projects[project.project_id] = project.model_dump_json()
+        self.totals[project.project_id] = total
+        for slide in slides:
+            key = (slide.project_id, slide.slide_id)
+            self.summaries[key] = encode_summary(slide)
+            self.buckets[key] = {b: encode_bucket(slide, b) for b in all_buckets(slide)}
+
 
 def all_buckets(state: SlideLabels) -> set[int]:
     return {bucket_of(i) for i in state.entries}
+

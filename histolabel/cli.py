@@ -1,0 +1,205 @@
+"""The `histolabel` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from typing import Any
+
+from pydantic import ValidationError
+
+
+class CliError(Exception):
+    pass
+
+
+def _service():  # type: ignore[no-untyped-def]
+    from histolabel.service import HistoLabel
+
+    return HistoLabel.from_env()
+
+
+def print_replay_summary(svc: Any, project_id: str, out: Any = sys.stdout) -> None:
+    from histolabel.audit import Cutoff
+    from histolabel.auditing import replay
+
+    rows = replay(svc, project_id, Cutoff())
+    by_category = Counter(r["category_name"] or "(unlabeled)" for r in rows)
+    by_user = Counter(r["labeled_by"] for r in rows if r["labeled_by"])
+    print(f"\nreplay of {project_id}: {len(rows)} labeled superpixels", file=out)
+    print("  by category: " + ", ".join(f"{k} {v}" for k, v in by_category.most_common()), file=out)
+    print("  by annotator: " + ", ".join(f"{k} {v}" for k, v in by_user.most_common()), file=out)
+    for row in rows[:5]:
+        print(f"  {row['slide']}:{row['superpixel']} {row['category_name']} by {row['labeled_by']} at "
+              f"{row['labeled_at']} review={row['review']}", file=out)  # fmt: skip
+
+
+def _superpixel(value: str) -> tuple[str, int]:
+    slide, _, sp = value.rpartition(":")
+    if not slide or not sp.isdigit():
+        raise argparse.ArgumentTypeError("expected SLIDE:ID, e.g. s1:42")
+    return slide, int(sp)
+
+
+def cmd_audit_replay(args: argparse.Namespace) -> int:
+    from histolabel.audit import Cutoff, normalize_time, render
+    from histolabel.auditing import replay
+
+    if args.seq is not None and not args.slide:
+        raise CliError("--seq needs --slide: sequence numbers are per slide's label stream")
+    try:
+        as_of = normalize_time(args.as_of) if args.as_of else None
+    except ValueError:
+        raise CliError(f"--as-of {args.as_of!r} is not an ISO-8601 time") from None
+    svc = _service()
+    svc.require_project(args.project)
+    rows = replay(svc, args.project, Cutoff(as_of=as_of, slide=args.slide, seq=args.seq))
+    sys.stdout.write(render(rows, args.format))
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from histolabel.auditing import verify
+
+    svc = _service()
+    svc.require_project(args.project)
+    result = verify(svc, args.project)
+    for finding in result.chain_findings:
+        print(f"TAMPERED {finding}")
+    for problem in result.projection_findings:
+        print(f"MISMATCH {problem}")
+    if result.ok:
+        print(f"ok: {result.events_checked} events, every hash chain intact, projections equal a fresh fold")
+        return 0
+    return 1
+
+
+def cmd_audit_history(args: argparse.Namespace) -> int:
+    from histolabel.auditing import project_history
+
+    svc = _service()
+    svc.require_project(args.project)
+    rows = project_history(svc, args.project, args.user, args.superpixel)
+    if args.format == "json":
+        print(json.dumps(rows, indent=1))
+    else:
+        for r in rows:
+            print(f"{r['at']}  {r['user']:<14} {r['site']:<10} {r['type']:<22} {r['summary']}")
+    return 0
+
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    from histolabel.auditing import rebuild
+
+    svc = _service()
+    svc.require_project(args.project)
+    events, differences = rebuild(svc, args.project, write=not args.check)
+    for d in differences:
+        print(f"differs: {d}")
+    if args.check:
+        print(f"folded {events} events: live projections {'equal' if not differences else 'DIFFER FROM'} the fold")
+        return 1 if differences else 0
+    print(f"rebuilt from {events} events" + (" (the live projection had drifted)" if differences else ""))
+    return 0
+
+
+def cmd_local(args: argparse.Namespace) -> int:
+    from histolabel.localcloud import up as local
+
+    if args.action == "up":
+        local.up(args.cloud_port, args.api_port, args.web_port, args.stage, demo=not args.no_demo)
+        return 0
+    if args.action == "down":
+        return local.down()
+    return local.status()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="histolabel", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    local = sub.add_parser("local", help="run the whole product on this machine")
+    local.add_argument("action", choices=["up", "down", "status"])
+    local.add_argument("--cloud-port", type=int, default=4566)
+    local.add_argument("--api-port", type=int, default=8000)
+    local.add_argument("--web-port", type=int, default=8080)
+    local.add_argument("--stage", default="local")
+    local.add_argument("--no-demo", action="store_true", help="skip loading the demo project")
+    local.set_defaults(func=cmd_local)
+
+    audit = sub.add_parser("audit", help="replay, verify and list the label history").add_subparsers(
+        dest="audit_command", required=True
+    )
+    rp = audit.add_parser("replay", help="the label state at a moment")
+    rp.add_argument("--project", required=True)
+    rp.add_argument("--as-of", help="ISO-8601 time; events at or before it count")
+    rp.add_argument("--slide", help="with --seq: the slide whose label stream --seq counts")
+    rp.add_argument("--seq", type=int, help="the state after this event of the slide's label stream")
+    rp.add_argument("--format", choices=["csv", "json"], default="csv")
+    rp.set_defaults(func=cmd_audit_replay)
+    vf = audit.add_parser("verify", help="check every hash chain and that projections equal a fresh fold")
+    vf.add_argument("--project", required=True)
+    vf.set_defaults(func=cmd_audit_verify)
+    hi = audit.add_parser("history", help="who did what, when")
+    hi.add_argument("--project", required=True)
+    hi.add_argument("--user")
+    hi.add_argument("--superpixel", type=_superpixel, help="SLIDE:ID")
+    hi.add_argument("--format", choices=["text", "json"], default="text")
+    hi.set_defaults(func=cmd_audit_history)
+
+    proj = sub.add_parser("projections", help="projection maintenance").add_subparsers(dest="proj_command", required=True)
+    rb = proj.add_parser("rebuild", help="fold the projections from zero")
+    rb.add_argument("--project", required=True)
+    rb.add_argument("--check", action="store_true", help="only compare the fresh fold with the live projection")
+    rb.set_defaults(func=cmd_rebuild)
+
+    _add_job_commands(sub)
+    return parser
+
+
+def _add_job_commands(sub: Any) -> None:
+    from histolabel.segmentation import cli as segment_cli
+    from histolabel.slides import cli as slides_cli
+
+    slides = sub.add_parser("slides", help="register and ingest slides").add_subparsers(dest="slides_command", required=True)
+    add = slides.add_parser("add", help="upload, register and ingest a slide")
+    slides_cli.add_arguments(add)
+    add.set_defaults(func=slides_cli.add_slide)
+    seg = sub.add_parser("segment", help="run tiled SLIC on a slide through the job runner")
+    segment_cli.add_arguments(seg)
+    seg.set_defaults(func=segment_cli.segment_slide)
+    try:
+        from histolabel.learning import cli as learning_cli
+    except ImportError:
+        return
+    learning_cli.add_commands(sub)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from histolabel.adapters.s3 import S3PathError
+    from histolabel.commands import CommandRejected
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+        return code
+    except CommandRejected as err:
+        print(f"error: {err.detail}" + (f" (field: {err.field})" if err.field else ""), file=sys.stderr)
+    except ValidationError as err:
+        first = err.errors()[0]
+        print(f"error: {'.'.join(map(str, first['loc']))}: {first['msg']}", file=sys.stderr)
+    except (CliError, S3PathError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+    except Exception as err:
+        known = {"SlideCommandError", "SegmentCommandError", "JobError", "LocalStackError", "LearningCommandError"}
+        if type(err).__name__ not in known:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

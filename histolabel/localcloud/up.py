@@ -1,0 +1,244 @@
+"""`histolabel local up|down|status`: the whole product on one machine.
+
+Starts the local cloud (moto server), provisions the stack's tables and buckets from the same
+definitions infra deploys, creates the Cognito pool and demo users, and starts the local
+runtime (stream pollers -> projector and trigger), the API (`chalice local`) and the web app,
+each as its own process recorded by PID in the state directory, then loads a demo project.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from histolabel.config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO_SLIDE = ROOT / "localstack" / "demo" / "CMU-1-Small-Region.svs"
+DEMO_PASSWORD = "Histolabel-demo-1"
+DEMO_USERS = {"olivia": "owner", "ana": "annotator", "ben": "annotator", "rex": "reviewer", "audrey": "auditor"}
+DEMO_SITES = {"olivia": "nyc", "ana": "chicago", "ben": "london", "rex": "boston", "audrey": "nyc"}
+
+
+class LocalStackError(RuntimeError):
+    pass
+
+
+def state_dir() -> Path:
+    path = Path(os.environ.get("HISTOLABEL_LOCAL_DIR", ROOT / ".histolabel"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _state_file() -> Path:
+    return state_dir() / "stack.json"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def read_state() -> dict[str, Any] | None:
+    path = _state_file()
+    if not path.exists():
+        return None
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def _spawn(name: str, command: list[str], env: dict[str, str], cwd: Path | None = None) -> int:
+    log = open(state_dir() / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps the handle
+    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True)
+    return proc.pid
+
+
+def _wait_http(url: str, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise LocalStackError(f"{what} did not answer at {url} within {timeout:.0f} s (see {state_dir()})")
+
+
+def up(cloud_port: int, api_port: int, web_port: int, stage: str, demo: bool, out: Any = sys.stdout) -> dict[str, Any]:
+    from histolabel.adapters import cognito
+    from histolabel.adapters.provision import provision
+    from histolabel.config import get_settings
+    from histolabel.localcloud.stack import local_environment, start_server
+
+    existing = read_state()
+    if existing and any(_alive(pid) for pid in existing["pids"].values()):
+        raise LocalStackError(f"already running (web app {existing['web_url']}); run `histolabel local down` first")
+    settings = Settings(stage=stage)
+    pids: dict[str, int] = {}
+    state: dict[str, Any] = {"pids": pids}
+    try:
+        print(f"starting the local cloud on 127.0.0.1:{cloud_port} ...", file=out, flush=True)
+        server = start_server(cloud_port, log_path=state_dir() / "cloud.log")
+        pids["cloud"] = server.pid
+        env = {
+            **os.environ,
+            **local_environment(server.endpoint, settings),
+            "HISTOLABEL_JOB_RUNNER": "local",
+            "HISTOLABEL_LOCAL_DIR": str(state_dir()),
+            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+        }
+        os.environ.update(env)
+        get_settings.cache_clear()
+        made = provision(settings)
+        pool = cognito.ensure_pool(settings)
+        for user in DEMO_USERS:
+            cognito.add_user(pool, user, DEMO_PASSWORD, settings=settings)
+        env.update({"HISTOLABEL_USER_POOL_ID": pool.user_pool_id, "HISTOLABEL_CLIENT_ID": pool.client_id})
+        os.environ.update(env)
+        print(f"provisioned {', '.join(made)} and user pool {pool.user_pool_id}", file=out, flush=True)
+
+        pids["runtime"] = _spawn("runtime", [sys.executable, "-m", "histolabel.localcloud.runtime"], env)
+        chalice = str(Path(sys.executable).with_name("chalice"))
+        pids["api"] = _spawn(
+            "api",
+            [chalice, "local", "--no-autoreload", "--host", "127.0.0.1", "--port", str(api_port), "--stage", "local"],
+            env,
+            cwd=ROOT / "functions",
+        )
+        api_url = f"http://127.0.0.1:{api_port}"
+        _wait_http(f"{api_url}/health", "the API")
+        pids["web"] = _spawn(
+            "web",
+            [sys.executable, "-m", "histolabel.localcloud.webserver", "--api-url", api_url, "--port", str(web_port)],
+            env,
+        )
+        web_url = f"http://127.0.0.1:{web_port}/"
+        _wait_http(web_url, "the web app")
+        state.update(
+            {"endpoint": server.endpoint, "api_url": api_url, "web_url": web_url, "stage": stage,
+             "user_pool_id": pool.user_pool_id, "client_id": pool.client_id}
+        )  # fmt: skip
+        _state_file().write_text(json.dumps(state, indent=1))
+        if demo:
+            load_demo(out)
+    except BaseException:
+        for pid in pids.values():
+            _kill(pid)
+        _state_file().unlink(missing_ok=True)
+        raise
+    print(f"\nHistoLabel is running:\n  web app  {web_url}\n  API      {api_url}\n  cloud    {server.endpoint}", file=out)
+    print(f"  sign in as any of {', '.join(DEMO_USERS)} with password {DEMO_PASSWORD}", file=out)
+    print(f"  stop with: histolabel local down   (logs in {state_dir()})", file=out, flush=True)
+    return state
+
+
+def load_demo(out: Any, project_id: str = "demo", label_events: int = 2000) -> None:
+    """A demo project: members, categories, the demo slide ingested and segmented, and a few
+    thousand label events from several annotators; then the replay of where they stand."""
+    import argparse
+    from concurrent.futures import ThreadPoolExecutor
+
+    from histolabel.commands import AddCategory, AddMember, CreateProject, LabelSuperpixels, ReviewLabels
+    from histolabel.events.catalogue import Actor, ProjectSettings
+    from histolabel.segmentation.cli import segment_slide
+    from histolabel.service import HistoLabel
+    from histolabel.slides.cli import add_slide
+
+    svc = HistoLabel.from_env()
+    owner = Actor(user="olivia", site=DEMO_SITES["olivia"])
+    print(f"loading the demo project {project_id!r} ...", file=out, flush=True)
+    svc.execute(CreateProject(project_id=project_id, name="Demo: CMU-1 small region",
+                              settings=ProjectSettings(superpixel_size=48, magnification=20, retrain_threshold=500)),
+                owner)  # fmt: skip
+    for user, role in DEMO_USERS.items():
+        if role != "owner":
+            svc.execute(AddMember(project_id=project_id, user=user, role=role, site=DEMO_SITES[user]), owner)
+    for name in ("tumor", "stroma", "lymphocytes", "background"):
+        svc.execute(AddCategory(project_id=project_id, name=name), owner)
+    common = {"project": project_id, "user": "olivia", "site": "nyc", "progress": "off"}
+    if add_slide(argparse.Namespace(path=DEMO_SLIDE, slide="cmu1", name=DEMO_SLIDE.name, **common)) != 0:
+        raise LocalStackError("the demo slide did not ingest")
+    seg_args = argparse.Namespace(project=project_id, slide="cmu1", superpixel_size=None, unit="px",
+                                  magnification=None, compactness=None, workers=0, wait=True)  # fmt: skip
+    with open(os.devnull, "w") as quiet:
+        stdout, sys.stdout = sys.stdout, quiet
+        try:
+            code = segment_slide(seg_args)
+        finally:
+            sys.stdout = stdout
+    if code != 0:
+        raise LocalStackError("the demo slide did not segment")
+    count = int(svc.project_state(project_id).slides["cmu1"].segmentation["count"])  # type: ignore[index]
+    categories = [c.id for c in svc.project_state(project_id).live_categories()]
+    rng = random.Random(7)
+    annotators = [Actor(user=u, site=DEMO_SITES[u]) for u in ("ana", "ben", "olivia")]
+    plans = [
+        (annotators[i % 3], rng.sample(range(1, count + 1), rng.choice((1, 1, 1, 2, 3))), rng.choice(categories), i)
+        for i in range(label_events)
+    ]
+
+    def label(plan: tuple[Actor, list[int], str, int]) -> None:
+        actor, ids, category, i = plan
+        source = "click" if len(ids) == 1 else "brush"
+        svc.execute(LabelSuperpixels(project_id=project_id, slide_id="cmu1", ids=ids, category_id=category,
+                                     source=source), actor, idempotency_key=f"demo-{i}")  # fmt: skip
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(label, plans))
+    reviewed = sorted(svc.slide_labels_fresh(project_id, "cmu1").current())[:50]
+    svc.execute(ReviewLabels(project_id=project_id, slide_id="cmu1", ids=reviewed, action="approve"),
+                Actor(user="rex", site="boston"))  # fmt: skip
+    from histolabel.cli import print_replay_summary
+
+    print_replay_summary(svc, project_id, out)
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
+def down(out: Any = sys.stdout) -> int:
+    state = read_state()
+    if state is None:
+        print("nothing to stop: no local stack is recorded", file=out)
+        return 0
+    for name, pid in reversed(list(state["pids"].items())):
+        if _alive(pid):
+            _kill(pid)
+            print(f"stopped {name} (pid {pid})", file=out)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(p) for p in state["pids"].values()):
+        time.sleep(0.1)
+    for pid in state["pids"].values():
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    _state_file().unlink(missing_ok=True)
+    return 0
+
+
+def status(out: Any = sys.stdout) -> int:
+    state = read_state()
+    if state is None:
+        print("not running", file=out)
+        return 1
+    for name, pid in state["pids"].items():
+        print(f"{name:8} pid {pid:<8} {'running' if _alive(pid) else 'STOPPED'}", file=out)
+    print(f"web app {state.get('web_url')}  API {state.get('api_url')}  cloud {state.get('endpoint')}", file=out)
+    return 0 if all(_alive(p) for p in state["pids"].values()) else 1

@@ -1,0 +1,1 @@
+"""Lambda handler bodies, shared by the deployed functions and the local runtime."""
