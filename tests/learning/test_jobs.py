@@ -3,112 +3,15 @@ ingested + segmented slide (the ingest/segment jobs are tested by their owners).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import pyarrow as pa
 import pytest
-import tifffile
-from skimage.segmentation import slic
 
-from histolabel.commands import AddCategory, CreateProject, LabelSuperpixels, RegisterSlide
-from histolabel.events.catalogue import Actor, ProjectSettings
+from tests.learning.helpers import OWNER
+from tests.learning.helpers import label as _label
+from tests.learning.helpers import make_project as _project
+from tests.learning.helpers import request as _request
 
 pytestmark = pytest.mark.slow
-OWNER = Actor(user="olivia", site="nyc")
-SIZE = 320
-
-
-@pytest.fixture(scope="module")
-def monuseg_crop(shared_data: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    from histolabel.learning.simulation import nucleus_mask
-
-    folder = shared_data / "labeled/monuseg"
-    rgb = tifffile.imread(folder / "TCGA-2Z-A9J9-01A-01-TS1.tif")[:SIZE, :SIZE, :3].copy()
-    labels = slic(rgb, n_segments=SIZE * SIZE // 400, compactness=10, start_label=1).astype(np.uint32)
-    mask = nucleus_mask(folder / "TCGA-2Z-A9J9-01A-01-TS1.xml", (1000, 1000))[:SIZE, :SIZE]
-    n = int(labels.max())
-    inside = np.bincount(labels.ravel(), mask.ravel(), minlength=n + 1)[1:]
-    area = np.bincount(labels.ravel(), minlength=n + 1)[1:]
-    truth = (inside >= 0.5 * area).astype(np.int64)
-    return rgb, labels, truth
-
-
-def _write_slide(svc, project_id: str, slide_id: str, rgb: np.ndarray, labels: np.ndarray) -> None:
-    import zarr
-
-    from histolabel.adapters import artifacts
-    from histolabel.adapters.s3 import zarr_store
-
-    base = f"{artifacts.project_prefix(project_id)}/slides/{slide_id}"
-    image = zarr.open_group(store=zarr_store(f"{base}/image.ome.zarr", mode="w"), mode="w")
-    image.create_array("0", data=np.moveaxis(rgb, -1, 0), chunks=(3, 128, 128))
-    image.create_array("1", data=np.moveaxis(rgb[::2, ::2], -1, 0), chunks=(3, 128, 128))
-    image.create_group("labels")
-    lab = zarr.open_group(store=zarr_store(f"{base}/image.ome.zarr/labels/superpixels", mode="w"), mode="w")
-    lab.create_array("0", data=labels[None], chunks=(1, 128, 128))
-    from scipy import ndimage as ndi
-
-    n = int(labels.max())
-    boxes = [(s[0].start, s[1].start, s[0].stop, s[1].stop) for s in ndi.find_objects(labels)]
-    cols = {
-        "id": np.arange(1, n + 1),
-        **{k: np.array([b[i] for b in boxes]) for i, k in enumerate(("y0", "x0", "y1", "x1"))},
-        "level": np.zeros(n, np.int64),
-    }
-    import pyarrow.parquet as pq
-
-    sink = pa.BufferOutputStream()
-    pq.write_table(pa.table(cols), sink)
-    artifacts.write_bytes(f"{base}/superpixels.parquet", sink.getvalue().to_pybytes())
-    svc.execute(
-        RegisterSlide(
-            project_id=project_id, slide_id=slide_id, name=slide_id, source_uri=f"{base}/source/x.tif"
-        ),
-        OWNER,
-    )
-    svc.record_job_event(
-        project_id, "SlideIngested",
-        {"slide_id": slide_id, "zarr_uri": f"{base}/image.ome.zarr", "width": SIZE, "height": SIZE,
-         "levels": 2},
-        job="ingest",
-    )  # fmt: skip
-    svc.record_job_event(
-        project_id, "SegmentationCompleted",
-        {"slide_id": slide_id, "count": n, "labels_uri": f"{base}/image.ome.zarr/labels/superpixels",
-         "table_uri": f"{base}/superpixels.parquet", "superpixel_size": 20, "compactness": 10},
-        job="segment",
-    )  # fmt: skip
-
-
-@pytest.fixture
-def svc(cloud):
-    from histolabel.service import HistoLabel
-
-    return HistoLabel.from_env(cloud)
-
-
-def _project(svc, project_id: str, crop, metric: str = "margin", categories=("stroma", "nucleus")) -> None:
-    settings = ProjectSettings(certainty_metric=metric, feature_kind="handcrafted", model_kind="linear")
-    svc.execute(CreateProject(project_id=project_id, name="learn", settings=settings), OWNER)
-    for name in categories:
-        svc.execute(AddCategory(project_id=project_id, name=name, category_id=name), OWNER)
-    _write_slide(svc, project_id, "s1", crop[0], crop[1])
-
-
-def _label(svc, project_id: str, truth: np.ndarray, per_class: int, seed: int = 0) -> None:
-    rng = np.random.default_rng(seed)
-    for c, name in enumerate(("stroma", "nucleus")):
-        ids = rng.permutation(np.flatnonzero(truth == c) + 1)[:per_class]
-        svc.execute(
-            LabelSuperpixels(project_id=project_id, slide_id="s1", ids=ids.tolist(), category_id=name), OWNER
-        )
-
-
-def _request(svc, project_id: str) -> str:
-    svc.request_training(project_id, OWNER)
-    state = svc.project_state(project_id)
-    return next(r.request_id for r in state.training.values() if r.status == "requested")
 
 
 def test_embed_train_predict_and_queue(cloud, svc, project_id, monuseg_crop, capsys) -> None:

@@ -1,0 +1,185 @@
+"""`histolabel embed|train|predict --project P`: run the learning jobs through the job runner
+(the local runner in the local cloud, AWS Batch otherwise) and wait for them.
+
+The lead's histolabel/cli.py wires each subcommand: `add_<name>_arguments(parser)` and
+`<name>(args) -> exit status`. Refusals raise LearningCommandError (print one line, exit 2)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Any
+
+
+class LearningCommandError(ValueError):
+    """A refusal the CLI prints as one line (exit status 2)."""
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--project", required=True)
+    p.add_argument(
+        "--wait",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="wait for the job(s) to finish (default) or print the job id(s) at once",
+    )
+
+
+def add_embed_arguments(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    p.add_argument("--slide", action="append", help="slide id (repeatable; default: every segmented slide)")
+    p.add_argument("--kind", choices=["handcrafted", "patch", "foundation"], help="default: the project's")
+    p.add_argument("--weights", help="foundation-model weights: local path or s3:// URI")
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    p.add_argument("--user", default=os.environ.get("HISTOLABEL_USER", "cli"), help="who asks (a member)")
+    p.add_argument("--site", default=os.environ.get("HISTOLABEL_SITE", "local"))
+    p.add_argument("--no-predict", action="store_true", help="train only")
+
+
+def add_predict_arguments(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    p.add_argument("--version", type=int, help="model version (default: the current one)")
+
+
+def _wait(submitter: Any, job_ids: list[str], wait: bool, what: str) -> int:
+    if not wait:
+        print("\n".join(job_ids))
+        return 0
+    failed = 0
+    for job_id in job_ids:
+        while (status := submitter.status(job_id))["status"] not in ("SUCCEEDED", "FAILED"):
+            time.sleep(0.5)
+        if status["status"] == "FAILED":
+            failed += 1
+            print(
+                f"error: {what} job {job_id} failed: {status.get('reason', 'unknown reason')}",
+                file=sys.stderr,
+            )
+        else:
+            print(job_id)
+    return 1 if failed else 0
+
+
+def embed(args: argparse.Namespace) -> int:
+    from histolabel.jobs import job_name, submitter_from_env
+    from histolabel.service import HistoLabel
+
+    state = HistoLabel.from_env().require_project(args.project)
+    slides = args.slide or sorted(s for s, i in state.slides.items() if i.segmentation is not None)
+    if not slides:
+        raise LearningCommandError(f"project {args.project} has no segmented slide to embed")
+    for s in slides:
+        info = state.slides.get(s)
+        if info is None:
+            raise LearningCommandError(f"slide {s!r} is not registered in {args.project}")
+        if info.segmentation is None:
+            raise LearningCommandError(f"slide {s!r} is not segmented yet")
+    kind = args.kind or state.settings.feature_kind
+    if kind == "foundation" and not (args.weights or os.environ.get("HISTOLABEL_FOUNDATION_WEIGHTS")):
+        raise LearningCommandError("foundation features need --weights or HISTOLABEL_FOUNDATION_WEIGHTS")
+    extra = ["--kind", kind, "--progress", "off"] + (["--weights", args.weights] if args.weights else [])
+    submitter = submitter_from_env()
+    ids = [
+        submitter.submit(
+            "embed", ["--project", args.project, "--slide", s, *extra], job_name("embed", args.project, s)
+        )
+        for s in slides
+    ]
+    return _wait(submitter, ids, args.wait, "embed")
+
+
+def train(args: argparse.Namespace) -> int:
+    """Ask for training (as --user), claim the request and submit the train job; a training
+    trigger that sees the same request finds it claimed and submits nothing."""
+    from histolabel.commands import CommandRejected
+    from histolabel.events.catalogue import Actor
+    from histolabel.jobs import job_name, submitter_from_env
+    from histolabel.service import HistoLabel
+    from histolabel.trigger import claim_request, train_args
+
+    svc = HistoLabel.from_env()
+    svc.require_project(args.project)
+    try:
+        svc.request_training(args.project, Actor(user=args.user, site=args.site))
+    except CommandRejected as exc:
+        raise LearningCommandError(exc.detail) from None
+    # A manual request is refused while another is active, so the newest "requested" is ours.
+    pending = [r for r in svc.project_state(args.project).training.values() if r.status == "requested"]
+    if not pending:
+        raise LearningCommandError(
+            "the training request was claimed by the training trigger, which runs it"
+        )
+    request_id = max(pending, key=lambda r: r.requested_at).request_id
+    name = job_name("train", args.project, request_id)
+    claim = claim_request(svc, args.project, request_id, name)
+    if claim.duplicate:
+        raise LearningCommandError(f"training {request_id} was claimed by another runner")
+    submitter = submitter_from_env()
+    job_args = [*train_args(args.project, request_id), "--progress", "off"]
+    if args.no_predict:
+        job_args.append("--no-predict")
+    try:
+        job_id = submitter.submit("train", job_args, name)
+    except Exception as exc:
+        svc.record_job_event(
+            args.project,
+            "TrainingFailed",
+            {"request_id": request_id, "reason": f"submit failed: {exc}"[:2000]},
+            "cli",
+        )
+        raise LearningCommandError(f"could not submit the train job: {exc}") from None
+    code = _wait(submitter, [job_id], args.wait, "train")
+    if args.wait:
+        run = svc.project_state(args.project).training[request_id]
+        if run.status == "failed":
+            print(f"training failed: {run.reason_failed}", file=sys.stderr)
+            return 1
+    return code
+
+
+def predict(args: argparse.Namespace) -> int:
+    from histolabel.jobs import job_name, submitter_from_env
+    from histolabel.service import HistoLabel
+
+    state = HistoLabel.from_env().require_project(args.project)
+    if state.current_model is None and args.version is None:
+        raise LearningCommandError(f"project {args.project} has no trained model yet; run `histolabel train`")
+    if args.version is not None and args.version < 1:
+        raise LearningCommandError("--version must be at least 1")
+    job_args = ["--project", args.project, "--progress", "off"]
+    if args.version is not None:
+        job_args += ["--version", str(args.version)]
+    submitter = submitter_from_env()
+    return _wait(
+        submitter,
+        [submitter.submit("predict", job_args, job_name("predict", args.project))],
+        args.wait,
+        "predict",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry: `python -m histolabel.learning.cli embed|train|predict --project P`."""
+    p = argparse.ArgumentParser(prog="histolabel")
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, add in (
+        ("embed", add_embed_arguments),
+        ("train", add_train_arguments),
+        ("predict", add_predict_arguments),
+    ):
+        add(sub.add_parser(name))
+    args = p.parse_args(argv)
+    try:
+        return {"embed": embed, "train": train, "predict": predict}[args.command](args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Shared set-up of the learning job tests: a project whose slide is a real MoNuSeg crop,
+written to S3 as if ingested and segmented."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import zarr
+from scipy import ndimage as ndi
+
+from histolabel.commands import AddCategory, CreateProject, LabelSuperpixels, RegisterSlide
+from histolabel.events.catalogue import Actor, ProjectSettings
+
+OWNER = Actor(user="olivia", site="nyc")
+SIZE = 320
+
+
+def write_slide(svc, project_id: str, slide_id: str, rgb: np.ndarray, labels: np.ndarray) -> None:
+    from histolabel.adapters import artifacts
+    from histolabel.adapters.s3 import zarr_store
+
+    base = f"{artifacts.project_prefix(project_id)}/slides/{slide_id}"
+    image = zarr.open_group(store=zarr_store(f"{base}/image.ome.zarr", mode="w"), mode="w")
+    image.create_array("0", data=np.moveaxis(rgb, -1, 0), chunks=(3, 128, 128))
+    image.create_array("1", data=np.moveaxis(rgb[::2, ::2], -1, 0), chunks=(3, 128, 128))
+    image.create_group("labels")
+    lab = zarr.open_group(store=zarr_store(f"{base}/image.ome.zarr/labels/superpixels", mode="w"), mode="w")
+    lab.create_array("0", data=labels[None], chunks=(1, 128, 128))
+    n = int(labels.max())
+    boxes = [(s[0].start, s[1].start, s[0].stop, s[1].stop) for s in ndi.find_objects(labels)]
+    cols = {
+        "id": np.arange(1, n + 1),
+        **{k: np.array([b[i] for b in boxes]) for i, k in enumerate(("y0", "x0", "y1", "x1"))},
+        "level": np.zeros(n, np.int64),
+    }
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.table(cols), sink)
+    artifacts.write_bytes(f"{base}/superpixels.parquet", sink.getvalue().to_pybytes())
+    svc.execute(
+        RegisterSlide(
+            project_id=project_id, slide_id=slide_id, name=slide_id, source_uri=f"{base}/source/x.tif"
+        ),
+        OWNER,
+    )
+    h, w = labels.shape
+    svc.record_job_event(
+        project_id, "SlideIngested",
+        {"slide_id": slide_id, "zarr_uri": f"{base}/image.ome.zarr", "width": w, "height": h, "levels": 2},
+        job="ingest",
+    )  # fmt: skip
+    svc.record_job_event(
+        project_id, "SegmentationCompleted",
+        {"slide_id": slide_id, "count": n, "labels_uri": f"{base}/image.ome.zarr/labels/superpixels",
+         "table_uri": f"{base}/superpixels.parquet", "superpixel_size": 20, "compactness": 10},
+        job="segment",
+    )  # fmt: skip
+
+
+def make_project(
+    svc, project_id: str, crop, metric: str = "margin", categories=("stroma", "nucleus")
+) -> None:
+    settings = ProjectSettings(certainty_metric=metric, feature_kind="handcrafted", model_kind="linear")
+    svc.execute(CreateProject(project_id=project_id, name="learn", settings=settings), OWNER)
+    for name in categories:
+        svc.execute(AddCategory(project_id=project_id, name=name, category_id=name), OWNER)
+    write_slide(svc, project_id, "s1", crop[0], crop[1])
+
+
+def label(svc, project_id: str, truth: np.ndarray, per_class: int, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    for c, name in enumerate(("stroma", "nucleus")):
+        ids = rng.permutation(np.flatnonzero(truth == c) + 1)[:per_class]
+        svc.execute(
+            LabelSuperpixels(project_id=project_id, slide_id="s1", ids=ids.tolist(), category_id=name), OWNER
+        )
+
+
+def request(svc, project_id: str) -> str:
+    svc.request_training(project_id, OWNER)
+    state = svc.project_state(project_id)
+    return next(r.request_id for r in state.training.values() if r.status == "requested")

@@ -1,0 +1,30 @@
+"""`histolabel embed|train|predict` through the local job runner (child processes)."""
+
+from __future__ import annotations
+
+import pytest
+
+from histolabel.learning import cli
+from tests.learning.helpers import OWNER, label, make_project
+
+pytestmark = pytest.mark.slow
+
+
+def test_cli_runs_the_jobs_through_the_local_runner(
+    cloud, svc, project_id, monuseg_crop, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("HISTOLABEL_JOB_RUNNER", "local")
+    monkeypatch.setenv("HISTOLABEL_LOCAL_DIR", str(tmp_path))
+    make_project(svc, project_id, monuseg_crop)
+    assert cli.main(["predict", "--project", project_id]) == 2
+    assert "no trained model yet" in capsys.readouterr().err
+    assert cli.main(["embed", "--project", project_id]) == 0
+    assert "handcrafted" in svc.project_state(project_id).slides["s1"].features
+    label(svc, project_id, monuseg_crop[2], 12)
+    assert cli.main(["train", "--project", project_id, "--user", OWNER.user]) == 0
+    state = svc.project_state(project_id)
+    assert state.current_model["model_version"] == 1 and state.predictions["model_version"] == 1
+    assert cli.main(["train", "--project", project_id, "--user", "stranger"]) == 2
+    assert "stranger" in capsys.readouterr().err
+    assert cli.main(["embed", "--project", project_id, "--slide", "zz"]) == 2
+    assert "not registered" in capsys.readouterr().err
