@@ -615,4 +615,21 @@ def export_route(project_id: str) -> Any:
     return run(app, "export", _export, {"project_id": project_id})
 
 
-__all__ = ["app", "error"]
+# ---- stream consumers (each its own Lambda with a DynamoDB Streams event source mapping) --
+
+
+@app.lambda_function(name="projector")
+def projector(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    from histolabel.runtime import projector as runtime
+
+    return runtime.handler(event, context)
+
+
+@app.lambda_function(name="trigger")
+def trigger(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    from histolabel.runtime import trigger as runtime
+
+    return runtime.handler(event, context)
+
+
+__all__ = ["app", "error", "projector", "trigger"]

@@ -133,7 +133,7 @@ class HistoLabel:
             command.authorize(state, actor.user)
             return command.decide(state, actor.user, actor.site)
 
-        return self._run(command.project_id, decide, actor, idempotency_key)
+        return self.append_decided(command.project_id, decide, actor, idempotency_key)
 
     def record_job_event(self, project_id: str, event_type: str, data: dict[str, Any], job: str) -> CommandResult:
         """Append an event a batch job reports (ingest, segment, embed, train, predict)."""
@@ -150,7 +150,7 @@ class HistoLabel:
                 raise CommandRejected("not_found", f"training request {request!r} does not exist", "request_id", 404)
             return [(project_stream(project_id), event_type, data)]
 
-        return self._run(project_id, decide, actor, None)
+        return self.append_decided(project_id, decide, actor, None)
 
     def maybe_request_training(self, project_id: str) -> CommandResult | None:
         """Ask for training once the labels since the last request cross the threshold; the
@@ -160,7 +160,7 @@ class HistoLabel:
         if not state.exists or total - state.last_request_labels_total < state.settings.retrain_threshold:
             return None
         cmd = RequestTraining(project_id=project_id, reason="threshold", labels_total=total)
-        result = self._run(
+        result = self.append_decided(
             project_id, lambda s: cmd.decide(s, "system:projector", "cloud"), Actor(user="system:projector", site="cloud"), None
         )
         return result if result.events else None
@@ -176,7 +176,7 @@ class HistoLabel:
             for s in state.slides
         )
 
-    def _run(
+    def append_decided(
         self,
         project_id: str,
         decide: Callable[[ProjectState], list[NewEvent]],

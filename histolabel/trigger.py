@@ -34,7 +34,7 @@ def train_args(project_id: str, request_id: str) -> list[str]:
 def claim_request(svc: HistoLabel, project_id: str, request_id: str, job_id: str) -> CommandResult:
     """Append TrainingStarted only while the request is still "requested" in fresh state; the
     idempotency key makes a second claim of the same request a duplicate that writes nothing.
-    (Uses the service's retry loop directly: record_job_event has no status precondition.)"""
+    record_job_event has no status precondition, so the claim brings its own decide."""
     data = {"request_id": request_id, "job_id": job_id}
 
     def decide(state: ProjectState) -> list[NewEvent]:
@@ -45,7 +45,7 @@ def claim_request(svc: HistoLabel, project_id: str, request_id: str, job_id: str
         return [(project_stream(project_id), "TrainingStarted", data)]
 
     actor = Actor(user="job:trigger", site=SYSTEM_SITE)
-    return svc._run(project_id, decide, actor, f"train-claim-{request_id}")
+    return svc.append_decided(project_id, decide, actor, f"train-claim-{request_id}")
 
 
 def handle_training_requested(svc: HistoLabel, submitter: JobSubmitter, event: StoredEvent) -> TriggerOutcome:

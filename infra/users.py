@@ -40,8 +40,8 @@ def user_pool_id(settings: Settings, given: str | None) -> str:
 
 
 def _sub_of(user: dict[str, Any]) -> str:
-    attrs = user.get("Attributes") or user.get("UserAttributes") or []
-    return next((a["Value"] for a in attrs if a["Name"] == "sub"), user.get("Username", ""))
+    """The member id: the API knows a caller by the token's cognito:username, the Username."""
+    return str(user.get("Username", ""))
 
 
 def find_user(cognito: Any, pool: str, email: str) -> str | None:
