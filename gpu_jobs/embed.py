@@ -71,7 +71,7 @@ def embed_slide(
         raise JobError("--patch-size must be between 8 and 512")
     if tile < 256:
         raise JobError("--tile must be at least 256")
-    model = None
+    model: Any = None
     if kind == "foundation":
         weights = weights or os.environ.get("HISTOLABEL_FOUNDATION_WEIGHTS")
         if not weights:
@@ -91,9 +91,9 @@ def embed_slide(
     if count == 0:
         raise JobError(f"slide {slide_id!r} has no superpixels")
     image = pyramids.open_group(slide.ingest["zarr_uri"], "r")
-    labels_arr = pyramids.open_group(seg["labels_uri"], "r")["0"]
+    labels_arr: Any = pyramids.open_group(seg["labels_uri"], "r")["0"]
     level = _label_level(image, labels_arr)
-    img_arr = image[str(level)]
+    img_arr: Any = image[str(level)]
     shape = (int(labels_arr.shape[-2]), int(labels_arr.shape[-1]))
 
     def rgb(y0: int, x0: int, y1: int, x1: int) -> np.ndarray:
@@ -103,7 +103,7 @@ def embed_slide(
         return np.asarray(labels_arr[..., y0:y1, x0:x1]).reshape(y1 - y0, x1 - x0)
 
     if kind == "handcrafted":
-        smallest = image[max((k for k in image.array_keys() if k.isdigit()), key=int)]
+        smallest: Any = image[max((k for k in image.array_keys() if k.isdigit()), key=int)]
         low = np.moveaxis(np.asarray(smallest[...]), 0, -1)[..., :3]
         th = features.otsu(features.pixel_channels(low)[0])
         with progress_bar(shape[0] * shape[1], "embed handcrafted", progress) as update:
@@ -126,7 +126,7 @@ def embed_slide(
                 from histolabel.learning import vit
 
                 values = embedding.patches_slide(
-                    rgb, None, shape, bboxes, size=model.cfg.img_size, scale=context,  # type: ignore[union-attr]
+                    rgb, None, shape, bboxes, size=model.cfg.img_size, scale=context,
                     tile=tile, embed=lambda crops: vit.embed(model, crops), progress=update,
                 )  # fmt: skip
     uri = artifacts.features_uri(project_id, slide_id, kind)

@@ -21,9 +21,15 @@ from typing import Any
 from gpu_jobs.common import JobError, parser, progress_bar, record, record_failure, run
 from histolabel.adapters import pyramids
 from histolabel.adapters.s3 import S3PathError, require_in_bucket
-from histolabel.segmentation.output import choose_level, superpixel_px, write_label_pyramid
+from histolabel.segmentation.output import (
+    choose_level,
+    create_label_pyramid,
+    finish_label_pyramid,
+    superpixel_px,
+)
 from histolabel.segmentation.tiled import ScaledMask, SlicParams, segment
 from histolabel.slides.ingest import SUPERPIXELS_PATH, read_tissue
+from histolabel.slides.pyramid import SHARD
 
 
 def segment_uri(
@@ -65,24 +71,22 @@ def segment_uri(
     workdir = Path(tempfile.mkdtemp(prefix="histolabel-segment-"))
     try:
         window = pyramids.S3LevelWindow(image_uri, level.index)
-        with progress_bar(shape[0] * shape[1], "segment", progress) as update:
-            result = segment(window, (shape[0], shape[1]), params, mask, workers or None, workdir, update)
-        with progress_bar(shape[0] * shape[1], "write labels", progress) as update:
-            meta = {
-                "superpixel_size_px": size_px,
-                "compactness": compactness,
-                "tile": params.tile_px,
-                "halo": params.halo_px,
-                "magnification": level.magnification,
-            }
-            table = write_label_pyramid(
-                result,
-                pyramids.open_group(image_uri, "a"),
-                level.index,
-                attrs["histolabel"].get("mpp"),
-                meta,
-                update,
-            )
+        image = pyramids.open_group(image_uri, "a")
+        create_label_pyramid(image, shape[0], shape[1])
+        sink = pyramids.S3LabelSink(labels_uri)
+        with progress_bar(2 * shape[0] * shape[1], "segment", progress) as update:
+            result = segment(
+                window, (shape[0], shape[1]), params, mask, workers or None, workdir, update,
+                sink=sink, stats=True, block=SHARD,
+            )  # fmt: skip
+        meta = {
+            "superpixel_size_px": size_px,
+            "compactness": compactness,
+            "tile": params.tile_px,
+            "halo": params.halo_px,
+            "magnification": level.magnification,
+        }
+        table = finish_label_pyramid(image, result, level.index, attrs["histolabel"].get("mpp"), meta)
         pyramids.write_table(table, table_uri)
     except BaseException:
         pyramids.remove_prefix(labels_uri)

@@ -11,6 +11,7 @@ then stays the current one. On success it predicts every superpixel (gpu_jobs.pr
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -93,12 +94,9 @@ def train_project(
         raise training.TrainingError("no labeled superpixels in trainable categories")
     uris = {s: info.features[kind]["uri"] for s, info in state.slides.items() if kind in info.features}
     x, y = assemble(labels, uris, class_ids, kind)
-    cfg = training.TrainConfig(
-        model_kind=state.settings.model_kind,
-        max_epochs=max_epochs,
-        seed=seed,
-        **({"lr": 3e-3, "batch_size": 64, "patience": 8} if state.settings.model_kind == "cnn" else {}),
-    )
+    cfg = training.TrainConfig(model_kind=state.settings.model_kind, max_epochs=max_epochs, seed=seed)
+    if cfg.model_kind == "cnn":  # patches: minibatches, a gentler rate, earlier stop
+        cfg = dataclasses.replace(cfg, lr=3e-3, batch_size=64, patience=8)
     result = training.train(x, y, class_ids, cfg)
     version = max((int(m["model_version"]) for m in state.models), default=0) + 1
     while artifacts.exists(f"{artifacts.model_prefix(project_id, version)}/meta.json"):

@@ -96,3 +96,22 @@ class S3LevelWindow:
         if self._array is None:
             self._array = open_group(self.uri, "r")[str(self.level)]
         return np.ascontiguousarray(np.moveaxis(np.asarray(self._array[:, y0:y1, x0:x1]), 0, -1))
+
+
+class S3LabelSink:
+    """Picklable writer of label blocks into level 0 of a (1, y, x) label array on S3.
+
+    Blocks are shard-aligned, so concurrent writers never share a shard object.
+    """
+
+    def __init__(self, uri: str, path: str = "0") -> None:
+        self.uri, self.path = uri, path
+        self._array: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"uri": self.uri, "path": self.path, "_array": None}
+
+    def __call__(self, y: int, x: int, ids: Any) -> None:
+        if self._array is None:
+            self._array = open_group(self.uri, "a")[self.path]
+        self._array[0, y : y + ids.shape[0], x : x + ids.shape[1]] = ids

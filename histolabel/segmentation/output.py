@@ -15,7 +15,6 @@ from histolabel.segmentation.tiled import TiledResult
 from histolabel.slides.ingest import add_label_name
 from histolabel.slides.pyramid import (
     Progress,
-    blocks,
     create_level,
     label_attributes,
     level_shapes,
@@ -68,32 +67,41 @@ def superpixel_px(size: float, unit: str, level: Level) -> int:
     return round(px)
 
 
-def write_label_pyramid(
-    result: TiledResult,
+def create_label_pyramid(image: zarr.Group, height: int, width: int) -> zarr.Group:
+    """Create labels/superpixels with empty uint32 (1, y, x) levels; level 0 is filled by
+    the segmentation's block sink, the rest by `finish_label_pyramid`."""
+    group = image.require_group("labels").require_group("superpixels")
+    for k, (h, w) in enumerate(level_shapes(height, width)):
+        create_level(group, str(k), (1, h, w), np.uint32)
+    return group
+
+
+def finish_label_pyramid(
     image: zarr.Group,
+    result: TiledResult,
     level: int,
     mpp: float | None,
     meta: dict[str, Any],
     progress: Progress | None = None,
 ) -> pa.Table:
-    """Write labels/superpixels (uint32, (1, y, x), level 0 = image level `level`) and
-    return the superpixel table. The group's `ome` attribute is written last."""
-    labels_root = image.require_group("labels")
-    group = labels_root.require_group("superpixels")
+    """Downsample level 0 of labels/superpixels, write its NGFF attributes (last, so an
+    incomplete pyramid is never advertised) and return the superpixel table."""
+    group = image["labels/superpixels"]
+    assert isinstance(group, zarr.Group)
     shapes = level_shapes(result.height, result.width)
-    arrays = [create_level(group, str(k), (1, h, w), np.uint32) for k, (h, w) in enumerate(shapes)]
-    builder = TableBuilder(result.count, level)
-    for y, x, h, w in blocks(result.height, result.width):
-        ids = result.block(y, x, y + h, x + w)
-        arrays[0][0, y : y + h, x : x + w] = ids
-        builder.add(ids, y, x)
-        if progress:
-            progress(h * w)
+    arrays = [group[str(k)] for k in range(len(shapes))]
     for k in range(1, len(shapes)):
-        write_downsampled(arrays[k - 1], arrays[k], labels=True)
+        src, dst = arrays[k - 1], arrays[k]
+        assert isinstance(src, zarr.Array) and isinstance(dst, zarr.Array)
+        write_downsampled(src, dst, progress, labels=True)
+    builder = TableBuilder(result.count, level)
+    for stats in result.stats:
+        builder.merge(stats)
     table = builder.table()
     attrs = label_attributes("superpixels", len(shapes), mpp, 2**level, level)  # mpp of level 0
     attrs["histolabel"].update(meta, count=result.count)
     group.attrs.update(attrs)
+    labels_root = image["labels"]
+    assert isinstance(labels_root, zarr.Group)
     add_label_name(labels_root, "superpixels")
     return table

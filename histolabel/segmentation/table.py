@@ -9,6 +9,34 @@ from scipy import ndimage as ndi
 COLUMNS = ("id", "y0", "x0", "y1", "x1", "cy", "cx", "area", "level")
 
 
+# ids present, then per id: area, sum of y, sum of x, bbox y0, x0, y1, x1 (label px)
+BlockStats = tuple[np.ndarray, ...]
+
+
+def block_stats(ids: np.ndarray, y: int, x: int) -> BlockStats | None:
+    """Compact per-id sums over one block of labels whose top-left pixel is (y, x)."""
+    present, inverse = np.unique(ids, return_inverse=True)
+    local = inverse.reshape(ids.shape)
+    if present[0] == 0:
+        present = present[1:]
+    else:
+        local = local + 1
+    if not len(present):
+        return None
+    k = len(present) + 1
+    yy, xx = np.indices(ids.shape, dtype=np.float64)
+    flat = local.ravel()
+    area = np.bincount(flat, minlength=k)[1:]
+    sum_y = np.bincount(flat, weights=yy.ravel() + y, minlength=k)[1:]
+    sum_x = np.bincount(flat, weights=xx.ravel() + x, minlength=k)[1:]
+    boxes = ndi.find_objects(local.astype(np.int32), max_label=k - 1)
+    by0 = np.array([b[0].start for b in boxes]) + y
+    bx0 = np.array([b[1].start for b in boxes]) + x
+    by1 = np.array([b[0].stop for b in boxes]) + y
+    bx1 = np.array([b[1].stop for b in boxes]) + x
+    return present, area, sum_y, sum_x, by0, bx0, by1, bx1
+
+
 class TableBuilder:
     """Sums per-id statistics over blocks of a label image; geometry is reported in level-0 px.
 
@@ -31,25 +59,15 @@ class TableBuilder:
 
     def add(self, ids: np.ndarray, y: int, x: int) -> None:
         """Account for a block of ids whose top-left label pixel is (y, x)."""
-        present, inverse = np.unique(ids, return_inverse=True)
-        local = inverse.reshape(ids.shape)
-        if present[0] == 0:
-            present = present[1:]
-        else:
-            local = local + 1
-        if not len(present):
+        self.merge(block_stats(ids, y, x))
+
+    def merge(self, stats: BlockStats | None) -> None:
+        if stats is None:
             return
-        k = len(present) + 1
-        yy, xx = np.indices(ids.shape, dtype=np.float64)
-        flat = local.ravel()
-        self.area[present] += np.bincount(flat, minlength=k)[1:]
-        self.sum_y[present] += np.bincount(flat, weights=yy.ravel() + y, minlength=k)[1:]
-        self.sum_x[present] += np.bincount(flat, weights=xx.ravel() + x, minlength=k)[1:]
-        boxes = ndi.find_objects(local.astype(np.int32), max_label=k - 1)
-        by0 = np.array([b[0].start for b in boxes]) + y
-        bx0 = np.array([b[1].start for b in boxes]) + x
-        by1 = np.array([b[0].stop for b in boxes]) + y
-        bx1 = np.array([b[1].stop for b in boxes]) + x
+        present, area, sum_y, sum_x, by0, bx0, by1, bx1 = stats
+        self.area[present] += area
+        self.sum_y[present] += sum_y
+        self.sum_x[present] += sum_x
         self.y0[present] = np.minimum(self.y0[present], by0)
         self.x0[present] = np.minimum(self.x0[present], bx0)
         self.y1[present] = np.maximum(self.y1[present], by1)

@@ -31,6 +31,7 @@ import numpy as np
 from skimage.measure import label as connected
 from skimage.segmentation import slic
 
+from histolabel.segmentation.table import BlockStats, block_stats
 from histolabel.segmentation.tiling import Grid, Tile
 
 KEY_SHIFT = 24
@@ -42,6 +43,12 @@ class WindowReader(Protocol):
     """Picklable source of RGB pixels: (y0, x0, y1, x1) -> uint8 (h, w, 3)."""
 
     def __call__(self, y0: int, x0: int, y1: int, x1: int) -> np.ndarray: ...
+
+
+class BlockSink(Protocol):
+    """Picklable destination of assembled label blocks: (y, x, uint32 ids) -> None."""
+
+    def __call__(self, y: int, x: int, ids: np.ndarray) -> None: ...
 
 
 class MaskReader(Protocol):
@@ -88,6 +95,7 @@ class TiledResult:
     counts: list[int]
     workdir: Path
     offsets: np.ndarray = field(init=False)
+    stats: list[BlockStats | None] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.offsets = np.concatenate([[0], np.cumsum(self.counts)]).astype(np.int64)
@@ -405,11 +413,17 @@ def segment(
     workers: int | None = None,
     workdir: Path | None = None,
     progress: Callable[[int], None] | None = None,
+    sink: BlockSink | None = None,
+    stats: bool = False,
+    block: int = 2048,
 ) -> TiledResult:
     """Segment an image of `shape` (h, w) tile by tile; returns where the tiles' ids are.
 
     `workers` processes (default: all cores; 1 runs in this process). Tile outputs go to
     `workdir` (default: a new temporary folder), read back by `TiledResult.block`.
+    With a `sink` (and/or `stats`), the same workers then assemble dense ids in
+    `block`-sized pieces, hand each to the sink and return per-block table sums in
+    `result.stats`. `progress` counts pixels: once per tile core and once per block.
     """
     grid = Grid(shape[0], shape[1], params.tile_px, params.halo_px)
     tiles = grid.tiles()
@@ -434,12 +448,24 @@ def segment(
         jobs[n + t.index] = _Job(t, deps, shape, params, True, str(work), sweep=True)
     counts = [0] * (2 * n)
     n_workers = workers or os.cpu_count() or 1
+    boxes = [
+        (y, x, min(y + block, shape[0]), min(x + block, shape[1]))
+        for y in range(0, shape[0], block)
+        for x in range(0, shape[1], block)
+    ]
+    assemble = sink is not None or stats
     if n_workers <= 1 or n == 1:
         for index in sorted(jobs, key=lambda i: (i >= n, tiles[i % n].phase, i)):
             _, counts[index] = _run_tile(jobs[index], image, mask)
             if progress and index < n:
                 progress(_area(tiles[index].core))
-        return TiledResult(shape[0], shape[1], grid, counts, work)
+        result = TiledResult(shape[0], shape[1], grid, counts, work)
+        if assemble:
+            for box in boxes:
+                result.stats.append(_assemble(result, box, sink, stats))
+                if progress:
+                    progress(_area(box))
+        return result
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["numpy", "skimage.segmentation", "skimage.measure"])
     with ProcessPoolExecutor(
@@ -449,7 +475,24 @@ def segment(
             counts[index] = count
             if progress and index < n:
                 progress(_area(tiles[index].core))
-    return TiledResult(shape[0], shape[1], grid, counts, work)
+        # dense ids need every tile's count, so assembly starts once all tiles are done
+        result = TiledResult(shape[0], shape[1], grid, counts, work)
+        if assemble:
+            futures = [pool.submit(_assemble, result, box, sink, stats) for box in boxes]
+            for box, future in zip(boxes, futures, strict=True):
+                result.stats.append(future.result())
+                if progress:
+                    progress(_area(box))
+    return result
+
+
+def _assemble(
+    result: TiledResult, box: tuple[int, int, int, int], sink: BlockSink | None, stats: bool
+) -> BlockStats | None:
+    ids = result.block(*box)
+    if sink is not None:
+        sink(box[0], box[1], ids)
+    return block_stats(ids, box[0], box[1]) if stats else None
 
 
 def _schedule(jobs: dict[int, _Job], pool: ProcessPoolExecutor) -> Iterator[tuple[int, int]]:
