@@ -58,9 +58,14 @@ def write_slide(svc, project_id: str, slide_id: str, rgb: np.ndarray, labels: np
 
 
 def make_project(
-    svc, project_id: str, crop, metric: str = "margin", categories=("stroma", "nucleus")
+    svc,
+    project_id: str,
+    crop,
+    metric: str = "margin",
+    categories=("stroma", "nucleus"),
+    model_kind: str = "linear",
 ) -> None:
-    settings = ProjectSettings(certainty_metric=metric, feature_kind="handcrafted", model_kind="linear")
+    settings = ProjectSettings(certainty_metric=metric, feature_kind="handcrafted", model_kind=model_kind)
     svc.execute(CreateProject(project_id=project_id, name="learn", settings=settings), OWNER)
     for name in categories:
         svc.execute(AddCategory(project_id=project_id, name=name, category_id=name), OWNER)

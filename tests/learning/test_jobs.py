@@ -158,3 +158,29 @@ def test_foundation_features_from_weights_on_s3(cloud, svc, project_id, monuseg_
     values = artifacts.read_features(info["uri"])
     assert info["dim"] == 48 and values.shape == (int(monuseg_crop[1].max()), 48)
     assert np.isfinite(values).all() and values.std(axis=0).mean() > 0
+
+
+def test_small_cnn_on_masked_patches(cloud, svc, project_id, monuseg_crop) -> None:
+    from gpu_jobs import embed, predict, train
+    from histolabel.adapters import artifacts
+
+    _project(svc, project_id, monuseg_crop, metric="entropy", model_kind="cnn")
+    assert (
+        embed.main(["--project", project_id, "--slide", "s1", "--kind", "patch", "--patch-size", "32"]) == 0
+    )
+    _label(svc, project_id, monuseg_crop[2], 12)
+    request = _request(svc, project_id)
+    assert (
+        train.main(["--project", project_id, "--request", request, "--max-epochs", "3", "--no-predict"]) == 0
+    )
+    model = svc.project_state(project_id).current_model
+    assert model["metrics"]["epochs"] <= 3
+    _, meta = artifacts.read_model(model["model_uri"])
+    assert meta["model_kind"] == "cnn" and meta["feature_kind"] == "patch"
+    assert predict.main(["--project", project_id, "--samples", "4"]) == 0
+    pred = svc.project_state(project_id).predictions
+    t = artifacts.read_predictions(f"{pred['uri_prefix']}/s1.parquet")
+    cert = t.column("certainty").to_numpy()
+    assert (
+        t.num_rows == int(monuseg_crop[1].max()) and (cert <= 0).all() and (cert >= -np.log(2) - 1e-5).all()
+    )
