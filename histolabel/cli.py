@@ -170,11 +170,16 @@ def _add_job_commands(sub: Any) -> None:
     seg = sub.add_parser("segment", help="run tiled SLIC on a slide through the job runner")
     segment_cli.add_arguments(seg)
     seg.set_defaults(func=segment_cli.segment_slide)
-    try:
-        from histolabel.learning import cli as learning_cli
-    except ImportError:
-        return
-    learning_cli.add_commands(sub)
+    from histolabel.learning import cli as learning_cli
+
+    for name, adder, func, text in (
+        ("embed", learning_cli.add_embed_arguments, learning_cli.embed, "compute per-superpixel features"),
+        ("train", learning_cli.add_train_arguments, learning_cli.train, "train the project's model"),
+        ("predict", learning_cli.add_predict_arguments, learning_cli.predict, "predict every superpixel"),
+    ):
+        p = sub.add_parser(name, help=text)
+        adder(p)
+        p.set_defaults(func=func)
 
 
 def main(argv: list[str] | None = None) -> int:
