@@ -350,6 +350,31 @@ def slide_data_urls(project_id: str, slide_id: str) -> Any:
     return run(app, "slide_data_urls", _slide_data_urls, {"project_id": project_id, "slide_id": slide_id})
 
 
+def _slide_predictions(c: Call) -> Any:
+    state, sid = c.project, c.params["slide_id"]
+    version, pred = views.slide_predictions(state, sid)
+    # Class ids as the project knows them now: merged categories count as their target; a deleted
+    # one has no colour (class -1).
+    resolved = [state.resolve(cat) for cat in pred.categories]
+    categories = list(dict.fromkeys(r for r in resolved if r is not None))
+    remap = np.array([categories.index(r) if r is not None else -1 for r in resolved], np.int64)
+    top = pred.probs.argmax(axis=1) if len(pred.ids) else np.zeros(0, np.int64)
+    cert = np.round(pred.certainty.astype(np.float64), 5)
+    return {
+        "model_version": version,
+        "slide_id": sid,
+        "categories": categories,
+        "ids": pred.ids.tolist(),
+        "classes": remap[top].tolist(),
+        "certainty": [v if np.isfinite(v) else None for v in cert.tolist()],
+    }
+
+
+@app.route("/projects/{project_id}/slides/{slide_id}/predictions", methods=["GET"])
+def slide_predictions(project_id: str, slide_id: str) -> Any:
+    return run(app, "slide_predictions", _slide_predictions, {"project_id": project_id, "slide_id": slide_id})
+
+
 # ---- labels --------------------------------------------------------------------------------
 
 

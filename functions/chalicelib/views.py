@@ -83,6 +83,31 @@ def model_predictions(state: ProjectState, slide_ids: list[str]) -> dict[str, Pr
     return out
 
 
+def slide_predictions(state: ProjectState, slide_id: str) -> tuple[int, Predictions]:
+    """The latest published predictions of one slide (the train job predicts right after it
+    trains, so these are the current model's once it is done) and their model version."""
+    require_slide(state, slide_id)
+    pub = state.predictions
+    if not pub:
+        if state.current_model is None:
+            raise CommandRejected("not_found", "the project has no trained model yet", "project_id", 404)
+        version = state.current_model["model_version"]
+        raise CommandRejected(
+            "conflict", f"model v{version} has no published predictions yet", "project_id", 409
+        )
+    version = int(pub["model_version"])
+    if slide_id not in pub["slides"]:
+        raise CommandRejected(
+            "conflict", f"model v{version} has no predictions for slide {slide_id!r}", "slide_id", 409
+        )
+    try:
+        return version, data.predictions(data.prediction_uri(pub["uri_prefix"], slide_id))
+    except (OSError, ValueError) as exc:
+        raise CommandRejected(
+            "unavailable", f"the predictions of slide {slide_id!r} cannot be read: {exc}", "slide_id", 409
+        ) from None
+
+
 def review_rows(svc: HistoLabel, state: ProjectState, slide: str | None = None) -> list[Row]:
     slides = [slide] if slide else sorted(state.slides)
     preds = model_predictions(state, slides)

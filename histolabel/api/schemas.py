@@ -269,6 +269,15 @@ class WriteOut(BaseModel):
     ids: int
 
 
+class PredictionsOut(BaseModel):
+    model_version: int
+    slide_id: str
+    categories: list[str]
+    ids: list[int]
+    classes: list[int] = Field(description="index into categories per id; -1: a deleted category")
+    certainty: list[float | None] = Field(description="the project's metric; lower = less certain")
+
+
 class QueueItemOut(BaseModel):
     slide_id: str
     id: int

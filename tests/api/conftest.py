@@ -124,3 +124,48 @@ def api(signer: Signer, cloud: Any) -> Iterator[Api]:
 
     yield Api(signer)
     SERVICES.service = SERVICES.submitter = SERVICES.pool = SERVICES.jwks = None
+
+
+def publish_predictions(
+    svc: Any, settings: Any, probs: dict[str, Any], categories: list[str], project_id: str = "proj",
+    certainty: dict[str, Any] | None = None, batches: dict[str, tuple[Any, Any]] | None = None,
+) -> int:  # fmt: skip
+    """Play train + predict for `project_id`: parquet files as gpu_jobs/predict.py writes them
+    (id, prob_<category>..., certainty[, batch, batch_rank]) and the events the jobs record."""
+    import numpy as np
+    import pyarrow as pa
+
+    from histolabel.adapters.pyramids import write_table
+    from tests.unit.helpers import ANNOTATOR
+
+    svc.request_training(project_id, ANNOTATOR)
+    state = svc.project_state(project_id)
+    request_id = next(r for r, run in state.training.items() if run.status == "requested")
+    version = len(state.models) + 1
+    prefix = f"s3://{settings.data_bucket}/projects/{project_id}/predictions/{uuid.uuid4().hex}/{version}"
+    for slide_id, p in probs.items():
+        p = np.asarray(p, np.float32)
+        cols: dict[str, Any] = {"id": np.arange(1, len(p) + 1, dtype=np.int64)}
+        cols.update({f"prob_{c}": p[:, k] for k, c in enumerate(categories)})
+        cols["certainty"] = np.asarray((certainty or {}).get(slide_id, p.max(axis=1)), np.float32)
+        if batches and slide_id in batches:
+            cols["batch"], cols["batch_rank"] = (np.asarray(a, np.int32) for a in batches[slide_id])
+        write_table(pa.table(cols), f"{prefix}/{slide_id}.parquet", settings)
+    svc.record_job_event(
+        project_id, "TrainingStarted", {"request_id": request_id, "job_id": "j"}, job="train"
+    )
+    completed = {
+        "request_id": request_id,
+        "model_version": version,
+        "model_uri": f"{prefix}/m",
+        "metrics": {},
+    }
+    svc.record_job_event(project_id, "TrainingCompleted", completed, job="train")
+    published = {
+        "model_version": version,
+        "uri_prefix": prefix,
+        "slides": sorted(probs),
+        "metric": "confidence",
+    }
+    svc.record_job_event(project_id, "PredictionsPublished", published, job="predict")
+    return version

@@ -3,11 +3,12 @@ the rest get 401/403 and write nothing."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from histolabel.api.routes import ROUTES
 from histolabel.commands import ExcludeCategory
-from tests.api.conftest import OUTSIDER, ROLE_USERS
+from tests.api.conftest import OUTSIDER, ROLE_USERS, publish_predictions
 from tests.unit.helpers import OWNER
 
 P = "/projects/proj"
@@ -37,6 +38,7 @@ REQUESTS = {
     "slide_data": ("GET", P + "/slides/s1/data?key=image.ome.zarr/zarr.json", None),
     "slide_data_urls": ("POST", P + "/slides/s1/data/urls", {"keys": ["image.ome.zarr/zarr.json"]}),
     "slide_labels": ("GET", P + "/slides/s1/labels", None),
+    "slide_predictions": ("GET", P + "/slides/s1/predictions", None),
     "label": ("POST", P + "/slides/s1/labels", {"category_id": "tumor", "ids": [1, 2, 3]}),
     "unlabel": ("POST", P + "/slides/s1/unlabel", {"ids": [1]}),
     "review": ("POST", P + "/slides/s1/review", {"action": "clear", "ids": [1, 2]}),
@@ -60,11 +62,13 @@ def test_every_project_route_has_a_request():
 
 @pytest.mark.parametrize("caller", CALLERS)
 @pytest.mark.parametrize("route", PROJECT_ROUTES, ids=lambda r: r.name)
-def test_access(api, route, caller):
+def test_access(api, route, caller, cloud):
     if route.name == "job_status":
         api.submitter.submit("ingest", [], "warm-up")
     if route.name == "include_category":
         api.svc.execute(ExcludeCategory(project_id="proj", category_id="necrosis"), OWNER)
+    if route.name == "slide_predictions":
+        publish_predictions(api.svc, cloud, {"s1": np.full((5000, 2), 0.5)}, ["tumor", "stroma"])
     method, path, body = REQUESTS[route.name]
     user = {"outsider": OUTSIDER, "anonymous": None, **ROLE_USERS}[caller]
     before = api.events()

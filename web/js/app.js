@@ -254,8 +254,9 @@ export async function loadPredictions() {
   try {
     res = await state.api.request("GET", `${base}/predictions`, undefined, { retries: [] });
   } catch (err) {
-    // 0: an API without this route answers its CORS preflight with 403, which fetch reports as a network error.
-    if (err instanceof ApiError && [0, 403, 404].includes(err.status)) return null;
+    // 404: no model yet; 409: no predictions for this slide yet. 0: an API without this route answers
+    // its CORS preflight with 403, which fetch reports as a network error.
+    if (err instanceof ApiError && [0, 403, 404, 409].includes(err.status)) return null;
     throw err;
   }
   if (!res || !res.ids) return null;
