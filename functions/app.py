@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 import numpy as np
-from chalice import Chalice, Response
+from chalice import Chalice, CORSConfig, Response
 from chalicelib import data, views
 from chalicelib.context import SERVICES, Call, error, login_config, run
 
@@ -41,7 +41,8 @@ from histolabel.jobs import job_name
 
 app = Chalice(app_name="histolabel")
 app.api.binary_types.append("application/vnd.apache.parquet")
-app.api.cors = True
+# The web app is served from another origin; it sends the idempotency key as a header.
+app.api.cors = CORSConfig(allow_origin="*", allow_headers=["Idempotency-Key"], max_age=600)
 
 EXPORT_TYPES = {
     "geojson": "application/geo+json",

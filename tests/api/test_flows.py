@@ -144,3 +144,24 @@ def test_export_csv_anonymized(api):
     assert "ana" not in anon and "olivia" not in anon and "annotator-1" in anon
     lines = anon.strip().splitlines()
     assert lines[0].startswith("slide_id,id,label") and len(lines) == 3
+
+
+def test_cors_preflight_allows_the_idempotency_key_header(api):
+    from chalice.config import Config
+    from chalice.local import LocalGateway
+
+    # chalice.test.Client cannot read a preflight answer (no body); the local gateway can.
+    r = LocalGateway(api.app, Config()).handle_request(
+        "OPTIONS",
+        f"{S1}/labels",
+        {
+            "origin": "http://web.example",
+            "access-control-request-method": "POST",
+            "access-control-request-headers": "authorization,content-type,idempotency-key",
+        },
+        b"",
+    )
+    assert r["statusCode"] == 200
+    allowed = {h.strip().lower() for h in r["headers"]["Access-Control-Allow-Headers"].split(",")}
+    assert {"authorization", "content-type", "idempotency-key"} <= allowed
+    assert r["headers"]["Access-Control-Allow-Origin"] == "*"

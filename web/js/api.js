@@ -95,8 +95,8 @@ export class Api extends EventTarget {
   }
 
   // One call; network errors, 429, 502-504 (and 503 "contention") are retried with backoff.
-  // The idempotency key travels in the body (`idempotency_key`): the API's CORS settings do not
-  // list an Idempotency-Key header, so a cross-origin page cannot send one.
+  // The idempotency key travels as the `Idempotency-Key` header (allowed by the API's CORS
+  // settings); writers also put it in the body (`idempotency_key`), which the API accepts too.
   async request(method, path, body, { auth = true, idempotencyKey, retries, query } = {}) {
     let url = this.base + path;
     if (query) {
@@ -108,6 +108,7 @@ export class Api extends EventTarget {
     const headers = {};
     if (body !== undefined) headers["Content-Type"] = "application/json";
     if (auth && this.token) headers.Authorization = `Bearer ${this.token}`;
+    if (idempotencyKey) headers["Idempotency-Key"] = idempotencyKey;
     const delays = retries === undefined ? (method === "GET" || idempotencyKey ? this.retryDelays : []) : retries;
     for (let attempt = 0; ; attempt++) {
       this.stats.attempts++;
