@@ -19,6 +19,46 @@ ROOT = Path(__file__).resolve().parent.parent
 SLIDES = ROOT.parent / "shared" / "data" / "slides"
 
 
+def peak_rss_child(tif: Path) -> float:
+    """Ingest `tif` in a fresh process; its peak resident memory in MiB."""
+    import subprocess
+
+    code = (
+        "import resource, sys, tempfile, zarr; from pathlib import Path; "
+        f"sys.path.insert(0, {str(ROOT)!r}); from histolabel.slides.ingest import ingest; "
+        "d = tempfile.mkdtemp(); g = zarr.open_group(Path(d) / 'i.zarr', mode='w', zarr_format=3); "
+        f"ingest(open({str(tif)!r}, 'rb'), g, 'x'); "
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def synthetic_slide(path: Path, side: int, texture: object) -> None:
+    """A tiled JPEG TIFF of side x side px, written tile by tile from a real slide's texture."""
+    import numpy as np
+    import tifffile
+
+    tex = np.asarray(texture)
+    th, tw = tex.shape[0] // 512 * 512, tex.shape[1] // 512 * 512
+
+    def tiles():
+        for y in range(0, side, 512):
+            for x in range(0, side, 512):
+                yield tex[(y % th) : (y % th) + 512, (x % tw) : (x % tw) + 512]
+
+    tifffile.imwrite(
+        path,
+        tiles(),
+        shape=(side, side, 3),
+        dtype="uint8",
+        tile=(512, 512),
+        photometric="rgb",
+        compression="jpeg",
+        bigtiff=True,
+    )
+
+
 def dir_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
@@ -63,6 +103,23 @@ def main() -> int:
         total_decode_s += decode_s
         total_src += src_bytes
         total_zarr += size
+    if not args.quick:
+        import tifffile
+
+        texture = tifffile.imread(SLIDES / "tcga-cr-7395-01a-01-ts1.svs")
+        with tempfile.TemporaryDirectory() as tmp:
+            peaks = []
+            for side in (8192, 16384):
+                tif = Path(tmp) / f"synthetic-{side}.tif"
+                synthetic_slide(tif, side, texture)
+                peaks.append(peak_rss_child(tif))
+                print(
+                    f"synthetic {side}x{side} ({side * side / 1e6:.0f} MP): peak {peaks[-1]:.0f} MiB",
+                    flush=True,
+                )
+                tif.unlink()
+        print(f"ingest_peak_mib_67mp: {peaks[0]:.0f}")
+        print(f"ingest_peak_mem_ratio_at_4x_image: {peaks[1] / peaks[0]:.3f}")
     print(f"ingest_mpx_per_s: {total_mpx / total_s:.2f}")
     print(f"decode_only_mpx_per_s: {total_mpx / total_decode_s:.2f}")
     print(f"ingest_vs_decode_time_ratio: {total_s / total_decode_s:.2f}")

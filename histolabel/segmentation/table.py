@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pyarrow as pa
 from scipy import ndimage as ndi
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 COLUMNS = ("id", "y0", "x0", "y1", "x1", "cy", "cx", "area", "level")
 
@@ -74,6 +78,8 @@ class TableBuilder:
         self.x1[present] = np.maximum(self.x1[present], bx1)
 
     def table(self) -> pa.Table:
+        import pyarrow as pa
+
         ids = np.arange(1, self.count + 1)
         area = self.area[1:]
         if (area == 0).any():

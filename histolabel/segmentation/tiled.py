@@ -466,8 +466,7 @@ def segment(
                 if progress:
                     progress(_area(box))
         return result
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["numpy", "skimage.segmentation", "skimage.measure"])
+    ctx = _forkserver()
     with ProcessPoolExecutor(
         n_workers, mp_context=ctx, initializer=_init_worker, initargs=(image, mask)
     ) as pool:
@@ -493,6 +492,29 @@ def _assemble(
     if sink is not None:
         sink(box[0], box[1], ids)
     return block_stats(ids, box[0], box[1]) if stats else None
+
+
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _forkserver() -> multiprocessing.context.ForkServerContext:
+    """Workers fork from a server that already imported everything a tile needs, with
+    one BLAS thread each: the processes are the parallelism, threads would oversubscribe."""
+    from multiprocessing import forkserver
+
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["histolabel.segmentation.tiled"])
+    saved = {k: os.environ.get(k) for k in _THREAD_VARS}
+    os.environ.update(dict.fromkeys(_THREAD_VARS, "1"))
+    try:
+        forkserver.ensure_running()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return ctx
 
 
 def _schedule(jobs: dict[int, _Job], pool: ProcessPoolExecutor) -> Iterator[tuple[int, int]]:

@@ -9,6 +9,7 @@ level below it, a shard at a time.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,13 +110,25 @@ def write_pyramid(
     """
     shapes = level_shapes(source.height, source.width)
     arrays = [create_level(group, str(k), (3, h, w), np.uint8) for k, (h, w) in enumerate(shapes)]
-    for y, x, h, w in blocks(source.height, source.width):
-        region = source.read_region(y, x, h, w)
-        if region.shape != (h, w, 3):
-            raise ValueError(f"source returned {region.shape} for a {h}x{w} region")
-        arrays[0][:, y : y + h, x : x + w] = np.moveaxis(region, -1, 0)
-        if progress:
-            progress(h * w)
+
+    def store(y: int, x: int, region: np.ndarray) -> None:
+        arrays[0][:, y : y + region.shape[0], x : x + region.shape[1]] = np.moveaxis(region, -1, 0)
+
+    # Decode the next block while the previous one is compressed and uploaded: two blocks
+    # in memory at most, and the source is only ever read from this thread.
+    with ThreadPoolExecutor(1) as writer:
+        pending: Future[None] | None = None
+        for y, x, h, w in blocks(source.height, source.width):
+            region = source.read_region(y, x, h, w)
+            if region.shape != (h, w, 3):
+                raise ValueError(f"source returned {region.shape} for a {h}x{w} region")
+            if pending is not None:
+                pending.result()
+            pending = writer.submit(store, y, x, region)
+            if progress:
+                progress(h * w)
+        if pending is not None:
+            pending.result()
     for k in range(1, len(shapes)):
         write_downsampled(arrays[k - 1], arrays[k], progress)
     return PyramidInfo(source.width, source.height, len(shapes), source.mpp, source.magnification)
