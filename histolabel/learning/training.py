@@ -24,7 +24,7 @@ class TrainingError(ValueError):
 class TrainConfig:
     model_kind: ModelKind = "linear"
     max_epochs: int = 300
-    patience: int = 25
+    patience: int = 10
     lr: float = 0.05
     weight_decay: float = 1e-3
     batch_size: int = 4096
