@@ -88,6 +88,25 @@ def _create_project(c: Call) -> Any:
     return project_out(c.svc.project_state(b.project_id), c.user)
 
 
+def _list_projects(c: Call) -> Any:
+    # Membership from the projections (a project created a moment ago may lag by the projector's
+    # delay); the role from the event stream, so a removed member is never shown the project.
+    out = []
+    for projected in c.svc.projections.list_projects():
+        if projected.role_of(c.user) is None:
+            continue
+        state = c.svc.project_state(projected.project_id)
+        role = state.role_of(c.user)
+        if role is not None:
+            out.append({"project_id": state.project_id, "name": state.name, "role": role})
+    return {"projects": out}
+
+
+@app.route("/projects", methods=["GET"])
+def list_projects() -> Any:
+    return run(app, "list_projects", _list_projects, {})
+
+
 @app.route("/projects", methods=["POST"])
 def create_project() -> Any:
     return run(app, "create_project", _create_project, {})
@@ -447,14 +466,19 @@ def _queue(c: Call) -> Any:
     seg = views.segmented_slides(state)
     labeled = {sid: set(views.current_labels(c.svc, state.project_id, sid).entries) for sid in seg}
     preds = views.model_predictions(state, sorted(seg))
-    excluded = {cid for cid, cat in state.categories.items() if cat.excluded or cat.deleted}
+    # A prediction in a category merged into an excluded one counts as excluded too.
+    excluded = {
+        cid for cid in state.categories
+        if (r := state.resolve(cid)) is None or state.categories[r].excluded
+    }  # fmt: skip
     if preds:
         items = queue.uncertainty_queue(preds, labeled, excluded, n)
     else:
         items = queue.spread_queue(state.project_id, {s: int(v["count"]) for s, v in seg.items()}, labeled, n)
     out = []
     for item in items:
-        row: dict[str, Any] = {"slide_id": item.slide_id, "id": item.id, "prediction": item.prediction,
+        prediction = state.resolve(item.prediction) if item.prediction else None
+        row: dict[str, Any] = {"slide_id": item.slide_id, "id": item.id, "prediction": prediction,
                                "certainty": item.certainty, "bbox": None, "centroid": None}  # fmt: skip
         try:
             table = views.table_for(state, item.slide_id)

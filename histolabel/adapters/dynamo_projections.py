@@ -83,6 +83,25 @@ class DynamoProjectionStore:
                 return items
             kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
 
+    def list_projects(self) -> list[ProjectState]:
+        """A filtered scan for the project-state items: the table holds no per-user index, and a
+        consortium has tens of projects (the scan still reads the label items; see docs/api.md)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "FilterExpression": "sk = :s AND begins_with(pk, :p)",
+            "ExpressionAttributeValues": {":s": {"S": "state"}, ":p": {"S": project_stream("")}},
+            "ProjectionExpression": "pk, #b",
+            "ExpressionAttributeNames": {"#b": "body"},
+        }
+        states: list[ProjectState] = []
+        while True:
+            resp = self.ddb.scan(**kwargs)
+            states.extend(ProjectState.model_validate_json(i["body"]["S"]) for i in resp.get("Items", []))
+            if "LastEvaluatedKey" not in resp:
+                break
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        return sorted(states, key=lambda s: s.project_id)
+
     def load_slide(self, project_id: str, slide_id: str, buckets: set[int] | None = None) -> SlideLabels:
         pk = label_stream(project_id, slide_id)
         if buckets is None:

@@ -1,8 +1,9 @@
 """The guided-labeling queue: the next superpixels to show, across a project's slides.
 
 Before any model: a fixed pseudo-random spread per project and slide, so every annotator walks
-the tissue in the same well-mixed order. With predictions: least certain first. Labeled
-superpixels, and those predicted as an excluded category, never come back.
+the tissue in the same well-mixed order. With predictions: the learning engineer's order
+(BatchBALD batches together, then least certain first). Labeled superpixels, and those predicted
+as an excluded category, never come back.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from histolabel.api.tables import Predictions
+from histolabel.learning.queue import SlideScores, guided_order
 
 
 @dataclass(frozen=True)
@@ -57,28 +59,42 @@ def spread_queue(
     return out
 
 
+def slide_scores(slide_id: str, pred: Predictions) -> SlideScores:
+    """A prediction table as the learning queue's per-slide scores (row i = id i+1; ids the table
+    lacks get an infinite certainty, which the queue leaves out)."""
+    n = int(pred.ids.max()) if len(pred.ids) else 0
+    rows = pred.ids - 1
+    cert = np.full(n, np.inf, np.float32)
+    cert[rows] = pred.certainty
+    batch = rank = None
+    if pred.batch is not None and pred.batch_rank is not None:
+        batch, rank = np.full(n, -1, np.int32), np.zeros(n, np.int32)
+        batch[rows], rank[rows] = pred.batch, pred.batch_rank
+    return SlideScores(slide_id, cert, batch, rank)
+
+
 def uncertainty_queue(
     predictions: Mapping[str, Predictions],
     labeled: Mapping[str, set[int]],
     excluded: set[str],
     n: int,
 ) -> list[QueueItem]:
-    """The n least-certain unlabeled superpixels across slides (ties: slide, id)."""
-    candidates: list[tuple[float, str, int, str]] = []
-    for slide_id in sorted(predictions):
-        pred = predictions[slide_id]
-        keep = np.ones(len(pred.ids), dtype=bool)
-        done = labeled.get(slide_id, set())
-        if done:
-            keep &= ~np.isin(pred.ids, np.fromiter(done, np.int64, len(done)))
-        top = pred.probs.argmax(axis=1) if len(pred.ids) else np.zeros(0, np.int64)
-        if excluded:
-            bad = [i for i, c in enumerate(pred.categories) if c in excluded]
-            keep &= ~np.isin(top, bad)
-        idx = np.flatnonzero(keep)
-        if len(idx) > n:
-            idx = idx[np.argsort(pred.certainty[idx], kind="stable")[:n]]
-        for i in idx:
-            candidates.append((float(pred.certainty[i]), slide_id, int(pred.ids[i]), pred.categories[top[i]]))
-    candidates.sort(key=lambda c: (c[0], c[1], c[2]))
-    return [QueueItem(s, i, p, c) for c, s, i, p in candidates[:n]]
+    """The learning queue's order (histolabel.learning.queue.guided_order): BatchBALD batches
+    first, each kept together, then least certain first; ties by slide, then id. Superpixels
+    predicted as an `excluded` category are skipped, like labeled ones."""
+    scores, skip, top = [], {}, {}
+    for slide_id, pred in predictions.items():
+        if len(pred.ids) == 0:
+            continue
+        scores.append(slide_scores(slide_id, pred))
+        top[slide_id] = pred.probs.argmax(axis=1)
+        bad = [i for i, c in enumerate(pred.categories) if c in excluded]
+        if bad:
+            skip[slide_id] = pred.ids[np.isin(top[slide_id], bad)].tolist()
+    out = []
+    for item in guided_order(scores, labeled, skip=skip, limit=n):
+        pred = predictions[item.slide_id]
+        row = int(np.searchsorted(pred.ids, item.superpixel_id))
+        category = pred.categories[int(top[item.slide_id][row])]
+        out.append(QueueItem(item.slide_id, item.superpixel_id, category, item.certainty))
+    return out

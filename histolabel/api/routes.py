@@ -50,6 +50,8 @@ ROUTES: list[Route] = [
     Route("config", "GET", "/config", "open", "Login configuration for the web app", response=s.ConfigOut),
     Route("openapi", "GET", "/openapi.json", "open", "This document"),
     Route("me", "GET", "/me", "user", "The signed-in user", response=s.MeOut),
+    Route("list_projects", "GET", "/projects", "user", "The caller's projects and role in each",
+          response=s.ProjectsOut),
     Route("create_project", "POST", "/projects", "user", "Create a project; the caller becomes its owner",
           body=s.CreateProjectIn, response=s.ProjectOut, status=201),
     Route("get_project", "GET", P, ALL, "Project settings, members, categories, slides",

@@ -164,6 +164,16 @@ class MeOut(BaseModel):
     email: str | None = None
 
 
+class ProjectSummaryOut(BaseModel):
+    project_id: str
+    name: str
+    role: str
+
+
+class ProjectsOut(BaseModel):
+    projects: list[ProjectSummaryOut]
+
+
 class MemberOut(BaseModel):
     user: str
     role: str

@@ -45,6 +45,8 @@ class Predictions:
     categories: list[str]
     probs: NDArray[np.float32]  # [n, k]
     certainty: NDArray[np.float32]
+    batch: NDArray[np.int32] | None = None  # BatchBALD batch number (-1: none), when acquired
+    batch_rank: NDArray[np.int32] | None = None  # position inside its batch
 
     @classmethod
     def from_arrow(cls, table: pa.Table) -> Predictions:
@@ -58,7 +60,11 @@ class Predictions:
         else:
             certainty = probs.max(axis=1)
         order = np.argsort(ids)
-        return cls(ids[order], cats, probs[order], certainty[order])
+        batch = rank = None
+        if "batch" in table.column_names and "batch_rank" in table.column_names:
+            batch = table.column("batch").to_numpy().astype(np.int32)[order]
+            rank = table.column("batch_rank").to_numpy().astype(np.int32)[order]
+        return cls(ids[order], cats, probs[order], certainty[order], batch, rank)
 
     def predicted(self) -> list[str]:
         top = self.probs.argmax(axis=1)

@@ -30,6 +30,10 @@ class ProjectionStore(Protocol):
 
     def labels_total(self, project_id: str) -> int: ...
 
+    def list_projects(self) -> list[ProjectState]:
+        """Every projected project, in id order (consortium scale: tens of projects)."""
+        ...
+
     def drop_project(self, project_id: str, slide_ids: list[str]) -> None: ...
 
     def put_rebuilt(self, project: ProjectState, slides: list[SlideLabels], total: int) -> None:
@@ -103,6 +107,9 @@ class InMemoryProjectionStore:
     def labels_total(self, project_id: str) -> int:
         return self.totals.get(project_id, 0)
 
+    def list_projects(self) -> list[ProjectState]:
+        return [ProjectState.model_validate_json(self.projects[p]) for p in sorted(self.projects)]
+
     def drop_project(self, project_id: str, slide_ids: list[str]) -> None:
         self.projects.pop(project_id, None)
         self.totals.pop(project_id, None)
@@ -121,4 +128,3 @@ class InMemoryProjectionStore:
 
 def all_buckets(state: SlideLabels) -> set[int]:
     return {bucket_of(i) for i in state.entries}
-

@@ -54,3 +54,51 @@ def test_predictions_follow_merges(api, cloud):
     assert "stroma" not in body["categories"]
     got = [body["categories"][i] for i in body["classes"]]
     assert got == [["tumor", "tumor", "necrosis"][i] for i in probs.argmax(axis=1)]
+
+
+def _queue(api, n=50):
+    body = api.request("GET", f"{P}/queue?n={n}", user="ana").json_body
+    return body, [(i["slide_id"], i["id"]) for i in body["items"]]
+
+
+def test_queue_serves_least_certain_first_across_slides(api, cloud):
+    from tests.unit.helpers import segmented
+
+    api.request(
+        "POST", f"{P}/slides", user="olivia", body={"name": "two", "slide_id": "s2", "filename": "a.svs"}
+    )
+    segmented(api.svc, "proj", "s2", N)
+    cats = ["tumor", "stroma", "necrosis"]
+    rng = np.random.default_rng(5)
+    cert = {s: rng.random(N).astype(np.float32) for s in ("s1", "s2")}
+    probs = {"s1": _probs(6), "s2": _probs(7)}
+    version = publish_predictions(api.svc, cloud, probs, cats, certainty=cert)
+    body, got = _queue(api)
+    assert body["model_version"] == version
+    everything = sorted((float(cert[s][i - 1]), s, i) for s in cert for i in range(1, N + 1))
+    assert got == [(s, i) for _, s, i in everything[:50]]
+    first = body["items"][0]
+    assert first["prediction"] == cats[int(probs[first["slide_id"]][first["id"] - 1].argmax())]
+    assert first["bbox"] is None  # the seeded slides have no superpixel table on S3
+    # What is answered leaves the queue at once; an excluded category's predictions are skipped.
+    s, i = got[0]
+    api.request("POST", f"{P}/slides/{s}/labels", user="ana", body={"category_id": "tumor", "ids": [i]})
+    api.request("POST", f"{P}/categories/necrosis/exclude", user="olivia")
+    _, after = _queue(api)
+    keep = [(c, s, i) for c, s, i in everything if int(probs[s][i - 1].argmax()) != 2 and (s, i) != got[0]]
+    assert after == [(s, i) for _, s, i in keep[:50]]
+
+
+def test_queue_keeps_batchbald_batches_together(api, cloud):
+    probs = _probs(8)
+    cert = np.linspace(0, 1, N, dtype=np.float32)
+    batch = np.full(N, -1, np.int32)
+    rank = np.zeros(N, np.int32)
+    chosen = [4000, 10, 2500, 77]  # two batches of two, in acquisition order
+    batch[[i - 1 for i in chosen]] = [0, 0, 1, 1]
+    rank[[i - 1 for i in chosen]] = [0, 1, 0, 1]
+    publish_predictions(api.svc, cloud, {"s1": probs}, ["tumor", "stroma", "necrosis"],
+                        certainty={"s1": cert}, batches={"s1": (batch, rank)})  # fmt: skip
+    _, got = _queue(api, n=6)
+    rest = [i for i in range(1, N + 1) if i not in chosen]
+    assert [i for _, i in got] == chosen + rest[:2]

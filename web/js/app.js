@@ -17,7 +17,7 @@ const DEFAULT_COUNT = 4096;
 
 export const state = {
   api: null, outbox: null, config: null,
-  projectId: null, project: null, role: null, user: null,
+  projectId: null, project: null, role: null, user: null, myProjects: [],
   slideId: null, slide: null, image: null, labels: null,
   viewer: null, overlay: null, colours: new SuperpixelColours(DEFAULT_COUNT, []),
   labelEntries: new Map(), predictionsVersion: null,
@@ -107,14 +107,44 @@ async function afterLogin(projectId) {
   const claims = state.api.claims();
   state.user = claims["cognito:username"] || claims.username || claims.sub;
   $("#user-name").textContent = state.user;
+  await loadMyProjects();
   renderRecent();
-  if (projectId) await openProject(projectId).catch((err) => showAlert(describeError(err)));
+  let opened = false;
+  if (projectId) opened = await openProject(projectId).then(() => true, (err) => (showAlert(describeError(err)), false));
+  if (!opened && state.myProjects.length) showProjectPicker();
   state.ready = true;
+}
+
+// The caller's projects (GET /projects); a failure only leaves the picker empty.
+async function loadMyProjects() {
+  try {
+    state.myProjects = (await state.api.get("/projects")).projects || [];
+  } catch {
+    state.myProjects = [];
+  }
+  return state.myProjects;
+}
+
+function showProjectPicker() {
+  const list = $("#project-list");
+  list.replaceChildren(...state.myProjects.map((p) => el("li", {},
+    el("button", { type: "button", "data-project": p.project_id, onclick: () => pickProject(p.project_id) },
+      `${p.name} `, el("span", { class: "badge" }, p.role)))));
+  const dialog = $("#project-picker");
+  // Not modal: the top bar (open by id, New…) stays usable beside it.
+  if (!dialog.open) dialog.show();
+}
+
+function pickProject(projectId) {
+  $("#project-picker").close();
+  openProject(projectId).catch((err) => showAlert(describeError(err)));
 }
 
 function renderRecent() {
   const recent = JSON.parse(localStorage.getItem("histolabel.recent") || "[]");
-  $("#recent-projects").replaceChildren(...recent.map((p) => el("option", { value: p })));
+  const mine = new Map((state.myProjects || []).map((p) => [p.project_id, p]));
+  const ids = [...recent, ...[...mine.keys()].filter((p) => !recent.includes(p))];
+  $("#recent-projects").replaceChildren(...ids.map((p) => el("option", { value: p }, mine.has(p) ? `${mine.get(p).name} (${mine.get(p).role})` : p)));
 }
 
 function remember(projectId) {
@@ -139,6 +169,7 @@ export async function openProject(projectId) {
   state.projectId = projectId;
   $("#project-id").value = projectId;
   await refreshProject();
+  if ($("#project-picker").open) $("#project-picker").close();
   remember(projectId);
   const url = new URL(location.href);
   url.searchParams.set("project", projectId);
@@ -359,6 +390,10 @@ function wireChrome() {
   });
   const npd = $("#new-project-dialog");
   $("#new-project-btn").addEventListener("click", () => npd.showModal());
+  $("#picker-new-project").addEventListener("click", () => {
+    $("#project-picker").close();
+    npd.showModal();
+  });
   npd.querySelector("[data-close]").addEventListener("click", () => npd.close());
   $("#new-project-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
