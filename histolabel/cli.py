@@ -99,7 +99,9 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     for d in differences:
         print(f"differs: {d}")
     if args.check:
-        print(f"folded {events} events: live projections {'equal' if not differences else 'DIFFER FROM'} the fold")
+        print(
+            f"folded {events} events: live projections {'equal' if not differences else 'DIFFER FROM'} the fold"
+        )
         return 1 if differences else 0
     print(f"rebuilt from {events} events" + (" (the live projection had drifted)" if differences else ""))
     return 0
@@ -109,7 +111,8 @@ def cmd_local(args: argparse.Namespace) -> int:
     from histolabel.localcloud import up as local
 
     if args.action == "up":
-        local.up(args.cloud_port, args.api_port, args.web_port, args.stage, demo=not args.no_demo)
+        local.up(args.cloud_port, args.api_port, args.web_port, args.stage, demo=not args.no_demo,
+                 endpoint=args.endpoint)  # fmt: skip
         return 0
     if args.action == "down":
         return local.down()
@@ -127,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--web-port", type=int, default=8080)
     local.add_argument("--stage", default="local")
     local.add_argument("--no-demo", action="store_true", help="skip loading the demo project")
+    local.add_argument("--endpoint", help="use this cloud (e.g. LocalStack at http://127.0.0.1:4566) instead of moto")
     local.set_defaults(func=cmd_local)
 
     audit = sub.add_parser("audit", help="replay, verify and list the label history").add_subparsers(
@@ -149,10 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
     hi.add_argument("--format", choices=["text", "json"], default="text")
     hi.set_defaults(func=cmd_audit_history)
 
-    proj = sub.add_parser("projections", help="projection maintenance").add_subparsers(dest="proj_command", required=True)
+    proj = sub.add_parser("projections", help="projection maintenance").add_subparsers(
+        dest="proj_command", required=True
+    )
     rb = proj.add_parser("rebuild", help="fold the projections from zero")
     rb.add_argument("--project", required=True)
-    rb.add_argument("--check", action="store_true", help="only compare the fresh fold with the live projection")
+    rb.add_argument(
+        "--check", action="store_true", help="only compare the fresh fold with the live projection"
+    )
     rb.set_defaults(func=cmd_rebuild)
 
     _add_job_commands(sub)
@@ -163,7 +171,9 @@ def _add_job_commands(sub: Any) -> None:
     from histolabel.segmentation import cli as segment_cli
     from histolabel.slides import cli as slides_cli
 
-    slides = sub.add_parser("slides", help="register and ingest slides").add_subparsers(dest="slides_command", required=True)
+    slides = sub.add_parser("slides", help="register and ingest slides").add_subparsers(
+        dest="slides_command", required=True
+    )
     add = slides.add_parser("add", help="upload, register and ingest a slide")
     slides_cli.add_arguments(add)
     add.set_defaults(func=slides_cli.add_slide)
@@ -199,7 +209,13 @@ def main(argv: list[str] | None = None) -> int:
     except (CliError, S3PathError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
     except Exception as err:
-        known = {"SlideCommandError", "SegmentCommandError", "JobError", "LocalStackError", "LearningCommandError"}
+        known = {
+            "SlideCommandError",
+            "SegmentCommandError",
+            "JobError",
+            "LocalStackError",
+            "LearningCommandError",
+        }
         if type(err).__name__ not in known:
             raise
         print(f"error: {err}", file=sys.stderr)

@@ -10,7 +10,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from histolabel.adapters.aws import client
-from histolabel.adapters.provision import _create_bucket
+from histolabel.adapters.provision import create_bucket
 from histolabel.config import Settings
 
 APPLIED = "bucket versioning, public access block and CORS; table point-in-time recovery and SSE"
@@ -31,7 +31,7 @@ def apply_ignored_settings(settings: Settings, stack: str, template: dict[str, A
             continue
         props = resource.get("Properties", {})
         if resource["Type"] == "AWS::S3::Bucket":
-            _create_bucket(s3, {**props, "BucketName": name}, settings.region)
+            create_bucket(s3, {**props, "BucketName": name}, settings.region)
             touched.append(name)
         elif resource["Type"] == "AWS::DynamoDB::Table":
             pitr = props.get("PointInTimeRecoverySpecification")

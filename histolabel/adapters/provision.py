@@ -11,8 +11,12 @@ from histolabel.adapters.aws import client
 from histolabel.config import Settings
 from histolabel.resources import stateful_resources
 
+# CloudFormation spells some S3 settings differently from the S3 API.
+_CORS_KEYS = {"ExposedHeaders": "ExposeHeaders", "MaxAge": "MaxAgeSeconds"}
 
-def _create_table(ddb: Any, props: dict[str, Any]) -> None:
+
+def table_parameters(props: dict[str, Any]) -> dict[str, Any]:
+    """CreateTable's parameters for an AWS::DynamoDB::Table's properties."""
     params: dict[str, Any] = {
         "TableName": props["TableName"],
         "BillingMode": props["BillingMode"],
@@ -23,8 +27,43 @@ def _create_table(ddb: Any, props: dict[str, Any]) -> None:
         params["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
     if "SSESpecification" in props:
         params["SSESpecification"] = {"Enabled": props["SSESpecification"]["SSEEnabled"]}
+    return params
+
+
+def bucket_settings(props: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """S3 call name -> arguments (besides Bucket) that give an AWS::S3::Bucket's properties."""
+    rules = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    calls: dict[str, dict[str, Any]] = {
+        "put_bucket_encryption": {
+            "ServerSideEncryptionConfiguration": {
+                "Rules": [{"ApplyServerSideEncryptionByDefault": r["ServerSideEncryptionByDefault"]} for r in rules]
+            }
+        },
+        "put_public_access_block": {"PublicAccessBlockConfiguration": props["PublicAccessBlockConfiguration"]},
+    }
+    if "VersioningConfiguration" in props:
+        calls["put_bucket_versioning"] = {"VersioningConfiguration": props["VersioningConfiguration"]}
+    if "CorsConfiguration" in props:
+        cors = [{_CORS_KEYS.get(k, k): v for k, v in r.items()} for r in props["CorsConfiguration"]["CorsRules"]]
+        calls["put_bucket_cors"] = {"CORSConfiguration": {"CORSRules": cors}}
+    return calls
+
+
+def api_plan(settings: Settings) -> dict[str, list[dict[str, Any]]]:
+    """Every stateful resource as plain API parameters (also what LocalStack's init hook reads)."""
+    plan: dict[str, list[dict[str, Any]]] = {"tables": [], "buckets": []}
+    for resource in stateful_resources(settings).values():
+        props = resource["Properties"]
+        if resource["Type"] == "AWS::DynamoDB::Table":
+            plan["tables"].append(table_parameters(props))
+        elif resource["Type"] == "AWS::S3::Bucket":
+            plan["buckets"].append({"Bucket": props["BucketName"], "settings": bucket_settings(props)})
+    return plan
+
+
+def create_table(ddb: Any, props: dict[str, Any]) -> None:
     try:
-        ddb.create_table(**params)
+        ddb.create_table(**table_parameters(props))
     except ClientError as err:
         if err.response["Error"]["Code"] != "ResourceInUseException":
             raise
@@ -34,7 +73,7 @@ def _create_table(ddb: Any, props: dict[str, Any]) -> None:
         ddb.update_continuous_backups(TableName=props["TableName"], PointInTimeRecoverySpecification=pitr)
 
 
-def _create_bucket(s3: Any, props: dict[str, Any], region: str) -> None:
+def create_bucket(s3: Any, props: dict[str, Any], region: str) -> None:
     name = props["BucketName"]
     kwargs: dict[str, Any] = {"Bucket": name}
     if region != "us-east-1":
@@ -44,21 +83,8 @@ def _create_bucket(s3: Any, props: dict[str, Any], region: str) -> None:
     except ClientError as err:
         if err.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
             raise
-    rules = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
-    # CloudFormation's rule key differs from the S3 API's.
-    api_rules = [{"ApplyServerSideEncryptionByDefault": r["ServerSideEncryptionByDefault"]} for r in rules]
-    s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": api_rules})
-    s3.put_public_access_block(
-        Bucket=name, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"]
-    )
-    if "VersioningConfiguration" in props:
-        s3.put_bucket_versioning(Bucket=name, VersioningConfiguration=props["VersioningConfiguration"])
-    if "CorsConfiguration" in props:
-        renamed = {"ExposedHeaders": "ExposeHeaders", "MaxAge": "MaxAgeSeconds"}
-        cors_rules = [
-            {renamed.get(k, k): v for k, v in r.items()} for r in props["CorsConfiguration"]["CorsRules"]
-        ]
-        s3.put_bucket_cors(Bucket=name, CORSConfiguration={"CORSRules": cors_rules})
+    for call, args in bucket_settings(props).items():
+        getattr(s3, call)(Bucket=name, **args)
 
 
 def provision(settings: Settings) -> list[str]:
@@ -69,9 +95,24 @@ def provision(settings: Settings) -> list[str]:
     for resource in stateful_resources(settings).values():
         props = resource["Properties"]
         if resource["Type"] == "AWS::DynamoDB::Table":
-            _create_table(ddb, props)
+            create_table(ddb, props)
             made.append(props["TableName"])
         elif resource["Type"] == "AWS::S3::Bucket":
-            _create_bucket(s3, props, settings.region)
+            create_bucket(s3, props, settings.region)
             made.append(props["BucketName"])
     return made
+
+
+def main() -> None:
+    """Write the API plan as JSON (regenerates localstack/init/resources.json)."""
+    import json
+    import sys
+
+    from histolabel.config import settings_from_env
+
+    json.dump(api_plan(settings_from_env()), sys.stdout, indent=1, sort_keys=True)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -24,7 +24,13 @@ from histolabel.config import Settings
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_SLIDE = ROOT / "localstack" / "demo" / "CMU-1-Small-Region.svs"
 DEMO_PASSWORD = "Histolabel-demo-1"
-DEMO_USERS = {"olivia": "owner", "ana": "annotator", "ben": "annotator", "rex": "reviewer", "audrey": "auditor"}
+DEMO_USERS = {
+    "olivia": "owner",
+    "ana": "annotator",
+    "ben": "annotator",
+    "rex": "reviewer",
+    "audrey": "auditor",
+}
 DEMO_SITES = {"olivia": "nyc", "ana": "chicago", "ben": "london", "rex": "boston", "audrey": "nyc"}
 
 
@@ -60,7 +66,9 @@ def read_state() -> dict[str, Any] | None:
 
 def _spawn(name: str, command: list[str], env: dict[str, str], cwd: Path | None = None) -> int:
     log = open(state_dir() / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps the handle
-    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True)
+    proc = subprocess.Popen(
+        command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True
+    )
     return proc.pid
 
 
@@ -75,7 +83,9 @@ def _wait_http(url: str, what: str, timeout: float = 60.0) -> None:
     raise LocalStackError(f"{what} did not answer at {url} within {timeout:.0f} s (see {state_dir()})")
 
 
-def up(cloud_port: int, api_port: int, web_port: int, stage: str, demo: bool, out: Any = sys.stdout) -> dict[str, Any]:
+def up(
+    cloud_port: int, api_port: int, web_port: int, stage: str, demo: bool, out: Any = sys.stdout
+) -> dict[str, Any]:
     from histolabel.adapters import cognito
     from histolabel.adapters.provision import provision
     from histolabel.config import get_settings
@@ -83,17 +93,21 @@ def up(cloud_port: int, api_port: int, web_port: int, stage: str, demo: bool, ou
 
     existing = read_state()
     if existing and any(_alive(pid) for pid in existing["pids"].values()):
-        raise LocalStackError(f"already running (web app {existing['web_url']}); run `histolabel local down` first")
+        raise LocalStackError(
+            f"already running (web app {existing['web_url']}); run `histolabel local down` first"
+        )
     settings = Settings(stage=stage)
     pids: dict[str, int] = {}
     state: dict[str, Any] = {"pids": pids}
     try:
-        print(f"starting the local cloud on 127.0.0.1:{cloud_port} ...", file=out, flush=True)
-        server = start_server(cloud_port, log_path=state_dir() / "cloud.log")
-        pids["cloud"] = server.pid
+        if endpoint is None:
+            print(f"starting the local cloud on 127.0.0.1:{cloud_port} ...", file=out, flush=True)
+            server = start_server(cloud_port, log_path=state_dir() / "cloud.log")
+            pids["cloud"] = server.pid
+            endpoint = server.endpoint
         env = {
             **os.environ,
-            **local_environment(server.endpoint, settings),
+            **local_environment(endpoint, settings),
             "HISTOLABEL_JOB_RUNNER": "local",
             "HISTOLABEL_LOCAL_DIR": str(state_dir()),
             "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
@@ -112,7 +126,17 @@ def up(cloud_port: int, api_port: int, web_port: int, stage: str, demo: bool, ou
         chalice = str(Path(sys.executable).with_name("chalice"))
         pids["api"] = _spawn(
             "api",
-            [chalice, "local", "--no-autoreload", "--host", "127.0.0.1", "--port", str(api_port), "--stage", "local"],
+            [
+                chalice,
+                "local",
+                "--no-autoreload",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(api_port),
+                "--stage",
+                "local",
+            ],
             env,
             cwd=ROOT / "functions",
         )
@@ -120,13 +144,21 @@ def up(cloud_port: int, api_port: int, web_port: int, stage: str, demo: bool, ou
         _wait_http(f"{api_url}/health", "the API")
         pids["web"] = _spawn(
             "web",
-            [sys.executable, "-m", "histolabel.localcloud.webserver", "--api-url", api_url, "--port", str(web_port)],
+            [
+                sys.executable,
+                "-m",
+                "histolabel.localcloud.webserver",
+                "--api-url",
+                api_url,
+                "--port",
+                str(web_port),
+            ],
             env,
         )
         web_url = f"http://127.0.0.1:{web_port}/"
         _wait_http(web_url, "the web app")
         state.update(
-            {"endpoint": server.endpoint, "api_url": api_url, "web_url": web_url, "stage": stage,
+            {"endpoint": endpoint, "api_url": api_url, "web_url": web_url, "stage": stage,
              "user_pool_id": pool.user_pool_id, "client_id": pool.client_id}
         )  # fmt: skip
         _state_file().write_text(json.dumps(state, indent=1))
@@ -137,7 +169,10 @@ def up(cloud_port: int, api_port: int, web_port: int, stage: str, demo: bool, ou
             _kill(pid)
         _state_file().unlink(missing_ok=True)
         raise
-    print(f"\nHistoLabel is running:\n  web app  {web_url}\n  API      {api_url}\n  cloud    {server.endpoint}", file=out)
+    print(
+        f"\nHistoLabel is running:\n  web app  {web_url}\n  API      {api_url}\n  cloud    {endpoint}",
+        file=out,
+    )
     print(f"  sign in as any of {', '.join(DEMO_USERS)} with password {DEMO_PASSWORD}", file=out)
     print(f"  stop with: histolabel local down   (logs in {state_dir()})", file=out, flush=True)
     return state
@@ -184,7 +219,12 @@ def load_demo(out: Any, project_id: str = "demo", label_events: int = 2000) -> N
     rng = random.Random(7)
     annotators = [Actor(user=u, site=DEMO_SITES[u]) for u in ("ana", "ben", "olivia")]
     plans = [
-        (annotators[i % 3], rng.sample(range(1, count + 1), rng.choice((1, 1, 1, 2, 3))), rng.choice(categories), i)
+        (
+            annotators[i % 3],
+            rng.sample(range(1, count + 1), rng.choice((1, 1, 1, 2, 3))),
+            rng.choice(categories),
+            i,
+        )
         for i in range(label_events)
     ]
 
@@ -240,5 +280,7 @@ def status(out: Any = sys.stdout) -> int:
         return 1
     for name, pid in state["pids"].items():
         print(f"{name:8} pid {pid:<8} {'running' if _alive(pid) else 'STOPPED'}", file=out)
-    print(f"web app {state.get('web_url')}  API {state.get('api_url')}  cloud {state.get('endpoint')}", file=out)
+    print(
+        f"web app {state.get('web_url')}  API {state.get('api_url')}  cloud {state.get('endpoint')}", file=out
+    )
     return 0 if all(_alive(p) for p in state["pids"].values()) else 1

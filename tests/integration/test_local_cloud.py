@@ -19,3 +19,16 @@ def test_s3fs_round_trip_through_local_cloud(cloud):
     with fs.open(path, "wb") as fh:
         fh.write(b"x" * 1000)
     assert fs.cat_file(path, start=10, end=20) == b"x" * 10
+
+
+def test_localstack_init_plan_is_generated_from_the_stack_definitions():
+    """localstack/init/resources.json must be what histolabel/resources.py says (no drift)."""
+    import json
+    from pathlib import Path
+
+    from histolabel.adapters.provision import api_plan
+    from histolabel.config import Settings
+
+    committed = json.loads((Path(__file__).parents[2] / "localstack/init/resources.json").read_text())
+    assert committed == json.loads(json.dumps(api_plan(Settings(stage="local"))))
+    assert {t["TableName"] for t in committed["tables"]} == {"histolabel-local-events", "histolabel-local-projections"}
