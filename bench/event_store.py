@@ -20,19 +20,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from histolabel.adapters.aws import client  # noqa: E402
-from histolabel.adapters.dynamo_events import DynamoEventStore, to_item  # noqa: E402
-from histolabel.adapters.provision import provision  # noqa: E402
-from histolabel.auditing import rebuild  # noqa: E402
-from histolabel.commands import AddCategory, CreateProject, LabelSuperpixels, RegisterSlide  # noqa: E402
-from histolabel.config import Settings, get_settings, settings_from_env  # noqa: E402
-from histolabel.events.catalogue import Actor  # noqa: E402
-from histolabel.eventstore import InMemoryEventStore  # noqa: E402
-from histolabel.localcloud.poller import StreamPoller  # noqa: E402
-from histolabel.localcloud.stack import local_environment, start_server  # noqa: E402
-from histolabel.projections.store import InMemoryProjectionStore  # noqa: E402
-from histolabel.runtime.projector import ProjectorRuntime  # noqa: E402
-from histolabel.service import HistoLabel  # noqa: E402
+from histolabel.adapters.aws import client
+from histolabel.adapters.dynamo_events import DynamoEventStore, to_item
+from histolabel.adapters.provision import provision
+from histolabel.auditing import rebuild
+from histolabel.commands import AddCategory, CreateProject, LabelSuperpixels, RegisterSlide
+from histolabel.config import Settings, get_settings, settings_from_env
+from histolabel.events.catalogue import Actor
+from histolabel.eventstore import InMemoryEventStore
+from histolabel.localcloud.poller import StreamPoller
+from histolabel.localcloud.stack import local_environment, start_server
+from histolabel.projections.store import InMemoryProjectionStore
+from histolabel.runtime.projector import ProjectorRuntime
+from histolabel.service import HistoLabel
 
 OWNER = Actor(user="olivia", site="nyc")
 
@@ -41,14 +41,18 @@ def setup_project(svc: HistoLabel, project: str, slides: int, count: int = 100_0
     svc.execute(CreateProject(project_id=project, name=project), OWNER)
     svc.execute(AddCategory(project_id=project, name="tumor"), OWNER)
     for s in range(slides):
-        svc.execute(RegisterSlide(project_id=project, slide_id=f"s{s}", name="s", source_uri="s3://b-x/s"), OWNER)
+        svc.execute(
+            RegisterSlide(project_id=project, slide_id=f"s{s}", name="s", source_uri="s3://b-x/s"), OWNER
+        )
         svc.record_job_event(project, "SegmentationCompleted",
                              {"slide_id": f"s{s}", "count": count, "labels_uri": "s3://b/l", "table_uri": "s3://b/t",
                               "superpixel_size": 64, "compactness": 10}, job="segment")  # fmt: skip
 
 
 def parallel(writers: int, per_writer: int, work) -> float:  # type: ignore[no-untyped-def]
-    threads = [threading.Thread(target=lambda n=n: [work(n, i) for i in range(per_writer)]) for n in range(writers)]
+    threads = [
+        threading.Thread(target=lambda n=n: [work(n, i) for i in range(per_writer)]) for n in range(writers)
+    ]
     t0 = time.perf_counter()
     for t in threads:
         t.start()
@@ -72,7 +76,9 @@ def bench_appends(settings: Settings, writers: int, per_writer: int) -> tuple[fl
     services = [HistoLabel.from_env(settings) for _ in range(writers)]
 
     def append(n: int, i: int) -> None:
-        cmd = LabelSuperpixels(project_id=project, slide_id=f"s{(n + i) % 8}", ids=[i + 1], category_id="tumor")
+        cmd = LabelSuperpixels(
+            project_id=project, slide_id=f"s{(n + i) % 8}", ids=[i + 1], category_id="tumor"
+        )
         services[n].execute(cmd, OWNER, idempotency_key=f"{n}-{i}")
 
     return parallel(writers, per_writer, append), raw_rate
@@ -86,7 +92,9 @@ def bench_lag(settings: Settings, samples: int) -> tuple[list[float], list[float
     lags = []
     for i in range(samples):
         t0 = time.perf_counter()
-        result = svc.execute(LabelSuperpixels(project_id="lag", slide_id="s0", ids=[i + 1], category_id="tumor"), OWNER)
+        result = svc.execute(
+            LabelSuperpixels(project_id="lag", slide_id="s0", ids=[i + 1], category_id="tumor"), OWNER
+        )
         seq = result.events[0]["seq"]
         while svc.projections.load_slide("lag", "s0", buckets=set()).seq < seq:
             time.sleep(0.002)
@@ -110,12 +118,15 @@ def bench_rebuild(settings: Settings, events: int) -> tuple[float, float, float]
     slides = 4
     setup_project(mem, "rebuild", slides=slides)
     for i in range(events - 2 - 2 * slides - 1):
-        mem.execute(LabelSuperpixels(project_id="rebuild", slide_id=f"s{i % slides}", ids=[1 + (i * 7919) % 99_991],
-                                     category_id="tumor"), OWNER)  # fmt: skip
+        sp = 1 + (i * 7919) % 99_991
+        cmd = LabelSuperpixels(project_id="rebuild", slide_id=f"s{i % slides}", ids=[sp], category_id="tumor")
+        mem.execute(cmd, OWNER)
     stored = [e for stream in mem.events.streams.values() for e in stream.values()]  # type: ignore[attr-defined]
     ddb = client("dynamodb", settings)
     for start in range(0, len(stored), 25):
-        request = {settings.events_table: [{"PutRequest": {"Item": to_item(e)}} for e in stored[start : start + 25]]}
+        request = {
+            settings.events_table: [{"PutRequest": {"Item": to_item(e)}} for e in stored[start : start + 25]]
+        }
         while request:
             request = ddb.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
     store = DynamoEventStore(settings)
@@ -140,7 +151,9 @@ def pct(values: list[float], p: float) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="a run under a minute")
     args = parser.parse_args()
     per_writer_1, per_writer_16, lag_samples, rebuild_events = (

@@ -151,7 +151,11 @@ def history(
         payload = e.payload
         if superpixel is not None:
             slide, sp = superpixel
-            if not e.stream.startswith("L#") or slide_of(e.stream) != slide or sp not in payload.get("ids", []):
+            if (
+                not e.stream.startswith("L#")
+                or slide_of(e.stream) != slide
+                or sp not in payload.get("ids", [])
+            ):
                 continue
         rows.append(
             {
@@ -174,5 +178,9 @@ def summarize(event_type: str, d: dict[str, Any]) -> str:
         shown = ",".join(map(str, ids[:5])) + ("..." if n > 5 else "")
         what = d.get("category_id") or d.get("action") or ""
         return f"{n} superpixel(s) [{shown}] on {d['slide_id']} {what}".strip()
-    keys = [k for k in ("name", "category_id", "user", "role", "slide_id", "request_id", "model_version") if k in d]
+    keys = [
+        k
+        for k in ("name", "category_id", "user", "role", "slide_id", "request_id", "model_version")
+        if k in d
+    ]
     return ", ".join(f"{k}={d[k]}" for k in keys)

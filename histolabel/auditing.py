@@ -62,7 +62,9 @@ def fresh_fold(project_id: str, h: ProjectHistory) -> tuple[ProjectState, dict[s
 
 def verify(svc: HistoLabel, project_id: str) -> Verification:
     h = load_history(svc, project_id, scan=True)
-    streams = {project_stream(project_id): h.project} | {label_stream(project_id, s): ev for s, ev in h.labels.items()}
+    streams = {project_stream(project_id): h.project} | {
+        label_stream(project_id, s): ev for s, ev in h.labels.items()
+    }
     chain = verify_streams(streams)
     fresh_project, fresh_slides = fresh_fold(project_id, h)
     stored_project = svc.projections.load_project(project_id)
@@ -70,7 +72,9 @@ def verify(svc: HistoLabel, project_id: str) -> Verification:
     problems = compare_projections(fresh_project, stored_project, fresh_slides, stored_slides)
     total = sum(s.label_actions for s in fresh_slides.values())
     if svc.projections.labels_total(project_id) != total:
-        problems.append(f"project label total {svc.projections.labels_total(project_id)} != fresh fold's {total}")
+        problems.append(
+            f"project label total {svc.projections.labels_total(project_id)} != fresh fold's {total}"
+        )
     return Verification(len(h.all_events()), chain, problems)
 
 

@@ -15,7 +15,7 @@ class CliError(Exception):
     pass
 
 
-def _service():  # type: ignore[no-untyped-def]
+def _service() -> Any:
     from histolabel.service import HistoLabel
 
     return HistoLabel.from_env()
@@ -99,9 +99,8 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     for d in differences:
         print(f"differs: {d}")
     if args.check:
-        print(
-            f"folded {events} events: live projections {'equal' if not differences else 'DIFFER FROM'} the fold"
-        )
+        verdict = "DIFFER FROM" if differences else "equal"
+        print(f"folded {events} events: live projections {verdict} the fold")
         return 1 if differences else 0
     print(f"rebuilt from {events} events" + (" (the live projection had drifted)" if differences else ""))
     return 0
@@ -130,7 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--web-port", type=int, default=8080)
     local.add_argument("--stage", default="local")
     local.add_argument("--no-demo", action="store_true", help="skip loading the demo project")
-    local.add_argument("--endpoint", help="use this cloud (e.g. LocalStack at http://127.0.0.1:4566) instead of moto")
+    local.add_argument(
+        "--endpoint", help="use this cloud (e.g. LocalStack at http://127.0.0.1:4566) instead of moto"
+    )
     local.set_defaults(func=cmd_local)
 
     audit = sub.add_parser("audit", help="replay, verify and list the label history").add_subparsers(

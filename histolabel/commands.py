@@ -392,9 +392,9 @@ class RequestTraining(Command):
     labels_total: int = Field(default=0, ge=0)
 
     def decide(self, state: ProjectState, user: str, site: str) -> list[NewEvent]:
-        if self.reason == "threshold":
-            if self.labels_total - state.last_request_labels_total < state.settings.retrain_threshold:
-                return []
+        since = self.labels_total - state.last_request_labels_total
+        if self.reason == "threshold" and since < state.settings.retrain_threshold:
+            return []
         active = [r for r in state.training.values() if r.status in ("requested", "started")]
         if active and self.reason == "manual":
             raise CommandRejected("conflict", f"training {active[0].request_id} is still running", status=409)

@@ -15,7 +15,9 @@ class AppendConflict(Exception):
     found at a seq we tried), so a retry can build on it without reading the head again;
     `streams` names the streams that moved (None: unknown, refresh everything)."""
 
-    def __init__(self, seen: dict[str, tuple[int, str]] | None = None, streams: set[str] | None = None) -> None:
+    def __init__(
+        self, seen: dict[str, tuple[int, str]] | None = None, streams: set[str] | None = None
+    ) -> None:
         super().__init__("append conflict")
         self.seen = seen or {}
         self.streams = streams

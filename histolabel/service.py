@@ -17,7 +17,6 @@ from pydantic import BaseModel
 
 from histolabel.commands import Command, CommandRejected, DeleteCategory, NewEvent, RequestTraining
 from histolabel.config import Settings, get_settings
-from histolabel.eventstore import AppendConflict, DuplicateCommand, EventStore
 from histolabel.events.catalogue import Actor, model_for
 from histolabel.events.envelope import (
     StoredEvent,
@@ -26,6 +25,7 @@ from histolabel.events.envelope import (
     label_stream,
     project_stream,
 )
+from histolabel.eventstore import AppendConflict, DuplicateCommand, EventStore
 from histolabel.projections.labels import SlideLabels, fold_labels
 from histolabel.projections.project import ProjectState, apply_project_event
 from histolabel.projections.store import ProjectionStore
@@ -111,7 +111,11 @@ class HistoLabel:
         trainable = {c.id for c in state.trainable_categories()}
         out: dict[str, dict[int, str]] = {}
         for slide_id in state.slides:
-            labels = self.slide_labels_fresh(project_id, slide_id) if fresh else self.slide_labels(project_id, slide_id)
+            labels = (
+                self.slide_labels_fresh(project_id, slide_id)
+                if fresh
+                else self.slide_labels(project_id, slide_id)
+            )
             resolved = {}
             for sp, cat in labels.current().items():
                 target = state.resolve(cat)
@@ -135,19 +139,25 @@ class HistoLabel:
 
         return self.append_decided(command.project_id, decide, actor, idempotency_key)
 
-    def record_job_event(self, project_id: str, event_type: str, data: dict[str, Any], job: str) -> CommandResult:
+    def record_job_event(
+        self, project_id: str, event_type: str, data: dict[str, Any], job: str
+    ) -> CommandResult:
         """Append an event a batch job reports (ingest, segment, embed, train, predict)."""
         actor = Actor(user=f"job:{job}", site=SYSTEM_SITE)
 
         def decide(state: ProjectState) -> list[NewEvent]:
             if not state.exists:
-                raise CommandRejected("not_found", f"project {project_id!r} does not exist", "project_id", 404)
+                raise CommandRejected(
+                    "not_found", f"project {project_id!r} does not exist", "project_id", 404
+                )
             slide = data.get("slide_id")
             if slide is not None and slide not in state.slides:
                 raise CommandRejected("not_found", f"slide {slide!r} does not exist", "slide_id", 404)
             request = data.get("request_id")
             if event_type.startswith("Training") and request not in state.training:
-                raise CommandRejected("not_found", f"training request {request!r} does not exist", "request_id", 404)
+                raise CommandRejected(
+                    "not_found", f"training request {request!r} does not exist", "request_id", 404
+                )
             return [(project_stream(project_id), event_type, data)]
 
         return self.append_decided(project_id, decide, actor, None)
@@ -161,18 +171,27 @@ class HistoLabel:
             return None
         cmd = RequestTraining(project_id=project_id, reason="threshold", labels_total=total)
         result = self.append_decided(
-            project_id, lambda s: cmd.decide(s, "system:projector", "cloud"), Actor(user="system:projector", site="cloud"), None
+            project_id,
+            lambda s: cmd.decide(s, "system:projector", "cloud"),
+            Actor(user="system:projector", site="cloud"),
+            None,
         )
         return result if result.events else None
 
-    def request_training(self, project_id: str, actor: Actor, idempotency_key: str | None = None) -> CommandResult:
-        cmd = RequestTraining(project_id=project_id, reason="manual", labels_total=self.labels_total(project_id))
+    def request_training(
+        self, project_id: str, actor: Actor, idempotency_key: str | None = None
+    ) -> CommandResult:
+        cmd = RequestTraining(
+            project_id=project_id, reason="manual", labels_total=self.labels_total(project_id)
+        )
         return self.execute(cmd, actor, idempotency_key)
 
     def _count_in_category(self, command: DeleteCategory) -> int:
         state = self.project_state(command.project_id)
         return sum(
-            self.projections.load_slide(command.project_id, s, buckets=set()).counts.get(command.category_id, 0)
+            self.projections.load_slide(command.project_id, s, buckets=set()).counts.get(
+                command.category_id, 0
+            )
             for s in state.slides
         )
 
@@ -225,7 +244,11 @@ class HistoLabel:
             except DuplicateCommand as dup:
                 return CommandResult(**{**dup.result, "duplicate": True})
             except AppendConflict as conflict:
-                moved = conflict.streams if conflict.streams is not None else {e.stream for e in sealed} | {project}
+                moved = (
+                    conflict.streams
+                    if conflict.streams is not None
+                    else {e.stream for e in sealed} | {project}
+                )
                 # A label stream that moved only needs its new head; the decision stands unless
                 # the project itself moved.
                 fresh = project in moved

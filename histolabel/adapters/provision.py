@@ -36,15 +36,21 @@ def bucket_settings(props: dict[str, Any]) -> dict[str, dict[str, Any]]:
     calls: dict[str, dict[str, Any]] = {
         "put_bucket_encryption": {
             "ServerSideEncryptionConfiguration": {
-                "Rules": [{"ApplyServerSideEncryptionByDefault": r["ServerSideEncryptionByDefault"]} for r in rules]
+                "Rules": [
+                    {"ApplyServerSideEncryptionByDefault": r["ServerSideEncryptionByDefault"]} for r in rules
+                ]
             }
         },
-        "put_public_access_block": {"PublicAccessBlockConfiguration": props["PublicAccessBlockConfiguration"]},
+        "put_public_access_block": {
+            "PublicAccessBlockConfiguration": props["PublicAccessBlockConfiguration"]
+        },
     }
     if "VersioningConfiguration" in props:
         calls["put_bucket_versioning"] = {"VersioningConfiguration": props["VersioningConfiguration"]}
     if "CorsConfiguration" in props:
-        cors = [{_CORS_KEYS.get(k, k): v for k, v in r.items()} for r in props["CorsConfiguration"]["CorsRules"]]
+        cors = [
+            {_CORS_KEYS.get(k, k): v for k, v in r.items()} for r in props["CorsConfiguration"]["CorsRules"]
+        ]
         calls["put_bucket_cors"] = {"CORSConfiguration": {"CORSRules": cors}}
     return calls
 

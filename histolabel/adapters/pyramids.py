@@ -32,10 +32,8 @@ def prefix_size(uri: str, settings: Settings | None = None) -> int:
     """Total bytes of all objects under a prefix (a zarr hierarchy)."""
     bucket, key = require_in_bucket(uri, settings)
     fs = filesystem(settings)
-    path = f"{bucket}/{key}".rstrip("/")
-    if not fs.exists(path):
-        return 0
-    return int(sum(fs.du(path, total=False).values()))
+    fs.invalidate_cache()
+    return int(sum(fs.du(f"{bucket}/{key}".rstrip("/"), total=False).values()))
 
 
 def remove_prefix(uri: str, settings: Settings | None = None) -> None:
@@ -43,10 +41,14 @@ def remove_prefix(uri: str, settings: Settings | None = None) -> None:
     bucket, key = require_in_bucket(uri, settings)
     fs = filesystem(settings)
     path = f"{bucket}/{key}".rstrip("/")
-    fs.invalidate_cache(path)
-    if fs.exists(path):
-        fs.rm(path, recursive=True)
-    fs.invalidate_cache(path)
+    # zarr writes through another (async) s3fs instance, so this one's listings may be stale
+    fs.invalidate_cache()
+    keys = fs.find(path)
+    if fs.isfile(path):
+        keys.append(path)
+    if keys:
+        fs.rm(keys)
+    fs.invalidate_cache()
 
 
 def open_group(uri: str, mode: Literal["r", "a", "w"] = "r", settings: Settings | None = None) -> zarr.Group:

@@ -52,7 +52,7 @@ class StoredEvent:
 
     @property
     def payload(self) -> dict[str, Any]:
-        return json.loads(self.data)  # type: ignore[no-any-return]
+        return json.loads(self.data)
 
     def hashed_fields(self) -> dict[str, Any]:
         fields = asdict(self)

@@ -111,9 +111,7 @@ def train(args: argparse.Namespace) -> int:
     # A manual request is refused while another is active, so the newest "requested" is ours.
     pending = [r for r in svc.project_state(args.project).training.values() if r.status == "requested"]
     if not pending:
-        raise LearningCommandError(
-            "the training request was claimed by the training trigger, which runs it"
-        )
+        raise LearningCommandError("the training request was claimed by the training trigger, which runs it")
     request_id = max(pending, key=lambda r: r.requested_at).request_id
     name = job_name("train", args.project, request_id)
     claim = claim_request(svc, args.project, request_id, name)

@@ -58,9 +58,16 @@ class LocalJobRunner:
         with self._slots:
             self._write(job_id, {**record, "status": "RUNNING", "started_at": time.time()})
             with open(log_path, "wb") as log:
-                proc = subprocess.run(record["command"], stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
-        done = {**record, "status": "SUCCEEDED" if proc.returncode == 0 else "FAILED", "stopped_at": time.time(),
-                "exit_code": proc.returncode, "log": str(log_path)}  # fmt: skip
+                proc = subprocess.run(
+                    record["command"], stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy()
+                )
+        done = {
+            **record,
+            "status": "SUCCEEDED" if proc.returncode == 0 else "FAILED",
+            "stopped_at": time.time(),
+            "exit_code": proc.returncode,
+            "log": str(log_path),
+        }
         if proc.returncode != 0:
             tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
             done["reason"] = f"exit code {proc.returncode}: {tail[0][:500]}"

@@ -59,7 +59,12 @@ class StreamPoller:
     def _lambda_event(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         return {
             "Records": [
-                {**r, "eventSource": "aws:dynamodb", "eventSourceARN": self.stream_arn, "awsRegion": self.settings.region}
+                {
+                    **r,
+                    "eventSource": "aws:dynamodb",
+                    "eventSourceARN": self.stream_arn,
+                    "awsRegion": self.settings.region,
+                }
                 for r in records
             ]
         }

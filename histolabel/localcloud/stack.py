@@ -67,7 +67,7 @@ class ServerProcess:
 def start_server(port: int | None = None, log_path: Path | None = None) -> ServerProcess:
     port = port or free_port()
     endpoint = f"http://127.0.0.1:{port}"
-    log = open(log_path, "ab") if log_path else subprocess.DEVNULL
+    log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - the child keeps it
     proc = subprocess.Popen(
         [sys.executable, "-m", "histolabel.localcloud.server", "--port", str(port)],
         stdout=log,

@@ -8,6 +8,7 @@ each as its own process recorded by PID in the state directory, then loads a dem
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -20,11 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from histolabel.config import Settings
+from histolabel.events.catalogue import LabelSource, Role
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_SLIDE = ROOT / "localstack" / "demo" / "CMU-1-Small-Region.svs"
 DEMO_PASSWORD = "Histolabel-demo-1"
-DEMO_USERS = {
+DEMO_USERS: dict[str, Role] = {
     "olivia": "owner",
     "ana": "annotator",
     "ben": "annotator",
@@ -84,8 +86,15 @@ def _wait_http(url: str, what: str, timeout: float = 60.0) -> None:
 
 
 def up(
-    cloud_port: int, api_port: int, web_port: int, stage: str, demo: bool, out: Any = sys.stdout
+    cloud_port: int,
+    api_port: int,
+    web_port: int,
+    stage: str,
+    demo: bool,
+    endpoint: str | None = None,
+    out: Any = sys.stdout,
 ) -> dict[str, Any]:
+    """With `endpoint` (LocalStack, say), use that cloud instead of starting moto's server."""
     from histolabel.adapters import cognito
     from histolabel.adapters.provision import provision
     from histolabel.config import get_settings
@@ -193,9 +202,10 @@ def load_demo(out: Any, project_id: str = "demo", label_events: int = 2000) -> N
     svc = HistoLabel.from_env()
     owner = Actor(user="olivia", site=DEMO_SITES["olivia"])
     print(f"loading the demo project {project_id!r} ...", file=out, flush=True)
-    svc.execute(CreateProject(project_id=project_id, name="Demo: CMU-1 small region",
-                              settings=ProjectSettings(superpixel_size=48, magnification=20, retrain_threshold=500)),
-                owner)  # fmt: skip
+    settings = ProjectSettings(superpixel_size=32, magnification=20, retrain_threshold=500)
+    svc.execute(
+        CreateProject(project_id=project_id, name="Demo: CMU-1 small region", settings=settings), owner
+    )
     for user, role in DEMO_USERS.items():
         if role != "owner":
             svc.execute(AddMember(project_id=project_id, user=user, role=role, site=DEMO_SITES[user]), owner)
@@ -230,7 +240,7 @@ def load_demo(out: Any, project_id: str = "demo", label_events: int = 2000) -> N
 
     def label(plan: tuple[Actor, list[int], str, int]) -> None:
         actor, ids, category, i = plan
-        source = "click" if len(ids) == 1 else "brush"
+        source: LabelSource = "click" if len(ids) == 1 else "brush"
         svc.execute(LabelSuperpixels(project_id=project_id, slide_id="cmu1", ids=ids, category_id=category,
                                      source=source), actor, idempotency_key=f"demo-{i}")  # fmt: skip
 
@@ -248,10 +258,8 @@ def _kill(pid: int) -> None:
     try:
         os.killpg(pid, signal.SIGTERM)
     except (ProcessLookupError, PermissionError):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
 
 
 def down(out: Any = sys.stdout) -> int:

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from histolabel.eventstore import EventStore
 from histolabel.events.catalogue import LABEL_EVENT_TYPES
 from histolabel.events.envelope import StoredEvent, slide_of, stream_kind
+from histolabel.eventstore import EventStore
 from histolabel.projections.labels import apply_label_event, buckets_of, event_ids
 from histolabel.projections.project import ProjectState, apply_project_event
 from histolabel.projections.store import ProjectionConflict, ProjectionStore

@@ -21,6 +21,7 @@ from histolabel.service import HistoLabel
 logger = Logger(service="projector")
 metrics = Metrics(namespace="HistoLabel", service="projector")
 
+
 class ProjectorRuntime:
     def __init__(self, svc: HistoLabel) -> None:
         self.svc = svc
@@ -43,9 +44,10 @@ class ProjectorRuntime:
         metrics.add_metric(name="EventsProjected", unit=MetricUnit.Count, value=outcome.applied)
 
     def handle(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-        return process_partial_response(  # type: ignore[no-any-return]
+        response = process_partial_response(
             event=event, record_handler=self.record, processor=self.processor, context=context
         )
+        return dict(response)
 
 
 _runtime: ProjectorRuntime | None = None

@@ -32,15 +32,19 @@ class TriggerRuntime:
         if record.raw_event.get("eventName") != "INSERT":
             return
         image = record.raw_event["dynamodb"]["NewImage"]
-        if stream_kind(image["stream"]["S"]) != "project" or image.get("type", {}).get("S") != "TrainingRequested":
+        if (
+            stream_kind(image["stream"]["S"]) != "project"
+            or image.get("type", {}).get("S") != "TrainingRequested"
+        ):
             return
         outcome = handle_training_requested(self.svc, self.submitter, from_item(image))
         logger.info("training trigger", extra={"outcome": outcome.__dict__})
 
     def handle(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-        return process_partial_response(  # type: ignore[no-any-return]
+        response = process_partial_response(
             event=event, record_handler=self.record, processor=self.processor, context=context
         )
+        return dict(response)
 
 
 _runtime: TriggerRuntime | None = None

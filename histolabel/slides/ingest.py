@@ -81,6 +81,17 @@ def add_label_name(labels: zarr.Group, name: str) -> None:
     labels.attrs.update({"ome": {"version": "0.5", "labels": names}})
 
 
+def remove_label_name(image: zarr.Group, name: str) -> None:
+    """Stop listing a label image (before it is rewritten, so a failure leaves no dangling name)."""
+    if "labels" not in image:
+        return
+    labels = image["labels"]
+    assert isinstance(labels, zarr.Group)
+    ome: dict[str, Any] = dict(labels.attrs.get("ome", {}))  # type: ignore[arg-type]
+    names = sorted({str(n) for n in ome.get("labels", [])} - {name})
+    labels.attrs.update({"ome": {"version": "0.5", "labels": names}})
+
+
 def read_tissue(group: zarr.Group) -> tuple[np.ndarray, int]:
     """The tissue mask (bool, h, w) and the image level it was computed at."""
     tissue = group[TISSUE_PATH]

@@ -24,18 +24,27 @@ def poller(cloud, svc):
     return StreamPoller(cloud, runtime.handle, start_at="LATEST")
 
 
-def make_project(svc: HistoLabel, project_id: str, slides=("s1",), superpixels=20_000, threshold=1000) -> None:
+def make_project(
+    svc: HistoLabel, project_id: str, slides=("s1",), superpixels=20_000, threshold=1000
+) -> None:
     from histolabel.events.catalogue import ProjectSettings
 
     svc.execute(
-        CreateProject(project_id=project_id, name="IT", settings=ProjectSettings(retrain_threshold=threshold)), OWNER
+        CreateProject(
+            project_id=project_id, name="IT", settings=ProjectSettings(retrain_threshold=threshold)
+        ),
+        OWNER,
     )
-    svc.execute(AddMember(project_id=project_id, user=ANNOTATOR.user, role="annotator", site=ANNOTATOR.site), OWNER)
+    svc.execute(
+        AddMember(project_id=project_id, user=ANNOTATOR.user, role="annotator", site=ANNOTATOR.site), OWNER
+    )
     for name in ("tumor", "stroma"):
         svc.execute(AddCategory(project_id=project_id, name=name), OWNER)
     for slide in slides:
         svc.execute(
-            RegisterSlide(project_id=project_id, slide_id=slide, name=slide, source_uri=f"s3://bucket-x/{slide}.svs"),
+            RegisterSlide(
+                project_id=project_id, slide_id=slide, name=slide, source_uri=f"s3://bucket-x/{slide}.svs"
+            ),
             OWNER,
         )
         svc.record_job_event(

@@ -33,8 +33,13 @@ def test_replay_as_of_a_past_time_equals_the_state_recorded_then(svc, poller, pr
     _label(svc, project_id, [2, 4, 5], "stroma")
     svc.execute(UnlabelSuperpixels(project_id=project_id, slide_id="s1", ids=[1]), ANNOTATOR)
     svc.execute(ReviewLabels(project_id=project_id, slide_id="s1", ids=[3], action="clear"), REVIEWER)
-    then = {(r["slide"], r["superpixel"]): r["category"] for r in replay(svc, project_id, Cutoff(as_of=recorded_at))}
-    assert then == recorded == {("s1", 1): "tumor", ("s1", 2): "tumor", ("s1", 3): "tumor", ("s1", 4): "stroma"}
+    then = {
+        (r["slide"], r["superpixel"]): r["category"]
+        for r in replay(svc, project_id, Cutoff(as_of=recorded_at))
+    }
+    assert (
+        then == recorded == {("s1", 1): "tumor", ("s1", 2): "tumor", ("s1", 3): "tumor", ("s1", 4): "stroma"}
+    )
     now = {(r["slide"], r["superpixel"]): r["category"] for r in replay(svc, project_id, Cutoff())}
     assert now[("s1", 2)] == "stroma" and ("s1", 1) not in now and now[("s1", 3)] is None
 
@@ -88,7 +93,9 @@ def test_rebuild_from_zero_equals_the_live_projection(svc, poller, project_id, c
 def test_history_lists_who_did_what(svc, project_id, capsys):
     make_project(svc, project_id)
     _label(svc, project_id, [42], "tumor")
-    assert cli(["audit", "history", "--project", project_id, "--superpixel", "s1:42", "--format", "json"]) == 0
+    assert (
+        cli(["audit", "history", "--project", project_id, "--superpixel", "s1:42", "--format", "json"]) == 0
+    )
     rows = json.loads(capsys.readouterr().out)
     assert [(r["user"], r["type"]) for r in rows] == [("ana", "SuperpixelsLabeled")]
     assert cli(["audit", "history", "--project", "nope-" + project_id]) == 2

@@ -18,8 +18,12 @@ from tests.integration.conftest import ANNOTATOR, make_project
 
 def test_labels_flow_through_stream_into_projection(svc, poller, project_id):
     make_project(svc, project_id)
-    svc.execute(LabelSuperpixels(project_id=project_id, slide_id="s1", ids=[1, 2, 3], category_id="tumor"), ANNOTATOR)
-    svc.execute(LabelSuperpixels(project_id=project_id, slide_id="s1", ids=[3, 4], category_id="stroma"), ANNOTATOR)
+    svc.execute(
+        LabelSuperpixels(project_id=project_id, slide_id="s1", ids=[1, 2, 3], category_id="tumor"), ANNOTATOR
+    )
+    svc.execute(
+        LabelSuperpixels(project_id=project_id, slide_id="s1", ids=[3, 4], category_id="stroma"), ANNOTATOR
+    )
     poller.drain()
     labels = svc.slide_labels(project_id, "s1")
     assert labels.current() == {1: "tumor", 2: "tumor", 3: "stroma", 4: "stroma"}
@@ -93,14 +97,19 @@ def test_projection_equals_fold_after_redelivery(svc, poller, project_id):
     make_project(svc, project_id)
     for i in range(20):
         svc.execute(
-            LabelSuperpixels(project_id=project_id, slide_id="s1", ids=[i + 1, i + 300], category_id="tumor"), ANNOTATOR
+            LabelSuperpixels(project_id=project_id, slide_id="s1", ids=[i + 1, i + 300], category_id="tumor"),
+            ANNOTATOR,
         )
     poller.drain()
     # Re-deliver the whole history as a Lambda batch would after a retry.
     events = list(svc.events.read(label_stream(project_id, "s1")))
     for e in events:
         poller.handler(
-            {"Records": [{"eventName": "INSERT", "dynamodb": {"NewImage": _image(e), "SequenceNumber": str(e.seq)}}]},
+            {
+                "Records": [
+                    {"eventName": "INSERT", "dynamodb": {"NewImage": _image(e), "SequenceNumber": str(e.seq)}}
+                ]
+            },
             None,
         )
     live = svc.slide_labels(project_id, "s1")

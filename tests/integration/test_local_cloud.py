@@ -31,4 +31,7 @@ def test_localstack_init_plan_is_generated_from_the_stack_definitions():
 
     committed = json.loads((Path(__file__).parents[2] / "localstack/init/resources.json").read_text())
     assert committed == json.loads(json.dumps(api_plan(Settings(stage="local"))))
-    assert {t["TableName"] for t in committed["tables"]} == {"histolabel-local-events", "histolabel-local-projections"}
+    assert {t["TableName"] for t in committed["tables"]} == {
+        "histolabel-local-events",
+        "histolabel-local-projections",
+    }

@@ -6,8 +6,8 @@ from itertools import count
 
 from histolabel.commands import AddCategory, AddMember, CreateProject, RegisterSlide
 from histolabel.config import Settings
-from histolabel.eventstore import InMemoryEventStore
 from histolabel.events.catalogue import Actor
+from histolabel.eventstore import InMemoryEventStore
 from histolabel.projections.store import InMemoryProjectionStore
 from histolabel.service import HistoLabel
 
@@ -29,8 +29,12 @@ def memory_service(clock=None) -> HistoLabel:
 
 def seeded_project(svc: HistoLabel, project_id: str = "proj", superpixels: int = 5000) -> list[str]:
     svc.execute(CreateProject(project_id=project_id, name="Demo"), OWNER)
-    svc.execute(AddMember(project_id=project_id, user=ANNOTATOR.user, role="annotator", site=ANNOTATOR.site), OWNER)
-    svc.execute(AddMember(project_id=project_id, user=REVIEWER.user, role="reviewer", site=REVIEWER.site), OWNER)
+    svc.execute(
+        AddMember(project_id=project_id, user=ANNOTATOR.user, role="annotator", site=ANNOTATOR.site), OWNER
+    )
+    svc.execute(
+        AddMember(project_id=project_id, user=REVIEWER.user, role="reviewer", site=REVIEWER.site), OWNER
+    )
     svc.execute(AddMember(project_id=project_id, user=AUDITOR.user, role="auditor", site=AUDITOR.site), OWNER)
     cats = []
     for name in ("tumor", "stroma", "necrosis"):
@@ -38,7 +42,10 @@ def seeded_project(svc: HistoLabel, project_id: str = "proj", superpixels: int =
         cats.append(svc.project_state(project_id).categories[name].id)
         assert result.appended == 1
     svc.execute(
-        RegisterSlide(project_id=project_id, slide_id="s1", name="slide 1", source_uri="s3://bucket-x/s1.svs"), OWNER
+        RegisterSlide(
+            project_id=project_id, slide_id="s1", name="slide 1", source_uri="s3://bucket-x/s1.svs"
+        ),
+        OWNER,
     )
     segmented(svc, project_id, "s1", superpixels)
     return cats

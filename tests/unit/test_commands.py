@@ -78,7 +78,10 @@ def test_bulk_labels_are_split_below_item_and_transaction_limits():
     svc = memory_service()
     seeded_project(svc, superpixels=60_000)
     ids = list(range(1, 50_001))
-    result = svc.execute(LabelSuperpixels(project_id="proj", slide_id="s1", ids=ids, category_id="tumor", source="bulk"), ANNOTATOR)
+    result = svc.execute(
+        LabelSuperpixels(project_id="proj", slide_id="s1", ids=ids, category_id="tumor", source="bulk"),
+        ANNOTATOR,
+    )
     assert result.appended == len(chunk_ids(ids)) <= 99
     stored = list(svc.events.read("L#proj#s1"))
     assert sorted(i for e in stored for i in e.payload["ids"]) == ids
@@ -103,15 +106,22 @@ def test_delete_category_records_how_many_labels_it_clears():
 
     svc = memory_service()
     seeded_project(svc)
-    svc.execute(LabelSuperpixels(project_id="proj", slide_id="s1", ids=[1, 2, 3], category_id="stroma"), ANNOTATOR)
-    Projector(svc.projections, svc.events).handle_all(e for s in svc.events.streams.values() for e in s.values())
+    svc.execute(
+        LabelSuperpixels(project_id="proj", slide_id="s1", ids=[1, 2, 3], category_id="stroma"), ANNOTATOR
+    )
+    Projector(svc.projections, svc.events).handle_all(
+        e for s in svc.events.streams.values() for e in s.values()
+    )
     svc.execute(DeleteCategory(project_id="proj", category_id="stroma"), OWNER)
     last = list(svc.events.read("P#proj"))[-1]
     assert last.type == "CategoryDeleted" and last.payload["labels_cleared"] == 3
 
 
 def test_old_event_versions_are_upcast():
-    assert upcast("SuperpixelsLabeled", 1, {"slide_id": "s", "ids": [1], "category_id": "c"})["source"] == "click"
+    assert (
+        upcast("SuperpixelsLabeled", 1, {"slide_id": "s", "ids": [1], "category_id": "c"})["source"]
+        == "click"
+    )
     with pytest.raises(ValueError):
         upcast("SuperpixelsLabeled", 9, {})
     with pytest.raises(ValueError):

@@ -25,10 +25,15 @@ from histolabel.projections.store import InMemoryProjectionStore
 from tests.unit.helpers import ANNOTATOR, OWNER, REVIEWER, memory_service, seeded_project, segmented
 
 ids_st = st.lists(st.integers(min_value=1, max_value=600), min_size=1, max_size=40, unique=True)
+slide_st = st.sampled_from(["s1", "s2"])
+writer_st = st.sampled_from([OWNER, ANNOTATOR])
+reviewer_st = st.just(REVIEWER)
+actions_st = st.sampled_from(["approve", "clear", "change"])
+cats_st = st.sampled_from(["tumor", "stroma", "necrosis"])
 command_st = st.one_of(
-    st.tuples(st.just("label"), st.sampled_from(["s1", "s2"]), ids_st, st.sampled_from(["tumor", "stroma", "necrosis"]), st.sampled_from([OWNER, ANNOTATOR])),
-    st.tuples(st.just("unlabel"), st.sampled_from(["s1", "s2"]), ids_st, st.just(None), st.sampled_from([OWNER, ANNOTATOR])),
-    st.tuples(st.just("review"), st.sampled_from(["s1", "s2"]), ids_st, st.sampled_from(["approve", "clear", "change"]), st.just(REVIEWER)),
+    st.tuples(st.just("label"), slide_st, ids_st, cats_st, writer_st),
+    st.tuples(st.just("unlabel"), slide_st, ids_st, st.just(None), writer_st),
+    st.tuples(st.just("review"), slide_st, ids_st, actions_st, reviewer_st),
     st.tuples(st.just("merge"), st.just(""), st.just([]), st.just(None), st.just(OWNER)),
     st.tuples(st.just("exclude"), st.just(""), st.just([]), st.just(None), st.just(OWNER)),
     st.tuples(st.just("delete"), st.just(""), st.just([]), st.just(None), st.just(OWNER)),
@@ -38,22 +43,31 @@ command_st = st.one_of(
 def build_history(commands) -> tuple[object, list[StoredEvent]]:
     svc = memory_service()
     seeded_project(svc, superpixels=600)
-    svc.execute(RegisterSlide(project_id="proj", slide_id="s2", name="two", source_uri="s3://bucket-x/s2.svs"), OWNER)
+    svc.execute(
+        RegisterSlide(project_id="proj", slide_id="s2", name="two", source_uri="s3://bucket-x/s2.svs"), OWNER
+    )
     segmented(svc, "proj", "s2", 600)
     extra = 0
     for kind, slide, ids, arg, actor in commands:
         try:
             if kind == "label":
-                svc.execute(LabelSuperpixels(project_id="proj", slide_id=slide, ids=ids, category_id=arg), actor)
+                svc.execute(
+                    LabelSuperpixels(project_id="proj", slide_id=slide, ids=ids, category_id=arg), actor
+                )
             elif kind == "unlabel":
                 svc.execute(UnlabelSuperpixels(project_id="proj", slide_id=slide, ids=ids), actor)
             elif kind == "review":
                 cat = "stroma" if arg == "change" else None
-                svc.execute(ReviewLabels(project_id="proj", slide_id=slide, ids=ids, action=arg, category_id=cat), actor)
+                svc.execute(
+                    ReviewLabels(project_id="proj", slide_id=slide, ids=ids, action=arg, category_id=cat),
+                    actor,
+                )
             elif kind == "merge":
                 extra += 1
                 svc.execute(AddCategory(project_id="proj", name=f"extra{extra}"), OWNER)
-                svc.execute(MergeCategories(project_id="proj", sources=["necrosis"], target=f"extra{extra}"), OWNER)
+                svc.execute(
+                    MergeCategories(project_id="proj", sources=["necrosis"], target=f"extra{extra}"), OWNER
+                )
             elif kind == "exclude":
                 svc.execute(ExcludeCategory(project_id="proj", category_id="tumor"), OWNER)
             elif kind == "delete":
@@ -69,7 +83,9 @@ def expected_state(svc, events):
     slides = {}
     for slide in ("s1", "s2"):
         stream = f"L#proj#{slide}"
-        slides[slide] = fold_labels("proj", slide, sorted((e for e in events if e.stream == stream), key=lambda e: e.seq))
+        slides[slide] = fold_labels(
+            "proj", slide, sorted((e for e in events if e.stream == stream), key=lambda e: e.seq)
+        )
     return project, slides
 
 
@@ -117,7 +133,7 @@ def test_redelivering_a_whole_batch_changes_nothing(commands, data):
 
 
 def test_labels_resolve_merges_and_deletions_at_read_time():
-    svc, events = build_history(
+    svc, _events = build_history(
         [
             ("label", "s1", [1, 2], "necrosis", ANNOTATOR),
             ("merge", "", [], None, OWNER),
