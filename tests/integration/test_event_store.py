@@ -122,3 +122,41 @@ def _image(event):
     from histolabel.adapters.dynamo_events import to_item
 
     return to_item(event)
+
+
+def test_partial_batch_failure_is_redelivered_and_projects_once(cloud, svc, project_id):
+    """A record that fails is reported in batchItemFailures; the poller delivers again from it,
+    and the records after it (delivered twice) still count once."""
+    from histolabel.localcloud.poller import StreamPoller
+    from histolabel.runtime.projector import ProjectorRuntime
+
+    runtime = ProjectorRuntime(svc)
+    failures = {"left": 1}
+    original = runtime.projector.handle
+
+    def flaky(event):
+        if event.stream == label_stream(project_id, "s1") and event.seq == 3 and failures["left"]:
+            failures["left"] -= 1
+            raise RuntimeError("transient failure")
+        return original(event)
+
+    runtime.projector.handle = flaky
+    seen_failures = []
+
+    def handler(event, context):
+        result = runtime.handle(event, context)
+        seen_failures.extend(result.get("batchItemFailures", []))
+        return result
+
+    poller = StreamPoller(cloud, handler, start_at="LATEST")
+    make_project(svc, project_id)
+    for i in range(6):
+        svc.execute(
+            LabelSuperpixels(project_id=project_id, slide_id="s1", ids=[i + 1], category_id="tumor"),
+            ANNOTATOR,
+        )
+    poller.drain()
+    assert seen_failures and poller.failures >= 1 and failures["left"] == 0
+    labels = svc.slide_labels(project_id, "s1")
+    assert labels.current() == {i + 1: "tumor" for i in range(6)}
+    assert labels.label_actions == 6 == svc.labels_total(project_id)

@@ -126,3 +126,21 @@ def test_old_event_versions_are_upcast():
         upcast("SuperpixelsLabeled", 9, {})
     with pytest.raises(ValueError):
         upcast("NoSuchEvent", 1, {})
+
+
+@pytest.mark.parametrize(
+    "event_type, data, message",
+    [
+        ("NoSuchEvent", {"slide_id": "s1"}, "unknown event type"),
+        ("SegmentationCompleted", {"slide_id": "s1", "count": 5}, "labels_uri"),
+        ("SegmentationCompleted", {"slide_id": "ghost", "count": 5, "labels_uri": "u", "table_uri": "t",
+                                   "superpixel_size": 64, "compactness": 10}, "does not exist"),
+    ],
+)  # fmt: skip
+def test_bad_job_events_are_refused_and_write_nothing(event_type, data, message):
+    svc = memory_service()
+    seeded_project(svc)
+    before = event_count(svc)
+    with pytest.raises(ValueError, match=message):
+        svc.record_job_event("proj", event_type, data, job="segment")
+    assert event_count(svc) == before
