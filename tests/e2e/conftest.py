@@ -1,8 +1,11 @@
-"""The local stack for the browser tests: moto (the `cloud` fixture), a Cognito pool with a user,
-the Chalice API served by chalice's local dev server, the stream poller feeding the projector,
-a stand-in train job, the static web server, and headless Chromium.
+"""The local stack for the browser tests, built from the real local-cloud pieces: moto (the
+`cloud` fixture), a Cognito pool with users, the Chalice API on chalice's local dev server, the
+local runtime's two stream pollers (projector + training trigger, as `histolabel local up` runs
+them), the local job runner (HISTOLABEL_JOB_RUNNER=local: embed, train and predict run as
+`python -m gpu_jobs.<job>` processes), the static web server, and headless Chromium.
 
-Until `histolabel local up` lands, this fixture assembles the same pieces itself.
+Module-scoped: the trigger acts on every TrainingRequested in the moto server, so the stack must
+not outlive the module that uses it.
 """
 
 from __future__ import annotations
@@ -62,8 +65,6 @@ class Stack:
     svc: Any
     slide: LocalSlide
     users: dict[str, str] = field(default_factory=dict)
-    trained: list[dict[str, Any]] = field(default_factory=list)
-    fail_next: str | None = None  # the stand-in train job fails its next run with this reason
 
     def token(self, user: str) -> str:
         from histolabel.adapters.cognito import login
@@ -131,91 +132,24 @@ class Stack:
             },
             job="segment",
         )
+        # Features, as the owner's pipeline would ask for them: the embed job of the project's
+        # feature kind (handcrafted by default), run by the local job runner.
+        job = self.call("POST", f"/projects/{project_id}/slides/{slide_id}/jobs", owner, {"job": "embed"})
+        self.wait_for_job(project_id, job["job_id"], owner)
         return str(slide_id)
 
-
-class StandInTrainer:
-    """Plays the train + predict jobs: 1-nearest-labeled-neighbour on superpixel centroids,
-    published exactly as the jobs publish (parquet under predictions/, then events)."""
-
-    def __init__(self, stack_ref: dict[str, Stack]) -> None:
-        self.stack_ref = stack_ref
-
-    def __call__(self, svc: Any, event: Any) -> None:
-        import numpy as np
-        import pyarrow as pa
-
-        from histolabel.adapters.pyramids import write_table
-
-        stack = self.stack_ref["stack"]
-        project_id = event.project
-        request_id = event.payload["request_id"]
-        state = svc.project_state(project_id)
-        cats = [c.id for c in state.live_categories() if not c.excluded]
-        version = int((state.current_model or {}).get("model_version", 0)) + 1
-        svc.record_job_event(
-            project_id,
-            "TrainingStarted",
-            {"request_id": request_id, "job_id": f"local-{version}"},
-            job="train",
-        )
-        if stack.fail_next:
-            reason, stack.fail_next = stack.fail_next, None
-            svc.record_job_event(
-                project_id, "TrainingFailed", {"request_id": request_id, "reason": reason}, job="train"
-            )
-            return
-        rows = stack.slide.rows
-        ids = np.array([r["id"] for r in rows])
-        cen = np.array([[r["cy"], r["cx"]] for r in rows], dtype=float)
-        slides = [sid for sid, sl in state.slides.items() if getattr(sl, "segmentation", None)]
-        prefix = f"s3://{stack.settings.data_bucket}/projects/{project_id}/predictions/{version}"
-        total = 0
-        for slide_id in slides:
-            current = svc.slide_labels(project_id, slide_id).current()
-            labeled = [(i, c) for i, c in current.items() if c in cats]
-            total += len(labeled)
-            probs = np.full((len(ids), len(cats)), 1.0 / max(len(cats), 1))
-            if labeled:
-                lid = np.array([i for i, _ in labeled])
-                lcat = np.array([cats.index(c) for _, c in labeled])
-                lcen = cen[np.searchsorted(ids, lid)]
-                d = ((cen[:, None, :] - lcen[None, :, :]) ** 2).sum(-1)
-                nearest = lcat[d.argmin(1)]
-                probs[:] = 0.2 / max(len(cats) - 1, 1)
-                probs[np.arange(len(ids)), nearest] = 0.8
-                far = d.min(1) / (d.min(1).max() + 1e-9)
-                probs = probs * (1 - far[:, None] * 0.5) + far[:, None] * 0.5 / len(cats)
-            table = {
-                "id": ids,
-                **{f"prob_{c}": probs[:, k].astype(np.float32) for k, c in enumerate(cats)},
-                "certainty": probs.max(1).astype(np.float32),
-            }
-            write_table(pa.table(table), f"{prefix}/{slide_id}.parquet", stack.settings)
-        metrics = {
-            "balanced_accuracy": 0.8,
-            "per_class": {c: {"f1": 0.8} for c in cats},
-            "learning_curve": [[max(1, total // 2), 0.6], [total, 0.8]],
-        }
-        svc.record_job_event(
-            project_id,
-            "TrainingCompleted",
-            {
-                "request_id": request_id,
-                "model_version": version,
-                "model_uri": f"{prefix}/model.safetensors",
-                "metrics": metrics,
-                "label_count": total,
-            },
-            job="train",
-        )
-        svc.record_job_event(
-            project_id,
-            "PredictionsPublished",
-            {"model_version": version, "uri_prefix": prefix, "slides": slides, "metric": "confidence"},
-            job="predict",
-        )
-        stack.trained.append({"project": project_id, "version": version})
+    def wait_for_job(
+        self, project_id: str, job_id: str, owner: str, timeout: float = 180.0
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            status: dict[str, Any] = self.call("GET", f"/projects/{project_id}/jobs/{job_id}", owner)
+            if status["status"] == "SUCCEEDED":
+                return status
+            if status["status"] == "FAILED" or time.monotonic() > deadline:
+                log = Path(str(status.get("log", ""))).read_text()[-2000:] if status.get("log") else ""
+                raise AssertionError(f"job {job_id}: {status} {log}")
+            time.sleep(0.25)
 
 
 @pytest.fixture(scope="session")
@@ -232,24 +166,28 @@ def local_slide(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return LocalSlide(root, count, int(w), int(h), n_levels, rows)
 
 
-@pytest.fixture(scope="session")
-def stack(cloud: Any, local_slide: LocalSlide) -> Iterator[Stack]:
+@pytest.fixture(scope="module")
+def stack(cloud: Any, local_slide: LocalSlide, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is not installed")
     from chalice.config import Config
     from chalice.local import LocalDevServer
 
     from histolabel.adapters.cognito import add_user, ensure_pool
-    from histolabel.localcloud.poller import StreamPoller
+    from histolabel.localcloud.runtime import start_pollers
     from histolabel.localcloud.webserver import start, web_config
-    from histolabel.runtime.projector import ProjectorRuntime
     from histolabel.service import HistoLabel
 
     pool = ensure_pool(cloud)
     users = {"pat": "pat@example.org", "rex": "rex@example.org"}
     for user, email in users.items():
         add_user(pool, user, PASSWORD, email, cloud)
-    env = {"HISTOLABEL_USER_POOL_ID": pool.user_pool_id, "HISTOLABEL_CLIENT_ID": pool.client_id}
+    env = {
+        "HISTOLABEL_USER_POOL_ID": pool.user_pool_id,
+        "HISTOLABEL_CLIENT_ID": pool.client_id,
+        "HISTOLABEL_JOB_RUNNER": "local",
+        "HISTOLABEL_LOCAL_DIR": str(tmp_path_factory.mktemp("local")),
+    }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
 
@@ -258,9 +196,7 @@ def stack(cloud: Any, local_slide: LocalSlide) -> Iterator[Stack]:
 
     SERVICES.service = SERVICES.submitter = SERVICES.pool = SERVICES.jwks = None
     svc = HistoLabel.from_env(cloud)
-    ref: dict[str, Stack] = {}
-    runtime = ProjectorRuntime(svc, on_training_requested=StandInTrainer(ref))
-    poller = StreamPoller(cloud, runtime.handle, start_at="LATEST").start()
+    pollers = start_pollers(cloud, start_at="LATEST")
     port = _free_port()
     api = LocalDevServer(app, Config(), "127.0.0.1", port)
     api_thread = threading.Thread(target=api.serve_forever, daemon=True)
@@ -278,14 +214,13 @@ def stack(cloud: Any, local_slide: LocalSlide) -> Iterator[Stack]:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
-    stack = Stack(cloud, api_url, web.url, pool, svc, local_slide, users)
-    ref["stack"] = stack
     try:
-        yield stack
+        yield Stack(cloud, api_url, web.url, pool, svc, local_slide, users)
     finally:
         web.stop()
         api.shutdown()
-        poller.stop()
+        for poller in pollers:
+            poller.stop()
         SERVICES.service = SERVICES.submitter = SERVICES.pool = SERVICES.jwks = None
         for k, v in saved.items():
             if v is None:
@@ -294,7 +229,7 @@ def stack(cloud: Any, local_slide: LocalSlide) -> Iterator[Stack]:
                 os.environ[k] = v
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser_context(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 

@@ -189,17 +189,37 @@ def test_full_session(stack: Stack, browser_context: Any, artifacts: Path) -> No
     wait_until(lambda: approved() == tumor_ids, what="approvals")
     page.screenshot(path=str(artifacts / "4-review.png"))
 
-    # --- training: manual retrain; the new model's predictions reach the app ---
+    # --- training: manual retrain; the trigger starts the real train job (then predict) ---
     page.click("[data-mode=training]")
     page.click("#retrain")
-    wait_until(lambda: stack.trained and stack.trained[-1]["project"] == project, what="training job")
+
+    def training() -> dict[str, Any]:
+        return stack.call("GET", f"/projects/{project}/training", "pat")  # type: ignore[no-any-return]
+
+    def last_run(status: str) -> dict[str, Any] | None:
+        runs = training()["runs"]
+        if runs and runs[-1]["status"] == "failed" and status != "failed":
+            raise AssertionError(f"training failed: {runs[-1]}")
+        return runs[-1] if runs and runs[-1]["status"] == status else None
+
+    wait_until(lambda: last_run("completed"), timeout=120, what="train job")
+    wait_until(
+        lambda: stack.call("GET", f"/projects/{project}", "pat")["predictions"], timeout=60, what="predict"
+    )
     page.wait_for_selector("#tr-model:has-text('Model version 1')", timeout=15_000)
     queue = stack.call("GET", f"/projects/{project}/queue?n=5", "pat")
     assert queue["model_version"] == 1 and all(i["prediction"] in (tumor, stroma) for i in queue["items"])
-    stack.fail_next = "GPU out of memory"
+    preds = stack.call("GET", f"/projects/{project}/slides/{slide}/predictions", "pat")
+    assert preds["model_version"] == 1 and len(preds["ids"]) == stack.slide.count
+    assert set(preds["categories"]) <= {tumor, stroma}
+    page.wait_for_function("window.histolabel.predictions && window.histolabel.predictions.version === 1")
+    # A run that cannot train (one trainable category left) fails; the app says why.
+    stack.call("POST", f"/projects/{project}/categories/{stroma}/exclude", "pat")
     page.click("#retrain")
-    page.wait_for_selector("#alert:has-text('GPU out of memory')", timeout=15_000)
+    page.wait_for_selector("#alert:has-text('at least 2 trainable categories')", timeout=120_000)
     assert page.is_visible("#alert")
+    assert training()["current_model"]["model_version"] == 1
+    stack.call("POST", f"/projects/{project}/categories/{stroma}/include", "pat")
     page.screenshot(path=str(artifacts / "5-training.png"))
     page.click("[data-mode=guided]")
     page.wait_for_selector("#filmstrip .card .pred:not(:has-text('no prediction'))")
@@ -222,3 +242,31 @@ def test_full_session(stack: Stack, browser_context: Any, artifacts: Path) -> No
     page.screenshot(path=str(artifacts / "7-audit.png"))
     page.click("#replay-stop")
     assert not errors, errors
+
+
+def test_project_picker_after_login(stack: Stack, browser_context: Any, artifacts: Path) -> None:
+    """A user with projects picks one after signing in (GET /projects, fed by the projector)."""
+    project = f"pick{uuid.uuid4().hex[:8]}"
+    stack.call("POST", "/projects", "rex", {"project_id": project, "name": "Picked project", "site": "rome"})
+    wait_until(
+        lambda: project in {p["project_id"] for p in stack.call("GET", "/projects", "rex")["projects"]},
+        what="the projector to list the new project",
+    )
+    page = browser_context.new_page()
+    page.goto(stack.web_url + "/index.html")
+    page.evaluate("localStorage.clear()")
+    page.goto(stack.web_url + "/index.html")
+    page.fill("#login-username", "rex")
+    page.fill("#login-password", PASSWORD)
+    page.click("#login-submit")
+    page.wait_for_selector("#project-picker[open]")
+    button = page.locator(f"#project-list button[data-project='{project}']")
+    assert "Picked project" in button.inner_text() and "owner" in button.inner_text()
+    page.screenshot(path=str(artifacts / "0-project-picker.png"))
+    button.click()
+    page.wait_for_selector("#project-picker:not([open])", state="attached")
+    page.wait_for_function(
+        f"window.histolabel.project && window.histolabel.project.project_id === '{project}'"
+    )
+    assert page.input_value("#project-id") == project
+    page.close()
