@@ -28,7 +28,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from histolabel.learning import batchbald, certainty, training  # noqa: E402
+from histolabel.learning import batchbald, certainty, models, training  # noqa: E402
 
 
 def timed(fn: Callable[[], Any], repeat: int = 1) -> tuple[float, Any]:
@@ -149,7 +149,8 @@ def bench_training(quick: bool) -> dict[str, float]:
                 opt.step()
         return model.eval()
 
-    t_base, base = timed(baseline)
+    with models.threads_for(0):  # the same thread setting as ours, so threads do not decide it
+        t_base, base = timed(baseline)
     t_base_full = t_base * epochs / base_epochs
     with torch.no_grad():
         f1_base = training.per_class_scores(yt, base(torch.from_numpy(xt)).argmax(1).numpy(), ids)["macro_f1"]

@@ -16,6 +16,7 @@ import torch
 from numpy.typing import NDArray
 
 from histolabel.learning.certainty import bald
+from histolabel.learning.models import threads_for
 
 _EPS = 1e-12
 
@@ -69,7 +70,8 @@ def select(
         b = bald(mc_all[:, pool, :])
         keep = np.argpartition(-b, prefilter - 1)[:prefilter]
         pool = np.sort(pool[keep])
-    with torch.no_grad():
+    # Each greedy step touches [configs x candidates x classes] values.
+    with torch.no_grad(), threads_for(max_configs * pool.size * c):
         probs64 = np.ascontiguousarray(mc_all[:, pool, :], dtype=np.float64)
         probs = torch.from_numpy(probs64).to(dtype)  # [k, m, c]
         m = probs.shape[1]

@@ -76,10 +76,11 @@ def build(
 
 @contextmanager
 def threads_for(work: int) -> Iterator[None]:
-    """One intra-op thread for small tensors: on a busy machine, torch's thread pool spins on
-    tiny ops (a 29-d linear head took 60x longer with 2 threads than with 1 under load)."""
+    """One intra-op thread unless the tensors are large: on a busy machine torch's thread pool
+    spins on small ops (measured on 2 loaded cores: a 29-d linear head 60x and a small CNN on
+    32x32 patches 20x slower with 2 threads than with 1)."""
     before = torch.get_num_threads()
-    if work < 2_000_000:
+    if work < 64_000_000:
         torch.set_num_threads(1)
     try:
         yield
