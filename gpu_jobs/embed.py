@@ -116,7 +116,10 @@ def embed_slide(
         bboxes = np.zeros((count, 4), np.int64)
         ids = table.column("id").to_numpy().astype(np.int64)
         cols = [table.column(c).to_numpy() for c in ("y0", "x0", "y1", "x1")]
-        bboxes[ids - 1] = np.stack(cols, axis=1) // factor
+        box = np.stack(cols, axis=1).astype(np.int64)
+        box[:, :2] //= factor
+        box[:, 2:] = -(-box[:, 2:] // factor)  # end-exclusive ends round up at the labels' level
+        bboxes[ids - 1] = box
         with progress_bar(count, f"embed {kind}", progress, unit="sp") as update:
             if kind == "patch":
                 values = embedding.patches_slide(
