@@ -28,7 +28,7 @@ from histolabel.segmentation.output import (
     superpixel_px,
 )
 from histolabel.segmentation.tiled import ScaledMask, SlicParams, segment
-from histolabel.slides.ingest import SUPERPIXELS_PATH, read_tissue
+from histolabel.slides.ingest import SUPERPIXELS_PATH, read_tissue, remove_label_name
 from histolabel.slides.pyramid import SHARD
 
 
@@ -66,12 +66,13 @@ def segment_uri(
     except KeyError:
         mask = None
     labels_uri = f"{image_uri.rstrip('/')}/{SUPERPIXELS_PATH}"
+    image = pyramids.open_group(image_uri, "a")
+    remove_label_name(image, "superpixels")
     pyramids.remove_prefix(labels_uri)
     pyramids.remove_prefix(table_uri)
     workdir = Path(tempfile.mkdtemp(prefix="histolabel-segment-"))
     try:
         window = pyramids.S3LevelWindow(image_uri, level.index)
-        image = pyramids.open_group(image_uri, "a")
         create_label_pyramid(image, shape[0], shape[1])
         sink = pyramids.S3LabelSink(labels_uri)
         with progress_bar(2 * shape[0] * shape[1], "segment", progress) as update:
