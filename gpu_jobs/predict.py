@@ -63,23 +63,32 @@ def predict_project(
     batch_of: dict[str, np.ndarray] = {s: np.full(mc.shape[1], -1, np.int32) for s, mc in mc_all.items()}
     rank_of: dict[str, np.ndarray] = {s: np.zeros(mc.shape[1], np.int32) for s, mc in mc_all.items()}
     if metric == "batchbald" and samples > 1:
-        pool = np.concatenate([mc_all[s] for s in slides], axis=1)
-        offsets = np.cumsum([0] + [mc_all[s].shape[1] for s in slides])
-        # Labeled superpixels (any category) never enter a batch: the queue leaves them out.
-        taken = np.zeros(pool.shape[1], bool)
+        # BALD per slide, then only the top candidates across all slides are gathered for the
+        # greedy joint-entropy acquisition: millions of superpixels never form one MC array.
+        keep = max(2000, 4 * bb_batches * bb_size)
+        cand_slide, cand_row, cand_bald = [], [], []
         for si, slide_id in enumerate(slides):
+            b_slide = certainty.bald(mc_all[slide_id])
+            # Labeled superpixels (any category) never enter a batch: the queue leaves them out.
             done = np.fromiter(svc.slide_labels_fresh(project_id, slide_id).current(), np.int64)
-            done = done[(done >= 1) & (done <= mc_all[slide_id].shape[1])]
-            taken[offsets[si] + done - 1] = True
+            b_slide[done[(done >= 1) & (done <= b_slide.size)] - 1] = -np.inf
+            rows = np.argsort(-b_slide, kind="stable")[:keep]
+            rows = rows[np.isfinite(b_slide[rows])]
+            cand_slide.append(np.full(rows.size, si))
+            cand_row.append(rows)
+            cand_bald.append(b_slide[rows])
+        order = np.argsort(-np.concatenate(cand_bald), kind="stable")[:keep]
+        c_slide, c_row = np.concatenate(cand_slide)[order], np.concatenate(cand_row)[order]
+        pool = np.stack([mc_all[slides[si]][:, r] for si, r in zip(c_slide, c_row, strict=True)], axis=1)
+        taken = np.zeros(pool.shape[1], bool)
         for b in range(bb_batches):
-            acq = batchbald.select(pool, bb_size, exclude=taken, seed=version * 1000 + b)
+            acq = batchbald.select(pool, bb_size, exclude=taken, prefilter=None, seed=version * 1000 + b)
             if acq.indices.size == 0:
                 break
             taken[acq.indices] = True
             for r, i in enumerate(acq.indices.tolist()):
-                si = int(np.searchsorted(offsets, i, side="right") - 1)
-                batch_of[slides[si]][i - offsets[si]] = b
-                rank_of[slides[si]][i - offsets[si]] = r
+                batch_of[slides[c_slide[i]]][c_row[i]] = b
+                rank_of[slides[c_slide[i]]][c_row[i]] = r
     uri_prefix = artifacts.predictions_prefix(project_id, version)
     for slide_id in slides:
         mc = mc_all[slide_id]
