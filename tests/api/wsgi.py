@@ -6,13 +6,16 @@ from __future__ import annotations
 import base64
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import quote
 
 from chalice.local import LocalGatewayException
 
 
 def wsgi_app(client: Any) -> Any:
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        path = environ.get("PATH_INFO", "") or "/"
+        # PATH_INFO arrives decoded; quote it again so a '%23' in an id stays part of the path,
+        # as it does behind API Gateway, instead of starting a URL fragment.
+        path = quote(environ.get("PATH_INFO", "") or "/", safe="/")
         if environ.get("QUERY_STRING"):
             path += "?" + environ["QUERY_STRING"]
         length = int(environ.get("CONTENT_LENGTH") or 0)
