@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from gpu_jobs.common import JobError, parser, progress_bar, record, record_failure, run
 from histolabel.adapters import pyramids
@@ -55,6 +56,24 @@ def ingest_uri(
     return result, pyramids.object_size(source_uri), pyramids.prefix_size(dest_uri)
 
 
+def ingested_event(
+    slide: str, dest: str, result: IngestResult, source_bytes: int, pyramid_bytes: int
+) -> dict[str, Any]:
+    """The data of SlideIngested."""
+    return {
+        "slide_id": slide,
+        "zarr_uri": dest,
+        "width": result.width,
+        "height": result.height,
+        "levels": result.levels,
+        "mpp": result.mpp,
+        "magnification": result.magnification,
+        "tissue_mask_uri": f"{dest}/{TISSUE_PATH}",
+        "source_bytes": source_bytes,
+        "pyramid_bytes": pyramid_bytes,
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = parser("ingest", "Convert a slide on S3 into a multiscale OME-Zarr with a tissue mask.")
     p.add_argument("--source", required=True, help="s3:// URI of the slide file")
@@ -71,18 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.no_events:
             record_failure(args.project, "ingest", args.slide, str(exc))
         raise
-    data = {
-        "slide_id": args.slide,
-        "zarr_uri": dest,
-        "width": result.width,
-        "height": result.height,
-        "levels": result.levels,
-        "mpp": result.mpp,
-        "magnification": result.magnification,
-        "tissue_mask_uri": f"{dest}/{TISSUE_PATH}",
-        "source_bytes": source_bytes,
-        "pyramid_bytes": pyramid_bytes,
-    }
+    data = ingested_event(args.slide, dest, result, source_bytes, pyramid_bytes)
     if not args.no_events:
         record(args.project, "SlideIngested", data, "ingest")
     ratio = pyramid_bytes / source_bytes if source_bytes else float("nan")

@@ -33,8 +33,13 @@ def slide_id_for(path: Path) -> str:
 
 
 def add_slide(args: argparse.Namespace) -> int:
-    """Check the file locally, upload it, register the slide, then ingest it in this process."""
-    from gpu_jobs import ingest as ingest_job
+    """Check the file, upload it, ingest it, and only then register the slide.
+
+    A file that fails to ingest leaves nothing behind: its upload is removed and no event
+    is written (the event log cannot forget a registration, so it comes last).
+    """
+    from gpu_jobs.ingest import ingest_uri, ingested_event
+    from histolabel.adapters.pyramids import remove_prefix
     from histolabel.adapters.s3 import filesystem
     from histolabel.commands import CommandRejected, RegisterSlide
     from histolabel.config import get_settings
@@ -54,23 +59,30 @@ def add_slide(args: argparse.Namespace) -> int:
     settings = get_settings()
     svc = HistoLabel.from_env(settings)
     slide = args.slide or slide_id_for(path)
-    source = f"s3://{settings.data_bucket}/projects/{args.project}/slides/{slide}/source/{path.name}"
-    command = RegisterSlide(
-        project_id=args.project, name=args.name or path.name, source_uri=source, slide_id=slide
-    )
+    prefix = f"s3://{settings.data_bucket}/projects/{args.project}/slides/{slide}"
+    source, dest = f"{prefix}/source/{path.name}", f"{prefix}/image.ome.zarr"
+    command = RegisterSlide(project_id=args.project, name=args.name or path.name, source_uri=source,
+                            slide_id=slide)  # fmt: skip
     actor = Actor(user=args.user, site=args.site)
     state = svc.require_project(args.project)
     command.authorize(state, actor.user)
     if slide in state.slides:
         raise CommandRejected("conflict", f"slide {slide!r} exists in {args.project}", "slide_id", 409)
     filesystem(settings).put_file(str(path), source[len("s3://") :])
+    try:
+        result, source_bytes, pyramid_bytes = ingest_uri(source, dest, slide, args.progress)
+    except BaseException:
+        remove_prefix(prefix)
+        raise
     svc.execute(command, actor)
-    code = ingest_job.main(
-        ["--project", args.project, "--slide", slide, "--source", source, "--progress", args.progress]
+    svc.record_job_event(
+        args.project,
+        "SlideIngested",
+        ingested_event(slide, dest, result, source_bytes, pyramid_bytes),
+        "ingest",
     )
-    if code == 0:
-        print(slide)
-    return code
+    print(slide)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -74,8 +74,9 @@ def test_add_slide_registers_ingests_and_segments(project: str, shared_data: Pat
 
 
 def test_add_slide_refuses_bad_files_and_writes_nothing(
-    project: str, tmp_path: Path, cloud: Settings
+    project: str, tmp_path: Path, cloud: Settings, shared_data: Path
 ) -> None:
+    from gpu_jobs.common import JobError
     from histolabel.service import HistoLabel
     from histolabel.slides.cli import SlideCommandError, add_slide
 
@@ -85,6 +86,16 @@ def test_add_slide_refuses_bad_files_and_writes_nothing(
         add_slide(_args(bad, project))
     with pytest.raises(SlideCommandError, match="no such file"):
         add_slide(_args(tmp_path / "missing.svs", project))
+    # a header that parses over tiles that do not: refused at ingest, upload removed
+    import tifffile
+
+    full = tmp_path / "full.tif"
+    pixels = tifffile.imread(shared_data / "slides" / "OS-1-detail.ome.tif")
+    tifffile.imwrite(full, pixels, tile=(256, 256), compression="zlib", photometric="rgb")
+    truncated = tmp_path / "truncated.tif"
+    truncated.write_bytes(full.read_bytes()[: full.stat().st_size * 2 // 3])
+    with pytest.raises(JobError, match="cannot decode"):
+        add_slide(_args(truncated, project))
     assert HistoLabel.from_env().project_state(project).slides == {}
     from histolabel.adapters.aws import client
 
