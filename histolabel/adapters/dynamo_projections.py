@@ -22,6 +22,11 @@ from histolabel.projections.store import (
 )
 
 
+# Project states share one partition, so listing the projects is one query; project-stream
+# events are rare next to label events, so the partition stays cool.
+PROJECTS_PK = "PROJECTS"
+
+
 def _bucket_key(b: int) -> str:
     return f"B#{b:08d}"
 
@@ -47,7 +52,7 @@ class DynamoProjectionStore:
         return resp.get("Item")
 
     def load_project(self, project_id: str) -> ProjectState | None:
-        item = self._get(project_stream(project_id), "state")
+        item = self._get(PROJECTS_PK, project_id)
         return ProjectState.model_validate_json(item["body"]["S"]) if item else None
 
     def save_project(self, state: ProjectState, expected_seq: int) -> None:
@@ -55,8 +60,8 @@ class DynamoProjectionStore:
             self.ddb.put_item(
                 TableName=self.table,
                 Item={
-                    "pk": {"S": project_stream(state.project_id)},
-                    "sk": {"S": "state"},
+                    "pk": {"S": PROJECTS_PK},
+                    "sk": {"S": state.project_id},
                     "seq": {"N": str(state.seq)},
                     "body": {"S": state.model_dump_json()},
                 },
@@ -84,23 +89,11 @@ class DynamoProjectionStore:
             kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
 
     def list_projects(self) -> list[ProjectState]:
-        """A filtered scan for the project-state items: the table holds no per-user index, and a
-        consortium has tens of projects (the scan still reads the label items; see docs/api.md)."""
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "FilterExpression": "sk = :s AND begins_with(pk, :p)",
-            "ExpressionAttributeValues": {":s": {"S": "state"}, ":p": {"S": project_stream("")}},
-            "ProjectionExpression": "pk, #b",
-            "ExpressionAttributeNames": {"#b": "body"},
-        }
-        states: list[ProjectState] = []
-        while True:
-            resp = self.ddb.scan(**kwargs)
-            states.extend(ProjectState.model_validate_json(i["body"]["S"]) for i in resp.get("Items", []))
-            if "LastEvaluatedKey" not in resp:
-                break
-            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
-        return sorted(states, key=lambda s: s.project_id)
+        """Every project's state: one partition holds them all (sorted by project id)."""
+        items = self._query(
+            PROJECTS_PK, ProjectionExpression="pk, sk, #b", ExpressionAttributeNames={"#b": "body"}
+        )
+        return [ProjectState.model_validate_json(i["body"]["S"]) for i in items]
 
     def load_slide(self, project_id: str, slide_id: str, buckets: set[int] | None = None) -> SlideLabels:
         pk = label_stream(project_id, slide_id)
@@ -177,6 +170,7 @@ class DynamoProjectionStore:
         return int(item["n"]["N"]) if item else 0
 
     def drop_project(self, project_id: str, slide_ids: list[str]) -> None:
+        self.ddb.delete_item(TableName=self.table, Key={"pk": {"S": PROJECTS_PK}, "sk": {"S": project_id}})
         for pk in [project_stream(project_id)] + [label_stream(project_id, s) for s in slide_ids]:
             keys = [{"pk": i["pk"], "sk": i["sk"]} for i in self._query(pk, ProjectionExpression="pk, sk")]
             for start in range(0, len(keys), 25):
@@ -188,8 +182,8 @@ class DynamoProjectionStore:
         """Write a freshly folded projection wholesale (after drop_project)."""
         puts: list[dict[str, Any]] = [
             {
-                "pk": {"S": project_stream(project.project_id)},
-                "sk": {"S": "state"},
+                "pk": {"S": PROJECTS_PK},
+                "sk": {"S": project.project_id},
                 "seq": {"N": str(project.seq)},
                 "body": {"S": project.model_dump_json()},
             },
