@@ -19,6 +19,18 @@ ModelKind = Literal["linear", "cnn"]
 FORMAT = "histolabel-model/1"
 
 
+class Dropout(nn.Dropout):
+    """Inverted dropout from a uniform draw: torch's CPU dropout (bernoulli_) is ~4x slower than
+    rand_like, and the linear head's training is mostly dropout."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if self.p >= 1.0:
+            return torch.zeros_like(x)
+        return x * (torch.rand_like(x) >= self.p) * (1.0 / (1.0 - self.p))
+
+
 class LinearHead(nn.Module):
     """Standardize, drop out inputs, one linear layer."""
 
@@ -29,7 +41,7 @@ class LinearHead(nn.Module):
         super().__init__()
         self.register_buffer("mean", torch.zeros(dim))
         self.register_buffer("scale", torch.ones(dim))
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.fc = nn.Linear(dim, n_classes)
 
     def set_standardization(self, x: torch.Tensor) -> None:
@@ -52,7 +64,7 @@ class SmallCNN(nn.Module):
             layers.append(nn.MaxPool2d(2))
             ch_in = ch
         self.features = nn.Sequential(*layers)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.fc = nn.Linear(ch_in, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
