@@ -124,6 +124,32 @@ def measure(kind: str, npy: Path, size: int, tile: int, workers: int) -> dict[st
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
+def _burn(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += i * i
+    return total
+
+
+def machine_parallel_capacity(cores: int, n: int = 10_000_000) -> float:
+    """How much faster `cores` CPU-bound processes finish the same work than one does, now.
+
+    On a shared machine this is often well below `cores`; the tiled speed-up cannot beat it.
+    """
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(cores) as pool:
+        pool.map(_burn, [1000] * cores)  # start the workers before timing
+        t0 = time.perf_counter()
+        pool.map(_burn, [n])
+        one = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        pool.map(_burn, [n] * cores, chunksize=1)
+        many = time.perf_counter() - t0
+    return cores * one / many
+
+
 def best(repeat: int, *args: object) -> dict[str, float]:
     """The fastest of `repeat` runs (other load only ever slows a run down)."""
     runs = [measure(*args) for _ in range(max(1, repeat))]  # type: ignore[arg-type]
@@ -182,6 +208,7 @@ def main() -> int:
             flush=True,
         )
         allc = best(args.repeat, "tiled", small_npy, args.size, tile, cores)
+        capacity = machine_parallel_capacity(cores)
         print(f"tiled, {cores} workers: {allc['seconds']:.2f} s, peak {allc['peak_mib']:.0f} MiB", flush=True)
         big_run = measure("tiled", big_npy, args.size, tile, cores)
         print(f"tiled, 4x image : {big_run['seconds']:.2f} s, peak {big_run['peak_mib']:.0f} MiB", flush=True)
@@ -192,6 +219,9 @@ def main() -> int:
     # CPU seconds of this process: less sensitive to other load on a shared machine
     print(f"overhead_ratio_cpu: {one['cpu'] / mono['cpu']:.3f}")
     print(f"speedup_all_cores: {one['seconds'] / allc['seconds']:.3f}")
+    # what a perfectly parallel CPU-bound job achieved on this machine at the same time
+    print(f"machine_parallel_capacity: {capacity:.3f}")
+    print(f"speedup_vs_capacity: {one['seconds'] / allc['seconds'] / capacity:.3f}")
     print(f"peak_mem_ratio_at_4x_image: {big_run['peak_mib'] / allc['peak_mib']:.3f}")
     print(f"load_average_1min: {os.getloadavg()[0]:.2f}")
     print(f"mono_peak_mib: {mono['peak_mib']:.0f}")
