@@ -30,6 +30,8 @@ class TrainConfig:
     batch_size: int = 4096
     val_fraction: float = 0.2
     refit: bool = True
+    # Past this many labels the held-out fifth costs the model little, and a refit is skipped.
+    refit_below: int = 2000
     balance: bool = True
     dropout: float | None = None
     width: int = 32
@@ -198,7 +200,8 @@ def train(
         scores = per_class_scores(y[va], pred, class_ids)
     else:
         scores = per_class_scores(y[:0], y[:0], class_ids)
-    if cfg.refit and va.size and cfg.model_kind == "linear":
+    refit = cfg.refit and va.size > 0 and cfg.model_kind == "linear" and y.size < cfg.refit_below
+    if refit:
         model = fresh()
         assert isinstance(model, LinearHead)
         model.set_standardization(xt)
@@ -207,7 +210,7 @@ def train(
         **{cid: v for cid, v in scores["per_class"].items()},
         "macro_f1": scores["macro_f1"],
         "accuracy": scores["accuracy"],
-        "n_train": int(y.size if cfg.refit and cfg.model_kind == "linear" else tr.size),
+        "n_train": int(y.size if refit else tr.size),
         "n_val": int(va.size),
         "epochs": int(epochs),
     }
