@@ -28,6 +28,7 @@ from histolabel.commands import (
     LabelSuperpixels,
     MergeCategories,
     RecolorCategory,
+    RecordJobSubmitted,
     RegisterSlide,
     RemoveMember,
     RenameCategory,
@@ -319,6 +320,7 @@ def _start_job(c: Call) -> Any:
     if job == "embed":
         args += ["--kind", c.project.settings.feature_kind]
     job_id = SERVICES.submitter.submit(job, args, job_name(job, pid, sid))
+    c.svc.execute(RecordJobSubmitted(project_id=pid, job=job, job_id=job_id, slide_id=sid), c.actor)
     return {"job_id": job_id, "job": job, "slide_id": sid}
 
 
@@ -328,6 +330,10 @@ def start_job(project_id: str, slide_id: str) -> Any:
 
 
 def _job_status(c: Call) -> Any:
+    if not _fresh(c).owns_job(c.params["job_id"]):
+        raise CommandRejected(
+            "not_found", f"job {c.params['job_id']!r} is not a job of this project", "job_id", 404
+        )
     status = SERVICES.submitter.status(c.params["job_id"])
     if status.get("status") == "UNKNOWN":
         raise CommandRejected("not_found", f"job {c.params['job_id']!r} is unknown", "job_id", 404)

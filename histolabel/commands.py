@@ -292,6 +292,20 @@ class RegisterSlide(Command):
         return [(_stream(self), "SlideRegistered", data)]
 
 
+class RecordJobSubmitted(Command):
+    """A job someone started, so its id is auditable and its status scoped to the project."""
+
+    job: Literal["ingest", "segment", "embed", "train", "predict"]
+    job_id: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    slide_id: Identifier | None = None
+
+    def decide(self, state: ProjectState, user: str, site: str) -> list[NewEvent]:
+        if self.slide_id is not None and self.slide_id not in state.slides:
+            raise _not_found("slide", self.slide_id, "slide_id")
+        data = {"job": self.job, "job_id": self.job_id, "slide_id": self.slide_id}
+        return [(_stream(self), "JobSubmitted", data)]
+
+
 def chunk_ids(ids: list[int]) -> list[list[int]]:
     """Split ids so each event stays small and touches few projection buckets."""
     chunks: list[list[int]] = []
@@ -409,5 +423,6 @@ COMMANDS: dict[str, type[Command]] = {
         CreateProject, ChangeSettings, AddMember, ChangeRole, RemoveMember, AddCategory, RenameCategory,
         RecolorCategory, SetHotkey, ExcludeCategory, IncludeCategory, MergeCategories, DeleteCategory,
         RegisterSlide, LabelSuperpixels, UnlabelSuperpixels, ReviewLabels, RequestTraining,
+        RecordJobSubmitted,
     )
 }  # fmt: skip

@@ -174,6 +174,15 @@ class FeaturesCompleted(EventData):
     dim: int = Field(gt=0)
 
 
+JobKindName = Literal["ingest", "segment", "embed", "train", "predict"]
+
+
+class JobSubmitted(EventData):
+    job: JobKindName
+    job_id: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    slide_id: Identifier | None = None
+
+
 class JobFailed(EventData):
     job: Literal["ingest", "segment", "embed", "train", "predict"]
     slide_id: Identifier | None = None
@@ -277,6 +286,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         SlideIngested,
         SegmentationCompleted,
         FeaturesCompleted,
+        JobSubmitted,
         JobFailed,
         SuperpixelsLabeled,
         SuperpixelsUnlabeled,

@@ -59,6 +59,7 @@ class ProjectState(BaseModel):
     categories: dict[str, Category] = Field(default_factory=dict)
     slides: dict[str, SlideInfo] = Field(default_factory=dict)
     training: dict[str, TrainingRun] = Field(default_factory=dict)
+    jobs: dict[str, dict[str, Any]] = Field(default_factory=dict)
     models: list[dict[str, Any]] = Field(default_factory=list)
     predictions: dict[str, Any] | None = None
     last_request_labels_total: int = 0
@@ -91,6 +92,9 @@ class ProjectState(BaseModel):
     @property
     def current_model(self) -> dict[str, Any] | None:
         return self.models[-1] if self.models else None
+
+    def owns_job(self, job_id: str) -> bool:
+        return job_id in self.jobs or any(r.job_id == job_id for r in self.training.values())
 
     def role_of(self, user: str) -> str | None:
         member = self.members.get(user)
@@ -145,6 +149,8 @@ def apply_project_event(state: ProjectState, event: StoredEvent) -> ProjectState
         state.slides[d["slide_id"]].segmentation = {**d, "at": event.at}
     elif t == "FeaturesCompleted":
         state.slides[d["slide_id"]].features[d["kind"]] = {**d, "at": event.at}
+    elif t == "JobSubmitted":
+        state.jobs[d["job_id"]] = {**d, "at": event.at, "by": event.actor_user}
     elif t == "JobFailed":
         failure = {**d, "at": event.at}
         if d.get("slide_id") in state.slides:

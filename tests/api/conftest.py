@@ -96,6 +96,14 @@ class Api:
         self.svc = memory_service()
         self.categories = seeded_project(self.svc)
         self.submitter = RecordingSubmitter()
+        # One job already started in 'proj' (job-1), as POST .../jobs would record it.
+        from histolabel.commands import RecordJobSubmitted
+        from tests.unit.helpers import OWNER
+
+        seeded = self.submitter.submit("segment", [], "seed")
+        self.svc.execute(
+            RecordJobSubmitted(project_id="proj", job="segment", job_id=seeded, slide_id="s1"), OWNER
+        )
         SERVICES.service = self.svc
         SERVICES.submitter = self.submitter
         SERVICES.pool = POOL
