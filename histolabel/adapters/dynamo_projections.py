@@ -21,7 +21,6 @@ from histolabel.projections.store import (
     slide_from_summary,
 )
 
-
 # Project states share one partition, so listing the projects is one query; project-stream
 # events are rare next to label events, so the partition stays cool.
 PROJECTS_PK = "PROJECTS"
