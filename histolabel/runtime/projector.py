@@ -53,6 +53,7 @@ class ProjectorRuntime:
 _runtime: ProjectorRuntime | None = None
 
 
+@metrics.log_metrics
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """Lambda entry point; one runtime (and its clients) per container."""
     global _runtime
