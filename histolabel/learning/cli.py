@@ -108,15 +108,20 @@ def train(args: argparse.Namespace) -> int:
         svc.request_training(args.project, Actor(user=args.user, site=args.site))
     except CommandRejected as exc:
         raise LearningCommandError(exc.detail) from None
-    # A manual request is refused while another is active, so the newest "requested" is ours.
-    pending = [r for r in svc.project_state(args.project).training.values() if r.status == "requested"]
-    if not pending:
-        raise LearningCommandError("the training request was claimed by the training trigger, which runs it")
-    request_id = max(pending, key=lambda r: r.requested_at).request_id
+    # A manual request is refused while another is active, so the newest active one is ours
+    # (a running training trigger may already have claimed it).
+    runs = svc.project_state(args.project).training.values()
+    active = [r for r in runs if r.status in ("requested", "started")]
+    if not active:  # already finished by the trigger
+        active = list(runs)
+    request_id = max(active, key=lambda r: r.requested_at).request_id
     name = job_name("train", args.project, request_id)
-    claim = claim_request(svc, args.project, request_id, name)
-    if claim.duplicate:
-        raise LearningCommandError(f"training {request_id} was claimed by another runner")
+    try:
+        claimed = not claim_request(svc, args.project, request_id, name).duplicate
+    except CommandRejected:
+        claimed = False
+    if not claimed:  # the training trigger took it first: follow its outcome instead
+        return _follow(svc, args.project, request_id, args.wait)
     submitter = submitter_from_env()
     job_args = [*train_args(args.project, request_id), "--progress", "off"]
     if args.no_predict:
@@ -138,6 +143,19 @@ def train(args: argparse.Namespace) -> int:
             print(f"training failed: {run.reason_failed}", file=sys.stderr)
             return 1
     return code
+
+
+def _follow(svc: Any, project_id: str, request_id: str, wait: bool) -> int:
+    print(f"training {request_id} runs through the training trigger", file=sys.stderr)
+    if not wait:
+        return 0
+    while (run := svc.project_state(project_id).training[request_id]).status not in ("completed", "failed"):
+        time.sleep(1.0)
+    if run.status == "failed":
+        print(f"training failed: {run.reason_failed}", file=sys.stderr)
+        return 1
+    print(f"model v{run.model_version}")
+    return 0
 
 
 def predict(args: argparse.Namespace) -> int:

@@ -28,3 +28,27 @@ def test_cli_runs_the_jobs_through_the_local_runner(
     assert "stranger" in capsys.readouterr().err
     assert cli.main(["embed", "--project", project_id, "--slide", "zz"]) == 2
     assert "not registered" in capsys.readouterr().err
+
+
+def test_cli_train_follows_a_request_the_trigger_claimed(
+    cloud, svc, project_id, monuseg_crop, monkeypatch, capsys
+):
+    import histolabel.trigger as trigger
+    from gpu_jobs import embed, train
+
+    make_project(svc, project_id, monuseg_crop)
+    assert embed.main(["--project", project_id, "--slide", "s1", "--kind", "handcrafted"]) == 0
+    label(svc, project_id, monuseg_crop[2], 10)
+    real_claim = trigger.claim_request
+
+    def trigger_first(svc_, project, request_id, job_id):
+        # The training trigger wins the race: it claims the request and runs the job.
+        real_claim(svc_, project, request_id, "trigger-job")
+        assert train.main(["--project", project, "--request", request_id, "--no-predict"]) == 0
+        return real_claim(svc_, project, request_id, job_id)
+
+    monkeypatch.setattr(trigger, "claim_request", trigger_first)
+    assert cli.main(["train", "--project", project_id, "--user", OWNER.user]) == 0
+    out = capsys.readouterr()
+    assert "runs through the training trigger" in out.err and "model v1" in out.out
+    assert svc.project_state(project_id).current_model["model_version"] == 1
