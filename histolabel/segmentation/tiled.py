@@ -397,7 +397,13 @@ def sweep_tile(
 _WORKER: dict[str, object] = {}
 
 
-def _init_worker(image: WindowReader, mask: MaskReader | None) -> None:
+def _init_worker(image: WindowReader, mask: MaskReader | None, env: dict[str, str]) -> None:
+    # The fork server outlives this call and may predate the caller's environment (the
+    # endpoint and credentials readers use): take the caller's, as of now.
+    from histolabel.config import get_settings
+
+    os.environ.update(env)
+    get_settings.cache_clear()
     _WORKER["image"], _WORKER["mask"] = image, mask
 
 
@@ -447,7 +453,7 @@ def segment(
         deps = tuple((d, tiles[d].window) for d in [t.index, *grid.neighbours(t)])
         jobs[n + t.index] = _Job(t, deps, shape, params, True, str(work), sweep=True)
     counts = [0] * (2 * n)
-    n_workers = workers or os.cpu_count() or 1
+    n_workers = workers or len(os.sched_getaffinity(0)) or 1
     boxes = [
         (y, x, min(y + block, shape[0]), min(x + block, shape[1]))
         for y in range(0, shape[0], block)
@@ -468,7 +474,7 @@ def segment(
         return result
     ctx = _forkserver()
     with ProcessPoolExecutor(
-        n_workers, mp_context=ctx, initializer=_init_worker, initargs=(image, mask)
+        n_workers, mp_context=ctx, initializer=_init_worker, initargs=(image, mask, _settings_env())
     ) as pool:
         for index, count in _schedule(jobs, pool):
             counts[index] = count
@@ -495,6 +501,10 @@ def _assemble(
 
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _settings_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k.startswith(("AWS_", "HISTOLABEL_"))}
 
 
 def _forkserver() -> multiprocessing.context.ForkServerContext:

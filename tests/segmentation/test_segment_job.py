@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -174,3 +175,34 @@ def test_a_failure_midway_leaves_nothing_behind(cloud: Settings, shared_data: Pa
     assert s3_keys(f"s3://{prefix}/superpixels.parquet") == []
     labels = zarr.open_group(zarr_store(image), mode="r")["labels"]
     assert labels.attrs["ome"]["labels"] == ["tissue"]
+
+
+def test_workers_use_the_callers_environment(ingested: str, cloud: Settings, tmp_path: Path) -> None:
+    """The fork server outlives a call: started before the cloud settings existed, its
+    workers must still reach the caller's endpoint."""
+    script = tmp_path / "late_env.py"
+    script.write_text(
+        "import json, os, sys\n"
+        "import numpy as np\n"
+        "from histolabel.segmentation.tiled import ArrayWindow, SlicParams, segment\n"
+        "if __name__ == '__main__':\n"
+        "    img = np.random.default_rng(0).integers(0, 255, (300, 300, 3), dtype=np.uint8)\n"
+        "    segment(ArrayWindow(img), (300, 300), SlicParams(16, tile=128), workers=2)  # server starts\n"
+        "    os.environ.update(json.loads(sys.argv[1]))\n"
+        "    from gpu_jobs.segment import segment_uri\n"
+        "    facts = segment_uri(sys.argv[2], sys.argv[3], 32, tile=256, workers=2, progress='off')\n"
+        "    print(facts['count'])\n"
+    )
+    aws = {k: v for k, v in os.environ.items() if k.startswith(("AWS_", "HISTOLABEL_"))}
+    bare = {k: v for k, v in os.environ.items() if k not in aws}
+    table = ingested.replace("image.ome.zarr", "late.parquet")
+    proc = subprocess.run(
+        [sys.executable, str(script), json.dumps(aws), ingested, table],
+        cwd=ROOT,
+        env={**bare, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert int(proc.stdout.strip().splitlines()[-1]) > 0
