@@ -191,12 +191,30 @@ def _add_job_commands(sub: Any) -> None:
         p = sub.add_parser(name, help=text)
         adder(p)
         p.set_defaults(func=func)
+    sim = sub.add_parser(
+        "simulate",
+        help="learning curves on labeled images: guided (each metric) vs random order",
+        add_help=False,
+    )
+    sim.add_argument("args", nargs=argparse.REMAINDER)
+    sim.set_defaults(func=_simulate)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from histolabel.learning.curves import main as curves
+
+    rest = args.args[1:] if args.args[:1] == ["--"] else args.args
+    return curves(rest, prog="histolabel simulate")
 
 
 def main(argv: list[str] | None = None) -> int:
     from histolabel.adapters.s3 import S3PathError
     from histolabel.commands import CommandRejected
 
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["simulate"]:
+        # Its own parser takes every option (argparse.REMAINDER would miss a leading --help).
+        argv = ["simulate", "--", *argv[1:]]
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
