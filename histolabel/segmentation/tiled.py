@@ -476,7 +476,7 @@ def segment(
     with ProcessPoolExecutor(
         n_workers, mp_context=ctx, initializer=_init_worker, initargs=(image, mask, _settings_env())
     ) as pool:
-        for index, count in _schedule(jobs, pool):
+        for index, count in _schedule(jobs, pool, n_workers):
             counts[index] = count
             if progress and index < n:
                 progress(_area(tiles[index].core))
@@ -527,14 +527,21 @@ def _forkserver() -> multiprocessing.context.ForkServerContext:
     return ctx
 
 
-def _schedule(jobs: dict[int, _Job], pool: ProcessPoolExecutor) -> Iterator[tuple[int, int]]:
-    """Submit each tile once its earlier-phase neighbours are done; yield (index, count)."""
+def _schedule(jobs: dict[int, _Job], pool: ProcessPoolExecutor, slots: int) -> Iterator[tuple[int, int]]:
+    """Run each tile once its earlier-phase neighbours are done; yield (index, count).
+
+    Only as many jobs as workers are in flight, each slot taking the ready job of the earliest
+    phase: those are what later tiles wait on, so no worker idles while a queue of late-phase
+    or sweep jobs stands before the job that would release more work."""
     waiting = {i: {d for d, _ in job.deps} for i, job in jobs.items()}
     done: set[int] = set()
     running: dict[Future[tuple[int, int]], int] = {}
     while waiting or running:
-        ready = sorted(i for i, deps in waiting.items() if deps <= done)
-        for i in ready:
+        ready = sorted(
+            (i for i, deps in waiting.items() if deps <= done),
+            key=lambda i: (jobs[i].sweep, jobs[i].tile.phase, i),
+        )
+        for i in ready[: max(0, slots - len(running))]:
             running[pool.submit(_run_in_worker, jobs[i])] = i
             del waiting[i]
         finished, _ = wait(running, return_when=FIRST_COMPLETED)
