@@ -22,7 +22,7 @@ from histolabel.events.catalogue import (
     ReviewAction,
     Role,
     UserId,
-    _check_hotkey,
+    check_hotkey,
 )
 from histolabel.events.envelope import label_stream, project_stream
 from histolabel.projections.labels import bucket_of
@@ -194,7 +194,7 @@ class AddCategory(Command):
         cid = self.category_id or _slug(self.name, set(state.categories))
         if cid in state.categories:
             raise CommandRejected("conflict", f"category id {cid!r} was used before", "category_id", 409)
-        hotkey = _check_hotkey(self.hotkey)
+        hotkey = check_hotkey(self.hotkey)
         _check_hotkey_free(state, hotkey)
         if hotkey is None:
             used = {c.hotkey for c in state.live_categories()}
@@ -232,7 +232,7 @@ class SetHotkey(Command):
 
     def decide(self, state: ProjectState, user: str, site: str) -> list[NewEvent]:
         _category(state, self.category_id)
-        hotkey = _check_hotkey(self.hotkey)
+        hotkey = check_hotkey(self.hotkey)
         _check_hotkey_free(state, hotkey, self.category_id)
         return [(_stream(self), "CategoryHotkeySet", {"category_id": self.category_id, "hotkey": hotkey})]
 

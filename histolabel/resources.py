@@ -55,7 +55,8 @@ def projections_table(settings: Settings) -> Resource:
     }
 
 
-def _private_bucket(name: str, *, versioned: bool, cors: bool, retain: bool) -> Resource:
+def private_bucket(name: Any, *, versioned: bool, cors: bool, retain: bool) -> Resource:
+    """An encrypted bucket with every public access blocked (`name` may be an intrinsic)."""
     props: dict[str, Any] = {
         "BucketName": name,
         "BucketEncryption": {
@@ -93,11 +94,11 @@ def _private_bucket(name: str, *, versioned: bool, cors: bool, retain: bool) -> 
 
 
 def data_bucket(settings: Settings) -> Resource:
-    return _private_bucket(settings.data_bucket, versioned=True, cors=True, retain=True)
+    return private_bucket(settings.data_bucket, versioned=True, cors=True, retain=True)
 
 
 def web_bucket(settings: Settings) -> Resource:
-    return _private_bucket(settings.web_bucket, versioned=False, cors=False, retain=False)
+    return private_bucket(settings.web_bucket, versioned=False, cors=False, retain=False)
 
 
 def stateful_resources(settings: Settings) -> dict[str, Resource]:

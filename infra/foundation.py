@@ -10,33 +10,24 @@ from __future__ import annotations
 from typing import Any
 
 from histolabel.config import Settings
-from histolabel.resources import data_bucket, events_table
+from histolabel.resources import data_bucket, events_table, private_bucket
 from infra.cfn import Resources, emulator_parameter_and_condition, get_att, on_aws, ref, sub, tags
 
 
 def _artifacts_bucket(settings: Settings) -> dict[str, Any]:
-    return {
-        "Type": "AWS::S3::Bucket",
-        "Properties": {
-            "BucketName": sub(f"{settings.prefix}-artifacts-${{AWS::AccountId}}"),
-            "BucketEncryption": {
-                "ServerSideEncryptionConfiguration": [
-                    {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
-                ]
-            },
-            "PublicAccessBlockConfiguration": {
-                "BlockPublicAcls": True,
-                "BlockPublicPolicy": True,
-                "IgnorePublicAcls": True,
-                "RestrictPublicBuckets": True,
-            },
+    bucket = private_bucket(
+        sub(f"{settings.prefix}-artifacts-${{AWS::AccountId}}"), versioned=False, cors=False, retain=False
+    )
+    bucket["Properties"].update(
+        {
             # Code bundles are keyed by content hash; old ones are only needed for rollback.
             "LifecycleConfiguration": {
                 "Rules": [{"Id": "expire-old-bundles", "Status": "Enabled", "ExpirationInDays": 90}]
             },
             "Tags": tags(settings.stage, "artifacts"),
-        },
-    }
+        }
+    )
+    return bucket
 
 
 def _user_pool(settings: Settings) -> Resources:

@@ -16,12 +16,12 @@ from histolabel.events.catalogue import (
     ReviewAction,
     Role,
     UserId,
-    _check_hotkey,
+    check_hotkey,
 )
 
 
 def _hotkey(value: str | None) -> str | None:
-    return _check_hotkey(value)
+    return check_hotkey(value)
 
 
 Hotkey = Annotated[str, StringConstraints(min_length=1, max_length=32), AfterValidator(_hotkey)]

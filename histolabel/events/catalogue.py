@@ -86,7 +86,7 @@ class CategoryAdded(EventData):
     @field_validator("hotkey")
     @classmethod
     def _hotkey(cls, v: str | None) -> str | None:
-        return _check_hotkey(v)
+        return check_hotkey(v)
 
 
 class CategoryRenamed(EventData):
@@ -106,7 +106,7 @@ class CategoryHotkeySet(EventData):
     @field_validator("hotkey")
     @classmethod
     def _hotkey(cls, v: str | None) -> str | None:
-        return _check_hotkey(v)
+        return check_hotkey(v)
 
 
 class CategoryExcluded(EventData):
@@ -257,7 +257,7 @@ class PredictionsPublished(EventData):
     metric: CertaintyMetric
 
 
-def _check_hotkey(value: str | None) -> str | None:
+def check_hotkey(value: str | None) -> str | None:
     if value is None:
         return None
     v = value.strip().lower()

@@ -115,47 +115,28 @@ def test_bad_segment_requests_are_refused(ingested: str, cloud: Settings) -> Non
     assert s3_keys(table) == []
 
 
-def test_job_command_line_refuses_cleanly(cloud: Settings) -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gpu_jobs.segment",
-            "--project",
-            "p",
-            "--slide",
-            "s",
-            "--no-events",
-            "--image",
-            "s3://elsewhere/x.ome.zarr",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env=os.environ.copy(),
-        timeout=120,
+def _segment_job(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [
+        sys.executable,
+        "-m",
+        "gpu_jobs.segment",
+        "--project",
+        "p",
+        "--slide",
+        "s",
+        "--no-events",
+        *args,
+    ]
+    return subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, env=os.environ.copy(), timeout=120
     )
+
+
+def test_job_command_line_refuses_cleanly(cloud: Settings) -> None:
+    proc = _segment_job("--image", "s3://elsewhere/x.ome.zarr")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "outside the allowed bucket" in proc.stderr
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gpu_jobs.segment",
-            "--project",
-            "p",
-            "--slide",
-            "s",
-            "--no-events",
-            "--superpixel-size",
-            "-3",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env=os.environ.copy(),
-        timeout=120,
-    )
+    proc = _segment_job("--superpixel-size", "-3")
     assert proc.returncode == 2 and "must be positive" in proc.stderr
 
 
