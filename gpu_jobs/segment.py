@@ -116,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--unit", choices=["px", "um"], default="px", help="unit of --superpixel-size")
     p.add_argument("--magnification", type=float, help="objective power to segment at (default: level 0)")
     p.add_argument("--compactness", type=float, default=10.0)
-    p.add_argument("--tile", type=int, default=0, help="tile core side in px (0: 32 superpixels)")
+    p.add_argument("--tile", type=int, default=0, help="tile core side in px (0: 24 superpixels)")
     p.add_argument("--halo", type=int, default=0, help="halo in px (0: 2 superpixels)")
     p.add_argument("--workers", type=int, default=0, help="processes (0: all cores)")
     args = p.parse_args(argv)

@@ -61,7 +61,7 @@ class MaskReader(Protocol):
 class SlicParams:
     superpixel_size: int  # side of a superpixel, px at the segmented resolution
     compactness: float = 10.0
-    tile: int = 0  # core side; 0 chooses 32 superpixels per side (at least 512 px)
+    tile: int = 0  # core side; 0 chooses 24 superpixels per side (at least 512 px)
     halo: int = 0  # 0 chooses 2 superpixel sides
 
     def __post_init__(self) -> None:
@@ -84,7 +84,7 @@ class SlicParams:
         if self.tile:
             return self.tile
         s = self.superpixel_size
-        return max(512, 32 * s) // s * s
+        return max(512, 24 * s) // s * s
 
 
 @dataclass
