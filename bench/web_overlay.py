@@ -15,19 +15,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from histolabel.localcloud.chromium import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 from histolabel.localcloud.webserver import start  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 FRAME_MS = 1000 / 60
 
 
@@ -47,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory() as profile, sync_playwright() as p:
             context = p.chromium.launch_persistent_context(
-                profile, executable_path=CHROMIUM, args=ARGS, viewport={"width": 1280, "height": 800}
+                profile, executable_path=CHROMIUM, args=CHROMIUM_ARGS, viewport={"width": 1280, "height": 800}
             )
             page = context.new_page()
             query = f"superpixels={args.superpixels}&repeats={repeats}"

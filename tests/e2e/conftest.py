@@ -21,20 +21,10 @@ from typing import Any
 
 import pytest
 
+from histolabel.localcloud.chromium import CHROMIUM, CHROMIUM_ARGS
 from tests.e2e.slide_data import make_local_slide, superpixel_rows
 
 PASSWORD = "Correct-Horse-9"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "e2e"
 
 
