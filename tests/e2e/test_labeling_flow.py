@@ -20,7 +20,11 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 FIRST_VIEW_BUDGET_MS = 1500
 
 
-def wait_until(check: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
+def wait_until(
+    check: Callable[[], Any], timeout: float = 15.0, what: str = "condition", page: Any = None
+) -> Any:
+    """`page`: wait through Playwright, so that route handlers (which the sync API runs only
+    inside its own calls) keep running meanwhile."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -31,7 +35,10 @@ def wait_until(check: Callable[[], Any], timeout: float = 15.0, what: str = "con
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what} (last value {value!r})")
-        time.sleep(0.2)
+        if page is not None:
+            page.wait_for_timeout(200)
+        else:
+            time.sleep(0.2)
 
 
 def labels_of(stack: Stack, project: str, slide: str, user: str = "pat") -> dict[int, str]:
@@ -269,4 +276,103 @@ def test_project_picker_after_login(stack: Stack, browser_context: Any, artifact
         f"window.histolabel.project && window.histolabel.project.project_id === '{project}'"
     )
     assert page.input_value("#project-id") == project
+    page.close()
+
+
+def test_flaky_network_saves_each_edit_once(stack: Stack, browser_context: Any, artifacts: Path) -> None:
+    """A label whose response is lost is retried with the same idempotency key and stored once;
+    an outage longer than the retries shows the edit as not saved, and Retry saves it once; a
+    refused edit is not retried and the overlay goes back to the server's labels."""
+    import re
+
+    project = f"net{uuid.uuid4().hex[:8]}"
+    stack.call("POST", "/projects", "pat", {"project_id": project, "name": "Flaky network", "site": "oslo"})
+    tumor = stack.call("POST", f"/projects/{project}/categories", "pat", {"name": "Tumor", "hotkey": "1"})
+    tumor_id = tumor["id"]
+    slide = stack.add_slide(project, "pat")
+
+    page = browser_context.new_page()
+    page.goto(f"{stack.web_url}/index.html?project={project}")
+    page.fill("#login-username", "pat")
+    page.fill("#login-password", PASSWORD)
+    page.click("#login-submit")
+    page.wait_for_function("window.histolabel.overlay && window.histolabel.overlay.chunks.size > 0", timeout=20_000)
+    page.focus("#viewer")
+    page.keyboard.press("1")
+    page.wait_for_selector(f"#cat-list [data-id='{tumor_id}'][aria-current=true]")
+
+    keys: list[str | None] = []
+    mode = {"now": "drop-first-response"}
+
+    def flaky(route: Any) -> None:
+        if route.request.method != "POST":
+            route.continue_()
+            return
+        keys.append(route.request.headers.get("idempotency-key"))
+        if mode["now"] == "drop-first-response":
+            route.fetch()  # the server stores the edit; its answer never reaches the browser
+            mode["now"] = "up"
+            route.abort("connectionreset")
+        elif mode["now"] == "down":
+            route.abort("internetdisconnected")
+        elif mode["now"] == "refuse":
+            route.fulfill(
+                status=409,
+                json={"error": "conflict", "detail": "the category was deleted meanwhile"},
+                headers={"Access-Control-Allow-Origin": "*"},
+            )
+        else:
+            route.continue_()
+
+    page.route(re.compile(r".*/slides/[^/]+/labels$"), flaky)
+
+    def label_events(sp: int) -> list[dict[str, Any]]:
+        res = stack.call(
+            "GET", f"/projects/{project}/audit/history?slide={slide}&superpixel={sp}&type=SuperpixelsLabeled", "pat"
+        )
+        return res["events"]  # type: ignore[no-any-return]
+
+    saved = "#outbox:has-text('All edits saved')"
+    rows = inside_rows(stack)
+    first, second = rows[0], rows[-1]
+
+    # --- the response to the first edit is lost: the client retries with the same key ---
+    page.mouse.click(*centroid_screen(page, first))
+    wait_until(lambda: labels_of(stack, project, slide).get(first["id"]) == tumor_id, what="first label", page=page)
+    page.wait_for_selector(saved, timeout=15_000)
+    assert len(keys) >= 2 and keys[0] and len(set(keys)) == 1, keys
+    assert len(label_events(first["id"])) == 1
+
+    # --- an outage longer than every retry: the edit is shown as not saved, nothing stored ---
+    keys.clear()
+    mode["now"] = "down"
+    page.mouse.click(*centroid_screen(page, second))
+    page.wait_for_selector("#outbox .failed:has-text('not saved')", timeout=20_000)
+    assert page.is_visible("#alert") and "failed" in page.inner_text("#alert").lower()
+    assert second["id"] not in labels_of(stack, project, slide)
+    assert len(keys) >= 2 and keys[0] and len(set(keys)) == 1, keys
+    page.screenshot(path=str(artifacts / "8-network-failed.png"))
+
+    # --- the network is back: Retry sends the same edit, which is stored once ---
+    mode["now"] = "up"
+    page.click("#retry-edits")
+    wait_until(
+        lambda: labels_of(stack, project, slide).get(second["id"]) == tumor_id, what="retried label", page=page
+    )
+    page.wait_for_selector(saved, timeout=15_000)
+    assert len(set(keys)) == 1, keys
+    assert len(label_events(second["id"])) == 1
+    assert len(label_events(first["id"])) == 1
+
+    # --- a refusal (4xx) is not retried: the edit is dropped, said so, and the overlay shows
+    # the server's labels again ---
+    third = rows[len(rows) // 2]
+    keys.clear()
+    mode["now"] = "refuse"
+    page.mouse.click(*centroid_screen(page, third))
+    page.wait_for_selector("#alert:has-text('refused')", timeout=10_000)
+    page.wait_for_function(f"!window.histolabel.labelEntries.has({third['id']})")
+    page.wait_for_selector(saved)
+    assert len(keys) == 1, keys
+    assert third["id"] not in labels_of(stack, project, slide)
     page.close()

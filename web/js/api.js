@@ -158,8 +158,14 @@ export class Api extends EventTarget {
   }
 }
 
+// 4xx answers other than an expired session (401), a timeout (408) or throttling (429).
+function refused(err) {
+  return err instanceof ApiError && err.status >= 400 && err.status < 500 && ![401, 408, 429].includes(err.status);
+}
+
 // Label edits: each gets a key once, kept across retries and manual re-sends, so the server
-// writes it at most once. Failed edits stay listed until re-sent or dropped.
+// writes it at most once. Failed edits stay listed until re-sent; refused ones are dropped and
+// announced, so the app can show the server's state again.
 export class Outbox extends EventTarget {
   constructor(api) {
     super();
@@ -184,8 +190,16 @@ export class Outbox extends EventTarget {
       if (item.onDone) item.onDone(res);
       return res;
     } catch (err) {
-      item.state = "failed";
       item.error = err;
+      if (refused(err)) {
+        // The server answered and said no: re-sending the same edit cannot succeed.
+        item.state = "refused";
+        this.items.delete(item.key);
+        this.#changed();
+        this.dispatchEvent(new CustomEvent("refused", { detail: item }));
+        throw err;
+      }
+      item.state = "failed";
       this.#changed();
       this.dispatchEvent(new CustomEvent("failed", { detail: item }));
       throw err;

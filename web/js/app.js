@@ -62,6 +62,14 @@ async function boot() {
   state.outbox = new Outbox(state.api);
   state.outbox.addEventListener("change", renderOutbox);
   state.outbox.addEventListener("failed", (e) => showAlert(`Saving an edit failed: ${describeError(e.detail.error)} — use Retry in the top bar.`));
+  state.outbox.addEventListener("refused", (e) => {
+    showAlert(`An edit was refused: ${describeError(e.detail.error)} — the labels shown are the server's again.`);
+    if (state.slideId) loadLabels().catch(() => {});
+  });
+  // An edit still pending or failed is lost if the tab closes: the browser asks first.
+  window.addEventListener("beforeunload", (e) => {
+    if (state.outbox.pending || state.outbox.failed.length) e.preventDefault();
+  });
   state.api.addEventListener("unauthorized", () => showLogin("Your session has expired; please sign in again."));
   state.api.takeHostedToken();
   wireChrome();
