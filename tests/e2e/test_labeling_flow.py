@@ -296,7 +296,8 @@ def test_flaky_network_saves_each_edit_once(stack: Stack, browser_context: Any, 
     page.fill("#login-username", "pat")
     page.fill("#login-password", PASSWORD)
     page.click("#login-submit")
-    page.wait_for_function("window.histolabel.overlay && window.histolabel.overlay.chunks.size > 0", timeout=20_000)
+    overlay_drawn = "window.histolabel.overlay && window.histolabel.overlay.chunks.size > 0"
+    page.wait_for_function(overlay_drawn, timeout=20_000)
     page.focus("#viewer")
     page.keyboard.press("1")
     page.wait_for_selector(f"#cat-list [data-id='{tumor_id}'][aria-current=true]")
@@ -327,9 +328,8 @@ def test_flaky_network_saves_each_edit_once(stack: Stack, browser_context: Any, 
     page.route(re.compile(r".*/slides/[^/]+/labels$"), flaky)
 
     def label_events(sp: int) -> list[dict[str, Any]]:
-        res = stack.call(
-            "GET", f"/projects/{project}/audit/history?slide={slide}&superpixel={sp}&type=SuperpixelsLabeled", "pat"
-        )
+        query = f"slide={slide}&superpixel={sp}&type=SuperpixelsLabeled"
+        res = stack.call("GET", f"/projects/{project}/audit/history?{query}", "pat")
         return res["events"]  # type: ignore[no-any-return]
 
     saved = "#outbox:has-text('All edits saved')"
@@ -338,7 +338,11 @@ def test_flaky_network_saves_each_edit_once(stack: Stack, browser_context: Any, 
 
     # --- the response to the first edit is lost: the client retries with the same key ---
     page.mouse.click(*centroid_screen(page, first))
-    wait_until(lambda: labels_of(stack, project, slide).get(first["id"]) == tumor_id, what="first label", page=page)
+
+    def label_of(sp: dict[str, int]) -> str | None:
+        return labels_of(stack, project, slide).get(sp["id"])
+
+    wait_until(lambda: label_of(first) == tumor_id, what="first label", page=page)
     page.wait_for_selector(saved, timeout=15_000)
     assert len(keys) >= 2 and keys[0] and len(set(keys)) == 1, keys
     assert len(label_events(first["id"])) == 1
@@ -356,9 +360,7 @@ def test_flaky_network_saves_each_edit_once(stack: Stack, browser_context: Any, 
     # --- the network is back: Retry sends the same edit, which is stored once ---
     mode["now"] = "up"
     page.click("#retry-edits")
-    wait_until(
-        lambda: labels_of(stack, project, slide).get(second["id"]) == tumor_id, what="retried label", page=page
-    )
+    wait_until(lambda: label_of(second) == tumor_id, what="retried label", page=page)
     page.wait_for_selector(saved, timeout=15_000)
     assert len(set(keys)) == 1, keys
     assert len(label_events(second["id"])) == 1
