@@ -616,6 +616,31 @@ def audit_replay(project_id: str) -> Any:
 # ---- export ------------------------------------------------------------------------------------
 
 
+def _deliver(c: Call, body: str | bytes, content_type: str, filename: str) -> Response:
+    """The export in the response, or, past what a Lambda response may carry, a redirect to a
+    copy in the data bucket (expired by the bucket's lifecycle rule)."""
+    raw = body.encode() if isinstance(body, str) else body
+    disposition = f'attachment; filename="{filename}"'
+    if len(raw) <= data.inline_export_limit():
+        if content_type == EXPORT_TYPES["parquet"]:
+            accept = c.headers.get("accept", "")
+            if content_type not in accept and "*/*" not in accept:
+                # API Gateway returns binary bodies only to requests that accept a binary type.
+                return error(
+                    406, "not_acceptable", f"send 'Accept: {content_type}' to receive Parquet", "Accept"
+                )
+        return Response(
+            body=body,
+            status_code=200,
+            headers={"Content-Disposition": disposition, "Content-Type": content_type},
+        )
+    key = f"projects/{c.project.project_id}/exports/{uuid.uuid4().hex}/{filename}"
+    data.put_export(key, raw, content_type, disposition)
+    return Response(
+        body="", status_code=303, headers={"Location": data.presign_get(key), "Cache-Control": "no-store"}
+    )
+
+
 def _export(c: Call) -> Any:
     q, state = c.query, c.project
     if q.slide is not None:
@@ -623,20 +648,11 @@ def _export(c: Call) -> Any:
     rows = views.review_rows(c.svc, state, q.slide)
     if q.anonymize:
         rows = export.anonymize(rows)
-    headers = {"Content-Disposition": f'attachment; filename="{state.project_id}.{q.format}"'}
+    filename = f"{state.project_id}.{q.format}"
     if q.format == "csv":
-        return Response(
-            body=export.to_csv(rows), status_code=200, headers={**headers, "Content-Type": "text/csv"}
-        )
+        return _deliver(c, export.to_csv(rows), "text/csv", filename)
     if q.format == "parquet":
-        ct = EXPORT_TYPES["parquet"]
-        accept = c.headers.get("accept", "")
-        if ct not in accept and "*/*" not in accept:
-            # API Gateway returns binary bodies only to requests that accept a binary type.
-            return error(406, "not_acceptable", f"send 'Accept: {ct}' to receive Parquet", "Accept")
-        return Response(
-            body=export.to_parquet(rows), status_code=200, headers={**headers, "Content-Type": ct}
-        )
+        return _deliver(c, export.to_parquet(rows), EXPORT_TYPES["parquet"], filename)
     readers: dict[str, Any] = {}
 
     def ring_of(slide_id: str, sp: int) -> list[list[float]]:
@@ -662,8 +678,9 @@ def _export(c: Call) -> Any:
 
     colors = {cat.id: cat.color for cat in state.categories.values()}
     names = {cat.id: cat.name for cat in state.categories.values()}
-    body = json.dumps(export.to_geojson(rows, ring_of, colors, names))
-    return Response(body=body, status_code=200, headers={**headers, "Content-Type": EXPORT_TYPES["geojson"]})
+    return _deliver(
+        c, json.dumps(export.to_geojson(rows, ring_of, colors, names)), EXPORT_TYPES["geojson"], filename
+    )
 
 
 @app.route("/projects/{project_id}/export", methods=["GET"])

@@ -93,8 +93,32 @@ def private_bucket(name: Any, *, versioned: bool, cors: bool, retain: bool) -> R
     return resource
 
 
+# Exports too large for a Lambda response are handed out from the data bucket; the API tags them
+# so one rule can expire them (lifecycle filters know prefixes and tags, not wildcards).
+EXPORT_TAG = {"Key": "histolabel-kind", "Value": "export"}
+EXPORT_TTL_DAYS = 2
+
+
 def data_bucket(settings: Settings) -> Resource:
-    return private_bucket(settings.data_bucket, versioned=True, cors=True, retain=True)
+    bucket = private_bucket(settings.data_bucket, versioned=True, cors=True, retain=True)
+    bucket["Properties"]["LifecycleConfiguration"] = {
+        "Rules": [
+            {
+                "Id": "ExpireExports",
+                "Status": "Enabled",
+                "TagFilters": [EXPORT_TAG],
+                "ExpirationInDays": EXPORT_TTL_DAYS,
+                "NoncurrentVersionExpiration": {"NoncurrentDays": 1},
+            },
+            {
+                "Id": "AbortIncompleteUploads",
+                "Status": "Enabled",
+                "Prefix": "",
+                "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7},
+            },
+        ]
+    }
+    return bucket
 
 
 def web_bucket(settings: Settings) -> Resource:

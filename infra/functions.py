@@ -69,6 +69,8 @@ def _statements(settings: Settings, fn: Function) -> list[Statement]:
             allow(["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query"], [projections]),
             # Uploads of source slides go straight to S3 with URLs this role presigns.
             allow(["s3:GetObject", "s3:PutObject"], [sub(f"{data}/projects/*")]),
+            # Large exports are written tagged, for the lifecycle rule that expires them.
+            allow(["s3:PutObjectTagging"], [sub(f"{data}/projects/*/exports/*")]),
             allow(["s3:ListBucket"], [sub(data)], StringLike={"s3:prefix": ["projects/*"]}),
             allow(
                 ["cognito-idp:AdminGetUser", "cognito-idp:ListUsers"],

@@ -3,6 +3,7 @@ crops, and presigned URLs. Tables are immutable once written, so they are cached
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -13,6 +14,7 @@ from histolabel.adapters import pyramids
 from histolabel.adapters.aws import client
 from histolabel.api.tables import Predictions, SuperpixelTable
 from histolabel.config import get_settings
+from histolabel.resources import EXPORT_TAG
 
 PRESIGN_TTL_S = 900
 _CACHE_SIZE = 64
@@ -67,6 +69,25 @@ class LabelReader:
         ly1, lx1 = max(-(-y1 // s), ly0 + 1), max(-(-x1 // s), lx0 + 1)
         crop = np.asarray(self.array[ly0:ly1, lx0:lx1])
         return crop == sp_id, ly0, lx0
+
+
+def inline_export_limit() -> int:
+    """Bytes an export may have to travel in the response: a Lambda response carries at most
+    6 MB, and binary bodies grow by a third in base64."""
+    return int(os.environ.get("HISTOLABEL_INLINE_EXPORT_BYTES", str(4 * 1024 * 1024)))
+
+
+def put_export(key: str, body: bytes, content_type: str, disposition: str) -> None:
+    s = get_settings()
+    tag = f"{EXPORT_TAG['Key']}={EXPORT_TAG['Value']}"
+    client("s3", s).put_object(
+        Bucket=s.data_bucket,
+        Key=key,
+        Body=body,
+        ContentType=content_type,
+        ContentDisposition=disposition,
+        Tagging=tag,
+    )
 
 
 def presign_get(key: str) -> str:

@@ -52,7 +52,32 @@ def bucket_settings(props: dict[str, Any]) -> dict[str, dict[str, Any]]:
             {_CORS_KEYS.get(k, k): v for k, v in r.items()} for r in props["CorsConfiguration"]["CorsRules"]
         ]
         calls["put_bucket_cors"] = {"CORSConfiguration": {"CORSRules": cors}}
+    if "LifecycleConfiguration" in props:
+        calls["put_bucket_lifecycle_configuration"] = {
+            "LifecycleConfiguration": {
+                "Rules": [_lifecycle_rule(r) for r in props["LifecycleConfiguration"]["Rules"]]
+            }
+        }
     return calls
+
+
+def _lifecycle_rule(rule: dict[str, Any]) -> dict[str, Any]:
+    """An S3 API lifecycle rule for a CloudFormation one (which flattens filter and actions)."""
+    out: dict[str, Any] = {"ID": rule["Id"], "Status": rule["Status"]}
+    tags = rule.get("TagFilters", [])
+    if len(tags) == 1 and not rule.get("Prefix"):
+        out["Filter"] = {"Tag": tags[0]}
+    elif tags:
+        out["Filter"] = {"And": {"Prefix": rule.get("Prefix", ""), "Tags": tags}}
+    else:
+        out["Filter"] = {"Prefix": rule.get("Prefix", "")}
+    if "ExpirationInDays" in rule:
+        out["Expiration"] = {"Days": rule["ExpirationInDays"]}
+    if "NoncurrentVersionExpiration" in rule:
+        out["NoncurrentVersionExpiration"] = rule["NoncurrentVersionExpiration"]
+    if "AbortIncompleteMultipartUpload" in rule:
+        out["AbortIncompleteMultipartUpload"] = rule["AbortIncompleteMultipartUpload"]
+    return out
 
 
 def api_plan(settings: Settings) -> dict[str, list[dict[str, Any]]]:

@@ -95,6 +95,11 @@ def _operation(route: Route, refs: dict[tuple[type[BaseModel], JsonSchemaMode], 
     if route.query is not None:
         responses.setdefault("422", {"description": ERRORS["422"], "content": error_schema})
     if route.name == "export":
+        responses["303"] = {
+            "description": "The export is larger than a response may carry: redirect to a presigned "
+            "S3 URL of it (kept two days)",
+            "headers": {"Location": {"schema": {"type": "string"}}},
+        }
         responses["406"] = {
             "description": "Parquet asked without a matching Accept header",
             "content": error_schema,

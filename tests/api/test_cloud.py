@@ -100,7 +100,7 @@ def _write_segmentation(bucket: str, pid: str, sid: str, image: np.ndarray) -> t
 
 
 @pytest.mark.slow
-def test_upload_label_by_brush_and_export_outlines(cloud_api, cloud, shared_data):
+def test_upload_label_by_brush_and_export_outlines(cloud_api, cloud, shared_data, monkeypatch):
     pid = f"p{uuid.uuid4().hex[:10]}"
     assert (
         cloud_api(
@@ -175,3 +175,33 @@ def test_upload_label_by_brush_and_export_outlines(cloud_api, cloud, shared_data
     table = pq.read_table(io.BytesIO(parquet.body))
     assert sorted(table.column("id").to_pylist()) == sorted(expected)
     assert set(table.column("labeled_by").to_pylist()) == {"ana"}
+
+    # Past what a Lambda response may carry, the export is a 303 to a copy in the data bucket,
+    # tagged for the lifecycle rule that expires exports.
+    from histolabel.adapters.aws import client
+    from histolabel.resources import EXPORT_TAG
+
+    monkeypatch.setenv("HISTOLABEL_INLINE_EXPORT_BYTES", "1000")
+    r = cloud_api("GET", f"/projects/{pid}/export?format=geojson&anonymize=true", "olivia")
+    assert r.status_code == 303, r.body
+    with urllib.request.urlopen(r.headers["Location"], timeout=10) as resp:
+        assert json.loads(resp.read()) == geo
+        assert resp.headers["Content-Type"] == "application/geo+json"
+        assert "attachment" in resp.headers["Content-Disposition"]
+    r = cloud_api("GET", f"/projects/{pid}/export?format=parquet", "olivia")
+    assert r.status_code == 303, r.body
+    with urllib.request.urlopen(r.headers["Location"], timeout=10) as resp:
+        assert pq.read_table(io.BytesIO(resp.read())).num_rows == len(expected)
+    s3 = client("s3", cloud)
+    keys = [
+        o["Key"]
+        for o in s3.list_objects_v2(Bucket=cloud.data_bucket, Prefix=f"projects/{pid}/exports/")["Contents"]
+    ]
+    assert len(keys) == 2
+    for key in keys:
+        assert s3.get_object_tagging(Bucket=cloud.data_bucket, Key=key)["TagSet"] == [EXPORT_TAG]
+    # Refused input still writes nothing.
+    assert cloud_api("GET", f"/projects/{pid}/export?format=xml", "olivia").status_code == 422
+    assert cloud_api("GET", f"/projects/{pid}/export?format=csv", "oscar").status_code == 403
+    listed = s3.list_objects_v2(Bucket=cloud.data_bucket, Prefix=f"projects/{pid}/exports/")
+    assert len(listed["Contents"]) == 2

@@ -49,6 +49,8 @@ def test_buckets_are_private_encrypted_and_data_is_versioned_with_range_cors(dep
     cors = s3.get_bucket_cors(Bucket=settings.data_bucket)["CORSRules"][0]
     assert "GET" in cors["AllowedMethods"] and "Content-Range" in cors["ExposeHeaders"]
     assert cors["AllowedHeaders"] == ["*"]  # lets the browser send Range
+    rules = {r["ID"]: r for r in s3.get_bucket_lifecycle_configuration(Bucket=settings.data_bucket)["Rules"]}
+    assert rules["ExpireExports"]["Expiration"]["Days"] == 2
 
 
 def test_batch_gpu_requirements_and_scale_to_zero(deployed):

@@ -11,6 +11,11 @@ def test_provisioned_resources_have_intended_settings(cloud):
     assert s3.get_bucket_versioning(Bucket=cloud.data_bucket)["Status"] == "Enabled"
     block = s3.get_public_access_block(Bucket=cloud.data_bucket)["PublicAccessBlockConfiguration"]
     assert all(block.values())
+    rules = {r["ID"]: r for r in s3.get_bucket_lifecycle_configuration(Bucket=cloud.data_bucket)["Rules"]}
+    exports = rules["ExpireExports"]
+    assert exports["Filter"] == {"Tag": {"Key": "histolabel-kind", "Value": "export"}}
+    assert exports["Expiration"]["Days"] == 2 and exports["Status"] == "Enabled"
+    assert rules["AbortIncompleteUploads"]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 7}
 
 
 def test_s3fs_round_trip_through_local_cloud(cloud):
