@@ -3,6 +3,7 @@ histolabel/api/routes.py; checks, parsing and errors in chalicelib/context.py.""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from typing import Any
@@ -386,7 +387,7 @@ def _slide_predictions(c: Call) -> Any:
     remap = np.array([categories.index(r) if r is not None else -1 for r in resolved], np.int64)
     top = pred.probs.argmax(axis=1) if len(pred.ids) else np.zeros(0, np.int64)
     cert = np.round(pred.certainty.astype(np.float64), 5)
-    return {
+    out = {
         "model_version": version,
         "slide_id": sid,
         "categories": categories,
@@ -394,6 +395,16 @@ def _slide_predictions(c: Call) -> Any:
         "classes": remap[top].tolist(),
         "certainty": [v if np.isfinite(v) else None for v in cert.tolist()],
     }
+    body = json.dumps(out, separators=(",", ":"))
+    if len(body) <= data.inline_response_limit():
+        return out
+    # Hundreds of thousands of superpixels outgrow a Lambda response: hand out a copy from the
+    # data bucket, named by its content so every reader of this answer shares one object.
+    digest = hashlib.sha256(body.encode()).hexdigest()[:16]
+    key = f"projects/{state.project_id}/exports/predictions/{sid}/v{version}-{digest}.json"
+    if not data.exists(key):
+        data.put_export(key, body.encode(), "application/json")
+    return _see_other(key)
 
 
 @app.route("/projects/{project_id}/slides/{slide_id}/predictions", methods=["GET"])
@@ -617,11 +628,11 @@ def audit_replay(project_id: str) -> Any:
 
 
 def _deliver(c: Call, body: str | bytes, content_type: str, filename: str) -> Response:
-    """The export in the response, or, past what a Lambda response may carry, a redirect to a
-    copy in the data bucket (expired by the bucket's lifecycle rule)."""
+    """The export in the response, or, past what a Lambda response may carry, a 303 to a copy in
+    the data bucket (expired by the bucket's lifecycle rule)."""
     raw = body.encode() if isinstance(body, str) else body
     disposition = f'attachment; filename="{filename}"'
-    if len(raw) <= data.inline_export_limit():
+    if len(raw) <= data.inline_response_limit():
         if content_type == EXPORT_TYPES["parquet"]:
             accept = c.headers.get("accept", "")
             if content_type not in accept and "*/*" not in accept:
@@ -636,6 +647,10 @@ def _deliver(c: Call, body: str | bytes, content_type: str, filename: str) -> Re
         )
     key = f"projects/{c.project.project_id}/exports/{uuid.uuid4().hex}/{filename}"
     data.put_export(key, raw, content_type, disposition)
+    return _see_other(key)
+
+
+def _see_other(key: str) -> Response:
     return Response(
         body="", status_code=303, headers={"Location": data.presign_get(key), "Cache-Control": "no-store"}
     )

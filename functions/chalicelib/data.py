@@ -9,6 +9,7 @@ from collections import OrderedDict
 from typing import Any
 
 import numpy as np
+from botocore.exceptions import ClientError
 
 from histolabel.adapters import pyramids
 from histolabel.adapters.aws import client
@@ -71,23 +72,35 @@ class LabelReader:
         return crop == sp_id, ly0, lx0
 
 
-def inline_export_limit() -> int:
-    """Bytes an export may have to travel in the response: a Lambda response carries at most
-    6 MB, and binary bodies grow by a third in base64."""
-    return int(os.environ.get("HISTOLABEL_INLINE_EXPORT_BYTES", str(4 * 1024 * 1024)))
+def inline_response_limit() -> int:
+    """Bytes a large answer (an export, a slide's predictions) may have to travel in the response
+    itself: a Lambda response carries at most 6 MB, and binary bodies grow by a third in base64.
+    Larger answers are a 303 to a copy in the data bucket."""
+    return int(os.environ.get("HISTOLABEL_INLINE_RESPONSE_BYTES", str(4 * 1024 * 1024)))
 
 
-def put_export(key: str, body: bytes, content_type: str, disposition: str) -> None:
+def put_export(key: str, body: bytes, content_type: str, disposition: str | None = None) -> None:
     s = get_settings()
-    tag = f"{EXPORT_TAG['Key']}={EXPORT_TAG['Value']}"
+    extra = {"ContentDisposition": disposition} if disposition else {}
     client("s3", s).put_object(
         Bucket=s.data_bucket,
         Key=key,
         Body=body,
         ContentType=content_type,
-        ContentDisposition=disposition,
-        Tagging=tag,
+        Tagging=f"{EXPORT_TAG['Key']}={EXPORT_TAG['Value']}",
+        **extra,
     )
+
+
+def exists(key: str) -> bool:
+    s = get_settings()
+    try:
+        client("s3", s).head_object(Bucket=s.data_bucket, Key=key)
+    except ClientError as err:
+        if err.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+    return True
 
 
 def presign_get(key: str) -> str:

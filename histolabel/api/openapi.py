@@ -94,12 +94,13 @@ def _operation(route: Route, refs: dict[tuple[type[BaseModel], JsonSchemaMode], 
         responses.setdefault("413", {"description": ERRORS["413"], "content": error_schema})
     if route.query is not None:
         responses.setdefault("422", {"description": ERRORS["422"], "content": error_schema})
-    if route.name == "export":
+    if route.name in ("export", "slide_predictions"):
         responses["303"] = {
-            "description": "The export is larger than a response may carry: redirect to a presigned "
+            "description": "The answer is larger than a response may carry: redirect to a presigned "
             "S3 URL of it (kept two days)",
             "headers": {"Location": {"schema": {"type": "string"}}},
         }
+    if route.name == "export":
         responses["406"] = {
             "description": "Parquet asked without a matching Accept header",
             "content": error_schema,

@@ -181,7 +181,7 @@ def test_upload_label_by_brush_and_export_outlines(cloud_api, cloud, shared_data
     from histolabel.adapters.aws import client
     from histolabel.resources import EXPORT_TAG
 
-    monkeypatch.setenv("HISTOLABEL_INLINE_EXPORT_BYTES", "1000")
+    monkeypatch.setenv("HISTOLABEL_INLINE_RESPONSE_BYTES", "1000")
     r = cloud_api("GET", f"/projects/{pid}/export?format=geojson&anonymize=true", "olivia")
     assert r.status_code == 303, r.body
     with urllib.request.urlopen(r.headers["Location"], timeout=10) as resp:

@@ -46,6 +46,36 @@ def test_predictions_name_the_top_class_and_certainty(api, cloud):
     assert np.allclose(body["certainty"], probs.max(axis=1), atol=1e-4)
 
 
+def test_large_predictions_are_a_redirect_to_one_shared_copy(api, cloud, monkeypatch):
+    """Past the inline limit the answer is a 303 to a content-named copy in the data bucket: the
+    same answer is written once, and a merge (another answer) gets its own copy."""
+    import json
+    import urllib.request
+
+    from histolabel.adapters.aws import client
+
+    cats = ["tumor", "stroma", "necrosis"]
+    probs = _probs(4)
+    version = publish_predictions(api.svc, cloud, {"s1": probs}, cats)
+    inline = api.request("GET", f"{S1}/predictions", user="ana").json_body
+    monkeypatch.setenv("HISTOLABEL_INLINE_RESPONSE_BYTES", "10000")
+    first = api.request("GET", f"{S1}/predictions", user="ana")
+    assert first.status_code == 303, first.body
+    with urllib.request.urlopen(first.headers["Location"], timeout=10) as res:
+        assert json.loads(res.read()) == inline
+    again = api.request("GET", f"{S1}/predictions", user="audrey")
+    assert again.status_code == 303
+    s3 = client("s3", cloud)
+    prefix = f"projects/proj/exports/predictions/s1/v{version}-"
+    assert len(s3.list_objects_v2(Bucket=cloud.data_bucket, Prefix=prefix)["Contents"]) == 1
+    api.svc.execute(MergeCategories(project_id="proj", sources=["stroma"], target="tumor"), OWNER)
+    merged = api.request("GET", f"{S1}/predictions", user="ana")
+    with urllib.request.urlopen(merged.headers["Location"], timeout=10) as res:
+        assert "stroma" not in json.loads(res.read())["categories"]
+    assert len(s3.list_objects_v2(Bucket=cloud.data_bucket, Prefix=prefix)["Contents"]) == 2
+    assert api.request("GET", f"{S1}/predictions", user="oscar").status_code == 403
+
+
 def test_predictions_follow_merges(api, cloud):
     probs = _probs(3)
     publish_predictions(api.svc, cloud, {"s1": probs}, ["tumor", "stroma", "necrosis"])
