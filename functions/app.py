@@ -395,16 +395,7 @@ def _slide_predictions(c: Call) -> Any:
         "classes": remap[top].tolist(),
         "certainty": [v if np.isfinite(v) else None for v in cert.tolist()],
     }
-    body = json.dumps(out, separators=(",", ":"))
-    if len(body) <= data.inline_response_limit():
-        return out
-    # Hundreds of thousands of superpixels outgrow a Lambda response: hand out a copy from the
-    # data bucket, named by its content so every reader of this answer shares one object.
-    digest = hashlib.sha256(body.encode()).hexdigest()[:16]
-    key = f"projects/{state.project_id}/exports/predictions/{sid}/v{version}-{digest}.json"
-    if not data.exists(key):
-        data.put_export(key, body.encode(), "application/json")
-    return _see_other(key)
+    return _json_or_copy(out, f"projects/{state.project_id}/exports/predictions/{sid}/v{version}")
 
 
 @app.route("/projects/{project_id}/slides/{slide_id}/predictions", methods=["GET"])
@@ -420,7 +411,8 @@ def _slide_labels(c: Call) -> Any:
     views.require_slide(c.project, sid)
     labels = views.current_labels(c.svc, c.project.project_id, sid)
     entries = [{"id": i, **labels.entries[i]} for i in sorted(labels.entries)]
-    return {"slide_id": sid, "seq": labels.seq, "counts": labels.counts, "entries": entries}
+    out = {"slide_id": sid, "seq": labels.seq, "counts": labels.counts, "entries": entries}
+    return _json_or_copy(out, f"projects/{c.project.project_id}/exports/labels/{sid}/seq{labels.seq}")
 
 
 @app.route("/projects/{project_id}/slides/{slide_id}/labels", methods=["GET"])
@@ -647,6 +639,19 @@ def _deliver(c: Call, body: str | bytes, content_type: str, filename: str) -> Re
         )
     key = f"projects/{c.project.project_id}/exports/{uuid.uuid4().hex}/{filename}"
     data.put_export(key, raw, content_type, disposition)
+    return _see_other(key)
+
+
+def _json_or_copy(out: dict[str, Any], stem: str) -> Any:
+    """`out` as the answer, or, when hundreds of thousands of superpixels outgrow a Lambda
+    response, a 303 to a copy in the data bucket named by its content, so that every reader of
+    the same answer shares one object."""
+    body = json.dumps(out, separators=(",", ":")).encode()
+    if len(body) <= data.inline_response_limit():
+        return out
+    key = f"{stem}-{hashlib.sha256(body).hexdigest()[:16]}.json"
+    if not data.exists(key):
+        data.put_export(key, body, "application/json")
     return _see_other(key)
 
 

@@ -94,7 +94,7 @@ def _operation(route: Route, refs: dict[tuple[type[BaseModel], JsonSchemaMode], 
         responses.setdefault("413", {"description": ERRORS["413"], "content": error_schema})
     if route.query is not None:
         responses.setdefault("422", {"description": ERRORS["422"], "content": error_schema})
-    if route.name in ("export", "slide_predictions"):
+    if route.name in ("export", "slide_predictions", "slide_labels"):
         responses["303"] = {
             "description": "The answer is larger than a response may carry: redirect to a presigned "
             "S3 URL of it (kept two days)",

@@ -165,3 +165,30 @@ def test_cors_preflight_allows_the_idempotency_key_header(api):
     allowed = {h.strip().lower() for h in r["headers"]["Access-Control-Allow-Headers"].split(",")}
     assert {"authorization", "content-type", "idempotency-key"} <= allowed
     assert r["headers"]["Access-Control-Allow-Origin"] == "*"
+
+
+def test_many_labels_are_a_redirect_to_a_copy_per_label_state(api, cloud, monkeypatch):
+    """A slide's labels past the inline limit: a 303 to a copy in the data bucket; a new edit is a
+    new state (a new copy), the same state is the same copy."""
+    import json
+    import urllib.request
+
+    label(api, "ana", "tumor", list(range(1, 2001)), key="bulk")
+    inline = api.request("GET", f"{S1}/labels", user="ana").json_body
+    assert len(inline["entries"]) == 2000
+    monkeypatch.setenv("HISTOLABEL_INLINE_RESPONSE_BYTES", "5000")
+    first = api.request("GET", f"{S1}/labels", user="ana")
+    assert first.status_code == 303, first.body
+    with urllib.request.urlopen(first.headers["Location"], timeout=10) as res:
+        assert json.loads(res.read()) == inline
+    assert (
+        api.request("GET", f"{S1}/labels", user="audrey").headers["Location"].split("?")[0]
+        == (first.headers["Location"].split("?")[0])
+    )
+    label(api, "olivia", "stroma", [7])
+    after = api.request("GET", f"{S1}/labels", user="ana")
+    assert after.headers["Location"].split("?")[0] != first.headers["Location"].split("?")[0]
+    with urllib.request.urlopen(after.headers["Location"], timeout=10) as res:
+        entries = {e["id"]: e for e in json.loads(res.read())["entries"]}
+    assert entries[7]["c"] == "stroma" and len(entries) == 2000
+    assert api.request("GET", f"{S1}/labels", user="oscar").status_code == 403
