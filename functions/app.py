@@ -15,7 +15,7 @@ from chalicelib.context import SERVICES, Call, error, login_config, run
 
 from histolabel.api import agreement, audit, export, queue, review
 from histolabel.api.openapi import openapi_document
-from histolabel.api.views import category_out, project_out, slide_out
+from histolabel.api.views import category_out, project_out, resolved_entries, slide_out
 from histolabel.commands import (
     AddCategory,
     AddMember,
@@ -410,8 +410,8 @@ def _slide_labels(c: Call) -> Any:
     sid = c.params["slide_id"]
     views.require_slide(c.project, sid)
     labels = views.current_labels(c.svc, c.project.project_id, sid)
-    entries = [{"id": i, **labels.entries[i]} for i in sorted(labels.entries)]
-    out = {"slide_id": sid, "seq": labels.seq, "counts": labels.counts, "entries": entries}
+    entries, counts = resolved_entries(labels.entries, c.project.resolve)
+    out = {"slide_id": sid, "seq": labels.seq, "counts": counts, "entries": entries}
     return _json_or_copy(out, f"projects/{c.project.project_id}/exports/labels/{sid}/seq{labels.seq}")
 
 

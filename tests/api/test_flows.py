@@ -90,8 +90,18 @@ def test_categories_merge_and_delete_are_explicit(api):
     assert r.status_code == 200 and r.json_body["id"] == "tumor"
     rows = api.request("GET", f"{P}/review", user="olivia").json_body["items"]
     assert [(i["id"], i["label"]) for i in rows] == [(1, "tumor"), (2, "tumor"), (3, "necrosis")]
+    # The slide's labels (what the overlay is coloured from) follow the merge too.
+    labels = api.request("GET", f"{S1}/labels", user="ana").json_body
+    assert [(e["id"], e["c"], e["l"]["ana"][0]) for e in labels["entries"]] == [
+        (1, "tumor", "tumor"),
+        (2, "tumor", "tumor"),
+        (3, "necrosis", "necrosis"),
+    ]
+    assert labels["counts"] == {"tumor": 2, "necrosis": 1}
     r = api.request("DELETE", f"{P}/categories/necrosis", user="olivia")
     assert r.json_body == {"deleted": "necrosis", "labels_cleared": 1}
+    labels = api.request("GET", f"{S1}/labels", user="ana").json_body
+    assert [e["id"] for e in labels["entries"]] == [1, 2] and labels["counts"] == {"tumor": 2}
     ids = [c["id"] for c in api.request("GET", P, user="ana").json_body["categories"]]
     assert ids == ["tumor"]
 
@@ -192,3 +202,33 @@ def test_many_labels_are_a_redirect_to_a_copy_per_label_state(api, cloud, monkey
         entries = {e["id"]: e for e in json.loads(res.read())["entries"]}
     assert entries[7]["c"] == "stroma" and len(entries) == 2000
     assert api.request("GET", f"{S1}/labels", user="oscar").status_code == 403
+
+
+def test_resolved_entries_follow_merges_and_deletions():
+    from histolabel.api.views import resolved_entries
+
+    now = {"stroma": "tumor", "tumor": "tumor", "fat": None}.get
+    entries = {
+        2: {
+            "c": "stroma",
+            "cb": "ana",
+            "ca": "t1",
+            "l": {"ana": ["stroma", "t1"], "rex": ["fat", "t2"]},
+            "r": None,
+        },
+        1: {"c": "fat", "cb": "ana", "ca": "t1", "l": {"ana": ["fat", "t1"]}, "r": None},
+        3: {
+            "c": "fat",
+            "cb": "rex",
+            "ca": "t3",
+            "l": {"ana": ["stroma", "t1"], "rex": ["fat", "t3"]},
+            "r": {"by": "olivia", "a": "change", "c": "stroma", "at": "t4"},
+        },
+    }
+    out, counts = resolved_entries(entries, now)
+    assert [(e["id"], e["c"], e["l"], (e["r"] or {}).get("c")) for e in out] == [
+        (2, "tumor", {"ana": ["tumor", "t1"]}, None),
+        (3, None, {"ana": ["tumor", "t1"]}, "tumor"),
+    ]
+    assert counts == {"tumor": 1}
+    assert entries[2]["c"] == "stroma"  # the stored entries are left as they were

@@ -378,3 +378,89 @@ def test_flaky_network_saves_each_edit_once(stack: Stack, browser_context: Any, 
     assert len(keys) == 1, keys
     assert third["id"] not in labels_of(stack, project, slide)
     page.close()
+
+
+def test_merge_delete_and_agreement_in_the_browser(
+    stack: Stack, browser_context: Any, artifacts: Path
+) -> None:
+    """The owner merges one category into another and deletes a third, each after a confirmation;
+    the API's categories and labels follow, and the overlay with them. The review panel shows the
+    users' agreement as the API computes it."""
+    project = f"cat{uuid.uuid4().hex[:8]}"
+    stack.call("POST", "/projects", "pat", {"project_id": project, "name": "Categories", "site": "oslo"})
+    stack.call(
+        "POST", f"/projects/{project}/members", "pat", {"user": "rex", "role": "annotator", "site": "rome"}
+    )
+    cats = {
+        name: stack.call("POST", f"/projects/{project}/categories", "pat", {"name": name})["id"]
+        for name in ("Tumor", "Stroma", "Fat")
+    }
+    slide = stack.add_slide(project, "pat")
+    base = f"/projects/{project}/slides/{slide}"
+    # pat and rex label the same eight superpixels, agreeing on six.
+    pat = {1: "Tumor", 2: "Tumor", 3: "Stroma", 4: "Stroma", 5: "Fat", 6: "Fat", 7: "Tumor", 8: "Stroma"}
+    rex = {**pat, 7: "Stroma", 8: "Tumor"}
+    for user, labels in (("pat", pat), ("rex", rex)):
+        for name in ("Tumor", "Stroma", "Fat"):
+            ids = [i for i, n in labels.items() if n == name]
+            stack.call("POST", f"{base}/labels", user, {"category_id": cats[name], "ids": ids})
+
+    page = browser_context.new_page()
+    page.goto(f"{stack.web_url}/index.html?project={project}")
+    page.fill("#login-username", "pat")
+    page.fill("#login-password", PASSWORD)
+    page.click("#login-submit")
+    page.wait_for_function("window.histolabel.labelEntries && window.histolabel.labelEntries.size === 8")
+
+    def colour_index(sp: int) -> int:
+        return int(page.evaluate(f"window.histolabel.colours.label[{sp}]"))
+
+    assert colour_index(3) != colour_index(1)
+
+    # --- agreement first (three categories): the panel shows the API's kappa ---
+    page.click("[data-mode=review]")
+    agreement = stack.call("GET", f"/projects/{project}/agreement", "pat")
+    pair = agreement["users"]["pairs"][0]
+    assert {pair["a"], pair["b"]} == {"pat", "rex"} and pair["n"] == 8
+    page.wait_for_selector(f"#rv-agreement p:has-text('over {pair['n']}')")
+    shown = page.inner_text("#rv-agreement")
+    assert f"κ {pair['kappa']:.2f} over 8" in shown, shown
+    assert all(name in shown for name in ("Tumor", "Stroma", "Fat")), shown
+    page.screenshot(path=str(artifacts / "9-agreement.png"))
+
+    # --- merge Stroma into Tumor: cancel once (nothing changes), then confirm ---
+    page.click("[data-mode=label]")
+    page.click("#merge-form >> xpath=.. >> summary")
+    page.check(f"#merge-form input[name=source][value='{cats['Stroma']}']")
+    page.select_option("#merge-form select[name=target]", cats["Tumor"])
+    page.click("#merge-form button[type=submit]")
+    page.wait_for_selector("#confirm-dialog[open]")
+    assert "Merge 1 category" in page.inner_text("#confirm-text")
+    page.click("#confirm-dialog button[value=no]")
+    page.wait_for_timeout(300)
+    assert cats["Stroma"] in {c["id"] for c in stack.call("GET", f"/projects/{project}", "pat")["categories"]}
+    page.click("#merge-form button[type=submit]")
+    page.click("#confirm-yes")
+
+    def live_categories() -> set[str]:
+        project_state = stack.call("GET", f"/projects/{project}", "pat")
+        return {
+            c["id"] for c in project_state["categories"] if not c.get("merged_into") and not c.get("deleted")
+        }
+
+    wait_until(lambda: live_categories() == {cats["Tumor"], cats["Fat"]}, what="merge", page=page)
+    assert {labels_of(stack, project, slide)[i] for i in (1, 2, 3, 4, 7, 8)} == {cats["Tumor"]}
+    page.wait_for_function("window.histolabel.colours.label[3] === window.histolabel.colours.label[1]")
+
+    # --- delete Fat: its labels are cleared, and the panel says how many ---
+    page.click("#cat-list button[aria-label='Delete Fat']")
+    page.wait_for_selector("#confirm-dialog[open]")
+    assert "Its labels become unlabeled" in page.inner_text("#confirm-text")
+    page.click("#confirm-yes")
+    page.wait_for_selector("#cat-msg:has-text('2 label(s) cleared')")
+    wait_until(lambda: live_categories() == {cats["Tumor"]}, what="delete", page=page)
+    assert set(labels_of(stack, project, slide)) == {1, 2, 3, 4, 7, 8}
+    assert colour_index(5) == 0 and colour_index(6) == 0
+    assert page.locator("#cat-list .cat-name").all_inner_texts() == ["Tumor"]
+    page.screenshot(path=str(artifacts / "10-merge-delete.png"))
+    page.close()
