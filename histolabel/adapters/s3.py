@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 from functools import lru_cache
 from typing import Any
 
@@ -39,7 +41,29 @@ def _fs(region: str, endpoint_url: str | None, asynchronous: bool) -> s3fs.S3Fil
     client_kwargs: dict[str, Any] = {"region_name": region}
     if endpoint_url:
         client_kwargs["endpoint_url"] = endpoint_url
-    return s3fs.S3FileSystem(client_kwargs=client_kwargs, asynchronous=asynchronous, skip_instance_cache=True)
+    fs = s3fs.S3FileSystem(client_kwargs=client_kwargs, asynchronous=asynchronous, skip_instance_cache=True)
+    if asynchronous:
+        _async_filesystems.append(fs)
+        if len(_async_filesystems) == 1:
+            atexit.register(_close_async_sessions)
+    return fs
+
+
+# s3fs closes the HTTP session of a synchronous filesystem itself; one used asynchronously (by
+# zarr, on zarr's event loop) is left open, and aiohttp complains about it at exit.
+_async_filesystems: list[s3fs.S3FileSystem] = []
+
+
+def _close_async_sessions() -> None:
+    from zarr.core.sync import sync
+
+    for fs in _async_filesystems:
+        client = getattr(fs, "_s3", None)
+        if client is None:
+            continue
+        # The process is ending: a session that will not close has nothing left to save.
+        with contextlib.suppress(Exception):
+            sync(client.close())
 
 
 def filesystem(settings: Settings | None = None) -> s3fs.S3FileSystem:

@@ -209,28 +209,23 @@ def test_paths_outside_the_bucket_are_refused(upload, dest: str, shared_data: Pa
     assert _listing(dest, cloud) == []
 
 
-def test_job_command_refuses_with_one_line(cloud, upload, dest: str) -> None:
-    source = upload(b"not an image", "bad.svs")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gpu_jobs.ingest",
-            "--project",
-            "p1",
-            "--slide",
-            "s1",
-            "--source",
-            source,
-            "--dest",
-            dest,
-            "--no-events",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env=os.environ.copy(),
-        timeout=120,
+def _ingest_job(source: str, dest: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "gpu_jobs.ingest", "--project", "p1", "--slide", "s1"]
+    command += ["--source", source, "--dest", dest, "--no-events"]
+    return subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, env=os.environ.copy(), timeout=120
     )
+
+
+def test_job_command_reports_in_one_line_and_exits_clean(cloud, upload, dest: str, shared_data) -> None:
+    proc = _ingest_job(upload(shared_data / "slides" / "skimage_ihc.png", "ihc.png"), dest)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    # One line of result, and nothing else (s3fs's sessions are closed before exit).
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()], proc.stderr
+    assert proc.stderr.startswith("ingested s1: 512x512 png")
+
+
+def test_job_command_refuses_with_one_line(cloud, upload, dest: str) -> None:
+    proc = _ingest_job(upload(b"not an image", "bad.svs"), dest)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "not a supported image" in proc.stderr
