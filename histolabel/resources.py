@@ -93,6 +93,10 @@ def private_bucket(name: Any, *, versioned: bool, cors: bool, retain: bool) -> R
     return resource
 
 
+# The web app's sign-in form uses USER_PASSWORD_AUTH (over TLS to Cognito); SRP and refresh are
+# for other clients. One list for the deployed app client and the local cloud's.
+WEB_CLIENT_AUTH_FLOWS = ["ALLOW_USER_PASSWORD_AUTH", "ALLOW_USER_SRP_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"]
+
 # Exports too large for a Lambda response are handed out from the data bucket; the API tags them
 # so one rule can expire them (lifecycle filters know prefixes and tags, not wildcards).
 EXPORT_TAG = {"Key": "histolabel-kind", "Value": "export"}

@@ -36,6 +36,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-lint", action="store_true", help="do not run cfn-lint first")
     p.add_argument("--subnets", default="", help="comma-separated subnet ids for Batch (default: a new VPC)")
     p.add_argument("--security-group", default="", help="with --subnets: the Batch instances' security group")
+    p.add_argument(
+        "--hosted-ui-url",
+        default="",
+        help="Cognito hosted UI authorize URL (implicit grant back to the web app) to offer for sign-in",
+    )
 
     p = sub.add_parser("status", help="the stage's stacks, their state and outputs")
     stage_args(p)
@@ -79,6 +84,7 @@ def run(argv: list[str] | None = None) -> int:
             run_lint=not args.skip_lint,
             subnets=[x for x in args.subnets.split(",") if x],
             security_group=args.security_group,
+            hosted_ui_url=args.hosted_ui_url,
         )
         if args.app:
             options.app_path = args.app

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from histolabel.config import Settings
-from histolabel.resources import data_bucket, events_table, private_bucket
+from histolabel.resources import WEB_CLIENT_AUTH_FLOWS, data_bucket, events_table, private_bucket
 from infra.cfn import Resources, emulator_parameter_and_condition, get_att, on_aws, ref, sub, tags
 
 
@@ -64,7 +64,7 @@ def _user_pool(settings: Settings) -> Resources:
             "ClientName": f"{settings.prefix}-web",
             "UserPoolId": ref("UserPool"),
             "GenerateSecret": False,
-            "ExplicitAuthFlows": ["ALLOW_USER_SRP_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+            "ExplicitAuthFlows": WEB_CLIENT_AUTH_FLOWS,
             "PreventUserExistenceErrors": "ENABLED",
             "EnableTokenRevocation": True,
             "AccessTokenValidity": 60,

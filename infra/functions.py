@@ -131,6 +131,7 @@ def _environment(settings: Settings) -> dict[str, Any]:
             "POWERTOOLS_LOG_LEVEL": "INFO",
             "HISTOLABEL_USER_POOL_ID": ref("UserPoolId"),
             "HISTOLABEL_CLIENT_ID": ref("UserPoolClientId"),
+            "HISTOLABEL_HOSTED_UI_URL": ref("HostedUiUrl"),
             "HISTOLABEL_JOB_QUEUE_CPU": ref("CpuJobQueue"),
             "HISTOLABEL_JOB_QUEUE_GPU": ref("GpuJobQueue"),
             "HISTOLABEL_JOB_DEFINITION_PREFIX": f"{settings.prefix}-",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,8 @@ from infra.stacks import EMULATOR_PARTIAL, app_template, stack_names
 from infra.target import is_emulated
 from infra.web import publish, site_config, web_files
 
+HOSTED_UI = re.compile(r"^https://[A-Za-z0-9.-]+(:[0-9]+)?/[!-~]*$")
+
 
 @dataclass
 class DeployOptions:
@@ -38,6 +41,7 @@ class DeployOptions:
     run_lint: bool = True
     subnets: list[str] = field(default_factory=list)
     security_group: str = ""
+    hosted_ui_url: str = ""
 
 
 @dataclass
@@ -115,6 +119,11 @@ def _stager(s3: Any, bucket: str, settings: Settings) -> Any:
 
 
 def deploy(settings: Settings, options: DeployOptions, echo: Echo) -> DeployReport:
+    if options.hosted_ui_url and not HOSTED_UI.match(options.hosted_ui_url):
+        raise UsageError(
+            f"--hosted-ui-url: {options.hosted_ui_url!r} is not an https URL "
+            "(e.g. https://DOMAIN.auth.REGION.amazoncognito.com/login?client_id=...&response_type=token&...)"
+        )
     emulated = is_emulated(settings)
     names = stack_names(settings)
     try:
@@ -186,6 +195,7 @@ def deploy(settings: Settings, options: DeployOptions, echo: Echo) -> DeployRepo
         "DataSigningPublicKey": key.public_pem,
         "SubnetIds": ",".join(subnets),
         "SecurityGroupId": group,
+        "HostedUiUrl": options.hosted_ui_url,
     }
     result = stackops.deploy(
         cfn, names.app, app, parameters, echo, upload=_stager(s3, artifacts, settings), tags=tags

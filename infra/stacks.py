@@ -61,6 +61,11 @@ APP_PARAMETERS: dict[str, dict[str, Any]] = {
     "GpuMaxVcpus": {"Type": "Number", "Default": 16, "MinValue": 1},
     "DataSigningKeyId": {"Type": "String", "Default": "none"},
     "DataSigningPublicKey": {"Type": "String", "Default": "none", "NoEcho": False},
+    "HostedUiUrl": {
+        "Type": "String",
+        "Default": "",
+        "Description": "Cognito hosted UI authorize URL the web app offers for single sign-on (optional)",
+    },
 }
 
 

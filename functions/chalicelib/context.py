@@ -225,4 +225,7 @@ def login_config() -> dict[str, Any]:
         "userPoolId": os.environ.get("HISTOLABEL_USER_POOL_ID"),
         "clientId": os.environ.get("HISTOLABEL_CLIENT_ID"),
         "cognitoEndpoint": os.environ.get("AWS_ENDPOINT_URL") or None,
+        # The Cognito hosted UI's authorize URL (implicit grant back to the web app), where the
+        # deployer set one up for single sign-on; the app then offers it beside the form.
+        "hostedUiUrl": os.environ.get("HISTOLABEL_HOSTED_UI_URL") or None,
     }

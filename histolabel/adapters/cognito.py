@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 from histolabel.adapters.aws import client
 from histolabel.auth.tokens import PoolConfig
 from histolabel.config import Settings, get_settings
+from histolabel.resources import WEB_CLIENT_AUTH_FLOWS
 
 JWKS_TTL_S = 3600
 # A token with an unknown key id makes us refetch at most this often (key rotation).
@@ -52,7 +53,7 @@ def ensure_pool(settings: Settings | None = None) -> Pool:
             UserPoolId=pool_id,
             ClientName="web",
             GenerateSecret=False,
-            ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH", "ALLOW_USER_SRP_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+            ExplicitAuthFlows=WEB_CLIENT_AUTH_FLOWS,
         )["UserPoolClient"]["ClientId"]
     return Pool(user_pool_id=pool_id, client_id=client_id)
 

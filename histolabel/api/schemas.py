@@ -157,6 +157,7 @@ class ConfigOut(BaseModel):
     userPoolId: str | None
     clientId: str | None
     cognitoEndpoint: str | None
+    hostedUiUrl: str | None = None
 
 
 class MeOut(BaseModel):

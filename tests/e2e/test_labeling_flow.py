@@ -464,3 +464,42 @@ def test_merge_delete_and_agreement_in_the_browser(
     assert page.locator("#cat-list .cat-name").all_inner_texts() == ["Tumor"]
     page.screenshot(path=str(artifacts / "10-merge-delete.png"))
     page.close()
+
+
+def test_hosted_sign_in_token_and_forged_token(
+    stack: Stack, browser_context: Any, artifacts: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the deployer set up the Cognito hosted UI, the sign-in dialog offers it; the token it
+    hands back in the URL fragment signs the user in (and leaves the address bar); a forged one is
+    refused by the API and the app asks to sign in again."""
+    hosted = (
+        "https://histolabel-test.auth.eu-central-1.amazoncognito.com/login?client_id=x&response_type=token"
+    )
+    monkeypatch.setenv("HISTOLABEL_HOSTED_UI_URL", hosted)
+    project = f"sso{uuid.uuid4().hex[:8]}"
+    stack.call("POST", "/projects", "rex", {"project_id": project, "name": "Hosted sign-in", "site": "rome"})
+
+    page = browser_context.new_page()
+    page.goto(f"{stack.web_url}/index.html")
+    page.wait_for_selector("#login-dialog[open] #hosted-login:not([hidden])")
+    assert page.get_attribute("#hosted-login", "href") == hosted
+
+    # The hosted UI redirects back with the id token in the fragment (implicit grant).
+    page.goto(f"{stack.web_url}/index.html?project={project}#id_token={stack.token('rex')}")
+    page.wait_for_function("document.querySelector('#user-name').textContent === 'rex'")
+    page.wait_for_function(
+        f"window.histolabel.project && window.histolabel.project.project_id === '{project}'"
+    )
+    assert not page.evaluate("document.querySelector('#login-dialog').open")
+    assert "id_token" not in page.url
+    page.close()
+
+    # Same claims, signature of another key: the app cannot tell, the API can.
+    header, claims, signature = stack.token("rex").split(".")
+    forged = f"{header}.{claims}.{signature[::-1]}"
+    page = browser_context.new_page()
+    page.goto(f"{stack.web_url}/index.html?project={project}#id_token={forged}")
+    page.wait_for_selector("#login-dialog[open]")
+    assert "sign in again" in page.inner_text("#login-error")
+    assert page.evaluate("window.histolabel.project") is None
+    page.close()

@@ -29,11 +29,14 @@ def deployed(cloud: Settings) -> Iterator[tuple[Settings, str]]:
     settings = Settings(stage=STAGE, region=cloud.region, endpoint_url=cloud.endpoint_url)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        code = main(["deploy", "--stage", STAGE, "--app", str(STUB_APP)])
+        code = main(["deploy", "--stage", STAGE, "--app", str(STUB_APP), "--hosted-ui-url", HOSTED_UI_URL])
     assert code == 0, out.getvalue()
     yield settings, out.getvalue()
     with contextlib.redirect_stdout(io.StringIO()):
         main(["destroy", "--stage", STAGE, "--delete-data", "--yes"])
+
+
+HOSTED_UI_URL = "https://histolabel-ci.auth.us-east-1.amazoncognito.com/login?client_id=c&response_type=token"
 
 
 @pytest.fixture

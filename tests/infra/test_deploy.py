@@ -14,7 +14,7 @@ import pytest
 
 from histolabel.adapters.aws import client
 from infra.stacks import stack_names
-from tests.infra.conftest import STAGE, STUB_APP, run_cli
+from tests.infra.conftest import HOSTED_UI_URL, STAGE, STUB_APP, run_cli
 
 
 def test_deploy_prints_outputs_and_what_it_skipped(deployed):
@@ -88,6 +88,10 @@ def test_stream_mappings_and_functions(deployed):
     names = {f["FunctionName"]: f for f in lam.list_functions()["Functions"]}
     for fn in ("api", "projector", "trigger"):
         assert f"{settings.prefix}-{fn}" in names
+    api_env = lam.get_function_configuration(FunctionName=f"{settings.prefix}-api")["Environment"][
+        "Variables"
+    ]
+    assert api_env["HISTOLABEL_HOSTED_UI_URL"] == HOSTED_UI_URL
     roles = {names[f"{settings.prefix}-{fn}"]["Role"] for fn in ("api", "projector", "trigger")}
     assert len(roles) == 3, "each function has its own role"
     stream = client("dynamodb", settings).describe_table(TableName=settings.events_table)["Table"][
@@ -163,7 +167,17 @@ def test_second_deploy_changes_nothing(deployed, capsys):
     before = {
         n: len(cfn.describe_stack_events(StackName=n)["StackEvents"]) for n in (names.foundation, names.app)
     }
-    code, out, _ = run_cli(capsys, "deploy", "--stage", STAGE, "--app", str(STUB_APP), "--skip-lint")
+    code, out, _ = run_cli(
+        capsys,
+        "deploy",
+        "--stage",
+        STAGE,
+        "--app",
+        str(STUB_APP),
+        "--skip-lint",
+        "--hosted-ui-url",
+        HOSTED_UI_URL,
+    )
     assert code == 0
     assert "no changes: the stage is as deployed" in out, out
     after = {
@@ -186,6 +200,10 @@ def test_status_lists_both_stacks(deployed, capsys):
         (["deploy", "--stage", "x"], "invalid stage name 'x'"),
         (["deploy", "--stage", "okstage", "--region", "us-est-1"], "unknown region 'us-est-1'"),
         (["destroy", "--stage", "okstage", "--region", "eu-wset-1"], "unknown region 'eu-wset-1'"),
+        (
+            ["deploy", "--stage", "okstage", "--hosted-ui-url", "http://sso.example.org/login"],
+            "--hosted-ui-url",
+        ),
     ],
 )
 def test_bad_stage_or_region_exits_2_and_makes_nothing(cloud, capsys, argv, message):

@@ -155,3 +155,23 @@ def test_code_bundle_is_reproducible(tmp_path):
     first, second = build_bundle(), build_bundle()
     assert first == second and bundle_key(first) == bundle_key(second)
     assert bundle_key(first) != bundle_key(first + b"x")
+
+
+def test_app_client_allows_the_flow_the_web_app_signs_in_with(foundation, cloud):
+    """The deployed app client and the local cloud's allow the same flows, and the one the sign-in
+    form sends (read from the web app's code) is among them."""
+    import re
+
+    from histolabel.adapters.aws import client
+    from histolabel.adapters.cognito import ensure_pool
+
+    api_js = (Path(__file__).parents[2] / "web" / "js" / "api.js").read_text()
+    used = set(re.findall(r'AuthFlow: "([A-Z_]+)"', api_js))
+    assert used == {"USER_PASSWORD_AUTH"}
+    deployed = foundation["Resources"]["UserPoolClient"]["Properties"]["ExplicitAuthFlows"]
+    assert {f"ALLOW_{flow}" for flow in used} <= set(deployed)
+    pool = ensure_pool(cloud)
+    local = client("cognito-idp", cloud).describe_user_pool_client(
+        UserPoolId=pool.user_pool_id, ClientId=pool.client_id
+    )["UserPoolClient"]["ExplicitAuthFlows"]
+    assert sorted(local) == sorted(deployed)
