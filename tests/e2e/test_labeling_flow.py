@@ -233,6 +233,23 @@ def test_full_session(stack: Stack, browser_context: Any, artifacts: Path) -> No
     predicted = page.inner_text("#filmstrip .card[aria-selected=true] .pred")
     assert any(name in predicted for name in ("Tumor", "Stroma"))
     page.screenshot(path=str(artifacts / "6-guided-predictions.png"))
+    # "Agree with all on this page": every open card is labeled with its prediction.
+    todo = page.evaluate(
+        "window.histolabel.modes.guided.pageItems().filter((i) => !i.done && i.prediction)"
+        ".map((i) => [i.id, i.prediction])"
+    )
+    assert todo and all(i not in labels_of(stack, project, slide) for i, _ in todo)
+    page.click("#agree-all")
+    page.wait_for_selector(f"#guided-msg:has-text('Agreed with {len(todo)} prediction(s)')")
+    agreed = wait_until(
+        lambda: all(labels_of(stack, project, slide).get(i) == cat for i, cat in todo) or None,
+        what="agree with all",
+    )
+    assert agreed
+    history = stack.call(
+        "GET", f"/projects/{project}/audit/history?slide={slide}&type=SuperpixelsLabeled", "pat"
+    )
+    assert history["events"][-1]["data"]["source"] == "guided"
 
     # --- audit: the slide's label timeline, chain intact; replay the overlay as of the first edit ---
     page.click("[data-mode=audit]")
