@@ -110,6 +110,9 @@ def embed_slide(
             values = embedding.handcrafted_slide(
                 rgb, lab, shape, count, h_threshold=th, tile=tile, progress=update
             )
+        uri = artifacts.features_uri(project_id, slide_id, kind)
+        artifacts.write_features(uri, values, {"kind": kind, "slide_id": slide_id, "count": count})
+        return {"slide_id": slide_id, "kind": kind, "uri": uri, "dim": int(np.prod(values.shape[1:]))}
     else:
         table = pyramids.read_table(seg["table_uri"])
         factor = 2 ** int(table.column("level")[0].as_py()) if table.num_rows else 1
@@ -120,22 +123,25 @@ def embed_slide(
         box[:, :2] //= factor
         box[:, 2:] = -(-box[:, 2:] // factor)  # end-exclusive ends round up at the labels' level
         bboxes[ids - 1] = box
+        # Rows stream to S3 a chunk at a time: a million 64 px patches would be 12 GiB at once.
+        uri = artifacts.features_uri(project_id, slide_id, kind)
+        writer = artifacts.FeatureWriter(uri, count, embedding.present(bboxes))
         with progress_bar(count, f"embed {kind}", progress, unit="sp") as update:
             if kind == "patch":
-                values = embedding.patches_slide(
-                    rgb, lab, shape, bboxes, size=patch_size, tile=tile, progress=update
+                embedding.patches_slide(
+                    rgb, lab, shape, bboxes, size=patch_size, tile=tile, progress=update, sink=writer.put
                 )
+                empty: tuple[tuple[int, ...], Any] = ((3, patch_size, patch_size), np.uint8)
             else:
                 from histolabel.learning import vit
 
-                values = embedding.patches_slide(
-                    rgb, None, shape, bboxes, size=model.cfg.img_size, scale=context,
-                    tile=tile, embed=lambda crops: vit.embed(model, crops), progress=update,
+                embedding.patches_slide(
+                    rgb, None, shape, bboxes, size=model.cfg.img_size, scale=context, tile=tile,
+                    embed=lambda crops: vit.embed(model, crops), progress=update, sink=writer.put,
                 )  # fmt: skip
-    uri = artifacts.features_uri(project_id, slide_id, kind)
-    artifacts.write_features(uri, values, {"kind": kind, "slide_id": slide_id, "count": count})
-    dim = int(np.prod(values.shape[1:]))
-    return {"slide_id": slide_id, "kind": kind, "uri": uri, "dim": dim}
+                empty = ((int(model.cfg.embed_dim),), np.float32)
+        row = writer.close({"kind": kind, "slide_id": slide_id, "count": count}, empty)
+        return {"slide_id": slide_id, "kind": kind, "uri": uri, "dim": int(np.prod(row))}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -54,9 +54,12 @@ def predict_project(
     mc_all: dict[str, np.ndarray] = {}
     with progress_bar(len(slides), "predict", progress, unit="slide") as update:
         for slide_id in slides:
-            x = artifacts.read_features(state.slides[slide_id].features[kind]["uri"])
+            uri = state.slides[slide_id].features[kind]["uri"]
+            # Patches are read a batch at a time by predict_mc; vectors need the whole slide's
+            # statistics for standardizing.
+            x = artifacts.open_features(uri) if kind == "patch" else artifacts.read_features(uri)
             if meta.get("per_slide_standardized"):
-                x = standardize_per_slide(x)
+                x = standardize_per_slide(np.asarray(x))
             batch = 262144 if kind != "patch" else 4096
             mc_all[slide_id] = models.predict_mc(model, x, samples=samples, batch_size=batch, seed=version)
             update(1)

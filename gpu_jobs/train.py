@@ -51,16 +51,18 @@ def assemble(
     index = {c: i for i, c in enumerate(class_ids)}
     xs, ys = [], []
     for slide_id in sorted(labels):
-        values = artifacts.read_features(feature_uris[slide_id])
-        if kind != "patch":
-            values = standardize_per_slide(values)
         ids = np.fromiter(labels[slide_id], np.int64)
-        bad = ids[(ids < 1) | (ids > values.shape[0])]
+        n = int(artifacts.open_features(feature_uris[slide_id]).shape[0])
+        bad = ids[(ids < 1) | (ids > n)]
         if bad.size:
             raise TrainingError(
                 f"labels on slide {slide_id} name superpixels beyond its features ({bad[:3].tolist()})"
             )
-        xs.append(values[ids - 1])
+        if kind == "patch":
+            # Only the labeled patches: a slide's patches would not fit in memory.
+            xs.append(artifacts.read_feature_rows(feature_uris[slide_id], ids - 1))
+        else:
+            xs.append(standardize_per_slide(artifacts.read_features(feature_uris[slide_id]))[ids - 1])
         ys.append(np.array([index[labels[slide_id][int(i)]] for i in ids], np.int64))
     if not xs:
         raise TrainingError("no labeled superpixels to train on")

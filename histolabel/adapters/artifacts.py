@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 
 from histolabel.adapters.s3 import filesystem, split_uri, zarr_store
 from histolabel.config import Settings, get_settings
+from histolabel.learning.embedding import ChunkedRows
 from histolabel.learning.queue import SlideScores
 
 
@@ -49,7 +50,7 @@ def remove(uri: str) -> None:
 def write_features(uri: str, values: NDArray[Any], attrs: dict[str, Any] | None = None) -> None:
     """A float32 [n, dim] array (uint8 [n, 3, s, s] for patches), chunked by rows."""
     remove(uri)
-    rows = max(1, min(values.shape[0], max(1, (8 << 20) // max(values[0:1].nbytes, 1))))
+    rows = _chunk_rows(values[0:1].nbytes, values.shape[0])
     chunks = (rows, *values.shape[1:])
     arr = zarr.create_array(
         store=zarr_store(uri, mode="w"), shape=values.shape, dtype=values.dtype, chunks=chunks, zarr_format=3
@@ -58,8 +59,69 @@ def write_features(uri: str, values: NDArray[Any], attrs: dict[str, Any] | None 
     arr.attrs.update(attrs or {})
 
 
+def _chunk_rows(row_nbytes: int, n: int) -> int:
+    return max(1, min(n, (8 << 20) // max(row_nbytes, 1)))
+
+
+class FeatureWriter:
+    """Streams a slide's feature rows into the Zarr array `write_features` would make, a chunk at
+    a time (see `ChunkedRows`): rows arrive grouped by tile, in any order."""
+
+    def __init__(self, uri: str, n: int, expected: NDArray[np.bool_]) -> None:
+        self.uri, self.n, self.expected = uri, n, expected
+        self.array: Any = None
+        self.rows: ChunkedRows | None = None
+        remove(uri)
+
+    def put(self, idx: NDArray[np.int64], values: NDArray[Any]) -> None:
+        if self.rows is None:
+            self._create(values.shape[1:], values.dtype)
+        assert self.rows is not None
+        self.rows.put(idx, values)
+
+    def _create(self, row_shape: tuple[int, ...], dtype: Any) -> None:
+        rows = _chunk_rows(int(np.prod(row_shape)) * np.dtype(dtype).itemsize, self.n)
+        self.array = zarr.create_array(
+            store=zarr_store(self.uri, mode="w"),
+            shape=(self.n, *row_shape),
+            dtype=dtype,
+            chunks=(rows, *row_shape),
+            zarr_format=3,
+        )
+
+        def write(start: int, block: NDArray[Any]) -> None:
+            self.array[start : start + block.shape[0]] = block
+
+        self.rows = ChunkedRows(self.n, rows, self.expected, write)
+
+    def close(self, attrs: dict[str, Any], empty_row: tuple[tuple[int, ...], Any]) -> tuple[int, ...]:
+        """Flush what is left; `empty_row` (shape, dtype) makes the array if no row ever came.
+        Returns the row shape."""
+        if self.rows is None:
+            self._create(*empty_row)
+        assert self.rows is not None
+        self.rows.close()
+        self.array.attrs.update(attrs)
+        return tuple(self.array.shape[1:])
+
+
 def read_features(uri: str) -> NDArray[Any]:
-    return np.asarray(zarr.open_array(store=zarr_store(uri, mode="r"), mode="r")[...])
+    return np.asarray(open_features(uri)[...])
+
+
+def open_features(uri: str) -> Any:
+    """The feature array itself, read lazily (slices and `.oindex[rows]` fetch only their chunks)."""
+    return zarr.open_array(store=zarr_store(uri, mode="r"), mode="r")
+
+
+def read_feature_rows(uri: str, rows: NDArray[np.int64]) -> NDArray[Any]:
+    """Rows `rows` (any order, repeats allowed) without reading the rest of the array."""
+    unique, inverse = np.unique(rows, return_inverse=True)
+    if unique.size == 0:
+        arr = open_features(uri)
+        return np.zeros((0, *arr.shape[1:]), arr.dtype)
+    picked = np.asarray(open_features(uri).oindex[unique])
+    return picked[inverse]
 
 
 def read_bytes(uri: str) -> bytes:

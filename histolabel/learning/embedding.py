@@ -44,6 +44,44 @@ def handcrafted_slide(
     return acc.result()
 
 
+Sink = Callable[[NDArray[np.int64], NDArray[Any]], None]  # (row indices, their values)
+
+
+class ChunkedRows:
+    """Rows of an [n, ...] array that arrive in any order, handed to `write(start, block)` a chunk
+    of `rows` at a time as soon as every row `expected` in that chunk has arrived: a slide's
+    patches (12 KiB each) go to storage while the slide is read, never all in memory at once.
+    Rows never expected stay zero."""
+
+    def __init__(
+        self, n: int, rows: int, expected: NDArray[np.bool_], write: Callable[[int, NDArray[Any]], None]
+    ) -> None:
+        self.n, self.rows, self.write = n, max(1, rows), write
+        chunks = -(-n // self.rows)
+        self.missing = np.bincount(np.flatnonzero(expected) // self.rows, minlength=chunks)
+        self.buffers: dict[int, NDArray[Any]] = {}
+        self.peak_rows = 0
+
+    def put(self, idx: NDArray[np.int64], values: NDArray[Any]) -> None:
+        chunk_of = idx // self.rows
+        for c in np.unique(chunk_of).tolist():
+            sel = chunk_of == c
+            buf = self.buffers.get(c)
+            if buf is None:
+                start = c * self.rows
+                buf = np.zeros((min(self.rows, self.n - start), *values.shape[1:]), values.dtype)
+                self.buffers[c] = buf
+            buf[idx[sel] - c * self.rows] = values[sel]
+            self.missing[c] -= int(sel.sum())
+            self.peak_rows = max(self.peak_rows, sum(b.shape[0] for b in self.buffers.values()))
+            if self.missing[c] <= 0:
+                self.write(c * self.rows, self.buffers.pop(c))
+
+    def close(self) -> None:
+        for c in sorted(self.buffers):
+            self.write(c * self.rows, self.buffers.pop(c))
+
+
 def patches_slide(
     rgb: Window,
     labels: Window | None,
@@ -56,21 +94,23 @@ def patches_slide(
     tile: int = 2048,
     embed: Callable[[NDArray[np.uint8]], NDArray[np.float32]] | None = None,
     progress: Progress | None = None,
-) -> NDArray[Any]:
+    sink: Sink | None = None,
+) -> NDArray[Any] | None:
     """Square crops around every superpixel's bbox ([count, 4] y0, x0, y1, x1 in label px):
     masked to the superpixel when `labels` is given. Superpixels are grouped by the tile holding
     their bbox centre, and each group's crops come from one read. With `embed`, each group's
-    crops are turned into vectors right away (the foundation model), so patches never pile up."""
+    crops are turned into vectors right away (the foundation model). With `sink`, each group's
+    rows go there (row = superpixel id - 1) and nothing is returned, so nothing piles up."""
     n = bboxes.shape[0]
     squares = features.square_boxes(bboxes, scale, min_side)
     cy = (bboxes[:, 0] + bboxes[:, 2]) // 2
     cx = (bboxes[:, 1] + bboxes[:, 3]) // 2
-    present = bboxes[:, 2] > bboxes[:, 0]
+    exists = present(bboxes)
     tiles_x = -(-shape[1] // tile)
     cell = (cy // tile) * tiles_x + (cx // tile)
     out: NDArray[Any] | None = None
-    for c in np.unique(cell[present]):
-        idx = np.flatnonzero(present & (cell == c))
+    for c in np.unique(cell[exists]):
+        idx = np.flatnonzero(exists & (cell == c))
         y0, x0 = int(max(squares[idx, 0].min(), 0)), int(max(squares[idx, 1].min(), 0))
         y1 = int(min(squares[idx, 2].max(), shape[0]))
         x1 = int(min(squares[idx, 3].max(), shape[1]))
@@ -78,11 +118,21 @@ def patches_slide(
         lab = labels(y0, x0, y1, x1) if labels is not None else None
         crops = features.crop_patches(img, squares[idx], size, labels=lab, ids=idx + 1, origin=(y0, x0))
         values = embed(crops) if embed is not None else crops
-        if out is None:
-            out = np.zeros((n, *values.shape[1:]), values.dtype)
-        out[idx] = values
+        if sink is not None:
+            sink(idx, values)
+        else:
+            if out is None:
+                out = np.zeros((n, *values.shape[1:]), values.dtype)
+            out[idx] = values
         if progress:
             progress(idx.size)
+    if sink is not None:
+        return None
     if out is None:
         out = np.zeros((n, 3, size, size), np.uint8)
     return out
+
+
+def present(bboxes: NDArray[np.int64]) -> NDArray[np.bool_]:
+    """Superpixels that exist (a superpixel id may be unused: its bbox is empty)."""
+    return np.asarray(bboxes[:, 2] > bboxes[:, 0])

@@ -114,21 +114,24 @@ def _mc_mode(model: nn.Module, on: bool) -> None:
 
 def predict_mc(
     model: nn.Module,
-    x: NDArray[Any] | torch.Tensor,
+    x: NDArray[Any] | torch.Tensor | Any,
     *,
     samples: int = 12,
     batch_size: int = 262144,
     seed: int = 0,
 ) -> NDArray[np.float32]:
     """Class probabilities [samples, n, classes]; samples=1 gives the deterministic prediction.
-    Dropout masks are seeded, so the same model on the same input gives the same samples."""
+    Dropout masks are seeded, so the same model on the same input gives the same samples.
+    `x` may also be any sliceable array (a Zarr array of patches): then only one batch of it is
+    in memory at a time."""
     dev = next(model.parameters()).device
-    xt = torch.as_tensor(x)
-    n = xt.shape[0]
+    lazy = not isinstance(x, np.ndarray | torch.Tensor)
+    xt: Any = x if lazy else torch.as_tensor(x)
+    n = int(xt.shape[0])
     out = None
     # Samples ride in one batch (the input repeated), so a chunk holds batch_size rows in all.
     batch_size = max(1, batch_size // max(samples, 1))
-    work = int(np.prod(xt.shape)) * samples * (64 if xt.ndim > 2 else 1)
+    work = int(np.prod(xt.shape)) * samples * (64 if len(xt.shape) > 2 else 1)
     with (
         torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []),
         torch.no_grad(),
@@ -137,7 +140,8 @@ def predict_mc(
         torch.manual_seed(seed)
         _mc_mode(model, samples > 1)
         for start in range(0, n, batch_size):
-            xb = xt[start : start + batch_size].to(dev)
+            part = xt[start : start + batch_size]
+            xb = (torch.as_tensor(np.asarray(part)) if lazy else part).to(dev)
             if samples > 1:
                 logits = model(xb.repeat(samples, *([1] * (xb.ndim - 1))))
                 probs = torch.softmax(logits.float(), dim=1).reshape(samples, xb.shape[0], -1)

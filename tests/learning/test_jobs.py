@@ -168,6 +168,15 @@ def test_small_cnn_on_masked_patches(cloud, svc, project_id, monuseg_crop) -> No
     assert (
         embed.main(["--project", project_id, "--slide", "s1", "--kind", "patch", "--patch-size", "32"]) == 0
     )
+    # The streamed array holds every superpixel's patch; train reads labeled rows alone.
+    uri = svc.project_state(project_id).slides["s1"].features["patch"]["uri"]
+    full = artifacts.read_features(uri)
+    assert (
+        full.shape == (int(monuseg_crop[1].max()), 3, 32, 32)
+        and full.reshape(len(full), -1).any(axis=1).all()
+    )
+    rows = np.array([5, 0, 5, full.shape[0] - 1, 17])
+    np.testing.assert_array_equal(artifacts.read_feature_rows(uri, rows), full[rows])
     _label(svc, project_id, monuseg_crop[2], 12)
     request = _request(svc, project_id)
     assert (
