@@ -136,8 +136,18 @@ def _member(c: Call, user: str) -> dict[str, Any]:
 
 def _add_member(c: Call) -> Any:
     b = c.body
-    c.svc.execute(AddMember(project_id=c.project.project_id, user=b.user, role=b.role, site=b.site), c.actor)
-    return _member(c, b.user)
+    # A member is someone who can sign in: a typo must not make a member nobody can be.
+    user = SERVICES.directory(b.user)
+    if user is None:
+        raise CommandRejected(
+            "not_found",
+            f"no user {b.user!r} in the user pool (by username or email); create them first: "
+            "python -m infra add-user",
+            "user",
+            404,
+        )
+    c.svc.execute(AddMember(project_id=c.project.project_id, user=user, role=b.role, site=b.site), c.actor)
+    return _member(c, user)
 
 
 @app.route("/projects/{project_id}/members", methods=["POST"])

@@ -33,6 +33,7 @@ class Services:
         self._submitter: JobSubmitter | None = None
         self._jwks: Callable[[str], dict[str, Any] | None] | None = None
         self._pool: PoolConfig | None = None
+        self._directory: Callable[[str], str | None] | None = None
 
     @property
     def service(self) -> HistoLabel:
@@ -82,6 +83,19 @@ class Services:
     @jwks.setter
     def jwks(self, value: Callable[[str], dict[str, Any] | None] | None) -> None:
         self._jwks = value
+
+    @property
+    def directory(self) -> Callable[[str], str | None]:
+        """user (Username or email) -> Username in the pool, or None."""
+        if self._directory is None:
+            from histolabel.adapters.cognito import UserDirectory
+
+            self._directory = UserDirectory(self.pool.user_pool_id)
+        return self._directory
+
+    @directory.setter
+    def directory(self, value: Callable[[str], str | None] | None) -> None:
+        self._directory = value
 
 
 SERVICES = Services()

@@ -87,6 +87,28 @@ def login(pool: Pool, username: str, password: str, settings: Settings | None = 
     return str(result["AuthenticationResult"]["IdToken"])
 
 
+class UserDirectory:
+    """Who is in the user pool: a member id is the Username (the token's cognito:username)."""
+
+    def __init__(self, user_pool_id: str, settings: Settings | None = None) -> None:
+        self.user_pool_id = user_pool_id
+        self.idp = client("cognito-idp", settings)
+
+    def __call__(self, user: str) -> str | None:
+        """The Username of `user` (a Username, or an email address), None if nobody has it."""
+        try:
+            return str(self.idp.admin_get_user(UserPoolId=self.user_pool_id, Username=user)["Username"])
+        except ClientError as err:
+            if err.response["Error"]["Code"] != "UserNotFoundException":
+                raise
+        if "@" not in user or '"' in user:
+            return None
+        found = self.idp.list_users(UserPoolId=self.user_pool_id, Filter=f'email = "{user}"', Limit=2)[
+            "Users"
+        ]
+        return str(found[0]["Username"]) if len(found) == 1 else None
+
+
 def pool_from_env(settings: Settings | None = None) -> PoolConfig | None:
     s = settings or get_settings()
     pool_id = os.environ.get("HISTOLABEL_USER_POOL_ID")

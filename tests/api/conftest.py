@@ -85,6 +85,15 @@ def event_count(svc: Any) -> int:
     return sum(len(s) for s in store.streams.values()) + len(store.idem)
 
 
+# The pool's users for the in-process API (test_cloud.py checks the real directory on Cognito).
+POOL_USERS = {"olivia", "ana", "rex", "audrey", "oscar", "newbie", "zed"}
+
+
+def directory(user: str) -> str | None:
+    name = user.split("@", 1)[0] if user.endswith("@example.org") else user
+    return name if name in POOL_USERS else None
+
+
 class Api:
     """The app in-process with a seeded in-memory project 'proj' (slide s1, 5000 superpixels)."""
 
@@ -108,6 +117,7 @@ class Api:
         SERVICES.submitter = self.submitter
         SERVICES.pool = POOL
         SERVICES.jwks = lambda kid: signer.jwk if kid == signer.kid else None
+        SERVICES.directory = directory
         self.signer = signer
         self.client = Client(app)
         self.app = app
@@ -131,7 +141,7 @@ def api(signer: Signer, cloud: Any) -> Iterator[Api]:
     from chalicelib.context import SERVICES
 
     yield Api(signer)
-    SERVICES.service = SERVICES.submitter = SERVICES.pool = SERVICES.jwks = None
+    SERVICES.service = SERVICES.submitter = SERVICES.pool = SERVICES.jwks = SERVICES.directory = None
 
 
 def publish_predictions(

@@ -41,7 +41,7 @@ def cloud_api(cloud, pool, monkeypatch):
     monkeypatch.delenv("HISTOLABEL_JWKS_URL", raising=False)
     SERVICES.service = HistoLabel.from_env(cloud)
     SERVICES.submitter = RecordingSubmitter()
-    SERVICES.pool = SERVICES.jwks = None  # built from the environment, as in Lambda
+    SERVICES.pool = SERVICES.jwks = SERVICES.directory = None  # built from the environment, as in Lambda
     tokens = {u: cognito.login(pool, u, "Passw0rd!x", settings=cloud) for u in ("olivia", "ana", "oscar")}
     client = Client(app)
 
@@ -56,7 +56,7 @@ def cloud_api(cloud, pool, monkeypatch):
         )
 
     yield call
-    SERVICES.service = SERVICES.submitter = SERVICES.pool = SERVICES.jwks = None
+    SERVICES.service = SERVICES.submitter = SERVICES.pool = SERVICES.jwks = SERVICES.directory = None
 
 
 def test_cognito_login_and_config(cloud_api, pool, cloud):
@@ -114,6 +114,23 @@ def test_upload_label_by_brush_and_export_outlines(cloud_api, cloud, shared_data
         ).status_code
         == 201
     )
+    # Members must exist in the pool; an email finds its user; a typo writes nothing.
+    r = cloud_api(
+        "POST",
+        f"/projects/{pid}/members",
+        "olivia",
+        {"user": "oscar@example.org", "role": "auditor", "site": "oslo"},
+    )
+    assert r.status_code == 201 and r.json_body["user"] == "oscar", r.body
+    assert cloud_api("DELETE", f"/projects/{pid}/members/oscar", "olivia").status_code == 200
+    svc = HistoLabel.from_env(cloud)
+    before = len(list(svc.events.read(f"P#{pid}")))
+    for typo in ("anaa", "nobody@example.org"):
+        r = cloud_api(
+            "POST", f"/projects/{pid}/members", "olivia", {"user": typo, "role": "annotator", "site": "rome"}
+        )
+        assert r.status_code == 404 and r.json_body["field"] == "user" and typo in r.json_body["detail"]
+    assert len(list(svc.events.read(f"P#{pid}"))) == before
     assert cloud_api("POST", f"/projects/{pid}/categories", "ana", {"name": "brown"}).status_code == 201
     assert cloud_api("GET", f"/projects/{pid}", "oscar").status_code == 403
 

@@ -20,15 +20,16 @@ schema = schemathesis.openapi.from_wsgi("/openapi.json", wsgi_app(Client(app)))
 def seeded(signer):
     from chalicelib.context import SERVICES
 
-    from tests.api.conftest import POOL, RecordingSubmitter
+    from tests.api.conftest import POOL, RecordingSubmitter, directory
     from tests.unit.helpers import memory_service, seeded_project
 
     svc = memory_service()
     seeded_project(svc)
     SERVICES.service, SERVICES.submitter, SERVICES.pool = svc, RecordingSubmitter(), POOL
     SERVICES.jwks = lambda kid: signer.jwk if kid == signer.kid else None
+    SERVICES.directory = directory
     yield {"Authorization": f"Bearer {signer.token('olivia', exp=2**31 - 1)}"}
-    SERVICES.service = SERVICES.submitter = SERVICES.pool = SERVICES.jwks = None
+    SERVICES.service = SERVICES.submitter = SERVICES.pool = SERVICES.jwks = SERVICES.directory = None
 
 
 @pytest.mark.slow

@@ -187,7 +187,7 @@ def stack(cloud: Any, local_slide: LocalSlide, tmp_path_factory: pytest.TempPath
     from app import app
     from chalicelib.context import SERVICES
 
-    SERVICES.service = SERVICES.submitter = SERVICES.pool = SERVICES.jwks = None
+    SERVICES.service = SERVICES.submitter = SERVICES.pool = SERVICES.jwks = SERVICES.directory = None
     svc = HistoLabel.from_env(cloud)
     pollers = start_pollers(cloud, start_at="LATEST")
     port = _free_port()
@@ -214,7 +214,7 @@ def stack(cloud: Any, local_slide: LocalSlide, tmp_path_factory: pytest.TempPath
         api.shutdown()
         for poller in pollers:
             poller.stop()
-        SERVICES.service = SERVICES.submitter = SERVICES.pool = SERVICES.jwks = None
+        SERVICES.service = SERVICES.submitter = SERVICES.pool = SERVICES.jwks = SERVICES.directory = None
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
