@@ -529,6 +529,18 @@ def review_list(project_id: str) -> Any:
     return run(app, "review_list", _review_list, {"project_id": project_id})
 
 
+def _review_ids(c: Call) -> Any:
+    q = c.query
+    if q.slide is not None:
+        views.require_slide(c.project, q.slide)
+    return review.review_ids(views.review_rows(c.svc, c.project, q.slide), q)
+
+
+@app.route("/projects/{project_id}/review/ids", methods=["GET"])
+def review_ids(project_id: str) -> Any:
+    return run(app, "review_ids", _review_ids, {"project_id": project_id})
+
+
 def _agreement(c: Call) -> Any:
     state = c.project
     if c.query.slide is not None:

@@ -130,3 +130,20 @@ def review_page(rows: Iterable[Row], q: ReviewQuery) -> dict[str, Any]:
         "total": len(selected),
         "next_cursor": str(end) if end < len(selected) else None,
     }
+
+
+def review_ids(rows: Iterable[Row], q: ReviewQuery) -> dict[str, Any]:
+    """Ids of every row the filters match, by slide, a page of `q.limit` at a time (in slide,
+    id order, so pages do not depend on the sort of the list)."""
+    selected = sorted((r["slide_id"], r["id"]) for r in rows if matches(r, q))
+    start = int(q.cursor or 0)
+    page = selected[start : start + q.limit]
+    slides: dict[str, list[int]] = {}
+    for slide_id, sp in page:
+        slides.setdefault(slide_id, []).append(sp)
+    end = start + len(page)
+    return {
+        "slides": slides,
+        "total": len(selected),
+        "next_cursor": str(end) if end < len(selected) else None,
+    }

@@ -103,6 +103,8 @@ ROUTES: list[Route] = [
           query=s.QueueQuery, response=s.QueueOut),
     Route("review_list", "GET", P + "/review", ALL, "Labeled superpixels, filtered, sorted, grouped",
           query=s.ReviewQuery, response=s.ReviewOut),
+    Route("review_ids", "GET", P + "/review/ids", ALL, "Ids of every labeled superpixel the filters match",
+          query=s.ReviewIdsQuery, response=s.ReviewIdsOut),
     Route("agreement", "GET", P + "/agreement", ALL, "Inter-annotator and label-prediction kappa",
           query=s.AgreementQuery, response=s.AgreementOut),
     Route("request_training", "POST", P + "/training", LEARNERS, "Retrain now",

@@ -323,6 +323,12 @@ class ReviewOut(BaseModel):
     next_cursor: str | None = None
 
 
+class ReviewIdsOut(BaseModel):
+    slides: dict[str, list[int]]
+    total: int
+    next_cursor: str | None = None
+
+
 class KappaOut(BaseModel):
     n: int
     kappa: float | None
@@ -430,6 +436,13 @@ class ReviewQuery(Query):
         if any(given) and not all(given):
             raise ValueError("compare_a, compare_b and compare go together")
         return self
+
+
+class ReviewIdsQuery(ReviewQuery):
+    """The same filters as the review list; pages of ids only (for bulk review of everything
+    that matches, however many: the web app once overflowed its stack at 125k ids)."""
+
+    limit: int = Field(default=20_000, ge=1, le=MAX_IDS_PER_COMMAND)
 
 
 class AgreementQuery(Query):

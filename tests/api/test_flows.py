@@ -232,3 +232,24 @@ def test_resolved_entries_follow_merges_and_deletions():
     ]
     assert counts == {"tumor": 1}
     assert entries[2]["c"] == "stroma"  # the stored entries are left as they were
+
+
+def test_review_ids_page_through_everything_that_matches(api):
+    label(api, "ana", "tumor", list(range(1, 1201)))
+    label(api, "ana", "stroma", list(range(1201, 1301)))
+    got: list[int] = []
+    cursor = None
+    pages = 0
+    while True:
+        q = "label=tumor&limit=500" + (f"&cursor={cursor}" if cursor else "")
+        r = api.request("GET", f"{P}/review/ids?{q}", user="rex")
+        assert r.status_code == 200, r.body
+        assert r.json_body["total"] == 1200 and set(r.json_body["slides"]) <= {"s1"}
+        got += r.json_body["slides"].get("s1", [])
+        pages += 1
+        cursor = r.json_body["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == 3 and got == list(range(1, 1201))
+    r = api.request("GET", f"{P}/review/ids?limit=100001", user="rex")
+    assert r.status_code == 422 and r.json_body["field"] == "limit"

@@ -520,3 +520,66 @@ def test_hosted_sign_in_token_and_forged_token(
     assert "sign in again" in page.inner_text("#login-error")
     assert page.evaluate("window.histolabel.project") is None
     page.close()
+
+
+def test_review_everything_that_matches(stack: Stack, browser_context: Any, artifacts: Path) -> None:
+    """More matches than one page: "select all matching" selects every one (ids in pages from the
+    API) and one bulk approve reaches them all; 125,000 selected ids go out in bounded requests."""
+    import re
+
+    project = f"rev{uuid.uuid4().hex[:8]}"
+    stack.call("POST", "/projects", "pat", {"project_id": project, "name": "Bulk review", "site": "oslo"})
+    tumor = stack.call("POST", f"/projects/{project}/categories", "pat", {"name": "Tumor"})["id"]
+    stroma = stack.call("POST", f"/projects/{project}/categories", "pat", {"name": "Stroma"})["id"]
+    slide = stack.add_slide(project, "pat")
+    n = stack.slide.count
+    base = f"/projects/{project}/slides/{slide}"
+    stack.call("POST", f"{base}/labels", "pat", {"category_id": tumor, "ids": list(range(1, n - 29))})
+    stack.call("POST", f"{base}/labels", "pat", {"category_id": stroma, "ids": list(range(n - 29, n + 1))})
+
+    page = browser_context.new_page()
+    page.goto(f"{stack.web_url}/index.html?project={project}")
+    page.fill("#login-username", "pat")
+    page.fill("#login-password", PASSWORD)
+    page.click("#login-submit")
+    page.wait_for_function(
+        f"window.histolabel.project && window.histolabel.project.project_id === '{project}'"
+    )
+    page.click("[data-mode=review]")
+    page.evaluate("window.histolabel.modes.review.pageSize = 50")  # this slide has few superpixels
+    page.select_option("#rv-label", tumor)
+    page.click("#review-form button[type=submit]")
+    page.wait_for_selector(f"#rv-msg:text-is('{n - 30} labeled superpixel(s) match')")
+    assert page.locator("#rv-table tbody tr").count() == 50  # one page of the matches
+    page.click("#rv-select-matching")
+    page.wait_for_selector(f"#rv-selected:text-is('{n - 30} selected')")
+    page.click("#rv-approve")
+    page.wait_for_selector("#rv-msg:has-text('done')")
+
+    def approved() -> set[int]:
+        res = stack.call("GET", f"{base}/labels", "pat")
+        return {e["id"] for e in res["entries"] if e["r"] and e["r"]["a"] == "approve"}
+
+    wait_until(lambda: approved() == set(range(1, n - 29)), what="approvals of every match")
+
+    # The client side at scale: 125,000 selected ids leave in requests of at most 20,000.
+    sizes: list[int] = []
+
+    def count(route: Any) -> None:
+        if route.request.method != "POST":
+            route.continue_()
+            return
+        ids = route.request.post_data_json["ids"]
+        sizes.append(len(ids))
+        route.fulfill(json={"command_id": "c", "appended": 1, "duplicate": False, "ids": len(ids)},
+                      headers={"Access-Control-Allow-Origin": "*"})  # fmt: skip
+
+    page.route(re.compile(r".*/review$"), count)
+    page.evaluate(
+        """() => { const m = window.histolabel.modes.review; m.selected.clear();
+            for (let i = 1; i <= 125000; i++) m.selected.add(`big:${i}`); }"""
+    )
+    page.click("#rv-approve")
+    page.wait_for_selector("#rv-msg:has-text('approve: 125000 superpixel(s)')", timeout=30_000)
+    assert sizes == [20000] * 6 + [5000], sizes
+    page.close()

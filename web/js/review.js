@@ -4,6 +4,8 @@ import { categoryById, describeError, loadLabels, openSlide, slideName, zoomTo }
 import { newKey } from "./api.js";
 import { $, el, fmtTime, toast } from "./ui.js";
 
+const BULK_CHUNK = 20000; // ids per review request (the API takes up to 100000 in a 2 MiB body)
+
 const FILTERS = [
   ["slide", "Slide"], ["label", "Label"], ["prediction", "Prediction"], ["review", "Review"],
   ["labeled_by", "Labeled by"], ["reviewed_by", "Reviewed by"],
@@ -15,6 +17,7 @@ export class ReviewMode {
     this.root = $("#review-panel");
     this.rows = [];
     this.selected = new Set();
+    this.pageSize = 200; // rows a search loads at a time ("More" loads the next page)
     this.cursor = null;
     this.render();
   }
@@ -73,7 +76,9 @@ export class ReviewMode {
       el("div", { id: "rv-groups" }),
       bulk,
       el("div", { class: "row" }, el("label", {}, el("input", { type: "checkbox", id: "rv-all", onchange: (e) => this.selectAll(e.target.checked) }), " select all shown"),
-        el("button", { type: "button", id: "rv-more", hidden: true, onclick: () => this.search(true) }, "More")),
+        el("button", { type: "button", id: "rv-more", hidden: true, onclick: () => this.search(true) }, "More"),
+        el("button", { type: "button", id: "rv-select-matching", hidden: true, onclick: () => this.selectMatching() }, "Select all matching"),
+        el("span", { id: "rv-selected", class: "muted", role: "status" })),
       el("table", { id: "rv-table" }, el("thead", {}, el("tr", {}, ["", "slide", "id", "label", "by", "prediction", "cert.", "review"].map((h) => el("th", {}, h)))), el("tbody")),
       el("h3", {}, "Summary"), el("div", { id: "rv-summary", class: "muted" }, "Select a row."),
       el("h3", {}, "Agreement"), el("div", { id: "rv-agreement" }),
@@ -82,7 +87,7 @@ export class ReviewMode {
 
   query() {
     const f = new FormData($("#review-form", this.root));
-    const q = { limit: 200 };
+    const q = { limit: this.pageSize };
     for (const [k, v] of f.entries()) if (v) q[k] = v;
     if (!q.compare) {
       delete q.compare_a;
@@ -106,8 +111,13 @@ export class ReviewMode {
       if (ticket !== this.ticket) return; // a newer search was started meanwhile
       this.rows = more ? [...this.rows, ...res.items] : res.items;
       if (!more) this.selected.clear();
+      this.showSelected();
       this.cursor = res.next_cursor;
+      this.total = res.total;
       $("#rv-more", this.root).hidden = !this.cursor;
+      const matching = $("#rv-select-matching", this.root);
+      matching.hidden = !this.cursor;
+      matching.textContent = `Select all ${res.total} matching`;
       toast(msg, `${res.total} labeled superpixel(s) match`);
       const groups = res.groups ? Object.entries(res.groups).map(([k, n]) => el("li", {}, `${(categoryById(k) || {}).name || k}: ${n}`)) : [];
       $("#rv-groups", this.root).replaceChildren(groups.length ? el("ul", {}, groups) : "");
@@ -124,7 +134,11 @@ export class ReviewMode {
     body.replaceChildren(...this.rows.map((r, i) => {
       const key = `${r.slide_id}:${r.id}`;
       const box = el("input", { type: "checkbox", "aria-label": `Select superpixel ${r.id}`, checked: this.selected.has(key) });
-      box.addEventListener("change", () => (box.checked ? this.selected.add(key) : this.selected.delete(key)));
+      box.addEventListener("change", () => {
+        if (box.checked) this.selected.add(key);
+        else this.selected.delete(key);
+        this.showSelected();
+      });
       const tr = el("tr", { tabindex: 0, dataset: { i, id: r.id } },
         el("td", {}, box), el("td", {}, slideName(r.slide_id)), el("td", {}, String(r.id)), el("td", {}, name(r.label)),
         el("td", {}, r.labeled_by || ""), el("td", {}, name(r.prediction)),
@@ -139,6 +153,35 @@ export class ReviewMode {
     this.selected.clear();
     if (on) for (const r of this.rows) this.selected.add(`${r.slide_id}:${r.id}`);
     this.renderRows();
+    this.showSelected();
+  }
+
+  // Every superpixel the filters match, not only the rows loaded: ids come in pages from
+  // GET .../review/ids and are added one by one (never spread into a call: 125k arguments
+  // overflowed the stack of Histomics Label's browser).
+  async selectMatching() {
+    const msg = $("#rv-msg", this.root);
+    const q = { ...this.query(), limit: 20000 };
+    delete q.cursor;
+    this.selected.clear();
+    try {
+      for (let cursor = null, first = true; first || cursor; first = false) {
+        const res = await this.state.api.get(`/projects/${encodeURIComponent(this.state.projectId)}/review/ids`, cursor ? { ...q, cursor } : q);
+        for (const [slide, ids] of Object.entries(res.slides)) for (const id of ids) this.selected.add(`${slide}:${id}`);
+        cursor = res.next_cursor;
+        toast(msg, `Selecting… ${this.selected.size} of ${res.total}`);
+      }
+      toast(msg, `${this.selected.size} labeled superpixel(s) selected`);
+    } catch (err) {
+      toast(msg, describeError(err), false);
+    }
+    this.renderRows();
+    this.showSelected();
+  }
+
+  showSelected() {
+    const n = this.selected.size;
+    $("#rv-selected", this.root).textContent = n ? `${n} selected` : "";
   }
 
   async show(i) {
@@ -175,11 +218,17 @@ export class ReviewMode {
     }
     try {
       let n = 0;
+      const total = this.selected.size;
       for (const [slide, ids] of bySlide) {
-        const body = { action, ids, idempotency_key: newKey() };
-        if (action === "change") body.category_id = category;
-        const res = await this.state.api.post(`/projects/${encodeURIComponent(this.state.projectId)}/slides/${encodeURIComponent(slide)}/review`, body, { idempotencyKey: body.idempotency_key });
-        n += res.ids ?? ids.length;
+        // One request per BULK_CHUNK ids keeps each body well under the API's size limit.
+        for (let start = 0; start < ids.length; start += BULK_CHUNK) {
+          const part = ids.slice(start, start + BULK_CHUNK);
+          const body = { action, ids: part, idempotency_key: newKey() };
+          if (action === "change") body.category_id = category;
+          const res = await this.state.api.post(`/projects/${encodeURIComponent(this.state.projectId)}/slides/${encodeURIComponent(slide)}/review`, body, { idempotencyKey: body.idempotency_key });
+          n += res.ids ?? part.length;
+          if (total > BULK_CHUNK) toast(msg, `${action}: ${n} of ${total}…`);
+        }
       }
       toast(msg, `${action}: ${n} superpixel(s)`);
       if (bySlide.has(this.state.slideId)) await loadLabels();
