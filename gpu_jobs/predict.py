@@ -20,6 +20,8 @@ import pyarrow as pa
 
 from gpu_jobs.common import JobError, parser, progress_bar, record, record_failure, run
 
+IN_MEMORY_BYTES = 512 << 20  # feature arrays up to this size are read whole
+
 
 def predict_project(
     project_id: str,
@@ -32,7 +34,7 @@ def predict_project(
 ) -> dict[str, Any]:
     from histolabel.adapters import artifacts
     from histolabel.learning import batchbald, certainty, models
-    from histolabel.learning.features import standardize_per_slide
+    from histolabel.learning.features import Standardized
     from histolabel.service import HistoLabel
 
     svc = HistoLabel.from_env()
@@ -55,11 +57,13 @@ def predict_project(
     with progress_bar(len(slides), "predict", progress, unit="slide") as update:
         for slide_id in slides:
             uri = state.slides[slide_id].features[kind]["uri"]
-            # Patches are read a batch at a time by predict_mc; vectors need the whole slide's
-            # statistics for standardizing.
-            x = artifacts.open_features(uri) if kind == "patch" else artifacts.read_features(uri)
+            # A large array is read a batch at a time by predict_mc (a slide of a million 1024-d
+            # vectors is 4 GiB); a small one at once, which saves re-reading its chunks.
+            x = artifacts.open_features(uri)
+            if x.nbytes <= IN_MEMORY_BYTES:
+                x = np.asarray(x[...])
             if meta.get("per_slide_standardized"):
-                x = standardize_per_slide(np.asarray(x))
+                x = Standardized(x, *artifacts.feature_stats(uri))
             batch = 262144 if kind != "patch" else 4096
             mc_all[slide_id] = models.predict_mc(model, x, samples=samples, batch_size=batch, seed=version)
             update(1)

@@ -40,7 +40,7 @@ def assemble(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rows and class indices for every labeled superpixel of every slide."""
     from histolabel.adapters import artifacts
-    from histolabel.learning.features import standardize_per_slide
+    from histolabel.learning.features import standardize_with
     from histolabel.learning.training import TrainingError
 
     missing = sorted(s for s in labels if s not in feature_uris)
@@ -58,11 +58,12 @@ def assemble(
             raise TrainingError(
                 f"labels on slide {slide_id} name superpixels beyond its features ({bad[:3].tolist()})"
             )
-        if kind == "patch":
-            # Only the labeled patches: a slide's patches would not fit in memory.
-            xs.append(artifacts.read_feature_rows(feature_uris[slide_id], ids - 1))
-        else:
-            xs.append(standardize_per_slide(artifacts.read_features(feature_uris[slide_id]))[ids - 1])
+        # Only the labeled rows (and, for vectors, the slide's statistics read a chunk at a
+        # time): a slide's patches or 1024-d vectors need not fit in memory.
+        rows = artifacts.read_feature_rows(feature_uris[slide_id], ids - 1)
+        if kind != "patch":
+            rows = standardize_with(rows, *artifacts.feature_stats(feature_uris[slide_id]))
+        xs.append(rows)
         ys.append(np.array([index[labels[slide_id][int(i)]] for i in ids], np.int64))
     if not xs:
         raise TrainingError("no labeled superpixels to train on")

@@ -114,6 +114,18 @@ def open_features(uri: str) -> Any:
     return zarr.open_array(store=zarr_store(uri, mode="r"), mode="r")
 
 
+def feature_stats(uri: str) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Per-feature (mean, scale) of a slide's vectors, read a chunk at a time."""
+    from histolabel.learning.features import ColumnStats
+
+    arr = open_features(uri)
+    step = max(1, int(arr.chunks[0]))
+    stats = ColumnStats()
+    for start in range(0, int(arr.shape[0]), step):
+        stats.add(np.asarray(arr[start : start + step]))
+    return stats.result(int(np.prod(arr.shape[1:])))
+
+
 def read_feature_rows(uri: str, rows: NDArray[np.int64]) -> NDArray[Any]:
     """Rows `rows` (any order, repeats allowed) without reading the rest of the array."""
     unique, inverse = np.unique(rows, return_inverse=True)

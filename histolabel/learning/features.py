@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -243,4 +244,54 @@ def standardize_per_slide(x: NDArray[np.floating]) -> NDArray[np.float32]:
     if v.shape[0] == 0:
         return v.astype(np.float32)
     std = v.std(axis=0)
-    return ((v - v.mean(axis=0)) / np.where(std > 1e-9, std, 1.0)).astype(np.float32)
+    return standardize_with(v, v.mean(axis=0), np.where(std > 1e-9, std, 1.0))
+
+
+def standardize_with(
+    x: NDArray[Any], mean: NDArray[np.float64], scale: NDArray[np.float64]
+) -> NDArray[np.float32]:
+    return ((np.asarray(x, dtype=np.float64) - mean) / scale).astype(np.float32)
+
+
+class ColumnStats:
+    """Per-feature mean and spread of a slide's rows fed a block at a time (Chan et al.'s
+    pairwise update, stable where sums of squares are not), so `standardize_per_slide`'s
+    statistics come without the slide's array in memory."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.mean: NDArray[np.float64] | None = None
+        self.m2: NDArray[np.float64] | None = None
+
+    def add(self, block: NDArray[Any]) -> None:
+        b = np.asarray(block, dtype=np.float64)
+        if b.shape[0] == 0:
+            return
+        nb, mb = b.shape[0], b.mean(axis=0)
+        m2b = ((b - mb) ** 2).sum(axis=0)
+        if self.mean is None or self.m2 is None:
+            self.n, self.mean, self.m2 = nb, mb, m2b
+            return
+        n = self.n + nb
+        delta = mb - self.mean
+        self.mean = self.mean + delta * (nb / n)
+        self.m2 = self.m2 + m2b + delta**2 * (self.n * nb / n)
+        self.n = n
+
+    def result(self, dim: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """(mean, scale) as `standardize_per_slide` uses them; zeros and ones for no rows."""
+        if self.mean is None or self.m2 is None:
+            return np.zeros(dim), np.ones(dim)
+        std = np.sqrt(self.m2 / self.n)
+        return self.mean, np.where(std > 1e-9, std, 1.0)
+
+
+class Standardized:
+    """A lazy, standardized view of a sliceable [n, dim] array (read a batch at a time)."""
+
+    def __init__(self, array: Any, mean: NDArray[np.float64], scale: NDArray[np.float64]) -> None:
+        self.array, self.mean, self.scale = array, mean, scale
+        self.shape = tuple(array.shape)
+
+    def __getitem__(self, key: slice) -> NDArray[np.float32]:
+        return standardize_with(np.asarray(self.array[key]), self.mean, self.scale)

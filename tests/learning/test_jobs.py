@@ -14,7 +14,7 @@ from tests.learning.helpers import request as _request
 pytestmark = pytest.mark.slow
 
 
-def test_embed_train_predict_and_queue(cloud, svc, project_id, monuseg_crop, capsys) -> None:
+def test_embed_train_predict_and_queue(cloud, svc, project_id, monuseg_crop, capsys, monkeypatch) -> None:
     from gpu_jobs import embed, predict, train
     from histolabel.adapters import artifacts
     from histolabel.learning.queue import guided_order
@@ -68,6 +68,16 @@ def test_embed_train_predict_and_queue(cloud, svc, project_id, monuseg_crop, cap
     assert predict.main(["--project", project_id, "--version", "1", "--no-events"]) == 0
     again = artifacts.read_predictions(f"{pred['uri_prefix']}/s1.parquet")
     np.testing.assert_array_equal(again.column("certainty").to_numpy(), cert)
+    # Read a batch at a time, standardized with statistics gathered chunk by chunk (the path
+    # of slides too large to read whole): the same predictions.
+    mean, scale = artifacts.feature_stats(feats["handcrafted"]["uri"])
+    np.testing.assert_allclose(mean, hc.astype(np.float64).mean(axis=0), rtol=1e-6, atol=1e-6)
+    std = hc.astype(np.float64).std(axis=0)
+    np.testing.assert_allclose(scale, np.where(std > 1e-9, std, 1.0), rtol=1e-6, atol=1e-6)
+    monkeypatch.setattr(predict, "IN_MEMORY_BYTES", 0)
+    assert predict.main(["--project", project_id, "--version", "1", "--no-events"]) == 0
+    lazy = artifacts.read_predictions(f"{pred['uri_prefix']}/s1.parquet")
+    np.testing.assert_allclose(lazy.column("certainty").to_numpy(), cert, atol=1e-5)
 
 
 def test_batchbald_predictions_carry_batches(cloud, svc, project_id, monuseg_crop) -> None:

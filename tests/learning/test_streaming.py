@@ -87,3 +87,21 @@ def test_predict_reads_a_lazy_array_a_batch_at_a_time() -> None:
     lazy = models.predict_mc(model, Counted(), samples=4, batch_size=40, seed=3)
     np.testing.assert_array_equal(lazy, eager)
     assert max(reads) == 10 and sum(reads) == 50
+
+
+def test_column_stats_match_standardize_per_slide_in_any_blocks() -> None:
+    from histolabel.learning.features import ColumnStats, Standardized, standardize_per_slide
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(1003, 5)) * [1, 10, 0.01, 1, 1] + [0, 1e4, -3, 0, 0]
+    x[:, 3] = 7.0  # a constant feature: scale 1, not a division by zero
+    stats = ColumnStats()
+    for start, stop in ((0, 1), (1, 400), (400, 401), (401, 1003)):
+        stats.add(x[start:stop])
+    mean, scale = stats.result(5)
+    np.testing.assert_allclose(mean, x.mean(axis=0), rtol=1e-12)
+    assert scale[3] == 1.0
+    whole = standardize_per_slide(x)
+    lazy = Standardized(x, mean, scale)
+    np.testing.assert_allclose(np.concatenate([lazy[0:500], lazy[500:1003]]), whole, rtol=1e-5, atol=1e-5)
+    assert ColumnStats().result(3)[1].tolist() == [1.0, 1.0, 1.0]
