@@ -43,8 +43,8 @@ class Keys:
 
     def token(self, user: str) -> str:
         now = int(time.time())
-        claims = {"cognito:username": user, "iss": self.pool.issuer, "aud": self.pool.client_id,
-                  "token_use": "id", "iat": now, "exp": now + 3600}  # fmt: skip
+        claims = {"cognito:username": user, "email": f"{user}@bench.example", "iss": self.pool.issuer,
+                  "aud": self.pool.client_id, "token_use": "id", "iat": now, "exp": now + 3600}  # fmt: skip
         return self._jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": "bench"})
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import uuid
 from typing import Any
 
 import numpy as np
+from botocore.exceptions import ClientError
 from chalice import Chalice, CORSConfig, Response
 from chalicelib import data, views
 from chalicelib.context import SERVICES, Call, error, login_config, run
@@ -75,9 +77,21 @@ def openapi() -> Any:
     return run(app, "openapi", lambda c: openapi_document(), {})
 
 
+def _me(c: Call) -> Any:
+    # ID tokens carry the email when the pool's client reads it; otherwise ask the pool (a
+    # nicety: the id identifies the caller either way).
+    email = c.identity.claims.get("email")  # type: ignore[union-attr]
+    if not email:
+        try:
+            email = _person(c.user)["email"]
+        except ClientError:
+            email = None
+    return {"user": c.user, "email": email}
+
+
 @app.route("/me", methods=["GET"])
 def me() -> Any:
-    return run(app, "me", lambda c: {"user": c.user, "email": c.identity.claims.get("email")}, {})  # type: ignore[union-attr]
+    return run(app, "me", _me, {})
 
 
 # ---- projects and members ----------------------------------------------------------------
@@ -153,6 +167,30 @@ def _add_member(c: Call) -> Any:
 @app.route("/projects/{project_id}/members", methods=["POST"])
 def add_member(project_id: str) -> Any:
     return run(app, "add_member", _add_member, {"project_id": project_id})
+
+
+_PEOPLE_TTL_S = 300.0
+_people_cache: dict[str, tuple[float, dict[str, str | None]]] = {}
+
+
+def _person(user: str) -> dict[str, str | None]:
+    now = time.monotonic()
+    hit = _people_cache.get(user)
+    if hit is None or hit[0] < now:
+        hit = (now + _PEOPLE_TTL_S, SERVICES.directory.describe(user))
+        _people_cache[user] = hit
+    return hit[1]
+
+
+def _people(c: Call) -> Any:
+    # Member ids are the pool's usernames, opaque where people sign in by email: the app shows
+    # names and emails instead. Only the project's members are described, to its members.
+    return {"people": {user: _person(user) for user in sorted(c.project.members)}}
+
+
+@app.route("/projects/{project_id}/people", methods=["GET"])
+def people(project_id: str) -> Any:
+    return run(app, "people", _people, {"project_id": project_id})
 
 
 def _change_role(c: Call) -> Any:

@@ -8,7 +8,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from chalice import Response
 from pydantic import BaseModel, ValidationError
@@ -25,6 +25,12 @@ MAX_BODY_BYTES = 2 * 2**20
 log = logging.getLogger("histolabel.api")
 
 
+class Directory(Protocol):
+    def __call__(self, user: str) -> str | None: ...
+
+    def describe(self, user: str) -> dict[str, str | None]: ...
+
+
 class Services:
     """Built once per Lambda container on first use; tests replace the attributes."""
 
@@ -33,7 +39,7 @@ class Services:
         self._submitter: JobSubmitter | None = None
         self._jwks: Callable[[str], dict[str, Any] | None] | None = None
         self._pool: PoolConfig | None = None
-        self._directory: Callable[[str], str | None] | None = None
+        self._directory: Directory | None = None
 
     @property
     def service(self) -> HistoLabel:
@@ -85,8 +91,8 @@ class Services:
         self._jwks = value
 
     @property
-    def directory(self) -> Callable[[str], str | None]:
-        """user (Username or email) -> Username in the pool, or None."""
+    def directory(self) -> Directory:
+        """user (Username or email) -> Username in the pool, or None; and how to show a user."""
         if self._directory is None:
             from histolabel.adapters.cognito import UserDirectory
 
@@ -94,7 +100,7 @@ class Services:
         return self._directory
 
     @directory.setter
-    def directory(self, value: Callable[[str], str | None] | None) -> None:
+    def directory(self, value: Directory | None) -> None:
         self._directory = value
 
 

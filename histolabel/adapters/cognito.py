@@ -108,6 +108,18 @@ class UserDirectory:
         ]
         return str(found[0]["Username"]) if len(found) == 1 else None
 
+    def describe(self, user: str) -> dict[str, str | None]:
+        """How to show `user` to people: their name and email (None where the pool has none,
+        or no longer has the user)."""
+        try:
+            attrs = self.idp.admin_get_user(UserPoolId=self.user_pool_id, Username=user)["UserAttributes"]
+        except ClientError as err:
+            if err.response["Error"]["Code"] != "UserNotFoundException":
+                raise
+            attrs = []
+        found = {a["Name"]: a["Value"] for a in attrs}
+        return {"email": found.get("email"), "name": found.get("name")}
+
 
 def pool_from_env(settings: Settings | None = None) -> PoolConfig | None:
     s = settings or get_settings()

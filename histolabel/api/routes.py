@@ -63,6 +63,8 @@ ROUTES: list[Route] = [
     Route("change_role", "PATCH", P + "/members/{user}", OWNER, "Change a member's role",
           body=s.ChangeRoleIn, response=s.MemberOut),
     Route("remove_member", "DELETE", P + "/members/{user}", OWNER, "Remove a member", response=s.RemovedOut),
+    Route("people", "GET", P + "/people", ALL, "How to show each member: name and email from the pool",
+          response=s.PeopleOut),
     Route("add_category", "POST", P + "/categories", WRITERS, "Add a category",
           body=s.AddCategoryIn, response=s.CategoryOut, status=201),
     Route("merge_categories", "POST", P + "/categories/merge", OWNER, "Merge categories into one",

@@ -182,6 +182,15 @@ class MemberOut(BaseModel):
     since: str | None = None
 
 
+class PersonOut(BaseModel):
+    email: str | None = None
+    name: str | None = None
+
+
+class PeopleOut(BaseModel):
+    people: dict[str, PersonOut]
+
+
 class CategoryOut(BaseModel):
     id: str
     name: str

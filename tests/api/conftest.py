@@ -89,9 +89,16 @@ def event_count(svc: Any) -> int:
 POOL_USERS = {"olivia", "ana", "rex", "audrey", "oscar", "newbie", "zed"}
 
 
-def directory(user: str) -> str | None:
-    name = user.split("@", 1)[0] if user.endswith("@example.org") else user
-    return name if name in POOL_USERS else None
+class Directory:
+    def __call__(self, user: str) -> str | None:
+        name = user.split("@", 1)[0] if user.endswith("@example.org") else user
+        return name if name in POOL_USERS else None
+
+    def describe(self, user: str) -> dict[str, str | None]:
+        return {"email": f"{user}@example.org" if user in POOL_USERS else None, "name": None}
+
+
+directory = Directory()
 
 
 class Api:

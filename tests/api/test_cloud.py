@@ -131,6 +131,13 @@ def test_upload_label_by_brush_and_export_outlines(cloud_api, cloud, shared_data
         )
         assert r.status_code == 404 and r.json_body["field"] == "user" and typo in r.json_body["detail"]
     assert len(list(svc.events.read(f"P#{pid}"))) == before
+    # How members are shown: their emails from the pool (ids may be opaque on a deployed pool).
+    people = cloud_api("GET", f"/projects/{pid}/people", "ana").json_body["people"]
+    assert people == {
+        "ana": {"email": "ana@example.org", "name": None},
+        "olivia": {"email": "olivia@example.org", "name": None},
+    }
+    assert cloud_api("GET", f"/projects/{pid}/people", "oscar").status_code == 403
     assert cloud_api("POST", f"/projects/{pid}/categories", "ana", {"name": "brown"}).status_code == 201
     assert cloud_api("GET", f"/projects/{pid}", "oscar").status_code == 403
 

@@ -20,6 +20,7 @@ REQUESTS = {
     "add_member": ("POST", P + "/members", {"user": "newbie", "role": "annotator", "site": "rome"}),
     "change_role": ("PATCH", P + "/members/ana", {"role": "reviewer"}),
     "remove_member": ("DELETE", P + "/members/audrey", None),
+    "people": ("GET", P + "/people", None),
     "add_category": ("POST", P + "/categories", {"name": "fat"}),
     "merge_categories": ("POST", P + "/categories/merge", {"sources": ["stroma"], "target": "tumor"}),
     "update_category": (

@@ -81,7 +81,7 @@ def test_full_session(stack: Stack, browser_context: Any, artifacts: Path) -> No
     page.fill("#login-password", PASSWORD)
     page.click("#login-submit")
     page.wait_for_selector("#login-dialog:not([open])", state="attached")
-    page.wait_for_function("document.querySelector('#user-name').textContent === 'pat'")
+    page.wait_for_function("document.querySelector('#user-name').textContent === 'pat@example.org'")
     page.click("#new-project-btn")
     page.fill("#new-project-form [name=project_id]", project)
     page.fill("#new-project-form [name=name]", "E2E project")
@@ -443,6 +443,7 @@ def test_merge_delete_and_agreement_in_the_browser(
     shown = page.inner_text("#rv-agreement")
     assert f"κ {pair['kappa']:.2f} over 8" in shown, shown
     assert all(name in shown for name in ("Tumor", "Stroma", "Fat")), shown
+    assert "pat@example.org" in shown and "rex@example.org" in shown, shown  # names, not ids
     page.screenshot(path=str(artifacts / "9-agreement.png"))
 
     # --- merge Stroma into Tumor: cancel once (nothing changes), then confirm ---
@@ -503,7 +504,7 @@ def test_hosted_sign_in_token_and_forged_token(
 
     # The hosted UI redirects back with the id token in the fragment (implicit grant).
     page.goto(f"{stack.web_url}/index.html?project={project}#id_token={stack.token('rex')}")
-    page.wait_for_function("document.querySelector('#user-name').textContent === 'rex'")
+    page.wait_for_function("document.querySelector('#user-name').textContent === 'rex@example.org'")
     page.wait_for_function(
         f"window.histolabel.project && window.histolabel.project.project_id === '{project}'"
     )

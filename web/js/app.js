@@ -20,7 +20,7 @@ export const state = {
   projectId: null, project: null, role: null, user: null, myProjects: [],
   slideId: null, slide: null, image: null, labels: null,
   viewer: null, overlay: null, colours: new SuperpixelColours(DEFAULT_COUNT, []),
-  labelEntries: new Map(), predictionsVersion: null,
+  labelEntries: new Map(), predictionsVersion: null, people: {},
   mode: "label", modes: {}, ready: false,
 };
 window.histolabel = state; // for the browser tests and the console
@@ -114,7 +114,14 @@ function showLogin(message = "") {
 async function afterLogin(projectId) {
   const claims = state.api.claims();
   state.user = claims["cognito:username"] || claims.username || claims.sub;
-  $("#user-name").textContent = state.user;
+  state.email = claims.email || null;
+  showUser();
+  if (!state.email) {
+    state.api.get("/me").then((me) => {
+      state.email = me.email || null;
+      showUser();
+    }, () => {});
+  }
   await loadMyProjects();
   renderRecent();
   let opened = false;
@@ -163,8 +170,32 @@ function remember(projectId) {
   renderRecent();
 }
 
+// A deployed pool's usernames are opaque ids (people sign in by email): show the email.
+function showUser() {
+  $("#user-name").textContent = state.email || who(state.user);
+  $("#user-name").title = state.user;
+}
+
+// How to show a user id: the member's name or email from the pool (GET .../people), else the id.
+export function who(user) {
+  const p = user && state.people[user];
+  return (p && (p.name || p.email)) || user || "";
+}
+
+async function loadPeople() {
+  try {
+    const res = await state.api.get(`/projects/${encodeURIComponent(state.projectId)}/people`);
+    state.people = res.people || {};
+  } catch {
+    state.people = {}; // names are a nicety: ids still identify everyone
+  }
+}
+
 export async function refreshProject() {
+  const people = loadPeople();
   state.project = await state.api.get(`/projects/${encodeURIComponent(state.projectId)}`);
+  await people;
+  showUser();
   state.role = state.project.your_role;
   $("#user-role").textContent = state.role || "";
   state.colours.setCategories(categories());

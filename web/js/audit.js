@@ -1,6 +1,6 @@
 // Audit view (owner, auditor): the event timeline of the project or a slide with who/when/what
 // and the hash-chain check, and the overlay replayed as of a chosen moment.
-import { describeError, relabel, slideName } from "./app.js";
+import { describeError, relabel, slideName, who } from "./app.js";
 import { $, el, fmtTime, toast } from "./ui.js";
 
 function describe(e) {
@@ -123,7 +123,7 @@ export class AuditMode {
       slider.value = slider.max;
       $("#timeline", this.root).replaceChildren(...[...events].reverse().map((e) =>
         el("li", { dataset: { seq: e.seq, type: e.type } },
-          el("strong", {}, e.actor_user), ` @ ${e.actor_site} — ${fmtTime(e.at)}`, el("br"),
+          el("strong", { title: e.actor_user }, who(e.actor_user)), ` @ ${e.actor_site} — ${fmtTime(e.at)}`, el("br"),
           `#${e.seq} ${describe(e)}`,
           el("button", { type: "button", class: "replay-here", "aria-label": `Replay as of event ${e.seq}`, onclick: () => this.replay(e.at) }, "as of here"))));
     } catch (err) {

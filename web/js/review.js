@@ -1,6 +1,6 @@
 // Review mode: the API's filters, sort and grouping; bulk approve / change / clear; a summary of
 // the selected row; agreement between users (and with the model) per category.
-import { categoryById, describeError, loadLabels, openSlide, slideName, zoomTo } from "./app.js";
+import { categoryById, describeError, loadLabels, openSlide, slideName, who, zoomTo } from "./app.js";
 import { newKey } from "./api.js";
 import { $, el, fmtTime, toast } from "./ui.js";
 
@@ -44,13 +44,15 @@ export class ReviewMode {
     const slides = (this.state.project && this.state.project.slides) || [];
     const select = (name, options) => el("select", { name, id: `rv-${name}` }, options);
     const field = (name, label, input) => el("label", { class: "field" }, label, input);
+    const members = Object.keys((this.state.project && this.state.project.members) || {}).sort((a, b) => who(a).localeCompare(who(b)));
+    const people = () => [el("option", { value: "" }, "anyone"), ...members.map((u) => el("option", { value: u }, who(u)))];
     const form = el("form", { id: "review-form", "aria-label": "Review filters" },
       field("slide", "Slide", select("slide", [el("option", { value: "" }, "all"), ...slides.map((s) => el("option", { value: s.slide_id }, s.name))])),
       field("label", "Label", select("label", this.catOptions())),
       field("prediction", "Prediction", select("prediction", this.catOptions())),
       field("review", "Review", select("review", ["", "none", "approve", "change", "clear"].map((v) => el("option", { value: v }, v || "any")))),
-      field("labeled_by", "Labeled by", el("input", { name: "labeled_by", id: "rv-labeled_by", size: 10 })),
-      field("reviewed_by", "Reviewed by", el("input", { name: "reviewed_by", id: "rv-reviewed_by", size: 10 })),
+      field("labeled_by", "Labeled by", select("labeled_by", people())),
+      field("reviewed_by", "Reviewed by", select("reviewed_by", people())),
       el("fieldset", {}, el("legend", {}, "Compare"),
         el("div", { class: "row" },
           el("input", { name: "compare_a", id: "rv-compare_a", placeholder: "label", size: 9, "aria-label": "Compare operand A (label, prediction, review, user:ID)" }),
@@ -141,7 +143,7 @@ export class ReviewMode {
       });
       const tr = el("tr", { tabindex: 0, dataset: { i, id: r.id } },
         el("td", {}, box), el("td", {}, slideName(r.slide_id)), el("td", {}, String(r.id)), el("td", {}, name(r.label)),
-        el("td", {}, r.labeled_by || ""), el("td", {}, name(r.prediction)),
+        el("td", {}, who(r.labeled_by)), el("td", {}, name(r.prediction)),
         el("td", {}, r.certainty == null ? "" : Number(r.certainty).toFixed(2)), el("td", {}, r.review ? r.review.a : "—"));
       tr.addEventListener("click", (ev) => ev.target !== box && this.show(i));
       tr.addEventListener("keydown", (ev) => ev.key === "Enter" && this.show(i));
@@ -189,13 +191,13 @@ export class ReviewMode {
     for (const tr of this.root.querySelectorAll("#rv-table tbody tr")) tr.setAttribute("aria-selected", String(tr.dataset.i === String(i)));
     const model = this.state.project && this.state.project.model;
     const name = (c) => (c ? ((categoryById(c) || {}).name || c) : "—");
-    const users = Object.entries(r.labels || {}).map(([u, c]) => `${u}: ${name(c)}`).join(", ");
+    const users = Object.entries(r.labels || {}).map(([u, c]) => `${who(u)}: ${name(c)}`).join(", ");
     $("#rv-summary", this.root).replaceChildren(el("dl", {},
       el("dt", {}, "Label"), el("dd", {}, name(r.label)),
-      el("dt", {}, "Labeled by"), el("dd", {}, `${r.labeled_by || "—"} at ${fmtTime(r.labeled_at)}`),
+      el("dt", {}, "Labeled by"), el("dd", {}, `${who(r.labeled_by) || "—"} at ${fmtTime(r.labeled_at)}`),
       el("dt", {}, "All users"), el("dd", {}, users || "—"),
       el("dt", {}, "Prediction"), el("dd", {}, `${name(r.prediction)} (model ${model ? model.model_version ?? model.version ?? "?" : "none"}, confidence ${r.confidence == null ? "—" : Number(r.confidence).toFixed(2)}, certainty ${r.certainty == null ? "—" : Number(r.certainty).toFixed(3)})`),
-      el("dt", {}, "Review"), el("dd", {}, r.review ? `${r.review.a} by ${r.review.by} at ${fmtTime(r.review.at)}` : "not reviewed")));
+      el("dt", {}, "Review"), el("dd", {}, r.review ? `${r.review.a} by ${who(r.review.by)} at ${fmtTime(r.review.at)}` : "not reviewed")));
     try {
       if (r.slide_id !== this.state.slideId) await openSlide(r.slide_id);
       const box = this.state.overlay && (await this.state.overlay.findBox(r.id));
@@ -248,7 +250,7 @@ export class ReviewMode {
       const fmt = (k) => (k == null ? "—" : Number(k).toFixed(2));
       const parts = [];
       for (const p of (res.users && res.users.pairs) || []) {
-        parts.push(el("p", {}, `${p.a} vs ${p.b}: κ ${fmt(p.kappa)} over ${p.n}`));
+        parts.push(el("p", {}, `${who(p.a)} vs ${who(p.b)}: κ ${fmt(p.kappa)} over ${p.n}`));
         if (p.per_category) parts.push(el("table", { class: "agreement" }, el("tr", {}, el("th", {}, "category"), el("th", {}, "κ")),
           Object.entries(p.per_category).map(([c, k]) => el("tr", {}, el("td", {}, name(c)), el("td", {}, fmt(typeof k === "object" && k ? k.kappa : k))))));
       }
