@@ -74,7 +74,8 @@ export class AuditMode {
     const form = el("form", { id: "audit-form", class: "field" },
       el("label", {}, "Stream ", el("select", { name: "scope", id: "audit-scope" },
         el("option", { value: "slide" }, "labels of this slide"), el("option", { value: "project" }, "project"))),
-      el("label", {}, "User ", el("input", { name: "user", size: 10 })),
+      el("label", {}, "User ", el("select", { name: "user", id: "audit-user" }, el("option", { value: "" }, "anyone"),
+        Object.keys((this.state.project && this.state.project.members) || {}).map((u) => el("option", { value: u }, who(u))))),
       el("button", { type: "submit" }, "Load"));
     form.addEventListener("submit", (ev) => {
       ev.preventDefault();
