@@ -733,28 +733,28 @@ def _export(c: Call) -> Any:
         return _deliver(c, export.to_csv(rows), "text/csv", filename)
     if q.format == "parquet":
         return _deliver(c, export.to_parquet(rows), EXPORT_TYPES["parquet"], filename)
-    readers: dict[str, Any] = {}
-
-    def ring_of(slide_id: str, sp: int) -> list[list[float]]:
+    # Every outline of a slide from one pass over its label pyramid, a window per tile.
+    rings: dict[str, dict[int, list[list[float]]]] = {}
+    by_slide: dict[str, list[int]] = {}
+    for row in rows:
+        by_slide.setdefault(row["slide_id"], []).append(int(row["id"]))
+    for slide_id, ids in by_slide.items():
         seg = state.slides[slide_id].segmentation
         if seg is None:
-            return []
-        if slide_id not in readers:
-            try:
-                readers[slide_id] = data.LabelReader(seg["labels_uri"])
-            except (OSError, ValueError, KeyError) as exc:
-                raise CommandRejected(
-                    "unavailable",
-                    f"the label pyramid of slide {slide_id!r} cannot be read: {exc}",
-                    "slide",
-                    409,
-                ) from None
+            continue
+        try:
+            reader = data.LabelReader(seg["labels_uri"])
+        except (OSError, ValueError, KeyError) as exc:
+            raise CommandRejected(
+                "unavailable", f"the label pyramid of slide {slide_id!r} cannot be read: {exc}", "slide", 409
+            ) from None
         table = views.table_for(state, slide_id)
-        r = int(table.rows(np.array([sp]))[0])
-        if r < 0:
-            return []
-        mask, y0, x0 = readers[slide_id].mask(sp, table.bbox[r])
-        return export.outline(mask, y0, x0, readers[slide_id].scale)
+        found = table.rows(np.array(ids))
+        boxes = {sp: table.bbox[r] for sp, r in zip(ids, found.tolist(), strict=True) if r >= 0}
+        rings[slide_id] = reader.outlines(boxes)
+
+    def ring_of(slide_id: str, sp: int) -> list[list[float]]:
+        return rings.get(slide_id, {}).get(sp, [])
 
     colors = {cat.id: cat.color for cat in state.categories.values()}
     names = {cat.id: cat.name for cat in state.categories.values()}

@@ -63,13 +63,21 @@ class LabelReader:
         path = attrs["ome"]["multiscales"][0]["datasets"][0]["path"]
         self.array: Any = group[path]
 
-    def mask(self, sp_id: int, bbox: np.ndarray) -> tuple[np.ndarray, int, int]:
+    def box(self, bbox: np.ndarray) -> tuple[int, int, int, int]:
+        """A level-0 bbox in this level's pixels (end-exclusive, at least one pixel)."""
         y0, x0, y1, x1 = (int(v) for v in bbox)
         s = self.scale
         ly0, lx0 = y0 // s, x0 // s
-        ly1, lx1 = max(-(-y1 // s), ly0 + 1), max(-(-x1 // s), lx0 + 1)
-        crop = np.asarray(self.array[ly0:ly1, lx0:lx1])
-        return crop == sp_id, ly0, lx0
+        return ly0, lx0, max(-(-y1 // s), ly0 + 1), max(-(-x1 // s), lx0 + 1)
+
+    def outlines(self, boxes: dict[int, np.ndarray]) -> dict[int, list[list[float]]]:
+        """Level-0 outlines of the superpixels `boxes` (id -> level-0 bbox), a window per tile."""
+        from histolabel.api.export import outlines
+
+        def window(y0: int, x0: int, y1: int, x1: int) -> np.ndarray:
+            return np.asarray(self.array[y0:y1, x0:x1])
+
+        return outlines(window, {sp: self.box(b) for sp, b in boxes.items()}, self.scale)
 
 
 def inline_response_limit() -> int:
