@@ -142,8 +142,9 @@ export class ReviewMode {
         this.showSelected();
       });
       const tr = el("tr", { tabindex: 0, dataset: { i, id: r.id } },
-        el("td", {}, box), el("td", {}, slideName(r.slide_id)), el("td", {}, String(r.id)), el("td", {}, name(r.label)),
-        el("td", {}, who(r.labeled_by)), el("td", {}, name(r.prediction)),
+        el("td", {}, box), el("td", { title: slideName(r.slide_id) }, slideName(r.slide_id)), el("td", {}, String(r.id)),
+        el("td", { title: name(r.label) }, name(r.label)),
+        el("td", { title: who(r.labeled_by) }, who(r.labeled_by)), el("td", { title: name(r.prediction) }, name(r.prediction)),
         el("td", {}, r.certainty == null ? "" : Number(r.certainty).toFixed(2)), el("td", {}, r.review ? r.review.a : "—"));
       tr.addEventListener("click", (ev) => ev.target !== box && this.show(i));
       tr.addEventListener("keydown", (ev) => ev.key === "Enter" && this.show(i));
