@@ -555,11 +555,15 @@ def next_in_queue(project_id: str) -> Any:
     return run(app, "queue", _queue, {"project_id": project_id})
 
 
+def _rows(c: Call) -> list[review.Row]:
+    """The review rows of the query's slide (all slides when it names none)."""
+    if c.query.slide is not None:
+        views.require_slide(c.project, c.query.slide)
+    return views.review_rows(c.svc, c.project, c.query.slide)
+
+
 def _review_list(c: Call) -> Any:
-    q = c.query
-    if q.slide is not None:
-        views.require_slide(c.project, q.slide)
-    return review.review_page(views.review_rows(c.svc, c.project, q.slide), q)
+    return review.review_page(_rows(c), c.query)
 
 
 @app.route("/projects/{project_id}/review", methods=["GET"])
@@ -568,10 +572,7 @@ def review_list(project_id: str) -> Any:
 
 
 def _review_ids(c: Call) -> Any:
-    q = c.query
-    if q.slide is not None:
-        views.require_slide(c.project, q.slide)
-    return review.review_ids(views.review_rows(c.svc, c.project, q.slide), q)
+    return review.review_ids(_rows(c), c.query)
 
 
 @app.route("/projects/{project_id}/review/ids", methods=["GET"])
@@ -581,9 +582,7 @@ def review_ids(project_id: str) -> Any:
 
 def _agreement(c: Call) -> Any:
     state = c.project
-    if c.query.slide is not None:
-        views.require_slide(state, c.query.slide)
-    rows = views.review_rows(c.svc, state, c.query.slide)
+    rows = _rows(c)
     cats = [cat.id for cat in state.live_categories()]
     by_user: dict[str, dict[tuple[str, int], str]] = {}
     for r in rows:
@@ -723,9 +722,7 @@ def _see_other(key: str) -> Response:
 
 def _export(c: Call) -> Any:
     q, state = c.query, c.project
-    if q.slide is not None:
-        views.require_slide(state, q.slide)
-    rows = views.review_rows(c.svc, state, q.slide)
+    rows = _rows(c)
     if q.anonymize:
         rows = export.anonymize(rows)
     filename = f"{state.project_id}.{q.format}"
