@@ -701,13 +701,14 @@ def _deliver(c: Call, body: str | bytes, content_type: str, filename: str) -> Re
     return _see_other(key)
 
 
-def _json_or_copy(out: dict[str, Any], stem: str) -> Any:
-    """`out` as the answer, or, when hundreds of thousands of superpixels outgrow a Lambda
+def _json_or_copy(out: dict[str, Any], stem: str) -> Response:
+    """`out` as the answer (serialized once), or, when hundreds of thousands of superpixels outgrow a Lambda
     response, a 303 to a copy in the data bucket named by its content, so that every reader of
     the same answer shares one object."""
-    body = json.dumps(out, separators=(",", ":")).encode()
+    text = json.dumps(out, separators=(",", ":"))
+    body = text.encode()
     if len(body) <= data.inline_response_limit():
-        return out
+        return Response(body=text, status_code=200, headers={"Content-Type": "application/json"})
     key = f"{stem}-{hashlib.sha256(body).hexdigest()[:16]}.json"
     if not data.exists(key):
         data.put_export(key, body, "application/json")
