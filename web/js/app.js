@@ -192,10 +192,7 @@ async function loadPeople() {
 }
 
 export async function refreshProject() {
-  const people = loadPeople();
   state.project = await state.api.get(`/projects/${encodeURIComponent(state.projectId)}`);
-  await people;
-  showUser();
   state.role = state.project.your_role;
   $("#user-role").textContent = state.role || "";
   state.colours.setCategories(categories());
@@ -207,7 +204,9 @@ export async function refreshProject() {
 export async function openProject(projectId) {
   state.projectId = projectId;
   $("#project-id").value = projectId;
-  await refreshProject();
+  // Members change rarely: their names load once per opened project, beside its state.
+  await Promise.all([loadPeople(), refreshProject()]);
+  showUser();
   if ($("#project-picker").open) $("#project-picker").close();
   remember(projectId);
   const url = new URL(location.href);
