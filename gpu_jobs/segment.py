@@ -51,8 +51,8 @@ def segment_uri(
     except S3PathError as exc:
         raise JobError(str(exc)) from exc
     try:
-        group = pyramids.open_group(image_uri, "r")
-        attrs = dict(group.attrs)
+        group: Any = pyramids.open_group(image_uri, "r")
+        attrs: dict[str, Any] = dict(group.attrs)
         n_levels = len(attrs["ome"]["multiscales"][0]["datasets"])
     except Exception as exc:
         raise JobError(f"{image_uri} is not an ingested OME-Zarr image: {exc}") from exc
