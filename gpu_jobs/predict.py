@@ -34,7 +34,7 @@ def predict_project(
 ) -> dict[str, Any]:
     from histolabel.adapters import artifacts
     from histolabel.learning import batchbald, certainty, models
-    from histolabel.learning.features import Standardized
+    from histolabel.learning.features import Standardized, column_stats
     from histolabel.service import HistoLabel
 
     svc = HistoLabel.from_env()
@@ -56,14 +56,13 @@ def predict_project(
     mc_all: dict[str, np.ndarray] = {}
     with progress_bar(len(slides), "predict", progress, unit="slide") as update:
         for slide_id in slides:
-            uri = state.slides[slide_id].features[kind]["uri"]
             # A large array is read a batch at a time by predict_mc (a slide of a million 1024-d
             # vectors is 4 GiB); a small one at once, which saves re-reading its chunks.
-            x = artifacts.open_features(uri)
+            x = artifacts.open_features(state.slides[slide_id].features[kind]["uri"])
             if x.nbytes <= IN_MEMORY_BYTES:
                 x = np.asarray(x[...])
             if meta.get("per_slide_standardized"):
-                x = Standardized(x, *artifacts.feature_stats(uri))
+                x = Standardized(x, *column_stats(x))
             batch = 262144 if kind != "patch" else 4096
             mc_all[slide_id] = models.predict_mc(model, x, samples=samples, batch_size=batch, seed=version)
             update(1)

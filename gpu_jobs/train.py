@@ -40,7 +40,7 @@ def assemble(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rows and class indices for every labeled superpixel of every slide."""
     from histolabel.adapters import artifacts
-    from histolabel.learning.features import standardize_with
+    from histolabel.learning.features import column_stats, standardize_with
     from histolabel.learning.training import TrainingError
 
     missing = sorted(s for s in labels if s not in feature_uris)
@@ -52,17 +52,17 @@ def assemble(
     xs, ys = [], []
     for slide_id in sorted(labels):
         ids = np.fromiter(labels[slide_id], np.int64)
-        n = int(artifacts.open_features(feature_uris[slide_id]).shape[0])
-        bad = ids[(ids < 1) | (ids > n)]
+        array = artifacts.open_features(feature_uris[slide_id])
+        bad = ids[(ids < 1) | (ids > array.shape[0])]
         if bad.size:
             raise TrainingError(
                 f"labels on slide {slide_id} name superpixels beyond its features ({bad[:3].tolist()})"
             )
         # Only the labeled rows (and, for vectors, the slide's statistics read a chunk at a
         # time): a slide's patches or 1024-d vectors need not fit in memory.
-        rows = artifacts.read_feature_rows(feature_uris[slide_id], ids - 1)
+        rows = artifacts.feature_rows(array, ids - 1)
         if kind != "patch":
-            rows = standardize_with(rows, *artifacts.feature_stats(feature_uris[slide_id]))
+            rows = standardize_with(rows, *column_stats(array))
         xs.append(rows)
         ys.append(np.array([index[labels[slide_id][int(i)]] for i in ids], np.int64))
     if not xs:

@@ -15,7 +15,6 @@ from numpy.typing import NDArray
 
 from histolabel.adapters.s3 import filesystem, split_uri, zarr_store
 from histolabel.config import Settings, get_settings
-from histolabel.learning.embedding import ChunkedRows
 from histolabel.learning.queue import SlideScores
 
 
@@ -70,7 +69,7 @@ class FeatureWriter:
     def __init__(self, uri: str, n: int, expected: NDArray[np.bool_]) -> None:
         self.uri, self.n, self.expected = uri, n, expected
         self.array: Any = None
-        self.rows: ChunkedRows | None = None
+        self.rows: Any = None  # a ChunkedRows once the first rows tell the row shape
         remove(uri)
 
     def put(self, idx: NDArray[np.int64], values: NDArray[Any]) -> None:
@@ -80,6 +79,8 @@ class FeatureWriter:
         self.rows.put(idx, values)
 
     def _create(self, row_shape: tuple[int, ...], dtype: Any) -> None:
+        from histolabel.learning.embedding import ChunkedRows
+
         rows = _chunk_rows(int(np.prod(row_shape)) * np.dtype(dtype).itemsize, self.n)
         self.array = zarr.create_array(
             store=zarr_store(self.uri, mode="w"),
@@ -114,26 +115,13 @@ def open_features(uri: str) -> Any:
     return zarr.open_array(store=zarr_store(uri, mode="r"), mode="r")
 
 
-def feature_stats(uri: str) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Per-feature (mean, scale) of a slide's vectors, read a chunk at a time."""
-    from histolabel.learning.features import ColumnStats
-
-    arr = open_features(uri)
-    step = max(1, int(arr.chunks[0]))
-    stats = ColumnStats()
-    for start in range(0, int(arr.shape[0]), step):
-        stats.add(np.asarray(arr[start : start + step]))
-    return stats.result(int(np.prod(arr.shape[1:])))
-
-
-def read_feature_rows(uri: str, rows: NDArray[np.int64]) -> NDArray[Any]:
-    """Rows `rows` (any order, repeats allowed) without reading the rest of the array."""
+def feature_rows(array: Any, rows: NDArray[np.int64]) -> NDArray[Any]:
+    """Rows `rows` (any order, repeats allowed) of an opened feature array, reading only the
+    chunks that hold them."""
     unique, inverse = np.unique(rows, return_inverse=True)
     if unique.size == 0:
-        arr = open_features(uri)
-        return np.zeros((0, *arr.shape[1:]), arr.dtype)
-    picked = np.asarray(open_features(uri).oindex[unique])
-    return picked[inverse]
+        return np.zeros((0, *array.shape[1:]), array.dtype)
+    return np.asarray(array.oindex[unique])[inverse]
 
 
 def read_bytes(uri: str) -> bytes:

@@ -286,6 +286,18 @@ class ColumnStats:
         return self.mean, np.where(std > 1e-9, std, 1.0)
 
 
+def column_stats(array: Any, step: int | None = None) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """`standardize_per_slide`'s (mean, scale) of a sliceable [n, dim] array, read `step` rows at a
+    time (default: its chunk, for a Zarr array; all of it, for one in memory)."""
+    n = int(array.shape[0])
+    chunks = getattr(array, "chunks", None)
+    step = max(1, step or (int(chunks[0]) if chunks else n))
+    stats = ColumnStats()
+    for start in range(0, n, step):
+        stats.add(np.asarray(array[start : start + step]))
+    return stats.result(int(np.prod(array.shape[1:])))
+
+
 class Standardized:
     """A lazy, standardized view of a sliceable [n, dim] array (read a batch at a time)."""
 

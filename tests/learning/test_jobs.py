@@ -70,7 +70,9 @@ def test_embed_train_predict_and_queue(cloud, svc, project_id, monuseg_crop, cap
     np.testing.assert_array_equal(again.column("certainty").to_numpy(), cert)
     # Read a batch at a time, standardized with statistics gathered chunk by chunk (the path
     # of slides too large to read whole): the same predictions.
-    mean, scale = artifacts.feature_stats(feats["handcrafted"]["uri"])
+    from histolabel.learning.features import column_stats
+
+    mean, scale = column_stats(artifacts.open_features(feats["handcrafted"]["uri"]))
     np.testing.assert_allclose(mean, hc.astype(np.float64).mean(axis=0), rtol=1e-6, atol=1e-6)
     std = hc.astype(np.float64).std(axis=0)
     np.testing.assert_allclose(scale, np.where(std > 1e-9, std, 1.0), rtol=1e-6, atol=1e-6)
@@ -186,7 +188,7 @@ def test_small_cnn_on_masked_patches(cloud, svc, project_id, monuseg_crop) -> No
         and full.reshape(len(full), -1).any(axis=1).all()
     )
     rows = np.array([5, 0, 5, full.shape[0] - 1, 17])
-    np.testing.assert_array_equal(artifacts.read_feature_rows(uri, rows), full[rows])
+    np.testing.assert_array_equal(artifacts.feature_rows(artifacts.open_features(uri), rows), full[rows])
     _label(svc, project_id, monuseg_crop[2], 12)
     request = _request(svc, project_id)
     assert (
