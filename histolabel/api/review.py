@@ -6,12 +6,13 @@ shows (and filters) as the surviving one.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from histolabel.api.schemas import ReviewQuery
-from histolabel.projections.labels import SlideLabels
+from histolabel.projections.labels import SlideLabels, resolved
 
 Row = dict[str, Any]
 Resolve = Callable[[str | None], str | None]
@@ -24,21 +25,21 @@ def rows_for_slide(
     resolve: Resolve,
     predictions: PredictionLookup | None = None,
 ) -> list[Row]:
+    now = functools.cache(resolve)
     rows = []
     for sp in sorted(labels.entries):
-        e = labels.entries[sp]
+        e = resolved(labels.entries[sp], now)
         pred = predictions.get(sp) if predictions else None
-        review = e["r"]
         rows.append(
             {
                 "slide_id": labels.slide_id,
                 "id": sp,
-                "label": resolve(e["c"]),
+                "label": e["c"],
                 "labeled_by": e["cb"],
                 "labeled_at": e["ca"],
-                "labels": {u: r for u, (c, _at) in e["l"].items() if (r := resolve(c)) is not None},
-                "review": None if review is None else {**review, "c": resolve(review.get("c"))},
-                "prediction": resolve(pred[0]) if pred else None,
+                "labels": {u: c for u, (c, _at) in e["l"].items()},
+                "review": e["r"],
+                "prediction": now(pred[0]) if pred else None,
                 "confidence": pred[1] if pred else None,
                 "certainty": pred[2] if pred else None,
             }

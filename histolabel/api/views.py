@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
+from histolabel.projections.labels import resolved
 from histolabel.projections.project import Category, ProjectState, SlideInfo
 
 
@@ -58,27 +60,15 @@ def resolved_entries(
     entries: dict[int, dict[str, Any]], resolve: Callable[[str | None], str | None]
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """A slide's label entries (sorted by id) and counts per category as the project knows its
-    categories now: a merged category's labels count as the target's, a deleted one's as none.
-    The stored entries keep the category each label was given (events are never rewritten)."""
-    memo: dict[str | None, str | None] = {None: None}
-
-    def now(cat: str | None) -> str | None:
-        if cat not in memo:
-            memo[cat] = resolve(cat)
-        return memo[cat]
-
+    categories now (see `resolved`); an entry left with nothing is left out."""
+    now = functools.cache(resolve)
     out: list[dict[str, Any]] = []
     counts: dict[str, int] = {}
     for sp in sorted(entries):
-        e = entries[sp]
-        shown = now(e["c"])
-        per_user = {u: [now(cat), at] for u, (cat, at) in e["l"].items() if now(cat) is not None}
-        review = e["r"]
-        if review is not None and review.get("c") is not None:
-            review = {**review, "c": now(review["c"])}
-        if shown is None and not per_user and review is None:
+        e = resolved(entries[sp], now)
+        if e["c"] is None and not e["l"] and e["r"] is None:
             continue
-        if shown is not None:
-            counts[shown] = counts.get(shown, 0) + 1
-        out.append({"id": sp, **e, "c": shown, "l": per_user, "r": review})
+        if e["c"] is not None:
+            counts[e["c"]] = counts.get(e["c"], 0) + 1
+        out.append({"id": sp, **e})
     return out, counts

@@ -8,7 +8,7 @@ lets the projector work on such a partial view.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,6 +77,19 @@ def _account(state: SlideLabels, entry: Entry, sign: int) -> None:
             del state.user_counts[user]
     if entry["r"] is not None:
         _bump(state.review_counts, entry["r"]["a"], sign)
+
+
+def resolved(entry: Entry, resolve: Callable[[str | None], str | None]) -> Entry:
+    """`entry` with its categories as the project knows them now (`resolve`: merged -> target,
+    deleted -> None); per-user labels of a deleted category drop out. The stored entry keeps the
+    category each label was given: events are never rewritten."""
+    review = entry["r"]
+    return {
+        **entry,
+        "c": resolve(entry["c"]),
+        "l": {u: [c, at] for u, (cat, at) in entry["l"].items() if (c := resolve(cat)) is not None},
+        "r": None if review is None else {**review, "c": resolve(review.get("c"))},
+    }
 
 
 def _new_entry() -> Entry:
