@@ -182,6 +182,12 @@ export function who(user) {
   return (p && (p.name || p.email)) || user || "";
 }
 
+// <option>s for a member filter: "anyone", then the project's members by how they are shown.
+export function memberOptions() {
+  const members = Object.keys((state.project && state.project.members) || {}).sort((a, b) => who(a).localeCompare(who(b)));
+  return [el("option", { value: "" }, "anyone"), ...members.map((u) => el("option", { value: u }, who(u)))];
+}
+
 async function loadPeople() {
   try {
     const res = await state.api.get(`/projects/${encodeURIComponent(state.projectId)}/people`);

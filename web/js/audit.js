@@ -1,6 +1,6 @@
 // Audit view (owner, auditor): the event timeline of the project or a slide with who/when/what
 // and the hash-chain check, and the overlay replayed as of a chosen moment.
-import { describeError, relabel, slideName, who } from "./app.js";
+import { describeError, memberOptions, relabel, slideName, who } from "./app.js";
 import { $, el, fmtTime, toast } from "./ui.js";
 
 function describe(e) {
@@ -74,8 +74,7 @@ export class AuditMode {
     const form = el("form", { id: "audit-form", class: "field" },
       el("label", {}, "Stream ", el("select", { name: "scope", id: "audit-scope" },
         el("option", { value: "slide" }, "labels of this slide"), el("option", { value: "project" }, "project"))),
-      el("label", {}, "User ", el("select", { name: "user", id: "audit-user" }, el("option", { value: "" }, "anyone"),
-        Object.keys((this.state.project && this.state.project.members) || {}).map((u) => el("option", { value: u }, who(u))))),
+      el("label", {}, "User ", el("select", { name: "user", id: "audit-user" }, memberOptions())),
       el("button", { type: "submit" }, "Load"));
     form.addEventListener("submit", (ev) => {
       ev.preventDefault();

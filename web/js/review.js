@@ -1,6 +1,6 @@
 // Review mode: the API's filters, sort and grouping; bulk approve / change / clear; a summary of
 // the selected row; agreement between users (and with the model) per category.
-import { categoryById, describeError, loadLabels, openSlide, slideName, who, zoomTo } from "./app.js";
+import { categoryById, describeError, loadLabels, memberOptions, openSlide, slideName, who, zoomTo } from "./app.js";
 import { newKey } from "./api.js";
 import { $, el, fmtTime, toast } from "./ui.js";
 
@@ -44,15 +44,13 @@ export class ReviewMode {
     const slides = (this.state.project && this.state.project.slides) || [];
     const select = (name, options) => el("select", { name, id: `rv-${name}` }, options);
     const field = (name, label, input) => el("label", { class: "field" }, label, input);
-    const members = Object.keys((this.state.project && this.state.project.members) || {}).sort((a, b) => who(a).localeCompare(who(b)));
-    const people = () => [el("option", { value: "" }, "anyone"), ...members.map((u) => el("option", { value: u }, who(u)))];
     const form = el("form", { id: "review-form", "aria-label": "Review filters" },
       field("slide", "Slide", select("slide", [el("option", { value: "" }, "all"), ...slides.map((s) => el("option", { value: s.slide_id }, s.name))])),
       field("label", "Label", select("label", this.catOptions())),
       field("prediction", "Prediction", select("prediction", this.catOptions())),
       field("review", "Review", select("review", ["", "none", "approve", "change", "clear"].map((v) => el("option", { value: v }, v || "any")))),
-      field("labeled_by", "Labeled by", select("labeled_by", people())),
-      field("reviewed_by", "Reviewed by", select("reviewed_by", people())),
+      field("labeled_by", "Labeled by", select("labeled_by", memberOptions())),
+      field("reviewed_by", "Reviewed by", select("reviewed_by", memberOptions())),
       el("fieldset", {}, el("legend", {}, "Compare"),
         el("div", { class: "row" },
           el("input", { name: "compare_a", id: "rv-compare_a", placeholder: "label", size: 9, "aria-label": "Compare operand A (label, prediction, review, user:ID)" }),
@@ -115,7 +113,6 @@ export class ReviewMode {
       if (!more) this.selected.clear();
       this.showSelected();
       this.cursor = res.next_cursor;
-      this.total = res.total;
       $("#rv-more", this.root).hidden = !this.cursor;
       const matching = $("#rv-select-matching", this.root);
       matching.hidden = !this.cursor;
