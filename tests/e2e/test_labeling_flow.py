@@ -41,6 +41,14 @@ def wait_until(
             time.sleep(0.2)
 
 
+def sign_in(page: Any, stack: Stack, user: str, project: str) -> None:
+    """Open the app on `project` and sign in with the form."""
+    page.goto(f"{stack.web_url}/index.html?project={project}")
+    page.fill("#login-username", user)
+    page.fill("#login-password", PASSWORD)
+    page.click("#login-submit")
+
+
 def labels_of(stack: Stack, project: str, slide: str, user: str = "pat") -> dict[int, str]:
     res = stack.call("GET", f"/projects/{project}/slides/{slide}/labels", user)
     return {e["id"]: e["c"] for e in res["entries"] if e["c"] is not None}
@@ -309,10 +317,7 @@ def test_flaky_network_saves_each_edit_once(stack: Stack, browser_context: Any, 
     slide = stack.add_slide(project, "pat")
 
     page = browser_context.new_page()
-    page.goto(f"{stack.web_url}/index.html?project={project}")
-    page.fill("#login-username", "pat")
-    page.fill("#login-password", PASSWORD)
-    page.click("#login-submit")
+    sign_in(page, stack, "pat", project)
     overlay_drawn = "window.histolabel.overlay && window.histolabel.overlay.chunks.size > 0"
     page.wait_for_function(overlay_drawn, timeout=20_000)
     page.focus("#viewer")
@@ -423,10 +428,7 @@ def test_merge_delete_and_agreement_in_the_browser(
             stack.call("POST", f"{base}/labels", user, {"category_id": cats[name], "ids": ids})
 
     page = browser_context.new_page()
-    page.goto(f"{stack.web_url}/index.html?project={project}")
-    page.fill("#login-username", "pat")
-    page.fill("#login-password", PASSWORD)
-    page.click("#login-submit")
+    sign_in(page, stack, "pat", project)
     page.wait_for_function("window.histolabel.labelEntries && window.histolabel.labelEntries.size === 8")
 
     def colour_index(sp: int) -> int:
@@ -539,10 +541,7 @@ def test_review_everything_that_matches(stack: Stack, browser_context: Any, arti
     stack.call("POST", f"{base}/labels", "pat", {"category_id": stroma, "ids": list(range(n - 29, n + 1))})
 
     page = browser_context.new_page()
-    page.goto(f"{stack.web_url}/index.html?project={project}")
-    page.fill("#login-username", "pat")
-    page.fill("#login-password", PASSWORD)
-    page.click("#login-submit")
+    sign_in(page, stack, "pat", project)
     page.wait_for_function(
         f"window.histolabel.project && window.histolabel.project.project_id === '{project}'"
     )
