@@ -17,6 +17,7 @@ image, mask and parameters, and do not depend on the number of workers.
 
 from __future__ import annotations
 
+import heapq
 import multiprocessing
 import os
 import tempfile
@@ -114,7 +115,10 @@ class TiledResult:
         keys = np.zeros((y1 - y0, x1 - x0), np.int64)
         tiles = self.grid.tiles()
         n = len(tiles)
-        for index in range(2 * n):
+        near = self.grid.overlapping(y0, x0, y1, x1)
+        # windows first, then cores (sweep outputs), each in tile order, as before: only the
+        # tiles near the block are visited, so assembly is O(tiles) over the whole image
+        for index in [*near, *(n + i for i in near)]:
             tile = tiles[index % n]
             wy0, wx0, wy1, wx1 = tile.window if index < n else tile.core
             if wy1 <= y0 or wy0 >= y1 or wx1 <= x0 or wx0 >= x1:
@@ -533,22 +537,32 @@ def _schedule(jobs: dict[int, _Job], pool: ProcessPoolExecutor, slots: int) -> I
     Only as many jobs as workers are in flight, each slot taking the ready job of the earliest
     phase: those are what later tiles wait on, so no worker idles while a queue of late-phase
     or sweep jobs stands before the job that would release more work."""
-    waiting = {i: {d for d, _ in job.deps} for i, job in jobs.items()}
-    done: set[int] = set()
+    # a heap of ready jobs and a count of unfinished dependencies per job: O(jobs log jobs),
+    # where rescanning every waiting job after each completion was O(jobs^2)
+    blocked = {i: len({d for d, _ in job.deps if d != i}) for i, job in jobs.items()}
+    dependants: dict[int, list[int]] = {i: [] for i in jobs}
+    for i, job in jobs.items():
+        for d in {d for d, _ in job.deps if d != i}:
+            dependants[d].append(i)
+
+    def key(i: int) -> tuple[bool, int, int]:
+        return (jobs[i].sweep, jobs[i].tile.phase, i)
+
+    ready = [key(i) for i, k in blocked.items() if k == 0]
+    heapq.heapify(ready)
     running: dict[Future[tuple[int, int]], int] = {}
-    while waiting or running:
-        ready = sorted(
-            (i for i, deps in waiting.items() if deps <= done),
-            key=lambda i: (jobs[i].sweep, jobs[i].tile.phase, i),
-        )
-        for i in ready[: max(0, slots - len(running))]:
+    while ready or running:
+        while ready and len(running) < slots:
+            i = heapq.heappop(ready)[2]
             running[pool.submit(_run_in_worker, jobs[i])] = i
-            del waiting[i]
         finished, _ = wait(running, return_when=FIRST_COMPLETED)
         for fut in finished:
             del running[fut]
             index, count = fut.result()
-            done.add(index)
+            for j in dependants[index]:
+                blocked[j] -= 1
+                if blocked[j] == 0:
+                    heapq.heappush(ready, key(j))
             yield index, count
 
 

@@ -14,6 +14,7 @@ neighbours already claimed most of the halo, pay for little more than their core
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,11 @@ class Grid:
         return -(-self.width // self.tile)
 
     def tiles(self) -> list[Tile]:
+        return list(self._tiles)
+
+    @cached_property
+    def _tiles(self) -> tuple[Tile, ...]:
+        # built once per grid: every per-tile question (dependencies, blocks) indexes into it
         out = []
         for r in range(self.rows):
             for c in range(self.cols):
@@ -57,7 +63,7 @@ class Grid:
                 h = self.halo * (1 if phase == 0 else 2)
                 window = (max(0, y0 - h), max(0, x0 - h), min(self.height, y1 + h), min(self.width, x1 + h))
                 out.append(Tile(r * self.cols + c, r, c, phase, (y0, x0, y1, x1), window))
-        return out
+        return tuple(out)
 
     def neighbours(self, tile: Tile) -> list[int]:
         """Indices of the (up to eight) tiles around `tile`."""
@@ -71,5 +77,13 @@ class Grid:
 
     def depends_on(self, tile: Tile) -> list[int]:
         """Neighbours of an earlier phase: they must finish before `tile` starts."""
-        tiles = self.tiles()
+        tiles = self._tiles
         return [n for n in self.neighbours(tile) if tiles[n].phase < tile.phase]
+
+    def overlapping(self, y0: int, x0: int, y1: int, x1: int) -> list[int]:
+        """Indices, in order, of the tiles whose window may overlap the box: windows reach at
+        most two halos past their core, so only the tile rows and columns that far out count."""
+        reach = 2 * self.halo
+        r0, r1 = max(0, (y0 - reach) // self.tile), min(self.rows - 1, (y1 - 1 + reach) // self.tile)
+        c0, c1 = max(0, (x0 - reach) // self.tile), min(self.cols - 1, (x1 - 1 + reach) // self.tile)
+        return [r * self.cols + c for r in range(r0, r1 + 1) for c in range(c0, c1 + 1)]

@@ -154,6 +154,21 @@ def test_grid_phases_never_neighbour_and_halo_must_fit() -> None:
         Grid(0, 3000, 512, 64)
 
 
+def test_grid_overlapping_is_every_tile_whose_window_meets_the_box() -> None:
+    grid = Grid(5000, 7000, 512, 64)
+    tiles = grid.tiles()
+
+    def meets(w: tuple[int, int, int, int], box: tuple[int, int, int, int]) -> bool:
+        return not (w[2] <= box[0] or w[0] >= box[2] or w[3] <= box[1] or w[1] >= box[3])
+
+    for box in [(0, 0, 2048, 2048), (2048, 4096, 4096, 6144), (4096, 6144, 5000, 7000), (511, 511, 513, 513)]:
+        near = grid.overlapping(*box)
+        assert near == sorted(near)
+        assert {t.index for t in tiles if meets(t.window, box)} <= set(near)
+        # and no more than the one ring of tiles the reach of a halo can add
+        assert len(near) <= (-(-(box[2] - box[0]) // 512) + 2) * (-(-(box[3] - box[1]) // 512) + 2)
+
+
 def test_params_refuse_a_tile_too_small_for_the_halo() -> None:
     with pytest.raises(ValueError, match="too small for a halo"):
         SlicParams(64, 10.0, tile=256)
