@@ -59,9 +59,11 @@ def embed_slide(
     context: float = 2.0,
     tile: int = 2048,
     progress: str = "auto",
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Compute and store one kind of features; returns the FeaturesCompleted data."""
     from histolabel.adapters import artifacts, pyramids
+    from histolabel.cpus import available_cpus
     from histolabel.learning import embedding, features
     from histolabel.service import HistoLabel
 
@@ -108,8 +110,9 @@ def embed_slide(
         th = features.otsu(features.pixel_channels(low)[0])
         with progress_bar(shape[0] * shape[1], "embed handcrafted", progress) as update:
             values = embedding.handcrafted_slide(
-                rgb, lab, shape, count, h_threshold=th, tile=tile, progress=update
-            )
+                rgb, lab, shape, count, h_threshold=th, tile=tile, progress=update,
+                workers=workers or available_cpus(),
+            )  # fmt: skip
         uri = artifacts.features_uri(project_id, slide_id, kind)
         artifacts.write_features(uri, values, {"kind": kind, "slide_id": slide_id, "count": count})
         return {"slide_id": slide_id, "kind": kind, "uri": uri, "dim": int(np.prod(values.shape[1:]))}
@@ -151,6 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--patch-size", type=int, default=64, help="masked patch side (default 64)")
     p.add_argument("--context", type=float, default=2.0, help="foundation crop side / bbox side")
     p.add_argument("--tile", type=int, default=2048)
+    p.add_argument("--workers", type=int, help="threads for handcrafted features (default: the job's CPUs)")
     args = p.parse_args(argv)
     if not args.slide:
         p.error("--slide is required")
@@ -162,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             kind = HistoLabel.from_env().require_project(args.project).settings.feature_kind
         data = embed_slide(
             args.project, args.slide, kind, weights=args.weights, patch_size=args.patch_size,
-            context=args.context, tile=args.tile, progress=args.progress,
+            context=args.context, tile=args.tile, progress=args.progress, workers=args.workers,
         )  # fmt: skip
     except JobError as exc:
         if not args.no_events:

@@ -25,22 +25,47 @@ def handcrafted_slide(
     h_threshold: float,
     tile: int = 2048,
     progress: Progress | None = None,
+    workers: int = 1,
 ) -> NDArray[np.float32]:
     """[count, HANDCRAFTED_DIM]; `h_threshold` is the slide-wide haematoxylin Otsu level (from a
-    low-resolution level), so every tile thresholds alike."""
+    low-resolution level), so every tile thresholds alike.
+
+    With `workers` > 1, tiles are read and filtered in that many threads (zarr decoding and
+    the numpy/scipy filters release the GIL); statistics are added in tile order in the
+    caller's thread, so the result is the same for any number of workers, and at most
+    2 x workers tiles are in memory at once."""
     acc = features.HandcraftedAccumulator(count)
-    for t in features.tiles(shape[0], shape[1], tile):
+
+    def compute(t: features.Tile) -> tuple[features.Tile, NDArray[Any], NDArray[np.float32] | None]:
         (ys, xs) = t.read
         lab = labels(ys.start, xs.start, ys.stop, xs.stop)
-        core = lab[t.core[0], t.core[1]]
-        if not core.any():
-            if progress:
-                progress(core.size)
-            continue
+        if not lab[t.core[0], t.core[1]].any():
+            return t, lab, None
         img = rgb(ys.start, xs.start, ys.stop, xs.stop)
-        acc.add(features.pixel_channels(img, h_threshold), lab, origin=t.origin, core=t.core)
+        return t, lab, features.pixel_channels(img, h_threshold)
+
+    def add(t: features.Tile, lab: NDArray[Any], channels: NDArray[np.float32] | None) -> None:
+        if channels is not None:
+            acc.add(channels, lab, origin=t.origin, core=t.core)
         if progress:
-            progress(core.size)
+            progress((t.core[0].stop - t.core[0].start) * (t.core[1].stop - t.core[1].start))
+
+    todo = features.tiles(shape[0], shape[1], tile)
+    if workers <= 1:
+        for t in todo:
+            add(*compute(t))
+        return acc.result()
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(workers) as pool:
+        pending: deque[Any] = deque()
+        for t in todo:
+            pending.append(pool.submit(compute, t))
+            if len(pending) >= 2 * workers:
+                add(*pending.popleft().result())
+        while pending:
+            add(*pending.popleft().result())
     return acc.result()
 
 

@@ -32,6 +32,7 @@ import numpy as np
 from skimage.measure import label as connected
 from skimage.segmentation import slic
 
+from histolabel.cpus import available_cpus
 from histolabel.segmentation.table import BlockStats, block_stats
 from histolabel.segmentation.tiling import Grid, Tile
 
@@ -457,7 +458,7 @@ def segment(
         deps = tuple((d, tiles[d].window) for d in [t.index, *grid.neighbours(t)])
         jobs[n + t.index] = _Job(t, deps, shape, params, True, str(work), sweep=True)
     counts = [0] * (2 * n)
-    n_workers = workers or len(os.sched_getaffinity(0)) or 1
+    n_workers = workers or available_cpus()
     boxes = [
         (y, x, min(y + block, shape[0]), min(x + block, shape[1]))
         for y in range(0, shape[0], block)

@@ -129,7 +129,7 @@ class Stack:
         return str(slide_id)
 
     def wait_for_job(
-        self, project_id: str, job_id: str, owner: str, timeout: float = 180.0
+        self, project_id: str, job_id: str, owner: str, timeout: float = 600.0
     ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:

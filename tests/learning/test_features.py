@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -76,3 +77,34 @@ def test_crop_patches_pad_outside_image_and_bad_input() -> None:
         F.pixel_channels(np.zeros((4, 4), np.uint8))
     with pytest.raises(ValueError, match="differ in size"):
         F.handcrafted(rgb, np.ones((5, 5), np.uint32))
+
+
+def test_threaded_slide_embedding_equals_one_thread(shared_data: Path) -> None:
+    from histolabel.learning.embedding import handcrafted_slide
+
+    img = tifffile.imread(shared_data / "labeled/monuseg/TCGA-2Z-A9J9-01A-01-TS1.tif")[:600, :520, :3]
+    labels = slic(img, n_segments=300, compactness=10, start_label=1).astype(np.uint32)
+    n = int(labels.max())
+
+    def rgb(y0: int, x0: int, y1: int, x1: int) -> np.ndarray:
+        return np.ascontiguousarray(img[y0:y1, x0:x1])
+
+    def lab(y0: int, x0: int, y1: int, x1: int) -> np.ndarray:
+        return labels[y0:y1, x0:x1]
+
+    seen: list[int] = []
+    one = handcrafted_slide(rgb, lab, labels.shape, n, h_threshold=0.05, tile=256)
+    three = handcrafted_slide(
+        rgb, lab, labels.shape, n, h_threshold=0.05, tile=256, workers=3, progress=seen.append
+    )
+    np.testing.assert_array_equal(one, three)
+    assert sum(seen) == labels.size
+
+
+def test_available_cpus_follows_the_jobs_declared_vcpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    from histolabel import cpus
+
+    monkeypatch.setenv(cpus.JOB_VCPUS_ENV, "3")
+    assert cpus.available_cpus() == 3
+    monkeypatch.delenv(cpus.JOB_VCPUS_ENV)
+    assert 1 <= cpus.available_cpus() <= (os.cpu_count() or 1)
