@@ -1,13 +1,14 @@
 """Multiscale OME-Zarr (NGFF 0.5, Zarr v3, sharded) pyramids written shard by shard.
 
 The writer takes any zarr store (S3 through s3fs in jobs, memory in unit tests), so this
-module stays free of AWS. Memory is bounded by one shard of level 0 plus its decode, never
-by the slide size: level 0 is written from source regions, each further level from the
+module stays free of AWS. Memory is bounded by two level-0 shards per worker thread (the
+job's CPUs), never by the slide size: level 0 is written from source regions, each further level from the
 level below it, a shard at a time.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import numpy as np
 import zarr
 from zarr.codecs import BytesCodec, ZstdCodec
 
+from histolabel.cpus import available_cpus
 from histolabel.slides.readers import SlideSource
 
 NGFF_VERSION = "0.5"
@@ -114,21 +116,23 @@ def write_pyramid(
     def store(y: int, x: int, region: np.ndarray) -> None:
         arrays[0][:, y : y + region.shape[0], x : x + region.shape[1]] = np.moveaxis(region, -1, 0)
 
-    # Decode the next block while the previous one is compressed and uploaded: two blocks
-    # in memory at most, and the source is only ever read from this thread.
-    with ThreadPoolExecutor(1) as writer:
-        pending: Future[None] | None = None
+    # Decode in this thread (the source is only ever read from here) while up to `workers`
+    # shards are compressed and uploaded at once: shards are independent objects, and at most
+    # 2 x workers decoded blocks wait in memory.
+    workers = available_cpus()
+    with ThreadPoolExecutor(workers) as writer:
+        pending: deque[Future[None]] = deque()
         for y, x, h, w in blocks(source.height, source.width):
             region = source.read_region(y, x, h, w)
             if region.shape != (h, w, 3):
                 raise ValueError(f"source returned {region.shape} for a {h}x{w} region")
-            if pending is not None:
-                pending.result()
-            pending = writer.submit(store, y, x, region)
+            while len(pending) >= 2 * workers:
+                pending.popleft().result()
+            pending.append(writer.submit(store, y, x, region))
             if progress:
                 progress(h * w)
-        if pending is not None:
-            pending.result()
+        while pending:
+            pending.popleft().result()
     for k in range(1, len(shapes)):
         write_downsampled(arrays[k - 1], arrays[k], progress)
     return PyramidInfo(source.width, source.height, len(shapes), source.mpp, source.magnification)
@@ -137,13 +141,19 @@ def write_pyramid(
 def write_downsampled(
     src: zarr.Array, dst: zarr.Array, progress: Progress | None = None, labels: bool = False
 ) -> None:
-    """Fill `dst` from `src` at half resolution, one destination shard at a time."""
+    """Fill `dst` from `src` at half resolution, one destination shard at a time, shards in
+    parallel threads (each reads its own 2x source region and writes its own shard)."""
     height, width = dst.shape[-2:]
-    for y, x, h, w in blocks(height, width):
+
+    def one(y: int, x: int, h: int, w: int) -> int:
         block = np.asarray(src[..., 2 * y : 2 * (y + h), 2 * x : 2 * (x + w)])
         dst[..., y : y + h, x : x + w] = block[..., ::2, ::2] if labels else downsample2(block)
-        if progress:
-            progress(h * w)
+        return h * w
+
+    with ThreadPoolExecutor(available_cpus()) as pool:
+        for done in pool.map(lambda b: one(*b), blocks(height, width)):
+            if progress:
+                progress(done)
 
 
 def image_attributes(info: PyramidInfo, name: str, source_format: str) -> dict[str, Any]:
