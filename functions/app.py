@@ -15,6 +15,7 @@ from chalice import Chalice, CORSConfig, Response
 from chalicelib import data, views
 from chalicelib.context import SERVICES, Call, error, login_config, run
 
+from histolabel import confinement
 from histolabel.api import agreement, audit, export, queue, review
 from histolabel.api.openapi import openapi_document
 from histolabel.api.views import category_out, project_out, resolved_entries, slide_out
@@ -39,6 +40,7 @@ from histolabel.commands import (
     SetHotkey,
     UnlabelSuperpixels,
 )
+from histolabel.config import get_settings
 from histolabel.events.catalogue import Actor
 from histolabel.events.envelope import label_stream, project_stream, verify_chain
 from histolabel.jobs import job_name
@@ -327,7 +329,8 @@ def _register_slide(c: Call) -> Any:
         source_uri = data.data_uri(key)
         upload = {"url": data.presign_put(key), "method": "PUT", "expires_in": data.PRESIGN_TTL_S}
     else:
-        source_uri = b.source_uri
+        # Knowing another project's object URI must not be enough to copy it into this one.
+        source_uri = confinement.require_source(b.source_uri, pid, get_settings())
     c.svc.execute(RegisterSlide(project_id=pid, name=b.name, source_uri=source_uri, slide_id=sid), c.actor)
     return {"slide": slide_out(_fresh(c).slides[sid]), "upload": upload}
 
@@ -361,7 +364,8 @@ def _start_job(c: Call) -> Any:
     slide = c.project.slides[sid]
     args = ["--project", pid, "--slide", sid]
     if job == "ingest":
-        args += ["--source", slide.source_uri]
+        # Also for slides registered before registration checked their source.
+        args += ["--source", confinement.require_source(slide.source_uri, pid, get_settings())]
     elif slide.ingest is None:
         raise CommandRejected("invalid", f"slide {sid!r} must be ingested before {job}", "job", 409)
     elif job == "embed" and slide.segmentation is None:
@@ -740,8 +744,9 @@ def _export(c: Call) -> Any:
         seg = state.slides[slide_id].segmentation
         if seg is None:
             continue
+        labels_uri = views.own(state, seg["labels_uri"])
         try:
-            reader = data.LabelReader(seg["labels_uri"])
+            reader = data.LabelReader(labels_uri)
         except (OSError, ValueError, KeyError) as exc:
             raise CommandRejected(
                 "unavailable", f"the label pyramid of slide {slide_id!r} cannot be read: {exc}", "slide", 409
