@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 import uuid
 from typing import Any
@@ -20,6 +21,7 @@ from histolabel.api import agreement, audit, export, queue, review
 from histolabel.api.openapi import openapi_document
 from histolabel.api.views import category_out, project_out, resolved_entries, slide_out
 from histolabel.commands import (
+    IDEMPOTENCY_KEY_PATTERN,
     AddCategory,
     AddMember,
     ChangeRole,
@@ -472,6 +474,20 @@ def slide_labels(project_id: str, slide_id: str) -> Any:
     return run(app, "slide_labels", _slide_labels, {"project_id": project_id, "slide_id": slide_id})
 
 
+def _idempotency_key(c: Call) -> tuple[str | None, str]:
+    """The request's idempotency key (the header, else the body's field; the body's pattern was
+    checked by its schema) and the name of where it came from."""
+    header, body = c.headers.get("idempotency-key"), c.body.idempotency_key
+    if header is None:
+        return body, "idempotency_key"
+    field = "Idempotency-Key"
+    if not re.fullmatch(IDEMPOTENCY_KEY_PATTERN, header):
+        raise CommandRejected("invalid", "idempotency key: 1-128 of letters, digits, '-', '_'", field)
+    if body is not None and body != header:
+        raise CommandRejected("invalid", "the Idempotency-Key header and idempotency_key differ", field)
+    return header, field
+
+
 def _write(kind: str) -> Any:
     def handler(c: Call) -> Any:
         b, pid, sid = c.body, c.project.project_id, c.params["slide_id"]
@@ -490,14 +506,13 @@ def _write(kind: str) -> Any:
             cmd = ReviewLabels(
                 project_id=pid, slide_id=sid, ids=ids, action=b.action, category_id=b.category_id
             )
-        key = c.headers.get("idempotency-key") or b.idempotency_key
-        if key is not None and not isinstance(key, str):
-            raise CommandRejected("invalid", "idempotency key must be a string", "idempotency_key")
-        if key is not None and (len(key) > 128 or not key.replace("-", "").replace("_", "").isalnum()):
-            raise CommandRejected(
-                "invalid", "idempotency key: 1-128 of letters, digits, '-', '_'", "Idempotency-Key"
-            )
-        result = c.svc.execute(cmd, c.actor, f"{c.user}:{key}" if key else None)
+        key, field = _idempotency_key(c)
+        try:
+            result = c.svc.execute(cmd, c.actor, f"{c.user}:{key}" if key else None)
+        except CommandRejected as exc:
+            if exc.code == "idempotency_key_reused":
+                exc.field = field
+            raise
         return {"command_id": result.command_id, "appended": result.appended, "duplicate": result.duplicate,
                 "ids": len(ids)}  # fmt: skip
 
