@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 import uuid
 from typing import Any
@@ -15,10 +16,12 @@ from chalice import Chalice, CORSConfig, Response
 from chalicelib import data, views
 from chalicelib.context import SERVICES, Call, error, login_config, run
 
+from histolabel import confinement
 from histolabel.api import agreement, audit, export, queue, review
 from histolabel.api.openapi import openapi_document
 from histolabel.api.views import category_out, project_out, resolved_entries, slide_out
 from histolabel.commands import (
+    IDEMPOTENCY_KEY_PATTERN,
     AddCategory,
     AddMember,
     ChangeRole,
@@ -39,6 +42,7 @@ from histolabel.commands import (
     SetHotkey,
     UnlabelSuperpixels,
 )
+from histolabel.config import get_settings
 from histolabel.events.catalogue import Actor
 from histolabel.events.envelope import label_stream, project_stream, verify_chain
 from histolabel.jobs import job_name
@@ -327,7 +331,8 @@ def _register_slide(c: Call) -> Any:
         source_uri = data.data_uri(key)
         upload = {"url": data.presign_put(key), "method": "PUT", "expires_in": data.PRESIGN_TTL_S}
     else:
-        source_uri = b.source_uri
+        # Knowing another project's object URI must not be enough to copy it into this one.
+        source_uri = confinement.require_source(b.source_uri, pid, get_settings())
     c.svc.execute(RegisterSlide(project_id=pid, name=b.name, source_uri=source_uri, slide_id=sid), c.actor)
     return {"slide": slide_out(_fresh(c).slides[sid]), "upload": upload}
 
@@ -361,7 +366,8 @@ def _start_job(c: Call) -> Any:
     slide = c.project.slides[sid]
     args = ["--project", pid, "--slide", sid]
     if job == "ingest":
-        args += ["--source", slide.source_uri]
+        # Also for slides registered before registration checked their source.
+        args += ["--source", confinement.require_source(slide.source_uri, pid, get_settings())]
     elif slide.ingest is None:
         raise CommandRejected("invalid", f"slide {sid!r} must be ingested before {job}", "job", 409)
     elif job == "embed" and slide.segmentation is None:
@@ -468,6 +474,20 @@ def slide_labels(project_id: str, slide_id: str) -> Any:
     return run(app, "slide_labels", _slide_labels, {"project_id": project_id, "slide_id": slide_id})
 
 
+def _idempotency_key(c: Call) -> tuple[str | None, str]:
+    """The request's idempotency key (the header, else the body's field; the body's pattern was
+    checked by its schema) and the name of where it came from."""
+    header, body = c.headers.get("idempotency-key"), c.body.idempotency_key
+    if header is None:
+        return body, "idempotency_key"
+    field = "Idempotency-Key"
+    if not re.fullmatch(IDEMPOTENCY_KEY_PATTERN, header):
+        raise CommandRejected("invalid", "idempotency key: 1-128 of letters, digits, '-', '_'", field)
+    if body is not None and body != header:
+        raise CommandRejected("invalid", "the Idempotency-Key header and idempotency_key differ", field)
+    return header, field
+
+
 def _write(kind: str) -> Any:
     def handler(c: Call) -> Any:
         b, pid, sid = c.body, c.project.project_id, c.params["slide_id"]
@@ -486,14 +506,13 @@ def _write(kind: str) -> Any:
             cmd = ReviewLabels(
                 project_id=pid, slide_id=sid, ids=ids, action=b.action, category_id=b.category_id
             )
-        key = c.headers.get("idempotency-key") or b.idempotency_key
-        if key is not None and not isinstance(key, str):
-            raise CommandRejected("invalid", "idempotency key must be a string", "idempotency_key")
-        if key is not None and (len(key) > 128 or not key.replace("-", "").replace("_", "").isalnum()):
-            raise CommandRejected(
-                "invalid", "idempotency key: 1-128 of letters, digits, '-', '_'", "Idempotency-Key"
-            )
-        result = c.svc.execute(cmd, c.actor, f"{c.user}:{key}" if key else None)
+        key, field = _idempotency_key(c)
+        try:
+            result = c.svc.execute(cmd, c.actor, f"{c.user}:{key}" if key else None)
+        except CommandRejected as exc:
+            if exc.code == "idempotency_key_reused":
+                exc.field = field
+            raise
         return {"command_id": result.command_id, "appended": result.appended, "duplicate": result.duplicate,
                 "ids": len(ids)}  # fmt: skip
 
@@ -740,8 +759,9 @@ def _export(c: Call) -> Any:
         seg = state.slides[slide_id].segmentation
         if seg is None:
             continue
+        labels_uri = views.own(state, seg["labels_uri"])
         try:
-            reader = data.LabelReader(seg["labels_uri"])
+            reader = data.LabelReader(labels_uri)
         except (OSError, ValueError, KeyError) as exc:
             raise CommandRejected(
                 "unavailable", f"the label pyramid of slide {slide_id!r} cannot be read: {exc}", "slide", 409

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 
 from gpu_jobs.common import JobError, parser, progress_bar, record, record_failure, run
+from histolabel.config import get_settings
+from histolabel.confinement import OutsideProject, require_in_project
 
 KINDS = ("handcrafted", "patch", "foundation")
 
@@ -89,6 +91,11 @@ def embed_slide(
     if slide.ingest is None or slide.segmentation is None:
         raise JobError(f"slide {slide_id!r} must be ingested and segmented first")
     seg = slide.segmentation
+    try:  # the state names what the project's jobs wrote; never read another project's object
+        for uri in (slide.ingest["zarr_uri"], seg["labels_uri"], seg["table_uri"]):
+            require_in_project(uri, project_id, get_settings())
+    except OutsideProject as exc:
+        raise JobError(exc.detail) from exc
     count = int(seg["count"])
     if count == 0:
         raise JobError(f"slide {slide_id!r} has no superpixels")

@@ -15,7 +15,8 @@ from typing import Any
 
 from gpu_jobs.common import JobError, parser, progress_bar, record, record_failure, run
 from histolabel.adapters import pyramids
-from histolabel.adapters.s3 import S3PathError, require_in_bucket
+from histolabel.adapters.s3 import S3PathError, require_in_bucket, require_readable_source
+from histolabel.confinement import OutsideProject, require_in_project, require_source
 from histolabel.slides.ingest import TISSUE_PATH, IngestResult, ingest, total_work
 from histolabel.slides.readers import SlideError, open_slide
 
@@ -29,7 +30,7 @@ def ingest_uri(
 ) -> tuple[IngestResult, int, int]:
     """Ingest one slide; returns the result, source bytes and pyramid bytes."""
     try:
-        require_in_bucket(source_uri)
+        require_readable_source(source_uri)
         require_in_bucket(dest_uri)
     except S3PathError as exc:
         raise JobError(str(exc)) from exc
@@ -83,8 +84,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error("--slide is required")
     from histolabel.config import get_settings
 
-    dest = args.dest or f"{slide_prefix(args.project, args.slide, get_settings().data_bucket)}/image.ome.zarr"
+    settings = get_settings()
+    dest = args.dest or f"{slide_prefix(args.project, args.slide, settings.data_bucket)}/image.ome.zarr"
     try:
+        # The job reads and writes for one project only, whatever it is asked (defense in depth
+        # beside the API's check at registration, and the role's grants).
+        try:
+            require_source(args.source, args.project, settings)
+            require_in_project(dest, args.project, settings, "dest")
+        except OutsideProject as exc:
+            raise JobError(exc.detail) from exc
         result, source_bytes, pyramid_bytes = ingest_uri(args.source, dest, args.slide, args.progress)
     except JobError as exc:
         if not args.no_events:

@@ -21,6 +21,7 @@ from typing import Any
 from gpu_jobs.common import JobError, parser, progress_bar, record, record_failure, run
 from histolabel.adapters import pyramids
 from histolabel.adapters.s3 import S3PathError, require_in_bucket
+from histolabel.confinement import OutsideProject, require_in_project
 from histolabel.segmentation.output import (
     choose_level,
     create_label_pyramid,
@@ -136,6 +137,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     image = args.image or f"{prefix}/image.ome.zarr"
     table = args.table or f"{image.rstrip('/').rsplit('/', 1)[0]}/superpixels.parquet"
     try:
+        try:  # one project's job reads and writes that project's objects only
+            for uri, field in ((image, "image"), (table, "table")):
+                require_in_project(uri, args.project, get_settings(), field)
+        except OutsideProject as exc:
+            raise JobError(exc.detail) from exc
         facts = segment_uri(
             image,
             table,

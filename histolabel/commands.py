@@ -8,10 +8,11 @@ lost race is how concurrent writers are serialized.
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from histolabel.events.catalogue import (
     MAX_IDS_PER_EVENT,
@@ -29,6 +30,8 @@ from histolabel.projections.labels import bucket_of
 from histolabel.projections.project import ProjectState
 
 MAX_IDS_PER_COMMAND = 100_000
+# One definition for the body field, the Idempotency-Key header and the OpenAPI document.
+IDEMPOTENCY_KEY_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
 # An event's projection update must fit one DynamoDB transaction with its checkpoint.
 MAX_BUCKETS_PER_EVENT = 64
 # Tableau 10, the palette Histomics Label users know.
@@ -55,6 +58,32 @@ class CommandRejected(ValueError):
         if self.field:
             body["field"] = self.field
         return body
+
+
+BREAKS = ("Zl", "Zp")  # line and paragraph separators
+
+
+def _clean_name(value: str) -> str:
+    """A category name as people read it: NFC, and none of the characters that make two names
+    look alike or rearrange the text around them (controls, format characters such as
+    zero-width and bidi marks, separators, private use, unassigned)."""
+    name = unicodedata.normalize("NFC", value)
+    bad = sorted({c for c in name if unicodedata.category(c)[0] == "C" or unicodedata.category(c) in BREAKS})
+    if bad:
+        codes = ", ".join(f"U+{ord(c):04X}" for c in bad[:5])
+        raise ValueError(f"name has invisible or control characters ({codes})")
+    return name
+
+
+CategoryName = Annotated[
+    str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True), AfterValidator(_clean_name)
+]
+
+
+def name_key(name: str) -> str:
+    """What two category names are compared by: the same under compatibility normalisation,
+    case folding and runs of white space ("Tumor", "tumor", full-width "tumor", "tu  mor")."""
+    return " ".join(unicodedata.normalize("NFKC", name).casefold().split())
 
 
 def _not_found(what: str, value: str, field: str) -> CommandRejected:
@@ -159,10 +188,11 @@ def _category(state: ProjectState, category_id: str, field: str = "category_id")
 
 
 def _check_name_free(state: ProjectState, name: str, except_id: str | None = None) -> None:
+    key = name_key(name)
     for cat in state.live_categories():
-        if cat.id != except_id and cat.name.casefold() == name.strip().casefold():
-            raise CommandRejected("conflict", f"a category named {name!r} exists", "name", 409)
-    if name.strip().casefold() == "default":
+        if cat.id != except_id and name_key(cat.name) == key:
+            raise CommandRejected("conflict", f"a category named {cat.name!r} exists", "name", 409)
+    if key == "default":
         raise CommandRejected("invalid", "'default' is the built-in unlabeled category", "name")
 
 
@@ -184,7 +214,7 @@ def _slug(name: str, taken: set[str]) -> str:
 
 class AddCategory(Command):
     ROLES: ClassVar[tuple[str, ...]] = WRITE_ROLES
-    name: Annotated[str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True)]
+    name: CategoryName
     color: Color | None = None
     hotkey: str | None = None
     category_id: Identifier | None = None
@@ -207,7 +237,7 @@ class AddCategory(Command):
 class RenameCategory(Command):
     ROLES: ClassVar[tuple[str, ...]] = WRITE_ROLES
     category_id: Identifier
-    name: Annotated[str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True)]
+    name: CategoryName
 
     def decide(self, state: ProjectState, user: str, site: str) -> list[NewEvent]:
         _category(state, self.category_id)

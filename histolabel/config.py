@@ -15,6 +15,9 @@ class Settings(BaseModel):
     stage: str = "local"
     region: str = "us-east-1"
     endpoint_url: str | None = None
+    # Where slide sources may be registered from besides the project's own prefix (see
+    # histolabel/confinement.py): HISTOLABEL_SOURCE_PREFIXES, whitespace- or comma-separated.
+    source_prefixes: tuple[str, ...] = ()
 
     @field_validator("stage")
     @classmethod
@@ -52,6 +55,7 @@ def settings_from_env(environ: dict[str, str] | None = None) -> Settings:
         stage=env.get("HISTOLABEL_STAGE", "local"),
         region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
         endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+        source_prefixes=tuple(env.get("HISTOLABEL_SOURCE_PREFIXES", "").replace(",", " ").split()),
     )
 
 

@@ -5,6 +5,7 @@ Used alike by the API routes, the CLI, the jobs and the projector Lambda.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import threading
 import time
@@ -47,6 +48,27 @@ class CommandResult(BaseModel):
     @property
     def appended(self) -> int:
         return len(self.events)
+
+
+def request_hash(command: Command) -> str:
+    """What an idempotency key promises to repeat: the command, its kind and every field."""
+    body = canonical_json({"command": type(command).__name__, **command.model_dump(mode="json")})
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def _replayed(previous: dict[str, Any], request: str | None, key: str | None) -> CommandResult:
+    """The first result again, when the repeat is the same request (records written before the
+    request hash was kept are taken as the same)."""
+    if request is not None and previous.get("request") not in (None, request):
+        shown = key.rsplit(":", 1)[-1] if key else key  # the route scopes keys as "user:key"
+        raise CommandRejected(
+            "idempotency_key_reused",
+            f"idempotency key {shown!r} was used for a different request (another payload or slide); "
+            "send a new key for a new request",
+            "idempotency_key",
+            422,
+        )
+    return CommandResult(**{**previous, "duplicate": True})
 
 
 class HistoLabel:
@@ -137,7 +159,8 @@ class HistoLabel:
             command.authorize(state, actor.user)
             return command.decide(state, actor.user, actor.site)
 
-        return self.append_decided(command.project_id, decide, actor, idempotency_key)
+        request = request_hash(command) if idempotency_key else None
+        return self.append_decided(command.project_id, decide, actor, idempotency_key, request)
 
     def record_job_event(
         self, project_id: str, event_type: str, data: dict[str, Any], job: str
@@ -201,10 +224,13 @@ class HistoLabel:
         decide: Callable[[ProjectState], list[NewEvent]],
         actor: Actor,
         idempotency_key: str | None,
+        request: str | None = None,
     ) -> CommandResult:
         """Optimistic: decide on the cached project state and cached stream heads, and let the
         transaction's conditions say whether either moved (the project stream is guarded even
-        when the command does not append to it). A lost race refreshes both and decides again."""
+        when the command does not append to it). A lost race refreshes both and decides again.
+        `request` (a hash of the command) is kept with the idempotency record: the key of one
+        request sent with another is refused, not answered with the first one's result."""
         idem_stream = idempotency_stream(project_id, idempotency_key) if idempotency_key else None
         command_id = uuid.uuid4().hex
         fresh = False
@@ -220,7 +246,7 @@ class HistoLabel:
                     continue
                 previous = self.events.idempotent_result(idem_stream) if idem_stream else None
                 if previous is not None:
-                    return CommandResult(**{**previous, "duplicate": True})
+                    return _replayed(previous, request, idempotency_key)
                 raise
             sealed = self._seal(new_events, project_id, actor, idempotency_key or "", command_id, state)
             result = CommandResult(
@@ -236,13 +262,14 @@ class HistoLabel:
             project = project_stream(project_id)
             guard = None if any(e.stream == project for e in sealed) else (project, state.seq + 1)
             try:
-                idem = (idem_stream, result.model_dump(exclude={"duplicate"})) if idem_stream else None
+                record = {**result.model_dump(exclude={"duplicate"}), "request": request}
+                idem = (idem_stream, record) if idem_stream else None
                 self.events.append(sealed, idem, guard)
                 for e in sealed:
                     self._heads[e.stream] = (e.seq, e.hash)
                 return result
             except DuplicateCommand as dup:
-                return CommandResult(**{**dup.result, "duplicate": True})
+                return _replayed(dup.result, request, idempotency_key)
             except AppendConflict as conflict:
                 moved = (
                     conflict.streams

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 from histolabel.api.routes import BY_NAME, Route
 from histolabel.auth.tokens import AuthError, Identity, PoolConfig, bearer_token, verify_id_token
 from histolabel.commands import CommandRejected
+from histolabel.confinement import OutsideProject
 from histolabel.events.catalogue import Actor
 from histolabel.jobs import JobSubmissionError, JobSubmitter
 from histolabel.projections.project import ProjectState
@@ -228,6 +229,8 @@ def run(app: Any, name: str, handler: Handler, params: dict[str, str]) -> Any:
         return error(exc.status, exc.code, exc.detail, exc.field)
     except ValidationError as exc:
         return _validation_error(exc, "the request")
+    except OutsideProject as exc:
+        return error(403, "forbidden", exc.detail, exc.field)
     except JobSubmissionError as exc:
         return error(503, "unavailable", str(exc))
     except Exception:

@@ -9,9 +9,11 @@ import numpy as np
 import shapely
 
 from chalicelib import data
+from histolabel import confinement
 from histolabel.api.review import Row, rows_for_slide
 from histolabel.api.tables import Predictions
 from histolabel.commands import CommandRejected
+from histolabel.config import get_settings
 from histolabel.events.envelope import label_stream
 from histolabel.projections.labels import SlideLabels, apply_label_event
 from histolabel.projections.project import ProjectState
@@ -40,11 +42,22 @@ def require_slide(state: ProjectState, slide_id: str, segmented: bool = False) -
     return slide.segmentation
 
 
+def own(state: ProjectState, uri: str, field: str = "slide_id") -> str:
+    """A URI the project's state names (jobs record them), served only when it lies under the
+    project's own prefix: a misdirected or forged job event must not make a route read another
+    project's object."""
+    if not confinement.in_project(uri, state.project_id, get_settings()):
+        detail = f"the project's state names an object outside project {state.project_id!r}"
+        raise CommandRejected("forbidden", detail, field, 403)
+    return uri
+
+
 def table_for(state: ProjectState, slide_id: str) -> Any:
     seg = require_slide(state, slide_id, segmented=True)
     assert seg is not None
+    uri = own(state, seg["table_uri"])
     try:
-        return data.superpixel_table(seg["table_uri"], seg.get("at", ""))
+        return data.superpixel_table(uri, seg.get("at", ""))
     except (OSError, ValueError) as exc:
         raise CommandRejected(
             "unavailable",
@@ -77,7 +90,7 @@ def model_predictions(state: ProjectState, slide_ids: list[str]) -> dict[str, Pr
     for sid in slide_ids:
         if sid in pub["slides"]:
             try:
-                out[sid] = data.predictions(data.prediction_uri(pub["uri_prefix"], sid))
+                out[sid] = data.predictions(own(state, data.prediction_uri(pub["uri_prefix"], sid)))
             except FileNotFoundError:
                 continue
     return out
@@ -100,8 +113,9 @@ def slide_predictions(state: ProjectState, slide_id: str) -> tuple[int, Predicti
         raise CommandRejected(
             "conflict", f"model v{version} has no predictions for slide {slide_id!r}", "slide_id", 409
         )
+    uri = own(state, data.prediction_uri(pub["uri_prefix"], slide_id))
     try:
-        return version, data.predictions(data.prediction_uri(pub["uri_prefix"], slide_id))
+        return version, data.predictions(uri)
     except (OSError, ValueError) as exc:
         raise CommandRejected(
             "unavailable", f"the predictions of slide {slide_id!r} cannot be read: {exc}", "slide_id", 409

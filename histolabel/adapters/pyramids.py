@@ -8,15 +8,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zarr
 
-from histolabel.adapters.s3 import filesystem, require_in_bucket, zarr_store
+from histolabel.adapters.s3 import filesystem, require_in_bucket, require_readable_source, zarr_store
 from histolabel.config import Settings
 
 READ_BLOCK = 4 * 2**20  # range-read size: a few tiles of a slide per request
 
 
 def open_source(uri: str, settings: Settings | None = None) -> IO[bytes]:
-    """A seekable, range-reading binary file on an S3 object in the data bucket."""
-    bucket, key = require_in_bucket(uri, settings)
+    """A seekable, range-reading binary file on a slide source (the data bucket or an
+    allow-listed source bucket)."""
+    bucket, key = require_readable_source(uri, settings)
     fs = filesystem(settings)
     if not fs.isfile(f"{bucket}/{key}"):
         raise FileNotFoundError(f"{uri} does not exist")
@@ -24,7 +25,7 @@ def open_source(uri: str, settings: Settings | None = None) -> IO[bytes]:
 
 
 def object_size(uri: str, settings: Settings | None = None) -> int:
-    bucket, key = require_in_bucket(uri, settings)
+    bucket, key = require_readable_source(uri, settings)
     return int(filesystem(settings).size(f"{bucket}/{key}"))
 
 

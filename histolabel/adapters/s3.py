@@ -36,6 +36,21 @@ def require_in_bucket(uri: str, settings: Settings | None = None) -> tuple[str, 
     return bucket, key
 
 
+def require_readable_source(uri: str, settings: Settings | None = None) -> tuple[str, str]:
+    """A slide source: in the data bucket, or in a bucket the deployer allow-listed for sources
+    (which project may read which prefix is histolabel.confinement's to say)."""
+    from histolabel.confinement import allowed_prefixes
+
+    s = settings or get_settings()
+    bucket, _ = split_uri(uri)
+    if bucket in {a.bucket for a in allowed_prefixes(s)}:
+        key = uri[len(f"s3://{bucket}/") :]
+        if any(part in ("..", ".") for part in key.split("/")):
+            raise S3PathError(f"{uri!r} has a relative path component")
+        return bucket, key
+    return require_in_bucket(uri, s)
+
+
 @lru_cache(maxsize=8)
 def _fs(region: str, endpoint_url: str | None, asynchronous: bool) -> s3fs.S3FileSystem:
     client_kwargs: dict[str, Any] = {"region_name": region}

@@ -9,12 +9,25 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from histolabel.api.routes import ROUTES, Route
 from histolabel.api.schemas import ErrorOut
+from histolabel.commands import IDEMPOTENCY_KEY_PATTERN
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 PATH_PATTERNS = {
     "user": r"^[A-Za-z0-9][A-Za-z0-9_.@:+-]{0,127}$",
     "job_id": r"^[A-Za-z0-9][A-Za-z0-9_:.-]{0,199}$",
 }
+# Rules that rest on the project's state, so no schema can carry them: said in words.
+STATE_RULES = {
+    "change_role": "A project keeps at least one owner: demoting its last owner is 400 (field `role`).",
+    "remove_member": "A project keeps at least one owner: removing its last owner is 400 (field `user`).",
+    "add_category": "Names are unique under NFKC, case folding and white space (409, field `name`).",
+    "update_category": "Names are unique under NFKC, case folding and white space (409, field `name`).",
+}
+IDEMPOTENCY = (
+    "Repeats of the same request with the same key return the first result and write nothing; the key "
+    "sent with a different request (payload or slide) is 422 naming the key. The header wins over the "
+    "body's `idempotency_key`; both given must be equal."
+)
 ERRORS = {
     "400": "Malformed or invalid request",
     "401": "Missing, expired or forged token",
@@ -49,6 +62,16 @@ def _parameters(route: Route) -> list[dict[str, Any]]:
         }
         for name in route.path_params
     ]
+    if route.body is not None and "idempotency_key" in route.body.model_fields:
+        params.append(
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "description": IDEMPOTENCY,
+                "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN},
+            }
+        )
     if route.query is not None:
         schema = route.query.model_json_schema(mode="validation")
         required = set(schema.get("required", []))
@@ -61,7 +84,9 @@ def _parameters(route: Route) -> list[dict[str, Any]]:
 def _operation(route: Route, refs: dict[tuple[type[BaseModel], JsonSchemaMode], Any]) -> dict[str, Any]:
     op: dict[str, Any] = {"operationId": route.name, "summary": route.summary}
     if isinstance(route.access, tuple):
-        op["description"] = f"Roles: {', '.join(route.access)}."
+        op["description"] = " ".join(
+            [f"Roles: {', '.join(route.access)}.", STATE_RULES.get(route.name, "")]
+        ).strip()
     params = _parameters(route)
     if params:
         op["parameters"] = params

@@ -3,11 +3,12 @@ generated from them)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, StringConstraints, model_validator
 
-from histolabel.commands import MAX_IDS_PER_COMMAND
+from histolabel.commands import IDEMPOTENCY_KEY_PATTERN, MAX_IDS_PER_COMMAND, CategoryName
 from histolabel.events.catalogue import (
     Color,
     Identifier,
@@ -24,13 +25,32 @@ def _hotkey(value: str | None) -> str | None:
     return check_hotkey(value)
 
 
-Hotkey = Annotated[str, StringConstraints(min_length=1, max_length=32), AfterValidator(_hotkey)]
+# check_hotkey's rule (catalogue.HOTKEY, after strip and lower) as a JSON Schema pattern, so the
+# OpenAPI document says what the handler accepts (tests/unit/test_strict_input.py compares them).
+HOTKEY_PATTERN = (
+    r"^\s*(([Cc][Tt][Rr][Ll]|[Aa][Ll][Tt]|[Ss][Hh][Ii][Ff][Tt]|[Mm][Ee][Tt][Aa])\+){0,3}"
+    r"([A-Za-z0-9]|[Ff][1-9]|[Ff]1[0-2])\s*$"
+)
+Hotkey = Annotated[
+    str, StringConstraints(min_length=1, max_length=32, pattern=HOTKEY_PATTERN), AfterValidator(_hotkey)
+]
 Site = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-SuperpixelId = Annotated[int, Field(ge=1, le=2**32 - 1)]
-IdempotencyKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
-Point = Annotated[list[Annotated[float, Field(ge=-1e7, le=1e7)]], Field(min_length=2, max_length=2)]
+# In bodies, JSON integers only: "1", true and 1.0 are not superpixel 1.
+SuperpixelId = Annotated[int, Strict(), Field(ge=1, le=2**32 - 1)]
+# In query strings everything is text; the value is parsed as an integer there.
+SuperpixelIdParam = Annotated[int, Field(ge=1, le=2**32 - 1)]
+IdempotencyKey = Annotated[str, StringConstraints(pattern=IDEMPOTENCY_KEY_PATTERN)]
+Point = Annotated[list[Annotated[float, Strict(), Field(ge=-1e7, le=1e7)]], Field(min_length=2, max_length=2)]
 MAX_POLYGON_POINTS = 10_000
 MAX_DATA_KEYS = 1000
+
+
+def exactly_one(*fields: tuple[str, str]) -> dict[str, Any]:
+    """JSON Schema for "exactly one of these (name, JSON type) fields is given and not null"."""
+    return {"oneOf": [{"required": [f], "properties": {f: {"type": t}}} for f, t in fields]}
+
+
+ONE_SELECTION = exactly_one(("ids", "array"), ("polygon", "array"))
 
 
 class Body(BaseModel):
@@ -62,7 +82,7 @@ class ChangeRoleIn(Body):
 
 
 class AddCategoryIn(Body):
-    name: Annotated[str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True)]
+    name: CategoryName
     color: Color | None = None
     hotkey: Hotkey | None = None
     category_id: Identifier | None = None
@@ -71,7 +91,17 @@ class AddCategoryIn(Body):
 class UpdateCategoryIn(Body):
     """Only the fields present change; `hotkey: null` clears the hotkey."""
 
-    name: Annotated[str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True)] | None = None
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["name"], "properties": {"name": {"type": "string"}}},
+                {"required": ["color"], "properties": {"color": {"type": "string"}}},
+                {"required": ["hotkey"]},
+            ]
+        }
+    )
+
+    name: CategoryName | None = None
     color: Color | None = None
     hotkey: Hotkey | None = None
 
@@ -82,6 +112,8 @@ class MergeCategoriesIn(Body):
 
 
 class RegisterSlideIn(Body):
+    model_config = ConfigDict(json_schema_extra=exactly_one(("filename", "string"), ("source_uri", "string")))
+
     name: Annotated[str, StringConstraints(min_length=1, max_length=255)]
     filename: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_. -]{0,200}$")] | None = None
     source_uri: (
@@ -109,6 +141,8 @@ class DataUrlsIn(Body):
 class _Selection(Body):
     """Superpixels chosen by id (click, bulk, brush as ids) or by a brush polygon."""
 
+    model_config = ConfigDict(json_schema_extra=ONE_SELECTION)
+
     ids: list[SuperpixelId] | None = Field(default=None, min_length=1, max_length=MAX_IDS_PER_COMMAND)
     polygon: list[Point] | None = Field(
         default=None,
@@ -135,6 +169,21 @@ class UnlabelIn(_Selection):
 
 
 class ReviewIn(_Selection):
+    """`category_id` goes with `action: change` (the new category) and with no other action."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "allOf": [
+                ONE_SELECTION,
+                {
+                    "if": {"required": ["action"], "properties": {"action": {"const": "change"}}},
+                    "then": {"required": ["category_id"], "properties": {"category_id": {"type": "string"}}},
+                    "else": {"properties": {"category_id": {"type": "null"}}},
+                },
+            ]
+        }
+    )
+
     action: ReviewAction
     category_id: Identifier | None = None
 
@@ -466,16 +515,32 @@ class ExportQuery(Query):
 
 class HistoryQuery(Query):
     slide: Identifier | None = None
-    superpixel: SuperpixelId | None = None
+    superpixel: SuperpixelIdParam | None = None
     user: UserId | None = None
     type: Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{1,64}$")] | None = None
     after_seq: int = Field(default=0, ge=0)
     limit: int = Field(default=500, ge=1, le=5000)
 
 
+def _calendar_instant(value: str) -> str:
+    """The pattern says the shape; the calendar says whether 2026-13-45 or 25:61 exists."""
+    try:
+        datetime.fromisoformat(value.removesuffix("Z"))
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not a date or time that exists (YYYY-MM-DD[THH:MM[:SS[.ffffff]]][Z])"
+        ) from None
+    return value
+
+
 class ReplayQuery(Query):
     as_of: Annotated[
-        str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?Z?)?$")
+        str,
+        StringConstraints(
+            pattern=r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])"
+            r"(T([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?Z?)?$"
+        ),
+        AfterValidator(_calendar_instant),
     ]
     slide: Identifier | None = None
 

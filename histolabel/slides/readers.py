@@ -25,6 +25,46 @@ class SlideError(ValueError):
     """The source is not a readable image (corrupt, truncated, empty or unsupported)."""
 
 
+@dataclass(frozen=True)
+class Budget:
+    """What a format may cost, checked against its header before anything is decoded: the
+    pixels of the whole image, and the bytes of one decode unit (what a reader holds decoded at
+    once: the whole image for PNG/JPEG, which are not tiled; one tile or strip of a TIFF; one
+    frame of a DICOM). Ingest reads a shard at a time, so its memory is one shard plus the
+    decode units under it, never the image."""
+
+    pixels: int
+    unit_bytes: int
+
+
+BUDGETS = {
+    # 64 megapixels decoded whole: any camera or screenshot; a slide comes tiled.
+    "png": Budget(pixels=2**26, unit_bytes=2**28),
+    "jpeg": Budget(pixels=2**26, unit_bytes=2**28),
+    "tiff": Budget(pixels=MAX_PIXELS, unit_bytes=2**26),
+    "dicom": Budget(pixels=MAX_PIXELS, unit_bytes=2**26),
+}
+
+
+def check_budget(kind: str, width: int, height: int, unit: tuple[int, ...], itemsize: int) -> None:
+    """Refuse a header whose image or decode unit (`unit` a shape, of `itemsize`-byte samples)
+    is over the format's budget."""
+    _check_size(width, height)
+    budget = BUDGETS[kind]
+    if width * height > budget.pixels:
+        raise SlideError(
+            f"{kind.upper()} header claims {width}x{height} pixels, over the {budget.pixels:,}-pixel "
+            f"budget for {kind.upper()} (store large slides as tiled TIFF, SVS or DICOM)"
+        )
+    unit_bytes = int(np.prod(unit, dtype=np.int64)) * itemsize
+    if unit_bytes > budget.unit_bytes:
+        what = "image" if kind in ("png", "jpeg") else {"tiff": "tile or strip", "dicom": "frame"}[kind]
+        raise SlideError(
+            f"one {what} of {'x'.join(map(str, unit))} decodes to {unit_bytes:,} bytes, over the "
+            f"{budget.unit_bytes:,}-byte budget for {kind.upper()}"
+        )
+
+
 class SlideSource(Protocol):
     width: int
     height: int
@@ -103,7 +143,7 @@ class TiffSlide:
             raise SlideError(f"TIFF axes {self._axes!r} have no Y/X")
         self.height = int(self._array.shape[self._axes.index("Y")])
         self.width = int(self._array.shape[self._axes.index("X")])
-        _check_size(self.width, self.height)
+        check_budget("tiff", self.width, self.height, tuple(self._array.chunks), self._array.dtype.itemsize)
         if self._tif.is_svs:
             self.format = "svs"
             self._svs_metadata(str(getattr(page, "description", "")))
@@ -200,9 +240,12 @@ class DicomSlide:
             raise
         except Exception as exc:
             raise SlideError(f"not a readable DICOM image: {exc}") from exc
-        _check_size(self.width, self.height)
         if self._tile_w <= 0 or self._tile_h <= 0:
             raise SlideError("DICOM frame has zero size")
+        if self._bits not in (8, 16):
+            raise SlideError(f"unsupported DICOM BitsAllocated {self._bits}")
+        frame = (self._tile_h, self._tile_w, self._samples)
+        check_budget("dicom", self.width, self.height, frame, self._bits // 8)
         if str(ds.get("DimensionOrganizationType", "TILED_FULL")) not in ("TILED_FULL", ""):
             raise SlideError("only TILED_FULL DICOM WSI is supported")
         self._cols = -(-self.width // self._tile_w)
@@ -266,7 +309,11 @@ class DicomSlide:
             raise SlideError("DICOM frame is truncated")
         try:
             if self._decode is not None:
-                tile = self._decode(data)
+                # Into a buffer of the frame's size: a frame whose own header claims more is
+                # refused by the codec instead of being allocated.
+                shape = (self._tile_h, self._tile_w, self._samples)[: 3 if self._samples > 1 else 2]
+                out = np.empty(shape, np.uint8 if self._bits == 8 else np.uint16)
+                tile = self._decode(data, out=out)
             else:
                 tile = np.frombuffer(data, np.uint8 if self._bits == 8 else np.uint16).reshape(
                     self._tile_h, self._tile_w, self._samples
@@ -288,10 +335,10 @@ class DicomSlide:
         return out
 
 
-def _dicom_decoder(syntax: str) -> Callable[[bytes], np.ndarray] | None:
+def _dicom_decoder(syntax: str) -> Callable[..., np.ndarray] | None:
     import imagecodecs
 
-    decoders: dict[str, Callable[[bytes], np.ndarray] | None] = {
+    decoders: dict[str, Callable[..., np.ndarray] | None] = {
         "1.2.840.10008.1.2.1": None,  # explicit VR little endian, native pixels
         "1.2.840.10008.1.2": None,
         "1.2.840.10008.1.2.4.50": imagecodecs.jpeg8_decode,
@@ -306,9 +353,50 @@ def _dicom_decoder(syntax: str) -> Callable[[bytes], np.ndarray] | None:
     return decoders[syntax]
 
 
+# PNG colour type -> samples per pixel (IHDR byte 25); the bit depth is byte 24.
+_PNG_SAMPLES = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+
+
+def _plain_header(fh: IO[bytes]) -> tuple[str, int, int, tuple[int, ...], int]:
+    """(format, width, height, decoded shape, bytes per sample) of a PNG or JPEG from its header
+    alone: PIL opens lazily, and nothing is decoded."""
+    from PIL import Image
+
+    head = fh.read(26)
+    fh.seek(0)
+    kind = "png" if head[:8] == b"\x89PNG\r\n\x1a\n" else "jpeg"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(fh) as im:
+                width, height = im.size
+                bands = len(im.getbands())
+                found = str(im.format).lower()
+    except Image.DecompressionBombError as exc:
+        # PIL's own limit (checked as it opens) is above ours; its message names the claim.
+        claimed = re.search(r"\((\d+) pixels\)", str(exc))
+        what = f"{int(claimed.group(1)):,} pixels" if claimed else "too many pixels"
+        raise SlideError(
+            f"{kind.upper()} header claims {what}, over the {BUDGETS[kind].pixels:,}-pixel budget for "
+            f"{kind.upper()} (store large slides as tiled TIFF, SVS or DICOM)"
+        ) from None
+    except Exception as exc:
+        raise SlideError(f"cannot decode {kind.upper()}: unreadable header ({exc})") from exc
+    finally:
+        fh.seek(0)
+    if found not in ({"png"} if kind == "png" else {"jpeg", "mpo"}):
+        raise SlideError(f"cannot decode {kind.upper()}: the header is {found.upper()}'s")
+    if kind == "png":
+        samples, itemsize = _PNG_SAMPLES.get(head[25], 4), 2 if head[24] == 16 else 1
+    else:
+        samples, itemsize = bands, 1
+    return kind, width, height, (height, width, samples), itemsize
+
+
 @dataclass
 class PlainImage:
-    """PNG or JPEG: not tiled, so it is decoded whole (these files are small by nature)."""
+    """PNG or JPEG: not tiled, so it is decoded whole, and only once its header shows it is
+    within the format's budget (a 1 MB PNG may claim 100k x 100k pixels)."""
 
     fh: IO[bytes]
     width: int = 0
@@ -320,19 +408,24 @@ class PlainImage:
     def __post_init__(self) -> None:
         import imagecodecs
 
+        self.format, width, height, unit, itemsize = _plain_header(self.fh)
+        check_budget(self.format, width, height, unit, itemsize)
         data = self.fh.read()
         try:
-            if data[:8] == b"\x89PNG\r\n\x1a\n":
-                self.format = "png"
+            if self.format == "png":
                 pixels = imagecodecs.png_decode(data)
             else:
-                self.format = "jpeg"
-                pixels = imagecodecs.jpeg8_decode(data)
+                # Into a buffer of the header's size, so a later marker claiming more is refused.
+                out = np.empty(unit if unit[-1] > 1 else unit[:2], np.uint8)
+                pixels = imagecodecs.jpeg8_decode(data, out=out)
         except Exception as exc:
             raise SlideError(f"cannot decode {self.format.upper()}: {exc}") from exc
         self._pixels = _to_rgb(np.asarray(pixels))
         self.height, self.width = self._pixels.shape[:2]
-        _check_size(self.width, self.height)
+        if (self.width, self.height) != (width, height):
+            raise SlideError(
+                f"{self.format.upper()} decodes to {self.width}x{self.height}, not its header's size"
+            )
 
     def read_region(self, y: int, x: int, h: int, w: int) -> np.ndarray:
         return self._pixels[y : y + h, x : x + w].copy()

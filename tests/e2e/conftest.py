@@ -86,7 +86,7 @@ class Stack:
             "POST",
             f"/projects/{project_id}/slides",
             owner,
-            {"name": name, "source_uri": f"s3://{self.settings.data_bucket}/demo/{name}.svs"},
+            {"name": name, "filename": f"{name}.svs"},
         )
         slide_id = out["slide"]["slide_id"]
         prefix = f"{self.settings.data_bucket}/projects/{project_id}/slides/{slide_id}"

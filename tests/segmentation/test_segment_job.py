@@ -135,7 +135,7 @@ def _segment_job(*args: str) -> subprocess.CompletedProcess[str]:
 def test_job_command_line_refuses_cleanly(cloud: Settings) -> None:
     proc = _segment_job("--image", "s3://elsewhere/x.ome.zarr")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "outside the allowed bucket" in proc.stderr
+    assert "outside project 'p'" in proc.stderr
     proc = _segment_job("--superpixel-size", "-3")
     assert proc.returncode == 2 and "must be positive" in proc.stderr
 

@@ -16,7 +16,9 @@ def upload(cloud: Settings) -> Callable[[Path | bytes, str], str]:
     """Upload a file (or bytes) under a fresh prefix; returns its s3:// URI."""
     from histolabel.adapters.s3 import filesystem
 
-    prefix = f"{cloud.data_bucket}/tests/{uuid.uuid4().hex[:10]}"
+    # Under the project the job command runs for (test_ingest: --project p1): jobs read and
+    # write their own project's objects only.
+    prefix = f"{cloud.data_bucket}/projects/p1/slides/{uuid.uuid4().hex[:10]}/source"
 
     def _upload(src: Path | bytes, name: str) -> str:
         fs = filesystem(cloud)
@@ -31,4 +33,4 @@ def upload(cloud: Settings) -> Callable[[Path | bytes, str], str]:
 
 @pytest.fixture
 def dest(cloud: Settings) -> str:
-    return f"s3://{cloud.data_bucket}/tests/{uuid.uuid4().hex[:10]}/image.ome.zarr"
+    return f"s3://{cloud.data_bucket}/projects/p1/slides/{uuid.uuid4().hex[:10]}/image.ome.zarr"

@@ -127,3 +127,63 @@ def test_truncated_tiled_tiff_fails_on_decode(rgb: np.ndarray) -> None:
     source = open_slide(io.BytesIO(blob[: len(blob) * 2 // 3]))
     with pytest.raises(SlideError, match="cannot decode"):
         source.read_region(0, 0, 700, 900)
+
+
+def png_claiming(width: int, height: int, payload: bytes) -> bytes:
+    """A PNG whose header claims width x height RGB pixels, followed by `payload` as its data."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", payload) + chunk(b"IEND", b"")
+
+
+def jpeg_claiming(width: int, height: int) -> bytes:
+    import struct
+
+    blob = bytearray(imagecodecs.jpeg8_encode(np.zeros((16, 16, 3), np.uint8)))
+    sof = blob.find(b"\xff\xc0")
+    blob[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(blob)
+
+
+def tiff_with_one_strip_of(side: int, tmp_path) -> bytes:
+    """A TIFF whose header says side x side RGB in one strip (a decode unit of 3*side^2 bytes)."""
+    path = tmp_path / "strip.tif"
+    tifffile.imwrite(path, np.zeros((64, 64, 3), np.uint8), photometric="rgb", rowsperstrip=64)
+    with tifffile.TiffFile(path, mode="r+b") as tif:
+        for tag in ("ImageWidth", "ImageLength", "RowsPerStrip"):
+            tif.pages[0].tags[tag].overwrite(side)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("make", "needle"),
+    [
+        (lambda _: png_claiming(100_000, 100_000, b"\0" * 100), "claims 10,000,000,000 pixels"),
+        (
+            lambda _: png_claiming(9000, 9000, b"\0" * 100),
+            "claims 9000x9000 pixels, over the 67,108,864-pixel",
+        ),
+        (lambda _: jpeg_claiming(65_000, 65_000), "claims 4,225,000,000 pixels"),
+        (lambda _: jpeg_claiming(9000, 9000), "claims 9000x9000 pixels"),
+        (
+            lambda tmp: tiff_with_one_strip_of(30_000, tmp),
+            "tile or strip of 30000x30000x3 decodes to 2,700,000,000",
+        ),
+    ],
+    ids=["png-100k", "png-over-budget", "jpeg-65k", "jpeg-over-budget", "tiff-huge-strip"],
+)
+def test_headers_over_the_budget_are_refused_before_decoding(make, needle, tmp_path) -> None:
+    with pytest.raises(SlideError, match=needle):
+        open_slide(io.BytesIO(make(tmp_path)))
+
+
+def test_a_jpeg_whose_size_is_within_budget_still_decodes(rgb: np.ndarray) -> None:
+    blob = imagecodecs.jpeg8_encode(rgb, level=95)
+    source = open_slide(io.BytesIO(blob))
+    assert (source.height, source.width) == rgb.shape[:2]
+    assert source.read_region(0, 0, 10, 10).shape == (10, 10, 3)

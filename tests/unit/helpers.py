@@ -5,7 +5,7 @@ from __future__ import annotations
 from itertools import count
 
 from histolabel.commands import AddCategory, AddMember, CreateProject, RegisterSlide
-from histolabel.config import Settings
+from histolabel.config import Settings, get_settings
 from histolabel.events.catalogue import Actor
 from histolabel.eventstore import InMemoryEventStore
 from histolabel.projections.store import InMemoryProjectionStore
@@ -43,12 +43,17 @@ def seeded_project(svc: HistoLabel, project_id: str = "proj", superpixels: int =
         assert result.appended == 1
     svc.execute(
         RegisterSlide(
-            project_id=project_id, slide_id="s1", name="slide 1", source_uri="s3://bucket-x/s1.svs"
+            project_id=project_id, slide_id="s1", name="slide 1", source_uri=_own_source(project_id, "s1")
         ),
         OWNER,
     )
     segmented(svc, project_id, "s1", superpixels)
     return cats
+
+
+def _own_source(project_id: str, slide_id: str) -> str:
+    """Where an upload of the slide lies (a source outside the project is refused at ingest)."""
+    return f"s3://{get_settings().data_bucket}/projects/{project_id}/slides/{slide_id}/source/{slide_id}.svs"
 
 
 def segmented(svc: HistoLabel, project_id: str, slide_id: str, n: int) -> None:
