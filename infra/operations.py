@@ -321,6 +321,22 @@ def _delete_kept(settings: Settings, foundation_outputs: dict[str, str], echo: E
                 raise
 
 
+def _empty_repositories(settings: Settings, outputs: dict[str, str]) -> None:
+    """The images (EmptyOnDelete does this on AWS; the emulator ignores it)."""
+    ecr = client("ecr", settings)
+    for key in ("ApiRepositoryUri", "JobRepositoryUri"):
+        if key not in outputs:
+            continue
+        name = outputs[key].rsplit("/", 1)[1]
+        try:
+            ids = ecr.list_images(repositoryName=name)["imageIds"]
+            if ids:
+                ecr.batch_delete_image(repositoryName=name, imageIds=ids)
+        except ClientError as err:
+            if err.response["Error"]["Code"] != "RepositoryNotFoundException":
+                raise
+
+
 def destroy(settings: Settings, *, delete_data: bool, echo: Echo) -> list[str]:
     """Remove the app stack; with delete_data also the foundation and what it keeps.
     Returns what was kept."""
@@ -352,6 +368,7 @@ def destroy(settings: Settings, *, delete_data: bool, echo: Echo) -> list[str]:
     outputs = stackops.outputs_of(foundation)
     if foundation is not None:
         empty_bucket(s3, outputs.get("ArtifactsBucketName", ""))
+        _empty_repositories(settings, outputs)
         stackops.delete(cfn, names.foundation, echo)
     _delete_kept(settings, outputs, echo)
     return []

@@ -77,7 +77,9 @@ def test_zips_fit_and_carry_no_runtime_boto3(packaged):
 
 
 @pytest.mark.parametrize("name", ["projector", "trigger", "job_events"])
-def test_zip_handler_imports_with_only_its_artifact_and_runtime_boto3(packaged, runtime_boto3, tmp_path, name):
+def test_zip_handler_imports_with_only_its_artifact_and_runtime_boto3(
+    packaged, runtime_boto3, tmp_path, name
+):
     out, manifest, _ = packaged
     fn = next(f for f in manifest["functions"] if f["name"] == name)
     root = tmp_path / name

@@ -51,9 +51,7 @@ def test_api_may_submit_and_describe_jobs():
 def test_a_missing_grant_is_caught(monkeypatch):
     """Remove the projector's append grant (the bug that made retraining never fire)."""
     role = ROLES["fn:projector"]
-    weakened = dataclasses.replace(
-        role, grants=(Grant("events", permissions.EVENTS_READ), *role.grants[1:])
-    )
+    weakened = dataclasses.replace(role, grants=(Grant("events", permissions.EVENTS_READ), *role.grants[1:]))
     monkeypatch.setitem(ROLES, "fn:projector", weakened)
     calls, grants = called("fn:projector"), granted("fn:projector")
     assert calls["events"] - grants["events"] == {"dynamodb:PutItem", "dynamodb:ConditionCheckItem"}
