@@ -148,8 +148,11 @@ def _image_builder(settings: Settings) -> Resources:
             "Name": f"{settings.prefix}-images",
             "Description": "builds the API and job images from the repository's Dockerfiles",
             "ServiceRole": get_att("ImageBuilderRole", "Arn"),
-            "Source": {"Type": "S3", "Location": sub(f"{settings.artifacts_bucket}/{SOURCE_KEY_PREFIX}latest.zip"),
-                       "BuildSpec": BUILDSPEC},  # fmt: skip
+            "Source": {
+                "Type": "S3",
+                "Location": sub(f"{settings.artifacts_bucket}/{SOURCE_KEY_PREFIX}latest.zip"),
+                "BuildSpec": BUILDSPEC,
+            },
             "Artifacts": {"Type": "NO_ARTIFACTS"},
             "Environment": {
                 "Type": "LINUX_CONTAINER",
@@ -157,13 +160,21 @@ def _image_builder(settings: Settings) -> Resources:
                 "Image": "aws/codebuild/amazonlinux-x86_64-standard:5.0",
                 "PrivilegedMode": True,  # docker build
                 "EnvironmentVariables": [
-                    {"Name": "REGISTRY", "Value": sub("${AWS::AccountId}.dkr.ecr.${AWS::Region}.${AWS::URLSuffix}")}
+                    {
+                        "Name": "REGISTRY",
+                        "Value": sub("${AWS::AccountId}.dkr.ecr.${AWS::Region}.${AWS::URLSuffix}"),
+                    }
                 ],
             },
             "TimeoutInMinutes": 60,
-            "LogsConfig": {"CloudWatchLogs": {"Status": "ENABLED", "GroupName": f"/aws/codebuild/{settings.prefix}-images"}},
+            "LogsConfig": {
+                "CloudWatchLogs": {
+                    "Status": "ENABLED",
+                    "GroupName": f"/aws/codebuild/{settings.prefix}-images",
+                }
+            },
         },
-    }  # fmt: skip
+    }
     return {
         "ImageBuilderRole": on_aws(
             role(
@@ -171,7 +182,7 @@ def _image_builder(settings: Settings) -> Resources:
                 "codebuild.amazonaws.com",
                 statements,
                 description="CodeBuild: reads the source zip, pushes the images",
-            )  # fmt: skip
+            )
         ),
         "ImageBuilder": on_aws(project),
     }

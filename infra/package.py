@@ -199,7 +199,8 @@ DOCKERFILE = """# The API function's image: Lambda's Python base image (Amazon L
 # pinned from requirements.lock, the Chalice app and the histolabel package.
 FROM {base}
 COPY requirements.txt ${{LAMBDA_TASK_ROOT}}/requirements.txt
-RUN pip install --no-cache-dir --only-binary=:all: -r ${{LAMBDA_TASK_ROOT}}/requirements.txt --target ${{LAMBDA_TASK_ROOT}}
+RUN pip install --no-cache-dir --only-binary=:all: --target ${{LAMBDA_TASK_ROOT}} \\
+    -r ${{LAMBDA_TASK_ROOT}}/requirements.txt
 COPY app.py ${{LAMBDA_TASK_ROOT}}/
 COPY chalicelib ${{LAMBDA_TASK_ROOT}}/chalicelib
 COPY histolabel ${{LAMBDA_TASK_ROOT}}/histolabel

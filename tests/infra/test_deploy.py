@@ -215,7 +215,7 @@ def test_bad_stage_or_region_exits_2_and_makes_nothing(cloud, capsys, argv, mess
 
 
 def test_deploy_refuses_a_job_image_not_in_ecr(deployed, capsys):
-    settings, _ = deployed
+    _ = deployed
     code, _out, err = run_cli(
         capsys, "deploy", "--stage", STAGE, "--app", str(STUB_APP), "--skip-lint", "--image-tag", "nosuchtag",
         "--hosted-ui-url", HOSTED_UI_URL,
