@@ -786,21 +786,7 @@ def export_route(project_id: str) -> Any:
     return run(app, "export", _export, {"project_id": project_id})
 
 
-# ---- stream consumers (each its own Lambda with a DynamoDB Streams event source mapping) --
+# The stream and job-event functions live in functions/handlers/ (light modules, own zips).
 
 
-@app.lambda_function(name="projector")
-def projector(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    from histolabel.runtime import projector as runtime
-
-    return runtime.handler(event, context)
-
-
-@app.lambda_function(name="trigger")
-def trigger(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    from histolabel.runtime import trigger as runtime
-
-    return runtime.handler(event, context)
-
-
-__all__ = ["app", "error", "projector", "trigger"]
+__all__ = ["app", "error"]

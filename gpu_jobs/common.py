@@ -15,8 +15,40 @@ class JobError(Exception):
     """A refusal the job reports as one line and exit status 2 (bad input, not a crash)."""
 
 
+class JobParser(argparse.ArgumentParser):
+    """Parses a job's arguments, then checks the job has the device its kind needs (after
+    parsing, so --help works anywhere)."""
+
+    def __init__(self, job: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.job = job
+
+    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        parsed = super().parse_args(args, namespace)
+        check_device(self.job)
+        return parsed
+
+
+def check_device(job: str) -> None:
+    """A GPU job without CUDA ends with a clear reason, unless its definition allows CPU."""
+    from histolabel.config import settings_from_env
+    from histolabel.jobs import JOB_SPECS, NoAcceleratorError, require_accelerator
+
+    spec = JOB_SPECS.get(job)  # type: ignore[call-overload]
+    if spec is None or spec.gpus == 0:
+        return
+    import torch
+
+    try:
+        require_accelerator(
+            job, cuda_available=torch.cuda.is_available(), allow_cpu=settings_from_env().allow_cpu
+        )
+    except NoAcceleratorError as exc:
+        raise JobError(str(exc)) from None
+
+
 def parser(job: str, description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"python -m gpu_jobs.{job}", description=description)
+    p = JobParser(job, prog=f"python -m gpu_jobs.{job}", description=description)
     p.add_argument("--project", required=True, help="project id")
     p.add_argument("--slide", help="slide id")
     p.add_argument("--no-events", action="store_true", help="do not record the job's result event")

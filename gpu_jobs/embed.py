@@ -12,7 +12,6 @@ Emits FeaturesCompleted {slide_id, kind, uri, dim}.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from gpu_jobs.common import JobError, parser, progress_bar, record, record_failure, run
-from histolabel.config import get_settings
+from histolabel.config import get_settings, settings_from_env
 from histolabel.confinement import OutsideProject, require_in_project
 
 KINDS = ("handcrafted", "patch", "foundation")
@@ -77,7 +76,7 @@ def embed_slide(
         raise JobError("--tile must be at least 256")
     model: Any = None
     if kind == "foundation":
-        weights = weights or os.environ.get("HISTOLABEL_FOUNDATION_WEIGHTS")
+        weights = weights or settings_from_env().foundation_weights
         if not weights:
             raise JobError("foundation features need --weights or HISTOLABEL_FOUNDATION_WEIGHTS")
         try:

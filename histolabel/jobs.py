@@ -1,17 +1,62 @@
-"""The job submission port: how the API and the training trigger start batch work, whether on
-AWS Batch or as local processes in the local cloud."""
+"""The batch jobs: what each kind needs to run (the one table infra builds queues and job
+definitions from and the submitter reads), and the submission port through which the API, the
+trigger and the CLIs start them, on AWS Batch or as local processes."""
 
 from __future__ import annotations
 
-import os
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 JobKind = Literal["ingest", "segment", "embed", "train", "predict"]
-JOB_KINDS: tuple[JobKind, ...] = ("ingest", "segment", "embed", "train", "predict")
+Queue = Literal["cpu", "gpu"]
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    kind: JobKind
+    queue: Queue
+    vcpus: int
+    memory_mib: int
+    gpus: int
+    timeout_s: int
+    # Whether the job may run without CUDA where its definition asks for a GPU.
+    cpu_fallback: bool
+    # Whether it may run on Spot capacity: it restarts from scratch if the host goes away.
+    interruptible: bool = True
+
+
+JOB_SPECS: dict[JobKind, JobSpec] = {
+    spec.kind: spec
+    for spec in (
+        JobSpec("ingest", "cpu", vcpus=4, memory_mib=15000, gpus=0, timeout_s=4 * 3600, cpu_fallback=True),
+        # Segment runs tiled SLIC on every vCPU of the instance it gets.
+        JobSpec("segment", "cpu", vcpus=16, memory_mib=30000, gpus=0, timeout_s=4 * 3600, cpu_fallback=True),
+        JobSpec("embed", "gpu", vcpus=4, memory_mib=15000, gpus=1, timeout_s=4 * 3600, cpu_fallback=False),
+        JobSpec("train", "gpu", vcpus=4, memory_mib=15000, gpus=1, timeout_s=2 * 3600, cpu_fallback=False),
+        JobSpec("predict", "gpu", vcpus=4, memory_mib=15000, gpus=1, timeout_s=2 * 3600, cpu_fallback=False),
+    )
+}
+JOB_KINDS: tuple[JobKind, ...] = tuple(JOB_SPECS)
 
 
 class JobSubmissionError(RuntimeError):
     """The job could not be submitted (queue missing, throttled, runner down)."""
+
+
+class NoAcceleratorError(RuntimeError):
+    """A GPU job found no CUDA device and its definition does not allow CPU."""
+
+
+def require_accelerator(kind: str, *, cuda_available: bool, allow_cpu: bool) -> None:
+    """Refuse to run a GPU job on CPU unless allowed (silently slow by 50x is a failure)."""
+    spec = JOB_SPECS.get(kind)  # type: ignore[call-overload]
+    if spec is None or spec.gpus == 0 or cuda_available or allow_cpu or spec.cpu_fallback:
+        return
+    raise NoAcceleratorError(
+        f"the {kind} job needs a CUDA GPU and found none (torch.cuda.is_available() is False: "
+        "check the instance type, the NVIDIA driver of the AMI and the image's torch build); "
+        "set HISTOLABEL_ALLOW_CPU=1 to run it on CPU"
+    )
 
 
 class JobSubmitter(Protocol):
@@ -31,11 +76,7 @@ def job_name(job: str, project_id: str, slide_id: str | None = None) -> str:
 
 
 def submitter_from_env() -> JobSubmitter:
-    """The local job runner when HISTOLABEL_JOB_RUNNER=local, else AWS Batch."""
-    if os.environ.get("HISTOLABEL_JOB_RUNNER") == "local":
-        from histolabel.localcloud.jobs import LocalJobRunner  # type: ignore[import-not-found,unused-ignore]
+    """Kept for callers of the old location; adapters are built in histolabel.composition."""
+    from histolabel.composition import submitter_from_env as build
 
-        return LocalJobRunner()  # type: ignore[no-any-return,unused-ignore]
-    from histolabel.adapters.batch import BatchSubmitter
-
-    return BatchSubmitter()
+    return build()

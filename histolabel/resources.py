@@ -57,6 +57,8 @@ def projections_table(settings: Settings) -> Resource:
 
 def private_bucket(name: Any, *, versioned: bool, cors: bool, retain: bool) -> Resource:
     """An encrypted bucket with every public access blocked (`name` may be an intrinsic)."""
+    if isinstance(name, str) and "${" in name:
+        name = {"Fn::Sub": name}  # a deployed name carries ${AWS::AccountId}
     props: dict[str, Any] = {
         "BucketName": name,
         "BucketEncryption": {

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from histolabel.commands import Command, CommandRejected, DeleteCategory, NewEvent, RequestTraining
-from histolabel.config import Settings, get_settings
+from histolabel.config import Settings
 from histolabel.events.catalogue import Actor, model_for
 from histolabel.events.envelope import (
     StoredEvent,
@@ -89,11 +89,10 @@ class HistoLabel:
 
     @classmethod
     def from_env(cls, settings: Settings | None = None) -> HistoLabel:
-        from histolabel.adapters.dynamo_events import DynamoEventStore
-        from histolabel.adapters.dynamo_projections import DynamoProjectionStore
+        """Built by the composition root (histolabel.composition), the one place adapters are made."""
+        from histolabel.composition import service_from_env
 
-        s = settings or get_settings()
-        return cls(s, DynamoEventStore(s), DynamoProjectionStore(s))
+        return service_from_env(settings)
 
     # ---- reading -------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""`python -m infra deploy|status|destroy|add-user|synth`: the cloud admin's commands."""
+"""`python -m infra deploy|status|destroy|add-user|synth|package`: the cloud admin's commands."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
 from infra.errors import InfraError
+
+LAMBDA_PYTHON = "3.12"  # infra.package.LAMBDA_PYTHON, without importing the packager for --help
 
 
 def _echo(message: str) -> None:
@@ -27,11 +29,13 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("deploy", help="create or update the stage's stacks, then print its URLs")
     stage_args(p)
-    p.add_argument("--image-tag", default="latest", help="tag of the job image pushed to the ECR repository")
+    p.add_argument(
+        "--image-tag", help="tag of a job image already in ECR (default: build the image of this tree)"
+    )
+    p.add_argument("--no-build-images", action="store_true", help="refuse instead of building missing images")
     p.add_argument("--cpu-max-vcpus", type=int, default=64)
     p.add_argument("--gpu-max-vcpus", type=int, default=16)
-    p.add_argument("--rotate-signing-key", action="store_true", help="replace the slide-data signing key")
-    p.add_argument("--lambda-deps", type=Path, help="folder of Lambda-platform packages to bundle")
+    p.add_argument("--lambda-python", default=LAMBDA_PYTHON, help=argparse.SUPPRESS)
     p.add_argument("--app", type=Path, help="the Chalice app file (default functions/app.py)")
     p.add_argument("--skip-lint", action="store_true", help="do not run cfn-lint first")
     p.add_argument("--subnets", default="", help="comma-separated subnet ids for Batch (default: a new VPC)")
@@ -60,6 +64,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--by-site", default="admin", help="the adding owner's site")
     p.add_argument("--user-pool-id", help="default: the stage's pool, from its foundation stack")
 
+    p = sub.add_parser("package", help="build every function's artifact and DIR/manifest.json")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--python", default=LAMBDA_PYTHON, help="Python version the zips' wheels are built for")
+
     p = sub.add_parser("synth", help="write the templates as JSON (for review), touching nothing")
     stage_args(p)
     p.add_argument("--out", type=Path, required=True)
@@ -67,8 +75,24 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _package(out: Path, python: str) -> None:
+    from infra.package import ZIP_LIMIT_BYTES, package
+
+    manifest = package(out, python_version=python)
+    for fn in manifest["functions"]:  # type: ignore[attr-defined]
+        limit = f" of {ZIP_LIMIT_BYTES / 2**20:.0f} MB" if fn["package_type"] == "Zip" else " (build context)"
+        _echo(
+            f"{fn['name']}: {fn['package_type']} {fn['artifact']} "
+            f"{fn['unzipped_bytes'] / 2**20:.1f} MB unzipped{limit}, handler {fn['handler']}"
+        )
+    _echo(f"wrote {out / 'manifest.json'}")
+
+
 def run(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "package":
+        _package(args.out, args.python)
+        return 0
     from infra.target import settings_for
 
     settings = settings_for(args.stage, args.region)
@@ -77,10 +101,10 @@ def run(argv: list[str] | None = None) -> int:
 
         options = DeployOptions(
             image_tag=args.image_tag,
+            build_images=not args.no_build_images,
             cpu_max_vcpus=args.cpu_max_vcpus,
             gpu_max_vcpus=args.gpu_max_vcpus,
-            rotate_signing_key=args.rotate_signing_key,
-            lambda_deps=args.lambda_deps,
+            lambda_python=args.lambda_python,
             run_lint=not args.skip_lint,
             subnets=[x for x in args.subnets.split(",") if x],
             security_group=args.security_group,

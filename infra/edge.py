@@ -1,10 +1,12 @@
-"""One origin for the browser: CloudFront serves the web app (web bucket), the API (API
-Gateway, under /api/) and the slide data (data bucket, under /projects/), so the web app
-needs no CORS and its chunk reads use HTTP range requests through the CDN cache.
+"""One origin for the browser: CloudFront serves the web app (web bucket) and the API (API
+Gateway, under /api/).
 
-Slide data is private: /projects/* only answers requests carrying CloudFront signed cookies,
-which the API issues to project members (key pair: `python -m infra deploy` keeps the
-private half in SSM Parameter Store; the public half is the `DataSigningPublicKey` parameter).
+Slide data (pyramid tiles, label chunks) is not served through CloudFront: the browser reads
+it with presigned S3 URLs the API hands to project members (GET .../data-urls), range
+requests straight to the bucket. A CDN would cache chunks near viewers, but a consortium's
+few sites each read different slides and regions, so the hit rate would be low while signed
+cookies or URLs would be a second authorization path beside the API's membership check.
+The signed-cookie path that was here was never used by the web app and has been removed.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from infra.functions import API_STAGE
 # AWS-managed CloudFront policies (fixed ids, documented by AWS).
 CACHING_OPTIMIZED = "658327ea-f89d-4fab-a63d-7e88639e58f6"
 ALL_VIEWER_EXCEPT_HOST = "b689b0a8-53d0-40ab-baf2-68738e2966ac"
-CORS_S3_ORIGIN = "88a5eaf4-2fd4-4709-b370-b4c650ea3fcf"
 SECURITY_HEADERS = "67f7725c-6f97-4210-82d7-5512b31e9d03"
 
 
@@ -91,28 +92,12 @@ def edge(settings: Settings) -> Resources:
             }
         },
     }
-    public_key = {
-        "Type": "AWS::CloudFront::PublicKey",
-        "Properties": {
-            "PublicKeyConfig": {
-                # The key id is in the name: rotating makes a new key before the old one goes.
-                "Name": sub(f"{p}-data-${{DataSigningKeyId}}"),
-                "CallerReference": sub(f"{p}-data-${{DataSigningKeyId}}"),
-                "EncodedKey": ref("DataSigningPublicKey"),
-                "Comment": "verifies the signed cookies the API issues for slide data",
-            }
-        },
-    }
-    key_group = {
-        "Type": "AWS::CloudFront::KeyGroup",
-        "Properties": {"KeyGroupConfig": {"Name": f"{p}-data", "Items": [ref("DataSigningPublicKey0")]}},
-    }
     s3_origin = {"S3OriginConfig": {"OriginAccessIdentity": ""}, "OriginAccessControlId": ref("OriginAccess")}
     distribution = {
         "Type": "AWS::CloudFront::Distribution",
         "Properties": {
             "DistributionConfig": {
-                "Comment": f"HistoLabel {settings.stage}: web app, API and slide data on one origin",
+                "Comment": f"HistoLabel {settings.stage}: web app and API on one origin",
                 "Enabled": True,
                 "HttpVersion": "http2and3",
                 "IPV6Enabled": True,
@@ -120,11 +105,6 @@ def edge(settings: Settings) -> Resources:
                 "DefaultRootObject": "index.html",
                 "Origins": [
                     {"Id": "web", "DomainName": get_att("WebBucket", "RegionalDomainName"), **s3_origin},
-                    {
-                        "Id": "data",
-                        "DomainName": sub(f"{settings.data_bucket}.s3.${{AWS::Region}}.${{AWS::URLSuffix}}"),
-                        **s3_origin,
-                    },
                     {
                         "Id": "api",
                         "DomainName": sub("${RestAPI}.execute-api.${AWS::Region}.${AWS::URLSuffix}"),
@@ -151,16 +131,6 @@ def edge(settings: Settings) -> Resources:
                         "OriginRequestPolicyId": ALL_VIEWER_EXCEPT_HOST,
                         "Compress": True,
                     },
-                    {
-                        "PathPattern": "/projects/*",
-                        "TargetOriginId": "data",
-                        "ViewerProtocolPolicy": "https-only",
-                        "AllowedMethods": ["GET", "HEAD", "OPTIONS"],
-                        "CachePolicyId": CACHING_OPTIMIZED,
-                        "OriginRequestPolicyId": CORS_S3_ORIGIN,
-                        "TrustedKeyGroups": [ref("DataKeyGroup")],
-                        "Compress": False,
-                    },
                 ],
                 "ViewerCertificate": {"CloudFrontDefaultCertificate": True},
             }
@@ -169,10 +139,7 @@ def edge(settings: Settings) -> Resources:
     resources: Resources = {
         "ApiCachePolicy": api_cache_policy,
         "OriginAccess": oac,
-        "DataSigningPublicKey0": public_key,
-        "DataKeyGroup": key_group,
         "Distribution": distribution,
         "WebBucketPolicy": _oac_bucket_policy(settings.web_bucket, "WebBucket", ""),
-        "DataBucketPolicy": _oac_bucket_policy(settings.data_bucket, "", "projects/"),
     }
     return {logical: on_aws(resource) for logical, resource in resources.items()}

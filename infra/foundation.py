@@ -11,13 +11,12 @@ from typing import Any
 
 from histolabel.config import Settings
 from histolabel.resources import WEB_CLIENT_AUTH_FLOWS, data_bucket, events_table, private_bucket
-from infra.cfn import Resources, emulator_parameter_and_condition, get_att, on_aws, ref, sub, tags
+from infra.cfn import Resources, arn, emulator_parameter_and_condition, get_att, on_aws, ref, sub, tags
+from infra.iam import allow, role
 
 
 def _artifacts_bucket(settings: Settings) -> dict[str, Any]:
-    bucket = private_bucket(
-        sub(f"{settings.prefix}-artifacts-${{AWS::AccountId}}"), versioned=False, cors=False, retain=False
-    )
+    bucket = private_bucket(settings.artifacts_bucket, versioned=False, cors=False, retain=False)
     bucket["Properties"].update(
         {
             # Code bundles are keyed by content hash; old ones are only needed for rollback.
@@ -76,7 +75,123 @@ def _user_pool(settings: Settings) -> Resources:
     return {"UserPool": on_aws(pool), "UserPoolClient": on_aws(client)}
 
 
+IMAGES = {"api": "ApiRepository", "jobs": "JobRepository"}
+# The repository's image builds: the Dockerfile and build context of each, in the source zip.
+IMAGE_CONTEXTS = {"api": ("api/Dockerfile", "api"), "jobs": ("gpu_jobs/Dockerfile", ".")}
+SOURCE_KEY_PREFIX = "source/"
+
+
+def repository_name(settings: Settings, image: str) -> str:
+    return f"{settings.prefix}-{image}"
+
+
+def _repository(settings: Settings, image: str) -> dict[str, Any]:
+    return {
+        "Type": "AWS::ECR::Repository",
+        "Properties": {
+            "RepositoryName": repository_name(settings, image),
+            "ImageScanningConfiguration": {"ScanOnPush": True},
+            "ImageTagMutability": "IMMUTABLE",  # a tag is a content hash: it never changes meaning
+            "EncryptionConfiguration": {"EncryptionType": "AES256"},
+            "EmptyOnDelete": True,
+            "LifecyclePolicy": {
+                "LifecyclePolicyText": (
+                    '{"rules":[{"rulePriority":1,"description":"keep the last 10 images",'
+                    '"selection":{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":10},'
+                    '"action":{"type":"expire"}}]}'
+                )
+            },
+            "Tags": tags(settings.stage, f"image-{image}"),
+        },
+    }
+
+
+BUILDSPEC = """version: 0.2
+phases:
+  pre_build:
+    commands:
+      - aws ecr get-login-password | docker login --username AWS --password-stdin $REGISTRY
+  build:
+    commands:
+      - docker build -f $DOCKERFILE -t $REPOSITORY_URI:$IMAGE_TAG $CONTEXT
+      - docker push $REPOSITORY_URI:$IMAGE_TAG
+"""
+
+
+def _image_builder(settings: Settings) -> Resources:
+    """CodeBuild builds the images from the source zip `deploy` uploads, so the admin's
+    machine needs no Docker. One project; each build names its image in its variables."""
+    bucket = f"arn:${{AWS::Partition}}:s3:::{settings.artifacts_bucket}"
+    repos = [get_att(logical, "Arn") for logical in IMAGES.values()]
+    statements = [
+        allow(["s3:GetObject"], [sub(f"{bucket}/{SOURCE_KEY_PREFIX}*")]),
+        allow(
+            ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+            [arn("logs", f"log-group:/aws/codebuild/{settings.prefix}-images*")],
+        ),
+        allow(
+            [
+                "ecr:BatchCheckLayerAvailability",
+                "ecr:BatchGetImage",
+                "ecr:CompleteLayerUpload",
+                "ecr:InitiateLayerUpload",
+                "ecr:PutImage",
+                "ecr:UploadLayerPart",
+            ],
+            repos,
+        ),
+        allow(["ecr:GetAuthorizationToken"], ["*"]),
+    ]
+    project = {
+        "Type": "AWS::CodeBuild::Project",
+        "Properties": {
+            "Name": f"{settings.prefix}-images",
+            "Description": "builds the API and job images from the repository's Dockerfiles",
+            "ServiceRole": get_att("ImageBuilderRole", "Arn"),
+            "Source": {
+                "Type": "S3",
+                "Location": sub(f"{settings.artifacts_bucket}/{SOURCE_KEY_PREFIX}latest.zip"),
+                "BuildSpec": BUILDSPEC,
+            },
+            "Artifacts": {"Type": "NO_ARTIFACTS"},
+            "Environment": {
+                "Type": "LINUX_CONTAINER",
+                "ComputeType": "BUILD_GENERAL1_LARGE",
+                "Image": "aws/codebuild/amazonlinux-x86_64-standard:5.0",
+                "PrivilegedMode": True,  # docker build
+                "EnvironmentVariables": [
+                    {
+                        "Name": "REGISTRY",
+                        "Value": sub("${AWS::AccountId}.dkr.ecr.${AWS::Region}.${AWS::URLSuffix}"),
+                    }
+                ],
+            },
+            "TimeoutInMinutes": 60,
+            "LogsConfig": {
+                "CloudWatchLogs": {
+                    "Status": "ENABLED",
+                    "GroupName": f"/aws/codebuild/{settings.prefix}-images",
+                }
+            },
+        },
+    }
+    return {
+        "ImageBuilderRole": on_aws(
+            role(
+                f"{settings.prefix}-image-builder",
+                "codebuild.amazonaws.com",
+                statements,
+                description="CodeBuild: reads the source zip, pushes the images",
+            )
+        ),
+        "ImageBuilder": on_aws(project),
+    }
+
+
 def foundation_template(settings: Settings) -> dict[str, Any]:
+    from infra.stacks import template_settings
+
+    settings = template_settings(settings)
     parameters, conditions = emulator_parameter_and_condition()
     events = events_table(settings)
     data = data_bucket(settings)
@@ -84,6 +199,8 @@ def foundation_template(settings: Settings) -> dict[str, Any]:
         "EventsTable": events,
         "DataBucket": data,
         "ArtifactsBucket": _artifacts_bucket(settings),
+        **{logical: _repository(settings, image) for image, logical in IMAGES.items()},
+        **_image_builder(settings),
         **_user_pool(settings),
     }
     outputs = {
@@ -91,6 +208,9 @@ def foundation_template(settings: Settings) -> dict[str, Any]:
         "EventsStreamArn": {"Value": get_att("EventsTable", "StreamArn")},
         "DataBucketName": {"Value": ref("DataBucket")},
         "ArtifactsBucketName": {"Value": ref("ArtifactsBucket")},
+        "ApiRepositoryUri": {"Value": get_att("ApiRepository", "RepositoryUri")},
+        "JobRepositoryUri": {"Value": get_att("JobRepository", "RepositoryUri")},
+        "ImageBuilderName": {"Value": ref("ImageBuilder"), "Condition": "OnAws"},
         "UserPoolId": {"Value": ref("UserPool"), "Condition": "OnAws"},
         "UserPoolArn": {"Value": get_att("UserPool", "Arn"), "Condition": "OnAws"},
         "UserPoolClientId": {"Value": ref("UserPoolClient"), "Condition": "OnAws"},

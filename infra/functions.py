@@ -9,13 +9,15 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from histolabel import config
 from histolabel.config import Settings
-from infra.cfn import ON_AWS, Resources, get_att, on_aws, ref, sub
-from infra.iam import Statement, allow, log_writer, role
-from infra.jobs import JOBS, job_definition_name
-from infra.signing import parameter_name
+from infra.cfn import Resources, get_att, on_aws, ref, sub
+from infra.iam import log_writer, role
+from infra.package import FunctionArtifact
+from infra.permissions import ROLES, statements_for
 
-RUNTIME = "python3.11"
+# Lambda's Python runtime on Amazon Linux 2023 (python3.11 runs on Amazon Linux 2).
+RUNTIME = "python3.12"
 API_STAGE = "api"
 # Event types whose arrival starts a Batch job; the trigger sees only these.
 JOB_STARTING_EVENTS = ["SlideRegistered", "SlideIngested", "SegmentationCompleted", "TrainingRequested"]
@@ -25,119 +27,51 @@ JOB_STARTING_EVENTS = ["SlideRegistered", "SlideIngested", "SegmentationComplete
 class Function:
     logical: str
     name: str
-    handler: str
     memory_mb: int
     timeout_s: int
+    artifact: FunctionArtifact
+
+    @property
+    def role(self) -> str:
+        return f"fn:{self.name}"
+
+    @property
+    def handler(self) -> str:
+        return self.artifact.handler
 
 
-API = Function("APIHandler", "api", "app.app", 1024, 29)
-PROJECTOR = Function("Projector", "projector", "app.projector", 512, 120)
-TRIGGER = Function("Trigger", "trigger", "app.trigger", 256, 60)
-FUNCTIONS = (API, PROJECTOR, TRIGGER)
+def _fn(logical: str, name: str, memory_mb: int, timeout_s: int, handler: str, kind: str = "Zip") -> Function:
+    role = ROLES[f"fn:{name}"]
+    artifact = FunctionArtifact(name, kind, handler, role.entries, role.factories)
+    return Function(logical, name, memory_mb, timeout_s, artifact)
+
+
+API = _fn("APIHandler", "api", 1024, 29, "app.app", "Image")
+PROJECTOR = _fn("Projector", "projector", 512, 120, "handlers.projector.handler")
+TRIGGER = _fn("Trigger", "trigger", 256, 60, "handlers.trigger.handler")
+JOB_EVENTS = _fn("JobEvents", "job_events", 256, 60, "handlers.job_events.handler")
+FUNCTIONS = (API, PROJECTOR, TRIGGER, JOB_EVENTS)
 
 
 def function_name(settings: Settings, fn: Function) -> str:
-    return f"{settings.prefix}-{fn.name}"
+    return f"{settings.prefix}-{fn.name.replace('_', '-')}"
 
 
-def _table_arn(table: str) -> dict[str, str]:
-    return sub(f"arn:${{AWS::Partition}}:dynamodb:${{AWS::Region}}:${{AWS::AccountId}}:table/{table}")
-
-
-def _statements(settings: Settings, fn: Function) -> list[Statement]:
-    events = _table_arn(settings.events_table)
-    projections = get_att("ProjectionsTable", "Arn")
-    stream_read = allow(
-        [
-            "dynamodb:DescribeStream",
-            "dynamodb:GetRecords",
-            "dynamodb:GetShardIterator",
-            "dynamodb:ListStreams",
-        ],
-        [
-            sub(
-                f"arn:${{AWS::Partition}}:dynamodb:${{AWS::Region}}:${{AWS::AccountId}}:table/{settings.events_table}/stream/*"
-            )
-        ],
-    )
-    dead_letters = allow(["sqs:SendMessage"], [get_att("StreamFailures", "Arn")])
-    append = ["dynamodb:ConditionCheckItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"]
-    data = f"arn:${{AWS::Partition}}:s3:::{settings.data_bucket}"
-    if fn is API:
-        return [
-            allow(append, [events]),
-            allow(["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query"], [projections]),
-            # Uploads of source slides go straight to S3 with URLs this role presigns.
-            allow(["s3:GetObject", "s3:PutObject"], [sub(f"{data}/projects/*")]),
-            # Large exports are written tagged, for the lifecycle rule that expires them.
-            allow(["s3:PutObjectTagging"], [sub(f"{data}/projects/*/exports/*")]),
-            allow(["s3:ListBucket"], [sub(data)], StringLike={"s3:prefix": ["projects/*"]}),
-            allow(
-                ["cognito-idp:AdminGetUser", "cognito-idp:ListUsers"],
-                [
-                    sub(
-                        "arn:${AWS::Partition}:cognito-idp:${AWS::Region}:${AWS::AccountId}:userpool/${UserPoolId}"
-                    )
-                ],
-            ),
-            allow(
-                ["ssm:GetParameter"],
-                [
-                    sub(
-                        f"arn:${{AWS::Partition}}:ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter/histolabel/{settings.stage}/*"
-                    )
-                ],
-            ),
-        ]
-    if fn is PROJECTOR:
-        return [
-            stream_read,
-            dead_letters,
-            allow(["dynamodb:GetItem", "dynamodb:Query"], [events]),
-            allow(
-                [
-                    "dynamodb:BatchWriteItem",
-                    "dynamodb:ConditionCheckItem",
-                    "dynamodb:DeleteItem",
-                    "dynamodb:GetItem",
-                    "dynamodb:PutItem",
-                    "dynamodb:Query",
-                    "dynamodb:UpdateItem",
-                ],
-                [projections],
-            ),
-        ]
-    job_definitions = [
-        sub(
-            "arn:${AWS::Partition}:batch:${AWS::Region}:${AWS::AccountId}"
-            f":job-definition/{job_definition_name(settings, j.name)}*"
-        )
-        for j in JOBS
-    ]
-    return [
-        stream_read,
-        dead_letters,
-        allow(append, [events]),
-        allow(["dynamodb:GetItem", "dynamodb:Query"], [projections]),
-        allow(["batch:SubmitJob"], [ref("CpuJobQueue"), ref("GpuJobQueue"), *job_definitions]),
-    ]
-
-
-def _environment(settings: Settings) -> dict[str, Any]:
+def function_environment(settings: Settings) -> dict[str, Any]:
+    """Every function's environment, under the names histolabel.config reads."""
     return {
-        "Variables": {
-            "HISTOLABEL_STAGE": settings.stage,
-            "POWERTOOLS_SERVICE_NAME": "histolabel",
-            "POWERTOOLS_LOG_LEVEL": "INFO",
-            "HISTOLABEL_USER_POOL_ID": ref("UserPoolId"),
-            "HISTOLABEL_CLIENT_ID": ref("UserPoolClientId"),
-            "HISTOLABEL_HOSTED_UI_URL": ref("HostedUiUrl"),
-            "HISTOLABEL_JOB_QUEUE_CPU": ref("CpuJobQueue"),
-            "HISTOLABEL_JOB_QUEUE_GPU": ref("GpuJobQueue"),
-            "HISTOLABEL_JOB_DEFINITION_PREFIX": f"{settings.prefix}-",
-            "HISTOLABEL_DATA_SIGNING_KEY_PARAM": parameter_name(settings),
-            "HISTOLABEL_DATA_KEY_PAIR_ID": {"Fn::If": [ON_AWS, ref("DataSigningPublicKey0"), "none"]},
-        }
+        **config.environment(
+            stage=settings.stage,
+            data_bucket_name=sub(settings.data_bucket),
+            user_pool_id=ref("UserPoolId"),
+            client_id=ref("UserPoolClientId"),
+            hosted_ui_url=ref("HostedUiUrl"),
+            job_queue_cpu=ref("CpuJobQueue"),
+            job_queue_gpu=ref("GpuJobQueue"),
+            job_definition_prefix=settings.definition_prefix,
+        ),
+        "POWERTOOLS_SERVICE_NAME": "histolabel",
+        "POWERTOOLS_LOG_LEVEL": "INFO",
     }
 
 
@@ -185,27 +119,63 @@ def lambdas(settings: Settings, log_retention_days: int) -> Resources:
         resources[f"{fn.logical}Role"] = role(
             f"{name}-fn",
             "lambda.amazonaws.com",
-            [log_writer(log_group), *_statements(settings, fn)],
+            [log_writer(log_group), *statements_for(fn.role, settings)],
             description=f"the {fn.name} Lambda function",
         )
-        resources[fn.logical] = {
-            "Type": "AWS::Lambda::Function",
-            "Properties": {
-                "FunctionName": name,
-                "Runtime": RUNTIME,
-                "Architectures": ["x86_64"],
-                "Handler": fn.handler,
-                "MemorySize": fn.memory_mb,
-                "Timeout": fn.timeout_s,
-                "Role": get_att(f"{fn.logical}Role", "Arn"),
-                "Code": {"S3Bucket": ref("ArtifactsBucket"), "S3Key": ref("CodeKey")},
-                "Environment": _environment(settings),
-                "LoggingConfig": {"LogGroup": ref(log_group), "LogFormat": "JSON"},
-            },
+        props: dict[str, Any] = {
+            "FunctionName": name,
+            "Architectures": ["x86_64"],
+            "MemorySize": fn.memory_mb,
+            "Timeout": fn.timeout_s,
+            "Role": get_att(f"{fn.logical}Role", "Arn"),
+            "Environment": {"Variables": function_environment(settings)},
+            "LoggingConfig": {"LogGroup": ref(log_group), "LogFormat": "JSON"},
         }
+        if fn.artifact.package_type == "Image":
+            props.update({"PackageType": "Image", "Code": {"ImageUri": ref("ApiImageUri")}})
+        else:
+            props.update(
+                {
+                    "Runtime": RUNTIME,
+                    "Handler": fn.handler,
+                    "Code": {"S3Bucket": ref("ArtifactsBucket"), "S3Key": ref(f"{fn.logical}CodeKey")},
+                }
+            )
+        resources[fn.logical] = {"Type": "AWS::Lambda::Function", "Properties": props}
     resources["ProjectorStream"] = _stream_mapping(PROJECTOR, filters=None)
     resources["TriggerStream"] = _stream_mapping(TRIGGER, filters=JOB_STARTING_EVENTS)
+    resources.update(job_state_rule(settings))
     return resources
+
+
+def job_state_rule(settings: Settings) -> Resources:
+    """Every state change of a job on the stage's queues reaches the job_events function, which
+    records its outcome (success, failure with reason) and starts the next job of the pipeline."""
+    return {
+        "JobStateRule": {
+            "Type": "AWS::Events::Rule",
+            "Properties": {
+                "Name": f"{settings.prefix}-job-state",
+                "Description": "Batch job state changes of this stage's queues -> job_events",
+                "State": "ENABLED",
+                "EventPattern": {
+                    "source": ["aws.batch"],
+                    "detail-type": ["Batch Job State Change"],
+                    "detail": {"jobQueue": [ref("CpuJobQueue"), ref("GpuJobQueue")]},
+                },
+                "Targets": [{"Id": "job-events", "Arn": get_att(JOB_EVENTS.logical, "Arn")}],
+            },
+        },
+        "JobStateInvokePermission": {
+            "Type": "AWS::Lambda::Permission",
+            "Properties": {
+                "FunctionName": ref(JOB_EVENTS.logical),
+                "Action": "lambda:InvokeFunction",
+                "Principal": "events.amazonaws.com",
+                "SourceArn": get_att("JobStateRule", "Arn"),
+            },
+        },
+    }
 
 
 def api_gateway(settings: Settings, swagger: dict[str, Any]) -> Resources:

@@ -9,16 +9,6 @@ from infra.cfn import Resource, sub
 
 Statement = dict[str, Any]
 
-# Actions AWS does not authorize per resource: for these, Resource "*" is the only option.
-RESOURCE_WILDCARD_ONLY = frozenset(
-    {
-        "ecr:GetAuthorizationToken",
-        "xray:PutTraceSegments",
-        "xray:PutTelemetryRecords",
-        "cloudwatch:PutMetricData",
-    }
-)
-
 
 def allow(actions: Iterable[str], resources: Iterable[Any], **condition: Any) -> Statement:
     statement: Statement = {"Effect": "Allow", "Action": sorted(actions), "Resource": list(resources)}
@@ -88,6 +78,8 @@ def _as_list(value: Any) -> list[Any]:
 
 def wildcard_grants(template: dict[str, Any]) -> list[str]:
     """Every Allow statement that grants `*` actions, or `*` resources where an ARN could be named."""
+    from infra.permissions import WILDCARD_ONLY  # the one list, with reasons
+
     problems = []
     for logical_id, statement in _statements(template):
         if statement.get("Effect") != "Allow":
@@ -98,7 +90,7 @@ def wildcard_grants(template: dict[str, Any]) -> list[str]:
                 problems.append(f"{logical_id}: action {action!r} grants every action of a service")
         resources = _as_list(statement.get("Resource", []))
         if "*" in resources:
-            named = [a for a in actions if a not in RESOURCE_WILDCARD_ONLY]
+            named = [a for a in actions if a not in WILDCARD_ONLY]
             if named:
                 problems.append(f"{logical_id}: Resource '*' for {named}, which take resource ARNs")
     return problems

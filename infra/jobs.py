@@ -1,139 +1,75 @@
-"""AWS Batch for the gpu_jobs: one CPU and one GPU compute environment (both scale to zero),
-a queue for each, one job definition per job with its own least-privilege role, the ECR
-repository for the job image, and the jobs' log group."""
+"""AWS Batch for the gpu_jobs, built from the job-kinds table (histolabel.jobs.JOB_SPECS):
+per queue kind (CPU, GPU) a Spot and an on-demand compute environment (both scale to zero)
+behind one queue that prefers Spot, one job definition per job kind with its own
+least-privilege role, and the jobs' log group. The job image's repository lives in the
+foundation stack (images are built before the app stack points at them)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+from histolabel import config
 from histolabel.config import Settings
-from infra.cfn import Resources, get_att, ref, sub, tags
-from infra.iam import Statement, allow, role
+from histolabel.jobs import JOB_SPECS, JobKind, JobSpec, Queue
+from infra.cfn import Resources, get_att, ref, sub
+from infra.iam import role
 from infra.network import SECURITY_GROUPS, SUBNETS
+from infra.permissions import statements_for
 
 
 @dataclass(frozen=True)
 class Job:
-    name: str
-    gpu: bool
-    vcpus: int
-    memory_mib: int
-    reads: tuple[str, ...]
-    writes: tuple[str, ...]
-    reads_projections: bool
-    timeout_s: int
+    spec: JobSpec
     args: tuple[str, ...] = ("--project", "Ref::project", "--slide", "Ref::slide")
+
+    @property
+    def name(self) -> JobKind:
+        return self.spec.kind
+
+    @property
+    def gpu(self) -> bool:
+        return self.spec.gpus > 0
 
     @property
     def logical(self) -> str:
         return self.name.capitalize()
 
 
-SLIDE = "projects/*/slides/*"
-# Key patterns under the data bucket each job reads and writes (docs/architecture.md, S3 layout).
-JOBS = (
-    Job("ingest", False, 4, 15000, (f"{SLIDE}/source/*",), (f"{SLIDE}/image.ome.zarr/*",), False, 4 * 3600),
-    # Segment runs tiled SLIC on every vCPU of the instance it gets.
-    Job(
-        "segment",
-        False,
-        16,
-        30000,
-        (f"{SLIDE}/image.ome.zarr/*",),
-        (f"{SLIDE}/image.ome.zarr/labels/*", f"{SLIDE}/superpixels.parquet"),
-        False,
-        4 * 3600,
-    ),
-    Job(
-        "embed",
-        True,
-        4,
-        15000,
-        (f"{SLIDE}/image.ome.zarr/*", f"{SLIDE}/superpixels.parquet", "weights/*"),
-        (f"{SLIDE}/features/*",),
-        False,
-        4 * 3600,
-    ),
-    Job(
-        "train",
-        True,
-        4,
-        15000,
-        (
-            f"{SLIDE}/features/*",
-            f"{SLIDE}/superpixels.parquet",
-            f"{SLIDE}/image.ome.zarr/*",
-            "projects/*/models/*",
-        ),
-        ("projects/*/models/*", "projects/*/predictions/*"),
-        True,
-        2 * 3600,
-        ("--project", "Ref::project"),
-    ),
-    Job(
-        "predict",
-        True,
-        4,
-        15000,
-        (f"{SLIDE}/features/*", f"{SLIDE}/superpixels.parquet", "projects/*/models/*"),
-        ("projects/*/predictions/*",),
-        True,
-        2 * 3600,
-    ),
+JOBS = tuple(
+    Job(spec, ("--project", "Ref::project") if spec.kind == "train" else Job.args)
+    for spec in JOB_SPECS.values()
 )
+QUEUES: tuple[Queue, ...] = ("cpu", "gpu")
 
 GPU_INSTANCE_TYPES = ["g5.xlarge", "g5.2xlarge", "g4dn.xlarge", "g4dn.2xlarge"]
 CPU_INSTANCE_TYPES = ["c6i", "m6i"]
+# The GPU AMI: ECS-optimized Amazon Linux 2023 with the NVIDIA driver (CUDA 12.x), which the
+# torch wheel in gpu_jobs/requirements-job.txt (CUDA 12 runtime libraries) runs on.
+GPU_IMAGE_TYPE = "ECS_AL2023_NVIDIA"
+CPU_IMAGE_TYPE = "ECS_AL2023"
+# Batch's status reason when the instance under a job went away (Spot reclaim, host failure).
+HOST_TERMINATED = "Host EC2*"
 
 
 def job_definition_name(settings: Settings, job: str) -> str:
-    return f"{settings.prefix}-{job}"
+    return f"{settings.definition_prefix}{job}"
 
 
-def _job_statements(job: Job, settings: Settings) -> list[Statement]:
-    bucket = settings.data_bucket
-    statements = [
-        allow(["s3:GetObject"], [sub(f"arn:${{AWS::Partition}}:s3:::{bucket}/{p}") for p in job.reads]),
-        allow(
-            ["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
-            [sub(f"arn:${{AWS::Partition}}:s3:::{bucket}/{p}") for p in job.writes],
-        ),
-        allow(
-            ["s3:ListBucket"],
-            [sub(f"arn:${{AWS::Partition}}:s3:::{bucket}")],
-            StringLike={"s3:prefix": ["projects/*", "weights/*"]},
-        ),
-        # Jobs report progress and results as events (HistoLabel.record).
-        allow(
-            ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:ConditionCheckItem"],
-            [
-                sub(
-                    f"arn:${{AWS::Partition}}:dynamodb:${{AWS::Region}}:${{AWS::AccountId}}:table/{settings.events_table}"
-                )
-            ],
-        ),
-    ]
-    if job.reads_projections:
-        statements.append(
-            allow(
-                ["dynamodb:GetItem", "dynamodb:Query"],
-                [
-                    sub(
-                        "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}"
-                        f":table/{settings.projections_table}"
-                    )
-                ],
-            )
-        )
-    return statements
+def queue_logical(queue: Queue) -> str:
+    return f"{queue.capitalize()}JobQueue"
 
 
-def _compute_environment(settings: Settings, kind: str) -> dict[str, Any]:
-    gpu = kind == "gpu"
+def queue_for(job: JobKind) -> str:
+    """The logical id of the queue a job kind is submitted to."""
+    return queue_logical(JOB_SPECS[job].queue)
+
+
+def _compute_environment(settings: Settings, queue: Queue, *, spot: bool) -> dict[str, Any]:
+    gpu = queue == "gpu"
     resources: dict[str, Any] = {
-        "Type": "EC2",
-        "AllocationStrategy": "BEST_FIT_PROGRESSIVE",
+        "Type": "SPOT" if spot else "EC2",
+        "AllocationStrategy": "SPOT_PRICE_CAPACITY_OPTIMIZED" if spot else "BEST_FIT_PROGRESSIVE",
         # Scale to zero: no instance runs (or costs) while no job is queued.
         "MinvCpus": 0,
         "DesiredvCpus": 0,
@@ -142,14 +78,15 @@ def _compute_environment(settings: Settings, kind: str) -> dict[str, Any]:
         "Subnets": SUBNETS,
         "SecurityGroupIds": SECURITY_GROUPS,
         "InstanceRole": get_att("BatchInstanceProfile", "Arn"),
-        "Tags": {"histolabel:stage": settings.stage, "histolabel:component": f"batch-{kind}"},
+        "Ec2Configuration": [{"ImageType": GPU_IMAGE_TYPE if gpu else CPU_IMAGE_TYPE}],
+        "Tags": {"histolabel:stage": settings.stage, "histolabel:component": f"batch-{queue}"},
     }
-    if gpu:
-        resources["Ec2Configuration"] = [{"ImageType": "ECS_AL2_NVIDIA"}]
+    if spot:
+        resources["BidPercentage"] = 100
     return {
         "Type": "AWS::Batch::ComputeEnvironment",
         "Properties": {
-            "ComputeEnvironmentName": f"{settings.prefix}-{kind}",
+            "ComputeEnvironmentName": f"{settings.prefix}-{queue}{'-spot' if spot else ''}",
             "Type": "MANAGED",
             "State": "ENABLED",
             "ServiceRole": get_att("BatchServiceRole", "Arn"),
@@ -158,36 +95,53 @@ def _compute_environment(settings: Settings, kind: str) -> dict[str, Any]:
     }
 
 
+def job_environment(settings: Settings, job: Job) -> dict[str, Any]:
+    """The job container's environment, under the names histolabel.config reads."""
+    return {
+        **config.environment(
+            stage=settings.stage,
+            data_bucket_name=sub(settings.data_bucket),
+            foundation_weights=sub(f"s3://{settings.data_bucket}/weights/foundation.safetensors"),
+            allow_cpu="true" if job.spec.cpu_fallback else "false",
+        ),
+        config.REGION: ref("AWS::Region"),
+        config.DEFAULT_REGION: ref("AWS::Region"),
+    }
+
+
 def _job_definition(settings: Settings, job: Job) -> dict[str, Any]:
+    spec = job.spec
     requirements = [
-        {"Type": "VCPU", "Value": str(job.vcpus)},
-        {"Type": "MEMORY", "Value": str(job.memory_mib)},
+        {"Type": "VCPU", "Value": str(spec.vcpus)},
+        {"Type": "MEMORY", "Value": str(spec.memory_mib)},
     ]
-    if job.gpu:
-        requirements.append({"Type": "GPU", "Value": "1"})
+    if spec.gpus:
+        requirements.append({"Type": "GPU", "Value": str(spec.gpus)})
+    retry: dict[str, Any] = {"Attempts": 1}
+    if spec.interruptible:
+        # Retry only when the instance went away (Spot reclaim, host failure), not on our errors.
+        retry = {
+            "Attempts": 3,
+            "EvaluateOnExit": [
+                {"OnStatusReason": HOST_TERMINATED, "Action": "RETRY"},
+                {"OnReason": "*", "Action": "EXIT"},
+            ],
+        }
     return {
         "Type": "AWS::Batch::JobDefinition",
         "Properties": {
             "JobDefinitionName": job_definition_name(settings, job.name),
             "Type": "container",
             "PlatformCapabilities": ["EC2"],
-            "Timeout": {"AttemptDurationSeconds": job.timeout_s},
-            # Retry only when the instance went away (spot reclaim, host failure), not on our errors.
-            "RetryStrategy": {
-                "Attempts": 3,
-                "EvaluateOnExit": [
-                    {"OnStatusReason": "Host EC2*", "Action": "RETRY"},
-                    {"OnReason": "*", "Action": "EXIT"},
-                ],
-            },
+            "Timeout": {"AttemptDurationSeconds": spec.timeout_s},
+            "RetryStrategy": retry,
             "ContainerProperties": {
-                "Image": sub("${JobRepository.RepositoryUri}:${ImageTag}"),
+                "Image": ref("JobImageUri"),
                 "Command": ["python", "-m", f"gpu_jobs.{job.name}", *job.args],
                 "JobRoleArn": get_att(f"{job.logical}JobRole", "Arn"),
                 "ResourceRequirements": requirements,
                 "Environment": [
-                    {"Name": "HISTOLABEL_STAGE", "Value": settings.stage},
-                    {"Name": "AWS_REGION", "Value": ref("AWS::Region")},
+                    {"Name": k, "Value": v} for k, v in sorted(job_environment(settings, job).items())
                 ],
                 "LogConfiguration": {
                     "LogDriver": "awslogs",
@@ -204,25 +158,6 @@ def _job_definition(settings: Settings, job: Job) -> dict[str, Any]:
 def batch(settings: Settings, log_retention_days: int) -> Resources:
     p = settings.prefix
     resources: Resources = {
-        "JobRepository": {
-            "Type": "AWS::ECR::Repository",
-            "Properties": {
-                "RepositoryName": f"{p}-jobs",
-                "ImageScanningConfiguration": {"ScanOnPush": True},
-                "ImageTagMutability": "MUTABLE",
-                "EncryptionConfiguration": {"EncryptionType": "AES256"},
-                # Images are rebuilt from gpu_jobs/Dockerfile, so they go with the stack.
-                "EmptyOnDelete": True,
-                "LifecyclePolicy": {
-                    "LifecyclePolicyText": (
-                        '{"rules":[{"rulePriority":1,"description":"keep the last 10 images",'
-                        '"selection":{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":10},'
-                        '"action":{"type":"expire"}}]}'
-                    )
-                },
-                "Tags": tags(settings.stage, "batch"),
-            },
-        },
         "JobsLogGroup": {
             "Type": "AWS::Logs::LogGroup",
             "DeletionPolicy": "Delete",
@@ -246,18 +181,21 @@ def batch(settings: Settings, log_retention_days: int) -> Resources:
             "Type": "AWS::IAM::InstanceProfile",
             "Properties": {"InstanceProfileName": f"{p}-batch-instance", "Roles": [ref("BatchInstanceRole")]},
         },
-        "CpuComputeEnvironment": _compute_environment(settings, "cpu"),
-        "GpuComputeEnvironment": _compute_environment(settings, "gpu"),
     }
-    for kind in ("cpu", "gpu"):
-        resources[f"{kind.capitalize()}JobQueue"] = {
+    for queue in QUEUES:
+        kind = queue.capitalize()
+        resources[f"{kind}SpotComputeEnvironment"] = _compute_environment(settings, queue, spot=True)
+        resources[f"{kind}ComputeEnvironment"] = _compute_environment(settings, queue, spot=False)
+        resources[queue_logical(queue)] = {
             "Type": "AWS::Batch::JobQueue",
             "Properties": {
-                "JobQueueName": f"{p}-{kind}",
+                "JobQueueName": f"{p}-{queue}",
                 "Priority": 1,
                 "State": "ENABLED",
+                # Spot first (about a third of the price); on-demand takes what Spot cannot place.
                 "ComputeEnvironmentOrder": [
-                    {"Order": 1, "ComputeEnvironment": ref(f"{kind.capitalize()}ComputeEnvironment")}
+                    {"Order": 1, "ComputeEnvironment": ref(f"{kind}SpotComputeEnvironment")},
+                    {"Order": 2, "ComputeEnvironment": ref(f"{kind}ComputeEnvironment")},
                 ],
             },
         }
@@ -265,12 +203,8 @@ def batch(settings: Settings, log_retention_days: int) -> Resources:
         resources[f"{job.logical}JobRole"] = role(
             f"{p}-job-{job.name}",
             "ecs-tasks.amazonaws.com",
-            _job_statements(job, settings),
+            statements_for(f"job:{job.name}", settings),
             description=f"the {job.name} job: only the S3 keys and tables it uses",
         )
         resources[f"{job.logical}JobDefinition"] = _job_definition(settings, job)
     return resources
-
-
-def queue_for(job: str) -> str:
-    return "GpuJobQueue" if next(j for j in JOBS if j.name == job).gpu else "CpuJobQueue"

@@ -17,12 +17,12 @@ from infra.api import DEFAULT_APP, AppLoadError, load_app, swagger_for
 from infra.emulator import APPLIED, apply_ignored_settings, remove_batch_leftovers
 from infra.errors import InfraError, UsageError
 from infra.foundation import foundation_template
+from infra.images import ensure_images
 from infra.lint import lint
 from infra.network import CREATE_NETWORK
-from infra.package import ROOT, build_bundle, build_dependencies, bundle_key
-from infra.signing import delete_signing_key, ensure_signing_key
+from infra.package import LAMBDA_PYTHON, ROOT, package
 from infra.stackops import Echo, StackResult
-from infra.stacks import EMULATOR_PARTIAL, app_template, stack_names
+from infra.stacks import EMULATOR_PARTIAL, account_settings, app_template, code_key_parameter, stack_names
 from infra.target import is_emulated
 from infra.web import publish, site_config, web_files
 
@@ -32,12 +32,12 @@ HOSTED_UI = re.compile(r"^https://[A-Za-z0-9.-]+(:[0-9]+)?/[!-~]*$")
 @dataclass
 class DeployOptions:
     app_path: Path = DEFAULT_APP
-    image_tag: str = "latest"
+    image_tag: str | None = None  # the jobs' image; None: the tag of the current source tree
     cpu_max_vcpus: int = 64
     gpu_max_vcpus: int = 16
-    rotate_signing_key: bool = False
-    lambda_deps: Path | None = None
-    build_lambda_deps: bool | None = None  # None: build on a real account, not in the emulator
+    lambda_python: str = LAMBDA_PYTHON  # the Python the zips' compiled wheels are built for
+    build_images: bool = True  # build missing images with CodeBuild (on AWS)
+    artifacts_dir: Path = ROOT / "build" / "artifacts"
     run_lint: bool = True
     subnets: list[str] = field(default_factory=list)
     security_group: str = ""
@@ -137,6 +137,7 @@ def deploy(settings: Settings, options: DeployOptions, echo: Echo) -> DeployRepo
         if problems:
             raise InfraError("cfn-lint found problems in the templates:\n  " + "\n  ".join(problems))
     identity = check_access(settings)
+    settings = account_settings(settings, identity.split(":")[4])
     echo(
         f"deploying stage {settings.stage!r} to {settings.region} as {identity}"
         + (" (emulator)" if emulated else "")
@@ -163,36 +164,45 @@ def deploy(settings: Settings, options: DeployOptions, echo: Echo) -> DeployRepo
         _fix_emulator(settings, names.foundation, foundation, echo)
     out = base.outputs
 
-    deps = options.lambda_deps
-    if deps is None and (
-        options.build_lambda_deps if options.build_lambda_deps is not None else not emulated
-    ):
-        echo("building Lambda dependencies (manylinux wheels)")
-        deps = build_dependencies(ROOT / "build" / "lambda-deps")
-    bundle = build_bundle(ROOT, deps)
-    code_key = bundle_key(bundle)
-    artifacts = out["ArtifactsBucketName"]
-    try:
-        s3.head_object(Bucket=artifacts, Key=code_key)
-    except ClientError:
-        echo(f"uploading code bundle s3://{artifacts}/{code_key} ({len(bundle) / 1e6:.1f} MB)")
-        s3.put_object(Bucket=artifacts, Key=code_key, Body=bundle)
+    if emulated and not out.get("UserPoolId"):
+        # The emulator's CloudFormation cannot make a user pool: the same one is made by API.
+        from histolabel.adapters.cognito import ensure_pool
 
-    key, made = ensure_signing_key(client("ssm", settings), settings, rotate=options.rotate_signing_key)
-    if made:
-        echo(f"made a new data-signing key {key.key_id} (private half in SSM)")
+        made = ensure_pool(settings)
+        out = {**out, "UserPoolId": made.user_pool_id, "UserPoolClientId": made.client_id}
+        echo(f"emulator: user pool {made.user_pool_id} made through the API")
+
+    manifest = package(options.artifacts_dir, python_version=options.lambda_python)
+    artifacts = out["ArtifactsBucketName"]
+    code_keys: dict[str, str] = {}
+    for entry in manifest["functions"]:  # type: ignore[attr-defined]
+        if entry["package_type"] != "Zip":
+            continue
+        key = f"lambda/{entry['artifact']}"
+        try:
+            s3.head_object(Bucket=artifacts, Key=key)
+        except ClientError:
+            data = (options.artifacts_dir / entry["artifact"]).read_bytes()
+            echo(f"uploading {entry['name']} code s3://{artifacts}/{key} ({len(data) / 1e6:.1f} MB)")
+            s3.put_object(Bucket=artifacts, Key=key, Body=data)
+        code_keys[entry["name"]] = key
+    images = ensure_images(
+        settings, out, options.artifacts_dir, echo,
+        job_tag=options.image_tag, build=options.build_images and not emulated, emulated=emulated,
+    )  # fmt: skip
+    from infra.functions import FUNCTIONS
+
     parameters = {
         **flag,
         "EventsStreamArn": out["EventsStreamArn"],
         "ArtifactsBucket": artifacts,
-        "CodeKey": code_key,
+        **{code_key_parameter(fn.logical): code_keys[fn.name] for fn in FUNCTIONS if fn.name in code_keys},
+        "ApiImageUri": images["api"],
+        "JobImageUri": images["jobs"],
         "UserPoolId": out.get("UserPoolId", "none"),
         "UserPoolClientId": out.get("UserPoolClientId", "none"),
-        "ImageTag": options.image_tag,
         "CpuMaxVcpus": str(options.cpu_max_vcpus),
         "GpuMaxVcpus": str(options.gpu_max_vcpus),
-        "DataSigningKeyId": key.key_id,
-        "DataSigningPublicKey": key.public_pem,
         "SubnetIds": ",".join(subnets),
         "SecurityGroupId": group,
         "HostedUiUrl": options.hosted_ui_url,
@@ -297,6 +307,11 @@ def _delete_kept(settings: Settings, foundation_outputs: dict[str, str], echo: E
         if err.response["Error"]["Code"] != "ResourceNotFoundException":
             raise
     pool = foundation_outputs.get("UserPoolId")
+    if pool is None and is_emulated(settings):
+        from histolabel.adapters.cognito import pool_name
+
+        pools = client("cognito-idp", settings).list_user_pools(MaxResults=60)["UserPools"]
+        pool = next((p["Id"] for p in pools if p["Name"] == pool_name(settings)), None)
     if pool:
         try:
             client("cognito-idp", settings).delete_user_pool(UserPoolId=pool)
@@ -306,10 +321,26 @@ def _delete_kept(settings: Settings, foundation_outputs: dict[str, str], echo: E
                 raise
 
 
+def _empty_repositories(settings: Settings, outputs: dict[str, str]) -> None:
+    """The images (EmptyOnDelete does this on AWS; the emulator ignores it)."""
+    ecr = client("ecr", settings)
+    for key in ("ApiRepositoryUri", "JobRepositoryUri"):
+        if key not in outputs:
+            continue
+        name = outputs[key].rsplit("/", 1)[1]
+        try:
+            ids = ecr.list_images(repositoryName=name)["imageIds"]
+            if ids:
+                ecr.batch_delete_image(repositoryName=name, imageIds=ids)
+        except ClientError as err:
+            if err.response["Error"]["Code"] != "RepositoryNotFoundException":
+                raise
+
+
 def destroy(settings: Settings, *, delete_data: bool, echo: Echo) -> list[str]:
     """Remove the app stack; with delete_data also the foundation and what it keeps.
     Returns what was kept."""
-    check_access(settings)
+    settings = account_settings(settings, check_access(settings).split(":")[4])
     cfn = client("cloudformation", settings)
     s3 = client("s3", settings)
     names = stack_names(settings)
@@ -322,8 +353,6 @@ def destroy(settings: Settings, *, delete_data: bool, echo: Echo) -> list[str]:
         left = remove_batch_leftovers(settings)
         if left:
             echo(f"emulator: removed Batch resources its stack delete leaves behind: {', '.join(left)}")
-    if delete_signing_key(client("ssm", settings), settings):
-        echo("deleted the data-signing key")
     foundation = stackops.describe(cfn, names.foundation)
     if not delete_data:
         if foundation is None:
@@ -339,6 +368,7 @@ def destroy(settings: Settings, *, delete_data: bool, echo: Echo) -> list[str]:
     outputs = stackops.outputs_of(foundation)
     if foundation is not None:
         empty_bucket(s3, outputs.get("ArtifactsBucketName", ""))
+        _empty_repositories(settings, outputs)
         stackops.delete(cfn, names.foundation, echo)
     _delete_kept(settings, outputs, echo)
     return []

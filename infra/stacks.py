@@ -13,10 +13,10 @@ from typing import Any
 
 from histolabel.config import Settings
 from histolabel.resources import projections_table, web_bucket
-from infra.cfn import emulator_parameter_and_condition, get_att, ref, sub
+from infra.cfn import emulator_parameter_and_condition, ref, sub
 from infra.edge import edge
 from infra.foundation import foundation_template
-from infra.functions import api_gateway, api_url, lambdas
+from infra.functions import FUNCTIONS, api_gateway, api_url, lambdas
 from infra.jobs import JOBS, batch
 from infra.network import NETWORK_CONDITIONS, NETWORK_PARAMETERS, network
 
@@ -31,9 +31,8 @@ EMULATOR_UNSUPPORTED = frozenset(
         "AWS::CloudFront::Distribution",
         "AWS::CloudFront::OriginAccessControl",
         "AWS::CloudFront::CachePolicy",
-        "AWS::CloudFront::PublicKey",
-        "AWS::CloudFront::KeyGroup",
         "AWS::S3::BucketPolicy",
+        "AWS::CodeBuild::Project",
     }
 )
 # Types the emulator creates, but not as these templates need them (reason in the template).
@@ -46,21 +45,41 @@ class StackNames:
     app: str
 
 
+def template_settings(settings: Settings) -> Settings:
+    """The settings as the templates name things: bucket names carry the account id."""
+    return settings.model_copy(update={"bucket_account": "${AWS::AccountId}"})
+
+
+def account_settings(settings: Settings, account: str) -> Settings:
+    """The settings of the deployed stage in `account` (its real bucket names)."""
+    return settings.model_copy(update={"bucket_account": account})
+
+
 def stack_names(settings: Settings) -> StackNames:
     return StackNames(foundation=f"{settings.prefix}-foundation", app=f"{settings.prefix}-app")
 
 
+def code_key_parameter(logical: str) -> str:
+    return f"{logical}CodeKey"
+
+
 APP_PARAMETERS: dict[str, dict[str, Any]] = {
     "EventsStreamArn": {"Type": "String", "Description": "stream of the foundation's events table"},
-    "ArtifactsBucket": {"Type": "String", "Description": "bucket holding the Lambda code bundle"},
-    "CodeKey": {"Type": "String", "Description": "S3 key of the Lambda code bundle (content-addressed)"},
+    "ArtifactsBucket": {"Type": "String", "Description": "bucket holding the Lambda code zips"},
+    **{
+        code_key_parameter(fn.logical): {
+            "Type": "String",
+            "Description": f"S3 key of the {fn.name} function's zip (content-addressed)",
+        }
+        for fn in FUNCTIONS
+        if fn.artifact.package_type == "Zip"
+    },
+    "ApiImageUri": {"Type": "String", "Description": "the API function's image in ECR (tag: content hash)"},
+    "JobImageUri": {"Type": "String", "Description": "the jobs' image in ECR"},
     "UserPoolId": {"Type": "String", "Default": "none"},
     "UserPoolClientId": {"Type": "String", "Default": "none"},
-    "ImageTag": {"Type": "String", "Default": "latest", "Description": "tag of the job image in ECR"},
     "CpuMaxVcpus": {"Type": "Number", "Default": 64, "MinValue": 1},
     "GpuMaxVcpus": {"Type": "Number", "Default": 16, "MinValue": 1},
-    "DataSigningKeyId": {"Type": "String", "Default": "none"},
-    "DataSigningPublicKey": {"Type": "String", "Default": "none", "NoEcho": False},
     "HostedUiUrl": {
         "Type": "String",
         "Default": "",
@@ -70,6 +89,7 @@ APP_PARAMETERS: dict[str, dict[str, Any]] = {
 
 
 def app_template(settings: Settings, swagger: dict[str, Any]) -> dict[str, Any]:
+    settings = template_settings(settings)
     parameters, conditions = emulator_parameter_and_condition()
     resources = {
         "ProjectionsTable": projections_table(settings),
@@ -85,10 +105,10 @@ def app_template(settings: Settings, swagger: dict[str, Any]) -> dict[str, Any]:
         "WebUrl": {"Value": sub("https://${Distribution.DomainName}/"), "Condition": "OnAws"},
         "ProjectionsTableName": {"Value": ref("ProjectionsTable")},
         "WebBucketName": {"Value": ref("WebBucket")},
-        "JobRepositoryUri": {"Value": get_att("JobRepository", "RepositoryUri")},
         "CpuJobQueue": {"Value": ref("CpuJobQueue")},
         "GpuJobQueue": {"Value": ref("GpuJobQueue")},
         "StreamFailuresQueueUrl": {"Value": ref("StreamFailures")},
+        **{f"{fn.logical}FunctionName": {"Value": ref(fn.logical)} for fn in FUNCTIONS},
     }
     for job in JOBS:
         outputs[f"{job.logical}JobDefinition"] = {"Value": ref(f"{job.logical}JobDefinition")}

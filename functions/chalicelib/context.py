@@ -5,104 +5,26 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from chalice import Response
 from pydantic import BaseModel, ValidationError
 
 from histolabel.api.routes import BY_NAME, Route
-from histolabel.auth.tokens import AuthError, Identity, PoolConfig, bearer_token, verify_id_token
+from histolabel.auth.tokens import AuthError, Identity, bearer_token, verify_id_token
 from histolabel.commands import CommandRejected
+from histolabel.composition import Services
+from histolabel.config import settings_from_env
 from histolabel.confinement import OutsideProject
 from histolabel.events.catalogue import Actor
-from histolabel.jobs import JobSubmissionError, JobSubmitter
+from histolabel.jobs import JobSubmissionError
 from histolabel.projections.project import ProjectState
 from histolabel.service import HistoLabel
 
 MAX_BODY_BYTES = 2 * 2**20
 log = logging.getLogger("histolabel.api")
-
-
-class Directory(Protocol):
-    def __call__(self, user: str) -> str | None: ...
-
-    def describe(self, user: str) -> dict[str, str | None]: ...
-
-
-class Services:
-    """Built once per Lambda container on first use; tests replace the attributes."""
-
-    def __init__(self) -> None:
-        self._service: HistoLabel | None = None
-        self._submitter: JobSubmitter | None = None
-        self._jwks: Callable[[str], dict[str, Any] | None] | None = None
-        self._pool: PoolConfig | None = None
-        self._directory: Directory | None = None
-
-    @property
-    def service(self) -> HistoLabel:
-        if self._service is None:
-            self._service = HistoLabel.from_env()
-        return self._service
-
-    @service.setter
-    def service(self, value: HistoLabel | None) -> None:
-        self._service = value
-
-    @property
-    def submitter(self) -> JobSubmitter:
-        if self._submitter is None:
-            from histolabel.jobs import submitter_from_env
-
-            self._submitter = submitter_from_env()
-        return self._submitter
-
-    @submitter.setter
-    def submitter(self, value: JobSubmitter | None) -> None:
-        self._submitter = value
-
-    @property
-    def pool(self) -> PoolConfig:
-        if self._pool is None:
-            from histolabel.adapters.cognito import pool_from_env
-
-            pool = pool_from_env()
-            if pool is None:
-                raise AuthError("sign-in is not configured (HISTOLABEL_USER_POOL_ID / HISTOLABEL_CLIENT_ID)")
-            self._pool = pool
-        return self._pool
-
-    @pool.setter
-    def pool(self, value: PoolConfig | None) -> None:
-        self._pool = value
-
-    @property
-    def jwks(self) -> Callable[[str], dict[str, Any] | None]:
-        if self._jwks is None:
-            from histolabel.adapters.cognito import JwksCache, jwks_url
-
-            self._jwks = JwksCache(jwks_url(self.pool))
-        return self._jwks
-
-    @jwks.setter
-    def jwks(self, value: Callable[[str], dict[str, Any] | None] | None) -> None:
-        self._jwks = value
-
-    @property
-    def directory(self) -> Directory:
-        """user (Username or email) -> Username in the pool, or None; and how to show a user."""
-        if self._directory is None:
-            from histolabel.adapters.cognito import UserDirectory
-
-            self._directory = UserDirectory(self.pool.user_pool_id)
-        return self._directory
-
-    @directory.setter
-    def directory(self, value: Directory | None) -> None:
-        self._directory = value
 
 
 SERVICES = Services()
@@ -242,13 +164,13 @@ def run(app: Any, name: str, handler: Handler, params: dict[str, str]) -> Any:
 
 
 def login_config() -> dict[str, Any]:
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    s = settings_from_env()
     return {
-        "region": region,
-        "userPoolId": os.environ.get("HISTOLABEL_USER_POOL_ID"),
-        "clientId": os.environ.get("HISTOLABEL_CLIENT_ID"),
-        "cognitoEndpoint": os.environ.get("AWS_ENDPOINT_URL") or None,
+        "region": s.region,
+        "userPoolId": s.user_pool_id,
+        "clientId": s.client_id,
+        "cognitoEndpoint": s.endpoint_url,
         # The Cognito hosted UI's authorize URL (implicit grant back to the web app), where the
         # deployer set one up for single sign-on; the app then offers it beside the form.
-        "hostedUiUrl": os.environ.get("HISTOLABEL_HOSTED_UI_URL") or None,
+        "hostedUiUrl": s.hosted_ui_url,
     }

@@ -3,7 +3,6 @@ crops, and presigned URLs. Tables are immutable once written, so they are cached
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -14,7 +13,7 @@ from botocore.exceptions import ClientError
 from histolabel.adapters import pyramids
 from histolabel.adapters.aws import client
 from histolabel.api.tables import Predictions, SuperpixelTable
-from histolabel.config import get_settings
+from histolabel.config import get_settings, settings_from_env
 from histolabel.resources import EXPORT_TAG
 
 PRESIGN_TTL_S = 900
@@ -84,7 +83,7 @@ def inline_response_limit() -> int:
     """Bytes a large answer (an export, a slide's predictions) may have to travel in the response
     itself: a Lambda response carries at most 6 MB, and binary bodies grow by a third in base64.
     Larger answers are a 303 to a copy in the data bucket."""
-    return int(os.environ.get("HISTOLABEL_INLINE_RESPONSE_BYTES", str(4 * 1024 * 1024)))
+    return settings_from_env().inline_response_bytes
 
 
 def put_export(key: str, body: bytes, content_type: str, disposition: str | None = None) -> None:

@@ -1,5 +1,6 @@
-"""AWS Batch behind the JobSubmitter port: queue histolabel-{stage}-jobs, one job definition per
-job kind, histolabel-{stage}-{job}."""
+"""AWS Batch behind the JobSubmitter port: each job kind goes to the queue its row of
+histolabel.jobs.JOB_SPECS names (the stage's CPU or GPU queue, as infra made them and wrote
+into HISTOLABEL_JOB_QUEUE_CPU/GPU), with the job definition histolabel-{stage}-{job}."""
 
 from __future__ import annotations
 
@@ -9,30 +10,32 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from histolabel.adapters.aws import client
 from histolabel.config import Settings, get_settings
-from histolabel.jobs import JobKind, JobSubmissionError
+from histolabel.jobs import JOB_SPECS, JobKind, JobSubmissionError
 
 
 class BatchSubmitter:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
 
-    @property
-    def queue(self) -> str:
-        return f"{self.settings.prefix}-jobs"
+    def queue(self, job: JobKind) -> str:
+        spec = JOB_SPECS[job]
+        return self.settings.gpu_queue if spec.queue == "gpu" else self.settings.cpu_queue
 
     def definition(self, job: JobKind) -> str:
-        return f"{self.settings.prefix}-{job}"
+        return f"{self.settings.definition_prefix}{job}"
 
     def submit(self, job: JobKind, args: list[str], name: str) -> str:
+        if job not in JOB_SPECS:
+            raise JobSubmissionError(f"unknown job {job!r}")
         try:
             result = client("batch", self.settings).submit_job(
                 jobName=name,
-                jobQueue=self.queue,
+                jobQueue=self.queue(job),
                 jobDefinition=self.definition(job),
                 containerOverrides={"command": ["python", "-m", f"gpu_jobs.{job}", *args]},
             )
         except (ClientError, BotoCoreError) as exc:
-            raise JobSubmissionError(f"could not submit {job} job: {exc}") from exc
+            raise JobSubmissionError(f"could not submit {job} job to {self.queue(job)}: {exc}") from exc
         return str(result["jobId"])
 
     def status(self, job_id: str) -> dict[str, Any]:

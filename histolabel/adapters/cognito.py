@@ -4,7 +4,6 @@ fetch the pool's JWKS (cached per process) for token verification."""
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 import urllib.request
@@ -14,7 +13,6 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from histolabel.adapters.aws import client
-from histolabel.auth.tokens import PoolConfig
 from histolabel.config import Settings, get_settings
 from histolabel.resources import WEB_CLIENT_AUTH_FLOWS
 
@@ -119,30 +117,6 @@ class UserDirectory:
             attrs = []
         found = {a["Name"]: a["Value"] for a in attrs}
         return {"email": found.get("email"), "name": found.get("name")}
-
-
-def pool_from_env(settings: Settings | None = None) -> PoolConfig | None:
-    s = settings or get_settings()
-    pool_id = os.environ.get("HISTOLABEL_USER_POOL_ID")
-    client_id = os.environ.get("HISTOLABEL_CLIENT_ID")
-    if not pool_id or not client_id:
-        return None
-    return PoolConfig(
-        region=pool_id.split("_", 1)[0] if "_" in pool_id else s.region,
-        user_pool_id=pool_id,
-        client_id=client_id,
-    )
-
-
-def jwks_url(pool: PoolConfig, settings: Settings | None = None) -> str:
-    """HISTOLABEL_JWKS_URL, else the local cloud's copy, else AWS's public location."""
-    explicit = os.environ.get("HISTOLABEL_JWKS_URL")
-    if explicit:
-        return explicit
-    s = settings or get_settings()
-    if s.endpoint_url:
-        return f"{s.endpoint_url.rstrip('/')}/{pool.user_pool_id}/.well-known/jwks.json"
-    return pool.default_jwks_url
 
 
 class JwksCache:

@@ -7,10 +7,11 @@ The lead's histolabel/cli.py wires each subcommand: `add_<name>_arguments(parser
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from typing import Any
+
+from histolabel.config import settings_from_env
 
 
 class LearningCommandError(ValueError):
@@ -36,8 +37,8 @@ def add_embed_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     _common(p)
-    p.add_argument("--user", default=os.environ.get("HISTOLABEL_USER", "cli"), help="who asks (a member)")
-    p.add_argument("--site", default=os.environ.get("HISTOLABEL_SITE", "local"))
+    p.add_argument("--user", default=settings_from_env().cli_user or "cli", help="who asks (a member)")
+    p.add_argument("--site", default=settings_from_env().cli_site or "local")
     p.add_argument("--no-predict", action="store_true", help="train only")
 
 
@@ -66,7 +67,8 @@ def _wait(submitter: Any, job_ids: list[str], wait: bool, what: str) -> int:
 
 
 def embed(args: argparse.Namespace) -> int:
-    from histolabel.jobs import job_name, submitter_from_env
+    from histolabel.composition import submitter_from_env
+    from histolabel.jobs import job_name
     from histolabel.service import HistoLabel
 
     state = HistoLabel.from_env().require_project(args.project)
@@ -80,7 +82,7 @@ def embed(args: argparse.Namespace) -> int:
         if info.segmentation is None:
             raise LearningCommandError(f"slide {s!r} is not segmented yet")
     kind = args.kind or state.settings.feature_kind
-    if kind == "foundation" and not (args.weights or os.environ.get("HISTOLABEL_FOUNDATION_WEIGHTS")):
+    if kind == "foundation" and not (args.weights or settings_from_env().foundation_weights):
         raise LearningCommandError("foundation features need --weights or HISTOLABEL_FOUNDATION_WEIGHTS")
     extra = ["--kind", kind, "--progress", "off"] + (["--weights", args.weights] if args.weights else [])
     submitter = submitter_from_env()
@@ -97,8 +99,9 @@ def train(args: argparse.Namespace) -> int:
     """Ask for training (as --user), claim the request and submit the train job; a training
     trigger that sees the same request finds it claimed and submits nothing."""
     from histolabel.commands import CommandRejected
+    from histolabel.composition import submitter_from_env
     from histolabel.events.catalogue import Actor
-    from histolabel.jobs import job_name, submitter_from_env
+    from histolabel.jobs import job_name
     from histolabel.service import HistoLabel
     from histolabel.trigger import claim_request, train_args
 
@@ -159,7 +162,8 @@ def _follow(svc: Any, project_id: str, request_id: str, wait: bool) -> int:
 
 
 def predict(args: argparse.Namespace) -> int:
-    from histolabel.jobs import job_name, submitter_from_env
+    from histolabel.composition import submitter_from_env
+    from histolabel.jobs import job_name
     from histolabel.service import HistoLabel
 
     state = HistoLabel.from_env().require_project(args.project)

@@ -16,13 +16,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from histolabel.config import ALLOW_CPU, settings_from_env
 from histolabel.jobs import JOB_KINDS, JobKind, JobSubmissionError
 
 MAX_PARALLEL = max(1, (os.cpu_count() or 2) // 2)
 
 
 def jobs_dir() -> Path:
-    root = Path(os.environ.get("HISTOLABEL_LOCAL_DIR", Path.cwd() / ".histolabel"))
+    root = Path(settings_from_env().local_dir or Path.cwd() / ".histolabel")
     path = root / "jobs"
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -58,9 +59,9 @@ class LocalJobRunner:
         with self._slots:
             self._write(job_id, {**record, "status": "RUNNING", "started_at": time.time()})
             with open(log_path, "wb") as log:
-                proc = subprocess.run(
-                    record["command"], stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy()
-                )
+                # Local jobs run where there may be no GPU: they may use the CPU.
+                env = {**os.environ, ALLOW_CPU: "1"}
+                proc = subprocess.run(record["command"], stdout=log, stderr=subprocess.STDOUT, env=env)
         done = {
             **record,
             "status": "SUCCEEDED" if proc.returncode == 0 else "FAILED",

@@ -16,7 +16,7 @@ from histolabel.localcloud.poller import StreamPoller
 
 
 def start_pollers(settings: Settings, start_at: str = "TRIM_HORIZON") -> list[StreamPoller]:
-    from histolabel.jobs import submitter_from_env
+    from histolabel.composition import submitter_from_env
     from histolabel.runtime.projector import ProjectorRuntime
     from histolabel.runtime.trigger import TriggerRuntime
     from histolabel.service import HistoLabel

@@ -13,7 +13,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from histolabel.config import Settings
+from histolabel.config import ALLOW_CPU, ENDPOINT_URL, REGION, STAGE, Settings
 from histolabel.localcloud.server import MOTO_CONFIG
 
 LOCAL_CREDENTIALS = {
@@ -88,11 +88,13 @@ def start_server(port: int | None = None, log_path: Path | None = None) -> Serve
 
 
 def local_environment(endpoint: str, settings: Settings) -> dict[str, str]:
-    """The variables a process needs to talk to this local cloud."""
+    """The variables a process needs to talk to this local cloud. Its jobs may run on CPU
+    (a workstation has no GPU; on AWS a GPU job without CUDA fails instead)."""
     return {
         **LOCAL_CREDENTIALS,
-        "AWS_ENDPOINT_URL": endpoint,
+        ENDPOINT_URL: endpoint,
         "AWS_DEFAULT_REGION": settings.region,
-        "AWS_REGION": settings.region,
-        "HISTOLABEL_STAGE": settings.stage,
+        REGION: settings.region,
+        STAGE: settings.stage,
+        ALLOW_CPU: "1",
     }

@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from histolabel.config import Settings
+from histolabel.config import Settings, settings_from_env
 from histolabel.events.catalogue import LabelSource, Role
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,7 +41,7 @@ class LocalStackError(RuntimeError):
 
 
 def state_dir() -> Path:
-    path = Path(os.environ.get("HISTOLABEL_LOCAL_DIR", ROOT / ".histolabel"))
+    path = Path(settings_from_env().local_dir or ROOT / ".histolabel")
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -14,8 +14,9 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
 from histolabel.adapters.dynamo_events import from_item
+from histolabel.composition import submitter_from_env
 from histolabel.events.envelope import stream_kind
-from histolabel.jobs import JobSubmitter, submitter_from_env
+from histolabel.jobs import JobSubmitter
 from histolabel.service import HistoLabel
 from histolabel.trigger import handle_training_requested
 

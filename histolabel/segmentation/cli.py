@@ -54,7 +54,8 @@ def segment_slide(args: argparse.Namespace) -> int:
     """Submit the segment job (the local runner in the local cloud, AWS Batch otherwise)."""
     import time
 
-    from histolabel.jobs import job_name, submitter_from_env
+    from histolabel.composition import submitter_from_env
+    from histolabel.jobs import job_name
 
     submitter = submitter_from_env()
     job_id = submitter.submit("segment", job_args(args), job_name("segment", args.project, args.slide))

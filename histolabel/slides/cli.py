@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 from pathlib import Path
 
+from histolabel.config import settings_from_env
 from histolabel.slides.readers import SlideError, open_slide
 
 
@@ -21,8 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--project", required=True)
     p.add_argument("--slide", help="slide id (default: from the file name)")
     p.add_argument("--name", help="display name (default: the file name)")
-    p.add_argument("--user", default=os.environ.get("HISTOLABEL_USER", "admin"), help="acting project owner")
-    p.add_argument("--site", default=os.environ.get("HISTOLABEL_SITE", "local"))
+    p.add_argument("--user", default=settings_from_env().cli_user or "admin", help="acting project owner")
+    p.add_argument("--site", default=settings_from_env().cli_site or "local")
     p.add_argument("--progress", choices=["auto", "on", "off"], default="auto")
 
 

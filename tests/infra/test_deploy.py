@@ -86,7 +86,7 @@ def test_stream_mappings_and_functions(deployed):
     settings, _ = deployed
     lam = client("lambda", settings)
     names = {f["FunctionName"]: f for f in lam.list_functions()["Functions"]}
-    for fn in ("api", "projector", "trigger"):
+    for fn in ("api", "projector", "trigger", "job-events"):
         assert f"{settings.prefix}-{fn}" in names
     api_env = lam.get_function_configuration(FunctionName=f"{settings.prefix}-api")["Environment"][
         "Variables"
@@ -121,7 +121,7 @@ def test_roles_logs_and_repository(deployed):
     ours = {
         g["logGroupName"]: g.get("retentionInDays") for g in groups if settings.prefix in g["logGroupName"]
     }
-    assert len(ours) == 4 and set(ours.values()) == {90}
+    assert len(ours) == 5 and set(ours.values()) == {90}  # 4 functions and the jobs
     repo = client("ecr", settings).describe_repositories(repositoryNames=[f"{settings.prefix}-jobs"])[
         "repositories"
     ][0]
@@ -212,3 +212,40 @@ def test_bad_stage_or_region_exits_2_and_makes_nothing(cloud, capsys, argv, mess
     assert message in err and "Traceback" not in err
     stacks = client("cloudformation", cloud).list_stacks()["StackSummaries"]
     assert not [s for s in stacks if "okstage" in s["StackName"] or "Bad_Stage" in s["StackName"]]
+
+
+def test_deploy_refuses_a_job_image_not_in_ecr(deployed, capsys):
+    _ = deployed
+    code, _out, err = run_cli(
+        capsys, "deploy", "--stage", STAGE, "--app", str(STUB_APP), "--skip-lint", "--image-tag", "nosuchtag",
+        "--hosted-ui-url", HOSTED_UI_URL,
+    )  # fmt: skip
+    assert code == 1 and "Traceback" not in err
+    assert "nosuchtag is not in ECR" in err and "The app stack was not touched" in err
+
+
+def test_jobs_are_submitted_to_the_deployed_queues_and_a_wrong_queue_fails(deployed):
+    """The submitter, configured from the deployed function's environment, against the
+    emulator's Batch: each kind goes to the queue its row names; a queue name that is not
+    the stack's is refused."""
+    from histolabel.adapters.batch import BatchSubmitter
+    from histolabel.config import settings_from_env
+    from histolabel.jobs import JOB_SPECS, JobSubmissionError
+
+    settings, _ = deployed
+    lam = client("lambda", settings)
+    env = lam.get_function_configuration(FunctionName=f"{settings.prefix}-trigger")["Environment"][
+        "Variables"
+    ]
+    deployed_settings = settings_from_env(
+        {**env, "AWS_ENDPOINT_URL": settings.endpoint_url or "", "AWS_REGION": settings.region}
+    )
+    batch = client("batch", settings)
+    submitter = BatchSubmitter(deployed_settings)
+    for kind, spec in JOB_SPECS.items():
+        job_id = submitter.submit(kind, ["--project", "p1"], f"parity-{kind}")
+        queue = batch.describe_jobs(jobs=[job_id])["jobs"][0]["jobQueue"]
+        assert queue.endswith(f"/{settings.prefix}-{spec.queue}"), (kind, queue)
+    wrong = BatchSubmitter(deployed_settings.model_copy(update={"job_queue_gpu": f"{settings.prefix}-jobs"}))
+    with pytest.raises(JobSubmissionError, match=f"{settings.prefix}-jobs"):
+        wrong.submit("train", ["--project", "p1"], "parity-wrong")

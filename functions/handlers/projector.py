@@ -1,0 +1,5 @@
+"""The projector function: DynamoDB stream records of the events table -> projections."""
+
+from histolabel.runtime.projector import handler
+
+__all__ = ["handler"]

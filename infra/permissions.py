@@ -1,0 +1,222 @@
+"""The AWS actions each function and job may call: one declared table, from which every role
+in the templates is built (`statements_for`), and which tests/infra/test_permissions.py checks
+against the code's call sites (infra/callsites.py): every call granted, nothing else granted.
+
+Each row names a resource kind and actions. Rows for calls that AWS makes on the role's
+behalf rather than our code (an event source mapping reading the stream, Lambda writing logs)
+are `platform` rows, each with its reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from histolabel.config import Settings
+from infra.cfn import get_att, ref, sub
+from infra.iam import Statement, allow
+
+# Actions AWS authorizes only on Resource "*", each with the reason it is needed.
+WILDCARD_ONLY: dict[str, str] = {
+    "batch:DescribeJobs": "the job-status route and the job-events handler read a job's state",
+    "ecr:GetAuthorizationToken": "CodeBuild logs in to ECR to push the images it builds",
+}
+
+EVENTS_APPEND = ("dynamodb:ConditionCheckItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query")
+EVENTS_READ = ("dynamodb:GetItem", "dynamodb:Query")
+STREAM_READ = (
+    "dynamodb:DescribeStream",
+    "dynamodb:GetRecords",
+    "dynamodb:GetShardIterator",
+    "dynamodb:ListStreams",
+)
+SLIDE = "projects/*/slides/*"
+
+
+@dataclass(frozen=True)
+class Grant:
+    resource: str  # events | projections | data | batch | user_pool | ... (see _resources)
+    actions: tuple[str, ...]
+    keys: tuple[str, ...] = ()  # for data: the object key patterns
+    why: str = ""  # set on platform rows (not called by our code)
+
+
+@dataclass(frozen=True)
+class Role:
+    entries: tuple[str, ...]  # the modules the function or job runs
+    factories: tuple[str, ...]  # what it takes from histolabel.composition
+    grants: tuple[Grant, ...]
+    platform: tuple[Grant, ...] = field(default=())
+
+
+STREAM_CONSUMER = (
+    Grant("events_stream", STREAM_READ, why="its event source mapping reads the events table's stream"),
+    Grant("stream_failures", ("sqs:SendMessage",), why="the mapping sends records it gave up on here"),
+)
+
+
+def _job(kind: str, reads: tuple[str, ...], writes: tuple[str, ...], deletes: bool = True) -> Role:
+    return Role(
+        entries=(f"gpu_jobs.{kind}",),
+        factories=("service_from_env",),
+        grants=(
+            Grant("events", EVENTS_APPEND),
+            Grant("projections", ("dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query")),
+            Grant("data", ("s3:GetObject",), reads),
+            Grant(
+                "data",
+                ("s3:AbortMultipartUpload", "s3:PutObject", *(("s3:DeleteObject",) if deletes else ())),
+                writes,
+            ),
+            Grant("data_bucket", ("s3:ListBucket",)),
+        ),
+    )
+
+
+ROLES: dict[str, Role] = {
+    "fn:api": Role(
+        entries=("app",),
+        factories=("Services", "service_from_env", "submitter_from_env", "pool_from_env", "jwks_url"),
+        grants=(
+            Grant("events", EVENTS_APPEND),
+            Grant("projections", ("dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query")),
+            # Uploads of source slides go straight to S3 with URLs this role presigns; exports
+            # too large for a response are written here (tagged, for the rule that expires them).
+            Grant("data", ("s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"), ("projects/*",)),
+            Grant("data_bucket", ("s3:ListBucket",)),
+            Grant("batch", ("batch:DescribeJobs", "batch:SubmitJob")),
+            Grant("user_pool", ("cognito-idp:AdminGetUser", "cognito-idp:ListUsers")),
+        ),
+        platform=(
+            Grant(
+                "data",
+                ("s3:PutObjectTagging",),
+                ("projects/*/exports/*",),
+                why="put_object(Tagging=...) of large exports needs it beside s3:PutObject",
+            ),
+        ),
+    ),
+    "fn:projector": Role(
+        entries=("handlers.projector",),
+        factories=("service_from_env",),
+        grants=(
+            # It appends TrainingRequested when enough labels arrived (was read-only: AccessDenied).
+            Grant("events", EVENTS_APPEND),
+            Grant(
+                "projections",
+                (
+                    "dynamodb:BatchGetItem",
+                    "dynamodb:DeleteItem",
+                    "dynamodb:GetItem",
+                    "dynamodb:PutItem",
+                    "dynamodb:Query",
+                    "dynamodb:UpdateItem",
+                ),
+            ),
+        ),
+        platform=STREAM_CONSUMER,
+    ),
+    "fn:trigger": Role(
+        entries=("handlers.trigger",),
+        factories=("service_from_env", "submitter_from_env"),
+        grants=(
+            Grant("events", EVENTS_APPEND),
+            Grant("projections", ("dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query")),
+            Grant("batch", ("batch:DescribeJobs", "batch:SubmitJob")),
+        ),
+        platform=STREAM_CONSUMER,
+    ),
+    "fn:job_events": Role(
+        entries=("handlers.job_events",),
+        factories=("service_from_env", "submitter_from_env"),
+        grants=(
+            Grant("events", EVENTS_APPEND),
+            Grant("projections", ("dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query")),
+            Grant("batch", ("batch:DescribeJobs", "batch:SubmitJob")),
+        ),
+    ),
+    "job:ingest": _job("ingest", (f"{SLIDE}/source/*",), (f"{SLIDE}/image.ome.zarr/*",)),
+    "job:segment": _job(
+        "segment",
+        (f"{SLIDE}/image.ome.zarr/*",),
+        (f"{SLIDE}/image.ome.zarr/labels/*", f"{SLIDE}/superpixels.parquet"),
+    ),
+    "job:embed": _job(
+        "embed",
+        (f"{SLIDE}/image.ome.zarr/*", f"{SLIDE}/superpixels.parquet", "weights/*"),
+        (f"{SLIDE}/features/*",),
+    ),
+    "job:train": _job(
+        "train",
+        (
+            f"{SLIDE}/features/*",
+            f"{SLIDE}/superpixels.parquet",
+            f"{SLIDE}/image.ome.zarr/*",
+            "projects/*/models/*",
+        ),
+        ("projects/*/models/*", "projects/*/predictions/*"),
+        deletes=False,
+    ),
+    "job:predict": _job(
+        "predict",
+        (f"{SLIDE}/features/*", f"{SLIDE}/superpixels.parquet", "projects/*/models/*"),
+        ("projects/*/predictions/*",),
+        deletes=False,
+    ),
+}
+
+
+def _arn(service: str, resource: str) -> dict[str, str]:
+    return sub(f"arn:${{AWS::Partition}}:{service}:${{AWS::Region}}:${{AWS::AccountId}}:{resource}")
+
+
+def _resources(settings: Settings, grant: Grant) -> tuple[list[Any], dict[str, Any]]:
+    """The ARNs (and condition) a grant's resource kind stands for in this stage."""
+    from infra.jobs import JOBS, job_definition_name
+
+    data = f"arn:${{AWS::Partition}}:s3:::{settings.data_bucket}"
+    kind = grant.resource
+    if kind == "events":
+        return [_arn("dynamodb", f"table/{settings.events_table}")], {}
+    if kind == "events_stream":
+        return [_arn("dynamodb", f"table/{settings.events_table}/stream/*")], {}
+    if kind == "projections":
+        return [get_att("ProjectionsTable", "Arn")], {}
+    if kind == "stream_failures":
+        return [get_att("StreamFailures", "Arn")], {}
+    if kind == "data":
+        return [sub(f"{data}/{key}") for key in grant.keys], {}
+    if kind == "data_bucket":
+        return [sub(data)], {"StringLike": {"s3:prefix": ["projects/*", "weights/*"]}}
+    if kind == "user_pool":
+        return [_arn("cognito-idp", "userpool/${UserPoolId}")], {}
+    if kind == "batch":
+        definitions = [
+            _arn("batch", f"job-definition/{job_definition_name(settings, j.name)}*") for j in JOBS
+        ]
+        return [ref("CpuJobQueue"), ref("GpuJobQueue"), *definitions], {}
+    raise KeyError(f"unknown resource kind {kind!r}")
+
+
+def statements_for(role_name: str, settings: Settings) -> list[Statement]:
+    """The role's policy statements: its rows, with wildcard-only actions on "*"."""
+    role = ROLES[role_name]
+    statements: list[Statement] = []
+    for grant in (*role.grants, *role.platform):
+        scoped = [a for a in grant.actions if a not in WILDCARD_ONLY]
+        anywhere = [a for a in grant.actions if a in WILDCARD_ONLY]
+        resources, condition = _resources(settings, grant)
+        if scoped:
+            statements.append(allow(scoped, resources, **condition))
+        if anywhere:
+            statements.append(allow(anywhere, ["*"]))
+    return statements
+
+
+def granted(role_name: str) -> dict[str, set[str]]:
+    """resource kind -> actions the role's code rows grant (platform rows left out)."""
+    out: dict[str, set[str]] = {}
+    for grant in ROLES[role_name].grants:
+        kind = "data" if grant.resource == "data_bucket" else grant.resource
+        out.setdefault(kind, set()).update(grant.actions)
+    return out
