@@ -42,6 +42,7 @@ from histolabel.commands import (
 from histolabel.events.catalogue import Actor
 from histolabel.events.envelope import label_stream, project_stream, verify_chain
 from histolabel.jobs import job_name
+from histolabel.pipeline import slide_job_args
 
 app = Chalice(app_name="histolabel")
 app.api.binary_types.append("application/vnd.apache.parquet")
@@ -53,6 +54,9 @@ EXPORT_TYPES = {
     "csv": "text/csv",
     "parquet": "application/vnd.apache.parquet",
 }
+
+
+JOB_OUTCOME_FIELDS = ("status", "cause", "reason", "exit_code", "ended_at")
 
 
 def _fresh(c: Call) -> Any:
@@ -358,16 +362,7 @@ def get_slide(project_id: str, slide_id: str) -> Any:
 def _start_job(c: Call) -> Any:
     pid, sid, job = c.project.project_id, c.params["slide_id"], c.body.job
     views.require_slide(c.project, sid)
-    slide = c.project.slides[sid]
-    args = ["--project", pid, "--slide", sid]
-    if job == "ingest":
-        args += ["--source", slide.source_uri]
-    elif slide.ingest is None:
-        raise CommandRejected("invalid", f"slide {sid!r} must be ingested before {job}", "job", 409)
-    elif job == "embed" and slide.segmentation is None:
-        raise CommandRejected("invalid", f"slide {sid!r} must be segmented before embed", "job", 409)
-    if job == "embed":
-        args += ["--kind", c.project.settings.feature_kind]
+    args = slide_job_args(job, c.project, sid)  # the same arguments the pipeline chains with
     job_id = SERVICES.submitter.submit(job, args, job_name(job, pid, sid))
     c.svc.execute(RecordJobSubmitted(project_id=pid, job=job, job_id=job_id, slide_id=sid), c.actor)
     return {"job_id": job_id, "job": job, "slide_id": sid}
@@ -379,14 +374,18 @@ def start_job(project_id: str, slide_id: str) -> Any:
 
 
 def _job_status(c: Call) -> Any:
-    if not _fresh(c).owns_job(c.params["job_id"]):
-        raise CommandRejected(
-            "not_found", f"job {c.params['job_id']!r} is not a job of this project", "job_id", 404
-        )
-    status = SERVICES.submitter.status(c.params["job_id"])
+    job_id = c.params["job_id"]
+    state = _fresh(c)
+    if not state.owns_job(job_id):
+        raise CommandRejected("not_found", f"job {job_id!r} is not a job of this project", "job_id", 404)
+    status = SERVICES.submitter.status(job_id)
+    # How it ended, as recorded on the project (JobEnded): outlives the runner's memory of it.
+    ended = {k: v for k, v in state.jobs.get(job_id, {}).items() if k in JOB_OUTCOME_FIELDS}
     if status.get("status") == "UNKNOWN":
-        raise CommandRejected("not_found", f"job {c.params['job_id']!r} is unknown", "job_id", 404)
-    return status
+        if not ended:
+            raise CommandRejected("not_found", f"job {job_id!r} is unknown", "job_id", 404)
+        status = {"job_id": job_id, "status": ended["status"]}
+    return {**status, "outcome": ended or None}
 
 
 @app.route("/projects/{project_id}/jobs/{job_id}", methods=["GET"])

@@ -151,10 +151,14 @@ def apply_project_event(state: ProjectState, event: StoredEvent) -> ProjectState
         state.slides[d["slide_id"]].features[d["kind"]] = {**d, "at": event.at}
     elif t == "JobSubmitted":
         state.jobs[d["job_id"]] = {**d, "at": event.at, "by": event.actor_user}
+        run = state.training.get(d.get("request_id") or "")
+        if run is not None and run.status in ("requested", "started"):
+            run.job_id = d["job_id"]  # the runner's id, which GET .../jobs/{id} answers for
     elif t == "JobFailed":
-        failure = {**d, "at": event.at}
         if d.get("slide_id") in state.slides:
-            state.slides[d["slide_id"]].failures.append(failure)
+            _add_failure(state.slides[d["slide_id"]], {**d, "at": event.at})
+    elif t == "JobEnded":
+        _job_ended(state, d, event.at)
     elif t == "TrainingRequested":
         state.training[d["request_id"]] = TrainingRun(
             request_id=d["request_id"],
@@ -179,6 +183,31 @@ def apply_project_event(state: ProjectState, event: StoredEvent) -> ProjectState
     state.seq = event.seq
     state.hash = event.hash
     return state
+
+
+MAX_FAILURES_KEPT = 20  # per slide: the latest say what to retry; the event log keeps them all
+
+
+def _add_failure(slide: SlideInfo, failure: dict[str, Any]) -> None:
+    job_id = failure.get("job_id")
+    if job_id and any(f.get("job_id") == job_id for f in slide.failures):
+        return  # the job reported its own failure before its runner did
+    slide.failures.append(failure)
+    del slide.failures[:-MAX_FAILURES_KEPT]
+
+
+def _job_ended(state: ProjectState, d: dict[str, Any], at: str) -> None:
+    job = state.jobs.setdefault(d["job_id"], {"job": d["job"], "job_id": d["job_id"], "at": at})
+    job.update({k: d[k] for k in ("status", "cause", "reason", "exit_code")}, ended_at=at)
+    if d["status"] == "FAILED" and d.get("slide_id") in state.slides:
+        failure = {k: d.get(k) for k in ("job", "slide_id", "reason", "job_id", "cause", "exit_code")}
+        _add_failure(state.slides[d["slide_id"]], {**failure, "at": at})
+    run = state.training.get(d.get("request_id") or "")
+    if run is not None and run.status in ("requested", "started"):
+        # The job is over and reported no model: whatever its exit status, the run has failed,
+        # so nothing waits on it and a new run may start.
+        run.status = "failed"
+        run.reason_failed = d["reason"] if d["status"] == "FAILED" else "the job ended without a model"
 
 
 def fold_project(events: list[StoredEvent], state: ProjectState | None = None) -> ProjectState:
