@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 import uuid
 from typing import Any
@@ -13,8 +14,9 @@ import numpy as np
 from botocore.exceptions import ClientError
 from chalice import Chalice, CORSConfig, Response
 from chalicelib import data, views
-from chalicelib.context import SERVICES, Call, error, login_config, run
+from chalicelib.context import RETRY_AFTER_S, SERVICES, Call, error, login_config, run
 
+from histolabel.adapters import aws
 from histolabel.api import agreement, audit, export, queue, review
 from histolabel.api.openapi import openapi_document
 from histolabel.api.views import category_out, project_out, resolved_entries, slide_out
@@ -44,6 +46,9 @@ from histolabel.events.envelope import label_stream, project_stream, verify_chai
 from histolabel.jobs import job_name
 from histolabel.pipeline import slide_job_args
 
+if "AWS_LAMBDA_FUNCTION_NAME" in os.environ:  # the API's Lambda: give up on a store within seconds
+    os.environ.setdefault(aws.PROFILE_ENV, "api")
+
 app = Chalice(app_name="histolabel")
 app.api.binary_types.append("application/vnd.apache.parquet")
 # The web app is served from another origin; it sends the idempotency key as a header.
@@ -66,9 +71,19 @@ def _fresh(c: Call) -> Any:
 # ---- open --------------------------------------------------------------------------------
 
 
+def _health(c: Call) -> Any:
+    from histolabel.adapters.health import check
+
+    report = check(c.svc.settings)
+    if report["status"] != "ok":  # load balancers and the web client read the status code
+        headers = {"Content-Type": "application/json", "Retry-After": str(RETRY_AFTER_S)}
+        return Response(body=json.dumps(report), status_code=503, headers=headers)
+    return report
+
+
 @app.route("/health", methods=["GET"])
 def health() -> Any:
-    return run(app, "health", lambda c: {"status": "ok"}, {})
+    return run(app, "health", _health, {})
 
 
 @app.route("/config", methods=["GET"])

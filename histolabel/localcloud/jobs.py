@@ -110,7 +110,8 @@ class LocalJobRunner:
                 # AWS Batch tells a container its job id the same way.
                 env = {**os.environ, "AWS_BATCH_JOB_ID": job_id}
                 proc = subprocess.Popen(record["command"], stdout=log, stderr=subprocess.STDOUT, env=env)
-                self._write(job_id, {**record, "status": "RUNNING", "started_at": started, "pid": proc.pid})
+                record = {**record, "started_at": started, "pid": proc.pid}
+                self._write(job_id, {**record, "status": "RUNNING"})
                 try:
                     proc.wait(timeout=self.timeout_s)
                 except subprocess.TimeoutExpired:

@@ -153,7 +153,7 @@ def test_ingest_chains_segment_and_embed_with_the_projects_settings(
     svc, runner, client, project_id, shared_data
 ):
     make_project(svc, project_id, slides=())
-    settings = ProjectSettings(superpixel_size=48, compactness=12.0, magnification=20.0)
+    settings = ProjectSettings(superpixel_size=24, compactness=12.0, magnification=5.0)
     svc.execute(ChangeSettings(project_id=project_id, settings=settings), OWNER)
     from histolabel.adapters.s3 import filesystem
 
@@ -171,7 +171,7 @@ def test_ingest_chains_segment_and_embed_with_the_projects_settings(
         lambda: (s := svc.project_state(project_id).slides["cmu1"]).features.get("handcrafted") and s,
         300,
     )
-    assert slide.segmentation["superpixel_size"] == 48 and slide.segmentation["compactness"] == 12.0
+    assert slide.segmentation["superpixel_size"] == 24 and slide.segmentation["compactness"] == 12.0
     events = list(svc.events.read(project_stream(project_id)))
     chained = [e.payload["job"] for e in events if e.type == "JobSubmitted" and e.actor_user == "job:events"]
     assert chained == ["segment", "embed"]  # each step once, by the handler, none by a client
