@@ -32,7 +32,7 @@ def aws_detail(command: list[str], status: str = "FAILED", **attempt: object) ->
         ({"exitCode": 137, "reason": "OutOfMemoryError: Container killed due to memory usage"}, "oom",
          "OutOfMemoryError"),
         ({"statusReason": "Job attempt duration exceeded timeout"}, "timeout", "timed out"),
-        ({"statusReason": "Host EC2 (instance i-0a1b2c3d4e5f67890) terminated."}, "host", "i-0a1b2c3d4e5f67890"),
+        ({"statusReason": "Host EC2 (instance i-0a1b2c3d4e5f6) terminated."}, "host", "i-0a1b2c3d4e5f6"),
         ({"exitCode": 1, "reason": "MemoryError"}, "oom", "out of memory"),
     ],
 )  # fmt: skip
