@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import time
 import uuid
@@ -14,9 +15,10 @@ import numpy as np
 from botocore.exceptions import ClientError
 from chalice import Chalice, CORSConfig, Response
 from chalicelib import data, views
-from chalicelib.context import SERVICES, Call, error, login_config, run
+from chalicelib.context import RETRY_AFTER_S, SERVICES, Call, error, login_config, run
 
 from histolabel import confinement
+from histolabel.adapters import aws
 from histolabel.api import agreement, audit, export, queue, review
 from histolabel.api.openapi import openapi_document
 from histolabel.api.views import category_out, project_out, resolved_entries, slide_out
@@ -46,6 +48,10 @@ from histolabel.config import get_settings
 from histolabel.events.catalogue import Actor
 from histolabel.events.envelope import label_stream, project_stream, verify_chain
 from histolabel.jobs import job_name
+from histolabel.pipeline import slide_job_args
+
+if "AWS_LAMBDA_FUNCTION_NAME" in os.environ:  # the API's Lambda: give up on a store within seconds
+    os.environ.setdefault(aws.PROFILE_ENV, "api")
 
 app = Chalice(app_name="histolabel")
 app.api.binary_types.append("application/vnd.apache.parquet")
@@ -59,6 +65,9 @@ EXPORT_TYPES = {
 }
 
 
+JOB_OUTCOME_FIELDS = ("status", "cause", "reason", "exit_code", "ended_at")
+
+
 def _fresh(c: Call) -> Any:
     return c.svc.project_state(c.project.project_id)
 
@@ -66,9 +75,19 @@ def _fresh(c: Call) -> Any:
 # ---- open --------------------------------------------------------------------------------
 
 
+def _health(c: Call) -> Any:
+    from histolabel.adapters.health import check
+
+    report = check(c.svc.settings)
+    if report["status"] != "ok":  # load balancers and the web client read the status code
+        headers = {"Content-Type": "application/json", "Retry-After": str(RETRY_AFTER_S)}
+        return Response(body=json.dumps(report), status_code=503, headers=headers)
+    return report
+
+
 @app.route("/health", methods=["GET"])
 def health() -> Any:
-    return run(app, "health", lambda c: {"status": "ok"}, {})
+    return run(app, "health", _health, {})
 
 
 @app.route("/config", methods=["GET"])
@@ -363,17 +382,7 @@ def get_slide(project_id: str, slide_id: str) -> Any:
 def _start_job(c: Call) -> Any:
     pid, sid, job = c.project.project_id, c.params["slide_id"], c.body.job
     views.require_slide(c.project, sid)
-    slide = c.project.slides[sid]
-    args = ["--project", pid, "--slide", sid]
-    if job == "ingest":
-        # Also for slides registered before registration checked their source.
-        args += ["--source", confinement.require_source(slide.source_uri, pid, get_settings())]
-    elif slide.ingest is None:
-        raise CommandRejected("invalid", f"slide {sid!r} must be ingested before {job}", "job", 409)
-    elif job == "embed" and slide.segmentation is None:
-        raise CommandRejected("invalid", f"slide {sid!r} must be segmented before embed", "job", 409)
-    if job == "embed":
-        args += ["--kind", c.project.settings.feature_kind]
+    args = slide_job_args(job, c.project, sid)  # the same arguments the pipeline chains with
     job_id = SERVICES.submitter.submit(job, args, job_name(job, pid, sid))
     c.svc.execute(RecordJobSubmitted(project_id=pid, job=job, job_id=job_id, slide_id=sid), c.actor)
     return {"job_id": job_id, "job": job, "slide_id": sid}
@@ -385,14 +394,18 @@ def start_job(project_id: str, slide_id: str) -> Any:
 
 
 def _job_status(c: Call) -> Any:
-    if not _fresh(c).owns_job(c.params["job_id"]):
-        raise CommandRejected(
-            "not_found", f"job {c.params['job_id']!r} is not a job of this project", "job_id", 404
-        )
-    status = SERVICES.submitter.status(c.params["job_id"])
+    job_id = c.params["job_id"]
+    state = _fresh(c)
+    if not state.owns_job(job_id):
+        raise CommandRejected("not_found", f"job {job_id!r} is not a job of this project", "job_id", 404)
+    status = SERVICES.submitter.status(job_id)
+    # How it ended, as recorded on the project (JobEnded): outlives the runner's memory of it.
+    ended = {k: v for k, v in state.jobs.get(job_id, {}).items() if k in JOB_OUTCOME_FIELDS}
     if status.get("status") == "UNKNOWN":
-        raise CommandRejected("not_found", f"job {c.params['job_id']!r} is unknown", "job_id", 404)
-    return status
+        if not ended:
+            raise CommandRejected("not_found", f"job {job_id!r} is unknown", "job_id", 404)
+        status = {"job_id": job_id, "status": ended["status"]}
+    return {**status, "outcome": ended or None}
 
 
 @app.route("/projects/{project_id}/jobs/{job_id}", methods=["GET"])

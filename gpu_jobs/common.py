@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -79,8 +80,12 @@ def record(project_id: str, event_type: str, data: dict[str, Any], job: str) -> 
 
 def record_failure(project_id: str, job: str, slide_id: str | None, reason: str) -> None:
     """Best effort: the failure is also reported on stderr and by the exit status."""
+    # The runner's id (AWS Batch sets it; so does the local runner), so that the runner's own
+    # report of this job's end does not add the same failure twice.
+    job_id = os.environ.get("AWS_BATCH_JOB_ID") or None
+    data = {"job": job, "slide_id": slide_id, "reason": reason[:2000], "job_id": job_id}
     try:
-        record(project_id, "JobFailed", {"job": job, "slide_id": slide_id, "reason": reason[:2000]}, job)
+        record(project_id, "JobFailed", data, job)
     except Exception as exc:  # the event store may be what failed
         print(f"warning: could not record JobFailed: {exc}", file=sys.stderr)
 

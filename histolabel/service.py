@@ -97,10 +97,14 @@ class HistoLabel:
     # ---- reading -------------------------------------------------------------------------
 
     def project_state(self, project_id: str) -> ProjectState:
-        """The project stream folded up to its head (strongly consistent), cached per process."""
+        """The project stream folded up to its head (strongly consistent), cached per process.
+        A process's first read starts from the projection (one Query) and folds only the events
+        after its checkpoint, not the whole stream."""
         with self._lock:
             cached = self._cache.get(project_id)
-            state = cached.model_copy(deep=True) if cached else ProjectState()
+            state = cached.model_copy(deep=True) if cached else None
+        if state is None:
+            state = self.projections.load_project(project_id) or ProjectState()
         for event in self.events.read(project_stream(project_id), after=state.seq):
             apply_project_event(state, event)
         with self._lock:

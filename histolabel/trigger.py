@@ -72,4 +72,7 @@ def handle_training_requested(svc: HistoLabel, submitter: JobSubmitter, event: S
         failed = {"request_id": request_id, "reason": f"submit failed: {exc}"[:2000]}
         svc.record_job_event(project_id, "TrainingFailed", failed, job="trigger")
         return TriggerOutcome(request_id, False, reason=str(exc))
+    # The claim named the job before it existed; the run now answers for the runner's own id.
+    submitted = {"job": "train", "job_id": job_id, "request_id": request_id}
+    svc.record_job_event(project_id, "JobSubmitted", submitted, job="trigger")
     return TriggerOutcome(request_id, True, job_id=job_id)

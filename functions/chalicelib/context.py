@@ -12,6 +12,7 @@ from typing import Any
 from chalice import Response
 from pydantic import BaseModel, ValidationError
 
+from histolabel.adapters.aws import store_unavailable
 from histolabel.api.routes import BY_NAME, Route
 from histolabel.auth.tokens import AuthError, Identity, bearer_token, verify_id_token
 from histolabel.commands import CommandRejected
@@ -62,6 +63,9 @@ class Call:
         return SERVICES.service
 
 
+RETRY_AFTER_S = 2  # what a 503 asks the client to wait before sending the same request again
+
+
 def error(status: int, code: str, detail: Any, field: str | None = None) -> Response:
     body: dict[str, Any] = {"error": code, "detail": detail}
     if field:
@@ -69,6 +73,8 @@ def error(status: int, code: str, detail: Any, field: str | None = None) -> Resp
     headers: dict[str, str | list[str]] = {"Content-Type": "application/json"}
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="histolabel"'
+    if status == 503:
+        headers["Retry-After"] = str(RETRY_AFTER_S)
     return Response(body=json.dumps(body), status_code=status, headers=headers)
 
 
@@ -155,7 +161,10 @@ def run(app: Any, name: str, handler: Handler, params: dict[str, str]) -> Any:
         return error(403, "forbidden", exc.detail, exc.field)
     except JobSubmissionError as exc:
         return error(503, "unavailable", str(exc))
-    except Exception:
+    except Exception as exc:
+        if store_unavailable(exc):
+            log.warning("store unavailable in %s: %s", name, exc)
+            return error(503, "unavailable", "the data store is unavailable; retry shortly")
         log.exception("unhandled error in %s", name)
         return error(500, "internal", "internal error; it has been logged")
     if isinstance(result, Response):

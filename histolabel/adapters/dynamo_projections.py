@@ -4,6 +4,7 @@ summary, the touched buckets and the project's label total."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -12,7 +13,7 @@ from histolabel.adapters.aws import client
 from histolabel.config import Settings
 from histolabel.events.envelope import label_stream, project_stream
 from histolabel.projections.labels import SlideLabels
-from histolabel.projections.project import ProjectState
+from histolabel.projections.project import HEAD, ProjectState, state_from_items, state_items
 from histolabel.projections.store import (
     ProjectionConflict,
     decode_bucket,
@@ -24,6 +25,7 @@ from histolabel.projections.store import (
 # Project states share one partition, so listing the projects is one query; project-stream
 # events are rare next to label events, so the partition stays cool.
 PROJECTS_PK = "PROJECTS"
+MAX_TRANSACTION_ITEMS = 100
 
 
 def _bucket_key(b: int) -> str:
@@ -43,6 +45,10 @@ class DynamoProjectionStore:
     def __init__(self, settings: Settings) -> None:
         self.table = settings.projections_table
         self.ddb = client("dynamodb", settings)
+        # Per project, the bodies as last read or written at a checkpoint: a save writes only
+        # the items whose bodies changed since.
+        self._known: dict[str, tuple[int, dict[str, str]]] = {}
+        self._lock = threading.Lock()
 
     def _get(self, pk: str, sk: str) -> dict[str, Any] | None:
         resp = self.ddb.get_item(
@@ -51,25 +57,81 @@ class DynamoProjectionStore:
         return resp.get("Item")
 
     def load_project(self, project_id: str) -> ProjectState | None:
-        item = self._get(PROJECTS_PK, project_id)
-        return ProjectState.model_validate_json(item["body"]["S"]) if item else None
+        """The project's head, slides, runs, jobs and models: one Query of its partition, or,
+        when this store last read or wrote the checkpoint the head still holds (the projector,
+        event after event), the head alone."""
+        with self._lock:
+            known = self._known.get(project_id)
+        if known is not None:
+            head = self._get(project_stream(project_id), HEAD)
+            if head is not None and int(head["seq"]["N"]) == known[0]:
+                return state_from_items(known[1])
+        items = self._query(project_stream(project_id))
+        bodies = {i["sk"]["S"]: i["body"]["S"] for i in items if "body" in i}
+        if HEAD not in bodies:
+            return None  # never projected (or only in the old one-item shape: folded afresh)
+        state = state_from_items(bodies)
+        with self._lock:
+            self._known[project_id] = (state.seq, bodies)
+        return state
+
+    def _stored_bodies(self, project_id: str, expected_seq: int) -> dict[str, str]:
+        with self._lock:
+            known = self._known.get(project_id)
+        if known is not None and known[0] == expected_seq:
+            return known[1]
+        if expected_seq == 0:
+            return {}
+        items = self._query(project_stream(project_id))
+        return {i["sk"]["S"]: i["body"]["S"] for i in items if "body" in i}
 
     def save_project(self, state: ProjectState, expected_seq: int) -> None:
-        try:
-            self.ddb.put_item(
-                TableName=self.table,
-                Item={
-                    "pk": {"S": PROJECTS_PK},
-                    "sk": {"S": state.project_id},
-                    "seq": {"N": str(state.seq)},
-                    "body": {"S": state.model_dump_json()},
-                },
+        """Write the items that changed since `expected_seq`, atomically with the checkpoint in
+        the head. The projector saves every few events, so a save fits one transaction."""
+        pk = project_stream(state.project_id)
+        stored = self._stored_bodies(state.project_id, expected_seq)
+        bodies = state_items(state)
+        changed = [
+            {
+                "Put": {
+                    "TableName": self.table,
+                    "Item": {"pk": {"S": pk}, "sk": {"S": sk}, "body": {"S": body}},
+                }
+            }
+            for sk, body in sorted(bodies.items())
+            if sk != HEAD and stored.get(sk) != body
+        ] + [
+            {"Delete": {"TableName": self.table, "Key": {"pk": {"S": pk}, "sk": {"S": sk}}}}
+            for sk in sorted(set(stored) - set(bodies))
+        ]
+        head = {
+            "Put": {
+                "TableName": self.table,
+                "Item": {"pk": {"S": pk}, "sk": {"S": HEAD}, "seq": {"N": str(state.seq)},
+                         "body": {"S": bodies[HEAD]}},
                 **_checkpoint_condition(expected_seq),
-            )
+            }
+        }  # fmt: skip
+        # The project list's entry: the head alone, so listing projects stays one small Query.
+        listed_item = {"pk": {"S": PROJECTS_PK}, "sk": {"S": state.project_id}, "seq": {"N": str(state.seq)},
+                       "body": {"S": bodies[HEAD]}}  # fmt: skip
+        listed = {"Put": {"TableName": self.table, "Item": listed_item}}
+        if len(changed) + 2 > MAX_TRANSACTION_ITEMS:
+            # Never from the projector (it saves every MAX_EVENTS_PER_SAVE events, each touching
+            # at most three entries); written in parts, a reader could see entries ahead of it.
+            raise ValueError(f"a project save of {len(changed)} changed items exceeds one transaction")
+        try:
+            self.ddb.transact_write_items(TransactItems=[head, listed, *changed])
         except ClientError as err:
-            if err.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                raise ProjectionConflict(state.project_id) from None
+            with self._lock:
+                self._known.pop(state.project_id, None)
+            if err.response["Error"]["Code"] == "TransactionCanceledException":
+                reasons = err.response.get("CancellationReasons", [])
+                if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+                    raise ProjectionConflict(state.project_id) from None
             raise
+        with self._lock:
+            self._known[state.project_id] = (state.seq, bodies)
 
     def _query(self, pk: str, **extra: Any) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
@@ -169,6 +231,8 @@ class DynamoProjectionStore:
         return int(item["n"]["N"]) if item else 0
 
     def drop_project(self, project_id: str, slide_ids: list[str]) -> None:
+        with self._lock:
+            self._known.pop(project_id, None)
         self.ddb.delete_item(TableName=self.table, Key={"pk": {"S": PROJECTS_PK}, "sk": {"S": project_id}})
         for pk in [project_stream(project_id)] + [label_stream(project_id, s) for s in slide_ids]:
             keys = [{"pk": i["pk"], "sk": i["sk"]} for i in self._query(pk, ProjectionExpression="pk, sk")]
@@ -179,18 +243,20 @@ class DynamoProjectionStore:
 
     def put_rebuilt(self, project: ProjectState, slides: list[SlideLabels], total: int) -> None:
         """Write a freshly folded projection wholesale (after drop_project)."""
+        ppk = project_stream(project.project_id)
+        bodies = state_items(project)
         puts: list[dict[str, Any]] = [
             {
                 "pk": {"S": PROJECTS_PK},
                 "sk": {"S": project.project_id},
                 "seq": {"N": str(project.seq)},
-                "body": {"S": project.model_dump_json()},
+                "body": {"S": bodies[HEAD]},
             },
-            {
-                "pk": {"S": project_stream(project.project_id)},
-                "sk": {"S": "labels_total"},
-                "n": {"N": str(total)},
-            },
+            {"pk": {"S": ppk}, "sk": {"S": "labels_total"}, "n": {"N": str(total)}},
+        ] + [
+            {"pk": {"S": ppk}, "sk": {"S": sk}, "body": {"S": body}}
+            | ({"seq": {"N": str(project.seq)}} if sk == HEAD else {})
+            for sk, body in bodies.items()
         ]
         for slide in slides:
             pk = label_stream(slide.project_id, slide.slide_id)

@@ -177,16 +177,38 @@ class FeaturesCompleted(EventData):
 JobKindName = Literal["ingest", "segment", "embed", "train", "predict"]
 
 
+JobId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+JobCause = Literal["succeeded", "exit", "signal", "timeout", "oom", "host", "cancelled", "unknown"]
+
+
 class JobSubmitted(EventData):
     job: JobKindName
-    job_id: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    job_id: JobId
     slide_id: Identifier | None = None
+    # A train job's request: the run then answers for the id the runner returned.
+    request_id: Identifier | None = None
 
 
 class JobFailed(EventData):
     job: Literal["ingest", "segment", "embed", "train", "predict"]
     slide_id: Identifier | None = None
     reason: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+    # The runner's id of the job that reported (AWS_BATCH_JOB_ID), so its JobEnded adds no twin.
+    job_id: JobId | None = None
+
+
+class JobEnded(EventData):
+    """A job's terminal state as its runner saw it (AWS Batch, or the local runner), however
+    it ended: exit, signal, timeout, out of memory, host termination."""
+
+    job: JobKindName
+    job_id: JobId
+    status: Literal["SUCCEEDED", "FAILED"]
+    cause: JobCause
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+    exit_code: int | None = None
+    slide_id: Identifier | None = None
+    request_id: Identifier | None = None
 
 
 class _Ids(EventData):
@@ -288,6 +310,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         FeaturesCompleted,
         JobSubmitted,
         JobFailed,
+        JobEnded,
         SuperpixelsLabeled,
         SuperpixelsUnlabeled,
         LabelsReviewed,

@@ -2,24 +2,35 @@
 
 Job records are files (one JSON per job, beside its log) so that every local process — the API
 server, the stream runtime, the CLI — sees the same statuses, as they would through Batch.
+When a job's process ends, however it ended (exit, signal, SIGKILL from outside, its timeout),
+the runner sends the job-events handler the "Batch Job State Change" event EventBridge would,
+so the outcome reaches the project and the slide pipeline moves on exactly as on AWS.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from histolabel.config import ALLOW_CPU, settings_from_env
+from histolabel.job_outcomes import DETAIL_TYPE, TIMEOUT_MARK, failure_reason, state_change_detail
 from histolabel.jobs import JOB_KINDS, JobKind, JobSubmissionError
 
 MAX_PARALLEL = max(1, (os.cpu_count() or 2) // 2)
+LOCAL_QUEUE = "local"
+logger = logging.getLogger(__name__)
+
+StateChangeHandler = Callable[[dict[str, Any], Any], Any]
 
 
 def jobs_dir() -> Path:
@@ -29,10 +40,46 @@ def jobs_dir() -> Path:
     return path
 
 
+def job_events_handler(event: dict[str, Any], context: Any = None) -> Any:
+    """The deployed job-events Lambda's handler, imported when first needed."""
+    from histolabel.runtime.job_events import handler
+
+    return handler(event, context)
+
+
+def state_change_event(detail: dict[str, Any], region: str | None = None) -> dict[str, Any]:
+    """The EventBridge envelope around a Batch job's state-change detail."""
+    region = region or os.environ.get("AWS_REGION", "us-east-1")
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": DETAIL_TYPE,
+        "source": "aws.batch",
+        "account": "000000000000",
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": region,
+        "resources": [f"arn:aws:batch:{region}:000000000000:job/{detail['jobId']}"],
+        "detail": detail,
+    }
+
+
+def _exit_code(returncode: int) -> int:
+    """A container's exit code: a process killed by signal N reports 128 + N, as Docker does."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
 class LocalJobRunner:
-    def __init__(self, directory: Path | None = None, wait: bool = False) -> None:
+    def __init__(
+        self,
+        directory: Path | None = None,
+        wait: bool = False,
+        on_state_change: StateChangeHandler | None = job_events_handler,
+        timeout_s: float | None = None,
+    ) -> None:
         self.directory = directory or jobs_dir()
         self.wait = wait
+        self.on_state_change = on_state_change
+        self.timeout_s = timeout_s
         self._slots = threading.BoundedSemaphore(MAX_PARALLEL)
 
     def _write(self, job_id: str, record: dict[str, Any]) -> None:
@@ -48,7 +95,8 @@ class LocalJobRunner:
         record = {"job_id": job_id, "name": name, "job": job, "command": command, "status": "SUBMITTED",
                   "submitted_at": time.time()}  # fmt: skip
         self._write(job_id, record)
-        thread = threading.Thread(target=self._run, args=(job_id, record), daemon=not self.wait)
+        # Not a daemon: a process that started jobs lives until they end and are reported.
+        thread = threading.Thread(target=self._run, args=(job_id, record))
         thread.start()
         if self.wait:
             thread.join()
@@ -56,23 +104,53 @@ class LocalJobRunner:
 
     def _run(self, job_id: str, record: dict[str, Any]) -> None:
         log_path = self.directory / f"{job_id}.log"
+        timed_out = False
         with self._slots:
-            self._write(job_id, {**record, "status": "RUNNING", "started_at": time.time()})
+            started = time.time()
             with open(log_path, "wb") as log:
-                # Local jobs run where there may be no GPU: they may use the CPU.
-                env = {**os.environ, ALLOW_CPU: "1"}
-                proc = subprocess.run(record["command"], stdout=log, stderr=subprocess.STDOUT, env=env)
+                # AWS Batch tells a container its job id the same way; local jobs run where
+                # there may be no GPU: they may use the CPU.
+                env = {**os.environ, "AWS_BATCH_JOB_ID": job_id, ALLOW_CPU: "1"}
+                proc = subprocess.Popen(record["command"], stdout=log, stderr=subprocess.STDOUT, env=env)
+                record = {**record, "started_at": started, "pid": proc.pid}
+                self._write(job_id, {**record, "status": "RUNNING"})
+                try:
+                    proc.wait(timeout=self.timeout_s)
+                except subprocess.TimeoutExpired:
+                    timed_out = True
+                    proc.kill()
+                    proc.wait()
+        code = _exit_code(proc.returncode)
+        status = "SUCCEEDED" if code == 0 and not timed_out else "FAILED"
+        tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or [""]
+        detail = state_change_detail(
+            job_id, record["name"], LOCAL_QUEUE, record["command"], status, exit_code=code,
+            status_reason=TIMEOUT_MARK if timed_out else "",
+            container_reason=tail[0][:500] if status == "FAILED" else "",
+            times={"createdAt": int(record["submitted_at"] * 1000), "startedAt": int(started * 1000),
+                   "stoppedAt": int(time.time() * 1000)},
+        )  # fmt: skip
         done = {
             **record,
-            "status": "SUCCEEDED" if proc.returncode == 0 else "FAILED",
+            "status": status,
             "stopped_at": time.time(),
-            "exit_code": proc.returncode,
+            "exit_code": code,
             "log": str(log_path),
         }
-        if proc.returncode != 0:
-            tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
-            done["reason"] = f"exit code {proc.returncode}: {tail[0][:500]}"
+        if status == "FAILED":
+            done["reason"] = failure_reason(detail)
+        # Reported before the record says it ended, so a caller polling the record (the CLI's
+        # --wait) sees the job done only once its outcome and the next step are recorded.
+        self._report(detail)
         self._write(job_id, done)
+
+    def _report(self, detail: dict[str, Any]) -> None:
+        if self.on_state_change is None:
+            return
+        try:
+            self.on_state_change(state_change_event(detail), None)
+        except Exception:  # EventBridge would retry; here the record on file still says how it ended
+            logger.exception("job-events handler failed for %s", detail["jobId"])
 
     def status(self, job_id: str) -> dict[str, Any]:
         path = self.directory / f"{job_id}.json"

@@ -3,6 +3,7 @@ resolved), slides and their processing, training requests and models."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -151,10 +152,14 @@ def apply_project_event(state: ProjectState, event: StoredEvent) -> ProjectState
         state.slides[d["slide_id"]].features[d["kind"]] = {**d, "at": event.at}
     elif t == "JobSubmitted":
         state.jobs[d["job_id"]] = {**d, "at": event.at, "by": event.actor_user}
+        run = state.training.get(d.get("request_id") or "")
+        if run is not None and run.status in ("requested", "started"):
+            run.job_id = d["job_id"]  # the runner's id, which GET .../jobs/{id} answers for
     elif t == "JobFailed":
-        failure = {**d, "at": event.at}
         if d.get("slide_id") in state.slides:
-            state.slides[d["slide_id"]].failures.append(failure)
+            _add_failure(state.slides[d["slide_id"]], {**d, "at": event.at})
+    elif t == "JobEnded":
+        _job_ended(state, d, event.at)
     elif t == "TrainingRequested":
         state.training[d["request_id"]] = TrainingRun(
             request_id=d["request_id"],
@@ -181,8 +186,86 @@ def apply_project_event(state: ProjectState, event: StoredEvent) -> ProjectState
     return state
 
 
+MAX_FAILURES_KEPT = 20  # per slide: the latest say what to retry; the event log keeps them all
+
+
+def _add_failure(slide: SlideInfo, failure: dict[str, Any]) -> None:
+    job_id = failure.get("job_id")
+    if job_id and any(f.get("job_id") == job_id for f in slide.failures):
+        return  # the job reported its own failure before its runner did
+    slide.failures.append(failure)
+    del slide.failures[:-MAX_FAILURES_KEPT]
+
+
+def _job_ended(state: ProjectState, d: dict[str, Any], at: str) -> None:
+    job = state.jobs.setdefault(d["job_id"], {"job": d["job"], "job_id": d["job_id"], "at": at})
+    job.update({k: d[k] for k in ("status", "cause", "reason", "exit_code")}, ended_at=at)
+    if d["status"] == "FAILED" and d.get("slide_id") in state.slides:
+        failure = {k: d.get(k) for k in ("job", "slide_id", "reason", "job_id", "cause", "exit_code")}
+        _add_failure(state.slides[d["slide_id"]], {**failure, "at": at})
+    run = state.training.get(d.get("request_id") or "")
+    if run is not None and run.status in ("requested", "started"):
+        # The job is over and reported no model: whatever its exit status, the run has failed,
+        # so nothing waits on it and a new run may start.
+        run.status = "failed"
+        run.reason_failed = d["reason"] if d["status"] == "FAILED" else "the job ended without a model"
+
+
 def fold_project(events: list[StoredEvent], state: ProjectState | None = None) -> ProjectState:
     state = state if state is not None else ProjectState()
     for event in events:
         apply_project_event(state, event)
+    return state
+
+
+# ---- storage shape -------------------------------------------------------------------------
+# A project's state is stored as many small items, not one that grows with every slide, job and
+# training run: the head (settings, members, categories, checkpoint) and one item per slide, run,
+# job and model, and the latest predictions. Keys hold each entry's place in its (append-only)
+# collection, so items sort back into the order the fold made them in.
+
+HEAD = "state"
+PREDICTIONS = "predictions"
+PARTS = {"slides": "S#", "training": "T#", "jobs": "J#", "models": "M#"}
+_EXCLUDED_FROM_HEAD = set(PARTS) | {"predictions"}
+
+
+def head_body(state: ProjectState) -> str:
+    return state.model_dump_json(exclude=_EXCLUDED_FROM_HEAD)
+
+
+def state_items(state: ProjectState) -> dict[str, str]:
+    """Sort key -> JSON body of each stored item of `state`."""
+    items = {HEAD: head_body(state)}
+    for i, slide in enumerate(state.slides.values()):
+        items[f"S#{i:06d}"] = slide.model_dump_json()
+    for i, run in enumerate(state.training.values()):
+        items[f"T#{i:06d}"] = run.model_dump_json()
+    for i, (job_id, job) in enumerate(state.jobs.items()):
+        items[f"J#{i:06d}"] = json.dumps({"job_id": job_id, "job": job}, separators=(",", ":"))
+    for i, model in enumerate(state.models):
+        items[f"M#{i:06d}"] = json.dumps(model, separators=(",", ":"))
+    if state.predictions is not None:
+        items[PREDICTIONS] = json.dumps(state.predictions, separators=(",", ":"))
+    return items
+
+
+def state_from_items(items: dict[str, str]) -> ProjectState:
+    """The state `state_items` stored; items other than a project's own are ignored."""
+    state = ProjectState.model_validate_json(items[HEAD])
+    for key in sorted(items):
+        body = items[key]
+        if key.startswith("S#"):
+            slide = SlideInfo.model_validate_json(body)
+            state.slides[slide.slide_id] = slide
+        elif key.startswith("T#"):
+            run = TrainingRun.model_validate_json(body)
+            state.training[run.request_id] = run
+        elif key.startswith("J#"):
+            entry = json.loads(body)
+            state.jobs[entry["job_id"]] = entry["job"]
+        elif key.startswith("M#"):
+            state.models.append(json.loads(body))
+        elif key == PREDICTIONS:
+            state.predictions = json.loads(body)
     return state

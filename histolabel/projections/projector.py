@@ -19,6 +19,8 @@ from histolabel.projections.labels import apply_label_event, buckets_of, event_i
 from histolabel.projections.project import ProjectState, apply_project_event
 from histolabel.projections.store import ProjectionConflict, ProjectionStore
 
+MAX_EVENTS_PER_SAVE = 25
+
 
 @dataclass
 class Outcome:
@@ -82,9 +84,13 @@ class Projector:
         pending = self._pending(event.stream, expected, event)
         if not pending:
             return Outcome(skipped=1)
-        for e in pending:
-            apply_project_event(state, e)
-        self.projections.save_project(state, expected)
+        # Saved every few events: each save (its changed entries and the checkpoint) then fits
+        # one transaction of the projection store.
+        for start in range(0, len(pending), MAX_EVENTS_PER_SAVE):
+            for e in pending[start : start + MAX_EVENTS_PER_SAVE]:
+                apply_project_event(state, e)
+            self.projections.save_project(state, expected)
+            expected = state.seq
         return Outcome(applied=len(pending))
 
     def _labels(self, event: StoredEvent) -> Outcome:

@@ -8,7 +8,7 @@ import json
 from typing import Any, Protocol
 
 from histolabel.projections.labels import SlideLabels, bucket_of
-from histolabel.projections.project import ProjectState
+from histolabel.projections.project import ProjectState, head_body
 
 
 class ProjectionConflict(Exception):
@@ -31,7 +31,8 @@ class ProjectionStore(Protocol):
     def labels_total(self, project_id: str) -> int: ...
 
     def list_projects(self) -> list[ProjectState]:
-        """Every projected project, in id order (consortium scale: tens of projects)."""
+        """Every projected project's head (settings, members, categories; no slides, runs, jobs
+        or models), in id order (consortium scale: tens of projects)."""
         ...
 
     def drop_project(self, project_id: str, slide_ids: list[str]) -> None: ...
@@ -108,7 +109,8 @@ class InMemoryProjectionStore:
         return self.totals.get(project_id, 0)
 
     def list_projects(self) -> list[ProjectState]:
-        return [ProjectState.model_validate_json(self.projects[p]) for p in sorted(self.projects)]
+        states = [ProjectState.model_validate_json(self.projects[p]) for p in sorted(self.projects)]
+        return [ProjectState.model_validate_json(head_body(s)) for s in states]
 
     def drop_project(self, project_id: str, slide_ids: list[str]) -> None:
         self.projects.pop(project_id, None)

@@ -3,13 +3,22 @@
 // duplicates an edit), and an outbox that shows which edits are pending or failed.
 
 export class ApiError extends Error {
-  constructor(status, body) {
+  constructor(status, body, retryAfter = null) {
     super((body && (body.detail || body.error)) || `HTTP ${status}`);
     this.status = status;
     this.code = body && body.error;
     this.field = body && body.field;
     this.body = body;
+    this.retryAfter = retryAfter; // seconds the server asked us to wait (Retry-After), or null
   }
+}
+
+// Retry-After in seconds (its HTTP-date form too), or null.
+function retryAfterOf(res) {
+  const v = res.headers.get("Retry-After");
+  if (!v) return null;
+  const s = /^\d+$/.test(v.trim()) ? Number(v) : (Date.parse(v) - Date.now()) / 1000;
+  return Number.isFinite(s) ? Math.max(0, s) : null;
 }
 
 export function newKey() {
@@ -123,9 +132,10 @@ export class Api extends EventTarget {
         }
         throw new ApiError(0, { error: "network", detail: `network error: ${err.message}` });
       }
+      const retryAfter = retryAfterOf(res);
       if ([429, 502, 503, 504].includes(res.status) && attempt < delays.length) {
         this.stats.retries++;
-        await sleep(delays[attempt]);
+        await sleep(Math.max(delays[attempt], Math.min((retryAfter || 0) * 1000, 10_000)));
         continue;
       }
       const text = await res.text();
@@ -136,7 +146,7 @@ export class Api extends EventTarget {
         data = text;
       }
       if (res.status === 401 && auth) this.dispatchEvent(new Event("unauthorized"));
-      if (!res.ok) throw new ApiError(res.status, data);
+      if (!res.ok) throw new ApiError(res.status, data, retryAfter);
       return data;
     }
   }
@@ -202,8 +212,22 @@ export class Outbox extends EventTarget {
       item.state = "failed";
       this.#changed();
       this.dispatchEvent(new CustomEvent("failed", { detail: item }));
+      this.#resendLater(item, err);
       throw err;
     }
+  }
+
+  // The server said "not now" (503, 429): the edit stays in the outbox and goes again, with its
+  // key, after the Retry-After it gave (doubling per try, at most a minute), until it is stored
+  // or refused. Other failures wait for the Retry button.
+  #resendLater(item, err) {
+    if (!(err instanceof ApiError) || ![429, 503].includes(err.status)) return;
+    item.tries = (item.tries || 0) + 1;
+    const wait = Math.min(60_000, Math.max(1000, (err.retryAfter ?? 2) * 1000) * 2 ** (item.tries - 1));
+    clearTimeout(item.timer);
+    item.timer = setTimeout(() => {
+      if (this.items.get(item.key) === item && item.state === "failed") this.#run(item).catch(() => {});
+    }, wait);
   }
 
   retryFailed() {
