@@ -1,0 +1,61 @@
+"""Superpixel size defaults: µm where the slide has a pixel size, at least MIN_SUPERPIXELS on a
+small image, and the segment job applying the same rule as the setup dialog's count."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from histolabel.events.catalogue import ProjectSettings
+from histolabel.segmentation import sizing
+
+
+def test_physical_size_where_the_slide_has_a_pixel_size() -> None:
+    s = ProjectSettings()  # 64 px at 20x = 32 µm
+    assert sizing.superpixel_um(s) == pytest.approx(32.0)
+    # A 40x whole slide (0.25 µm/px) and the same tissue scanned at 20x (0.5 µm/px): same µm.
+    assert sizing.superpixel_px(80_000, 60_000, 0.25, s) == 128
+    assert sizing.superpixel_px(40_000, 30_000, 0.5, s) == 64
+    assert sizing.expected_superpixel_count(80_000, 60_000, 0.25, s) == sizing.expected_superpixel_count(
+        40_000, 30_000, 0.5, s
+    )
+    assert sizing.superpixel_px(80_000, 60_000, None, s) == 64  # no pixel size: px as set
+    # A 72-dpi TIFF's "pixel size" (352.8 µm/px) is no microscope's: px as set.
+    assert sizing.superpixel_px(80_000, 60_000, 25400 / 72, s) == 64
+
+
+def test_a_small_detail_image_still_gets_enough_superpixels() -> None:
+    s = ProjectSettings()
+    for mpp in (None, 0.2271, 0.25):
+        n = sizing.expected_superpixel_count(1000, 1000, mpp, s)
+        assert sizing.MIN_SUPERPIXELS * 0.9 <= n <= sizing.MIN_SUPERPIXELS * 1.1
+    # Never below the settings' 8 px floor, however small the image.
+    assert sizing.superpixel_px(50, 40, None, s) == sizing.MIN_PX
+    with pytest.raises(ValueError, match="image size"):
+        sizing.superpixel_px(0, 10, None, s)
+    with pytest.raises(ValueError, match="pixel size"):
+        sizing.superpixel_px(10, 10, -1.0, s)
+
+
+@pytest.mark.slow
+def test_segment_job_applies_the_rule_to_an_image_without_pixel_size(cloud, shared_data: Path) -> None:
+    from gpu_jobs.ingest import ingest_uri
+    from gpu_jobs.segment import segment_uri
+    from histolabel.adapters.s3 import filesystem
+
+    prefix = f"{cloud.data_bucket}/tests/size-{uuid.uuid4().hex[:8]}"
+    tif = shared_data / "labeled/monuseg/TCGA-2Z-A9J9-01A-01-TS1.tif"
+    filesystem(cloud).put_file(str(tif), f"{prefix}/m.tif")
+    image = f"s3://{prefix}/image.ome.zarr"
+    ingest_uri(f"s3://{prefix}/m.tif", image, "m", progress="off")
+    s = ProjectSettings()
+    facts = segment_uri(
+        image, image.replace("image.ome.zarr", "t.parquet"), s.superpixel_size, unit="auto",
+        magnification=s.magnification, workers=1, progress="off",
+    )  # fmt: skip
+    assert facts["superpixel_px"] == sizing.superpixel_px(1000, 1000, None, s) < s.superpixel_size
+    # The count the setup dialog shows is what segmenting gives, up to tissue and SLIC's slack.
+    expected = sizing.expected_superpixel_count(1000, 1000, None, s)
+    assert 0.6 * expected <= facts["count"] <= 1.2 * expected
