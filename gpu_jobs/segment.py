@@ -118,7 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = parser("segment", "Tiled SLIC superpixels over the tissue of an ingested slide.")
     p.add_argument("--image", help="s3:// URI of image.ome.zarr (default: the slide's)")
     p.add_argument("--table", help="s3:// URI of the table (default: superpixels.parquet beside it)")
-    p.add_argument("--superpixel-size", type=float, default=64.0, help="superpixel side (default 64)")
+    p.add_argument(
+        "--superpixel-size", type=float, help="superpixel side (default: the project's, with --unit auto)"
+    )
     p.add_argument(
         "--unit",
         choices=["px", "um", "auto"],
@@ -127,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         " (histolabel.segmentation.sizing: µm where the slide has a pixel size, at least 2,000 superpixels)",
     )
     p.add_argument("--magnification", type=float, help="objective power to segment at (default: level 0)")
-    p.add_argument("--compactness", type=float, default=10.0)
+    p.add_argument("--compactness", type=float, help="default: the project's")
     p.add_argument("--tile", type=int, default=0, help="tile core side in px (0: 24 superpixels)")
     p.add_argument("--halo", type=int, default=0, help="halo in px (0: 2 superpixels)")
     p.add_argument("--workers", type=int, default=0, help="processes (0: all cores)")
@@ -135,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.slide:
         p.error("--slide is required")
     for name in ("superpixel_size", "compactness"):
-        if getattr(args, name) <= 0:
+        if getattr(args, name) is not None and getattr(args, name) <= 0:
             p.error(f"--{name.replace('_', '-')} must be positive")
     for name in ("tile", "halo", "workers"):
         if getattr(args, name) < 0:
@@ -144,6 +146,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error("--magnification must be positive")
     from histolabel.config import get_settings
 
+    if args.superpixel_size is None or args.compactness is None:
+        # Started with only --project/--slide (the API's start-job route, the pipeline): the
+        # project's settings, sized by histolabel.segmentation.sizing.
+        from histolabel.service import HistoLabel
+
+        project = HistoLabel.from_env().require_project(args.project).settings
+        if args.superpixel_size is None:
+            args.superpixel_size, args.unit = float(project.superpixel_size), "auto"
+            args.magnification = args.magnification or project.magnification
+        if args.compactness is None:
+            args.compactness = project.compactness
     prefix = f"s3://{get_settings().data_bucket}/projects/{args.project}/slides/{args.slide}"
     image = args.image or f"{prefix}/image.ome.zarr"
     table = args.table or f"{image.rstrip('/').rsplit('/', 1)[0]}/superpixels.parquet"
