@@ -182,7 +182,7 @@ def run_order(
     test: tuple[np.ndarray, np.ndarray],
     budget: int,
     log: Any,
-) -> Curve:
+) -> tuple[Curve, dict[str, dict[str, Any]]]:
     from histolabel.api.queue import spread_queue
 
     pid = f"loop-{order}-{seed}-{uuid.uuid4().hex[:6]}"
@@ -227,18 +227,15 @@ def run_order(
         version = int(pred["model_version"])
         curve.labels.append(total)
         curve.f1.append(score_model(pid, version, *test))
-        print(f"{order} seed {seed}: {total} labels -> model v{version}, F1 {curve.f1[-1]:.3f},"
-              f" ranking served {curve.latency[-1]:.1f} s after the threshold", file=log, flush=True)  # fmt: skip
-    return curve
+        line = f"{order} seed {seed}: {total} labels -> model v{version}, F1 {curve.f1[-1]:.3f}"
+        print(f"{line}, ranking served {curve.latency[-1]:.1f} s after the threshold", file=log, flush=True)
+    return curve, slides
 
 
-def pool_all_f1(api: Api, pool: list[Path], test: tuple[np.ndarray, np.ndarray]) -> float:
+def pool_all_f1(slides: dict[str, dict[str, Any]], test: tuple[np.ndarray, np.ndarray]) -> float:
     """A model trained (by the loop's rule) on every superpixel of the pool, scored the same way."""
     from histolabel.learning import models, training
 
-    pid = f"loop-all-{uuid.uuid4().hex[:6]}"
-    api.call("POST", "/projects", {"project_id": pid, "name": "loop all", "site": "nyc"})
-    slides = add_images(api, pid, pool)
     xs, ys = [], []
     for s in slides.values():
         xs.append(features_for(s))
@@ -287,8 +284,9 @@ def main(argv: list[str] | None = None) -> int:
             test_slide = next(iter(add_images(api, tp, [test_path]).values()))
             test = (features_for(test_slide), truth_for(test_slide))
             print(f"test image {test_path.stem}: {test[1].size} superpixels", file=log, flush=True)
-            curves = [run_order(api, o, s, pool, test, budget, log) for s in seeds for o in orders]
-            all_f1 = pool_all_f1(api, pool, test)
+            runs = [run_order(api, o, s, pool, test, budget, log) for s in seeds for o in orders]
+            curves = [c for c, _ in runs]
+            all_f1 = pool_all_f1(runs[0][1], test)
         except BaseException:
             for name in ("api", "runtime"):
                 logf = Path(tmp) / f"{name}.log"
