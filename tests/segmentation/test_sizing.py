@@ -40,22 +40,31 @@ def test_a_small_detail_image_still_gets_enough_superpixels() -> None:
 
 
 @pytest.mark.slow
-def test_segment_job_applies_the_rule_to_an_image_without_pixel_size(cloud, shared_data: Path) -> None:
-    from gpu_jobs.ingest import ingest_uri
-    from gpu_jobs.segment import segment_uri
+def test_segment_job_sizes_by_the_project_on_an_image_without_pixel_size(cloud, shared_data: Path) -> None:
+    """Started as the API's start-job route starts it (only --project and --slide)."""
+    from gpu_jobs import ingest, segment
+    from histolabel.adapters import artifacts
     from histolabel.adapters.s3 import filesystem
+    from histolabel.commands import CreateProject, RegisterSlide
+    from histolabel.events.catalogue import Actor
+    from histolabel.service import HistoLabel
 
-    prefix = f"{cloud.data_bucket}/tests/size-{uuid.uuid4().hex[:8]}"
-    tif = shared_data / "labeled/monuseg/TCGA-2Z-A9J9-01A-01-TS1.tif"
-    filesystem(cloud).put_file(str(tif), f"{prefix}/m.tif")
-    image = f"s3://{prefix}/image.ome.zarr"
-    ingest_uri(f"s3://{prefix}/m.tif", image, "m", progress="off")
-    s = ProjectSettings()
-    facts = segment_uri(
-        image, image.replace("image.ome.zarr", "t.parquet"), s.superpixel_size, unit="auto",
-        magnification=s.magnification, workers=1, progress="off",
-    )  # fmt: skip
-    assert facts["superpixel_px"] == sizing.superpixel_px(1000, 1000, None, s) < s.superpixel_size
-    # The count the setup dialog shows is what segmenting gives, up to tissue and SLIC's slack.
+    svc, pid, owner = (
+        HistoLabel.from_env(cloud),
+        f"p{uuid.uuid4().hex[:12]}",
+        Actor(user="olivia", site="nyc"),
+    )
+    svc.execute(CreateProject(project_id=pid, name="sizes"), owner)
+    source = f"{artifacts.project_prefix(pid)}/slides/m/source/m.tif"
+    filesystem().put_file(str(shared_data / "labeled/monuseg/TCGA-2Z-A9J9-01A-01-TS1.tif"), source[5:])
+    svc.execute(RegisterSlide(project_id=pid, slide_id="m", name="m", source_uri=source), owner)
+    assert ingest.main(["--project", pid, "--slide", "m", "--source", source, "--progress", "off"]) == 0
+    assert segment.main(["--project", pid, "--slide", "m", "--workers", "1", "--progress", "off"]) == 0
+    seg = svc.project_state(pid).slides["m"].segmentation
+    assert seg is not None
+    s = svc.project_state(pid).settings
+    # 64 px would give ~240 superpixels; the rule gives ~2,000, and the setup dialog's count is
+    # what segmenting gives, up to tissue and SLIC's slack.
     expected = sizing.expected_superpixel_count(1000, 1000, None, s)
-    assert 0.6 * expected <= facts["count"] <= 1.2 * expected
+    assert sizing.superpixel_px(1000, 1000, None, s) < s.superpixel_size
+    assert 0.6 * expected <= seg["count"] <= 1.2 * expected
