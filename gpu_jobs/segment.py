@@ -151,7 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # project's settings, sized by histolabel.segmentation.sizing.
         from histolabel.service import HistoLabel
 
-        project = HistoLabel.from_env().require_project(args.project).settings
+        state = HistoLabel.from_env().project_state(args.project)
+        project = state.settings if state.exists else ProjectSettings()  # a run outside any project
         if args.superpixel_size is None:
             args.superpixel_size, args.unit = float(project.superpixel_size), "auto"
             args.magnification = args.magnification or project.magnification
