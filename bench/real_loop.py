@@ -172,6 +172,24 @@ class Curve:
     labels: list[int] = field(default_factory=list)
     f1: list[float] = field(default_factory=list)
     latency: list[float] = field(default_factory=list)
+    # Where the latency goes: crossing -> train job submitted (trigger), submitted -> job process
+    # done (train + predict, its start-up included), done -> ranking served (events, projector).
+    phases: list[dict[str, float]] = field(default_factory=list)
+
+
+def job_phases(pid: str, crossed_at: float, served_at: float) -> dict[str, float]:
+    """From the local job runner's records (one JSON per job in HISTOLABEL_LOCAL_DIR/jobs)."""
+    jobs = Path(os.environ["HISTOLABEL_LOCAL_DIR"]) / "jobs"
+    recs = [json.loads(f.read_text()) for f in jobs.glob("*.json")]
+    recs = [r for r in recs if r["job"] == "train" and pid in r["command"] and r.get("stopped_at")]
+    if not recs:
+        return {}
+    r = max(recs, key=lambda r: r["submitted_at"])
+    return {
+        "trigger_s": r["submitted_at"] - crossed_at,
+        "job_s": r["stopped_at"] - r["submitted_at"],
+        "publish_s": served_at - r["stopped_at"],
+    }
 
 
 def run_order(
@@ -212,7 +230,7 @@ def run_order(
             labeled[sid].add(i)
         for (sid, cat), ids in by.items():
             api.call("POST", f"/projects/{pid}/slides/{sid}/labels", {"ids": ids, "category_id": cat})
-        crossed = time.monotonic()
+        crossed, crossed_at = time.monotonic(), time.time()
         total += len(items)
 
         def ranked(v: int = version) -> Any:
@@ -224,6 +242,7 @@ def run_order(
 
         pred = wait_for(f"the ranking after {total} labels in {pid}", ranked)
         curve.latency.append(time.monotonic() - crossed)
+        curve.phases.append(job_phases(pid, crossed_at, time.time()))
         version = int(pred["model_version"])
         curve.labels.append(total)
         curve.f1.append(score_model(pid, version, *test))
@@ -348,6 +367,10 @@ def report(
     lat = np.concatenate([c.latency for c in curves])
     print(f"threshold_to_ranking_p50_s: {np.percentile(lat, 50):.1f}")
     print(f"threshold_to_ranking_p95_s: {np.percentile(lat, 95):.1f}")
+    for phase in ("trigger_s", "job_s", "publish_s"):
+        vals = [p[phase] for c in curves for p in c.phases if phase in p]
+        if vals:
+            print(f"threshold_to_ranking_{phase[:-2]}_p50_s: {np.percentile(vals, 50):.1f}")
     print(f"pool_all_f1: {all_f1:.4f}")
     print(f"budget: {budget}")
     print(f"seconds: {seconds:.0f}")
