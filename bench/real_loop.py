@@ -355,7 +355,8 @@ def report(
     target = float(mean["random"][-1])
     print(f"random_f1_at_{labels[-1]}: {target:.4f}")
     for o in orders:
-        print(f"{o}_f1_at_{labels[-1]}: {mean[o][-1]:.4f}")
+        if o != "random":
+            print(f"{o}_f1_at_{labels[-1]}: {mean[o][-1]:.4f}")
         i = labels.index(200) if 200 in labels else None
         if i is not None:
             print(f"{o}_f1_at_200: {mean[o][i]:.4f}")
