@@ -37,8 +37,10 @@ class TrainingDefaults:
 @dataclass(frozen=True)
 class AcquisitionDefaults:
     mc_samples: int = 12
-    # BatchBALD: candidates kept by BALD across all slides, and the joint-configuration budget
-    # (the simulation's measured setting, issue 12).
+    # BatchBALD: candidates kept by BALD across all slides, and the joint-configuration budget.
+    # Measured in `histolabel simulate` (3 folds x 2 seeds, a retrain every 50 labels): macro F1
+    # at 100/150/200 labels 0.865/0.878/0.876 with 500/512 and 0.866/0.877/0.874 with the
+    # predict job's former 2,000/2,048, in 3.5x less time.
     bb_candidates: int = 500
     bb_configs: int = 512
     # One greedy BatchBALD run acquires the labels until the next retrain (the project's
