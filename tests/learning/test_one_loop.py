@@ -65,6 +65,7 @@ def test_simulation_trains_acquires_and_queues_through_the_product_functions(mon
     assert [(q.slide_id, q.id) for q in served.results[0]] == order[:cadence]
 
 
+@pytest.mark.slow
 def test_a_change_in_the_shared_defaults_changes_both_drivers(
     cloud, svc, project_id, monuseg_crop, monkeypatch
 ) -> None:
