@@ -1,7 +1,7 @@
 """Segment job: tiled SLIC superpixels over tissue, as a label pyramid and a table on S3.
 
     python -m gpu_jobs.segment --project P --slide S [--image s3://.../image.ome.zarr]
-        [--superpixel-size 64 --unit px|um] [--magnification 20] [--compactness 10]
+        [--superpixel-size 64 --unit px|um|auto] [--magnification 20] [--compactness 10]
         [--tile 0] [--halo 0] [--workers 0]
 
 Writes image.ome.zarr/labels/superpixels (uint32 ids, dense 1..count) and
@@ -22,6 +22,8 @@ from gpu_jobs.common import JobError, parser, progress_bar, record, record_failu
 from histolabel.adapters import pyramids
 from histolabel.adapters.s3 import S3PathError, require_in_bucket
 from histolabel.confinement import OutsideProject, require_in_project
+from histolabel.events.catalogue import ProjectSettings
+from histolabel.segmentation import sizing
 from histolabel.segmentation.output import (
     choose_level,
     create_label_pyramid,
@@ -58,9 +60,13 @@ def segment_uri(
     except Exception as exc:
         raise JobError(f"{image_uri} is not an ingested OME-Zarr image: {exc}") from exc
     level = choose_level(attrs, n_levels, magnification)
-    size_px = superpixel_px(superpixel_size, unit, level)
-    params = SlicParams(size_px, compactness, tile, halo)
     shape = tuple(group[str(level.index)].shape[1:])
+    if unit == "auto":  # the project's setting: physical where the slide has a pixel size
+        rule = sizing.Size(superpixel_size, magnification or ProjectSettings().magnification)
+        size_px = sizing.superpixel_px(int(shape[1]), int(shape[0]), level.mpp, rule)
+    else:
+        size_px = superpixel_px(superpixel_size, unit, level)
+    params = SlicParams(size_px, compactness, tile, halo)
     try:
         tissue, tissue_level = read_tissue(group)
         mask: ScaledMask | None = ScaledMask(tissue, 2.0 ** (tissue_level - level.index))
@@ -113,10 +119,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = parser("segment", "Tiled SLIC superpixels over the tissue of an ingested slide.")
     p.add_argument("--image", help="s3:// URI of image.ome.zarr (default: the slide's)")
     p.add_argument("--table", help="s3:// URI of the table (default: superpixels.parquet beside it)")
-    p.add_argument("--superpixel-size", type=float, default=64.0, help="superpixel side (default 64)")
-    p.add_argument("--unit", choices=["px", "um"], default="px", help="unit of --superpixel-size")
+    p.add_argument(
+        "--superpixel-size", type=float, help="superpixel side (default: the project's, with --unit auto)"
+    )
+    p.add_argument(
+        "--unit",
+        choices=["px", "um", "auto"],
+        default="px",
+        help="unit of --superpixel-size; auto: px at --magnification as a project setting"
+        " (histolabel.segmentation.sizing: µm where the slide has a pixel size, at least 2,000 superpixels)",
+    )
     p.add_argument("--magnification", type=float, help="objective power to segment at (default: level 0)")
-    p.add_argument("--compactness", type=float, default=10.0)
+    p.add_argument("--compactness", type=float, help="default: the project's")
     p.add_argument("--tile", type=int, default=0, help="tile core side in px (0: 24 superpixels)")
     p.add_argument("--halo", type=int, default=0, help="halo in px (0: 2 superpixels)")
     p.add_argument("--workers", type=int, default=0, help="processes (0: all cores)")
@@ -124,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.slide:
         p.error("--slide is required")
     for name in ("superpixel_size", "compactness"):
-        if getattr(args, name) <= 0:
+        if getattr(args, name) is not None and getattr(args, name) <= 0:
             p.error(f"--{name.replace('_', '-')} must be positive")
     for name in ("tile", "halo", "workers"):
         if getattr(args, name) < 0:
@@ -133,6 +147,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error("--magnification must be positive")
     from histolabel.config import get_settings
 
+    if args.superpixel_size is None or args.compactness is None:
+        # Started with only --project/--slide (the API's start-job route, the pipeline): the
+        # project's settings, sized by histolabel.segmentation.sizing.
+        from histolabel.service import HistoLabel
+
+        state = HistoLabel.from_env().project_state(args.project)
+        project = state.settings if state.exists else ProjectSettings()  # a run outside any project
+        if args.superpixel_size is None:
+            args.superpixel_size, args.unit = float(project.superpixel_size), "auto"
+            args.magnification = args.magnification or project.magnification
+        if args.compactness is None:
+            args.compactness = project.compactness
     prefix = f"s3://{get_settings().data_bucket}/projects/{args.project}/slides/{args.slide}"
     image = args.image or f"{prefix}/image.ome.zarr"
     table = args.table or f"{image.rstrip('/').rsplit('/', 1)[0]}/superpixels.parquet"

@@ -1,17 +1,18 @@
 """Train job: a classifier from the project's labels, saved to S3 with a new version.
 
-    python -m gpu_jobs.train --project P --request R [--no-predict] [--max-epochs 300]
+    python -m gpu_jobs.train --project P --request R [--no-predict] [--max-epochs N]
 
 Labels come from the label projection (merges resolved, excluded and deleted categories left
 out); features from FeaturesCompleted (settings.feature_kind for the linear head, masked
-patches for the CNN). Emits TrainingCompleted with per-class held-out metrics, or
-TrainingFailed with the reason (one category, no labels, missing features): the previous model
-then stays the current one. On success it predicts every superpixel (gpu_jobs.predict).
+patches for the CNN); trained by the loop's rule (histolabel.learning.training.fit_labels).
+Emits TrainingCompleted with per-class metrics (k-fold below the hold-out size; `heldout`,
+`heldout_n` and `few_heldout` say where they come from), or TrainingFailed with the reason
+(one category, no labels, missing features): the previous model then stays the current one.
+On success it predicts every superpixel (gpu_jobs.predict).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -71,7 +72,7 @@ def assemble(
 
 
 def train_project(
-    project_id: str, request_id: str, *, max_epochs: int = 300, seed: int = 0
+    project_id: str, request_id: str, *, max_epochs: int | None = None, seed: int = 0
 ) -> dict[str, Any]:
     """Train and save; returns TrainingCompleted data. Raises TrainingError with the reason."""
     from histolabel.adapters import artifacts
@@ -97,10 +98,11 @@ def train_project(
         raise training.TrainingError("no labeled superpixels in trainable categories")
     uris = {s: info.features[kind]["uri"] for s, info in state.slides.items() if kind in info.features}
     x, y = assemble(labels, uris, class_ids, kind)
-    cfg = training.TrainConfig(model_kind=state.settings.model_kind, max_epochs=max_epochs, seed=seed)
-    if cfg.model_kind == "cnn":  # patches: minibatches, a gentler rate, earlier stop
-        cfg = dataclasses.replace(cfg, lr=3e-3, batch_size=64, patience=8)
-    result = training.train(x, y, class_ids, cfg)
+    if max_epochs is None:
+        result = training.fit_labels(x, y, class_ids, state.settings.model_kind, seed=seed)
+    else:  # an operator's cap on the loop's rule (histolabel.learning.training.config_for)
+        cfg = training.config_for(state.settings.model_kind, seed=seed, max_epochs=max_epochs)
+        result = training.train(x, y, class_ids, cfg)
     version = max((int(m["model_version"]) for m in state.models), default=0) + 1
     while artifacts.exists(f"{artifacts.model_prefix(project_id, version)}/meta.json"):
         version += 1  # a concurrent run took it; never overwrite a published model
@@ -128,11 +130,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     p = parser("train", "Train the project's classifier from its labels.")
     p.add_argument("--request", required=True, help="the TrainingRequested request id")
-    p.add_argument("--max-epochs", type=int, default=300)
+    p.add_argument("--max-epochs", type=int, help="cap on epochs (default: the loop's rule by label count)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-predict", action="store_true", help="do not predict after training")
     args = p.parse_args(argv)
-    if args.max_epochs < 1:
+    if args.max_epochs is not None and args.max_epochs < 1:
         p.error("--max-epochs must be at least 1")
     try:
         data = train_project(args.project, args.request, max_epochs=args.max_epochs, seed=args.seed)
@@ -149,8 +151,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_events:
         record(args.project, "TrainingCompleted", data, "train")
     m = data["metrics"]
+    f1 = "n/a" if m["macro_f1"] is None else f"{m['macro_f1']:.3f}"
+    few = " (too few to trust)" if m["few_heldout"] else ""
     print(
-        f"model v{data['model_version']}: macro F1 {m['macro_f1']:.3f} on {m['n_val']} held out,"
+        f"model v{data['model_version']}: macro F1 {f1} on {m['heldout_n']} {m['heldout']}{few},"
         f" {data['model_uri']}"
     )
     if not args.no_predict:

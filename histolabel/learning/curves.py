@@ -1,8 +1,9 @@
 """Learning curves on MoNuSeg: guided labeling (each certainty metric) against random order.
 
-A simulated annotator answers queued superpixels from the nucleus polygons; after every round
-of k labels the linear head is retrained and scored (macro F1, nucleus vs stroma) on the image
-left out. Averaged over seeds and folds (each image scored once while the others are labeled).
+A simulated annotator answers queued superpixels from the nucleus polygons; every retrain
+threshold of labels (the project default) the product's train-job training runs, the predict
+job's acquisition ranks the pool and the queue route orders it; each model is scored (macro F1,
+nucleus vs stroma) on the image left out. Averaged over seeds and folds.
 
     histolabel simulate [--quick]    (also: python bench/learning_curve.py [--quick])
 
@@ -18,11 +19,13 @@ import argparse
 import csv
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from histolabel.learning import defaults
 from histolabel.learning import simulation as S
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,8 +36,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="1 seed, 1 fold")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--budget", type=int, default=400)
-    ap.add_argument("--batch", type=int, default=20, help="labels per round")
-    ap.add_argument("--initial", type=int, default=20, help="random labels before the first model")
+    ap.add_argument("--batch", type=int, help="labels per retrain (default: the project's retrain threshold)")
+    ap.add_argument(
+        "--initial",
+        type=int,
+        help="spread-order labels before the first model (default: --batch)",
+    )
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared/data/labeled/monuseg")
     ap.add_argument("--out", type=Path, default=Path("bench/out/learning_curve"))
     args = ap.parse_args(argv)
@@ -67,7 +74,13 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     results = {
-        "config": vars(cfg),
+        "config": {
+            "budget": cfg.budget,
+            "initial": cfg.first(),
+            "cadence": cfg.cadence(),
+            "training": asdict(defaults.TRAINING),
+            "acquisition": asdict(defaults.ACQUISITION),
+        },
         "seeds": seeds,
         "folds": [images[f].name for f in folds],
         "labels": labels.tolist(),

@@ -1,6 +1,10 @@
 """Learning-curve simulation: a simulated annotator answers queued superpixels from ground
-truth; after each round of k labels the model is retrained and scored on held-out images.
-Compares every certainty metric with random order on the same seeds."""
+truth; every `retrain_threshold` labels the model is retrained and scored on a held-out image.
+Compares every certainty metric with random (spread) order on the same seeds.
+
+There is no trainer or acquisition of its own here: each round calls the product's train-job
+training (`training.fit_labels`), predict-job acquisition (`acquisition.rank_slides` with the
+loop's defaults) and the queue route's ordering (`histolabel.api.queue`)."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tifffile
@@ -15,7 +20,8 @@ from numpy.typing import NDArray
 from skimage.draw import polygon as draw_polygon
 from skimage.segmentation import slic
 
-from histolabel.learning import batchbald, certainty, features, models, training
+from histolabel.events.catalogue import ProjectSettings
+from histolabel.learning import acquisition, defaults, features, models, training
 
 CLASSES = ["stroma", "nucleus"]
 ORDERS: tuple[str, ...] = ("random", "confidence", "margin", "entropy", "batchbald")
@@ -76,76 +82,84 @@ class Curve:
 
 @dataclass(frozen=True)
 class SimConfig:
-    initial: int = 20
-    batch: int = 20
     budget: int = 400
-    mc_samples: int = 12
-    epochs: int = 150
-    dropout: float = 0.25
-    # BatchBALD pre-filter and joint-configuration budget: pools here are ~4,000 superpixels.
-    bb_prefilter: int = 500
-    bb_configs: int = 512
+    # Labels between retrains and before the first model; None: the project's default retrain
+    # threshold (ProjectSettings.retrain_threshold), as the training trigger applies it.
+    batch: int | None = None
+    initial: int | None = None
 
+    def cadence(self) -> int:
+        return self.batch if self.batch is not None else ProjectSettings().retrain_threshold
 
-def _train(x: NDArray[np.float32], y: NDArray[np.int64], cfg: SimConfig, seed: int) -> training.TrainResult:
-    tcfg = training.TrainConfig(
-        max_epochs=cfg.epochs, val_fraction=0.0, refit=False, dropout=cfg.dropout, seed=seed
-    )
-    return training.train(x, y, CLASSES, tcfg)
+    def first(self) -> int:
+        return self.initial if self.initial is not None else self.cadence()
 
 
 def macro_f1(y_true: NDArray[np.int64], y_pred: NDArray[np.int64]) -> float:
     return float(training.per_class_scores(y_true, y_pred, CLASSES)["macro_f1"])
 
 
-def _initial(y: NDArray[np.int64], k: int, rng: np.random.Generator) -> list[int]:
-    """Random superpixels until k are drawn and both classes are present (an annotator starts
-    by labeling a few obvious examples of each category)."""
-    perm = rng.permutation(y.size)
-    chosen = list(perm[:k])
-    for c in range(len(CLASSES)):
-        if not (y[chosen] == c).any():
-            chosen.append(int(perm[k:][y[perm[k:]] == c][0]))
-    return [int(i) for i in chosen]
+def _gather(
+    pool: Sequence[LabeledImage], labeled: dict[str, set[int]]
+) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    rows = [(im, np.fromiter(sorted(labeled[im.name]), np.int64) - 1) for im in pool]
+    return np.concatenate([im.x[r] for im, r in rows]), np.concatenate([im.y[r] for im, r in rows])
 
 
-def run_curve(pool: LabeledImage, test: LabeledImage, order: str, seed: int, cfg: SimConfig) -> Curve:
-    rng = np.random.default_rng(seed)
-    labeled = _initial(pool.y, cfg.initial, rng)
-    is_labeled = np.zeros(pool.y.size, bool)
-    is_labeled[labeled] = True
-    random_order = [int(i) for i in rng.permutation(pool.y.size) if not is_labeled[i]]
+def run_curve(
+    pool: Sequence[LabeledImage], test: LabeledImage, order: str, seed: int, cfg: SimConfig
+) -> Curve:
+    """One annotator's session, driven through the product's own steps: the queue's spread order
+    before any model (and throughout for `random`), the train job's `fit_labels`, the predict
+    job's MC samples and `acquisition.rank_slides`, and the queue route's `uncertainty_queue`
+    with its exclusions; a retrain every `cadence` labels (the training trigger's threshold).
+    `seed` only names the project, which fixes its spread order, as a new project would."""
+    from histolabel.api.queue import spread_queue, uncertainty_queue
+    from histolabel.api.tables import Predictions
+
+    project = f"simulation-{seed}"
+    counts = {im.name: int(im.y.size) for im in pool}
+    labeled: dict[str, set[int]] = {im.name: set() for im in pool}
+
+    def take(items: Sequence[Any]) -> None:
+        for it in items:
+            labeled[it.slide_id].add(int(it.id))
+
+    take(spread_queue(project, counts, labeled, cfg.first()))
     curve = Curve(order, seed)
+    version = 0
     while True:
-        idx = np.asarray(labeled)
-        res = _train(pool.x[idx], pool.y[idx], cfg, seed)
-        pred = models.predict_mc(res.model, test.x, samples=1)[0].argmax(axis=1)
-        curve.labels.append(len(labeled))
-        curve.f1.append(macro_f1(test.y, pred))
-        if len(labeled) >= cfg.budget:
+        x, y = _gather(pool, labeled)
+        n = int(y.size)
+        res = None
+        if np.unique(y).size >= 2:  # else the train job fails and the old queue stays
+            res = training.fit_labels(x, y, CLASSES, "linear")
+            version += 1
+            pred = models.predict_mc(res.model, test.x, samples=1)[0].argmax(axis=1)
+        curve.labels.append(n)
+        curve.f1.append(macro_f1(test.y, pred) if res is not None else 0.0)
+        if n >= cfg.budget:
             return curve
-        k = min(cfg.batch, cfg.budget - len(labeled))
-        if order == "random":
-            picks = [i for i in random_order if not is_labeled[i]][:k]
-        else:
-            mc = models.predict_mc(res.model, pool.x, samples=cfg.mc_samples, seed=seed + len(labeled))
-            if order == "batchbald":
-                acq = batchbald.select(
-                    mc,
-                    k,
-                    exclude=is_labeled,
-                    seed=seed,
-                    prefilter=cfg.bb_prefilter,
-                    max_configs=cfg.bb_configs,
-                )
-                picks = acq.indices.tolist()
-            else:
-                c = certainty.certainty(order, mc)  # type: ignore[arg-type]
-                c[is_labeled] = np.inf
-                picks = certainty.least_certain(c, k).tolist()
-        for i in picks:
-            is_labeled[i] = True
-            labeled.append(int(i))
+        k = min(cfg.cadence(), cfg.budget - n)
+        if order == "random" or res is None:
+            take(spread_queue(project, counts, labeled, k))
+            continue
+        samples = defaults.ACQUISITION.mc_samples
+        mc = {im.name: models.predict_mc(res.model, im.x, samples=samples, seed=version) for im in pool}
+        size = defaults.acquisition_size(cfg.cadence())
+        ranked = acquisition.rank_slides(mc, labeled, order, size, seed=version)  # type: ignore[arg-type]
+        preds = {
+            s: Predictions(
+                np.arange(1, counts[s] + 1, dtype=np.int64),
+                list(CLASSES),
+                mc[s].mean(axis=0),
+                ranked[s].certainty,
+                ranked[s].batch,
+                ranked[s].batch_rank,
+            )
+            for s in counts
+        }
+        take(uncertainty_queue(preds, labeled, set(), k))
 
 
 def concat(images: Sequence[LabeledImage]) -> LabeledImage:
@@ -171,7 +185,7 @@ def simulate(
         raise ValueError("the simulation needs at least 2 labeled images (one to score on)")
     out = []
     for f in folds if folds is not None else range(len(images)):
-        pool = concat([im for j, im in enumerate(images) if j != f])
+        pool = [im for j, im in enumerate(images) if j != f]
         for seed in seeds:
             for order in orders:
                 out.append(run_curve(pool, images[f], order, seed * 1000 + f, cfg))

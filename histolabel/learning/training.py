@@ -1,11 +1,19 @@
-"""Training: class-balanced cross-entropy, early stopping on a stratified held-out split, a
-per-class held-out score, then (for the linear head) a refit on every label for the chosen
-number of epochs, so no label is wasted on validation alone."""
+"""Training: class-balanced cross-entropy with weight decay, chosen by label count
+(`config_for`, from histolabel.learning.defaults):
+
+- below `holdout_from` labels: every label trains for a fixed epoch budget; the metrics come
+  from k-fold cross-validation (each label scored by a model that did not see it);
+- from `holdout_from` on: early stopping on a stratified held-out split (at most `max_val`
+  items), then (for the linear head, below `refit_below`) a refit on every label for the chosen
+  number of epochs. An optimiser-step budget keeps 10^5 labels fast.
+
+Metrics say where they come from (`heldout`, `heldout_n`) and flag `few_heldout` when fewer
+items than the defaults' `few_heldout` scored them."""
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -13,6 +21,7 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
+from histolabel.learning import defaults
 from histolabel.learning.models import LinearHead, ModelKind, build, device, threads_for
 
 
@@ -36,6 +45,47 @@ class TrainConfig:
     dropout: float | None = None
     width: int = 32
     seed: int = 0
+    # Below this many labels: no split, `fixed_epochs` on every label, k-fold metrics.
+    holdout_from: int = 0
+    fixed_epochs: int = 150
+    cv_folds: int = 5
+    max_val: int = 5000
+    max_steps: int = 0  # 0: no step budget
+
+
+def config_for(
+    model_kind: ModelKind = "linear", *, seed: int = 0, max_epochs: int | None = None
+) -> TrainConfig:
+    """The product's training configuration (train job and simulation alike)."""
+    d = defaults.TRAINING
+    if model_kind == "cnn":
+        cfg = TrainConfig(
+            model_kind="cnn", max_epochs=300, lr=d.cnn_lr, batch_size=d.cnn_batch, patience=d.cnn_patience,
+            fixed_epochs=d.cnn_epochs, cv_folds=0,  # k CNNs per retrain cost too much on CPU
+            weight_decay=d.weight_decay, holdout_from=d.holdout_from, max_val=d.max_val,
+            max_steps=d.max_steps, seed=seed,
+        )  # fmt: skip
+    else:
+        cfg = TrainConfig(
+            model_kind="linear", lr=d.linear_lr, weight_decay=d.weight_decay, fixed_epochs=d.linear_epochs,
+            cv_folds=d.cv_folds, holdout_from=d.holdout_from, max_val=d.max_val, max_steps=d.max_steps,
+            seed=seed,
+        )  # fmt: skip
+    if max_epochs is not None:
+        cfg = replace(cfg, max_epochs=max_epochs, fixed_epochs=min(cfg.fixed_epochs, max_epochs))
+    return cfg
+
+
+def fit_labels(
+    x: NDArray[Any],
+    y: NDArray[np.int64],
+    class_ids: list[str],
+    model_kind: ModelKind = "linear",
+    *,
+    seed: int = 0,
+) -> TrainResult:
+    """The one training call of the loop: the train job and `histolabel simulate` both train here."""
+    return train(x, y, class_ids, config_for(model_kind, seed=seed))
 
 
 @dataclass
@@ -182,36 +232,55 @@ def train(
     n_classes = len(class_ids)
     xt = torch.as_tensor(np.asarray(x, dtype=np.float32) if cfg.model_kind == "linear" else np.asarray(x))
     yt = torch.as_tensor(y)
-    tr, va = stratified_split(y, cfg.val_fraction, cfg.seed)
     dim = int(xt.shape[1]) if cfg.model_kind == "linear" else 0
 
-    def fresh() -> nn.Module:
-        m = build(cfg.model_kind, n_classes, dim=dim, dropout=cfg.dropout, width=cfg.width)
-        return m.to(dev)
+    def fresh(rows: torch.Tensor) -> nn.Module:
+        m = build(cfg.model_kind, n_classes, dim=dim, dropout=cfg.dropout, width=cfg.width).to(dev)
+        if isinstance(m, LinearHead):
+            m.set_standardization(rows)
+        return m
 
-    model = fresh()
-    if isinstance(model, LinearHead):
-        model.set_standardization(xt[tr])
-    weights = _class_weights(y[tr], n_classes, cfg.balance)
-    model, epochs = _fit(model, xt[tr], yt[tr], weights, cfg, cfg.max_epochs, xt[va], yt[va])
-    if va.size:
-        with torch.no_grad():
-            pred = model(xt[va].to(dev)).argmax(dim=1).cpu().numpy()
-        scores = per_class_scores(y[va], pred, class_ids)
+    def fit_all(
+        rows: NDArray[np.int64], epochs: int, val: NDArray[np.int64] | None = None
+    ) -> tuple[nn.Module, int]:
+        w = _class_weights(y[rows], n_classes, cfg.balance)
+        xv, yv = (xt[val], yt[val]) if val is not None else (None, None)
+        return _fit(fresh(xt[rows]), xt[rows], yt[rows], w, cfg, epochs, xv, yv)
+
+    everything = np.arange(y.size)
+    if y.size < cfg.holdout_from:
+        # Too few labels to spare a validation set: train on all for the fixed budget, score by
+        # k-fold cross-validation.
+        epochs = min(cfg.fixed_epochs, cfg.max_epochs)
+        model, _ = fit_all(everything, epochs)
+        truth, pred = _cross_validate(y, cfg.cv_folds, cfg.seed, lambda tr: fit_all(tr, epochs)[0], xt, dev)
+        source = "cross-validation" if truth.size else "none"
+        n_train = int(y.size)
     else:
-        scores = per_class_scores(y[:0], y[:0], class_ids)
-    refit = cfg.refit and va.size > 0 and cfg.model_kind == "linear" and y.size < cfg.refit_below
-    if refit:
-        model = fresh()
-        assert isinstance(model, LinearHead)
-        model.set_standardization(xt)
-        model, _ = _fit(model, xt, yt, _class_weights(y, n_classes, cfg.balance), cfg, epochs)
+        fraction = min(cfg.val_fraction, cfg.max_val / y.size)
+        tr, va = stratified_split(y, fraction, cfg.seed)
+        max_epochs = cfg.max_epochs
+        if cfg.max_steps:
+            steps_per_epoch = -(-tr.size // cfg.batch_size)
+            max_epochs = max(1, min(max_epochs, cfg.max_steps // steps_per_epoch))
+        model, epochs = fit_all(tr, max_epochs, va)
+        truth, pred = y[va], _predict(model, xt[va], dev)
+        source = "held-out split" if va.size else "none"
+        n_train = int(tr.size)
+        if cfg.refit and va.size and cfg.model_kind == "linear" and y.size < cfg.refit_below:
+            model, _ = fit_all(everything, epochs)
+            n_train = int(y.size)
+    scores = per_class_scores(truth, pred, class_ids)
+    heldout_n = int(truth.size)
     metrics: dict[str, Any] = {
         **{cid: v for cid, v in scores["per_class"].items()},
-        "macro_f1": scores["macro_f1"],
-        "accuracy": scores["accuracy"],
-        "n_train": int(y.size if refit else tr.size),
-        "n_val": int(va.size),
+        "macro_f1": scores["macro_f1"] if heldout_n else None,
+        "accuracy": scores["accuracy"] if heldout_n else None,
+        "n_train": n_train,
+        "n_val": heldout_n,
+        "heldout_n": heldout_n,
+        "heldout": source,
+        "few_heldout": heldout_n < defaults.TRAINING.few_heldout,
         "epochs": int(epochs),
     }
     meta = {
@@ -222,3 +291,39 @@ def train(
         "width": cfg.width,
     }
     return TrainResult(model=model.cpu(), metrics=metrics, meta=meta)
+
+
+def _predict(model: nn.Module, x: torch.Tensor, dev: torch.device) -> NDArray[np.int64]:
+    if x.shape[0] == 0:
+        return np.empty(0, np.int64)
+    model.eval()
+    with torch.no_grad():
+        return model(x.to(dev)).argmax(dim=1).cpu().numpy().astype(np.int64)
+
+
+def _cross_validate(
+    y: NDArray[np.int64],
+    folds: int,
+    seed: int,
+    fit: Any,
+    xt: torch.Tensor,
+    dev: torch.device,
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Every label predicted by a model trained without it (stratified folds); classes with
+    fewer labels than folds spread over as many folds as they have labels."""
+    if folds < 2:
+        return y[:0], y[:0]
+    rng = np.random.default_rng(seed)
+    fold = np.empty(y.size, np.int64)
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        fold[idx] = np.arange(idx.size) % folds
+    pred = np.full(y.size, -1, np.int64)
+    for f in range(folds):
+        test = np.flatnonzero(fold == f)
+        train_rows = np.flatnonzero(fold != f)
+        if test.size == 0 or np.unique(y[train_rows]).size < 2:
+            continue
+        pred[test] = _predict(fit(train_rows), xt[test], dev)
+    scored = pred >= 0
+    return y[scored], pred[scored]

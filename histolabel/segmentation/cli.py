@@ -39,13 +39,16 @@ def job_args(args: argparse.Namespace) -> list[str]:
         raise SegmentCommandError(f"slide {args.slide!r} is not ingested yet")
     settings = state.settings
     size = args.superpixel_size if args.superpixel_size is not None else settings.superpixel_size
+    # The project's size is applied by the segmentation.sizing rule (µm where the slide has a
+    # pixel size, at least MIN_SUPERPIXELS); an explicit --superpixel-size is taken as given.
+    unit = args.unit if args.superpixel_size is not None else "auto"
     mag = args.magnification if args.magnification is not None else settings.magnification
     compactness = args.compactness if args.compactness is not None else settings.compactness
     if size <= 0 or mag <= 0 or compactness <= 0 or args.workers < 0:
         raise SegmentCommandError("superpixel size, magnification and compactness must be positive")
     return [
         "--project", args.project, "--slide", args.slide, "--image", slide.ingest["zarr_uri"],
-        "--superpixel-size", str(size), "--unit", args.unit, "--magnification", str(mag),
+        "--superpixel-size", str(size), "--unit", unit, "--magnification", str(mag),
         "--compactness", str(compactness), "--workers", str(args.workers), "--progress", "off",
     ]  # fmt: skip
 

@@ -93,13 +93,21 @@ def test_batchbald_predictions_carry_batches(cloud, svc, project_id, monuseg_cro
     assert train.main(["--project", project_id, "--request", _request(svc, project_id), "--no-predict"]) == 0
     from gpu_jobs import predict
 
-    assert predict.main(["--project", project_id, "--batchbald-batches", "2", "--batchbald-size", "8"]) == 0
+    # One greedy acquisition of 40, published as display batches of 32 and 8.
+    assert predict.main(["--project", project_id, "--acquire", "40"]) == 0
     pred = svc.project_state(project_id).predictions
     t = artifacts.read_predictions(f"{pred['uri_prefix']}/s1.parquet")
     batch = t.column("batch").to_numpy()
-    assert (batch == 0).sum() == 8 and (batch == 1).sum() == 8
+    assert (batch == 0).sum() == 32 and (batch == 1).sum() == 8
     queue = guided_order([artifacts.slide_scores(pred["uri_prefix"], "s1")], svc.training_labels(project_id))
-    assert [q.batch for q in queue[:16]] == [0] * 8 + [1] * 8 and queue[16].batch == -1
+    assert [q.batch for q in queue[:40]] == [0] * 32 + [1] * 8 and queue[40].batch == -1
+    # By default the acquisition is the labels until the next retrain (the project's threshold).
+    assert predict.main(["--project", project_id]) == 0
+    pred = svc.project_state(project_id).predictions
+    t = artifacts.read_predictions(f"{pred['uri_prefix']}/s1.parquet")
+    assert (t.column("batch").to_numpy() >= 0).sum() == svc.project_state(
+        project_id
+    ).settings.retrain_threshold
 
 
 def test_training_failures_keep_the_previous_model(cloud, svc, project_id, monuseg_crop, capsys) -> None:

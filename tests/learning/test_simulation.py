@@ -36,7 +36,7 @@ def test_monuseg_ground_truth_is_plausible(images: list[S.LabeledImage]) -> None
 
 @pytest.mark.slow
 def test_guided_and_random_curves(images: list[S.LabeledImage]) -> None:
-    cfg = S.SimConfig(initial=10, batch=10, budget=50, epochs=60)
+    cfg = S.SimConfig(initial=10, batch=10, budget=50)
     curves = S.simulate(images, orders=("random", "margin", "batchbald"), seeds=[0], folds=[2], cfg=cfg)
     assert [c.order for c in curves] == ["random", "margin", "batchbald"]
     for c in curves:

@@ -1,0 +1,382 @@
+"""The real labeling loop, end to end, as a user's session runs it: how fast the product learns.
+
+    python bench/real_loop.py [--quick] [--seeds 5] [--budget 400] [--orders random,batchbald]
+
+Starts the local cloud (histolabel.localcloud.up: moto, the stream runtime with the projector
+and training trigger, the API under `chalice local`), signs in through Cognito, and for every
+order x seed creates a project through the API (product defaults but the certainty metric),
+uploads the MoNuSeg images of the pool through the presigned upload, and runs ingest, segment
+and embed through the job runner. The simulated annotator then labels in queue order
+(GET /queue; for `random`, the spread order the queue serves before any model) through the
+labels route, answering from the nucleus polygons; the trigger retrains at the project's
+threshold, and the annotator waits for the new ranking before labeling on. Every model is scored
+(macro F1) on the MoNuSeg image left out (segmented and embedded by the same jobs in a project of
+its own).
+
+--quick: orders random and batchbald, 1 seed, budget 150 (a few minutes on a loaded 2-core
+machine, not one: every retrain is a train + predict job process).
+
+Writes bench/out/real_loop/{curves.csv,curves.json,real_loop.png}; ends with `name: value` lines:
+`random_f1_at_<budget>`, `<order>_label_ratio` (labels to reach random's F1 at the budget / budget),
+`threshold_to_ranking_p50_s`/`_p95_s` (the labels POST that crosses the threshold -> GET
+/projects shows the new model's predictions), `pool_all_f1` (a model on every pool label).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+DATA = ROOT.parent / "shared/data/labeled/monuseg"
+ORDERS = ("random", "confidence", "margin", "entropy", "batchbald")
+USER = "olivia"
+
+
+class Api:
+    def __init__(self, url: str, token: str) -> None:
+        self.url, self.token = url.rstrip("/"), token
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        req.add_header("Authorization", f"Bearer {self.token}")
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        for attempt in range(5):
+            try:
+                with urllib.request.urlopen(req, timeout=120) as resp:
+                    raw = resp.read()
+                    return json.loads(raw) if raw else None
+            except urllib.error.HTTPError as exc:
+                if exc.code in (502, 503) and attempt < 4:
+                    time.sleep(1 + attempt)
+                    continue
+                raise RuntimeError(f"{method} {path}: {exc.code} {exc.read()[:300]!r}") from None
+        raise AssertionError("unreachable")
+
+
+def wait_for(what: str, check: Any, timeout: float = 900.0, every: float = 0.25) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = check()
+        if out:
+            return out
+        time.sleep(every)
+    raise TimeoutError(f"{what} did not happen within {timeout:.0f} s")
+
+
+def run_job(api: Api, pid: str, sid: str, job: str) -> None:
+    jid = api.call("POST", f"/projects/{pid}/slides/{sid}/jobs", {"job": job})["job_id"]
+    status = wait_for(
+        f"{job} of {sid}",
+        lambda: (
+            (s := api.call("GET", f"/projects/{pid}/jobs/{jid}"))["status"] in ("SUCCEEDED", "FAILED") and s
+        ),
+    )
+    if status["status"] != "SUCCEEDED":
+        raise RuntimeError(f"{job} of {sid} failed: {status.get('reason')}")
+
+
+def slide_done(api: Api, pid: str, sid: str, key: str) -> dict[str, Any]:
+    def check() -> Any:
+        slide = api.call("GET", f"/projects/{pid}/slides/{sid}")
+        slide = slide.get("slide", slide)
+        return slide if slide.get(key) else None
+
+    out: dict[str, Any] = wait_for(f"{key} of {sid}", check, timeout=120)
+    return out
+
+
+def add_images(api: Api, pid: str, images: list[Path]) -> dict[str, dict[str, Any]]:
+    """Upload, ingest, segment, embed through the API and the job runner; per slide its facts."""
+    out = {}
+    for path in images:
+        sid = path.stem.split("-")[1].lower() + path.stem.split("-")[2].lower()
+        reg = api.call(
+            "POST", f"/projects/{pid}/slides", {"name": path.name, "filename": path.name, "slide_id": sid}
+        )
+        up = reg["upload"]
+        req = urllib.request.Request(
+            up["url"], data=path.read_bytes(), method=up["method"], headers={"Content-Type": "image/tiff"}
+        )
+        with urllib.request.urlopen(req, timeout=120):
+            pass
+        run_job(api, pid, sid, "ingest")
+        slide_done(api, pid, sid, "ingest")
+        run_job(api, pid, sid, "segment")
+        slide_done(api, pid, sid, "segmentation")
+        run_job(api, pid, sid, "embed")
+        out[sid] = {**slide_done(api, pid, sid, "features"), "path": path}
+    return out
+
+
+def truth_for(slide: dict[str, Any]) -> np.ndarray:
+    """Per superpixel id (index id-1): 1 when at least half its area lies in nucleus polygons."""
+    import zarr
+
+    from histolabel.adapters.s3 import zarr_store
+    from histolabel.learning.simulation import nucleus_mask
+
+    labels = np.asarray(
+        zarr.open_array(store=zarr_store(f"{slide['segmentation']['labels_uri']}/0", mode="r"))[0]
+    )
+    n = int(slide["segmentation"]["count"])
+    mask = nucleus_mask(slide["path"].with_suffix(".xml"), labels.shape)
+    area = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    inside = np.bincount(labels.ravel(), mask.ravel().astype(np.float64), minlength=n + 1)[1:]
+    return (inside >= 0.5 * np.maximum(area, 1)).astype(np.int64)
+
+
+def features_for(slide: dict[str, Any]) -> np.ndarray:
+    """The test slide's vectors as the predict job feeds them to a model (per-slide standardized)."""
+    from histolabel.adapters import artifacts
+    from histolabel.learning.features import column_stats, standardize_with
+
+    x = np.asarray(artifacts.open_features(slide["features"]["handcrafted"]["uri"])[...])
+    return standardize_with(x, *column_stats(x))
+
+
+def score_model(pid: str, version: int, x: np.ndarray, y: np.ndarray) -> float:
+    from histolabel.adapters import artifacts
+    from histolabel.learning import models, training
+
+    weights, meta = artifacts.read_model(artifacts.model_prefix(pid, version))
+    model = models.from_bytes(weights, meta)
+    pred_cls = models.predict_mc(model, x, samples=1)[0].argmax(axis=1)
+    classes = list(meta["class_ids"])
+    truth = np.asarray([classes.index(c) for c in np.where(y == 1, "nucleus", "stroma")])
+    return float(training.per_class_scores(truth, pred_cls, classes)["macro_f1"])
+
+
+@dataclass
+class Curve:
+    order: str
+    seed: int
+    labels: list[int] = field(default_factory=list)
+    f1: list[float] = field(default_factory=list)
+    latency: list[float] = field(default_factory=list)
+    # Where the latency goes: crossing -> train job submitted (trigger), submitted -> job process
+    # done (train + predict, its start-up included), done -> ranking served (events, projector).
+    phases: list[dict[str, float]] = field(default_factory=list)
+
+
+def job_phases(pid: str, crossed_at: float, served_at: float) -> dict[str, float]:
+    """From the local job runner's records (one JSON per job in HISTOLABEL_LOCAL_DIR/jobs)."""
+    jobs = Path(os.environ["HISTOLABEL_LOCAL_DIR"]) / "jobs"
+    recs = [json.loads(f.read_text()) for f in jobs.glob("*.json")]
+    recs = [r for r in recs if r["job"] == "train" and pid in r["command"] and r.get("stopped_at")]
+    if not recs:
+        return {}
+    r = max(recs, key=lambda r: r["submitted_at"])
+    return {
+        "trigger_s": r["submitted_at"] - crossed_at,
+        "job_s": r["stopped_at"] - r["submitted_at"],
+        "publish_s": served_at - r["stopped_at"],
+    }
+
+
+def run_order(
+    api: Api,
+    order: str,
+    seed: int,
+    pool: list[Path],
+    test: tuple[np.ndarray, np.ndarray],
+    budget: int,
+    log: Any,
+) -> tuple[Curve, dict[str, dict[str, Any]]]:
+    from histolabel.api.queue import spread_queue
+
+    pid = f"loop-{order}-{seed}-{uuid.uuid4().hex[:6]}"
+    metric = "confidence" if order == "random" else order
+    api.call("POST", "/projects", {"project_id": pid, "name": f"loop {order} {seed}", "site": "nyc",
+                                   "settings": {"certainty_metric": metric}})  # fmt: skip
+    for cid in ("stroma", "nucleus"):
+        api.call("POST", f"/projects/{pid}/categories", {"name": cid, "category_id": cid})
+    slides = add_images(api, pid, pool)
+    truth = {sid: truth_for(s) for sid, s in slides.items()}
+    threshold = int(api.call("GET", f"/projects/{pid}/training")["threshold"])
+    labeled: dict[str, set[int]] = {sid: set() for sid in slides}
+    counts = {sid: int(s["segmentation"]["count"]) for sid, s in slides.items()}
+    curve = Curve(order, seed)
+    version = 0
+    total = 0
+    while total < budget:
+        want = min(threshold, budget - total)
+        if order == "random":
+            items = [(q.slide_id, q.id) for q in spread_queue(pid, counts, labeled, want)]
+        else:
+            queue = api.call("GET", f"/projects/{pid}/queue?n={want}")
+            items = [(q["slide_id"], int(q["id"])) for q in queue["items"]][:want]
+        by: dict[tuple[str, str], list[int]] = {}
+        for sid, i in items:
+            by.setdefault((sid, ["stroma", "nucleus"][int(truth[sid][i - 1])]), []).append(i)
+            labeled[sid].add(i)
+        for (sid, cat), ids in by.items():
+            api.call("POST", f"/projects/{pid}/slides/{sid}/labels", {"ids": ids, "category_id": cat})
+        crossed, crossed_at = time.monotonic(), time.time()
+        total += len(items)
+
+        def ranked(v: int = version) -> Any:
+            p = api.call("GET", f"/projects/{pid}")
+            pred, failed = p.get("predictions") or {}, api.call("GET", f"/projects/{pid}/training")["runs"]
+            if any(r["status"] == "failed" for r in failed) and not pred:
+                raise RuntimeError(f"training failed in {pid}: {failed}")
+            return pred if int(pred.get("model_version", 0)) > v else None
+
+        pred = wait_for(f"the ranking after {total} labels in {pid}", ranked)
+        curve.latency.append(time.monotonic() - crossed)
+        curve.phases.append(job_phases(pid, crossed_at, time.time()))
+        version = int(pred["model_version"])
+        curve.labels.append(total)
+        curve.f1.append(score_model(pid, version, *test))
+        line = f"{order} seed {seed}: {total} labels -> model v{version}, F1 {curve.f1[-1]:.3f}"
+        print(f"{line}, ranking served {curve.latency[-1]:.1f} s after the threshold", file=log, flush=True)
+    return curve, slides
+
+
+def pool_all_f1(slides: dict[str, dict[str, Any]], test: tuple[np.ndarray, np.ndarray]) -> float:
+    """A model trained (by the loop's rule) on every superpixel of the pool, scored the same way."""
+    from histolabel.learning import models, training
+
+    xs, ys = [], []
+    for s in slides.values():
+        xs.append(features_for(s))
+        ys.append(truth_for(s))
+    res = training.fit_labels(np.concatenate(xs), np.concatenate(ys), ["stroma", "nucleus"])
+    pred = models.predict_mc(res.model, test[0], samples=1)[0].argmax(axis=1)
+    return float(training.per_class_scores(test[1], pred, ["stroma", "nucleus"])["macro_f1"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="random and batchbald, 1 seed, budget 150")
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--budget", type=int, default=400)
+    ap.add_argument("--orders", default=",".join(ORDERS))
+    ap.add_argument("--test", type=int, default=0, help="index of the MoNuSeg image left out")
+    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench/out/real_loop")
+    args = ap.parse_args(argv)
+    orders = ["random", "batchbald"] if args.quick else [o.strip() for o in args.orders.split(",")]
+    seeds = [0] if args.quick else list(range(args.seeds))
+    budget = 150 if args.quick else args.budget
+    images = sorted(args.data.glob("*.tif"))
+    if len(images) < 2 or "random" not in orders or any(o not in ORDERS for o in orders):
+        print(
+            f"need >= 2 MoNuSeg images in {args.data} and orders from {ORDERS} including random",
+            file=sys.stderr,
+        )
+        return 2
+    test_path, pool = images[args.test], [p for i, p in enumerate(images) if i != args.test]
+    log = sys.stderr
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="histolabel-real-loop-") as tmp:
+        os.environ["HISTOLABEL_LOCAL_DIR"] = tmp
+        from histolabel.adapters import cognito
+        from histolabel.localcloud import up as local
+        from histolabel.localcloud.stack import free_port
+
+        state = local.up(free_port(), free_port(), free_port(), "local", demo=False, out=io.StringIO())
+        try:
+            pool_cfg = cognito.Pool(state["user_pool_id"], state["client_id"])
+            api = Api(state["api_url"], cognito.login(pool_cfg, USER, local.DEMO_PASSWORD))
+            print(f"local cloud up ({time.perf_counter() - t0:.0f} s)", file=log, flush=True)
+            tp = f"loop-test-{uuid.uuid4().hex[:6]}"
+            api.call("POST", "/projects", {"project_id": tp, "name": "left out", "site": "nyc"})
+            test_slide = next(iter(add_images(api, tp, [test_path]).values()))
+            test = (features_for(test_slide), truth_for(test_slide))
+            print(f"test image {test_path.stem}: {test[1].size} superpixels", file=log, flush=True)
+            runs = [run_order(api, o, s, pool, test, budget, log) for s in seeds for o in orders]
+            curves = [c for c, _ in runs]
+            all_f1 = pool_all_f1(runs[0][1], test)
+        except BaseException:
+            for name in ("api", "runtime"):
+                logf = Path(tmp) / f"{name}.log"
+                if logf.exists():
+                    print(
+                        f"--- {name}.log (tail)",
+                        *logf.read_text(errors="replace").splitlines()[-25:],
+                        sep="\n",
+                        file=log,
+                    )
+            raise
+        finally:
+            local.down(out=io.StringIO())
+    return report(curves, orders, budget, all_f1, args.out, time.perf_counter() - t0)
+
+
+def report(
+    curves: list[Curve], orders: list[str], budget: int, all_f1: float, out: Path, seconds: float
+) -> int:
+    out.mkdir(parents=True, exist_ok=True)
+    labels = curves[0].labels
+    mean = {o: np.mean([c.f1 for c in curves if c.order == o], axis=0) for o in orders}
+    sd = {o: np.std([c.f1 for c in curves if c.order == o], axis=0) for o in orders}
+    with (out / "curves.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["labels", *orders, *(f"{o}_sd" for o in orders)])
+        for i, n in enumerate(labels):
+            w.writerow([n, *(f"{mean[o][i]:.4f}" for o in orders), *(f"{sd[o][i]:.4f}" for o in orders)])
+    (out / "curves.json").write_text(json.dumps([c.__dict__ for c in curves], indent=1))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for o in orders:
+        ax.errorbar(labels, mean[o], yerr=sd[o], marker="o", ms=3, capsize=2, label=o,
+                    color="black" if o == "random" else None)  # fmt: skip
+    ax.axhline(all_f1, color="gray", ls=":", lw=1, label="every pool label")
+    ax.set_xlabel("labels (through the API, retrained by the trigger)")
+    ax.set_ylabel("macro F1 on the MoNuSeg image left out")
+    ax.set_title(f"The real loop, product defaults, {len({c.seed for c in curves})} seed(s)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "real_loop.png", dpi=120)
+    plt.close(fig)
+    target = float(mean["random"][-1])
+    print(f"random_f1_at_{labels[-1]}: {target:.4f}")
+    for o in orders:
+        if o != "random":
+            print(f"{o}_f1_at_{labels[-1]}: {mean[o][-1]:.4f}")
+        i = labels.index(200) if 200 in labels else None
+        if i is not None:
+            print(f"{o}_f1_at_200: {mean[o][i]:.4f}")
+    for o in orders:
+        if o == "random":
+            continue
+        hit = np.flatnonzero(mean[o] >= target)
+        print(f"{o}_label_ratio: {labels[hit[0]] / labels[-1] if hit.size else float('inf'):.3f}")
+    lat = np.concatenate([c.latency for c in curves])
+    print(f"threshold_to_ranking_p50_s: {np.percentile(lat, 50):.1f}")
+    print(f"threshold_to_ranking_p95_s: {np.percentile(lat, 95):.1f}")
+    for phase in ("trigger_s", "job_s", "publish_s"):
+        vals = [p[phase] for c in curves for p in c.phases if phase in p]
+        if vals:
+            print(f"threshold_to_ranking_{phase[:-2]}_p50_s: {np.percentile(vals, 50):.1f}")
+    print(f"pool_all_f1: {all_f1:.4f}")
+    print(f"budget: {budget}")
+    print(f"seconds: {seconds:.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
