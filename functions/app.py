@@ -727,10 +727,11 @@ def _export(c: Call) -> Any:
     if q.anonymize:
         rows = export.anonymize(rows)
     filename = f"{state.project_id}.{q.format}"
+    names = {cat.id: cat.name for cat in state.categories.values()}
     if q.format == "csv":
-        return _deliver(c, export.to_csv(rows), "text/csv", filename)
+        return _deliver(c, export.to_csv(rows, names), "text/csv", filename)
     if q.format == "parquet":
-        return _deliver(c, export.to_parquet(rows), EXPORT_TYPES["parquet"], filename)
+        return _deliver(c, export.to_parquet(rows, names), EXPORT_TYPES["parquet"], filename)
     # Every outline of a slide from one pass over its label pyramid, a window per tile.
     rings: dict[str, dict[int, list[list[float]]]] = {}
     by_slide: dict[str, list[int]] = {}
@@ -755,7 +756,6 @@ def _export(c: Call) -> Any:
         return rings.get(slide_id, {}).get(sp, [])
 
     colors = {cat.id: cat.color for cat in state.categories.values()}
-    names = {cat.id: cat.name for cat in state.categories.values()}
     return _deliver(
         c, json.dumps(export.to_geojson(rows, ring_of, colors, names)), EXPORT_TYPES["geojson"], filename
     )

@@ -74,8 +74,11 @@ class LabelReader:
         """Level-0 outlines of the superpixels `boxes` (id -> level-0 bbox), a window per tile."""
         from histolabel.api.export import outlines
 
+        # The label image is (1, y, x) as the segment job writes it (NGFF's channel axis kept).
+        lead = (0,) * (self.array.ndim - 2)
+
         def window(y0: int, x0: int, y1: int, x1: int) -> np.ndarray:
-            return np.asarray(self.array[y0:y1, x0:x1])
+            return np.asarray(self.array[(*lead, slice(y0, y1), slice(x0, x1))])
 
         return outlines(window, {sp: self.box(b) for sp, b in boxes.items()}, self.scale)
 
