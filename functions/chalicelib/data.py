@@ -134,3 +134,59 @@ def presign_put(key: str) -> str:
 
 def data_uri(key: str) -> str:
     return f"s3://{get_settings().data_bucket}/{key}"
+
+
+# ---- browser uploads: presigned multipart, straight from the browser to S3 -------------------
+
+
+def create_multipart(key: str) -> str:
+    s = get_settings()
+    return str(client("s3", s).create_multipart_upload(Bucket=s.data_bucket, Key=key)["UploadId"])
+
+
+def presign_part(key: str, upload_id: str, part_number: int) -> str:
+    s = get_settings()
+    return str(
+        client("s3", s).generate_presigned_url(
+            "upload_part",
+            Params={"Bucket": s.data_bucket, "Key": key, "UploadId": upload_id, "PartNumber": part_number},
+            ExpiresIn=PRESIGN_TTL_S,
+        )
+    )
+
+
+def uploaded_parts(key: str, upload_id: str) -> list[dict[str, Any]] | None:
+    """The parts S3 holds ({PartNumber, ETag}), or None when there is no such upload. Read here,
+    not sent by the browser: S3 does not expose ETag headers to scripts without a CORS rule."""
+    s = get_settings()
+    parts: list[dict[str, Any]] = []
+    marker = 0
+    try:
+        while True:
+            page = client("s3", s).list_parts(
+                Bucket=s.data_bucket, Key=key, UploadId=upload_id, PartNumberMarker=marker
+            )
+            parts += [{"PartNumber": p["PartNumber"], "ETag": p["ETag"]} for p in page.get("Parts", [])]
+            if not page.get("IsTruncated"):
+                return parts
+            marker = int(page["NextPartNumberMarker"])
+    except ClientError as err:
+        if err.response["Error"]["Code"] in ("NoSuchUpload", "404", "NoSuchKey"):
+            return None
+        raise
+
+
+def complete_multipart(key: str, upload_id: str, parts: list[dict[str, Any]]) -> None:
+    s = get_settings()
+    client("s3", s).complete_multipart_upload(
+        Bucket=s.data_bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+    )
+
+
+def tissue_fraction(tissue_mask_uri: str | None) -> float:
+    """Share of the slide that is tissue, from the ingest's (small) tissue mask; 1 without one."""
+    if not tissue_mask_uri:
+        return 1.0
+    group = pyramids.open_group(tissue_mask_uri, "r")
+    mask: Any = group["0"]
+    return float(np.count_nonzero(np.asarray(mask[:])) / max(1, int(np.prod(mask.shape))))
