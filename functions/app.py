@@ -870,14 +870,23 @@ def _superpixel_estimate(c: Call) -> Any:
         raise CommandRejected("invalid", f"slide {sid!r} is not ingested yet", "slide_id", 409)
     meta = {"histolabel": {"magnification": ingest.get("magnification"), "mpp": ingest.get("mpp")}}
     level = choose_level(meta, int(ingest["levels"]), q.magnification)
-    try:
-        tissue = data.tissue_fraction(ingest.get("tissue_mask_uri"))
-    except (OSError, KeyError, ValueError):
-        tissue = 1.0  # no mask to read: count over the whole slide
+    compactness = c.query.compactness or c.project.settings.compactness
+    coarse = selfservice.coarse_level(level.index, int(ingest["levels"]), q.superpixel_size)
     w, h = int(ingest["width"]), int(ingest["height"])
-    count = selfservice.expected_superpixel_count(w, h, 2**level.index, tissue, q.superpixel_size)
-    return {"count": count, "level": level.index, "magnification": level.magnification,
-            "tissue_fraction": round(tissue, 4), "width": w, "height": h}  # fmt: skip
+    try:
+        rgb, tissue = data.coarse_slide(ingest["zarr_uri"], coarse, ingest.get("tissue_mask_uri"))
+        fraction = float(tissue.mean())
+        count = selfservice.sampled_superpixel_count(
+            rgb, tissue, q.superpixel_size, compactness, 2 ** (coarse - level.index)
+        )
+        method = "sampled"
+    except (OSError, KeyError, ValueError):
+        # The pyramid cannot be read: fall back to the area ratio over the whole slide.
+        fraction = 1.0
+        count = selfservice.expected_superpixel_count(w, h, 2**level.index, fraction, q.superpixel_size)
+        method = "area"
+    return {"count": count, "method": method, "level": level.index, "magnification": level.magnification,
+            "tissue_fraction": round(fraction, 4), "width": w, "height": h}  # fmt: skip
 
 
 @app.route("/projects/{project_id}/slides/{slide_id}/superpixel-estimate", methods=["GET"])

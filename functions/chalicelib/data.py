@@ -183,10 +183,16 @@ def complete_multipart(key: str, upload_id: str, parts: list[dict[str, Any]]) ->
     )
 
 
-def tissue_fraction(tissue_mask_uri: str | None) -> float:
-    """Share of the slide that is tissue, from the ingest's (small) tissue mask; 1 without one."""
+def coarse_slide(zarr_uri: str, level: int, tissue_mask_uri: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """(rgb (y, x, 3), tissue (y, x) bool) of one pyramid level, the tissue mask resampled to it
+    (nearest; all tissue without a mask)."""
+    image: Any = pyramids.open_group(zarr_uri, "r")[str(level)]
+    rgb = np.moveaxis(np.asarray(image[:3]), 0, -1)
+    h, w = rgb.shape[:2]
     if not tissue_mask_uri:
-        return 1.0
-    group = pyramids.open_group(tissue_mask_uri, "r")
-    mask: Any = group["0"]
-    return float(np.count_nonzero(np.asarray(mask[:])) / max(1, int(np.prod(mask.shape))))
+        return rgb, np.ones((h, w), bool)
+    mask: Any = pyramids.open_group(tissue_mask_uri, "r")["0"]
+    m = np.asarray(mask[:]).reshape(mask.shape[-2:]) > 0
+    ys = np.minimum((np.arange(h) * m.shape[0]) // h, m.shape[0] - 1)
+    xs = np.minimum((np.arange(w) * m.shape[1]) // w, m.shape[1] - 1)
+    return rgb, m[np.ix_(ys, xs)]
