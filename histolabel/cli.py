@@ -217,6 +217,10 @@ def main(argv: list[str] | None = None) -> int:
         argv = ["simulate", "--", *argv[1:]]
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command != "local":
+        from histolabel.localcloud.up import adopt_local_stack
+
+        adopt_local_stack()
     try:
         code: int = args.func(args)
         return code

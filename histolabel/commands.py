@@ -316,10 +316,28 @@ class RegisterSlide(Command):
 
     def decide(self, state: ProjectState, user: str, site: str) -> list[NewEvent]:
         sid = self.slide_id or f"s{uuid.uuid4().hex[:10]}"
-        if sid in state.slides:
-            raise CommandRejected("conflict", f"slide {sid!r} exists", "slide_id", 409)
+        if sid in state.slides or sid in state.removed_slides:
+            raise CommandRejected("conflict", f"slide {sid!r} exists or existed", "slide_id", 409)
         data = {"slide_id": sid, "name": self.name, "source_uri": self.source_uri}
         return [(_stream(self), "SlideRegistered", data)]
+
+
+class RemoveSlide(Command):
+    slide_id: Identifier
+
+    def decide(self, state: ProjectState, user: str, site: str) -> list[NewEvent]:
+        if self.slide_id not in state.slides:
+            raise _not_found("slide", self.slide_id, "slide_id")
+        return [(_stream(self), "SlideRemoved", {"slide_id": self.slide_id})]
+
+
+class SelectModel(Command):
+    model_version: int = Field(ge=1)
+
+    def decide(self, state: ProjectState, user: str, site: str) -> list[NewEvent]:
+        if not any(m["model_version"] == self.model_version for m in state.models):
+            raise _not_found("model version", str(self.model_version), "model_version")
+        return [(_stream(self), "ModelSelected", {"model_version": self.model_version})]
 
 
 class RecordJobSubmitted(Command):

@@ -73,8 +73,11 @@ class LabelReader:
         """Level-0 outlines of the superpixels `boxes` (id -> level-0 bbox), a window per tile."""
         from histolabel.api.export import outlines
 
+        # The label image is (1, y, x) as the segment job writes it (NGFF's channel axis kept).
+        lead = (0,) * (self.array.ndim - 2)
+
         def window(y0: int, x0: int, y1: int, x1: int) -> np.ndarray:
-            return np.asarray(self.array[y0:y1, x0:x1])
+            return np.asarray(self.array[(*lead, slice(y0, y1), slice(x0, x1))])
 
         return outlines(window, {sp: self.box(b) for sp, b in boxes.items()}, self.scale)
 
@@ -130,3 +133,65 @@ def presign_put(key: str) -> str:
 
 def data_uri(key: str) -> str:
     return f"s3://{get_settings().data_bucket}/{key}"
+
+
+# ---- browser uploads: presigned multipart, straight from the browser to S3 -------------------
+
+
+def create_multipart(key: str) -> str:
+    s = get_settings()
+    return str(client("s3", s).create_multipart_upload(Bucket=s.data_bucket, Key=key)["UploadId"])
+
+
+def presign_part(key: str, upload_id: str, part_number: int) -> str:
+    s = get_settings()
+    return str(
+        client("s3", s).generate_presigned_url(
+            "upload_part",
+            Params={"Bucket": s.data_bucket, "Key": key, "UploadId": upload_id, "PartNumber": part_number},
+            ExpiresIn=PRESIGN_TTL_S,
+        )
+    )
+
+
+def uploaded_parts(key: str, upload_id: str) -> list[dict[str, Any]] | None:
+    """The parts S3 holds ({PartNumber, ETag}), or None when there is no such upload. Read here,
+    not sent by the browser: S3 does not expose ETag headers to scripts without a CORS rule."""
+    s = get_settings()
+    parts: list[dict[str, Any]] = []
+    marker = 0
+    try:
+        while True:
+            page = client("s3", s).list_parts(
+                Bucket=s.data_bucket, Key=key, UploadId=upload_id, PartNumberMarker=marker
+            )
+            parts += [{"PartNumber": p["PartNumber"], "ETag": p["ETag"]} for p in page.get("Parts", [])]
+            if not page.get("IsTruncated"):
+                return parts
+            marker = int(page["NextPartNumberMarker"])
+    except ClientError as err:
+        if err.response["Error"]["Code"] in ("NoSuchUpload", "404", "NoSuchKey"):
+            return None
+        raise
+
+
+def complete_multipart(key: str, upload_id: str, parts: list[dict[str, Any]]) -> None:
+    s = get_settings()
+    client("s3", s).complete_multipart_upload(
+        Bucket=s.data_bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+    )
+
+
+def coarse_slide(zarr_uri: str, level: int, tissue_mask_uri: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """(rgb (y, x, 3), tissue (y, x) bool) of one pyramid level, the tissue mask resampled to it
+    (nearest; all tissue without a mask)."""
+    image: Any = pyramids.open_group(zarr_uri, "r")[str(level)]
+    rgb = np.moveaxis(np.asarray(image[:3]), 0, -1)
+    h, w = rgb.shape[:2]
+    if not tissue_mask_uri:
+        return rgb, np.ones((h, w), bool)
+    mask: Any = pyramids.open_group(tissue_mask_uri, "r")["0"]
+    m = np.asarray(mask[:]).reshape(mask.shape[-2:]) > 0
+    ys = np.minimum((np.arange(h) * m.shape[0]) // h, m.shape[0] - 1)
+    xs = np.minimum((np.arange(w) * m.shape[1]) // w, m.shape[1] - 1)
+    return rgb, m[np.ix_(ys, xs)]

@@ -106,6 +106,22 @@ class UserDirectory:
         ]
         return str(found[0]["Username"]) if len(found) == 1 else None
 
+    def invite(self, email: str) -> tuple[str, str]:
+        """Create a user for `email` with a temporary password (Cognito emails the invitation
+        where the pool sends mail; they choose their own password at first sign-in). Returns the
+        pool's username and the temporary password, for the owner to pass on where mail is off."""
+        import secrets
+
+        password = f"{secrets.token_urlsafe(12)}-Aa9"
+        made = self.idp.admin_create_user(
+            UserPoolId=self.user_pool_id,
+            Username=email,
+            TemporaryPassword=password,
+            UserAttributes=[{"Name": "email", "Value": email}, {"Name": "email_verified", "Value": "true"}],
+            DesiredDeliveryMediums=["EMAIL"],
+        )
+        return str(made["User"]["Username"]), password
+
     def describe(self, user: str) -> dict[str, str | None]:
         """How to show `user` to people: their name and email (None where the pool has none,
         or no longer has the user)."""

@@ -17,8 +17,9 @@ from skimage.measure import find_contours
 Row = dict[str, Any]
 COLUMNS = [
     "slide_id", "id", "label", "labeled_by", "labeled_at", "review", "reviewed_by", "reviewed_at",
-    "prediction", "confidence", "certainty", "labels",
+    "prediction", "confidence", "certainty", "labels", "label_id", "prediction_id",
 ]  # fmt: skip
+Names = Mapping[str, str]
 
 
 def anonymize(rows: list[Row]) -> list[Row]:
@@ -46,40 +47,49 @@ def anonymize(rows: list[Row]) -> list[Row]:
     return out
 
 
-def flat(row: Row) -> Row:
+def flat(row: Row, names: Names) -> Row:
+    """One row for a table: categories by the name people know them by now (`names`: id -> name),
+    with the stable ids beside them for joins."""
+
+    def name(cid: str | None) -> str | None:
+        return None if cid is None else names.get(cid, cid)
+
     review = row["review"] or {}
     return {
         "slide_id": row["slide_id"],
         "id": row["id"],
-        "label": row["label"],
+        "label": name(row["label"]),
         "labeled_by": row["labeled_by"],
         "labeled_at": row["labeled_at"],
         "review": review.get("a"),
         "reviewed_by": review.get("by"),
         "reviewed_at": review.get("at"),
-        "prediction": row["prediction"],
+        "prediction": name(row["prediction"]),
         "confidence": row["confidence"],
         "certainty": row["certainty"],
-        "labels": json.dumps(row["labels"], sort_keys=True),
+        "labels": json.dumps({u: name(c) for u, c in row["labels"].items()}, sort_keys=True),
+        "label_id": row["label"],
+        "prediction_id": row["prediction"],
     }
 
 
-def to_csv(rows: Iterable[Row]) -> str:
+def to_csv(rows: Iterable[Row], names: Names) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
     for r in rows:
-        writer.writerow(flat(r))
+        writer.writerow(flat(r, names))
     return buf.getvalue()
 
 
-def to_parquet(rows: Iterable[Row]) -> bytes:
-    flats = [flat(r) for r in rows]
+def to_parquet(rows: Iterable[Row], names: Names) -> bytes:
+    flats = [flat(r, names) for r in rows]
     schema = pa.schema(
         [("slide_id", pa.string()), ("id", pa.int64()), ("label", pa.string()), ("labeled_by", pa.string()),
          ("labeled_at", pa.string()), ("review", pa.string()), ("reviewed_by", pa.string()),
          ("reviewed_at", pa.string()), ("prediction", pa.string()), ("confidence", pa.float64()),
-         ("certainty", pa.float64()), ("labels", pa.string())]
+         ("certainty", pa.float64()), ("labels", pa.string()), ("label_id", pa.string()),
+         ("prediction_id", pa.string())]
     )  # fmt: skip
     table = pa.Table.from_pylist(flats, schema=schema)
     buf = io.BytesIO()
@@ -142,7 +152,7 @@ def to_geojson(
     rows: Iterable[Row],
     ring_of: Callable[[str, int], list[list[float]]],
     colors: Mapping[str, str],
-    names: Mapping[str, str],
+    names: Names,
 ) -> dict[str, Any]:
     """`ring_of(slide, id)` gives the outline; rows without one are left out."""
     features = []
@@ -150,7 +160,7 @@ def to_geojson(
         ring = ring_of(r["slide_id"], r["id"])
         if len(ring) < 4:
             continue
-        props: dict[str, Any] = {"objectType": "annotation", **flat(r), "labels": r["labels"]}
+        props: dict[str, Any] = {"objectType": "annotation", **flat(r, names), "labels": r["labels"]}
         shown = r["label"] or r["prediction"]
         if shown is not None:
             props["classification"] = {

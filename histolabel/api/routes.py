@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from histolabel.api import schemas as s
+from histolabel.api import selfservice as ss
 
 OWNER = ("owner",)
 WRITERS = ("owner", "annotator")
@@ -119,6 +120,31 @@ ROUTES: list[Route] = [
           query=s.ReplayQuery, response=s.ReplayOut),
     Route("export", "GET", P + "/export", EXPORTERS, "Labels and predictions as GeoJSON, CSV or Parquet",
           query=s.ExportQuery, content_types=EXPORT_TYPES),
+    # Self-service (histolabel/api/selfservice.py).
+    Route("create_upload", "POST", P + "/uploads", OWNER,
+          "Begin a browser upload of a slide file: a multipart upload straight to S3",
+          body=ss.CreateUploadIn, response=ss.UploadOut, status=201),
+    Route("upload_parts", "POST", P + "/uploads/parts", OWNER,
+          "Presigned URLs of upload parts, and the parts already uploaded (to resume)",
+          body=ss.UploadPartsIn, response=ss.UploadPartsOut),
+    Route("complete_upload", "POST", P + "/uploads/complete", OWNER,
+          "Finish an upload: register the slide and start its ingest",
+          body=ss.CompleteUploadIn, response=ss.CompleteUploadOut, status=201),
+    Route("remove_slide", "DELETE", S, OWNER, "Remove a slide (an event: the audit keeps it)",
+          response=ss.RemovedSlideOut),
+    Route("superpixel_estimate", "GET", S + "/superpixel-estimate", OWNER,
+          "How many superpixels segmenting this slide with these settings makes",
+          query=ss.EstimateQuery, response=ss.EstimateOut),
+    Route("invite", "POST", P + "/invitations", OWNER,
+          "Invite by email: adds an existing user, or creates one with a temporary password",
+          body=ss.InviteIn, response=ss.InviteOut, status=201),
+    Route("list_jobs", "GET", P + "/jobs", OWNER, "Every job of the project: state, duration, reason",
+          response=ss.JobsOut),
+    Route("retry_job", "POST", P + "/jobs/{job_id}/retry", OWNER, "Run a slide's job again",
+          response=s.JobOut, status=202),
+    Route("select_model", "POST", P + "/models/{version}/use", OWNER,
+          "Use this model version: the queue and the overlay follow its predictions",
+          response=ss.SelectModelOut),
 ]  # fmt: skip
 
 BY_NAME: dict[str, Route] = {r.name: r for r in ROUTES}

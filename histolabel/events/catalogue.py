@@ -272,6 +272,20 @@ class TrainingFailed(EventData):
     reason: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
 
 
+class SlideRemoved(EventData):
+    """An owner took a slide out of the project (a failed upload, a wrong file); its events stay
+    in the log, and its id is never used again."""
+
+    slide_id: Identifier
+
+
+class ModelSelected(EventData):
+    """An owner chose which trained model version the project uses (the queue and overlay follow
+    once its predictions are published)."""
+
+    model_version: int = Field(ge=1)
+
+
 class PredictionsPublished(EventData):
     model_version: int = Field(ge=1)
     uri_prefix: str
@@ -319,6 +333,8 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         TrainingCompleted,
         TrainingFailed,
         PredictionsPublished,
+        SlideRemoved,
+        ModelSelected,
     )
 }
 LABEL_EVENT_TYPES = frozenset({"SuperpixelsLabeled", "SuperpixelsUnlabeled", "LabelsReviewed"})

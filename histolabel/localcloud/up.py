@@ -187,14 +187,19 @@ def up(
     return state
 
 
-def load_demo(out: Any, project_id: str = "demo", label_events: int = 2000) -> None:
-    """A demo project: members, categories, the demo slide ingested and segmented, and a few
-    thousand label events from several annotators; then the replay of where they stand."""
+def load_demo(out: Any, project_id: str = "demo", seeds: int = 300, overlap: int = 60) -> None:
+    """A demo project that has been round the loop once: members, categories, the demo slide
+    ingested, segmented and embedded, `seeds` superpixels labeled by three annotators from the
+    stain rule of histolabel/localcloud/seed.py (`overlap` of them by two, for agreement), a
+    trained model with its predictions (so the guided queue ranks by certainty), a few reviews;
+    then the replay of where they stand."""
     import argparse
     from concurrent.futures import ThreadPoolExecutor
 
     from histolabel.commands import AddCategory, AddMember, CreateProject, LabelSuperpixels, ReviewLabels
     from histolabel.events.catalogue import Actor, ProjectSettings
+    from histolabel.learning import cli as learning
+    from histolabel.localcloud.seed import RULE_CATEGORIES, rule
     from histolabel.segmentation.cli import segment_slide
     from histolabel.service import HistoLabel
     from histolabel.slides.cli import add_slide
@@ -209,7 +214,7 @@ def load_demo(out: Any, project_id: str = "demo", label_events: int = 2000) -> N
     for user, role in DEMO_USERS.items():
         if role != "owner":
             svc.execute(AddMember(project_id=project_id, user=user, role=role, site=DEMO_SITES[user]), owner)
-    for name in ("tumor", "stroma", "lymphocytes", "background"):
+    for name in RULE_CATEGORIES:
         svc.execute(AddCategory(project_id=project_id, name=name), owner)
     common = {"project": project_id, "user": "olivia", "site": "nyc", "progress": "off"}
     if add_slide(argparse.Namespace(path=DEMO_SLIDE, slide="cmu1", name=DEMO_SLIDE.name, **common)) != 0:
@@ -219,39 +224,112 @@ def load_demo(out: Any, project_id: str = "demo", label_events: int = 2000) -> N
     with open(os.devnull, "w") as quiet:
         stdout, sys.stdout = sys.stdout, quiet
         try:
-            code = segment_slide(seg_args)
+            if segment_slide(seg_args) != 0:
+                raise LocalStackError("the demo slide did not segment")
+            embed = argparse.Namespace(project=project_id, slide=["cmu1"], kind=None, weights=None, wait=True)
+            if learning.embed(embed) != 0:
+                raise LocalStackError("the demo slide's features were not computed (embed job failed)")
         finally:
             sys.stdout = stdout
-    if code != 0:
-        raise LocalStackError("the demo slide did not segment")
-    count = int(svc.project_state(project_id).slides["cmu1"].segmentation["count"])  # type: ignore[index]
-    categories = [c.id for c in svc.project_state(project_id).live_categories()]
+    state = svc.project_state(project_id)
+    print(f"  segmented and embedded: {state.slides['cmu1'].segmentation['count']} superpixels",  # type: ignore[index]
+          file=out, flush=True)  # fmt: skip
+    stained = slide_stains(state.slides["cmu1"].segmentation)  # type: ignore[arg-type]
+    category, second = rule(stained), rule(stained, median_q=0.45, top_q=0.85)
+    by_name = {c.name: c.id for c in state.live_categories()}
     rng = random.Random(7)
+    picked = rng.sample(range(len(stained.ids)), min(seeds, len(stained.ids)))
     annotators = [Actor(user=u, site=DEMO_SITES[u]) for u in ("ana", "ben", "olivia")]
-    plans = [
-        (
-            annotators[i % 3],
-            rng.sample(range(1, count + 1), rng.choice((1, 1, 1, 2, 3))),
-            rng.choice(categories),
-            i,
-        )
-        for i in range(label_events)
-    ]
+    # Events of 1-6 superpixels of one category each, as clicks and short brush strokes come.
+    plans: list[tuple[Actor, list[int], str]] = []
+    for k, idx in enumerate(picked):
+        sp = int(stained.ids[idx])
+        plans.append((annotators[k % 3], [sp], by_name[RULE_CATEGORIES[category[idx]]]))
+        if k < overlap:
+            plans.append((annotators[(k + 1) % 3], [sp], by_name[RULE_CATEGORIES[second[idx]]]))
+    events: dict[tuple[str, str], list[int]] = {}
+    batched: list[tuple[Actor, list[int], str]] = []
+    for actor, ids, cid in plans:
+        bucket = events.setdefault((actor.user, cid), [])
+        bucket.extend(ids)
+        if len(bucket) >= rng.choice((1, 1, 2, 3, 6)):
+            batched.append((actor, list(bucket), cid))
+            bucket.clear()
+    actors = {a.user: a for a in annotators}
+    batched += [(actors[u], ids, cid) for (u, cid), ids in events.items() if ids]
 
-    def label(plan: tuple[Actor, list[int], str, int]) -> None:
-        actor, ids, category, i = plan
+    def label(i: int) -> None:
+        actor, ids, cid = batched[i]
         source: LabelSource = "click" if len(ids) == 1 else "brush"
-        svc.execute(LabelSuperpixels(project_id=project_id, slide_id="cmu1", ids=ids, category_id=category,
+        svc.execute(LabelSuperpixels(project_id=project_id, slide_id="cmu1", ids=ids, category_id=cid,
                                      source=source), actor, idempotency_key=f"demo-{i}")  # fmt: skip
 
     with ThreadPoolExecutor(4) as pool:
-        list(pool.map(label, plans))
+        list(pool.map(label, range(len(batched))))
     reviewed = sorted(svc.slide_labels_fresh(project_id, "cmu1").current())[:50]
     svc.execute(ReviewLabels(project_id=project_id, slide_id="cmu1", ids=reviewed, action="approve"),
                 Actor(user="rex", site="boston"))  # fmt: skip
+    print(f"  {len(picked)} superpixels labeled by the stain rule; training ...", file=out, flush=True)
+    train = argparse.Namespace(project=project_id, wait=True, user="olivia", site="nyc", no_predict=False)
+    with open(os.devnull, "w") as quiet:
+        stdout, sys.stdout = sys.stdout, quiet
+        try:
+            trained = learning.train(train)
+        finally:
+            sys.stdout = stdout
+    if trained != 0:
+        raise LocalStackError("the demo model did not train (see the train job's log)")
+    model = svc.project_state(project_id).current_model or {}
+    m = model.get("metrics") or {}
+    trained_text = (
+        f"  model v{model.get('model_version')} trained: accuracy {m.get('accuracy', 0):.2f}, "
+        f"macro F1 {m.get('macro_f1', 0):.2f} on {m.get('n_val')} held out; predictions published"
+    )
+    print(trained_text, file=out)
     from histolabel.cli import print_replay_summary
 
     print_replay_summary(svc, project_id, out)
+
+
+def slide_stains(segmentation: dict[str, Any]) -> Any:
+    """Stain means of every superpixel of a segmented slide, read from its pyramids on S3: the
+    finest label level and the image level it was cut from."""
+    import numpy as np
+
+    from histolabel.adapters import pyramids
+    from histolabel.localcloud.seed import stains
+
+    labels_group = pyramids.open_group(segmentation["labels_uri"], "r")
+    attrs: dict[str, Any] = dict(labels_group.attrs)
+    level = int(attrs.get("histolabel", {}).get("image_level", 0))
+    label_array: Any = labels_group["0"]
+    image = pyramids.open_group(segmentation["labels_uri"].split("/labels/")[0], "r")
+    image_array: Any = image[str(level)]
+    labels = np.asarray(label_array[0])
+    rgb = np.moveaxis(np.asarray(image_array[:3]), 0, -1)
+    return stains(rgb, labels)
+
+
+def adopt_local_stack() -> bool:
+    """Point this process at the running local stack (`histolabel local up`), unless it already
+    names a cloud (AWS_ENDPOINT_URL): the CLI then works against the local stack with no
+    variables to set. True when it did."""
+    if os.environ.get("AWS_ENDPOINT_URL"):
+        return False
+    state = read_state()
+    if not state or not state.get("endpoint") or not all(_alive(p) for p in state["pids"].values()):
+        return False
+    from histolabel.config import get_settings
+    from histolabel.localcloud.stack import local_environment
+
+    os.environ.update(local_environment(state["endpoint"], Settings(stage=state.get("stage", "local"))))
+    os.environ.setdefault("HISTOLABEL_JOB_RUNNER", "local")
+    os.environ.setdefault("HISTOLABEL_LOCAL_DIR", str(state_dir()))
+    for key, name in (("HISTOLABEL_USER_POOL_ID", "user_pool_id"), ("HISTOLABEL_CLIENT_ID", "client_id")):
+        if state.get(name):
+            os.environ.setdefault(key, state[name])
+    get_settings.cache_clear()
+    return True
 
 
 def _kill(pid: int) -> None:

@@ -64,6 +64,8 @@ class ProjectState(BaseModel):
     models: list[dict[str, Any]] = Field(default_factory=list)
     predictions: dict[str, Any] | None = None
     last_request_labels_total: int = 0
+    removed_slides: list[str] = Field(default_factory=list)
+    selected_model: int | None = None
     seq: int = 0
     hash: str = GENESIS_HASH
 
@@ -92,7 +94,9 @@ class ProjectState(BaseModel):
 
     @property
     def current_model(self) -> dict[str, Any] | None:
-        return self.models[-1] if self.models else None
+        """The version an owner chose (ModelSelected), else the newest."""
+        chosen = [m for m in self.models if m["model_version"] == self.selected_model]
+        return chosen[-1] if chosen else (self.models[-1] if self.models else None)
 
     def owns_job(self, job_id: str) -> bool:
         return job_id in self.jobs or any(r.job_id == job_id for r in self.training.values())
@@ -176,11 +180,17 @@ def apply_project_event(state: ProjectState, event: StoredEvent) -> ProjectState
         run = state.training[d["request_id"]]
         run.status, run.model_version = "completed", d["model_version"]
         state.models.append({**d, "at": event.at})
+        state.selected_model = None  # a new model is the one in use until an owner chooses again
     elif t == "TrainingFailed":
         run = state.training[d["request_id"]]
         run.status, run.reason_failed = "failed", d["reason"]
     elif t == "PredictionsPublished":
         state.predictions = {**d, "at": event.at}
+    elif t == "SlideRemoved":
+        state.slides.pop(d["slide_id"], None)
+        state.removed_slides.append(d["slide_id"])
+    elif t == "ModelSelected":
+        state.selected_model = d["model_version"]
     state.seq = event.seq
     state.hash = event.hash
     return state

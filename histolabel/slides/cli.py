@@ -21,7 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--project", required=True)
     p.add_argument("--slide", help="slide id (default: from the file name)")
     p.add_argument("--name", help="display name (default: the file name)")
-    p.add_argument("--user", default=settings_from_env().cli_user or "admin", help="acting project owner")
+    p.add_argument("--user", default=settings_from_env().cli_user,
+                   help="the project owner who adds the slide (default: $HISTOLABEL_USER)")  # fmt: skip
     p.add_argument("--site", default=settings_from_env().cli_site or "local")
     p.add_argument("--progress", choices=["auto", "on", "off"], default="auto")
 
@@ -63,8 +64,14 @@ def add_slide(args: argparse.Namespace) -> int:
     source, dest = f"{prefix}/source/{path.name}", f"{prefix}/image.ome.zarr"
     command = RegisterSlide(project_id=args.project, name=args.name or path.name, source_uri=source,
                             slide_id=slide)  # fmt: skip
-    actor = Actor(user=args.user, site=args.site)
     state = svc.require_project(args.project)
+    if not args.user:
+        owners = sorted(u for u, m in state.members.items() if m.role == "owner")
+        raise SlideCommandError(
+            f"--user is missing: name the owner of {args.project} who adds the slide "
+            f"(owners: {', '.join(owners) or 'none'}), or set HISTOLABEL_USER"
+        )
+    actor = Actor(user=args.user, site=args.site)
     command.authorize(state, actor.user)
     if slide in state.slides:
         raise CommandRejected("conflict", f"slide {slide!r} exists in {args.project}", "slide_id", 409)

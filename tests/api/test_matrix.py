@@ -52,10 +52,44 @@ REQUESTS = {
     "audit_history": ("GET", P + "/audit/history", None),
     "audit_replay": ("GET", P + "/audit/replay?as_of=2100-01-01", None),
     "export": ("GET", P + "/export?format=csv&anonymize=true", None),
+    "create_upload": ("POST", P + "/uploads", {"filename": "s2.svs", "size": 100}),
+    "upload_parts": ("POST", P + "/uploads/parts", {"part_numbers": [1]}),  # + an upload (below)
+    "complete_upload": ("POST", P + "/uploads/complete", {}),  # + an upload with a part (below)
+    "remove_slide": ("DELETE", P + "/slides/s1", None),
+    "superpixel_estimate": (
+        "GET",
+        P + "/slides/s1/superpixel-estimate?superpixel_size=32&magnification=20",
+        None,
+    ),
+    "invite": (
+        "POST",
+        P + "/invitations",
+        {"email": "newbie@example.org", "role": "annotator", "site": "rome"},
+    ),
+    "list_jobs": ("GET", P + "/jobs", None),
+    "retry_job": ("POST", P + "/jobs/job-1/retry", None),
+    "select_model": ("POST", P + "/models/1/use", None),
 }
-READ_ONLY_POSTS = {"slide_data_urls"}
+READ_ONLY_POSTS = {"slide_data_urls", "create_upload", "upload_parts"}
 PROJECT_ROUTES = [r for r in ROUTES if isinstance(r.access, tuple)]
 CALLERS = [*ROLE_USERS, "outsider", "anonymous"]
+
+
+def _upload(api, with_part: bool) -> dict:
+    """A browser upload begun by the owner (and its one part sent), as the upload routes need."""
+    import http.client
+    import urllib.parse
+
+    up = api.request("POST", P + "/uploads", user="olivia", body={"filename": "s2.png", "size": 3}).json_body
+    ref = {k: up[k] for k in ("upload_id", "slide_id", "filename")}
+    if with_part:
+        url = api.request("POST", P + "/uploads/parts", user="olivia", body={**ref, "part_numbers": [1]})
+        parts = urllib.parse.urlsplit(url.json_body["urls"]["1"])
+        conn = http.client.HTTPConnection(parts.netloc, timeout=30)
+        conn.request("PUT", f"{parts.path}?{parts.query}", body=b"abc", headers={"Content-Length": "3"})
+        assert conn.getresponse().status == 200
+        conn.close()
+    return ref
 
 
 def test_every_project_route_has_a_request():
@@ -69,9 +103,14 @@ def test_access(api, route, caller, cloud):
         api.submitter.submit("ingest", [], "warm-up")
     if route.name == "include_category":
         api.svc.execute(ExcludeCategory(project_id="proj", category_id="necrosis"), OWNER)
-    if route.name == "slide_predictions":
+    if route.name in ("superpixel_estimate", "retry_job"):
+        ingested = {"slide_id": "s1", "zarr_uri": "s3://b/x.zarr", "width": 4000, "height": 3000, "levels": 3}
+        api.svc.record_job_event("proj", "SlideIngested", ingested, job="ingest")
+    if route.name in ("slide_predictions", "select_model"):
         publish_predictions(api.svc, cloud, {"s1": np.full((5000, 2), 0.5)}, ["tumor", "stroma"])
     method, path, body = REQUESTS[route.name]
+    if route.name in ("upload_parts", "complete_upload"):
+        body = {**body, **_upload(api, with_part=route.name == "complete_upload")}
     user = {"outsider": OUTSIDER, "anonymous": None, **ROLE_USERS}[caller]
     before = api.events()
     response = api.request(method, path, user=user, body=body)

@@ -64,22 +64,38 @@ export class Api extends EventTarget {
     return this._config;
   }
 
-  async login(username, password) {
+  async login(username, password, newPassword = "") {
     const cfg = await this.loginConfig();
     const endpoint = cfg.cognitoEndpoint || `https://cognito-idp.${cfg.region}.amazonaws.com/`;
-    const res = await fetch(endpoint, {
+    const cognito = (target, payload) => fetch(endpoint, {
       method: "POST",
       headers: {
         "Content-Type": "application/x-amz-json-1.1",
-        "X-Amz-Target": "AWSCognitoIdentityProviderService.InitiateAuth",
+        "X-Amz-Target": `AWSCognitoIdentityProviderService.${target}`,
       },
-      body: JSON.stringify({
-        AuthFlow: "USER_PASSWORD_AUTH",
-        ClientId: cfg.clientId,
-        AuthParameters: { USERNAME: username, PASSWORD: password },
-      }),
+      body: JSON.stringify(payload),
     });
-    const body = await res.json().catch(() => ({}));
+    let res = await cognito("InitiateAuth", {
+      AuthFlow: "USER_PASSWORD_AUTH",
+      ClientId: cfg.clientId,
+      AuthParameters: { USERNAME: username, PASSWORD: password },
+    });
+    let body = await res.json().catch(() => ({}));
+    if (res.ok && body.ChallengeName === "NEW_PASSWORD_REQUIRED") {
+      // An invited user's temporary password: they choose their own before the first token.
+      if (!newPassword) {
+        const err = new Error("Your password is temporary: choose your own below, then sign in again");
+        err.code = "new_password_required";
+        throw err;
+      }
+      res = await cognito("RespondToAuthChallenge", {
+        ChallengeName: "NEW_PASSWORD_REQUIRED",
+        ClientId: cfg.clientId,
+        Session: body.Session,
+        ChallengeResponses: { USERNAME: username, NEW_PASSWORD: newPassword },
+      });
+      body = await res.json().catch(() => ({}));
+    }
     if (!res.ok || !body.AuthenticationResult) {
       const msg = body.message || body.Message || body.__type || `sign-in failed (HTTP ${res.status})`;
       throw new Error(msg.includes("NotAuthorized") ? "Wrong username or password" : msg);

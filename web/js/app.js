@@ -10,9 +10,11 @@ import { GuidedMode } from "./guided.js";
 import { ReviewMode } from "./review.js";
 import { TrainingMode } from "./training.js";
 import { AuditMode } from "./audit.js";
+import { ManageMode } from "./manage.js";
+import { readSettings, settingsFields } from "./setup.js";
 import { $, el, eventKey, isTyping, toast } from "./ui.js";
 
-const MODES = ["label", "guided", "review", "training", "audit"];
+const MODES = ["label", "guided", "review", "training", "audit", "manage"];
 const DEFAULT_COUNT = 4096;
 
 export const state = {
@@ -75,7 +77,7 @@ async function boot() {
   wireChrome();
   state.modes = {
     label: new LabelMode(state), guided: new GuidedMode(state), review: new ReviewMode(state),
-    training: new TrainingMode(state), audit: new AuditMode(state),
+    training: new TrainingMode(state), audit: new AuditMode(state), manage: new ManageMode(state),
   };
   if (!state.api.signedIn) await showLogin();
   afterLogin(params.get("project") || localStorage.getItem("histolabel.lastProject"));
@@ -99,10 +101,12 @@ function showLogin(message = "") {
       button.disabled = true;
       $("#login-error").textContent = "";
       try {
-        await state.api.login($("#login-username").value.trim(), $("#login-password").value);
+        await state.api.login($("#login-username").value.trim(), $("#login-password").value, $("#login-new-password").value);
         dialog.close();
         resolve();
       } catch (err) {
+        // An invited user signs in with a temporary password first and must choose their own.
+        if (err.code === "new_password_required") $("#login-new-password-row").hidden = false;
         $("#login-error").textContent = describeError(err);
       } finally {
         button.disabled = false;
@@ -439,11 +443,17 @@ function wireChrome() {
     npd.showModal();
   });
   npd.querySelector("[data-close]").addEventListener("click", () => npd.close());
+  $("#np-settings").append(...settingsFields({}, "np"));
   $("#new-project-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const f = new FormData(ev.target);
+    const setup = readSettings(ev.target);
+    if (setup.error) {
+      npd.querySelector(".error").textContent = setup.error;
+      return;
+    }
     try {
-      const p = await state.api.post("/projects", { project_id: f.get("project_id"), name: f.get("name"), site: f.get("site") });
+      const p = await state.api.post("/projects", { project_id: f.get("project_id"), name: f.get("name"), site: f.get("site"), settings: setup.settings });
       npd.close();
       await openProject(p.project_id);
     } catch (err) {
@@ -456,7 +466,7 @@ function wireChrome() {
 function onKey(ev) {
   if (isTyping(ev.target) || document.querySelector("dialog[open]")) return;
   const key = eventKey(ev);
-  if (ev.altKey && /^[1-5]$/.test(ev.key)) {
+  if (ev.altKey && /^[1-6]$/.test(ev.key)) {
     setMode(MODES[Number(ev.key) - 1]);
     ev.preventDefault();
     return;
