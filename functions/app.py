@@ -15,7 +15,7 @@ from chalice import Chalice, CORSConfig, Response
 from chalicelib import data, views
 from chalicelib.context import SERVICES, Call, error, login_config, run
 
-from histolabel.api import agreement, audit, export, queue, review
+from histolabel.api import agreement, audit, changes, export, queue, review
 from histolabel.api.openapi import openapi_document
 from histolabel.api.views import category_out, project_out, resolved_entries, slide_out
 from histolabel.commands import (
@@ -513,6 +513,26 @@ def unlabel(project_id: str, slide_id: str) -> Any:
 @app.route("/projects/{project_id}/slides/{slide_id}/review", methods=["POST"])
 def review_labels(project_id: str, slide_id: str) -> Any:
     return run(app, "review", _write("review"), {"project_id": project_id, "slide_id": slide_id})
+
+
+def _changes(c: Call) -> Any:
+    state, q = c.project, c.query
+    out: dict[str, Any] = {"project_seq": state.seq}
+    if q.slide is not None:
+        views.require_slide(state, q.slide)
+        pid = state.project_id
+
+        def load(buckets: set[int]) -> Any:
+            return c.svc.projections.load_slide(pid, q.slide, buckets=buckets)
+
+        out["slide_id"] = q.slide
+        out.update(changes.label_changes(c.svc.events, load, pid, q.slide, q.labels_seq, state.resolve))
+    return out
+
+
+@app.route("/projects/{project_id}/changes", methods=["GET"])
+def changes_since(project_id: str) -> Any:
+    return run(app, "changes", _changes, {"project_id": project_id})
 
 
 # ---- guided queue, review list, agreement ----------------------------------------------------

@@ -213,6 +213,7 @@ class SlideOut(BaseModel):
 
 class ProjectOut(BaseModel):
     project_id: str
+    seq: int | None = None  # the project stream's seq: GET .../changes tells when it moves
     name: str
     created_at: str
     settings: ProjectSettings

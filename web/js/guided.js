@@ -152,7 +152,7 @@ export class GuidedMode {
     const it = items[this.selected];
     try {
       if (it.slide_id !== this.state.slideId) await openSlide(it.slide_id);
-      zoomTo(it.bbox);
+      zoomTo(it.bbox, it.id);
     } catch (err) {
       showAlert(describeError(err));
     }

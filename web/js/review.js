@@ -199,7 +199,7 @@ export class ReviewMode {
     try {
       if (r.slide_id !== this.state.slideId) await openSlide(r.slide_id);
       const box = this.state.overlay && (await this.state.overlay.findBox(r.id));
-      if (box) zoomTo(box);
+      if (box) zoomTo(box, r.id);
     } catch (err) {
       toast($("#rv-msg", this.root), describeError(err), false);
     }
