@@ -42,6 +42,7 @@ from histolabel.commands import (
 from histolabel.events.catalogue import Actor
 from histolabel.events.envelope import label_stream, project_stream, verify_chain
 from histolabel.jobs import job_name
+from histolabel.leases import LEASE_S
 
 app = Chalice(app_name="histolabel")
 app.api.binary_types.append("application/vnd.apache.parquet")
@@ -541,17 +542,34 @@ def changes_since(project_id: str) -> Any:
 def _queue(c: Call) -> Any:
     state, n = c.project, c.query.n
     seg = views.segmented_slides(state)
-    labeled = {sid: set(views.current_labels(c.svc, state.project_id, sid).entries) for sid in seg}
+    entries = {sid: views.current_labels(c.svc, state.project_id, sid).entries for sid in seg}
+    overlap = state.settings.label_overlap
+    double = {sid: queue.doubled(state.project_id, sid, int(v["count"]), overlap) for sid, v in seg.items()}
+    labeled = {sid: queue.done_for(entries[sid], double[sid], c.user) for sid in seg}
     preds = views.model_predictions(state, sorted(seg))
     # A prediction in a category merged into an excluded one counts as excluded too.
     excluded = {
         cid for cid in state.categories
         if (r := state.resolve(cid)) is None or state.categories[r].excluded
     }  # fmt: skip
+    # Room for what colleagues hold right now; each handed-out superpixel is leased.
+    room = min(5000, 4 * n + 100)
     if preds:
-        items = queue.uncertainty_queue(preds, labeled, excluded, n)
+        candidates = queue.uncertainty_queue(preds, labeled, excluded, room)
     else:
-        items = queue.spread_queue(state.project_id, {s: int(v["count"]) for s, v in seg.items()}, labeled, n)
+        counts = {s: int(v["count"]) for s, v in seg.items()}
+        candidates = queue.spread_queue(state.project_id, counts, labeled, room)
+    now = time.time()
+    leases = c.svc.leases
+    items = queue.lease_items(
+        candidates,
+        labelers=lambda sid, sp: set((entries[sid].get(sp) or {}).get("l") or {}),
+        slots=lambda sid, sp: queue.slots_of(double[sid], sp),
+        user=c.user,
+        take=lambda lease, spent: leases.take(state.project_id, lease, now, spent),
+        until=now + LEASE_S,
+        n=n,
+    )
     out = []
     for item in items:
         prediction = state.resolve(item.prediction) if item.prediction else None

@@ -26,6 +26,7 @@ from histolabel.events.envelope import (
     project_stream,
 )
 from histolabel.eventstore import AppendConflict, DuplicateCommand, EventStore
+from histolabel.leases import LeaseStore, lease_store_for
 from histolabel.projections.labels import SlideLabels, fold_labels
 from histolabel.projections.project import ProjectState, apply_project_event
 from histolabel.projections.store import ProjectionStore
@@ -64,6 +65,7 @@ class HistoLabel:
         self._cache: dict[str, ProjectState] = {}
         self._heads: dict[str, tuple[int, str]] = {}
         self._lock = threading.Lock()
+        self._leases: LeaseStore | None = None
 
     @classmethod
     def from_env(cls, settings: Settings | None = None) -> HistoLabel:
@@ -72,6 +74,17 @@ class HistoLabel:
 
         s = settings or get_settings()
         return cls(s, DynamoEventStore(s), DynamoProjectionStore(s))
+
+    @property
+    def leases(self) -> LeaseStore:
+        """Guided-queue leases, beside the projections (see histolabel/leases.py)."""
+        if self._leases is None:
+            self._leases = lease_store_for(self.settings, self.projections)
+        return self._leases
+
+    @leases.setter
+    def leases(self, value: LeaseStore) -> None:
+        self._leases = value
 
     # ---- reading -------------------------------------------------------------------------
 

@@ -67,6 +67,13 @@ def _statements(settings: Settings, fn: Function) -> list[Statement]:
         return [
             allow(append, [events]),
             allow(["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query"], [projections]),
+            # Guided-queue leases (histolabel/adapters/dynamo_leases.py): conditional puts of
+            # LEASE# items only; the projections themselves stay the projector's to write.
+            allow(
+                ["dynamodb:PutItem"],
+                [projections],
+                **{"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["LEASE#*"]}},
+            ),
             # Uploads of source slides go straight to S3 with URLs this role presigns.
             allow(["s3:GetObject", "s3:PutObject"], [sub(f"{data}/projects/*")]),
             # Large exports are written tagged, for the lifecycle rule that expires them.

@@ -19,6 +19,7 @@ LEARNERS = ("owner", "annotator", "reviewer")
 AUDITORS = ("owner", "auditor")
 EXPORTERS = ("owner", "reviewer", "auditor")
 
+
 def _roles(roles: tuple[str, ...]) -> str:
     names = [f"{r}s" for r in roles]
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"

@@ -24,7 +24,9 @@ def changes(api, user, labels_seq, slide="s1"):
 
 def project_all(api):
     svc = api.svc
-    Projector(svc.projections, svc.events).handle_all(e for s in svc.events.streams.values() for e in s.values())
+    Projector(svc.projections, svc.events).handle_all(
+        e for s in svc.events.streams.values() for e in s.values()
+    )
 
 
 def full(api, user="audrey"):
