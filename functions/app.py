@@ -600,8 +600,19 @@ def _rows(c: Call) -> list[review.Row]:
     return views.review_rows(c.svc, c.project, c.query.slide)
 
 
+def _boxes(c: Call, slide_id: str, ids: list[int]) -> dict[int, list[int]]:
+    try:
+        table = views.table_for(c.project, slide_id)
+        rows = table.rows(np.array(ids, np.int64))
+    except (CommandRejected, OSError, ValueError):
+        return {}  # thumbnails are a convenience; the rows stand without them
+    return {sp: [int(v) for v in table.bbox[r]] for sp, r in zip(ids, rows.tolist(), strict=True) if r >= 0}
+
+
 def _review_list(c: Call) -> Any:
-    return review.review_page(_rows(c), c.query)
+    page = review.review_page(_rows(c), c.query)
+    page["items"] = review.with_boxes(page["items"], lambda sid, ids: _boxes(c, sid, ids))
+    return page
 
 
 @app.route("/projects/{project_id}/review", methods=["GET"])
@@ -659,11 +670,18 @@ def request_training(project_id: str) -> Any:
 def _training(c: Call) -> Any:
     state = c.project
     total = c.svc.labels_total(state.project_id)
+    # Superpixels with a label now, from each slide's projection summary (no buckets read):
+    # `labels_total` counts label edits (relabels and every member's), which drives retraining.
+    labeled = sum(
+        sum(c.svc.projections.load_slide(state.project_id, sid, buckets=set()).counts.values())
+        for sid in state.slides
+    )
     return {
         "runs": [r.model_dump() for r in state.training.values()],
         "models": state.models,
         "current_model": state.current_model,
         "labels_total": total,
+        "labeled_superpixels": labeled,
         "labels_since_request": max(0, total - state.last_request_labels_total),
         "threshold": state.settings.retrain_threshold,
     }

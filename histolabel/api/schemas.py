@@ -324,6 +324,7 @@ class ReviewItemOut(BaseModel):
     prediction: str | None = None
     confidence: float | None = None
     certainty: float | None = None
+    bbox: list[int] | None = None  # level-0 (y0, x0, y1, x1), for thumbnails
 
 
 class ReviewOut(BaseModel):
@@ -374,9 +375,10 @@ class TrainingOut(BaseModel):
     runs: list[dict[str, Any]]
     models: list[dict[str, Any]]
     current_model: dict[str, Any] | None
-    labels_total: int
+    labels_total: int  # label edits (relabels and each member's count); drives retraining
     labels_since_request: int
     threshold: int
+    labeled_superpixels: int | None = None  # superpixels with a label now
 
 
 class AuditEventOut(BaseModel):

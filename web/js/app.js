@@ -219,6 +219,7 @@ export async function refreshProject() {
   state.projectSeq = state.project.seq;
   $("#user-role").textContent = state.role || "";
   document.body.dataset.role = state.role || "";
+  applyRole();
   state.colours.setCategories(categories());
   relabel();
   for (const m of Object.values(state.modes)) if (m.onProject) m.onProject();
@@ -495,9 +496,26 @@ function renderOutbox() {
   box.replaceChildren(...parts);
 }
 
+// Which modes a role can use (histolabel/api/routes.py: the queue is for learners, the audit
+// trail for owners and auditors): the others are not offered at all.
+const MODE_ROLES = {
+  guided: ["owner", "annotator", "reviewer"],
+  audit: ["owner", "auditor"],
+};
+
+export function modeAllowed(mode, role = state.role) {
+  return !MODE_ROLES[mode] || MODE_ROLES[mode].includes(role);
+}
+
+function applyRole() {
+  for (const b of document.querySelectorAll(".modes button")) b.hidden = !modeAllowed(b.dataset.mode);
+  if (!modeAllowed(state.mode)) setMode("label");
+}
+
 export function setMode(mode) {
-  if (!MODES.includes(mode)) return;
+  if (!MODES.includes(mode) || !modeAllowed(mode)) return;
   state.mode = mode;
+  document.body.dataset.mode = mode;
   for (const b of document.querySelectorAll(".modes button")) b.setAttribute("aria-selected", String(b.dataset.mode === mode));
   for (const s of document.querySelectorAll("[data-panel]")) s.hidden = s.dataset.panel !== mode;
   $("#filmstrip").hidden = mode !== "guided";

@@ -50,7 +50,8 @@ export class LabelMode {
     this.active = id;
     for (const li of this.root.querySelectorAll(".cat")) li.setAttribute("aria-current", String(li.dataset.id === id));
     const c = this.cats.find((x) => x.id === id);
-    $("#active-cat", this.root).textContent = c ? c.name : "none";
+    const shown = $("#active-cat", this.root);
+    if (shown) shown.textContent = c ? c.name : "none";
   }
 
   render() {
