@@ -569,6 +569,7 @@ def _queue(c: Call) -> Any:
         take=lambda lease, spent: leases.take(state.project_id, lease, now, spent),
         until=now + LEASE_S,
         n=n,
+        held=leases.held(state.project_id, now),
     )
     out = []
     for item in items:

@@ -26,6 +26,11 @@ class Lease:
 
 
 class LeaseStore(Protocol):
+    def held(self, project_id: str, now: float) -> list[Lease]:
+        """The project's leases still running at `now` (one read: the queue skips what others
+        hold without a refused write per superpixel)."""
+        ...
+
     def take(self, project_id: str, lease: Lease, now: float, spent: str | None = None) -> bool:
         """Hold `lease` if its slot is free, expired, the holder's own, or held by `spent` (a
         member who has labeled the superpixel since). False: someone else holds it."""
@@ -36,6 +41,10 @@ class InMemoryLeaseStore:
     def __init__(self) -> None:
         self.slots: dict[tuple[str, str, int, int], Lease] = {}
         self._lock = threading.Lock()
+
+    def held(self, project_id: str, now: float) -> list[Lease]:
+        with self._lock:
+            return [lease for (p, *_), lease in self.slots.items() if p == project_id and lease.until > now]
 
     def take(self, project_id: str, lease: Lease, now: float, spent: str | None = None) -> bool:
         key = (project_id, lease.slide_id, lease.id, lease.slot)

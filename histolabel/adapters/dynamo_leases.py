@@ -28,6 +28,25 @@ class DynamoLeaseStore:
         self.table = settings.projections_table
         self.ddb = client("dynamodb", settings)
 
+    def held(self, project_id: str, now: float) -> list[Lease]:
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :p",
+            "FilterExpression": "#u > :now",
+            "ExpressionAttributeNames": {"#u": "until"},
+            "ExpressionAttributeValues": {":p": {"S": lease_pk(project_id)}, ":now": {"N": repr(now)}},
+            "ConsistentRead": True,
+        }
+        out = []
+        while True:
+            resp = self.ddb.query(**kwargs)
+            for item in resp.get("Items", []):
+                slide, sp, slot = item["sk"]["S"].rsplit("#", 2)
+                out.append(Lease(slide, int(sp), int(slot), item["holder"]["S"], float(item["until"]["N"])))
+            if "LastEvaluatedKey" not in resp:
+                return out
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
     def take(self, project_id: str, lease: Lease, now: float, spent: str | None = None) -> bool:
         condition = "attribute_not_exists(pk) OR #u < :now OR holder = :me"
         values: dict[str, Any] = {":now": {"N": repr(now)}, ":me": {"S": lease.holder}}

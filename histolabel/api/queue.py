@@ -144,18 +144,25 @@ def lease_items(
     take: Take,
     until: float,
     n: int,
+    held: Iterable[Lease] = (),
 ) -> list[QueueItem]:
     """The first `n` candidates whose lease `user` gets. A superpixel wanted k more times is
-    skipped once k slots are found held by others; the slot tried first depends on the user,
-    so renewing a lease finds the user's own slot first."""
+    skipped once k slots are found held by others (`held`: leases read beforehand, so most
+    of those cost no write); the slot tried first depends on the user, so renewing a lease
+    finds the user's own slot first."""
     out: list[QueueItem] = []
     start = int.from_bytes(hashlib.sha256(user.encode()).digest()[:2], "little")
+    holders: dict[tuple[str, int], set[str]] = {}
+    for lease in held:
+        holders.setdefault((lease.slide_id, lease.id), set()).add(lease.holder)
     for item in candidates:
         if len(out) >= n:
             break
         others = labelers(item.slide_id, item.id) - {user}
         total = slots(item.slide_id, item.id)
         wanted = total - len(others)
+        if len(holders.get((item.slide_id, item.id), set()) - others - {user}) >= wanted:
+            continue
         spent = next(iter(others)) if others else None
         # Each refused slot is held by someone else; once `wanted` are, nothing is left.
         for refused, k in enumerate(range(total)):

@@ -91,6 +91,9 @@ def _store_contract(store, now=1000.0):
     for t in threads:
         t.join()
     assert len(wins) == 1
+    running = {(x.slide_id, x.id, x.slot, x.holder) for x in store.held("p", now + 20)}
+    assert running == {("s1", 7, 1, "olivia"), ("s1", 7, 0, "rex"), ("s2", 1, 0, wins[0])}
+    assert {x.holder for x in store.held("p", now + 400)} == {"rex"}
 
 
 def test_in_memory_lease_store_contract():

@@ -230,7 +230,8 @@ def test_reviewer_and_auditor_see_no_tools_they_cannot_use(
     assert aud.locator("#retrain").count() == 0
     # What the API says to a role that may not do something, as the app shows it: words.
     message = aud.evaluate(
-        """async () => { try { await window.histolabel.api.get(`/projects/${window.histolabel.projectId}/queue`); }
+        """async () => { const s = window.histolabel;
+             try { await s.api.get(`/projects/${s.projectId}/queue`); }
              catch (e) { const m = await import('./js/app.js'); return m.describeError(e); } }"""
     )
     assert message.startswith("An auditor cannot use this") and "(" in message and "'" not in message, message
@@ -242,3 +243,96 @@ def test_reviewer_and_auditor_see_no_tools_they_cannot_use(
     aud.screenshot(path=str(artifacts / "collab-5-auditor.png"))
     assert not aud.errors, aud.errors
     aud.context.close()
+
+
+def native_zoom(page: Any) -> float:
+    """Image pixels per screen pixel... inverted: screen px per level-0 image px (1 = native)."""
+    return float(
+        page.evaluate(
+            "(() => { const v = window.histolabel.viewer.viewport;"
+            " return v.viewportToImageZoom(v.getZoom(true)); })()"
+        )
+    )
+
+
+def test_polish_loading_zoom_highlight_legend_gallery_counts(
+    stack: Stack, browser: Any, team: dict[str, str], artifacts: Path
+) -> None:
+    project, slide, tumor = team["project"], team["slide"], team["tumor"]
+    rows = flow.inside_rows(stack)
+    for r in rows[5:25]:  # enough labels for the gallery and the counts
+        stack.call(
+            "POST",
+            f"/projects/{project}/slides/{slide}/labels",
+            "ann",
+            {"category_id": tumor, "ids": [r["id"]]},
+        )
+
+    # --- while the labels are on their way the panel says so, never "0 labeled" ---
+    context = browser.new_context(viewport={"width": 1280, "height": 720})
+    page = context.new_page()
+    held: list[Any] = []
+    page.route("**/slides/*/labels", lambda route: held.append(route))
+    flow.sign_in(page, stack, "pat", project)
+    flow.wait_until(lambda: held, what="the labels request", page=page)
+    page.wait_for_selector("#label-summary:text-is('Loading labels…')")
+    counts = page.eval_on_selector_all("#cat-list [data-count]", "ns => ns.map(n => n.textContent)")
+    assert counts and all(c == "…" for c in counts), counts
+    page.screenshot(path=str(artifacts / "collab-6-loading.png"))
+    page.unroute("**/slides/*/labels")
+    for route in held:
+        route.continue_()
+    api_labels = flow.labels_of(stack, project, slide)
+    page.wait_for_selector("#label-summary:has-text('labeled superpixel(s) on this slide')")
+    assert page.inner_text("#label-summary").startswith(f"{len(api_labels)} labeled superpixel(s)")
+
+    # --- the legend tells labels from predictions ---
+    legend = page.inner_text("#legend")
+    assert "Labels" in legend and "Predictions" in legend and "Tumor" in legend, legend
+
+    # --- Enter in guided mode zooms no further than native resolution and rings the card ---
+    page.click("[data-mode=guided]")
+    page.wait_for_selector("#filmstrip .card[aria-selected=true]", timeout=30_000)
+    card = int(page.get_attribute("#filmstrip .card[aria-selected=true]", "data-id"))
+    page.keyboard.press("Enter")
+    page.wait_for_timeout(1200)  # the zoom animates (0.4 s)
+    assert native_zoom(page) <= 1.02, native_zoom(page)
+    assert page.evaluate("window.histolabel.overlay.highlighted") == card
+    page.screenshot(path=str(artifacts / "collab-7-guided-enter.png"))
+
+    # --- review: a gallery of thumbnails grouped by label; a click zooms (capped) and rings ---
+    page.click("[data-mode=review]")
+    page.wait_for_selector("#rv-gallery .rv-group .thumb")
+    groups = page.eval_on_selector_all("#rv-gallery .rv-group", "gs => gs.map(g => g.dataset.category)")
+    assert set(groups) == set(api_labels.values()), (groups, set(api_labels.values()))
+    page.wait_for_selector("#rv-gallery .thumb canvas[data-drawn='1']", timeout=30_000)
+    thumb = page.locator("#rv-gallery .thumb").nth(2)
+    sp = int(thumb.get_attribute("data-id") or 0)
+    thumb.click()
+    flow.wait_until(
+        lambda: page.evaluate("window.histolabel.overlay.highlighted") == sp, page=page, what="ring"
+    )
+    page.wait_for_timeout(1200)
+    assert native_zoom(page) <= 1.02
+    page.screenshot(path=str(artifacts / "collab-8-review-gallery.png"))
+    page.click("#rv-view-table")
+    assert page.locator("#rv-table").is_visible() and not page.locator("#rv-gallery").is_visible()
+    assert page.locator("#rv-table tbody tr").count() == len(api_labels)
+
+    # --- the training panel counts labeled superpixels apart from label edits ---
+    page.click("[data-mode=training]")
+    training = flow.wait_until(
+        lambda: (
+            (t := stack.call("GET", f"/projects/{project}/training", "pat"))["labeled_superpixels"]
+            == len(api_labels)
+            and t
+        ),
+        what="the projector to count the labels",
+    )
+    page.wait_for_selector("#tr-counts:has-text('labeled superpixel')")
+    text = page.inner_text("#tr-counts")
+    assert text.startswith(f"{training['labeled_superpixels']} labeled superpixel(s)"), text
+    assert f"{training['labels_total']} label edit(s)" in text
+    assert training["labeled_superpixels"] == len(api_labels) < training["labels_total"]
+    page.screenshot(path=str(artifacts / "collab-9-training.png"))
+    context.close()

@@ -11,6 +11,7 @@ import { ReviewMode } from "./review.js";
 import { TrainingMode } from "./training.js";
 import { AuditMode } from "./audit.js";
 import { Live } from "./live.js";
+import { renderLegend } from "./legend.js";
 import { $, el, eventKey, isTyping, toast } from "./ui.js";
 
 const MODES = ["label", "guided", "review", "training", "audit"];
@@ -220,6 +221,7 @@ export async function refreshProject() {
   $("#user-role").textContent = state.role || "";
   document.body.dataset.role = state.role || "";
   applyRole();
+  showLegend();
   state.colours.setCategories(categories());
   relabel();
   for (const m of Object.values(state.modes)) if (m.onProject) m.onProject();
@@ -253,7 +255,7 @@ function renderSlides() {
   const slides = state.project.slides || [];
   select.replaceChildren(...slides.map((s) => el("option", { value: s.slide_id, disabled: !["ingested", "segmented", "embedded"].includes(s.status) }, `${s.name} (${s.status})`)));
   if (state.slideId) select.value = state.slideId;
-  const failed = slides.flatMap((s) => (s.failures || []).map((f) => `${s.name}: ${f.job} failed — ${f.reason}`));
+  const failed = slides.flatMap((s) => (s.failures || []).map((f) => `${s.name}: ${f.job} failed — ${describeError(f.reason)}`));
   if (failed.length) showAlert(failed.join("; "));
 }
 
@@ -358,6 +360,10 @@ export function relabel() {
   for (const m of Object.values(state.modes)) if (m.onLabels) m.onLabels();
 }
 
+function showLegend() {
+  renderLegend($("#legend"), categories(), { predictions: !!state.predictions });
+}
+
 // Per-slide predictions of the current model; see docs/api.md (GET .../slides/{s}/predictions).
 export async function loadPredictions() {
   const base = `/projects/${encodeURIComponent(state.projectId)}/slides/${encodeURIComponent(state.slideId)}`;
@@ -375,6 +381,7 @@ export async function loadPredictions() {
   state.predictions = { version: res.model_version, ids: res.ids, cats, certainty: res.certainty };
   state.colours.setPredictions(res.ids, cats);
   if (state.overlay) state.overlay.repaintAll();
+  showLegend();
   return res;
 }
 
