@@ -265,7 +265,7 @@ export class ReviewMode {
       el("dt", {}, "Review"), el("dd", {}, r.review ? `${r.review.a} by ${who(r.review.by)} at ${fmtTime(r.review.at)}` : "not reviewed")));
     try {
       if (r.slide_id !== this.state.slideId) await openSlide(r.slide_id);
-      const box = this.state.overlay && (await this.state.overlay.findBox(r.id));
+      const box = r.bbox || (this.state.overlay && (await this.state.overlay.findBox(r.id)));
       if (box) zoomTo(box, r.id);
     } catch (err) {
       toast($("#rv-msg", this.root), describeError(err), false);
