@@ -267,6 +267,9 @@ def test_polish_loading_zoom_highlight_legend_gallery_counts(
             "ann",
             {"category_id": tumor, "ids": [r["id"]]},
         )
+    # A relabel: one more label edit, no more labeled superpixels.
+    body = {"category_id": team["stroma"], "ids": [rows[5]["id"]]}
+    stack.call("POST", f"/projects/{project}/slides/{slide}/labels", "ann", body)
 
     # --- while the labels are on their way the panel says so, never "0 labeled" ---
     context = browser.new_context(viewport={"width": 1280, "height": 720})
@@ -279,9 +282,9 @@ def test_polish_loading_zoom_highlight_legend_gallery_counts(
     counts = page.eval_on_selector_all("#cat-list [data-count]", "ns => ns.map(n => n.textContent)")
     assert counts and all(c == "…" for c in counts), counts
     page.screenshot(path=str(artifacts / "collab-6-loading.png"))
-    page.unroute("**/slides/*/labels")
     for route in held:
         route.continue_()
+    page.unroute("**/slides/*/labels")
     api_labels = flow.labels_of(stack, project, slide)
     page.wait_for_selector("#label-summary:has-text('labeled superpixel(s) on this slide')")
     assert page.inner_text("#label-summary").startswith(f"{len(api_labels)} labeled superpixel(s)")
@@ -305,6 +308,7 @@ def test_polish_loading_zoom_highlight_legend_gallery_counts(
     page.wait_for_selector("#rv-gallery .rv-group .thumb")
     groups = page.eval_on_selector_all("#rv-gallery .rv-group", "gs => gs.map(g => g.dataset.category)")
     assert set(groups) == set(api_labels.values()), (groups, set(api_labels.values()))
+    page.locator("#rv-gallery .thumb").first.scroll_into_view_if_needed()
     page.wait_for_selector("#rv-gallery .thumb canvas[data-drawn='1']", timeout=30_000)
     thumb = page.locator("#rv-gallery .thumb").nth(2)
     sp = int(thumb.get_attribute("data-id") or 0)
