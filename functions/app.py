@@ -19,7 +19,7 @@ from chalicelib.context import RETRY_AFTER_S, SERVICES, Call, error, login_confi
 
 from histolabel import confinement
 from histolabel.adapters import aws
-from histolabel.api import agreement, audit, export, queue, review, selfservice
+from histolabel.api import agreement, audit, changes, export, queue, review, selfservice
 from histolabel.api.openapi import openapi_document
 from histolabel.api.views import category_out, project_out, resolved_entries, slide_out
 from histolabel.commands import (
@@ -50,6 +50,7 @@ from histolabel.config import get_settings
 from histolabel.events.catalogue import Actor
 from histolabel.events.envelope import label_stream, project_stream, verify_chain
 from histolabel.jobs import job_name
+from histolabel.leases import LEASE_S
 from histolabel.pipeline import slide_job_args
 
 if "AWS_LAMBDA_FUNCTION_NAME" in os.environ:  # the API's Lambda: give up on a store within seconds
@@ -553,23 +554,61 @@ def review_labels(project_id: str, slide_id: str) -> Any:
     return run(app, "review", _write("review"), {"project_id": project_id, "slide_id": slide_id})
 
 
+def _changes(c: Call) -> Any:
+    state, q = c.project, c.query
+    out: dict[str, Any] = {"project_seq": state.seq}
+    if q.slide is not None:
+        views.require_slide(state, q.slide)
+        pid = state.project_id
+
+        def load(buckets: set[int]) -> Any:
+            return c.svc.projections.load_slide(pid, q.slide, buckets=buckets)
+
+        out["slide_id"] = q.slide
+        out.update(changes.label_changes(c.svc.events, load, pid, q.slide, q.labels_seq, state.resolve))
+    return out
+
+
+@app.route("/projects/{project_id}/changes", methods=["GET"])
+def changes_since(project_id: str) -> Any:
+    return run(app, "changes", _changes, {"project_id": project_id})
+
+
 # ---- guided queue, review list, agreement ----------------------------------------------------
 
 
 def _queue(c: Call) -> Any:
     state, n = c.project, c.query.n
     seg = views.segmented_slides(state)
-    labeled = {sid: set(views.current_labels(c.svc, state.project_id, sid).entries) for sid in seg}
+    entries = {sid: views.current_labels(c.svc, state.project_id, sid).entries for sid in seg}
+    overlap = state.settings.label_overlap
+    double = {sid: queue.doubled(state.project_id, sid, int(v["count"]), overlap) for sid, v in seg.items()}
+    labeled = {sid: queue.done_for(entries[sid], double[sid], c.user) for sid in seg}
     preds = views.model_predictions(state, sorted(seg))
     # A prediction in a category merged into an excluded one counts as excluded too.
     excluded = {
         cid for cid in state.categories
         if (r := state.resolve(cid)) is None or state.categories[r].excluded
     }  # fmt: skip
+    # Room for what colleagues hold right now; each handed-out superpixel is leased.
+    room = min(5000, 4 * n + 100)
     if preds:
-        items = queue.uncertainty_queue(preds, labeled, excluded, n)
+        candidates = queue.uncertainty_queue(preds, labeled, excluded, room)
     else:
-        items = queue.spread_queue(state.project_id, {s: int(v["count"]) for s, v in seg.items()}, labeled, n)
+        counts = {s: int(v["count"]) for s, v in seg.items()}
+        candidates = queue.spread_queue(state.project_id, counts, labeled, room)
+    now = time.time()
+    leases = c.svc.leases
+    items = queue.lease_items(
+        candidates,
+        labelers=lambda sid, sp: set((entries[sid].get(sp) or {}).get("l") or {}),
+        slots=lambda sid, sp: queue.slots_of(double[sid], sp),
+        user=c.user,
+        take=lambda lease, spent: leases.take(state.project_id, lease, now, spent),
+        until=now + LEASE_S,
+        n=n,
+        held=leases.held(state.project_id, now),
+    )
     out = []
     for item in items:
         prediction = state.resolve(item.prediction) if item.prediction else None
@@ -600,8 +639,19 @@ def _rows(c: Call) -> list[review.Row]:
     return views.review_rows(c.svc, c.project, c.query.slide)
 
 
+def _boxes(c: Call, slide_id: str, ids: list[int]) -> dict[int, list[int]]:
+    try:
+        table = views.table_for(c.project, slide_id)
+        rows = table.rows(np.array(ids, np.int64))
+    except (CommandRejected, OSError, ValueError):
+        return {}  # thumbnails are a convenience; the rows stand without them
+    return {sp: [int(v) for v in table.bbox[r]] for sp, r in zip(ids, rows.tolist(), strict=True) if r >= 0}
+
+
 def _review_list(c: Call) -> Any:
-    return review.review_page(_rows(c), c.query)
+    page = review.review_page(_rows(c), c.query)
+    page["items"] = review.with_boxes(page["items"], lambda sid, ids: _boxes(c, sid, ids))
+    return page
 
 
 @app.route("/projects/{project_id}/review", methods=["GET"])
@@ -659,11 +709,18 @@ def request_training(project_id: str) -> Any:
 def _training(c: Call) -> Any:
     state = c.project
     total = c.svc.labels_total(state.project_id)
+    # Superpixels with a label now, from each slide's projection summary (no buckets read):
+    # `labels_total` counts label edits (relabels and every member's), which drives retraining.
+    labeled = sum(
+        sum(c.svc.projections.load_slide(state.project_id, sid, buckets=set()).counts.values())
+        for sid in state.slides
+    )
     return {
         "runs": [r.model_dump() for r in state.training.values()],
         "models": state.models,
         "current_model": state.current_model,
         "labels_total": total,
+        "labeled_superpixels": labeled,
         "labels_since_request": max(0, total - state.last_request_labels_total),
         "threshold": state.settings.retrain_threshold,
     }

@@ -51,6 +51,9 @@ def projections_table(settings: Settings) -> Resource:
                 {"AttributeName": "sk", "KeyType": "RANGE"},
             ],
             "SSESpecification": {"SSEEnabled": True},
+            # Guided-queue leases (histolabel/adapters/dynamo_leases.py) carry `ttl`; expiry is
+            # checked on every take, so this only keeps expired ones from piling up.
+            "TimeToLiveSpecification": {"AttributeName": "ttl", "Enabled": True},
         },
     }
 

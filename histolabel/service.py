@@ -27,6 +27,7 @@ from histolabel.events.envelope import (
     project_stream,
 )
 from histolabel.eventstore import AppendConflict, DuplicateCommand, EventStore
+from histolabel.leases import LeaseStore, lease_store_for
 from histolabel.projections.labels import SlideLabels, fold_labels
 from histolabel.projections.project import ProjectState, apply_project_event
 from histolabel.projections.store import ProjectionStore
@@ -86,6 +87,7 @@ class HistoLabel:
         self._cache: dict[str, ProjectState] = {}
         self._heads: dict[str, tuple[int, str]] = {}
         self._lock = threading.Lock()
+        self._leases: LeaseStore | None = None
 
     @classmethod
     def from_env(cls, settings: Settings | None = None) -> HistoLabel:
@@ -93,6 +95,17 @@ class HistoLabel:
         from histolabel.composition import service_from_env
 
         return service_from_env(settings)
+
+    @property
+    def leases(self) -> LeaseStore:
+        """Guided-queue leases, beside the projections (see histolabel/leases.py)."""
+        if self._leases is None:
+            self._leases = lease_store_for(self.settings, self.projections)
+        return self._leases
+
+    @leases.setter
+    def leases(self, value: LeaseStore) -> None:
+        self._leases = value
 
     # ---- reading -------------------------------------------------------------------------
 

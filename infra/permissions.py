@@ -79,7 +79,12 @@ ROLES: dict[str, Role] = {
         factories=("Services", "service_from_env", "submitter_from_env", "pool_from_env", "jwks_url"),
         grants=(
             Grant("events", EVENTS_APPEND),
-            Grant("projections", ("dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query")),
+            # PutItem: guided-queue leases (histolabel/adapters/dynamo_leases.py), conditional
+            # puts of LEASE# items; the projections themselves stay the projector's to write.
+            Grant(
+                "projections",
+                ("dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"),
+            ),
             # Uploads of source slides go straight to S3 with URLs this role presigns; exports
             # too large for a response are written here (tagged, for the rule that expires them).
             Grant("data", ("s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"), ("projects/*",)),

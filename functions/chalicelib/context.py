@@ -13,7 +13,7 @@ from chalice import Response
 from pydantic import BaseModel, ValidationError
 
 from histolabel.adapters.aws import store_unavailable
-from histolabel.api.routes import BY_NAME, Route
+from histolabel.api.routes import BY_NAME, Route, refused_in_words
 from histolabel.auth.tokens import AuthError, Identity, bearer_token, verify_id_token
 from histolabel.commands import CommandRejected
 from histolabel.composition import Services
@@ -138,9 +138,7 @@ def run(app: Any, name: str, handler: Handler, params: dict[str, str]) -> Any:
             if role is None:
                 return error(403, "forbidden", f"{call.user} is not a member of {params['project_id']}")
             if role not in route.access:
-                return error(
-                    403, "forbidden", f"role {role!r} may not call {name}; needs one of {route.access}"
-                )
+                return error(403, "forbidden", refused_in_words(role, route.summary, route.access))
             call.state = state
         if route.body is not None:
             call.body, bad = _parse_body(route, raw)

@@ -148,3 +148,13 @@ def review_ids(rows: Iterable[Row], q: ReviewQuery) -> dict[str, Any]:
         "total": len(selected),
         "next_cursor": str(end) if end < len(selected) else None,
     }
+
+
+def with_boxes(items: list[Row], boxes: Callable[[str, list[int]], Mapping[int, list[int]]]) -> list[Row]:
+    """The page's rows with each superpixel's level-0 box (y0, x0, y1, x1), for the gallery's
+    thumbnails; `boxes(slide, ids)` reads them from the slide's superpixel table."""
+    by_slide: dict[str, list[int]] = {}
+    for row in items:
+        by_slide.setdefault(row["slide_id"], []).append(row["id"])
+    found = {sid: boxes(sid, ids) for sid, ids in by_slide.items()}
+    return [{**row, "bbox": found[row["slide_id"]].get(row["id"])} for row in items]

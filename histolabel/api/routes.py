@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from histolabel.api import schemas as s
 from histolabel.api import selfservice as ss
+from histolabel.api.changes import ChangesOut, ChangesQuery
 
 OWNER = ("owner",)
 WRITERS = ("owner", "annotator")
@@ -18,6 +19,18 @@ ALL = ("owner", "annotator", "reviewer", "auditor")
 LEARNERS = ("owner", "annotator", "reviewer")
 AUDITORS = ("owner", "auditor")
 EXPORTERS = ("owner", "reviewer", "auditor")
+
+
+def _roles(roles: tuple[str, ...]) -> str:
+    names = [f"{r}s" for r in roles]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def refused_in_words(role: str, summary: str, allowed: tuple[str, ...]) -> str:
+    """Why a member may not use a route, in words a pathologist reads (no role tuples)."""
+    article = "An" if role[:1] in "aeiou" else "A"
+    return f"{article} {role} cannot use this ({summary.lower()}): it is for {_roles(allowed)}."
+
 
 # "open": no token; "user": any valid token; a tuple: those roles in the path's project.
 Access = str | tuple[str, ...]
@@ -104,6 +117,9 @@ ROUTES: list[Route] = [
           body=s.ReviewIn, response=s.WriteOut),
     Route("queue", "GET", P + "/queue", LEARNERS, "The next superpixels to label",
           query=s.QueueQuery, response=s.QueueOut),
+    Route("changes", "GET", P + "/changes", ALL,
+          "What changed since the client's sequence numbers: project seq, the slide's new label entries",
+          query=ChangesQuery, response=ChangesOut),
     Route("review_list", "GET", P + "/review", ALL, "Labeled superpixels, filtered, sorted, grouped",
           query=s.ReviewQuery, response=s.ReviewOut),
     Route("review_ids", "GET", P + "/review/ids", ALL, "Ids of every labeled superpixel the filters match",

@@ -262,6 +262,7 @@ class SlideOut(BaseModel):
 
 class ProjectOut(BaseModel):
     project_id: str
+    seq: int | None = None  # the project stream's seq: GET .../changes tells when it moves
     name: str
     created_at: str
     settings: ProjectSettings
@@ -372,6 +373,7 @@ class ReviewItemOut(BaseModel):
     prediction: str | None = None
     confidence: float | None = None
     certainty: float | None = None
+    bbox: list[int] | None = None  # level-0 (y0, x0, y1, x1), for thumbnails
 
 
 class ReviewOut(BaseModel):
@@ -422,9 +424,10 @@ class TrainingOut(BaseModel):
     runs: list[dict[str, Any]]
     models: list[dict[str, Any]]
     current_model: dict[str, Any] | None
-    labels_total: int
+    labels_total: int  # label edits (relabels and each member's count); drives retraining
     labels_since_request: int
     threshold: int
+    labeled_superpixels: int | None = None  # superpixels with a label now
 
 
 class AuditEventOut(BaseModel):

@@ -44,6 +44,7 @@ def category_out(cat: Category) -> dict[str, Any]:
 def project_out(state: ProjectState, user: str | None = None) -> dict[str, Any]:
     return {
         "project_id": state.project_id,
+        "seq": state.seq,
         "name": state.name,
         "created_at": state.created_at,
         "settings": state.settings.model_dump(),

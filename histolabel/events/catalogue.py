@@ -50,6 +50,9 @@ class ProjectSettings(BaseModel):
     feature_kind: FeatureKind = "handcrafted"
     model_kind: ModelKind = "linear"
     retrain_threshold: int = Field(default=50, ge=1, le=100_000)
+    label_overlap: float = Field(
+        default=0.0, ge=0, le=1, description="share of superpixels the guided queue gives two annotators"
+    )
 
 
 class ProjectCreated(EventData):

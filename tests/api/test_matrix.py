@@ -44,6 +44,7 @@ REQUESTS = {
     "unlabel": ("POST", P + "/slides/s1/unlabel", {"ids": [1]}),
     "review": ("POST", P + "/slides/s1/review", {"action": "clear", "ids": [1, 2]}),
     "queue": ("GET", P + "/queue?n=5", None),
+    "changes": ("GET", P + "/changes?slide=s1&labels_seq=0", None),
     "review_list": ("GET", P + "/review?sort=label&group_by=label", None),
     "review_ids": ("GET", P + "/review/ids?label=tumor&limit=1000", None),
     "agreement": ("GET", P + "/agreement", None),

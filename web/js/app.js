@@ -12,6 +12,8 @@ import { TrainingMode } from "./training.js";
 import { AuditMode } from "./audit.js";
 import { ManageMode } from "./manage.js";
 import { readSettings, settingsFields } from "./setup.js";
+import { Live } from "./live.js";
+import { renderLegend } from "./legend.js";
 import { $, el, eventKey, isTyping, toast } from "./ui.js";
 
 const MODES = ["label", "guided", "review", "training", "audit", "manage"];
@@ -23,6 +25,7 @@ export const state = {
   slideId: null, slide: null, image: null, labels: null,
   viewer: null, overlay: null, colours: new SuperpixelColours(DEFAULT_COUNT, []),
   labelEntries: new Map(), predictionsVersion: null, people: {},
+  labelsLoading: false, labelsSeq: null, edits: [], live: null,
   mode: "label", modes: {}, ready: false,
 };
 window.histolabel = state; // for the browser tests and the console
@@ -46,9 +49,23 @@ export function showAlert(message) {
   box.textContent = message;
 }
 
+// An error in words: a 422's field messages, never "[object Object]", and no storage paths
+// (s3://bucket/key means nothing to a pathologist and tells an outsider where data lives).
 export function describeError(err) {
-  if (err instanceof ApiError) return err.field ? `${err.message} (field: ${err.field})` : err.message;
-  return String(err && err.message ? err.message : err);
+  let text;
+  if (err instanceof ApiError) {
+    const detail = err.body && err.body.detail;
+    if (Array.isArray(detail)) {
+      text = detail.map((d) => (d && typeof d === "object" ? `${fieldName(d.field)}: ${d.msg}` : String(d))).join("; ");
+    } else if (detail && typeof detail === "object") text = JSON.stringify(detail);
+    else if (err.status === 0) text = "The server cannot be reached; check the connection and try again.";
+    else text = err.message;
+  } else text = String(err && err.message ? err.message : err);
+  return text.replace(/s3:\/\/[^\s'",;)]+/g, "the stored file");
+}
+
+function fieldName(field) {
+  return String(field || "input").split(".").filter((p) => !/^\d+$/.test(p)).join(" ").replace(/_/g, " ") || "input";
 }
 
 async function boot() {
@@ -204,7 +221,11 @@ async function loadPeople() {
 export async function refreshProject() {
   state.project = await state.api.get(`/projects/${encodeURIComponent(state.projectId)}`);
   state.role = state.project.your_role;
+  state.projectSeq = state.project.seq;
   $("#user-role").textContent = state.role || "";
+  document.body.dataset.role = state.role || "";
+  applyRole();
+  showLegend();
   state.colours.setCategories(categories());
   relabel();
   for (const m of Object.values(state.modes)) if (m.onProject) m.onProject();
@@ -217,6 +238,10 @@ export async function openProject(projectId) {
   // Members change rarely: their names load once per opened project, beside its state.
   await Promise.all([loadPeople(), refreshProject()]);
   showUser();
+  state.edits = [];
+  renderOutbox();
+  if (!state.live) state.live = new Live(state);
+  state.live.start();
   if ($("#project-picker").open) $("#project-picker").close();
   remember(projectId);
   const url = new URL(location.href);
@@ -234,7 +259,7 @@ function renderSlides() {
   const slides = state.project.slides || [];
   select.replaceChildren(...slides.map((s) => el("option", { value: s.slide_id, disabled: !["ingested", "segmented", "embedded"].includes(s.status) }, `${s.name} (${s.status})`)));
   if (state.slideId) select.value = state.slideId;
-  const failed = slides.flatMap((s) => (s.failures || []).map((f) => `${s.name}: ${f.job} failed — ${f.reason}`));
+  const failed = slides.flatMap((s) => (s.failures || []).map((f) => `${s.name}: ${f.job} failed — ${describeError(f.reason)}`));
   if (failed.length) showAlert(failed.join("; "));
 }
 
@@ -263,6 +288,10 @@ export async function slidePyramids(slideId) {
 export async function openSlide(slideId) {
   if (state.slideId === slideId && state.viewer) return;
   state.slideId = slideId;
+  state.labelsSeq = null; // live updates wait for this slide's labels to load
+  state.labelEntries = new Map();
+  state.labelsLoading = true;
+  for (const m of Object.values(state.modes)) if (m.onLabels) m.onLabels();
   state.slide = (state.project.slides || []).find((s) => s.slide_id === slideId);
   $("#slide-select").value = slideId;
   $("#slide-name").textContent = slideName(slideId);
@@ -306,8 +335,17 @@ async function openStandalone(url) {
 }
 
 export async function loadLabels() {
-  const res = await state.api.get(`/projects/${encodeURIComponent(state.projectId)}/slides/${encodeURIComponent(state.slideId)}/labels`);
+  const slideId = state.slideId;
+  state.labelsLoading = true;
+  let res;
+  try {
+    res = await state.api.get(`/projects/${encodeURIComponent(state.projectId)}/slides/${encodeURIComponent(slideId)}/labels`);
+  } finally {
+    if (slideId === state.slideId) state.labelsLoading = false;
+  }
+  if (slideId !== state.slideId) return res; // another slide was opened meanwhile
   state.labelEntries = new Map(res.entries.map((e) => [e.id, e]));
+  state.labelsSeq = res.seq;
   const maxId = res.entries.reduce((m, e) => Math.max(m, e.id), 0);
   if (maxId > state.colours.count) state.colours.resize(maxId);
   relabel();
@@ -324,6 +362,10 @@ export function relabel() {
   colours.rebuild();
   if (state.overlay) state.overlay.repaintAll();
   for (const m of Object.values(state.modes)) if (m.onLabels) m.onLabels();
+}
+
+function showLegend() {
+  renderLegend($("#legend"), categories(), { predictions: !!state.predictions });
 }
 
 // Per-slide predictions of the current model; see docs/api.md (GET .../slides/{s}/predictions).
@@ -343,34 +385,111 @@ export async function loadPredictions() {
   state.predictions = { version: res.model_version, ids: res.ids, cats, certainty: res.certainty };
   state.colours.setPredictions(res.ids, cats);
   if (state.overlay) state.overlay.repaintAll();
+  showLegend();
   return res;
 }
 
-// Applies a label change locally (optimistically) and recolours the overlay.
-export function applyLocalLabels(ids, categoryId) {
-  for (const id of ids) {
-    if (categoryId == null) state.labelEntries.delete(id);
-    else {
-      const e = state.labelEntries.get(id) || { id, l: {} };
-      state.labelEntries.set(id, { ...e, c: categoryId, cb: state.user, l: { ...e.l, [state.user]: [categoryId, new Date().toISOString()] } });
+// What the server's fold does with my label or unlabel (histolabel/projections/labels.py): my
+// label replaces only mine; removing mine shows the latest colleague's label again.
+function foldMine(entry, id, categoryId) {
+  const e = entry ? { ...entry, l: { ...entry.l } } : { id, l: {}, c: null, cb: null, ca: null, r: null };
+  const me = state.user;
+  if (categoryId != null) {
+    delete e.l[me];
+    const at = new Date().toISOString();
+    e.l[me] = [categoryId, at];
+    Object.assign(e, { c: categoryId, cb: me, ca: at, r: null });
+  } else if (me in e.l) {
+    delete e.l[me];
+    if (e.cb === me) {
+      const users = Object.keys(e.l);
+      const last = users[users.length - 1];
+      Object.assign(e, last ? { c: e.l[last][0], ca: e.l[last][1], cb: last } : { c: null, ca: null, cb: null }, { r: null });
     }
   }
-  state.colours.setLabels(ids, categoryId);
+  return !Object.keys(e.l).length && e.c == null && e.r == null ? null : e;
+}
+
+function showEntries(ids) {
+  for (const id of ids) {
+    const e = state.labelEntries.get(id);
+    state.colours.setLabels([id], e ? e.c : null);
+  }
   if (state.overlay) state.overlay.recolour();
   for (const m of Object.values(state.modes)) if (m.onLabels) m.onLabels();
 }
 
-// Sends a label/unlabel edit through the outbox; returns the API's answer.
-export function sendLabels(slideId, ids, categoryId, source) {
-  const base = `/projects/${encodeURIComponent(state.projectId)}/slides/${encodeURIComponent(slideId)}`;
-  const list = [...ids];
-  if (slideId === state.slideId) applyLocalLabels(list, categoryId);
-  if (categoryId == null) return state.outbox.send(`${base}/unlabel`, { ids: list, source });
-  return state.outbox.send(`${base}/labels`, { category_id: categoryId, ids: list, source });
+// Applies my label change locally (optimistically) and recolours the overlay.
+export function applyLocalLabels(ids, categoryId) {
+  for (const id of ids) {
+    const e = foldMine(state.labelEntries.get(id), id, categoryId);
+    if (e) state.labelEntries.set(id, e);
+    else state.labelEntries.delete(id);
+  }
+  showEntries(ids);
 }
 
-export function zoomTo(bbox) {
-  if (state.viewer) zoomToBox(state.viewer, bbox);
+// Entries as the server holds them now (GET .../changes): replaces what was shown for those ids.
+export function applyServerEntries(entries, removed) {
+  for (const id of removed) state.labelEntries.delete(id);
+  for (const e of entries) state.labelEntries.set(e.id, e);
+  const maxId = entries.reduce((m, e) => Math.max(m, e.id), 0);
+  if (maxId > state.colours.count) state.colours.resize(maxId);
+  showEntries([...removed, ...entries.map((e) => e.id)]);
+}
+
+// My own category on a superpixel of the open slide (null: none).
+export function myLabel(id) {
+  const e = state.labelEntries.get(id);
+  const mine = e && e.l && e.l[state.user];
+  return mine ? mine[0] : null;
+}
+
+const MAX_UNDO = 50;
+
+// Sends a label/unlabel edit through the outbox; returns the API's answer. The edit is kept
+// for undo with what I had on each superpixel before (edits on a slide not open were made on
+// superpixels the guided queue offered me: unlabeled by me).
+export function sendLabels(slideId, ids, categoryId, source, { undoable = true } = {}) {
+  const base = `/projects/${encodeURIComponent(state.projectId)}/slides/${encodeURIComponent(slideId)}`;
+  const list = [...ids];
+  if (undoable) {
+    const open = slideId === state.slideId;
+    state.edits.push({ slideId, categoryId, before: list.map((id) => [id, open ? myLabel(id) : null]) });
+    if (state.edits.length > MAX_UNDO) state.edits.shift();
+  }
+  if (slideId === state.slideId) applyLocalLabels(list, categoryId);
+  const onDone = () => state.live && state.live.poke();
+  const sent = categoryId == null
+    ? state.outbox.send(`${base}/unlabel`, { ids: list, source }, { onDone })
+    : state.outbox.send(`${base}/labels`, { category_id: categoryId, ids: list, source }, { onDone });
+  renderOutbox();
+  return sent;
+}
+
+// Undo my last edit: each superpixel gets back the label I had on it (colleagues' labels were
+// never touched by my edit, so they need nothing).
+export async function undoLast() {
+  const edit = state.edits.pop();
+  renderOutbox();
+  if (!edit) return showAlert("Nothing to undo."), null;
+  const groups = new Map();
+  for (const [id, before] of edit.before) {
+    const key = before ?? "";
+    if (!groups.has(key)) groups.set(key, []);
+    groups.get(key).push(id);
+  }
+  const sends = [...groups].map(([cat, ids]) => sendLabels(edit.slideId, ids, cat || null, "click", { undoable: false }));
+  const results = await Promise.allSettled(sends);
+  if (results.some((r) => r.status === "rejected")) return null;
+  $("#outbox").dataset.undone = String(Number($("#outbox").dataset.undone || 0) + 1);
+  return edit;
+}
+
+// Zoom to a superpixel's box (capped at native resolution) and ring it.
+export function zoomTo(bbox, id) {
+  if (state.viewer && bbox) zoomToBox(state.viewer, bbox);
+  if (state.overlay && id) state.overlay.highlight(id);
 }
 
 function renderOutbox() {
@@ -383,13 +502,31 @@ function renderOutbox() {
     parts.push(el("span", { class: "failed" }, `✖ ${failed.length} edit(s) not saved `));
     parts.push(el("button", { type: "button", id: "retry-edits", onclick: () => state.outbox.retryFailed().then(() => { if (!state.outbox.failed.length) showAlert(""); }) }, "Retry"));
   }
-  if (!pending && !failed.length) parts.push(el("span", {}, "✔ All edits saved"));
+  if (!pending && !failed.length && state.edits.length) parts.push(el("span", {}, "✔ All edits saved"));
+  if (state.edits.length) parts.push(el("button", { type: "button", id: "undo-btn", title: "Undo your last edit (Ctrl+Z)", onclick: () => undoLast() }, "↶ Undo"));
   box.replaceChildren(...parts);
 }
 
+// Which modes a role can use (histolabel/api/routes.py: the queue is for learners, the audit
+// trail for owners and auditors): the others are not offered at all.
+const MODE_ROLES = {
+  guided: ["owner", "annotator", "reviewer"],
+  audit: ["owner", "auditor"],
+};
+
+export function modeAllowed(mode, role = state.role) {
+  return !MODE_ROLES[mode] || MODE_ROLES[mode].includes(role);
+}
+
+function applyRole() {
+  for (const b of document.querySelectorAll(".modes button")) b.hidden = !modeAllowed(b.dataset.mode);
+  if (!modeAllowed(state.mode)) setMode("label");
+}
+
 export function setMode(mode) {
-  if (!MODES.includes(mode)) return;
+  if (!MODES.includes(mode) || !modeAllowed(mode)) return;
   state.mode = mode;
+  document.body.dataset.mode = mode;
   for (const b of document.querySelectorAll(".modes button")) b.setAttribute("aria-selected", String(b.dataset.mode === mode));
   for (const s of document.querySelectorAll("[data-panel]")) s.hidden = s.dataset.panel !== mode;
   $("#filmstrip").hidden = mode !== "guided";
@@ -466,6 +603,11 @@ function wireChrome() {
 function onKey(ev) {
   if (isTyping(ev.target) || document.querySelector("dialog[open]")) return;
   const key = eventKey(ev);
+  if ((ev.ctrlKey || ev.metaKey) && !ev.shiftKey && ev.key.toLowerCase() === "z") {
+    ev.preventDefault();
+    if (["owner", "annotator"].includes(state.role)) undoLast();
+    return;
+  }
   if (ev.altKey && /^[1-6]$/.test(ev.key)) {
     setMode(MODES[Number(ev.key) - 1]);
     ev.preventDefault();

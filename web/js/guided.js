@@ -40,7 +40,7 @@ export class GuidedMode {
       el("ul", { class: "cats" }, ((this.state.project && this.state.project.categories) || []).filter((c) => !c.excluded).map((c) =>
         el("li", { class: "row" }, el("span", { class: "swatch", style: `background:${c.color}` }), el("kbd", {}, c.hotkey || "—"), ` ${c.name}`))),
       el("div", { class: "row" },
-        el("button", { type: "button", id: "agree-all", class: "primary", onclick: () => this.agreeAll() }, "Agree with all on this page"),
+        ["owner", "annotator"].includes(this.state.role) ? el("button", { type: "button", id: "agree-all", class: "primary", onclick: () => this.agreeAll() }, "Agree with all on this page") : "",
         el("button", { type: "button", id: "reload-queue", onclick: () => this.load() }, "Refresh")),
       el("p", { id: "guided-msg", role: "status" }, message),
     );
@@ -100,38 +100,8 @@ export class GuidedMode {
     return node;
   }
 
-  // Masked crop: the superpixel at full brightness, its surroundings dimmed.
-  async thumbnail(it, canvas) {
-    const { image, labels } = await slidePyramids(it.slide_id);
-    const [y0, x0, y1, x1] = it.bbox;
-    const side = Math.max(y1 - y0, x1 - x0) * 2 + 16;
-    let k = 0;
-    while (k + 1 < image.levels.length && side / image.levels[k + 1].factor >= THUMB * 0.75) k++;
-    const lv = image.levels[k];
-    const f = lv.factor;
-    const cy = (y0 + y1) / 2 / f;
-    const cx = (x0 + x1) / 2 / f;
-    const s = Math.max(8, Math.ceil(side / f));
-    const ry = Math.max(0, Math.min(lv.height - s, Math.round(cy - s / 2)));
-    const rx = Math.max(0, Math.min(lv.width - s, Math.round(cx - s / 2)));
-    const h = Math.min(s, lv.height - ry);
-    const w = Math.min(s, lv.width - rx);
-    const rgb = await readRegion(lv, ry, rx, h, w);
-    let mask = null;
-    const ll = labels && labels.levels.find((l) => Math.abs(l.factor - f) < 1e-6);
-    if (ll) mask = (await readRegion(ll, ry, rx, Math.min(h, ll.height - ry), Math.min(w, ll.width - rx))).data;
-    const img = new ImageData(w, h);
-    const n = w * h;
-    for (let i = 0; i < n; i++) {
-      const dim = mask && mask[i] !== it.id ? 0.35 : 1;
-      img.data[4 * i] = rgb.data[i] * dim;
-      img.data[4 * i + 1] = rgb.data[n + i] * dim;
-      img.data[4 * i + 2] = rgb.data[2 * n + i] * dim;
-      img.data[4 * i + 3] = 255;
-    }
-    const tmp = el("canvas", { width: w, height: h });
-    tmp.getContext("2d").putImageData(img, 0, 0);
-    canvas.getContext("2d").drawImage(tmp, 0, 0, THUMB, THUMB);
+  thumbnail(it, canvas) {
+    return drawThumbnail(it.slide_id, it.id, it.bbox, canvas, THUMB);
   }
 
   goPage(p) {
@@ -152,7 +122,7 @@ export class GuidedMode {
     const it = items[this.selected];
     try {
       if (it.slide_id !== this.state.slideId) await openSlide(it.slide_id);
-      zoomTo(it.bbox);
+      zoomTo(it.bbox, it.id);
     } catch (err) {
       showAlert(describeError(err));
     }
@@ -210,4 +180,41 @@ export class GuidedMode {
     }
     return false;
   }
+}
+
+// Masked crop of a superpixel: itself at full brightness, its surroundings dimmed, drawn into a
+// `size` px canvas (guided cards and the review gallery).
+export async function drawThumbnail(slideId, id, bbox, canvas, size) {
+  if (!bbox) return;
+  const { image, labels } = await slidePyramids(slideId);
+  const [y0, x0, y1, x1] = bbox;
+  const side = Math.max(y1 - y0, x1 - x0) * 2 + 16;
+  let k = 0;
+  while (k + 1 < image.levels.length && side / image.levels[k + 1].factor >= size * 0.75) k++;
+  const lv = image.levels[k];
+  const f = lv.factor;
+  const cy = (y0 + y1) / 2 / f;
+  const cx = (x0 + x1) / 2 / f;
+  const s = Math.max(8, Math.ceil(side / f));
+  const ry = Math.max(0, Math.min(lv.height - s, Math.round(cy - s / 2)));
+  const rx = Math.max(0, Math.min(lv.width - s, Math.round(cx - s / 2)));
+  const h = Math.min(s, lv.height - ry);
+  const w = Math.min(s, lv.width - rx);
+  const rgb = await readRegion(lv, ry, rx, h, w);
+  let mask = null;
+  const ll = labels && labels.levels.find((l) => Math.abs(l.factor - f) < 1e-6);
+  if (ll) mask = (await readRegion(ll, ry, rx, Math.min(h, ll.height - ry), Math.min(w, ll.width - rx))).data;
+  const img = new ImageData(w, h);
+  const n = w * h;
+  for (let i = 0; i < n; i++) {
+    const dim = mask && mask[i] !== id ? 0.35 : 1;
+    img.data[4 * i] = rgb.data[i] * dim;
+    img.data[4 * i + 1] = rgb.data[n + i] * dim;
+    img.data[4 * i + 2] = rgb.data[2 * n + i] * dim;
+    img.data[4 * i + 3] = 255;
+  }
+  const tmp = el("canvas", { width: w, height: h });
+  tmp.getContext("2d").putImageData(img, 0, 0);
+  canvas.getContext("2d").drawImage(tmp, 0, 0, size, size);
+  canvas.dataset.drawn = "1";
 }

@@ -1,6 +1,6 @@
 // Labeling mode: the category panel (add, rename, colour, hotkey, exclude, merge, delete) with
 // per-category counts, click to label/unlabel, and brush painting of whole superpixels.
-import { describeError, refreshProject, sendLabels, showAlert } from "./app.js";
+import { categoryById, describeError, myLabel, refreshProject, sendLabels, showAlert, who } from "./app.js";
 import { imagePointAt } from "./viewer.js";
 import { $, confirmDialog, el, toast } from "./ui.js";
 
@@ -50,7 +50,8 @@ export class LabelMode {
     this.active = id;
     for (const li of this.root.querySelectorAll(".cat")) li.setAttribute("aria-current", String(li.dataset.id === id));
     const c = this.cats.find((x) => x.id === id);
-    $("#active-cat", this.root).textContent = c ? c.name : "none";
+    const shown = $("#active-cat", this.root);
+    if (shown) shown.textContent = c ? c.name : "none";
   }
 
   render() {
@@ -70,23 +71,27 @@ export class LabelMode {
         el("label", {}, "into ", el("select", { name: "target" }, cats.map((c) => el("option", { value: c.id }, c.name)))),
         el("button", { type: "submit" }, "Merge")));
     merge.querySelector("form").addEventListener("submit", (ev) => this.merge(ev, msg));
-    const brush = el("div", { class: "row" },
+    const brush = !this.canEdit ? "" : el("div", { class: "row" },
       el("button", { type: "button", id: "brush-btn", "aria-pressed": String(this.brush), onclick: () => this.toggleBrush() }, "Brush (paint roller)"),
       el("label", {}, "Size ", el("input", { id: "brush-size", type: "range", min: 4, max: 120, value: this.radius, oninput: (e) => { this.radius = Number(e.target.value); } })));
-    this.root.replaceChildren(
-      el("h2", {}, "Label"),
-      el("p", { class: "muted" }, "Click a superpixel to label it with the active category (click again to unlabel). ",
+    const help = this.canEdit
+      ? el("p", { class: "muted" }, "Click a superpixel to give it your label in the active category (click again to remove yours; colleagues' labels stay theirs). ",
         "Shift-drag or the brush paints whole superpixels. Press a category's hotkey to make it active. ",
-        el("kbd", {}, "Alt+B"), " brush, ", el("kbd", {}, "["), el("kbd", {}, "]"), " brush size, ", el("kbd", {}, "Alt+O"), " overlay."),
-      el("div", {}, "Active: ", el("strong", { id: "active-cat" }, "none")),
+        el("kbd", {}, "Alt+B"), " brush, ", el("kbd", {}, "["), el("kbd", {}, "]"), " brush size, ", el("kbd", {}, "Ctrl+Z"), " undo, ", el("kbd", {}, "Alt+O"), " overlay.")
+      : el("p", { class: "muted", id: "view-only" }, `As ${this.state.role ? `a${/^[aeiou]/.test(this.state.role) ? "n" : ""} ${this.state.role}` : "a viewer"} you see the labels; click a superpixel to see who labeled it.`);
+    this.root.replaceChildren(
+      el("h2", {}, this.canEdit ? "Label" : "Labels"),
+      help,
+      this.canEdit ? el("div", {}, "Active: ", el("strong", { id: "active-cat" }, "none")) : "",
       brush,
       el("h3", {}, "Categories"),
       list,
-      this.canEdit ? add : el("p", { class: "muted" }, "Your role cannot edit categories."),
+      this.canEdit ? add : "",
       this.isOwner && cats.length > 1 ? merge : "",
       msg,
       el("h3", {}, "This slide"),
-      el("p", { id: "label-summary", class: "muted" }),
+      el("p", { id: "label-summary", class: "muted", role: "status" }),
+      el("div", { id: "sp-info", class: "sp-info", "aria-live": "polite" }),
     );
     if (this.active) this.setActive(this.active);
     this.renderCounts();
@@ -96,9 +101,13 @@ export class LabelMode {
     const li = el("li", { class: `cat${c.excluded ? " excluded" : ""}`, dataset: { id: c.id }, "aria-current": String(c.id === this.active) });
     const color = el("input", { type: "color", value: c.color, "aria-label": `Colour of ${c.name}`, disabled: !this.canEdit });
     color.addEventListener("change", () => this.update(c, { color: color.value }));
-    const name = el("button", { type: "button", class: "cat-name", title: "Make active (double-click to rename)", onclick: () => this.setActive(c.id) }, c.name);
-    name.addEventListener("dblclick", () => this.rename(c));
-    const hotkey = el("input", { class: "hotkey", value: c.hotkey || "", "aria-label": `Hotkey of ${c.name}`, disabled: !this.canEdit, maxlength: 12 });
+    const name = this.canEdit
+      ? el("button", { type: "button", class: "cat-name", title: "Make active (double-click to rename)", onclick: () => this.setActive(c.id) }, c.name)
+      : el("span", { class: "cat-name" }, c.name);
+    if (this.canEdit) name.addEventListener("dblclick", () => this.rename(c));
+    const hotkey = this.canEdit
+      ? el("input", { class: "hotkey", value: c.hotkey || "", "aria-label": `Hotkey of ${c.name}`, maxlength: 12 })
+      : el("span", { class: "hotkey" }, c.hotkey || "");
     hotkey.addEventListener("change", () => this.update(c, { hotkey: hotkey.value.trim().toLowerCase() || null }));
     const actions = el("span", { class: "actions" },
       this.canEdit ? el("button", { type: "button", title: "Rename", "aria-label": `Rename ${c.name}`, onclick: () => this.rename(c) }, "✎") : "",
@@ -109,6 +118,15 @@ export class LabelMode {
   }
 
   renderCounts() {
+    const summary = $("#label-summary", this.root);
+    if (this.state.labelsLoading) {
+      // No false zeros while the slide's labels are on their way.
+      for (const node of this.root.querySelectorAll("[data-count]")) node.textContent = "…";
+      if (summary) summary.textContent = "Loading labels…";
+      this.root.setAttribute("aria-busy", "true");
+      return;
+    }
+    this.root.removeAttribute("aria-busy");
     const counts = this.state.colours.counts();
     let total = 0;
     this.cats.forEach((c, i) => {
@@ -116,8 +134,9 @@ export class LabelMode {
       if (node) node.textContent = String(counts[i + 1]);
       total += counts[i + 1];
     });
-    const summary = $("#label-summary", this.root);
-    if (summary) summary.textContent = `${total} labeled superpixel(s) on this slide.`;
+    const mine = [...this.state.labelEntries.values()].filter((e) => e.l && e.l[this.state.user]).length;
+    if (summary) summary.textContent = `${total} labeled superpixel(s) on this slide, ${mine} of them labeled by you.`;
+    if (this.infoId) this.showInfo(this.infoId);
   }
 
   async call(fn, msg) {
@@ -197,6 +216,7 @@ export class LabelMode {
       this.setActive(cat.id);
       return true;
     }
+    if (!this.canEdit) return false;
     if (key === "alt+b") return this.toggleBrush(), true;
     if (key === "[") return (this.radius = Math.max(4, this.radius - 4)), true;
     if (key === "]") return (this.radius = Math.min(120, this.radius + 4)), true;
@@ -229,21 +249,41 @@ export class LabelMode {
     viewer.addHandler("canvas-release", () => this.endStroke());
   }
 
+  // Who holds which label on a superpixel, so nobody wonders why a click did what it did.
+  showInfo(id) {
+    this.infoId = id;
+    const box = $("#sp-info", this.root);
+    if (!box) return;
+    const e = this.state.labelEntries.get(id);
+    const name = (c) => (categoryById(c) || {}).name || c || "none";
+    const users = e ? Object.entries(e.l || {}) : [];
+    const rows = users.map(([u, [c]]) => el("li", { dataset: { user: u } },
+      el("span", { class: "swatch", style: `background:${(categoryById(c) || {}).color || "transparent"}` }), ` ${name(c)} — ${u === this.state.user ? "you" : who(u)}`));
+    const shown = e && e.c ? `${name(e.c)}${e.r && e.r.a === "change" ? " (changed by review)" : ""}` : "unlabeled";
+    box.replaceChildren(
+      el("strong", {}, `Superpixel ${id}: `), shown,
+      rows.length ? el("ul", { class: "holders", "aria-label": "Labels on this superpixel" }, rows) : el("p", { class: "muted" }, "Nobody has labeled it."),
+      e && e.r ? el("p", { class: "muted" }, `Review: ${e.r.a} by ${who(e.r.by)}`) : "");
+  }
+
   noCategory() {
-    if (!this.canEdit) return showAlert("Your role cannot label."), true;
+    if (!this.canEdit) return true;
     if (!this.active) return showAlert("Choose a category first (add one in the panel)."), true;
     return false;
   }
 
   async clickAt(clientX, clientY) {
-    if (this.noCategory()) return;
     const p = imagePointAt(this.state.viewer, clientX, clientY);
     const id = await this.state.overlay.idAt(p.x, p.y);
     if (!id) return;
-    const current = this.state.labelEntries.get(id);
-    const mine = current && current.l && current.l[this.state.user];
-    const unlabel = (mine ? mine[0] : current && current.c) === this.active;
+    if (this.state.overlay.highlight) this.state.overlay.highlight(id);
+    if (!this.canEdit) return this.showInfo(id);
+    if (this.noCategory()) return;
+    // The click acts on MY label only: a colleague's label in the active category is theirs,
+    // so clicking adds mine beside it; a second click removes mine again.
+    const unlabel = myLabel(id) === this.active;
     sendLabels(this.state.slideId, [id], unlabel ? null : this.active, "click").catch(() => {});
+    this.showInfo(id);
   }
 
   paintAt(clientX, clientY) {

@@ -1,10 +1,37 @@
 // The superpixel overlay: label chunks (uint32 ids) of the level that matches the zoom,
 // coloured client-side through the LUT in lut.js and composited on a canvas above the viewer.
 import { readRegion } from "./pyramid.js";
-import { boundaryIndex, chunkNeedsPaint, paintChunk, uniqueIds } from "./lut.js";
+import { boundaryIndex, chunkNeedsPaint, packRGBA, paintChunk, uniqueIds } from "./lut.js";
 
 const OSD = window.OpenSeadragon;
 const RETRY_MS = 3000;
+const HIGHLIGHT = packRGBA(255, 212, 0, 255); // the chosen superpixel's ring: no category uses it
+
+function holds(unique, id) {
+  let lo = 0, hi = unique.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (unique[mid] === id) return true;
+    if (unique[mid] < id) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return false;
+}
+
+// A two-pixel ring on the outline of superpixel `id` in one painted chunk.
+function ringChunk(chunk, id) {
+  const { ids, w, boundary, out32 } = chunk;
+  for (let j = 0; j < boundary.length; j++) {
+    const i = boundary[j];
+    const x = i % w;
+    const right = x + 1 < w ? ids[i + 1] : -1;
+    const below = ids[i + w];
+    if (ids[i] !== id && right !== id && below !== id) continue;
+    out32[i] = HIGHLIGHT;
+    if (x + 1 < w) out32[i + 1] = HIGHLIGHT;
+    if (i + w < ids.length) out32[i + w] = HIGHLIGHT;
+  }
+}
 
 export class Overlay {
   constructor(viewer, labels, colours) {
@@ -23,6 +50,7 @@ export class Overlay {
     viewer.canvas.appendChild(this.canvas);
     this.ctx = this.canvas.getContext("2d");
     this.frame = 0;
+    this.highlighted = 0;
     const redraw = () => this.requestDraw();
     viewer.addHandler("update-viewport", redraw);
     viewer.addHandler("resize", redraw);
@@ -103,7 +131,19 @@ export class Overlay {
 
   paint(chunk) {
     paintChunk(chunk.out32, chunk.ids, this.colours.lut, chunk.boundary, this.showBoundaries);
+    if (this.highlighted && holds(chunk.unique, this.highlighted)) ringChunk(chunk, this.highlighted);
     chunk.ctx.putImageData(chunk.image, 0, 0);
+  }
+
+  // Ring the chosen superpixel (0: none), repainting only the chunks that show it.
+  highlight(id) {
+    const old = this.highlighted;
+    this.highlighted = id || 0;
+    if (old === this.highlighted) return;
+    for (const chunk of this.chunks.values()) {
+      if ((old && holds(chunk.unique, old)) || (this.highlighted && holds(chunk.unique, this.highlighted))) this.paint(chunk);
+    }
+    this.draw();
   }
 
   // After a LUT change: repaint only the chunks holding a changed id, then composite once.

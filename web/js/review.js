@@ -2,7 +2,10 @@
 // the selected row; agreement between users (and with the model) per category.
 import { categoryById, describeError, loadLabels, memberOptions, openSlide, slideName, who, zoomTo } from "./app.js";
 import { newKey } from "./api.js";
+import { drawThumbnail } from "./guided.js";
 import { $, el, fmtTime, toast } from "./ui.js";
+
+const THUMB = 84;
 
 const BULK_CHUNK = 20000; // ids per review request (the API takes up to 100000 in a 2 MiB body)
 
@@ -19,6 +22,7 @@ export class ReviewMode {
     this.selected = new Set();
     this.pageSize = 200; // rows a search loads at a time ("More" loads the next page)
     this.cursor = null;
+    this.view = "gallery"; // thumbnails grouped by label, as Histomics Label's review mode; or "table"
     this.render();
   }
 
@@ -65,7 +69,7 @@ export class ReviewMode {
       ev.preventDefault();
       this.search();
     });
-    const bulk = el("div", { class: "row", "aria-label": "Bulk actions" },
+    const bulk = !this.canReview ? "" : el("div", { class: "row", "aria-label": "Bulk actions" },
       el("button", { type: "button", id: "rv-approve", disabled: !this.canReview, onclick: () => this.bulk("approve") }, "Approve selected"),
       el("select", { id: "rv-change-to", "aria-label": "Change to category" }, this.catOptions(false)),
       el("button", { type: "button", id: "rv-change", disabled: !this.canReview, onclick: () => this.bulk("change") }, "Change"),
@@ -79,7 +83,11 @@ export class ReviewMode {
         el("button", { type: "button", id: "rv-more", hidden: true, onclick: () => this.search(true) }, "More"),
         el("button", { type: "button", id: "rv-select-matching", hidden: true, onclick: () => this.selectMatching() }, "Select all matching"),
         el("span", { id: "rv-selected", class: "muted", role: "status" })),
-      el("table", { id: "rv-table" }, el("thead", {}, el("tr", {}, ["", "slide", "id", "label", "by", "prediction", "cert.", "review"].map((h) => el("th", {}, h)))), el("tbody")),
+      el("div", { class: "row", role: "group", "aria-label": "Show as" },
+        el("button", { type: "button", id: "rv-view-gallery", "aria-pressed": String(this.view === "gallery"), onclick: () => this.setView("gallery") }, "Gallery"),
+        el("button", { type: "button", id: "rv-view-table", "aria-pressed": String(this.view === "table"), onclick: () => this.setView("table") }, "Table")),
+      el("div", { id: "rv-gallery", hidden: this.view !== "gallery" }),
+      el("table", { id: "rv-table", hidden: this.view !== "table" }, el("thead", {}, el("tr", {}, ["", "slide", "id", "label", "by", "prediction", "cert.", "review"].map((h) => el("th", {}, h)))), el("tbody")),
       el("h3", {}, "Summary"), el("div", { id: "rv-summary", class: "muted" }, "Select a row."),
       el("h3", {}, "Agreement"), el("div", { id: "rv-agreement" }),
     );
@@ -127,7 +135,66 @@ export class ReviewMode {
     }
   }
 
+  setView(view) {
+    this.view = view;
+    $("#rv-view-gallery", this.root).setAttribute("aria-pressed", String(view === "gallery"));
+    $("#rv-view-table", this.root).setAttribute("aria-pressed", String(view === "table"));
+    $("#rv-gallery", this.root).hidden = view !== "gallery";
+    $("#rv-table", this.root).hidden = view !== "table";
+    this.renderRows();
+  }
+
+  // Thumbnails grouped by the label shown, each with its selection box and review state;
+  // a thumbnail is drawn when it scrolls into view.
+  renderGallery() {
+    const box = $("#rv-gallery", this.root);
+    if (this.observer) this.observer.disconnect();
+    this.observer = new IntersectionObserver((seen) => {
+      for (const e of seen) {
+        if (!e.isIntersecting) continue;
+        this.observer.unobserve(e.target);
+        const r = this.rows[Number(e.target.dataset.i)];
+        if (r) drawThumbnail(r.slide_id, r.id, r.bbox, e.target, THUMB).catch(() => {});
+      }
+    }, { root: this.root.closest(".panel") || null });
+    const groups = new Map();
+    this.rows.forEach((r, i) => {
+      const key = r.label || "";
+      if (!groups.has(key)) groups.set(key, []);
+      groups.get(key).push(i);
+    });
+    const sections = [...groups].map(([cat, idx]) => {
+      const c = categoryById(cat);
+      const thumbs = idx.map((i) => {
+        const r = this.rows[i];
+        const key = `${r.slide_id}:${r.id}`;
+        const canvas = el("canvas", { width: THUMB, height: THUMB, dataset: { i } });
+        const check = el("input", { type: "checkbox", "aria-label": `Select superpixel ${r.id}`, checked: this.selected.has(key) });
+        check.addEventListener("change", () => {
+          if (check.checked) this.selected.add(key);
+          else this.selected.delete(key);
+          this.showSelected();
+        });
+        const state = r.review ? r.review.a : "";
+        const tile = el("figure", {
+          class: `thumb${state ? ` reviewed-${state}` : ""}`, tabindex: 0, dataset: { i, id: r.id },
+          title: `${slideName(r.slide_id)} #${r.id} — ${c ? c.name : "no label"} by ${who(r.labeled_by) || "—"}${r.prediction ? `, predicted ${(categoryById(r.prediction) || {}).name || r.prediction}` : ""}${state ? `, ${state}d` : ""}`,
+          style: c ? `border-color:${c.color}` : "",
+        }, canvas, el("figcaption", {}, check, ` #${r.id}`, state ? el("span", { class: "badge" }, state === "approve" ? "✓" : state) : ""));
+        tile.addEventListener("click", (ev) => ev.target !== check && this.show(i));
+        tile.addEventListener("keydown", (ev) => ev.key === "Enter" && this.show(i));
+        this.observer.observe(canvas);
+        return tile;
+      });
+      return el("section", { class: "rv-group", dataset: { category: cat } },
+        el("h4", {}, el("span", { class: "swatch", style: `background:${c ? c.color : "transparent"}` }), ` ${c ? c.name : "no label"} `, el("span", { class: "muted" }, `(${idx.length} shown)`)),
+        el("div", { class: "thumbs" }, thumbs));
+    });
+    box.replaceChildren(...(sections.length ? sections : [el("p", { class: "muted" }, "Nothing to show.")]));
+  }
+
   renderRows() {
+    if (this.view === "gallery") this.renderGallery();
     const name = (c) => (c ? ((categoryById(c) || {}).name || c) : "—");
     const body = $("#rv-table tbody", this.root);
     body.replaceChildren(...this.rows.map((r, i) => {
@@ -186,7 +253,7 @@ export class ReviewMode {
 
   async show(i) {
     const r = this.rows[i];
-    for (const tr of this.root.querySelectorAll("#rv-table tbody tr")) tr.setAttribute("aria-selected", String(tr.dataset.i === String(i)));
+    for (const tr of this.root.querySelectorAll("#rv-table tbody tr, #rv-gallery .thumb")) tr.setAttribute("aria-selected", String(tr.dataset.i === String(i)));
     const model = this.state.project && this.state.project.model;
     const name = (c) => (c ? ((categoryById(c) || {}).name || c) : "—");
     const users = Object.entries(r.labels || {}).map(([u, c]) => `${who(u)}: ${name(c)}`).join(", ");
@@ -198,8 +265,8 @@ export class ReviewMode {
       el("dt", {}, "Review"), el("dd", {}, r.review ? `${r.review.a} by ${who(r.review.by)} at ${fmtTime(r.review.at)}` : "not reviewed")));
     try {
       if (r.slide_id !== this.state.slideId) await openSlide(r.slide_id);
-      const box = this.state.overlay && (await this.state.overlay.findBox(r.id));
-      if (box) zoomTo(box);
+      const box = r.bbox || (this.state.overlay && (await this.state.overlay.findBox(r.id)));
+      if (box) zoomTo(box, r.id);
     } catch (err) {
       toast($("#rv-msg", this.root), describeError(err), false);
     }

@@ -107,8 +107,10 @@ export class TrainingMode {
     this.root.replaceChildren(
       el("h2", {}, "Training"),
       el("p", { id: "tr-model" }, current ? `Model version ${current.model_version} — trained on ${current.label_count ?? "?"} labels at ${fmtTime(current.at)}` : "No model yet."),
-      el("p", {}, `Labels: ${d.labels_total ?? 0} total, ${d.labels_since_request ?? 0} since the last request (retrains every ${d.threshold ?? "?"}).`),
-      el("button", { type: "button", id: "retrain", class: "primary", onclick: () => this.retrain() }, "Retrain now"),
+      el("p", { id: "tr-counts" }, this.data
+        ? `${d.labeled_superpixels ?? "?"} labeled superpixel(s). ${d.labels_total ?? 0} label edit(s) in all (relabels and each member's count), ${d.labels_since_request ?? 0} since the last training request; it retrains every ${d.threshold ?? "?"} edits.`
+        : "Loading…"),
+      ["owner", "annotator", "reviewer"].includes(this.state.role) ? el("button", { type: "button", id: "retrain", class: "primary", onclick: () => this.retrain() }, "Retrain now") : "",
       el("p", { id: "tr-msg", role: "status" }, message),
       el("h3", {}, "Scores"),
       el("table", { id: "tr-scores" },

@@ -80,11 +80,14 @@ export function imagePointAt(viewer, clientX, clientY) {
   return viewer.viewport.viewerElementToImageCoordinates(p);
 }
 
-// Fit a level-0 box (y0, x0, y1, x1) with a margin.
+// Fit a level-0 box (y0, x0, y1, x1) with a margin, never past native resolution: a small
+// superpixel is shown at 1 image px per screen px, not magnified into blur.
 export function zoomToBox(viewer, [y0, x0, y1, x1], margin = 3) {
   const cx = (x0 + x1) / 2;
   const cy = (y0 + y1) / 2;
-  const side = Math.max(x1 - x0, y1 - y0, 32) * margin;
+  const rect0 = viewer.element.getBoundingClientRect();
+  const native = Math.min(rect0.width || 0, rect0.height || 0);
+  const side = Math.max(Math.max(x1 - x0, y1 - y0, 32) * margin, native);
   const rect = viewer.viewport.imageToViewportRectangle(cx - side / 2, cy - side / 2, side, side);
   viewer.viewport.fitBounds(rect, false);
 }

@@ -1,0 +1,70 @@
+"""Leases on what the guided queue hands out, so annotators working at once get different
+superpixels. A lease is a slot on one superpixel held by one member until a time; a superpixel
+the project wants labeled twice (the overlap setting) has two slots. Taking a slot is one
+conditional write that succeeds only if the slot is free, expired, already the taker's, or
+held by someone who has since labeled it, so leases hold across API instances without a lock.
+
+The port, and an in-memory store with the same semantics (tests and the in-memory service).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Protocol
+
+LEASE_S = 300.0  # long enough to label a film strip, short enough that an abandoned one returns
+
+
+@dataclass(frozen=True)
+class Lease:
+    slide_id: str
+    id: int
+    slot: int
+    holder: str
+    until: float
+
+
+class LeaseStore(Protocol):
+    def held(self, project_id: str, now: float) -> list[Lease]:
+        """The project's leases still running at `now` (one read: the queue skips what others
+        hold without a refused write per superpixel)."""
+        ...
+
+    def take(self, project_id: str, lease: Lease, now: float, spent: str | None = None) -> bool:
+        """Hold `lease` if its slot is free, expired, the holder's own, or held by `spent` (a
+        member who has labeled the superpixel since). False: someone else holds it."""
+        ...
+
+
+class InMemoryLeaseStore:
+    def __init__(self) -> None:
+        self.slots: dict[tuple[str, str, int, int], Lease] = {}
+        self._lock = threading.Lock()
+
+    def held(self, project_id: str, now: float) -> list[Lease]:
+        with self._lock:
+            return [lease for (p, *_), lease in self.slots.items() if p == project_id and lease.until > now]
+
+    def take(self, project_id: str, lease: Lease, now: float, spent: str | None = None) -> bool:
+        key = (project_id, lease.slide_id, lease.id, lease.slot)
+        with self._lock:
+            held = self.slots.get(key)
+            if held is not None and held.until > now and held.holder not in (lease.holder, spent):
+                return False
+            self.slots[key] = lease
+            return True
+
+
+def lease_store_for(settings: object, projections: object) -> LeaseStore:
+    """Leases live beside the projections: in memory with an in-memory projection store, else
+    in the projections table (never in process memory when the API runs as several Lambdas)."""
+    from histolabel.projections.store import InMemoryProjectionStore
+
+    if isinstance(projections, InMemoryProjectionStore):
+        return InMemoryLeaseStore()
+    from histolabel.adapters.dynamo_leases import DynamoLeaseStore
+    from histolabel.config import Settings
+
+    assert isinstance(settings, Settings)
+    return DynamoLeaseStore(settings)
