@@ -6,8 +6,14 @@ from __future__ import annotations
 import os
 from typing import Any, Literal, Protocol
 
-JobKind = Literal["ingest", "segment", "embed", "train", "predict"]
-JOB_KINDS: tuple[JobKind, ...] = ("ingest", "segment", "embed", "train", "predict")
+JobKind = Literal[
+    "ingest", "segment", "embed", "train", "predict",
+    "import_segmentation", "import_labels", "import_features",
+]  # fmt: skip
+JOB_KINDS: tuple[JobKind, ...] = (
+    "ingest", "segment", "embed", "train", "predict",
+    "import_segmentation", "import_labels", "import_features",
+)  # fmt: skip
 
 
 class JobSubmissionError(RuntimeError):
