@@ -736,9 +736,10 @@ def _export(c: Call) -> Any:
     by_slide: dict[str, list[int]] = {}
     for row in rows:
         by_slide.setdefault(row["slide_id"], []).append(int(row["id"]))
+    own = data.imported_objects(state, by_slide)  # imported objects keep their geometry and ids
     for slide_id, ids in by_slide.items():
         seg = state.slides[slide_id].segmentation
-        if seg is None:
+        if seg is None or slide_id in own:
             continue
         try:
             reader = data.LabelReader(seg["labels_uri"])
@@ -757,7 +758,10 @@ def _export(c: Call) -> Any:
     colors = {cat.id: cat.color for cat in state.categories.values()}
     names = {cat.id: cat.name for cat in state.categories.values()}
     return _deliver(
-        c, json.dumps(export.to_geojson(rows, ring_of, colors, names)), EXPORT_TYPES["geojson"], filename
+        c,
+        json.dumps(export.to_geojson(rows, ring_of, colors, names, lambda s, i: own.get(s, {}).get(i))),
+        EXPORT_TYPES["geojson"],
+        filename,
     )
 
 
