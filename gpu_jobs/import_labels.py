@@ -109,7 +109,7 @@ def import_labels(
         raise ImportRefused("holds no classified objects or rows to import", source_uri.rsplit("/", 1)[-1])
     stem = file_key(digest or file_sha256(source_uri), slide_id)
     existing = {c.name.casefold(): c.id for c in state.live_categories()}
-    created = []
+    created: list[str] = []
     for name in sorted(by_name):
         if name.casefold() not in existing:
             key = f"{stem}-c-{len(created)}"

@@ -158,7 +158,8 @@ def from_csv(fh: IO[bytes], name: str, count: int, index: Callable[[], IdIndex],
         colors = batch.column("color").to_pylist() if "color" in cols else [None] * len(cats)
         if id_col in ("external_id", "object_id"):
             ext = [str(v) if v is not None else "" for v in batch.column(id_col).to_pylist()]
-            ids = index().lookup(ext, lambda i, r=row: f"row {r + i + 1}")
+            start = row
+            ids = index().lookup(ext, lambda i: f"row {start + i + 1}")
         else:
             raw = batch.column(id_col)
             if not pa.types.is_integer(raw.type):

@@ -74,7 +74,7 @@ def test_qupath_round_trip(project: str, shared_data: Path, tmp_path: Path, http
     # features: the embed job's own output, exported as a table by external id, imported back
     from gpu_jobs import embed
 
-    assert embed.main(["--project", project, "--slide", SLIDE, "--kind", "handcrafted", "--progress", "off"]) == 0
+    assert embed.main(["--project", project, "--slide", SLIDE, "--kind", "handcrafted"]) == 0
     state = svc.project_state(project)
     values = artifacts.read_features(state.slides[SLIDE].features["handcrafted"]["uri"])
     order = np.random.default_rng(0).permutation(len(values))  # any row order
@@ -93,7 +93,8 @@ def test_qupath_round_trip(project: str, shared_data: Path, tmp_path: Path, http
     settings = state.settings.model_copy(update={"feature_kind": "imported"})
     svc.execute(ChangeSettings(project_id=project, settings=settings), OWNER)
     request = svc.request_training(project, OWNER)
-    request_id = next(r for r, run in svc.project_state(project).training.items() if run.status == "requested")
+    runs = svc.project_state(project).training.items()
+    request_id = next(r for r, run in runs if run.status == "requested")
     assert request.appended == 1
     assert train.main(["--project", project, "--request", request_id, "--max-epochs", "60"]) == 0
     state = svc.project_state(project)
