@@ -9,6 +9,7 @@ with the file's colour. The plan is complete and checked before any event is wri
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -158,8 +159,7 @@ def from_csv(fh: IO[bytes], name: str, count: int, index: Callable[[], IdIndex],
         colors = batch.column("color").to_pylist() if "color" in cols else [None] * len(cats)
         if id_col in ("external_id", "object_id"):
             ext = [str(v) if v is not None else "" for v in batch.column(id_col).to_pylist()]
-            start = row
-            ids = index().lookup(ext, lambda i: f"row {start + i + 1}")
+            ids = index().lookup(ext, functools.partial(_row_name, row))
         else:
             raw = batch.column(id_col)
             if not pa.types.is_integer(raw.type):
@@ -187,6 +187,10 @@ def from_csv(fh: IO[bytes], name: str, count: int, index: Callable[[], IdIndex],
         for cat_name, sps in by_name.items():
             plan.add(cat_name, np.asarray(sps, np.int64))
         row += batch.num_rows
+
+
+def _row_name(start: int, i: int) -> str:
+    return f"row {start + i + 1}"
 
 
 def _color(value: Any, where: str) -> str | None:
