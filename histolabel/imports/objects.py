@@ -78,18 +78,18 @@ def clean(obj: RawObject, width: int, height: int, lenient: bool, tally: Tally) 
     coords = shapely.get_coordinates(geom)
     if coords.size and not np.isfinite(coords).all():
         raise ImportRefused("coordinates must be finite numbers", obj.where)
+    if not geom.is_empty and not geom.is_valid:
+        repaired = _polygonal(shapely.make_valid(geom))
+        if repaired.is_empty or repaired.area <= 0:  # a line or a point drawn as a polygon
+            drop("empty", "is an empty polygon (no area)")
+            return None
+        if not lenient:
+            drop("invalid_repaired", f"is not a valid polygon: {explain_validity(geom)}")
+        tally.counts["invalid_repaired"] += 1
+        geom = repaired
     if geom.is_empty or geom.area <= 0:
         drop("empty", "is an empty polygon (no area)")
         return None
-    if not geom.is_valid:
-        reason = explain_validity(geom)
-        if not lenient:
-            drop("invalid_repaired", f"is not a valid polygon: {reason}")
-        geom = _polygonal(shapely.make_valid(geom))
-        tally.counts["invalid_repaired"] += 1
-        if geom.is_empty or geom.area <= 0:
-            tally.counts["empty"] += 1
-            return None
     x0, y0, x1, y1 = geom.bounds
     if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
         if not lenient:
