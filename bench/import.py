@@ -38,10 +38,15 @@ def write_geojson(path: Path, n: int) -> tuple[int, int]:
             cy, cx = (i // side) * SPACING + SPACING / 2, (i % side) * SPACING + SPACING / 2
             coords = [[round(cx + x, 2), round(cy + y, 2)] for x, y in ring]
             coords.append(coords[0])
-            feature = {"type": "Feature", "id": f"cell-{i}", "geometry": {"type": "Polygon", "coordinates": [coords]},
-                       "properties": {"objectType": "detection",
-                                      "classification": {"name": "Tumor" if i % 3 else "Stroma",
-                                                         "color": [200, 0, 0] if i % 3 else [0, 150, 0]}}}  # fmt: skip
+            cls = (
+                {"name": "Tumor", "color": [200, 0, 0]} if i % 3 else {"name": "Stroma", "color": [0, 150, 0]}
+            )
+            feature = {
+                "type": "Feature",
+                "id": f"cell-{i}",
+                "geometry": {"type": "Polygon", "coordinates": [coords]},
+                "properties": {"objectType": "detection", "classification": cls},
+            }
             fh.write(("," if i else "") + json.dumps(feature, separators=(",", ":")))
         fh.write("]}")
     return side * SPACING, side * SPACING
