@@ -120,7 +120,8 @@ def main() -> int:
         big = measure(n, Path(tmp))
     for label, r in (("baseline", base), ("import", big)):
         print(f"{label}: {r['objects']:.0f} objects, {r['mb']:.0f} MB GeoJSON, {r['px'] / 1e6:.0f} Mpx: "
-              f"{r['seconds']:.1f} s wall ({r['read_s']:.1f} s reading), {r['cpu_s']:.1f} s CPU, {r['mb'] / r['seconds']:.1f} MB/s, "
+              f"{r['seconds']:.1f} s wall ({r['read_s']:.1f} s reading), {r['cpu_s']:.1f} s CPU, "
+              f"{r['mb'] / r['seconds']:.1f} MB/s, "
               f"{r['objects'] / r['seconds']:.0f} objects/s, peak {r['peak_mib']:.0f} MiB")  # fmt: skip
     print(f"objects: {big['objects']:.0f}")
     print(f"seconds: {big['seconds']:.1f}")
