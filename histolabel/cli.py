@@ -194,6 +194,7 @@ def _add_job_commands(sub: Any) -> None:
     from histolabel.imports import cli as import_cli
 
     import_cli.add_arguments(sub)
+    import_cli.add_export_arguments(sub)
     sim = sub.add_parser(
         "simulate",
         help="learning curves on labeled images: guided (each metric) vs random order",

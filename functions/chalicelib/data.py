@@ -128,6 +128,23 @@ def exists(key: str) -> bool:
     return True
 
 
+def object_size(key: str) -> int | None:
+    """Bytes of an object in the data bucket; None when there is none."""
+    s = get_settings()
+    try:
+        head = client("s3", s).head_object(Bucket=s.data_bucket, Key=key)
+    except ClientError as err:
+        if err.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+    return int(head["ContentLength"])
+
+
+def delete(key: str) -> None:
+    s = get_settings()
+    client("s3", s).delete_object(Bucket=s.data_bucket, Key=key)
+
+
 def presign_get(key: str) -> str:
     s = get_settings()
     return str(

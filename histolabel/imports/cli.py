@@ -151,3 +151,59 @@ def import_file(args: argparse.Namespace) -> int:
         print(summary[0], file=sys.stderr)
     print(job_id)
     return 0
+
+
+def add_export_arguments(sub: Any) -> None:
+    exp = sub.add_parser("export", help="export what the project holds, in other tools' formats")
+    kinds = exp.add_subparsers(dest="export_kind", required=True)
+    p = kinds.add_parser("masks", help="a slide's labels as a mask image (OME-Zarr labels or TIFF)")
+    p.add_argument("out", type=Path, help="output: a .tif/.tiff file or a .zarr folder")
+    p.add_argument("--project", required=True)
+    p.add_argument("--slide", required=True)
+    p.add_argument("--user", default=os.environ.get("HISTOLABEL_USER", "admin"), help="exporting member")
+    p.set_defaults(func=export_masks)
+
+
+def export_masks(args: argparse.Namespace) -> int:
+    import numpy as np
+    import zarr
+
+    from histolabel import masks
+    from histolabel.adapters import pyramids
+    from histolabel.service import HistoLabel
+
+    svc = HistoLabel.from_env()
+    state = svc.require_project(args.project)
+    if state.role_of(args.user) not in ("owner", "reviewer", "auditor"):
+        raise ImportCommandError(f"{args.user} may not export from {args.project}")
+    slide = state.slides.get(args.slide)
+    if slide is None or slide.segmentation is None:
+        raise ImportCommandError(f"slide {args.slide!r} has no superpixels in {args.project}")
+    out: Path = args.out
+    if out.suffix.lower() not in (".tif", ".tiff", ".zarr"):
+        raise ImportCommandError(f"{out}: the mask is written as .tif/.tiff or .zarr")
+    seg = slide.segmentation
+    group: Any = pyramids.open_group(seg["labels_uri"], "r")
+    level0: Any = group["0"]
+    image_level = int(dict(group.attrs).get("histolabel", {}).get("image_level", 0))
+    shape = (int(level0.shape[-2]), int(level0.shape[-1]))
+    labels = {
+        sp: state.resolve(c) for sp, c in svc.slide_labels_fresh(args.project, args.slide).current().items()
+    }
+    values = masks.mask_values(state.live_categories())
+    lut = masks.lookup({sp: c for sp, c in labels.items() if c}, values, int(seg["count"]))
+    mpp = (slide.ingest or {}).get("mpp")
+    mpp = mpp * 2**image_level if mpp else None
+
+    def read(y0: int, x0: int, y1: int, x1: int) -> np.ndarray:
+        return np.asarray(level0[0, y0:y1, x0:x1])
+
+    if out.suffix.lower() == ".zarr":
+        root = zarr.open_group(zarr.storage.LocalStore(out), mode="w")
+        masks.write_ngff(root, read, shape, lut, values, mpp, 1)
+    else:
+        masks.write_tiff(out, read, shape, lut, values, mpp)
+    painted = int((lut > 0).sum())
+    print(f"{out}: {shape[1]}x{shape[0]} px mask of {painted} labeled superpixels, values "
+          + ", ".join(f"{v.value}={v.name}" for v in values))  # fmt: skip
+    return 0

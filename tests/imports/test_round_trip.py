@@ -16,6 +16,7 @@ import pytest
 from shapely.geometry import Polygon, shape
 
 from histolabel.adapters import artifacts, pyramids
+from histolabel.adapters.s3 import zarr_store
 from tests.imports.conftest import IMAGE, OWNER, SLIDE, cli, monuseg_polygons, qupath_geojson, write_json
 
 pytestmark = pytest.mark.slow
@@ -67,6 +68,29 @@ def test_qupath_round_trip(project: str, shared_data: Path, tmp_path: Path, http
     for f, c in zip(doc["features"], classes, strict=True):
         if f["id"] in sp_of:
             assert labels.get(sp_of[f["id"]]) == (cats[c[0]].id if c else None)
+    # label masks: every labeled superpixel painted with its category's value, 0 elsewhere
+    import tifffile
+    import zarr
+
+    superpixels = np.asarray(zarr.open_group(zarr_store(seg["labels_uri"]), mode="r")["0"][0])
+    value = {c.id: k for k, c in enumerate(state.live_categories(), start=1)}
+    lut = np.zeros(seg["count"] + 1, np.uint8)
+    for sp, cat in labels.items():
+        lut[sp] = value[cat]
+    for out in (tmp_path / "mask.tif", tmp_path / "mask.zarr"):
+        assert (
+            cli("export", "masks", str(out), "--project", project, "--slide", SLIDE, "--user", OWNER.user)
+            == 0
+        )
+        if out.suffix == ".tif":
+            mask = tifffile.imread(out)
+            legend = json.loads(tifffile.TiffFile(out).pages[0].description)["histolabel_mask"]
+            assert {(v["value"], v["name"]) for v in legend} == {(value[c.id], c.name) for c in cats.values()}
+        else:
+            group = zarr.open_group(zarr.storage.LocalStore(out), mode="r")
+            assert group.attrs["ome"]["image-label"]["properties"][0]["label-value"] == 1
+            mask = np.asarray(group["0"][0])
+        np.testing.assert_array_equal(mask, lut[superpixels])
     # the same file again writes nothing
     assert cli("import", "labels", str(path), *base) == 0
     assert len(list(svc.events.read(f"L#{project}#{SLIDE}"))) == len(events)
