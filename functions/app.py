@@ -49,6 +49,7 @@ from histolabel.commands import (
 from histolabel.config import get_settings
 from histolabel.events.catalogue import Actor
 from histolabel.events.envelope import label_stream, project_stream, verify_chain
+from histolabel.imports import api as imports
 from histolabel.jobs import job_name
 from histolabel.leases import LEASE_S
 from histolabel.pipeline import slide_job_args
@@ -398,6 +399,58 @@ def _slide_job(c: Call, sid: str, job: str) -> Any:
 @app.route("/projects/{project_id}/slides/{slide_id}/jobs", methods=["POST"])
 def start_job(project_id: str, slide_id: str) -> Any:
     return run(app, "start_job", _start_job, {"project_id": project_id, "slide_id": slide_id})
+
+
+def _import_role(c: Call, kind: str) -> None:
+    role = c.project.role_of(c.user)
+    if role not in imports.ROLES[kind]:
+        needs = imports.ROLES[kind]
+        raise CommandRejected("forbidden", f"role {role!r} may not import {kind}; needs {needs}", "kind", 403)
+
+
+def _import_upload(c: Call) -> Any:
+    pid, sid, body = c.project.project_id, c.params["slide_id"], c.body
+    views.require_slide(c.project, sid)
+    _import_role(c, body.kind)
+    if (problem := imports.too_large(body.size)) is not None:
+        raise CommandRejected("too_large", problem, "size", 413)
+    import_id = imports.new_import_id()
+    key = imports.upload_key(pid, sid, import_id, body.filename)
+    return {"import_id": import_id, "upload_url": data.presign_put(key), "key": key}
+
+
+def _import_start(c: Call) -> Any:
+    pid, sid, body, import_id = c.project.project_id, c.params["slide_id"], c.body, c.params["import_id"]
+    views.require_slide(c.project, sid)
+    _import_role(c, body.kind)
+    if not re.fullmatch(r"[0-9a-f]{32}", import_id):
+        raise CommandRejected("invalid", f"import id {import_id!r} is not one this API gave", "import_id")
+    if c.project.slides[sid].ingest is None:
+        raise CommandRejected("invalid", f"slide {sid!r} must be ingested before an import", "slide_id", 409)
+    key = imports.upload_key(pid, sid, import_id, body.filename)
+    size = data.object_size(key)
+    if size is None:
+        raise CommandRejected("not_found", f"nothing was uploaded as {body.filename!r} for this import",
+                              "filename", 404)  # fmt: skip
+    if (problem := imports.too_large(size)) is not None:
+        data.delete(key)
+        raise CommandRejected("too_large", problem, "size", 413)
+    job = f"import_{body.kind}"
+    args = imports.job_args(body.kind, pid, sid, data.data_uri(key), body.options, c.user, c.actor.site)
+    job_id = SERVICES.submitter.submit(job, args, job_name(job, pid, sid))
+    c.svc.execute(RecordJobSubmitted(project_id=pid, job=job, job_id=job_id, slide_id=sid), c.actor)
+    return {"job_id": job_id, "job": job, "slide_id": sid}
+
+
+@app.route("/projects/{project_id}/slides/{slide_id}/imports", methods=["POST"])
+def import_upload(project_id: str, slide_id: str) -> Any:
+    return run(app, "import_upload", _import_upload, {"project_id": project_id, "slide_id": slide_id})
+
+
+@app.route("/projects/{project_id}/slides/{slide_id}/imports/{import_id}/start", methods=["POST"])
+def import_start(project_id: str, slide_id: str, import_id: str) -> Any:
+    params = {"project_id": project_id, "slide_id": slide_id, "import_id": import_id}
+    return run(app, "import_start", _import_start, params)
 
 
 def _job_status(c: Call) -> Any:
@@ -832,9 +885,10 @@ def _export(c: Call) -> Any:
     by_slide: dict[str, list[int]] = {}
     for row in rows:
         by_slide.setdefault(row["slide_id"], []).append(int(row["id"]))
+    own = data.imported_objects(state, by_slide)  # imported objects keep their geometry and ids
     for slide_id, ids in by_slide.items():
         seg = state.slides[slide_id].segmentation
-        if seg is None:
+        if seg is None or slide_id in own:
             continue
         labels_uri = views.own(state, seg["labels_uri"])
         try:
@@ -853,7 +907,10 @@ def _export(c: Call) -> Any:
 
     colors = {cat.id: cat.color for cat in state.categories.values()}
     return _deliver(
-        c, json.dumps(export.to_geojson(rows, ring_of, colors, names)), EXPORT_TYPES["geojson"], filename
+        c,
+        json.dumps(export.to_geojson(rows, ring_of, colors, names, lambda s, i: own.get(s, {}).get(i))),
+        EXPORT_TYPES["geojson"],
+        filename,
     )
 
 

@@ -191,6 +191,10 @@ def _add_job_commands(sub: Any) -> None:
         p = sub.add_parser(name, help=text)
         adder(p)
         p.set_defaults(func=func)
+    from histolabel.imports import cli as import_cli
+
+    import_cli.add_arguments(sub)
+    import_cli.add_export_arguments(sub)
     sim = sub.add_parser(
         "simulate",
         help="learning curves on labeled images: guided (each metric) vs random order",
@@ -238,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
             "JobError",
             "LocalStackError",
             "LearningCommandError",
+            "ImportCommandError",
         }
         if type(err).__name__ not in known:
             raise

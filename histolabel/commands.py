@@ -18,6 +18,7 @@ from histolabel.events.catalogue import (
     MAX_IDS_PER_EVENT,
     Color,
     Identifier,
+    JobKindName,
     LabelSource,
     ProjectSettings,
     ReviewAction,
@@ -343,7 +344,7 @@ class SelectModel(Command):
 class RecordJobSubmitted(Command):
     """A job someone started, so its id is auditable and its status scoped to the project."""
 
-    job: Literal["ingest", "segment", "embed", "train", "predict"]
+    job: JobKindName
     job_id: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     slide_id: Identifier | None = None
 

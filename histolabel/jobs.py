@@ -7,7 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-JobKind = Literal["ingest", "segment", "embed", "train", "predict"]
+JobKind = Literal[
+    "ingest", "segment", "embed", "train", "predict",
+    "import_segmentation", "import_labels", "import_features",
+]  # fmt: skip
 Queue = Literal["cpu", "gpu"]
 
 
@@ -34,6 +37,22 @@ JOB_SPECS: dict[JobKind, JobSpec] = {
         JobSpec("embed", "gpu", vcpus=4, memory_mib=15000, gpus=1, timeout_s=4 * 3600, cpu_fallback=False),
         JobSpec("train", "gpu", vcpus=4, memory_mib=15000, gpus=1, timeout_s=2 * 3600, cpu_fallback=False),
         JobSpec("predict", "gpu", vcpus=4, memory_mib=15000, gpus=1, timeout_s=2 * 3600, cpu_fallback=False),
+        # Imports of other tools' segmentations, labels and features: streamed, CPU only.
+        JobSpec(
+            "import_segmentation",
+            "cpu",
+            vcpus=4,
+            memory_mib=15000,
+            gpus=0,
+            timeout_s=4 * 3600,
+            cpu_fallback=True,
+        ),
+        JobSpec(
+            "import_labels", "cpu", vcpus=2, memory_mib=4000, gpus=0, timeout_s=2 * 3600, cpu_fallback=True
+        ),
+        JobSpec(
+            "import_features", "cpu", vcpus=2, memory_mib=8000, gpus=0, timeout_s=2 * 3600, cpu_fallback=True
+        ),
     )
 }
 JOB_KINDS: tuple[JobKind, ...] = tuple(JOB_SPECS)

@@ -44,6 +44,23 @@ def superpixel_table(uri: str, version: str) -> SuperpixelTable:
     return _cached(f"sp|{uri}|{version}", lambda: SuperpixelTable.from_arrow(pyramids.read_table(uri)))
 
 
+def imported_objects(state: Any, by_slide: dict[str, list[int]]) -> dict[str, dict[int, Any]]:
+    """slide -> id -> (external id, geometry) for the slides whose segmentation was imported
+    as polygons (an `objects_uri`); other slides are left out."""
+    from histolabel.imports.geometry import as_lists, objects_by_id
+
+    out: dict[str, dict[int, Any]] = {}
+    for slide_id, ids in by_slide.items():
+        seg = state.slides[slide_id].segmentation
+        if not seg or not seg.get("objects_uri"):
+            continue
+        table = _cached(
+            f"obj|{seg['objects_uri']}|{seg.get('at')}", lambda u=seg["objects_uri"]: pyramids.read_table(u)
+        )
+        out[slide_id] = {i: (e, as_lists(g)) for i, (e, g) in objects_by_id(table, ids).items()}
+    return out
+
+
 def predictions(uri: str) -> Predictions:
     return _cached(f"pred|{uri}", lambda: Predictions.from_arrow(pyramids.read_table(uri)))
 
@@ -111,6 +128,23 @@ def exists(key: str) -> bool:
             return False
         raise
     return True
+
+
+def object_size(key: str) -> int | None:
+    """Bytes of an object in the data bucket; None when there is none."""
+    s = get_settings()
+    try:
+        head = client("s3", s).head_object(Bucket=s.data_bucket, Key=key)
+    except ClientError as err:
+        if err.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+    return int(head["ContentLength"])
+
+
+def delete(key: str) -> None:
+    s = get_settings()
+    client("s3", s).delete_object(Bucket=s.data_bucket, Key=key)
 
 
 def presign_get(key: str) -> str:

@@ -153,12 +153,16 @@ def to_geojson(
     ring_of: Callable[[str, int], list[list[float]]],
     colors: Mapping[str, str],
     names: Names,
+    imported: Callable[[str, int], tuple[str, dict[str, Any]] | None] | None = None,
 ) -> dict[str, Any]:
-    """`ring_of(slide, id)` gives the outline; rows without one are left out."""
+    """`ring_of(slide, id)` gives the outline; rows without one are left out. `imported(slide,
+    id)` gives an imported object's own (external id, geometry), which then replace the outline
+    and the id, so a QuPath -> HistoLabel -> QuPath round trip keeps every object."""
     features = []
     for r in rows:
-        ring = ring_of(r["slide_id"], r["id"])
-        if len(ring) < 4:
+        own = imported(r["slide_id"], r["id"]) if imported else None
+        ring = [] if own else ring_of(r["slide_id"], r["id"])
+        if own is None and len(ring) < 4:
             continue
         props: dict[str, Any] = {"objectType": "annotation", **flat(r, names), "labels": r["labels"]}
         shown = r["label"] or r["prediction"]
@@ -167,11 +171,14 @@ def to_geojson(
                 "name": names.get(shown, shown),
                 "color": hex_to_rgb(colors.get(shown, "#808080")),
             }
+        geometry = own[1] if own else {"type": "Polygon", "coordinates": [ring]}
+        if own:
+            props["external_id"] = own[0]
         features.append(
             {
                 "type": "Feature",
-                "id": f"{r['slide_id']}:{r['id']}",
-                "geometry": {"type": "Polygon", "coordinates": [ring]},
+                "id": own[0] if own else f"{r['slide_id']}:{r['id']}",
+                "geometry": geometry,
                 "properties": props,
             }
         )

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from histolabel.api import schemas as s
 from histolabel.api import selfservice as ss
 from histolabel.api.changes import ChangesOut, ChangesQuery
+from histolabel.imports import api as imports
 
 OWNER = ("owner",)
 WRITERS = ("owner", "annotator")
@@ -98,6 +99,11 @@ ROUTES: list[Route] = [
     Route("get_slide", "GET", S, ALL, "One slide and its processing status", response=s.SlideOut),
     Route("start_job", "POST", S + "/jobs", OWNER, "Start ingest, segment or embed for a slide",
           body=s.StartJobIn, response=s.JobOut, status=202),
+    Route("import_upload", "POST", S + "/imports", WRITERS,
+          "A presigned upload for a segmentation, labels or features file to import",
+          body=imports.ImportUploadIn, status=201),
+    Route("import_start", "POST", S + "/imports/{import_id}/start", WRITERS,
+          "Start the job that imports an uploaded file", body=imports.ImportStartIn, status=202),
     Route("job_status", "GET", P + "/jobs/{job_id}", OWNER, "Status of a submitted job",
           response=s.JobStatusOut),
     Route("slide_data", "GET", S + "/data", ALL, "Redirect to a presigned URL of a slide data object",

@@ -14,9 +14,10 @@ UserId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@:+-
 Color = Annotated[str, StringConstraints(pattern=r"^#[0-9a-fA-F]{6}$")]
 Role = Literal["owner", "annotator", "reviewer", "auditor"]
 CertaintyMetric = Literal["confidence", "margin", "entropy", "batchbald"]
-FeatureKind = Literal["handcrafted", "patch", "foundation"]
+# "imported": vectors computed elsewhere and imported per object (histolabel import features).
+FeatureKind = Literal["handcrafted", "patch", "foundation", "imported"]
 ModelKind = Literal["linear", "cnn"]
-LabelSource = Literal["click", "brush", "guided", "bulk"]
+LabelSource = Literal["click", "brush", "guided", "bulk", "import"]
 ReviewAction = Literal["approve", "change", "clear"]
 
 # One key, optionally with modifiers: "1", "q", "shift+a", "ctrl+alt+3".
@@ -160,14 +161,35 @@ class SlideIngested(EventData):
 
 
 class SegmentationCompleted(EventData):
+    VERSION: ClassVar[int] = 2
+    # v1 knew only SLIC; v2 also records imported segmentations (source "import"), which have
+    # no superpixel size or compactness, and what the import kept and dropped.
+    UPCASTERS: ClassVar[dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {
+        1: lambda d: {**d, "source": "slic"}
+    }
     slide_id: Identifier
     count: int = Field(ge=0)
     labels_uri: str
     table_uri: str
-    superpixel_size: float = Field(gt=0)
+    superpixel_size: float | None = Field(default=None, gt=0)
     magnification: float | None = None
-    compactness: float = Field(gt=0)
+    compactness: float | None = Field(default=None, gt=0)
     tile_size: int = Field(default=0, ge=0)
+    source: Literal["slic", "import"] = "slic"
+    format: Literal["geojson", "histomics", "tiff", "ngff"] | None = None
+    file_name: Annotated[str, StringConstraints(max_length=255)] | None = None
+    file_sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] | None = None
+    objects_uri: str | None = None  # imported geometry and external ids, for export
+    level: int = Field(default=0, ge=0)
+    # objects read, and per reason those dropped or changed (see histolabel.imports.objects)
+    objects_read: int = Field(default=0, ge=0)
+    dropped: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _slic_has_parameters(self) -> SegmentationCompleted:
+        if self.source == "slic" and (self.superpixel_size is None or self.compactness is None):
+            raise ValueError("a SLIC segmentation records its superpixel_size and compactness")
+        return self
 
 
 class FeaturesCompleted(EventData):
@@ -177,7 +199,10 @@ class FeaturesCompleted(EventData):
     dim: int = Field(gt=0)
 
 
-JobKindName = Literal["ingest", "segment", "embed", "train", "predict"]
+JobKindName = Literal[
+    "ingest", "segment", "embed", "train", "predict",
+    "import_segmentation", "import_labels", "import_features",
+]  # fmt: skip
 
 
 JobId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
@@ -193,7 +218,7 @@ class JobSubmitted(EventData):
 
 
 class JobFailed(EventData):
-    job: Literal["ingest", "segment", "embed", "train", "predict"]
+    job: JobKindName
     slide_id: Identifier | None = None
     reason: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
     # The runner's id of the job that reported (AWS_BATCH_JOB_ID), so its JobEnded adds no twin.

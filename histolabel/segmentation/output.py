@@ -86,20 +86,35 @@ def finish_label_pyramid(
 ) -> pa.Table:
     """Downsample level 0 of labels/superpixels, write its NGFF attributes (last, so an
     incomplete pyramid is never advertised) and return the superpixel table."""
+    builder = TableBuilder(result.count, level)
+    for stats in result.stats:
+        builder.merge(stats)
+    return publish_label_pyramid(image, result.height, result.width, builder, mpp, meta, progress)
+
+
+def publish_label_pyramid(
+    image: zarr.Group,
+    height: int,
+    width: int,
+    builder: TableBuilder,
+    mpp: float | None,
+    meta: dict[str, Any],
+    progress: Progress | None = None,
+) -> pa.Table:
+    """The tail every segmentation shares (SLIC or imported): level 0 is written, so downsample
+    it, advertise the pyramid and return the table `builder` accumulated over level 0."""
     group = image["labels/superpixels"]
     assert isinstance(group, zarr.Group)
-    shapes = level_shapes(result.height, result.width)
+    shapes = level_shapes(height, width)
     arrays = [group[str(k)] for k in range(len(shapes))]
     for k in range(1, len(shapes)):
         src, dst = arrays[k - 1], arrays[k]
         assert isinstance(src, zarr.Array) and isinstance(dst, zarr.Array)
         write_downsampled(src, dst, progress, labels=True)
-    builder = TableBuilder(result.count, level)
-    for stats in result.stats:
-        builder.merge(stats)
     table = builder.table()
+    level = builder.level
     attrs = label_attributes("superpixels", len(shapes), mpp, 2**level, level)  # mpp of level 0
-    attrs["histolabel"].update(meta, count=result.count)
+    attrs["histolabel"].update(meta, count=builder.count)
     group.attrs.update(attrs)
     labels_root = image["labels"]
     assert isinstance(labels_root, zarr.Group)

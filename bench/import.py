@@ -1,0 +1,139 @@
+"""Importing a segmentation of N nuclei: time, peak memory and MB/s, as N grows 10x.
+
+    python bench/import.py [--quick] [--objects 1000000]
+
+Writes a QuPath-style GeoJSON FeatureCollection of N 12-gon nuclei (radius 5 px, on a 14 px
+grid, so the slide grows with N), then runs the import job's own pipeline on it — streamed
+read, geometry checks, spool, block rasterising, the segment job's table builder and label
+pyramid writer — into a local zarr store (S3 transfer is left out: it is the same for SLIC).
+Each size runs in a fresh process so peaks do not mix. The baseline is the same pipeline at
+N/10 objects in the same run; memory should stay flat while time grows ~10x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SPACING, RADIUS = 14, 5
+
+
+def write_geojson(path: Path, n: int) -> tuple[int, int]:
+    """N nuclei on a square grid, written a feature at a time; returns the slide's (h, w)."""
+    side = math.ceil(math.sqrt(n))
+    ring = [
+        (RADIUS * math.cos(2 * math.pi * k / 12), RADIUS * math.sin(2 * math.pi * k / 12)) for k in range(12)
+    ]
+    with path.open("w") as fh:
+        fh.write('{"type": "FeatureCollection", "features": [')
+        for i in range(n):
+            cy, cx = (i // side) * SPACING + SPACING / 2, (i % side) * SPACING + SPACING / 2
+            coords = [[round(cx + x, 2), round(cy + y, 2)] for x, y in ring]
+            coords.append(coords[0])
+            cls = (
+                {"name": "Tumor", "color": [200, 0, 0]} if i % 3 else {"name": "Stroma", "color": [0, 150, 0]}
+            )
+            feature = {
+                "type": "Feature",
+                "id": f"cell-{i}",
+                "geometry": {"type": "Polygon", "coordinates": [coords]},
+                "properties": {"objectType": "detection", "classification": cls},
+            }
+            fh.write(("," if i else "") + json.dumps(feature, separators=(",", ":")))
+        fh.write("]}")
+    return side * SPACING, side * SPACING
+
+
+def run_one(path: Path, h: int, w: int) -> dict[str, float]:
+    """The import pipeline on one file (this process only); prints its figures as JSON."""
+    import zarr
+
+    from histolabel.imports import rasterize
+    from histolabel.imports.objects import Spool, Tally, clean
+    from histolabel.imports.polygons import read_objects
+    from histolabel.segmentation.output import create_label_pyramid, publish_label_pyramid
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-import-"))
+    t0 = time.perf_counter()
+    tally = Tally()
+    spool = Spool(tmp, 1, (h, w))
+    with path.open("rb") as fh:
+        for obj in read_objects(fh, path.name):
+            geom = clean(obj, w, h, False, tally)
+            spool.add(obj, geom)
+    spool.close()
+    t_read = time.perf_counter() - t0
+    image = zarr.open_group(zarr.storage.LocalStore(tmp / "image.zarr"), mode="w")
+    image.create_group("labels")
+    create_label_pyramid(image, h, w)
+    level0 = image["labels/superpixels/0"]
+
+    def sink(y: int, x: int, ids: object) -> None:
+        level0[0, y : y + ids.shape[0], x : x + ids.shape[1]] = ids  # type: ignore[attr-defined]
+
+    def read_back(y0: int, x0: int, y1: int, x1: int) -> object:
+        return level0[0, y0:y1, x0:x1]
+
+    drawn = rasterize.rasterize(spool, (h, w), 0, sink, read_back)  # type: ignore[arg-type]
+    table = publish_label_pyramid(image, h, w, drawn.builder, None, {"source": "import"})
+    seconds = time.perf_counter() - t0
+    assert table.num_rows == drawn.count == len(spool), (table.num_rows, drawn.count)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    peak = usage.ru_maxrss / 1024  # KiB on Linux
+    cpu = usage.ru_utime + usage.ru_stime  # the machine is shared: CPU time is the steadier figure
+    return {"objects": drawn.count, "seconds": seconds, "cpu_s": cpu, "read_s": t_read, "peak_mib": peak,
+            "mb": path.stat().st_size / 1e6, "px": h * w}  # fmt: skip
+
+
+def measure(n: int, workdir: Path) -> dict[str, float]:
+    path = workdir / f"nuclei-{n}.geojson"
+    h, w = write_geojson(path, n)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", str(path), str(h), str(w)],
+        capture_output=True, text=True, check=True, cwd=ROOT,
+    )  # fmt: skip
+    path.unlink()
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="10^5 objects against 10^4 (under a minute)")
+    p.add_argument("--objects", type=int, default=1_000_000)
+    p.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        sys.path.insert(0, str(ROOT))
+        print(json.dumps(run_one(Path(args.child[0]), int(args.child[1]), int(args.child[2]))))
+        return 0
+    n = 100_000 if args.quick else args.objects
+    with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp:
+        base = measure(n // 10, Path(tmp))
+        big = measure(n, Path(tmp))
+    for label, r in (("baseline", base), ("import", big)):
+        print(f"{label}: {r['objects']:.0f} objects, {r['mb']:.0f} MB GeoJSON, {r['px'] / 1e6:.0f} Mpx: "
+              f"{r['seconds']:.1f} s wall ({r['read_s']:.1f} s reading), {r['cpu_s']:.1f} s CPU, "
+              f"{r['mb'] / r['seconds']:.1f} MB/s, "
+              f"{r['objects'] / r['seconds']:.0f} objects/s, peak {r['peak_mib']:.0f} MiB")  # fmt: skip
+    print(f"objects: {big['objects']:.0f}")
+    print(f"seconds: {big['seconds']:.1f}")
+    print(f"cpu_seconds: {big['cpu_s']:.1f}")
+    print(f"mb_per_s: {big['mb'] / big['seconds']:.2f}")
+    print(f"mb_per_cpu_s: {big['mb'] / big['cpu_s']:.2f}")
+    print(f"objects_per_s: {big['objects'] / big['seconds']:.0f}")
+    print(f"peak_mib: {big['peak_mib']:.0f}")
+    print(f"time_ratio_vs_tenth: {big['seconds'] / base['seconds']:.2f}")
+    print(f"memory_ratio_vs_tenth: {big['peak_mib'] / base['peak_mib']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

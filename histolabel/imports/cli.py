@@ -1,0 +1,209 @@
+"""`histolabel import segmentation|labels|features --project P --slide S FILE`: upload the file
+beside the slide and run its import job through the job runner (local processes in the local
+cloud, AWS Batch otherwise), waiting for it by default."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from histolabel.imports.errors import ImportRefused, check_size
+
+KINDS = ("segmentation", "labels", "features")
+
+
+class ImportCommandError(ValueError):
+    """A refusal the CLI prints as one line (exit status 2)."""
+
+
+def add_arguments(sub: Any) -> None:
+    imp = sub.add_parser("import", help="import a segmentation, labels or features made elsewhere")
+    kinds = imp.add_subparsers(dest="import_kind", required=True)
+    for kind, text in (
+        (
+            "segmentation",
+            "objects (GeoJSON, Histomics JSON) or a label image (TIFF, OME-Zarr) as superpixels",
+        ),
+        ("labels", "classified objects (GeoJSON), a per-category mask or a CSV of id,category as labels"),
+        ("features", "a per-object feature table (Parquet, CSV, HDF5) as the slide's vector features"),
+    ):
+        p = kinds.add_parser(kind, help=text)
+        p.add_argument("file", type=Path)
+        p.add_argument("--project", required=True)
+        p.add_argument("--slide", required=True)
+        p.add_argument("--user", default=os.environ.get("HISTOLABEL_USER", "admin"), help="importing member")
+        p.add_argument("--site", default=os.environ.get("HISTOLABEL_SITE", "local"))
+        p.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True,
+                       help="wait for the job (default) or print its id at once")  # fmt: skip
+        if kind == "segmentation":
+            p.add_argument(
+                "--format", choices=["auto", "geojson", "histomics", "tiff", "ngff"], default="auto"
+            )
+            p.add_argument("--level", type=int, help="slide level to draw at / of the label image")
+            p.add_argument("--lenient", action="store_true", help="repair, clip or drop bad objects")
+            p.add_argument("--replace-labels", action="store_true", help="even if the slide has labels")
+        elif kind == "labels":
+            p.add_argument("--category", help="for a mask image: the category its pixels mean")
+            p.add_argument("--color", help="for a mask image: the category's colour (#rrggbb)")
+            p.add_argument("--min-cover", type=float, default=0.5,
+                           help="mask: label superpixels this much inside (default 0.5)")  # fmt: skip
+        else:
+            p.add_argument("--kind", choices=["imported", "handcrafted", "foundation"], default="imported",
+                           help="the feature kind to store them as (default: imported)")  # fmt: skip
+        p.set_defaults(func=import_file)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(8 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
+def upload(path: Path, project: str, slide: str) -> tuple[str, str]:
+    """Put the file (or OME-Zarr folder) under the slide's imports/, keyed by its content."""
+    from histolabel.adapters.s3 import filesystem
+    from histolabel.config import get_settings
+
+    settings = get_settings()
+    digest = sha256_of(path) if path.is_file() else hashlib.sha256(path.name.encode()).hexdigest()
+    key = f"{settings.data_bucket}/projects/{project}/slides/{slide}/imports/{digest[:16]}/{path.name}"
+    fs = filesystem(settings)
+    if path.is_dir():
+        fs.put(str(path), key, recursive=True)
+    else:
+        fs.put_file(str(path), key)
+    return f"s3://{key}", digest
+
+
+def job_args(kind: str, args: argparse.Namespace, source: str, digest: str) -> list[str]:
+    out = ["--project", args.project, "--slide", args.slide, "--source", source, "--progress", "off"]
+    if kind == "segmentation":
+        out += ["--format", args.format]
+        if args.level is not None:
+            out += ["--level", str(args.level)]
+        out += ["--lenient"] * args.lenient + ["--replace-labels"] * args.replace_labels
+    elif kind == "labels":
+        out += ["--user", args.user, "--site", args.site, "--sha256", digest,
+                "--min-cover", str(args.min_cover)]  # fmt: skip
+        if args.category:
+            out += ["--category", args.category]
+        if args.color:
+            out += ["--color", args.color]
+    else:
+        out += ["--kind", args.kind]
+    return out
+
+
+def import_file(args: argparse.Namespace) -> int:
+    from histolabel.events.catalogue import Actor
+    from histolabel.jobs import job_name, submitter_from_env
+    from histolabel.service import HistoLabel
+
+    kind = args.import_kind
+    path: Path = args.file
+    if not path.exists():
+        raise ImportCommandError(f"{path}: no such file")
+    try:
+        check_size(_size(path), path.name)
+    except ImportRefused as exc:
+        raise ImportCommandError(str(exc)) from None
+    svc = HistoLabel.from_env()
+    state = svc.require_project(args.project)
+    actor = Actor(user=args.user, site=args.site)
+    role = state.role_of(actor.user)
+    allowed = ("owner",) if kind == "segmentation" else ("owner", "annotator")
+    if role not in allowed:
+        raise ImportCommandError(
+            f"{actor.user} ({role or 'not a member'}) may not import {kind}; needs {allowed}"
+        )
+    if args.slide not in state.slides:
+        raise ImportCommandError(f"slide {args.slide!r} is not registered in {args.project}")
+    source, digest = upload(path, args.project, args.slide)
+    job = f"import_{kind}"
+    submitter = submitter_from_env()
+    job_id = submitter.submit(job, job_args(kind, args, source, digest),  # type: ignore[arg-type]
+                              job_name(job, args.project, args.slide))  # fmt: skip
+    if not args.wait:
+        print(job_id)
+        return 0
+    while (status := submitter.status(job_id))["status"] not in ("SUCCEEDED", "FAILED"):
+        time.sleep(0.5)
+    log = status.get("log")
+    summary = Path(log).read_text(errors="replace").strip().splitlines()[-1:] if log else []
+    if status["status"] == "FAILED":
+        reason = summary[0] if summary else status.get("reason", "unknown reason")
+        print(f"error: import {kind} job {job_id} failed: {reason.removeprefix('error: ')}", file=sys.stderr)
+        return 1
+    if summary:
+        print(summary[0], file=sys.stderr)
+    print(job_id)
+    return 0
+
+
+def add_export_arguments(sub: Any) -> None:
+    exp = sub.add_parser("export", help="export what the project holds, in other tools' formats")
+    kinds = exp.add_subparsers(dest="export_kind", required=True)
+    p = kinds.add_parser("masks", help="a slide's labels as a mask image (OME-Zarr labels or TIFF)")
+    p.add_argument("out", type=Path, help="output: a .tif/.tiff file or a .zarr folder")
+    p.add_argument("--project", required=True)
+    p.add_argument("--slide", required=True)
+    p.add_argument("--user", default=os.environ.get("HISTOLABEL_USER", "admin"), help="exporting member")
+    p.set_defaults(func=export_masks)
+
+
+def export_masks(args: argparse.Namespace) -> int:
+    import numpy as np
+    import zarr
+
+    from histolabel import masks
+    from histolabel.adapters import pyramids
+    from histolabel.service import HistoLabel
+
+    svc = HistoLabel.from_env()
+    state = svc.require_project(args.project)
+    if state.role_of(args.user) not in ("owner", "reviewer", "auditor"):
+        raise ImportCommandError(f"{args.user} may not export from {args.project}")
+    slide = state.slides.get(args.slide)
+    if slide is None or slide.segmentation is None:
+        raise ImportCommandError(f"slide {args.slide!r} has no superpixels in {args.project}")
+    out: Path = args.out
+    if out.suffix.lower() not in (".tif", ".tiff", ".zarr"):
+        raise ImportCommandError(f"{out}: the mask is written as .tif/.tiff or .zarr")
+    seg = slide.segmentation
+    group: Any = pyramids.open_group(seg["labels_uri"], "r")
+    level0: Any = group["0"]
+    image_level = int(dict(group.attrs).get("histolabel", {}).get("image_level", 0))
+    shape = (int(level0.shape[-2]), int(level0.shape[-1]))
+    labels = {
+        sp: state.resolve(c) for sp, c in svc.slide_labels_fresh(args.project, args.slide).current().items()
+    }
+    values = masks.mask_values(state.live_categories())
+    lut = masks.lookup({sp: c for sp, c in labels.items() if c}, values, int(seg["count"]))
+    mpp = (slide.ingest or {}).get("mpp")
+    mpp = mpp * 2**image_level if mpp else None
+
+    def read(y0: int, x0: int, y1: int, x1: int) -> np.ndarray:
+        return np.asarray(level0[0, y0:y1, x0:x1])
+
+    if out.suffix.lower() == ".zarr":
+        root = zarr.open_group(zarr.storage.LocalStore(out), mode="w")
+        masks.write_ngff(root, read, shape, lut, values, mpp, 1)
+    else:
+        masks.write_tiff(out, read, shape, lut, values, mpp)
+    painted = int((lut > 0).sum())
+    print(f"{out}: {shape[1]}x{shape[0]} px mask of {painted} labeled superpixels, values "
+          + ", ".join(f"{v.value}={v.name}" for v in values))  # fmt: skip
+    return 0

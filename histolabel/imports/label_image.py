@@ -1,0 +1,103 @@
+"""Label images from other tools: uint16/uint32 TIFF or OME-TIFF (any pyramid level), and
+OME-Zarr / NGFF `labels/` images. Read a window at a time, matched to a level of the slide."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import IO, Any
+
+import numpy as np
+
+from histolabel.imports.errors import ImportRefused
+
+
+@dataclass
+class LabelSource:
+    array: Any  # zarr-like, (..., h, w) with any leading singleton axes
+    shape: tuple[int, int]
+    dtype: np.dtype[Any]
+    name: str
+
+    def __call__(self, y0: int, x0: int, y1: int, x1: int) -> np.ndarray:
+        lead = (0,) * (len(self.array.shape) - 2)
+        return np.asarray(self.array[(*lead, slice(y0, y1), slice(x0, x1))])
+
+
+def _plane(array: Any, name: str, axes: str | None = None) -> LabelSource:
+    shape = tuple(int(s) for s in array.shape)
+    if (axes and axes.endswith("S")) or (len(shape) == 3 and shape[-1] in (3, 4) and shape[0] > 4):
+        raise ImportRefused(f"is an RGB image {shape}, not a label image", name)
+    if len(shape) < 2 or any(s != 1 for s in shape[:-2]):
+        raise ImportRefused(f"has shape {shape}; a label image is one (y, x) plane", name)
+    dtype = np.dtype(array.dtype)
+    if dtype.kind not in "ui":
+        raise ImportRefused(
+            f"holds {dtype} values; label images are unsigned integers (uint16, uint32)", name
+        )
+    return LabelSource(array, (shape[-2], shape[-1]), dtype, name)
+
+
+def open_tiff(fh: IO[bytes], name: str, level: int | None = None) -> list[LabelSource]:
+    """The TIFF's label planes, finest first (every level of a pyramidal OME-TIFF, or just
+    `level`)."""
+    import tifffile
+    import zarr
+
+    try:
+        tif = tifffile.TiffFile(fh)
+        series = tif.series[0]
+        levels = range(len(series.levels)) if level is None else [level]
+        out = []
+        for k in levels:
+            if k >= len(series.levels):
+                raise ImportRefused(f"has {len(series.levels)} pyramid level(s), not level {k}", name)
+            arr = zarr.open(series.aszarr(level=k), mode="r")
+            out.append(_plane(arr, name, series.levels[k].axes))
+        return out
+    except (tifffile.TiffFileError, ValueError, KeyError, IndexError) as exc:
+        if isinstance(exc, ImportRefused):
+            raise
+        raise ImportRefused(f"is not a readable TIFF: {exc}", name) from None
+
+
+def open_ngff(group: Any, name: str, level: int | None = None) -> list[LabelSource]:
+    """An NGFF label image (a group with `multiscales` and `image-label`), or an image whose
+    `labels/` holds exactly one, or the one named after '#' in `name`."""
+    attrs = dict(group.attrs)
+    ome = attrs.get("ome", attrs)  # NGFF 0.5 nests under "ome"; 0.4 keeps it at the top
+    if "multiscales" not in ome or "image-label" not in ome:
+        labels = ome.get("labels") if "labels" in ome else None
+        if labels is None and "labels" in group:
+            la = dict(group["labels"].attrs)
+            labels = la.get("ome", la).get("labels")
+        if not labels:
+            raise ImportRefused("is neither an NGFF label image nor an image with labels/", name)
+        if len(labels) > 1:
+            raise ImportRefused(f"holds several label images {labels}; name one as PATH/labels/NAME", name)
+        return open_ngff(group["labels"][labels[0]], name, level)
+    datasets = ome["multiscales"][0]["datasets"]
+    picks = range(len(datasets)) if level is None else [level]
+    out = []
+    for k in picks:
+        if k >= len(datasets):
+            raise ImportRefused(f"has {len(datasets)} level(s), not level {k}", name)
+        out.append(_plane(group[datasets[k]["path"]], name))
+    return out
+
+
+def match_level(
+    candidates: Sequence[LabelSource], level_shapes: Sequence[tuple[int, int]], name: str
+) -> tuple[LabelSource, int]:
+    """The finest label plane that has the size of a slide level, and that level."""
+    for source in candidates:
+        for k, shape in enumerate(level_shapes):
+            if source.shape == tuple(shape):
+                return source, k
+    sizes = ", ".join(f"{w}x{h}" for h, w in level_shapes)
+    got = ", ".join(f"{s.shape[1]}x{s.shape[0]}" for s in candidates)
+    raise ImportRefused(
+        f"is {got} px, which is not the size of any level of the slide ({sizes}); "
+        "export it at the slide's size or one of its downsamples",
+        name,
+    )
