@@ -42,6 +42,7 @@ from histolabel.commands import (
 from histolabel.events.catalogue import Actor
 from histolabel.events.envelope import label_stream, project_stream, verify_chain
 from histolabel.jobs import job_name
+from histolabel.runtime.anchorer import anchor_on_export
 
 app = Chalice(app_name="histolabel")
 app.api.binary_types.append("application/vnd.apache.parquet")
@@ -723,6 +724,7 @@ def _see_other(key: str) -> Response:
 
 def _export(c: Call) -> Any:
     q, state = c.query, c.project
+    anchor_on_export(c.svc, state.project_id)  # the audit trail is anchored at every export
     rows = _rows(c)
     if q.anonymize:
         rows = export.anonymize(rows)
