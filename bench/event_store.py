@@ -28,7 +28,13 @@ from histolabel.adapters.aws import client
 from histolabel.adapters.dynamo_events import DynamoEventStore, to_item
 from histolabel.adapters.provision import provision
 from histolabel.auditing import rebuild
-from histolabel.commands import AddCategory, CreateProject, LabelSuperpixels, RegisterSlide
+from histolabel.commands import (
+    AddCategory,
+    CommandRejected,
+    CreateProject,
+    LabelSuperpixels,
+    RegisterSlide,
+)
 from histolabel.config import Settings, get_settings, settings_from_env
 from histolabel.events.catalogue import Actor
 from histolabel.eventstore import InMemoryEventStore
@@ -36,7 +42,7 @@ from histolabel.localcloud.poller import StreamPoller
 from histolabel.localcloud.stack import local_environment, start_server
 from histolabel.projections.store import InMemoryProjectionStore
 from histolabel.runtime.projector import ProjectorRuntime
-from histolabel.service import HistoLabel
+from histolabel.service import MAX_ATTEMPTS, HistoLabel
 
 OWNER = Actor(user="olivia", site="nyc")
 
@@ -112,7 +118,7 @@ def bench_hot_slide(settings: Settings, annotators: int, per_annotator: int) -> 
     for svc in services:
         svc.project_state(project)  # each client has read the project, as a signed-in browser has
     latencies: list[float] = []
-    refused = [0]
+    refused, gave_up = [0], [0]
     lock = threading.Lock()
 
     def label(n: int, i: int) -> None:
@@ -120,20 +126,28 @@ def bench_hot_slide(settings: Settings, annotators: int, per_annotator: int) -> 
             project_id=project, slide_id="s0", ids=[1 + n * per_annotator + i], category_id="tumor"
         )
         t0 = time.perf_counter()
-        result = services[n].execute(cmd, users[n], idempotency_key=f"hot-{n}-{i}")
+        try:
+            result = services[n].execute(cmd, users[n], idempotency_key=f"hot-{n}-{i}")
+        except CommandRejected:  # 503 contention: the client gave up after MAX_ATTEMPTS
+            with lock:
+                gave_up[0] += 1
+                refused[0] += MAX_ATTEMPTS
+            return
         elapsed = time.perf_counter() - t0
         with lock:
             latencies.append(elapsed)
             refused[0] += result.attempts - 1
 
     rate = parallel(annotators, per_annotator, label)
-    acked = annotators * per_annotator
+    acked = annotators * per_annotator - gave_up[0]
+    latencies = latencies or [float("nan")]
     return {
+        "gave_up": gave_up[0],
         "rate": rate,
         "raw_rate": raw_rate,
         "p50_ms": pct(latencies, 50) * 1000,
         "p95_ms": pct(latencies, 95) * 1000,
-        "refused_per_ack": refused[0] / acked,
+        "refused_per_ack": refused[0] / max(acked, 1),
     }
 
 
@@ -290,6 +304,7 @@ def main() -> int:
     print(f"hot_slide_vs_raw_put: {hot['rate'] / hot['raw_rate']:.2f}")
     print(f"hot_slide_p95_ms: {hot['p95_ms']:.1f}")
     print(f"hot_slide_refused_per_ack: {hot['refused_per_ack']:.2f}")
+    print(f"hot_slide_gave_up: {hot['gave_up']}")
     print(f"projector_events_per_s: {projector_rate:.1f}")
     print(f"projector_restart_redelivered: {replayed}")
     print(f"projection_lag_p50_ms: {pct(lags, 50) * 1000:.1f}")
