@@ -30,6 +30,7 @@ from histolabel.adapters.provision import provision
 from histolabel.auditing import rebuild
 from histolabel.commands import (
     AddCategory,
+    AddMember,
     CommandRejected,
     CreateProject,
     LabelSuperpixels,
@@ -96,8 +97,6 @@ def bench_appends(settings: Settings, writers: int, per_writer: int) -> tuple[fl
 
 def bench_hot_slide(settings: Settings, annotators: int, per_annotator: int) -> dict[str, float]:
     """`annotators` members label distinct superpixels of one slide at the same time."""
-    from histolabel.commands import AddMember
-
     ddb = client("dynamodb", settings)
     payload = "x" * 300
 
@@ -158,6 +157,10 @@ def bench_projector(settings: Settings, events: int, positions: Path) -> tuple[f
     mem = HistoLabel(settings, InMemoryEventStore(), InMemoryProjectionStore())
     project, slides = "projector", 4
     setup_project(mem, project, slides=slides)
+    for n in range(100):
+        mem.execute(
+            AddMember(project_id=project, user=f"annotator{n:03d}", role="annotator", site="nyc"), OWNER
+        )
     for i in range(events):
         sp = 1 + (i * 7919) % 99_991
         cmd = LabelSuperpixels(project_id=project, slide_id=f"s{i % slides}", ids=[sp], category_id="tumor")
@@ -265,7 +268,7 @@ def main() -> int:
     per_writer_1, per_writer_16, lag_samples, rebuild_events = (
         (100, 10, 30, 5_000) if args.quick else (1000, 100, 200, 100_000)
     )
-    per_annotator, projector_events = (3, 3_000) if args.quick else (20, 20_000)
+    per_annotator, projector_events = (1, 3_000) if args.quick else (10, 20_000)
     server = start_server()
     try:
         os.environ.update(local_environment(server.endpoint, Settings(stage="bench")))
