@@ -1,9 +1,12 @@
 """Event store benchmark against the local cloud.
 
 Prints appended commands/s with 1 and 16 writers next to raw put_item with as many writers,
-projection lag (append -> visible in the projection) next to a raw put -> get round trip, and
-the rebuild time of a project of 100k events next to reading those items raw. Every ratio is
-against a baseline measured in the same run on the same server.
+100 annotators labeling one slide at once (throughput next to raw put_item with 100 writers,
+p95 latency, refused conditional writes per acknowledged command), projection lag (append ->
+visible in the projection) next to a raw put -> get round trip, the projector's events/s over
+a backlog on the stream and what a restarted poller delivers again, and the rebuild time of a
+project of 100k events next to reading those items raw. Every ratio is against a baseline
+measured in the same run on the same server.
 
     python bench/event_store.py [--quick]
 """
@@ -14,6 +17,7 @@ import argparse
 import os
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -24,7 +28,14 @@ from histolabel.adapters.aws import client
 from histolabel.adapters.dynamo_events import DynamoEventStore, to_item
 from histolabel.adapters.provision import provision
 from histolabel.auditing import rebuild
-from histolabel.commands import AddCategory, CreateProject, LabelSuperpixels, RegisterSlide
+from histolabel.commands import (
+    AddCategory,
+    AddMember,
+    CommandRejected,
+    CreateProject,
+    LabelSuperpixels,
+    RegisterSlide,
+)
 from histolabel.config import Settings, get_settings, settings_from_env
 from histolabel.events.catalogue import Actor
 from histolabel.eventstore import InMemoryEventStore
@@ -32,7 +43,7 @@ from histolabel.localcloud.poller import StreamPoller
 from histolabel.localcloud.stack import local_environment, start_server
 from histolabel.projections.store import InMemoryProjectionStore
 from histolabel.runtime.projector import ProjectorRuntime
-from histolabel.service import HistoLabel
+from histolabel.service import MAX_ATTEMPTS, HistoLabel
 
 OWNER = Actor(user="olivia", site="nyc")
 
@@ -82,6 +93,104 @@ def bench_appends(settings: Settings, writers: int, per_writer: int) -> tuple[fl
         services[n].execute(cmd, OWNER, idempotency_key=f"{n}-{i}")
 
     return parallel(writers, per_writer, append), raw_rate
+
+
+def bench_hot_slide(settings: Settings, annotators: int, per_annotator: int) -> dict[str, float]:
+    """`annotators` members label distinct superpixels of one slide at the same time."""
+    ddb = client("dynamodb", settings)
+    payload = "x" * 300
+
+    def raw(n: int, i: int) -> None:
+        item = {"stream": {"S": f"rawhot#{n}"}, "seq": {"N": str(i)}, "data": {"S": payload}}
+        ddb.put_item(TableName=settings.events_table, Item=item)
+
+    raw_rate = parallel(annotators, per_annotator, raw)
+    project = "hot"
+    owner_svc = HistoLabel.from_env(settings)
+    setup_project(owner_svc, project, slides=1)
+    users = [Actor(user=f"annotator{n:03d}", site=f"site{n % 4}") for n in range(annotators)]
+    for actor in users:
+        owner_svc.execute(
+            AddMember(project_id=project, user=actor.user, role="annotator", site=actor.site), OWNER
+        )
+    services = [HistoLabel.from_env(settings) for _ in range(annotators)]
+    for svc in services:
+        svc.project_state(project)  # each client has read the project, as a signed-in browser has
+    latencies: list[float] = []
+    refused, gave_up = [0], [0]
+    lock = threading.Lock()
+
+    def label(n: int, i: int) -> None:
+        cmd = LabelSuperpixels(
+            project_id=project, slide_id="s0", ids=[1 + n * per_annotator + i], category_id="tumor"
+        )
+        t0 = time.perf_counter()
+        try:
+            result = services[n].execute(cmd, users[n], idempotency_key=f"hot-{n}-{i}")
+        except CommandRejected:  # 503 contention: the client gave up after MAX_ATTEMPTS
+            with lock:
+                gave_up[0] += 1
+                refused[0] += MAX_ATTEMPTS
+            return
+        elapsed = time.perf_counter() - t0
+        with lock:
+            latencies.append(elapsed)
+            refused[0] += result.attempts - 1
+
+    rate = parallel(annotators, per_annotator, label)
+    acked = annotators * per_annotator - gave_up[0]
+    latencies = latencies or [float("nan")]
+    return {
+        "gave_up": gave_up[0],
+        "rate": rate,
+        "raw_rate": raw_rate,
+        "p50_ms": pct(latencies, 50) * 1000,
+        "p95_ms": pct(latencies, 95) * 1000,
+        "refused_per_ack": refused[0] / max(acked, 1),
+    }
+
+
+def bench_projector(settings: Settings, events: int, positions: Path) -> tuple[float, int]:
+    """A backlog of `events` label events (4 slides, many annotators) on the stream, applied by
+    the projector runtime through the poller; then a restarted poller given one more event.
+    Returns (events/s, records the restarted poller delivered)."""
+    mem = HistoLabel(settings, InMemoryEventStore(), InMemoryProjectionStore())
+    project, slides = "projector", 4
+    setup_project(mem, project, slides=slides)
+    for n in range(100):
+        mem.execute(
+            AddMember(project_id=project, user=f"annotator{n:03d}", role="annotator", site="nyc"), OWNER
+        )
+    for i in range(events):
+        sp = 1 + (i * 7919) % 99_991
+        cmd = LabelSuperpixels(project_id=project, slide_id=f"s{i % slides}", ids=[sp], category_id="tumor")
+        mem.execute(cmd, Actor(user=f"annotator{i % 100:03d}", site="nyc"))
+    stored = sorted(
+        (e for stream in mem.events.streams.values() for e in stream.values()),  # type: ignore[attr-defined]
+        key=lambda e: (e.stream[0] != "P", e.seq),
+    )
+    svc = HistoLabel.from_env(settings)
+    runtime = ProjectorRuntime(svc)
+    poller = StreamPoller(settings, runtime.handle, start_at="LATEST", idle_sleep=0.005, positions=positions)
+    poller.poll_once()  # takes its position before the backlog is written
+    ddb = client("dynamodb", settings)
+    for start in range(0, len(stored), 25):
+        request = {
+            settings.events_table: [{"PutRequest": {"Item": to_item(e)}} for e in stored[start : start + 25]]
+        }
+        while request:
+            request = ddb.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
+    t0 = time.perf_counter()
+    poller.drain(timeout=600, quiet=0.5)
+    elapsed = time.perf_counter() - t0 - 0.5  # less the quiet period that ends the drain
+    expected = len(mem.events.streams[f"L#{project}#s0"])  # type: ignore[attr-defined]
+    assert svc.projections.load_slide(project, "s0", buckets=set()).seq == expected
+    rate = len(stored) / elapsed
+    # A restart: the new poller starts after the saved position, not at the stream's start.
+    restarted = StreamPoller(settings, runtime.handle, start_at="TRIM_HORIZON", positions=positions)
+    svc.execute(LabelSuperpixels(project_id=project, slide_id="s0", ids=[99_999], category_id="tumor"), OWNER)
+    restarted.drain(timeout=60, quiet=0.3)
+    return rate, restarted.delivered
 
 
 def bench_lag(settings: Settings, samples: int) -> tuple[list[float], list[float]]:
@@ -159,6 +268,7 @@ def main() -> int:
     per_writer_1, per_writer_16, lag_samples, rebuild_events = (
         (100, 10, 30, 5_000) if args.quick else (1000, 100, 200, 100_000)
     )
+    per_annotator, projector_events = (1, 3_000) if args.quick else (10, 20_000)
     server = start_server()
     try:
         os.environ.update(local_environment(server.endpoint, Settings(stage="bench")))
@@ -169,6 +279,17 @@ def main() -> int:
         print(f"1 writer: {one:.0f} commands/s, raw put_item {raw_one:.0f}/s", flush=True)
         sixteen, raw_sixteen = bench_appends(settings, 16, per_writer_16)
         print(f"16 writers: {sixteen:.0f} commands/s, raw put_item {raw_sixteen:.0f}/s", flush=True)
+        hot = bench_hot_slide(settings, 100, per_annotator)
+        print(f"100 annotators on one slide: {hot['rate']:.0f} commands/s "
+              f"(raw put_item {hot['raw_rate']:.0f}/s), "
+              f"p50 {hot['p50_ms']:.0f} ms p95 {hot['p95_ms']:.0f} ms, "
+              f"{hot['refused_per_ack']:.2f} refused writes per acknowledged one", flush=True)  # fmt: skip
+        with tempfile.TemporaryDirectory() as tmp:
+            projector_rate, replayed = bench_projector(
+                settings, projector_events, Path(tmp) / "positions.json"
+            )
+        print(f"projector: {projector_rate:.0f} events/s over a backlog of {projector_events}; "
+              f"a restarted poller delivered {replayed} record(s) for 1 new event", flush=True)  # fmt: skip
         lags, raw = bench_lag(settings, lag_samples)
         print(f"projection lag p50 {pct(lags, 50) * 1000:.1f} ms p95 {pct(lags, 95) * 1000:.1f} ms; "
               f"raw put+get p50 {pct(raw, 50) * 1000:.1f} ms", flush=True)  # fmt: skip
@@ -181,6 +302,14 @@ def main() -> int:
     print(f"append_vs_raw_put_1_writer: {one / raw_one:.2f}")
     print(f"append_rate_16_writers: {sixteen:.1f}")
     print(f"append_vs_raw_put_16_writers: {sixteen / raw_sixteen:.2f}")
+    print("hot_slide_annotators: 100")
+    print(f"hot_slide_rate: {hot['rate']:.1f}")
+    print(f"hot_slide_vs_raw_put: {hot['rate'] / hot['raw_rate']:.2f}")
+    print(f"hot_slide_p95_ms: {hot['p95_ms']:.1f}")
+    print(f"hot_slide_refused_per_ack: {hot['refused_per_ack']:.2f}")
+    print(f"hot_slide_gave_up: {hot['gave_up']}")
+    print(f"projector_events_per_s: {projector_rate:.1f}")
+    print(f"projector_restart_redelivered: {replayed}")
     print(f"projection_lag_p50_ms: {pct(lags, 50) * 1000:.1f}")
     print(f"projection_lag_p95_ms: {pct(lags, 95) * 1000:.1f}")
     print(f"projection_lag_p50_vs_raw_put_get: {pct(lags, 50) / pct(raw, 50):.2f}")

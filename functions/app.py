@@ -53,6 +53,7 @@ from histolabel.imports import api as imports
 from histolabel.jobs import job_name
 from histolabel.leases import LEASE_S
 from histolabel.pipeline import slide_job_args
+from histolabel.runtime.anchorer import anchor_on_export
 
 if "AWS_LAMBDA_FUNCTION_NAME" in os.environ:  # the API's Lambda: give up on a store within seconds
     os.environ.setdefault(aws.PROFILE_ENV, "api")
@@ -871,6 +872,7 @@ def _see_other(key: str) -> Response:
 
 def _export(c: Call) -> Any:
     q, state = c.query, c.project
+    anchor_on_export(c.svc, state.project_id)  # the audit trail is anchored at every export
     rows = _rows(c)
     if q.anonymize:
         rows = export.anonymize(rows)

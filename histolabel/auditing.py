@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from histolabel.adapters.anchor_store import S3AnchorStore
+from histolabel.adapters.dynamo_events import DynamoEventStore
+from histolabel.anchors import check_anchors
 from histolabel.audit import (
     Cutoff,
     Finding,
@@ -50,17 +53,21 @@ class Verification:
     events_checked: int
     chain_findings: list[Finding]
     projection_findings: list[str]
+    anchor_findings: list[Finding] = field(default_factory=list)
+    anchors_read: int = 0
+    last_good_anchor: str | None = None
+    unanchored: list[Finding] = field(default_factory=list)  # per stream: the first event after it
 
     @property
     def ok(self) -> bool:
-        return not self.chain_findings and not self.projection_findings
+        return not self.chain_findings and not self.projection_findings and not self.anchor_findings
 
 
 def fresh_fold(project_id: str, h: ProjectHistory) -> tuple[ProjectState, dict[str, SlideLabels]]:
     return fold_project(h.project), {s: fold_labels(project_id, s, ev) for s, ev in h.labels.items()}
 
 
-def verify(svc: HistoLabel, project_id: str) -> Verification:
+def verify(svc: HistoLabel, project_id: str, anchors: S3AnchorStore | None = None) -> Verification:
     h = load_history(svc, project_id, scan=True)
     streams = {project_stream(project_id): h.project} | {
         label_stream(project_id, s): ev for s, ev in h.labels.items()
@@ -75,7 +82,47 @@ def verify(svc: HistoLabel, project_id: str) -> Verification:
         problems.append(
             f"project label total {svc.projections.labels_total(project_id)} != fresh fold's {total}"
         )
-    return Verification(len(h.all_events()), chain, problems)
+    result = Verification(len(h.all_events()), chain, problems)
+    if isinstance(svc.events, DynamoEventStore):
+        _check_seals(svc.events, anchors or S3AnchorStore(svc.settings), project_id, streams, result)
+    return result
+
+
+def _check_seals(
+    events: DynamoEventStore,
+    anchors: S3AnchorStore,
+    project_id: str,
+    streams: dict[str, list[StoredEvent]],
+    result: Verification,
+) -> None:
+    """The history against its anchors, and the events after the last good anchor against the
+    append path's MAC (nothing else vouches for them)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    report = check_anchors(anchors.newest_first(project_id), streams)
+    result.anchors_read = report.anchors_read
+    result.last_good_anchor = report.last_good.name if report.last_good else None
+    result.anchor_findings.extend(Finding(s, seq, problem) for s, seq, problem in report.findings)
+    where = f"after the last good anchor {result.last_good_anchor}" if report.last_good else "(no anchor yet)"
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for stream, stream_events in sorted(streams.items()):
+            covered = report.covered(stream)
+            tail = [e for e in stream_events if e.seq > covered]
+            if not tail:
+                continue
+            result.unanchored.append(Finding(stream, tail[0].seq, f"{len(tail)} event(s) {where}"))
+            for event, ok in zip(tail, pool.map(events.mac_valid, tail), strict=True):
+                if not ok:
+                    result.anchor_findings.append(
+                        Finding(
+                            stream,
+                            event.seq,
+                            f"no valid append-path MAC: written around the append path "
+                            f"(by {event.actor_user!r} at {event.at}); first event {where}: "
+                            f"seq {tail[0].seq}",
+                        )
+                    )
+                    break
 
 
 def project_history(

@@ -68,11 +68,18 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     result = verify(svc, args.project)
     for finding in result.chain_findings:
         print(f"TAMPERED {finding}")
+    for finding in result.anchor_findings:
+        print(f"TAMPERED {finding}")
     for problem in result.projection_findings:
         print(f"MISMATCH {problem}")
+    anchored = f"{result.anchors_read} anchor(s) read, last good: {result.last_good_anchor or 'none'}"
+    for pending in result.unanchored:
+        print(f"unanchored {pending}")
     if result.ok:
-        print(f"ok: {result.events_checked} events, every hash chain intact, projections equal a fresh fold")
+        print(f"ok: {result.events_checked} events, every hash chain intact, projections equal a fresh fold; "
+              f"{anchored}")  # fmt: skip
         return 0
+    print(anchored)
     return 1
 
 

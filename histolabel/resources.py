@@ -134,6 +134,74 @@ def web_bucket(settings: Settings) -> Resource:
     return private_bucket(settings.web_bucket, versioned=False, cors=False, retain=False)
 
 
+# ---- the audit trail's anchors -------------------------------------------------------------
+# Stream heads are signed with an asymmetric KMS key (auditors verify offline with its public
+# key) and kept in a bucket under Object Lock in compliance mode: no role, root included, can
+# rewrite or delete an anchor before its retention ends. Every appended command's last event per
+# stream carries an HMAC from a second KMS key that only the append path may use, so an event
+# written around that path (a forged append) is told apart from a real one.
+ANCHOR_RETENTION_DAYS = 3650
+ANCHOR_SIGNING_ALGORITHM = "ECDSA_SHA_256"
+EVENT_MAC_ALGORITHM = "HMAC_SHA_256"
+
+
+def anchors_bucket_name(settings: Settings) -> str:
+    return f"{settings.prefix}-anchors"
+
+
+def anchor_key_alias(settings: Settings) -> str:
+    return f"alias/{settings.prefix}-anchors"
+
+
+def event_mac_key_alias(settings: Settings) -> str:
+    return f"alias/{settings.prefix}-events-mac"
+
+
+def anchors_bucket(settings: Settings) -> Resource:
+    bucket = private_bucket(anchors_bucket_name(settings), versioned=True, cors=False, retain=True)
+    bucket["Properties"]["ObjectLockEnabled"] = True
+    bucket["Properties"]["ObjectLockConfiguration"] = {
+        "ObjectLockEnabled": "Enabled",
+        "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": ANCHOR_RETENTION_DAYS}},
+    }
+    return bucket
+
+
+def _kms_key(description: str, spec: str, usage: str) -> Resource:
+    return {
+        "Type": "AWS::KMS::Key",
+        "DeletionPolicy": "Retain",
+        "UpdateReplacePolicy": "Retain",
+        "Properties": {"Description": description, "KeySpec": spec, "KeyUsage": usage, "Enabled": True},
+    }
+
+
+def anchor_key(settings: Settings) -> Resource:
+    return _kms_key(f"{settings.prefix}: signs audit anchors", "ECC_NIST_P256", "SIGN_VERIFY")
+
+
+def event_mac_key(settings: Settings) -> Resource:
+    return _kms_key(f"{settings.prefix}: MACs appended events", "HMAC_256", "GENERATE_VERIFY_MAC")
+
+
+def key_alias(alias: str, key_logical_id: str) -> Resource:
+    return {
+        "Type": "AWS::KMS::Alias",
+        "Properties": {"AliasName": alias, "TargetKeyId": {"Ref": key_logical_id}},
+    }
+
+
+def audit_resources(settings: Settings) -> dict[str, Resource]:
+    """The anchors bucket and the two keys (infra's foundation stack must hold these too)."""
+    return {
+        "AnchorsBucket": anchors_bucket(settings),
+        "AnchorKey": anchor_key(settings),
+        "AnchorKeyAlias": key_alias(anchor_key_alias(settings), "AnchorKey"),
+        "EventMacKey": event_mac_key(settings),
+        "EventMacKeyAlias": key_alias(event_mac_key_alias(settings), "EventMacKey"),
+    }
+
+
 def stateful_resources(settings: Settings) -> dict[str, Resource]:
     """Logical id -> definition, for the resources that hold data."""
     return {
@@ -141,4 +209,5 @@ def stateful_resources(settings: Settings) -> dict[str, Resource]:
         "ProjectionsTable": projections_table(settings),
         "DataBucket": data_bucket(settings),
         "WebBucket": web_bucket(settings),
+        **audit_resources(settings),
     }

@@ -1,4 +1,12 @@
-"""The event store on DynamoDB: conditional puts in one TransactWriteItems per command."""
+"""The event store on DynamoDB: conditional puts in one TransactWriteItems per command.
+
+`append` is the only write path, and the only holder of the event MAC key: every put is
+conditional on the (stream, seq) being free, so it can add events but never overwrite one, and
+every event carries a KMS MAC of its hash. IAM cannot force a
+ConditionExpression on PutItem (no condition key says "only if absent"), so in AWS this path
+runs under a role that alone may write the events table and use the MAC key; the API and jobs
+reach it through it, never with table write grants of their own. An event written any other way
+has no valid MAC, and `audit verify` and the anchorer say so."""
 
 from __future__ import annotations
 
@@ -9,6 +17,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from histolabel.adapters.aws import client
+from histolabel.adapters.seals import KmsSeals
 from histolabel.config import Settings
 from histolabel.events.envelope import GENESIS_HASH, StoredEvent
 from histolabel.eventstore import AppendConflict, DuplicateCommand
@@ -48,9 +57,24 @@ def from_item(item: dict[str, Any]) -> StoredEvent:
 
 
 class DynamoEventStore:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, seals: KmsSeals | None = None) -> None:
         self.table = settings.events_table
         self.ddb = client("dynamodb", settings)
+        self.seals = seals or KmsSeals(settings)
+
+    def mac_of(self, stream: str, seq: int) -> str | None:
+        resp = self.ddb.get_item(
+            TableName=self.table,
+            Key={"stream": {"S": stream}, "seq": {"N": str(seq)}},
+            ConsistentRead=True,
+            ProjectionExpression="mac",
+        )
+        mac = resp.get("Item", {}).get("mac")
+        return mac["S"] if mac else None
+
+    def mac_valid(self, event: StoredEvent) -> bool:
+        """Whether the stored event carries the append path's MAC of its hash."""
+        return self.seals.mac_valid(event.hash, self.mac_of(event.stream, event.seq))
 
     def head(self, stream: str) -> tuple[int, str]:
         resp = self.ddb.query(
@@ -113,11 +137,15 @@ class DynamoEventStore:
                 }
             )
         for event in events:
+            stored = to_item(event)
+            # Every event, not only a command's last: an honest append on top of a forged event
+            # must not lend the forgery its MAC (its hash commits to the forged one).
+            stored["mac"] = {"S": self.seals.mac(event.hash)}
             ops.append(
                 {
                     "Put": {
                         "TableName": self.table,
-                        "Item": to_item(event),
+                        "Item": stored,
                         "ConditionExpression": "attribute_not_exists(#s)",
                         "ExpressionAttributeNames": {"#s": "stream"},
                         # The winner's event comes back, so a retry can chain onto it directly.

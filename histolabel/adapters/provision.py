@@ -52,6 +52,8 @@ def bucket_settings(props: dict[str, Any]) -> dict[str, dict[str, Any]]:
             {_CORS_KEYS.get(k, k): v for k, v in r.items()} for r in props["CorsConfiguration"]["CorsRules"]
         ]
         calls["put_bucket_cors"] = {"CORSConfiguration": {"CORSRules": cors}}
+    if "ObjectLockConfiguration" in props:
+        calls["put_object_lock_configuration"] = {"ObjectLockConfiguration": props["ObjectLockConfiguration"]}
     if "LifecycleConfiguration" in props:
         calls["put_bucket_lifecycle_configuration"] = {
             "LifecycleConfiguration": {
@@ -82,14 +84,45 @@ def _lifecycle_rule(rule: dict[str, Any]) -> dict[str, Any]:
 
 def api_plan(settings: Settings) -> dict[str, list[dict[str, Any]]]:
     """Every stateful resource as plain API parameters (also what LocalStack's init hook reads)."""
-    plan: dict[str, list[dict[str, Any]]] = {"tables": [], "buckets": []}
-    for resource in stateful_resources(settings).values():
+    plan: dict[str, list[dict[str, Any]]] = {"tables": [], "buckets": [], "keys": []}
+    resources = stateful_resources(settings)
+    for resource in resources.values():
         props = resource["Properties"]
         if resource["Type"] == "AWS::DynamoDB::Table":
             plan["tables"].append(table_parameters(props))
         elif resource["Type"] == "AWS::S3::Bucket":
-            plan["buckets"].append({"Bucket": props["BucketName"], "settings": bucket_settings(props)})
+            bucket: dict[str, Any] = {"Bucket": props["BucketName"], "settings": bucket_settings(props)}
+            if props.get("ObjectLockEnabled"):
+                bucket["ObjectLockEnabledForBucket"] = True
+            plan["buckets"].append(bucket)
+    plan["keys"] = [{"AliasName": alias, **params} for alias, params in key_parameters(resources).items()]
     return plan
+
+
+def key_parameters(resources: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Alias name -> CreateKey's parameters, for every AWS::KMS::Alias and the key it names."""
+    out = {}
+    for resource in resources.values():
+        if resource["Type"] == "AWS::KMS::Alias":
+            key = resources[resource["Properties"]["TargetKeyId"]["Ref"]]["Properties"]
+            out[resource["Properties"]["AliasName"]] = {
+                "Description": key["Description"],
+                "KeySpec": key["KeySpec"],
+                "KeyUsage": key["KeyUsage"],
+            }
+    return out
+
+
+def create_key(kms: Any, alias: str, params: dict[str, Any]) -> None:
+    """Create the key behind `alias` unless the alias already names one."""
+    try:
+        kms.describe_key(KeyId=alias)
+        return
+    except ClientError as err:
+        if err.response["Error"]["Code"] != "NotFoundException":
+            raise
+    key_id = kms.create_key(**params)["KeyMetadata"]["KeyId"]
+    kms.create_alias(AliasName=alias, TargetKeyId=key_id)
 
 
 def create_table(ddb: Any, props: dict[str, Any]) -> None:
@@ -107,6 +140,9 @@ def create_table(ddb: Any, props: dict[str, Any]) -> None:
 def create_bucket(s3: Any, props: dict[str, Any], region: str) -> None:
     name = props["BucketName"]
     kwargs: dict[str, Any] = {"Bucket": name}
+    if props.get("ObjectLockEnabled"):
+        # Object Lock can only be switched on when the bucket is created.
+        kwargs["ObjectLockEnabledForBucket"] = True
     if region != "us-east-1":
         kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
     try:
@@ -123,7 +159,11 @@ def provision(settings: Settings) -> list[str]:
     ddb = client("dynamodb", settings)
     s3 = client("s3", settings)
     made = []
-    for resource in stateful_resources(settings).values():
+    resources = stateful_resources(settings)
+    for alias, params in key_parameters(resources).items():
+        create_key(client("kms", settings), alias, params)
+        made.append(alias)
+    for resource in resources.values():
         props = resource["Properties"]
         if resource["Type"] == "AWS::DynamoDB::Table":
             create_table(ddb, props)

@@ -10,9 +10,14 @@ import argparse
 import logging
 import signal
 import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from histolabel.config import Settings, get_settings
 from histolabel.localcloud.poller import StreamPoller
+
+if TYPE_CHECKING:
+    from histolabel.runtime.anchorer import AnchorTimer
 
 
 def start_pollers(settings: Settings, start_at: str = "TRIM_HORIZON") -> list[StreamPoller]:
@@ -24,9 +29,30 @@ def start_pollers(settings: Settings, start_at: str = "TRIM_HORIZON") -> list[St
     projector = ProjectorRuntime(HistoLabel.from_env(settings))
     trigger = TriggerRuntime(HistoLabel.from_env(settings), submitter_from_env())
     return [
-        StreamPoller(settings, projector.handle, start_at=start_at).start(),
-        StreamPoller(settings, trigger.handle, start_at=start_at).start(),
+        StreamPoller(
+            settings, projector.handle, start_at=start_at, positions=_positions("projector")
+        ).start(),
+        StreamPoller(settings, trigger.handle, start_at=start_at, positions=_positions("trigger")).start(),
     ]
+
+
+def _positions(name: str) -> Path | None:
+    """Where a poller keeps its stream position across restarts (in the local cloud's folder)."""
+    import os
+
+    folder = os.environ.get("HISTOLABEL_LOCAL_DIR")
+    return Path(folder) / f"poller-{name}.json" if folder else None
+
+
+def start_anchor_timer(settings: Settings) -> AnchorTimer:
+    """What the scheduled rule does in AWS: anchor every project's stream heads each minute."""
+    import os
+
+    from histolabel.runtime.anchorer import Anchorer, AnchorTimer
+    from histolabel.service import HistoLabel
+
+    interval = float(os.environ.get("HISTOLABEL_ANCHOR_INTERVAL_S", "60"))
+    return AnchorTimer(Anchorer(HistoLabel.from_env(settings)), interval).start()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -38,7 +64,9 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     pollers = start_pollers(get_settings(), args.start_at)
+    anchors = start_anchor_timer(get_settings())
     stop.wait()
+    anchors.stop()
     for poller in pollers:
         poller.stop()
 

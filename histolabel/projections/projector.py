@@ -5,6 +5,10 @@ seq the projection is folded up to) decides: an event at or below it is a duplic
 skipped; one past a gap first pulls the missing events from the event store. Streams never
 depend on each other's order: label projections hold raw category ids, which readers resolve
 through the project state (merges, deletions) at read time.
+
+A batch is applied a stream at a time: one read of the checkpoint and the touched buckets and
+one conditional write per run of events (up to MAX_BUCKETS_PER_WRITE buckets), not per event,
+which is what lets one projector keep up with a hot slide.
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ from histolabel.projections.project import ProjectState, apply_project_event
 from histolabel.projections.store import ProjectionConflict, ProjectionStore
 
 MAX_EVENTS_PER_SAVE = 25
+# One projection write holds the slide summary, the label total and at most this many buckets
+# (a DynamoDB transaction takes 100 items).
+MAX_BUCKETS_PER_WRITE = 64
 
 
 @dataclass
@@ -61,6 +68,80 @@ class Projector:
         if outcome.labels_added and self.on_labels is not None:
             self.on_labels(event.project)
         return outcome
+
+    def handle_stream(self, events: list[StoredEvent]) -> Outcome:
+        """Apply events of one stream (any order, duplicates allowed) with as few writes as the
+        projection's transaction limit allows."""
+        ordered = sorted({e.seq: e for e in events}.values(), key=lambda e: e.seq)
+        if not ordered:
+            return Outcome()
+        kind = stream_kind(ordered[0].stream)
+        for _attempt in range(self.max_conflicts):
+            try:
+                if kind == "project":
+                    outcome = self._project_run(ordered)
+                elif kind == "labels":
+                    outcome = self._labels_run(ordered)
+                else:
+                    return Outcome(skipped=len(ordered))
+                break
+            except ProjectionConflict:
+                continue
+        else:
+            raise ProjectionConflict(ordered[0].stream)
+        return outcome
+
+    def _project_run(self, events: list[StoredEvent]) -> Outcome:
+        state = self.projections.load_project(events[0].project) or ProjectState()
+        expected = state.seq
+        pending = self._contiguous(events, expected)
+        if not pending:
+            return Outcome(skipped=len(events))
+        for e in pending:
+            apply_project_event(state, e)
+        self.projections.save_project(state, expected)
+        return Outcome(applied=len(pending), skipped=max(0, len(events) - len(pending)))
+
+    def _contiguous(self, events: list[StoredEvent], checkpoint: int) -> list[StoredEvent]:
+        """The events past the checkpoint, a gap before or among them filled from the store."""
+        pending = [e for e in events if e.seq > checkpoint]
+        if pending and [e.seq for e in pending] != list(range(checkpoint + 1, pending[-1].seq + 1)):
+            pending = list(self.events.read(pending[0].stream, after=checkpoint, upto=pending[-1].seq))
+        return pending
+
+    def _labels_run(self, events: list[StoredEvent]) -> Outcome:
+        stream, project = events[0].stream, events[0].project
+        slide = slide_of(stream)
+        touched = buckets_of(i for e in events for i in event_ids(e))
+        state = self.projections.load_slide(project, slide, buckets=touched)
+        pending = self._contiguous(events, state.seq)
+        if not pending:
+            return Outcome(skipped=len(events))
+        extra = buckets_of(i for e in pending for i in event_ids(e)) - touched
+        if extra:
+            # A gap was filled from the store, and its events touch buckets not loaded yet.
+            touched |= extra
+            state = self.projections.load_slide(project, slide, buckets=touched)
+        added = 0
+        start = 0
+        while start < len(pending):
+            run: list[StoredEvent] = []
+            run_buckets: set[int] = set()
+            for e in pending[start:]:
+                if e.type not in LABEL_EVENT_TYPES:
+                    raise ValueError(f"{e.type} does not belong on a label stream ({e.stream}#{e.seq})")
+                b = buckets_of(event_ids(e))
+                if run and len(run_buckets | b) > MAX_BUCKETS_PER_WRITE:
+                    break
+                run.append(e)
+                run_buckets |= b
+            expected, before = state.seq, state.label_actions
+            for e in run:
+                apply_label_event(state, e)
+            self.projections.save_slide(state, run_buckets, expected, state.label_actions - before)
+            added += state.label_actions - before
+            start += len(run)
+        return Outcome(applied=len(pending), skipped=max(0, len(events) - len(pending)), labels_added=added)
 
     def handle_all(self, events: Iterable[StoredEvent]) -> Outcome:
         total = Outcome()

@@ -1,7 +1,9 @@
 """The projector Lambda: DynamoDB stream records of the events table -> projections.
 
-Powertools' BatchProcessor reports partial batch failures, so Lambda retries from the first
-failed record; the projector's checkpoints make every retried or duplicated record harmless.
+A batch is grouped by stream and each stream's events applied together (one projection write
+per run, not per event). A stream that fails reports all its records of the batch as failures
+(ReportBatchItemFailures), so Lambda retries from the first of them; the projector's checkpoints
+make every retried or duplicated record harmless, and the other streams' work stands.
 """
 
 from __future__ import annotations
@@ -10,11 +12,9 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
 from histolabel.adapters.dynamo_events import from_item
-from histolabel.events.envelope import stream_kind
+from histolabel.events.envelope import StoredEvent, stream_kind
 from histolabel.projections.projector import Projector
 from histolabel.service import HistoLabel
 
@@ -25,29 +25,43 @@ metrics = Metrics(namespace="HistoLabel", service="projector")
 class ProjectorRuntime:
     def __init__(self, svc: HistoLabel) -> None:
         self.svc = svc
-        self.projector = Projector(svc.projections, svc.events, on_labels=self._labels_changed)
-        self.processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+        self.projector = Projector(svc.projections, svc.events)
 
     def _labels_changed(self, project_id: str) -> None:
         requested = self.svc.maybe_request_training(project_id)
         if requested is not None:
             logger.info("training requested", extra={"project": project_id, "events": requested.events})
 
-    def record(self, record: DynamoDBRecord) -> None:
-        if record.raw_event.get("eventName") != "INSERT":
-            return  # events are never updated in place; a MODIFY is tampering, left to audit
-        image = record.raw_event["dynamodb"]["NewImage"]
-        if stream_kind(image["stream"]["S"]) not in ("project", "labels"):
-            return
-        event = from_item(image)
-        outcome = self.projector.handle(event)
-        metrics.add_metric(name="EventsProjected", unit=MetricUnit.Count, value=outcome.applied)
-
     def handle(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-        response = process_partial_response(
-            event=event, record_handler=self.record, processor=self.processor, context=context
-        )
-        return dict(response)
+        by_stream: dict[str, list[tuple[str, StoredEvent]]] = {}
+        for record in event.get("Records", []):
+            if record.get("eventName") != "INSERT":
+                continue  # events are never updated in place; a MODIFY is tampering, left to audit
+            image = record["dynamodb"]["NewImage"]
+            if stream_kind(image["stream"]["S"]) not in ("project", "labels"):
+                continue
+            by_stream.setdefault(image["stream"]["S"], []).append(
+                (record["dynamodb"]["SequenceNumber"], from_item(image))
+            )
+        failures: list[dict[str, str]] = []
+        labelled: set[str] = set()
+        applied = 0
+        for stream, records in by_stream.items():
+            try:
+                outcome = self.projector.handle_stream([e for _seq, e in records])
+            except Exception:
+                logger.exception(
+                    "projecting failed; the stream's records are retried", extra={"stream": stream}
+                )
+                failures.extend({"itemIdentifier": seq} for seq, _e in records)
+                continue
+            applied += outcome.applied
+            if outcome.labels_added:
+                labelled.add(records[0][1].project)
+        for project_id in sorted(labelled):
+            self._labels_changed(project_id)
+        metrics.add_metric(name="EventsProjected", unit=MetricUnit.Count, value=applied)
+        return {"batchItemFailures": failures}
 
 
 _runtime: ProjectorRuntime | None = None

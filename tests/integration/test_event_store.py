@@ -132,15 +132,16 @@ def test_partial_batch_failure_is_redelivered_and_projects_once(cloud, svc, proj
 
     runtime = ProjectorRuntime(svc)
     failures = {"left": 1}
-    original = runtime.projector.handle
+    original = runtime.projector.handle_stream
 
-    def flaky(event):
-        if event.stream == label_stream(project_id, "s1") and event.seq == 3 and failures["left"]:
+    def flaky(events):
+        hit = any(e.stream == label_stream(project_id, "s1") and e.seq == 3 for e in events)
+        if hit and failures["left"]:
             failures["left"] -= 1
             raise RuntimeError("transient failure")
-        return original(event)
+        return original(events)
 
-    runtime.projector.handle = flaky
+    runtime.projector.handle_stream = flaky
     seen_failures = []
 
     def handler(event, context):

@@ -143,3 +143,25 @@ def test_labels_resolve_merges_and_deletions_at_read_time():
     )
     labels = svc.training_labels("proj")
     assert labels == {"s1": {1: "extra1", 2: "extra1"}}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(commands=st.lists(command_st, min_size=1, max_size=25), data=st.data())
+def test_batches_applied_a_stream_at_a_time_equal_the_in_order_fold(commands, data):
+    """The runtime's path: each batch grouped by stream, every stream's run written at once."""
+    from collections import defaultdict
+
+    svc, events = build_history(commands)
+    deliveries = events + data.draw(st.lists(st.sampled_from(events), max_size=len(events)))
+    order = data.draw(st.permutations(deliveries))
+    store = InMemoryProjectionStore()
+    projector = Projector(store, svc.events)
+    batch_size = data.draw(st.integers(min_value=1, max_value=40))
+    for start in range(0, len(order), batch_size):
+        by_stream = defaultdict(list)
+        for e in order[start : start + batch_size]:
+            by_stream[e.stream].append(e)
+        for stream_events in by_stream.values():
+            projector.handle_stream(stream_events)
+    assert same(projected(store), expected_state(svc, events))
+    assert store.labels_total("proj") == sum(s.label_actions for s in expected_state(svc, events)[1].values())

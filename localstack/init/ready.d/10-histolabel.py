@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""LocalStack ready hook: create HistoLabel's tables and buckets from resources.json."""
+"""LocalStack ready hook: create HistoLabel's tables, buckets and keys from resources.json."""
 
 import contextlib
 import json
@@ -18,6 +18,15 @@ for table in spec["tables"]:
         ddb.create_table(**table)
 for bucket in spec["buckets"]:
     with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
-        s3.create_bucket(Bucket=bucket["Bucket"])
+        lock = {"ObjectLockEnabledForBucket": True} if bucket.get("ObjectLockEnabledForBucket") else {}
+        s3.create_bucket(Bucket=bucket["Bucket"], **lock)
     for call, args in bucket["settings"].items():
         getattr(s3, call)(Bucket=bucket["Bucket"], **args)
+kms = boto3.client("kms", endpoint_url=ENDPOINT, region_name=REGION)
+for key in spec.get("keys", []):
+    params = {k: v for k, v in key.items() if k != "AliasName"}
+    try:
+        kms.describe_key(KeyId=key["AliasName"])
+    except kms.exceptions.NotFoundException:
+        key_id = kms.create_key(**params)["KeyMetadata"]["KeyId"]
+        kms.create_alias(AliasName=key["AliasName"], TargetKeyId=key_id)

@@ -1,0 +1,184 @@
+"""The anchored audit chain against the local cloud: each tampering an attacker with write access
+to the events table could try, done to the real table, then `histolabel audit verify` run as the
+auditor runs it. Also: the append path cannot overwrite, and anchors cannot be rewritten."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from botocore.exceptions import ClientError
+
+from histolabel.adapters.anchor_store import S3AnchorStore
+from histolabel.adapters.aws import client
+from histolabel.adapters.dynamo_events import DynamoEventStore
+from histolabel.auditing import rebuild, verify
+from histolabel.cli import main as cli
+from histolabel.commands import LabelSuperpixels
+from histolabel.events.envelope import StoredEvent, label_stream
+from histolabel.eventstore import AppendConflict
+from histolabel.runtime.anchorer import Anchorer
+from tests.integration.conftest import ANNOTATOR, make_project
+
+
+def _label(svc, project_id, sp):
+    cmd = LabelSuperpixels(project_id=project_id, slide_id="s1", ids=[sp], category_id="tumor")
+    svc.execute(cmd, ANNOTATOR)
+
+
+@pytest.fixture
+def anchored(svc, poller, project_id):
+    """A slide stream of 6 events, anchored after event 2 (a) and after event 6 (b)."""
+    make_project(svc, project_id)
+    anchorer = Anchorer(svc)
+    for sp in (1, 2):
+        _label(svc, project_id, sp)
+    first = anchorer.anchor_project(project_id)
+    for sp in (3, 4, 5, 6):
+        _label(svc, project_id, sp)
+    second = anchorer.anchor_project(project_id)
+    poller.drain()
+    stream = label_stream(project_id, "s1")
+    assert first is not None and first.heads[stream][0] == 2
+    assert second is not None and second.heads[stream][0] == 6
+    assert verify(svc, project_id).ok
+    return anchorer, stream
+
+
+def _verify_cli(capsys, project_id) -> tuple[int, str]:
+    code = cli(["audit", "verify", "--project", project_id])
+    return code, capsys.readouterr().out
+
+
+def _rehash_from(events: list[StoredEvent], index: int, **changes) -> list[StoredEvent]:
+    """Rewrite events[index] and re-chain everything after it, as a careful forger would."""
+    out = []
+    prev = events[index - 1].hash
+    for i, e in enumerate(events[index:]):
+        forged = dataclasses.replace(e, prev_hash=prev, **(changes if i == 0 else {})).sealed()
+        out.append(forged)
+        prev = forged.hash
+    return out
+
+
+def test_a_forged_middle_event_with_later_hashes_recomputed_is_caught(svc, project_id, anchored, capsys):
+    _anchorer, stream = anchored
+    store = DynamoEventStore(svc.settings)
+    events = list(store.read(stream))
+    data = events[3].data.replace('"tumor"', '"stroma"')
+    for forged in _rehash_from(events, 3, actor_user="mallory", data=data):
+        store.raw_put(forged)
+    # The chain itself is consistent now, and a rebuild makes the projection agree with it.
+    assert cli(["projections", "rebuild", "--project", project_id]) == 0
+    result = verify(svc, project_id)
+    assert result.chain_findings == [] and result.projection_findings == []
+    code, out = _verify_cli(capsys, project_id)
+    assert code == 1
+    # The newest anchor (seq 6) is contradicted; the one at seq 2 holds; seq 4 has no MAC.
+    assert f"TAMPERED {stream} seq 3: breaks anchor" in out
+    assert "rewritten history" in out and "covers it up to seq 2" in out
+    assert f"TAMPERED {stream} seq 4: no valid append-path MAC" in out and "'mallory'" in out
+
+
+def test_a_forged_event_appended_at_the_end_as_another_user_is_caught(svc, project_id, anchored, capsys):
+    anchorer, stream = anchored
+    store = DynamoEventStore(svc.settings)
+    head = list(store.read(stream))[-1]
+    forged = dataclasses.replace(
+        head, seq=7, prev_hash=head.hash, actor_user="mallory", actor_site="elsewhere", cmd="x"
+    ).sealed()
+    store.raw_put(forged)
+    # The timer runs before the auditor does: it must not vouch for the forgery.
+    anchorer.anchor_all()
+    latest = S3AnchorStore(svc.settings).latest(project_id)
+    assert latest is not None and latest.heads[stream][0] == 6
+    code, out = _verify_cli(capsys, project_id)
+    assert code == 1
+    assert f"TAMPERED {stream} seq 7: no valid append-path MAC" in out and "'mallory'" in out
+    assert "first event after the last good anchor" in out and "seq 7" in out
+
+
+def test_deleting_the_last_event_is_caught(svc, project_id, anchored, capsys):
+    _anchorer, stream = anchored
+    ddb = client("dynamodb", svc.settings)
+    ddb.delete_item(TableName=svc.settings.events_table, Key={"stream": {"S": stream}, "seq": {"N": "6"}})
+    assert verify(svc, project_id).chain_findings == []  # a shorter chain is still a chain
+    code, out = _verify_cli(capsys, project_id)
+    assert code == 1
+    assert f"TAMPERED {stream} seq 3: breaks anchor" in out
+    assert "anchored up to seq 6, but the stream ends at seq 5 (truncated)" in out
+    assert "first event after it: seq 3" in out
+
+
+def test_truncating_a_stream_is_caught_by_the_auditors_command(svc, project_id, anchored):
+    _anchorer, stream = anchored
+    ddb = client("dynamodb", svc.settings)
+    for seq in (3, 4, 5, 6):
+        key = {"stream": {"S": stream}, "seq": {"N": str(seq)}}
+        ddb.delete_item(TableName=svc.settings.events_table, Key=key)
+    # The auditor's own process, through the console script, as the README says.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    run = subprocess.run(
+        [sys.executable, "-m", "histolabel.cli", "audit", "verify", "--project", project_id],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "anchored up to seq 6, but the stream ends at seq 2 (truncated)" in run.stdout
+    assert "covers it up to seq 2" in run.stdout
+
+
+def test_the_append_path_refuses_to_overwrite_an_event(svc, project_id):
+    make_project(svc, project_id)
+    _label(svc, project_id, 9)
+    store = DynamoEventStore(svc.settings)
+    stream = label_stream(project_id, "s1")
+    original = next(iter(store.read(stream)))
+    rewrite = dataclasses.replace(original, actor_user="mallory").sealed()
+    with pytest.raises(AppendConflict) as refused:
+        store.append([rewrite])
+    assert refused.value.seen[stream] == (1, original.hash)
+    assert list(store.read(stream)) == [original]
+    assert store.mac_valid(original)
+
+
+def test_anchors_cannot_be_deleted_and_a_rewritten_anchor_is_reported(svc, project_id, anchored, capsys):
+    _anchorer, _stream = anchored
+    anchors = S3AnchorStore(svc.settings)
+    s3 = client("s3", svc.settings)
+    versions = s3.list_object_versions(Bucket=anchors.bucket, Prefix=f"anchors/{project_id}/")["Versions"]
+    newest = max(versions, key=lambda v: v["Key"])
+    with pytest.raises(ClientError) as denied:
+        s3.delete_object(Bucket=anchors.bucket, Key=newest["Key"], VersionId=newest["VersionId"])
+    assert denied.value.response["Error"]["Code"] == "AccessDenied"
+    # Someone without the signing key writes a new version over it and hides the rest.
+    body = json.loads(s3.get_object(Bucket=anchors.bucket, Key=newest["Key"])["Body"].read())
+    body["message"] = body["message"].replace('"timer"', '"forged"')
+    s3.put_object(Bucket=anchors.bucket, Key=newest["Key"], Body=json.dumps(body).encode())
+    s3.delete_object(Bucket=anchors.bucket, Key=newest["Key"])  # a delete marker on top
+    code, out = _verify_cli(capsys, project_id)
+    assert code == 1
+    assert "has no valid signature (forged)" in out
+    # The locked, signed versions underneath still count.
+    assert verify(svc, project_id).last_good_anchor == (
+        f"s3://{anchors.bucket}/{newest['Key']}?versionId={newest['VersionId']}"
+    )
+
+
+def test_rebuild_does_not_hide_a_rehashed_forgery(svc, project_id, anchored):
+    """Before anchors, a re-hashed forgery only showed as a projection mismatch, gone after rebuild."""
+    _anchorer, stream = anchored
+    store = DynamoEventStore(svc.settings)
+    events = list(store.read(stream))
+    for forged in _rehash_from(events, 1, actor_user="mallory"):
+        store.raw_put(forged)
+    rebuild(svc, project_id, write=True)
+    result = verify(svc, project_id)
+    assert not result.ok
+    assert [(f.stream, f.seq) for f in result.anchor_findings][:1] == [(stream, 1)]
