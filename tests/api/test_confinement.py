@@ -311,3 +311,23 @@ def test_an_allow_listed_bucket_admits_each_project_its_own_prefix_only(
     finally:
         monkeypatch.delenv("HISTOLABEL_SOURCE_PREFIXES")
         get_settings.cache_clear()
+
+
+@pytest.mark.slow
+def test_segment_and_embed_jobs_refuse_another_projects_objects(capi, victim, victim_outputs, attacker):
+    _misdirected_jobs(capi, attacker, victim_outputs)
+    theirs = f"{victim_outputs['slide']}/image.ome.zarr"
+    capi.svc.record_job_event(attacker, "SlideIngested", {"slide_id": "loot", "zarr_uri": theirs, "width": 64,
+                              "height": 64, "levels": 1}, job="ingest")  # fmt: skip
+    before = capi.keys(f"projects/{victim['project']}/")
+    # The jobs' entry points in this process (the runner's processes are tested above for ingest).
+    from gpu_jobs import embed, segment
+    from gpu_jobs.common import run
+
+    for job, main, args in [("segment", segment.main, ["--image", theirs]),
+                            ("embed", embed.main, ["--kind", "handcrafted"])]:  # fmt: skip
+        assert run(main, ["--project", attacker, "--slide", "loot", *args]) == 2, job
+        failure = capi.svc.project_state(attacker).slides["loot"].failures[-1]
+        assert failure["job"] == job and "outside project" in failure["reason"], failure
+    assert capi.keys(f"projects/{victim['project']}/") == before
+    assert capi.keys(f"projects/{attacker}/") == []

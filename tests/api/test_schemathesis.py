@@ -8,8 +8,8 @@ import pytest
 import schemathesis
 from app import app
 from chalice.test import Client
-from hypothesis import HealthCheck, settings
-from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
+from hypothesis import HealthCheck, Phase, settings
+from schemathesis.specs.openapi.checks import ignored_auth, negative_data_rejection, positive_data_acceptance
 
 from tests.api.wsgi import wsgi_app
 
@@ -45,3 +45,44 @@ def test_api_conforms(case, seeded, cloud):
         # The case was generated (maybe as negative data) for other path values.
         excluded.append(negative_data_rejection)
     case.call_and_validate(headers=seeded, excluded_checks=excluded)
+
+
+@pytest.mark.slow
+def test_api_conforms_across_calls(seeded, cloud):
+    """The stateful phase: sequences of calls linked through their responses (ids a create
+    returns, used by the next call), with negative data mixed in, each sequence on a freshly
+    seeded project. Auth is the seeded owner's, so the invalid-auth check does not apply."""
+    from chalicelib.context import SERVICES
+
+    from tests.unit.helpers import memory_service, seeded_project
+
+    class Workflow(schema.as_state_machine()):  # type: ignore[misc]
+        def setup(self) -> None:
+            svc = memory_service()
+            seeded_project(svc)
+            SERVICES.service = svc
+
+        def get_call_kwargs(self, case):
+            return {"headers": seeded}
+
+        def validate_response(self, response, case, additional_checks=None, **kwargs):
+            excluded = [ignored_auth, positive_data_acceptance]
+            case.validate_response(
+                response,
+                additional_checks=additional_checks,
+                transport_kwargs=kwargs,
+                excluded_checks=excluded,
+            )
+
+    # No shrinking: the state carried between calls lives outside hypothesis, so a replay in a
+    # shrink is not the same run; a failure is reported as found.
+    Workflow.run(
+        settings=settings(
+            max_examples=10,
+            stateful_step_count=5,
+            deadline=None,
+            phases=[Phase.generate],
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+    )

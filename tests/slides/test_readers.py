@@ -187,3 +187,18 @@ def test_a_jpeg_whose_size_is_within_budget_still_decodes(rgb: np.ndarray) -> No
     source = open_slide(io.BytesIO(blob))
     assert (source.height, source.width) == rgb.shape[:2]
     assert source.read_region(0, 0, 10, 10).shape == (10, 10, 3)
+
+
+def test_a_dicom_whose_frames_are_over_the_budget_is_refused_from_its_tags(shared_data) -> None:
+    import warnings
+
+    import pydicom
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(shared_data / "slides" / "pathml_small_dicom.dcm")
+        ds.Rows = ds.Columns = 60_000  # one JPEG frame would decode to 10.8 GB
+        buf = io.BytesIO()
+        ds.save_as(buf)
+    with pytest.raises(SlideError, match="frame of 60000x60000x3 decodes to 10,800,000,000 bytes"):
+        open_slide(io.BytesIO(buf.getvalue()))
