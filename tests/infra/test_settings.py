@@ -101,3 +101,12 @@ def test_a_gpu_job_without_cuda_fails_with_the_reason():
     )  # fmt: skip
     assert done.returncode == 2, done.stderr
     assert "the train job needs a CUDA GPU and found none" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_missing_gpu_quota_is_a_clear_refusal():
+    from infra.quotas import quota_problem
+
+    message = quota_problem(0.0, 0.0, "eu-central-1")
+    assert message and "GPU quota in eu-central-1 is 0 vCPUs" in message and "Service Quotas" in message
+    assert quota_problem(0.0, 16.0, "eu-central-1") is None  # Spot capacity is enough to start
+    assert quota_problem(None, None, "eu-central-1") is None  # unknown: deploy warns instead
