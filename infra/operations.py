@@ -20,8 +20,8 @@ from infra.foundation import foundation_template
 from infra.images import ensure_images
 from infra.lint import lint
 from infra.network import CREATE_NETWORK
-from infra.quotas import check_gpu_quota
 from infra.package import LAMBDA_PYTHON, ROOT, package
+from infra.quotas import check_gpu_quota
 from infra.stackops import Echo, StackResult
 from infra.stacks import EMULATOR_PARTIAL, account_settings, app_template, code_key_parameter, stack_names
 from infra.target import is_emulated
