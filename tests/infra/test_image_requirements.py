@@ -54,9 +54,10 @@ def test_api_image_requirements_install_clean_and_import_the_handler(tmp_path):
         "assert all(not p.startswith(sys.argv[2]) for p in sys.path), 'the machine site-packages leaked in'\n"
         "print(type(handler).__name__)"
     )
+    env = {"PATH": "/usr/bin:/bin", "AWS_DEFAULT_REGION": "us-east-1"}
     done = subprocess.run(
         [str(python), "-I", "-c", probe, str(context), str(Path(sys.prefix))],
-        capture_output=True, text=True, timeout=300, env={"PATH": "/usr/bin:/bin", "AWS_DEFAULT_REGION": "us-east-1"},
+        capture_output=True, text=True, timeout=300, env=env,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == "Chalice"
