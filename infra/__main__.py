@@ -68,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--python", default=LAMBDA_PYTHON, help="Python version the zips' wheels are built for")
 
+    sub.add_parser("job-requirements", help="rewrite gpu_jobs/requirements-job.txt from the lock")
+
     p = sub.add_parser("synth", help="write the templates as JSON (for review), touching nothing")
     stage_args(p)
     p.add_argument("--out", type=Path, required=True)
@@ -92,6 +94,12 @@ def run(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "package":
         _package(args.out, args.python)
+        return 0
+    if args.command == "job-requirements":
+        from infra.package import JOB_REQUIREMENTS, job_requirements
+
+        JOB_REQUIREMENTS.write_text(job_requirements())
+        _echo(f"wrote {JOB_REQUIREMENTS}")
         return 0
     from infra.target import settings_for
 

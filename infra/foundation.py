@@ -176,7 +176,7 @@ def _image_builder(settings: Settings) -> Resources:
         },
     }
     return {
-        "ImageBuilderRole": on_aws(
+        "ImageBuilderRole": (
             role(
                 f"{settings.prefix}-image-builder",
                 "codebuild.amazonaws.com",

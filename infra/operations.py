@@ -21,6 +21,7 @@ from infra.images import ensure_images
 from infra.lint import lint
 from infra.network import CREATE_NETWORK
 from infra.package import LAMBDA_PYTHON, ROOT, package
+from infra.quotas import check_gpu_quota
 from infra.stackops import Echo, StackResult
 from infra.stacks import EMULATOR_PARTIAL, account_settings, app_template, code_key_parameter, stack_names
 from infra.target import is_emulated
@@ -142,6 +143,8 @@ def deploy(settings: Settings, options: DeployOptions, echo: Echo) -> DeployRepo
         f"deploying stage {settings.stage!r} to {settings.region} as {identity}"
         + (" (emulator)" if emulated else "")
     )
+    if not emulated:
+        check_gpu_quota(settings, echo)
     subnets, group = options.subnets, options.security_group
     if bool(subnets) != bool(group):
         raise UsageError("--subnets and --security-group go together")

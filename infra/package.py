@@ -256,3 +256,23 @@ def package(out: Path, *, python_version: str = LAMBDA_PYTHON, deps_cache: Path 
     manifest: dict[str, object] = {"functions": entries}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
+
+
+JOB_REQUIREMENTS = ROOT / "gpu_jobs" / "requirements-job.txt"
+JOB_REQUIREMENTS_HEADER = """\
+# What the Batch jobs import, pinned from requirements.lock: written by
+# `python -m infra job-requirements` (tests/infra/test_artifacts.py fails when it drifts).
+# torch==2.13.0 resolves to the CUDA 12.8 build through the index gpu_jobs/Dockerfile adds
+# (a local version 2.13.0+cu128 is preferred to PyPI's 2.13.0, a CUDA 13 build that needs
+# NVIDIA driver 580+); CUDA 12.x runs on every driver >= 525 by minor-version compatibility,
+# which the ECS AL2023 NVIDIA AMI's driver is. Its CUDA libraries are pinned by torch itself.
+"""
+
+
+def job_requirements() -> str:
+    """The jobs' requirements file: every gpu_jobs module's imports, closed and pinned."""
+    jobs = sorted(p.stem for p in (ROOT / "gpu_jobs").glob("*.py") if p.stem not in ("__init__", "common"))
+    artifact = FunctionArtifact(
+        "jobs", "Image", "", tuple(f"gpu_jobs.{j}" for j in jobs), ("service_from_env",)
+    )
+    return JOB_REQUIREMENTS_HEADER + "\n".join(requirements(artifact)) + "\n"

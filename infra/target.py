@@ -8,7 +8,7 @@ import os
 import botocore.session
 from pydantic import ValidationError
 
-from histolabel.config import Settings
+from histolabel.config import DEFAULT_REGION, REGION, Settings, settings_from_env
 from infra.errors import UsageError
 
 
@@ -33,12 +33,13 @@ def check_region(region: str) -> str:
 
 def settings_for(stage: str, region: str | None) -> Settings:
     """Settings for the named stage; the region defaults to AWS_REGION / AWS_DEFAULT_REGION."""
-    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    env = os.environ
+    region = region or (settings_from_env().region if env.get(REGION) or env.get(DEFAULT_REGION) else None)
     if not region:
         raise UsageError("no region: pass --region or set AWS_REGION")
     check_region(region)
     try:
-        return Settings(stage=stage, region=region, endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
+        return Settings(stage=stage, region=region, endpoint_url=settings_from_env().endpoint_url)
     except ValidationError:
         raise UsageError(
             f"invalid stage name {stage!r}: use 2-21 characters, lowercase letters, digits and '-', "

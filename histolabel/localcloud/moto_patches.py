@@ -1,4 +1,4 @@
-"""Make moto's DynamoDB cheap enough for a real workload.
+"""Make moto's DynamoDB cheap enough for a real workload (and keep its streams' records).
 
 Queries: moto sorts every item of the table to answer a query on one partition, so a query
 costs time proportional to the table. With DynamoDB calls serialized we can tell the table which
@@ -25,7 +25,7 @@ from moto.dynamodb.exceptions import (
     TransactWriteSingleOpException,
 )
 from moto.dynamodb.models import DynamoDBBackend
-from moto.dynamodb.models.table import Table
+from moto.dynamodb.models.table import StreamRecord, StreamShard, Table
 
 
 def _key_of(backend: DynamoDBBackend, op_type: str, op: dict[str, Any]) -> dict[str, Any]:
@@ -115,7 +115,19 @@ def _query(self: Table, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
         self._partition_hint = None  # type: ignore[attr-defined]
 
 
+def _stream_add(self: StreamShard, old: Any, new: Any) -> None:
+    """Record the change and nothing else. moto's own version also hands the shard's records to
+    the Lambda functions of event source mappings on the table (a deployed stack has two),
+    whose code it cannot run, and then drops the records: the stream pollers (our stand-in for
+    those mappings, delivering to the functions' real handlers) would never see them."""
+    view = self.table.stream_specification["StreamViewType"]  # type: ignore[index]
+    name = "INSERT" if old is None else "REMOVE" if new is None else "MODIFY"
+    seq = len(self.items) + self.starting_sequence_number
+    self.items.append(StreamRecord(self.table, view, name, old, new, seq))
+
+
 def apply() -> None:
+    StreamShard.add = _stream_add  # type: ignore[method-assign]
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
     Table.query = _query  # type: ignore[method-assign]
     Table.all_items = _all_items  # type: ignore[method-assign]

@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 from histolabel.adapters.aws import client
 from histolabel.config import Settings
 from infra.stacks import stack_names
-from tests.infra.conftest import STUB_APP, run_cli
+from tests.infra.conftest import STUB_APP, deploy_cli, run_cli
 
 
 def _exists(call, **kwargs) -> bool:
@@ -24,9 +24,14 @@ def _exists(call, **kwargs) -> bool:
 
 @pytest.mark.slow
 def test_destroy_keeps_data_redeploy_reattaches_delete_data_removes_all(cloud, capsys):
-    s = Settings(stage="infracycle", region=cloud.region, endpoint_url=cloud.endpoint_url)
-    deploy = ("deploy", "--stage", s.stage, "--app", str(STUB_APP), "--skip-lint")
-    assert run_cli(capsys, *deploy)[0] == 0
+    s = Settings(
+        stage="infracycle",
+        region=cloud.region,
+        endpoint_url=cloud.endpoint_url,
+        bucket_account="123456789012",
+    )
+    deploy = ("--stage", s.stage, "--app", str(STUB_APP), "--skip-lint")
+    assert deploy_cli(*deploy)[0] == 0
     s3, ddb, cfn = client("s3", s), client("dynamodb", s), client("cloudformation", s)
     lam = client("lambda", s)
     s3.put_object(Bucket=s.data_bucket, Key="projects/p1/slides/s1/source/a.svs", Body=b"slide")
@@ -44,7 +49,7 @@ def test_destroy_keeps_data_redeploy_reattaches_delete_data_removes_all(cloud, c
     assert not _exists(lam.get_function, FunctionName=f"{s.prefix}-projector")
     assert {x["StackName"] for x in cfn.describe_stacks()["Stacks"]} & {stack_names(s).app} == set()
 
-    code, out, _ = run_cli(capsys, *deploy)
+    code, out, _ = deploy_cli(*deploy)
     assert code == 0, out
     assert f"{stack_names(s).foundation}: no changes" in out
     assert _exists(lam.get_function, FunctionName=f"{s.prefix}-projector")

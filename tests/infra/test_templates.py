@@ -13,8 +13,8 @@ from histolabel.resources import stateful_resources
 from infra.api import AppLoadError, load_app, swagger_for
 from infra.iam import wildcard_grants
 from infra.lint import lint
-from infra.package import build_bundle, bundle_key
-from infra.stacks import EMULATOR_PARTIAL, EMULATOR_UNSUPPORTED, stack_names, templates
+from infra.package import _sources, build_zip, job_requirements
+from infra.stacks import EMULATOR_PARTIAL, EMULATOR_UNSUPPORTED, stack_names, template_settings, templates
 
 STUB_APP = Path(__file__).with_name("stub_app.py")
 SETTINGS = Settings(stage="infratest", region="eu-central-1")
@@ -72,7 +72,7 @@ def test_wildcard_check_catches_star_grants(app):
     assert any("dynamodb:Query" in p for p in problems)
     fine = copy.deepcopy(app)
     fine["Resources"]["TrainJobRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"].append(
-        {"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"}
+        {"Effect": "Allow", "Action": "batch:DescribeJobs", "Resource": "*"}
     )
     assert wildcard_grants(fine) == []
 
@@ -116,7 +116,7 @@ def test_tables_are_encrypted_and_events_have_stream_and_pitr(foundation, app):
 
 
 def test_stateful_resources_come_from_histolabel_resources(foundation, app):
-    source = stateful_resources(SETTINGS)
+    source = stateful_resources(template_settings(SETTINGS))
     assert foundation["Resources"]["EventsTable"] == source["EventsTable"]
     assert foundation["Resources"]["DataBucket"] == source["DataBucket"]
     assert app["Resources"]["ProjectionsTable"] == source["ProjectionsTable"]
@@ -151,10 +151,71 @@ def test_stream_consumers_report_partial_failures_and_bisect(app):
     assert "FilterCriteria" not in app["Resources"]["ProjectorStream"]["Properties"]
 
 
-def test_code_bundle_is_reproducible(tmp_path):
-    first, second = build_bundle(), build_bundle()
-    assert first == second and bundle_key(first) == bundle_key(second)
-    assert bundle_key(first) != bundle_key(first + b"x")
+def test_function_zips_are_reproducible():
+    from infra.functions import PROJECTOR
+
+    first, second = build_zip(_sources(PROJECTOR.artifact)), build_zip(_sources(PROJECTOR.artifact))
+    assert first == second
+
+
+def test_bucket_names_carry_the_account_id(foundation, app):
+    for template, logical in (
+        (foundation, "DataBucket"),
+        (foundation, "ArtifactsBucket"),
+        (app, "WebBucket"),
+    ):
+        name = template["Resources"][logical]["Properties"]["BucketName"]
+        assert name["Fn::Sub"].endswith("-${AWS::AccountId}"), (logical, name)
+
+
+def test_functions_and_jobs_get_their_settings_under_the_names_the_code_reads(app):
+    from histolabel import config
+
+    env = app["Resources"]["Trigger"]["Properties"]["Environment"]["Variables"]
+    for name in (config.STAGE, config.DATA_BUCKET, config.JOB_QUEUE_CPU, config.JOB_QUEUE_GPU):
+        assert name in env
+    assert env[config.JOB_QUEUE_GPU] == {"Ref": "GpuJobQueue"}
+    job = app["Resources"]["EmbedJobDefinition"]["Properties"]["ContainerProperties"]
+    names = {e["Name"]: e["Value"] for e in job["Environment"]}
+    assert {config.STAGE, config.DATA_BUCKET, config.FOUNDATION_WEIGHTS, config.ALLOW_CPU} <= set(names)
+    assert names[config.ALLOW_CPU] == "false"  # a GPU job without CUDA fails instead of crawling
+
+
+def test_queues_and_definitions_come_from_the_job_kinds_table(app):
+    from histolabel.jobs import JOB_SPECS
+
+    for kind, spec in JOB_SPECS.items():
+        props = app["Resources"][f"{kind.capitalize()}JobDefinition"]["Properties"]
+        reqs = {r["Type"]: r["Value"] for r in props["ContainerProperties"]["ResourceRequirements"]}
+        assert reqs["VCPU"] == str(spec.vcpus) and reqs["MEMORY"] == str(spec.memory_mib)
+        assert reqs.get("GPU", "0") == str(spec.gpus)
+        assert props["Timeout"]["AttemptDurationSeconds"] == spec.timeout_s
+        if spec.interruptible:
+            assert props["RetryStrategy"]["EvaluateOnExit"][0] == {
+                "OnStatusReason": "Host EC2*",
+                "Action": "RETRY",
+            }
+    gpu = app["Resources"]["GpuComputeEnvironment"]["Properties"]["ComputeResources"]
+    assert gpu["Ec2Configuration"] == [{"ImageType": "ECS_AL2023_NVIDIA"}]
+    order = app["Resources"]["GpuJobQueue"]["Properties"]["ComputeEnvironmentOrder"]
+    assert order[0]["ComputeEnvironment"] == {"Ref": "GpuSpotComputeEnvironment"}
+    assert app["Resources"]["GpuSpotComputeEnvironment"]["Properties"]["ComputeResources"]["Type"] == "SPOT"
+
+
+def test_job_state_changes_of_the_stage_queues_reach_job_events(app):
+    rule = app["Resources"]["JobStateRule"]["Properties"]
+    assert rule["EventPattern"]["detail-type"] == ["Batch Job State Change"]
+    assert rule["EventPattern"]["detail"]["jobQueue"] == [{"Ref": "CpuJobQueue"}, {"Ref": "GpuJobQueue"}]
+    assert rule["Targets"][0]["Arn"] == {"Fn::GetAtt": ["JobEvents", "Arn"]}
+    assert app["Resources"]["JobEvents"]["Properties"]["Handler"] == "handlers.job_events.handler"
+
+
+def test_job_requirements_are_pinned_from_the_lock():
+    assert (
+        Path(__file__).parents[2] / "gpu_jobs" / "requirements-job.txt"
+    ).read_text() == job_requirements(), (
+        "gpu_jobs/requirements-job.txt drifted: run `python -m infra job-requirements`"
+    )
 
 
 def test_app_client_allows_the_flow_the_web_app_signs_in_with(foundation, cloud):
