@@ -171,7 +171,9 @@ def bench_projector(settings: Settings, events: int, positions: Path) -> tuple[f
     )
     svc = HistoLabel.from_env(settings)
     runtime = ProjectorRuntime(svc)
-    poller = StreamPoller(settings, runtime.handle, start_at="LATEST", idle_sleep=0.005, positions=positions)
+    poller = StreamPoller(
+        settings, runtime.handle, start_at="LATEST", idle_sleep=0.005, positions=positions, batch_size=1000
+    )
     poller.poll_once()  # takes its position before the backlog is written
     ddb = client("dynamodb", settings)
     for start in range(0, len(stored), 25):

@@ -26,6 +26,9 @@ from histolabel.config import Settings
 
 log = logging.getLogger(__name__)
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+# New shards appear when DynamoDB splits or rolls a stream's shards (hours apart in AWS); looking
+# every poll costs a DescribeStream per GetRecords.
+SHARD_REFRESH_S = 2.0
 
 
 class StreamPoller:
@@ -90,6 +93,7 @@ class StreamPoller:
         )
 
     def _refresh_shards(self) -> None:
+        self._refreshed = time.monotonic()
         desc = self.streams.describe_stream(StreamArn=self.stream_arn)["StreamDescription"]
         for shard in desc["Shards"]:
             sid = shard["ShardId"]
@@ -112,7 +116,8 @@ class StreamPoller:
 
     def poll_once(self) -> int:
         """Fetch and deliver what is available now; returns records handled."""
-        self._refresh_shards()
+        if time.monotonic() - self._refreshed > SHARD_REFRESH_S:
+            self._refresh_shards()
         handled = 0
         for sid, iterator in list(self.iterators.items()):
             queue = self.pending[sid]

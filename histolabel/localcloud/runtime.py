@@ -29,8 +29,9 @@ def start_pollers(settings: Settings, start_at: str = "TRIM_HORIZON") -> list[St
     projector = ProjectorRuntime(HistoLabel.from_env(settings))
     trigger = TriggerRuntime(HistoLabel.from_env(settings), submitter_from_env())
     return [
+        # Batches as large as one GetRecords returns: the projector writes once per stream run.
         StreamPoller(
-            settings, projector.handle, start_at=start_at, positions=_positions("projector")
+            settings, projector.handle, start_at=start_at, positions=_positions("projector"), batch_size=1000
         ).start(),
         StreamPoller(settings, trigger.handle, start_at=start_at, positions=_positions("trigger")).start(),
     ]

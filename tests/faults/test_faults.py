@@ -186,3 +186,51 @@ def test_killed_runtime_and_killed_writer_converge(cloud, svc, project_id, tmp_p
     events = list(svc.events.read(stream))
     assert sorted(e.idem for e in events) == sorted(f"outbox-{i}" for i in range(total))
     _converged(svc, project_id, ["s1"], {"s1": total})
+
+
+@pytest.mark.slow
+def test_a_store_frozen_mid_write_loses_and_doubles_nothing(cloud, tmp_path):
+    """The store stops answering (SIGSTOP: requests hang mid-write) and comes back; the writer's
+    requests then complete, its retries are idempotent, and the projection catches up. (A store of
+    its own: killing moto for good would lose its memory, which no real store does.)"""
+    import threading
+
+    from histolabel.adapters.provision import provision
+    from histolabel.config import Settings
+    from histolabel.localcloud.stack import start_server
+    from histolabel.service import HistoLabel
+
+    server = start_server(log_path=tmp_path / "moto.log")
+    try:
+        settings = Settings(stage="faults", endpoint_url=server.endpoint)
+        provision(settings)
+        svc = HistoLabel.from_env(settings)
+        project_id = "frozen"
+        poller = StreamPoller(settings, ProjectorRuntime(svc).handle, start_at="TRIM_HORIZON").start()
+        make_project(svc, project_id)
+        total, written, errors = 40, [], []
+
+        def writer() -> None:
+            for i in range(total):
+                for _attempt in range(5):  # the client's outbox: resend with the same key
+                    try:
+                        written.append(_label(svc, project_id, "s1", [i + 1], key=f"frozen-{i}"))
+                        break
+                    except Exception as exc:  # surfaced below if every resend failed
+                        errors.append(exc)
+                        time.sleep(0.5)
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        _wait(lambda: svc.events.head(label_stream(project_id, "s1"))[0] >= 10, 60, "the first writes")
+        os.kill(server.pid, signal.SIGSTOP)
+        time.sleep(3)
+        os.kill(server.pid, signal.SIGCONT)
+        thread.join(timeout=120)
+        assert len(written) == total, errors
+        _wait(lambda: svc.slide_labels(project_id, "s1").seq == total, 60, "the projection")
+        poller.stop()
+        _converged(svc, project_id, ["s1"], {"s1": total})
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+        server.stop()
