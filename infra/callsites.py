@@ -322,10 +322,23 @@ def reachable(entries: Iterable[str], factories: Iterable[str] = ()) -> Calls:
     for module, tree in trees.items():
         _scan(module, tree, calls)
     named = set().union(*(_names(t) for t in trees.values())) if trees else set()
-    # Within an adapter, a used symbol uses what it names (self._get, helper functions).
+    # Within an adapter, a used symbol uses what it names (self._get, helper functions), and
+    # so across adapters (the event store's append MACs each event with the seals adapter):
+    # grow the named set until no adapter uses more.
+    symbols_of = {module: _symbols(tree) for module, tree in adapters.items()}
+    used_of: dict[str, set[str]] = {module: set() for module in adapters}
+    while True:
+        for module, symbols in symbols_of.items():
+            used_of[module] = _used(symbols, named)
+        grown = named.union(
+            *(_names(symbols_of[m][k]) for m, used in used_of.items() for k in used)
+        )
+        if grown == named:
+            break
+        named = grown
     for module, tree in adapters.items():
-        symbols = _symbols(tree)
-        used = _used(symbols, named)
+        symbols = symbols_of[module]
+        used = used_of[module]
         services = {
             s
             for node in ast.walk(tree)
