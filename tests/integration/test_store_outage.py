@@ -92,6 +92,7 @@ def timed(*args: Any, **kwargs: Any) -> tuple[float, int, dict, Any]:
     return time.monotonic() - t0, status, headers, body
 
 
+@pytest.mark.slow
 def test_a_store_outage_answers_503_with_retry_after_within_5_s(outage):
     url, token = outage["url"], outage["token"]
     status, _, health = call(f"{url}/health")

@@ -65,3 +65,17 @@ def test_the_local_runners_detail_reads_like_batchs():
     detail = state_change_detail("local-1", "n", "local", SEGMENT, "FAILED", exit_code=137)
     outcome = outcome_of(detail)
     assert outcome is not None and outcome.cause == "signal" and "SIGKILL" in outcome.reason
+
+
+def test_the_job_events_lambda_loads_no_heavy_module():
+    """The handler's module imports what a light Lambda zip can hold: no numpy, torch, pyarrow..."""
+    import subprocess
+    import sys
+
+    heavy = ("numpy", "torch", "pyarrow", "skimage", "scipy", "zarr", "s3fs", "shapely")
+    code = (
+        "import sys, handlers.job_events as h, histolabel.runtime.job_events as r\n"
+        f"print(h.handler is r.handler, sorted(m for m in {heavy!r} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "[]"], out.stdout + out.stderr
