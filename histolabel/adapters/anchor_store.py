@@ -35,7 +35,7 @@ class S3AnchorStore:
         self.seals = seals or KmsSeals(settings)
 
     def put(self, anchor: Anchor) -> str:
-        signature = self.seals.sign(anchor.message())
+        signature = self.seals.sign_anchor(anchor.message())
         body = payload(anchor, signature, anchor_key_alias(self.settings), ANCHOR_SIGNING_ALGORITHM)
         # Keys sort by time, so listing newest-first needs no reads.
         key = f"{_prefix(anchor.project)}{anchor.at}.json"

@@ -58,7 +58,7 @@ class KmsSeals:
         # its SHA-256 in hex is signed instead (moto does not emulate MessageType=DIGEST).
         return hashlib.sha256(message).hexdigest().encode()
 
-    def sign(self, message: bytes) -> str:
+    def sign_anchor(self, message: bytes) -> str:
         resp = self.kms.sign(
             KeyId=self.signing_key,
             Message=self._signed_bytes(message),
