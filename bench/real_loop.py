@@ -357,7 +357,7 @@ def report(
     for o in orders:
         if o != "random":
             print(f"{o}_f1_at_{labels[-1]}: {mean[o][-1]:.4f}")
-        i = labels.index(200) if 200 in labels else None
+        i = labels.index(200) if 200 in labels and labels[-1] != 200 else None
         if i is not None:
             print(f"{o}_f1_at_200: {mean[o][i]:.4f}")
     for o in orders:
@@ -368,10 +368,8 @@ def report(
     lat = np.concatenate([c.latency for c in curves])
     print(f"threshold_to_ranking_p50_s: {np.percentile(lat, 50):.1f}")
     print(f"threshold_to_ranking_p95_s: {np.percentile(lat, 95):.1f}")
-    for phase in ("trigger_s", "job_s", "publish_s"):
-        vals = [p[phase] for c in curves for p in c.phases if phase in p]
-        if vals:
-            print(f"threshold_to_ranking_{phase[:-2]}_p50_s: {np.percentile(vals, 50):.1f}")
+    # The phase split (curves.json "phases") is not printed: in the first full run its trigger
+    # phase came out negative (the record matched is not yet the right job); to be fixed.
     print(f"pool_all_f1: {all_f1:.4f}")
     print(f"budget: {budget}")
     print(f"seconds: {seconds:.0f}")
