@@ -166,7 +166,9 @@ JobKind = Literal["ingest", "segment", "embed", "train", "predict"]
 
 def job_row(submitted: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
     """One job as the panel shows it, from its JobSubmitted record and the runner's status."""
-    started, stopped = status.get("started_at"), status.get("stopped_at")
+    # The local runner's final record keeps no start time: then from submission, queue included.
+    started = status.get("started_at", status.get("submitted_at"))
+    stopped = status.get("stopped_at")
     duration = None
     if isinstance(started, (int, float)):
         end = stopped if isinstance(stopped, (int, float)) else None

@@ -3,7 +3,7 @@
 // reason of a failed step, Retry, Remove), members (invite by email, role, remove), jobs and
 // models (state, duration, reason, Retry; model versions with metrics and "Use this version"),
 // and export. Reviewers and auditors see the export only.
-import { describeError, loadPredictions, refreshProject, state as app, who } from "./app.js";
+import { describeError, loadPredictions, openSlide, refreshProject, showAlert, state as app, who } from "./app.js";
 import { readSettings, settingsFields, SEGMENTATION } from "./setup.js";
 import { $, confirmDialog, el, fmtTime, toast } from "./ui.js";
 
@@ -174,6 +174,13 @@ export class ManageMode {
     if (jobs) this.jobs = jobs.jobs;
     if (training) this.training = training;
     await this.advancePipelines();
+    // The first slide ready to label opens by itself (the project may have had none till now).
+    const slides = (this.state.project && this.state.project.slides) || [];
+    const ready = slides.find((s) => READY.includes(s.status));
+    if (ready && !this.state.slideId) {
+      showAlert("");
+      await openSlide(ready.slide_id).catch((err) => showAlert(describeError(err)));
+    }
     this.renderAll();
   }
 
