@@ -278,7 +278,8 @@ def test_owner_runs_a_project_from_the_browser(product: Product, shared_data: Pa
                    what="predictions", page=page)  # fmt: skip
         page.click("[data-mode=manage]")
         page.wait_for_selector("#mg-model-list [data-version='1']:has-text('in use')", timeout=30_000)
-        page.wait_for_selector("#mg-job-table tr:has-text('train')", timeout=30_000)
+        page.wait_for_selector("#mg-job-table tr:has-text('train') .status-succeeded", timeout=30_000)
+        page.evaluate("document.querySelector('#mg-jobs').scrollIntoView()")
         page.screenshot(path=str(ARTIFACTS / "7-jobs-models.png"))
         page.evaluate("document.querySelector('#mg-export').scrollIntoView()")
 
