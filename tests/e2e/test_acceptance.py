@@ -272,20 +272,23 @@ def test_owner_runs_a_project_from_the_browser(product: Product, shared_data: Pa
         fresh = product.call("GET", f"/projects/{pid}/queue?n=3", invitee, own)["items"]
         other.focus("#viewer")
         other.keyboard.press("2")
-        cy, cx = fresh[0]["centroid"]
-        xy = other.evaluate(
-            """([x, y]) => { const v = window.histolabel.viewer;
-            const p = v.viewport.imageToViewerElementCoordinates(new OpenSeadragon.Point(x, y));
-            const r = v.element.getBoundingClientRect(); return [r.left + p.x, r.top + p.y]; }""",
-            [cx, cy],
-        )
-        other.mouse.click(*xy)
+        # A few of their queue's superpixels: a centroid can fall outside a crescent-shaped one.
+        for item in fresh[:3]:
+            cy, cx = item["centroid"]
+            xy = other.evaluate(
+                """([x, y]) => { const v = window.histolabel.viewer;
+                const p = v.viewport.imageToViewerElementCoordinates(new OpenSeadragon.Point(x, y));
+                const r = v.element.getBoundingClientRect(); return [r.left + p.x, r.top + p.y]; }""",
+                [cx, cy],
+            )
+            other.mouse.click(*xy)
+            other.wait_for_timeout(300)
 
         def theirs() -> bool:
             entries = product.call("GET", f"/projects/{pid}/slides/{sid}/labels", invitee, own)["entries"]
             return any(invited in e["l"] for e in entries)
 
-        wait_until(theirs, timeout=60, what="the invited annotator's label", page=other)
+        wait_until(theirs, timeout=180, what="the invited annotator's label", page=other)
         other.screenshot(path=str(ARTIFACTS / "6-annotator.png"))
 
         # --- retrain; the jobs and models panel shows the model; "use this version" ---

@@ -18,6 +18,11 @@ export function safeFilename(name) {
   return s || "slide";
 }
 
+// A job's reason names objects by s3:// URI; people know them by file name.
+export function plainReason(reason) {
+  return String(reason || "").replace(/s3:\/\/[^\s:]*\/([^/\s:]+)/g, "$1");
+}
+
 function putPart(url, blob, onProgress) {
   // XHR, not fetch: fetch reports no upload progress. No Content-Type (a Blob slice has none),
   // so the presigned signature holds.
@@ -374,7 +379,7 @@ export class ManageMode {
         el("div", { class: "row" }, el("span", { class: "mg-name", title: s.slide_id }, s.name),
           el("span", { class: `badge status-${s.status}`, "data-status": s.status }, s.status)),
         el("div", { class: "muted" }, this.step(s)),
-        failure ? el("div", { class: "error" }, `${failure.job} failed: ${failure.reason}`) : null,
+        failure ? el("div", { class: "error" }, `${failure.job} failed: ${plainReason(failure.reason)}`) : null,
         el("div", { class: "row" },
           failure ? el("button", { type: "button", onclick: () => this.retry(failedJob, s, failure.job) }, "Retry") : null,
           el("button", { type: "button", class: "danger", onclick: () => this.removeSlide(s) }, "Remove")));
