@@ -1062,13 +1062,12 @@ def invite(project_id: str) -> Any:
 
 def _list_jobs(c: Call) -> Any:
     state = c.project
-    submitted = list(state.jobs.values())
-    known = {j["job_id"] for j in submitted}
-    for r in state.training.values():
-        if r.job_id and r.job_id not in known:
-            submitted.append({"job_id": r.job_id, "job": "train", "slide_id": None, "at": r.requested_at})
     rows = []
-    for job in sorted(submitted, key=lambda j: j.get("at", ""), reverse=True)[:200]:
+    # Training runs as the project recorded them (the trigger names their jobs itself).
+    for r in state.training.values():
+        model = next((m for m in state.models if m["model_version"] == r.model_version), None)
+        rows.append(selfservice.training_row(r.model_dump(), model["at"] if model else None))
+    for job in sorted(state.jobs.values(), key=lambda j: j.get("at", ""), reverse=True)[:200]:
         try:
             status = SERVICES.submitter.status(job["job_id"])
         except Exception as exc:
@@ -1079,6 +1078,7 @@ def _list_jobs(c: Call) -> Any:
             reason = next((f["reason"] for f in reversed(failures) if f.get("job") == job["job"]), None)
             row["reason"] = row["reason"] or reason
         rows.append(row)
+    rows.sort(key=lambda r: r["submitted_at"] or "", reverse=True)
     return {"jobs": rows}
 
 

@@ -166,7 +166,9 @@ JobKind = Literal["ingest", "segment", "embed", "train", "predict"]
 
 def job_row(submitted: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
     """One job as the panel shows it, from its JobSubmitted record and the runner's status."""
-    started, stopped = status.get("started_at"), status.get("stopped_at")
+    # The local runner's final record keeps no start time: then from submission, queue included.
+    started = status.get("started_at", status.get("submitted_at"))
+    stopped = status.get("stopped_at")
     duration = None
     if isinstance(started, (int, float)):
         end = stopped if isinstance(stopped, (int, float)) else None
@@ -180,4 +182,35 @@ def job_row(submitted: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]
         "duration_s": duration,
         "reason": status.get("reason"),
         "log": status.get("log"),
+    }
+
+
+TRAINING_STATUS = {
+    "requested": "SUBMITTED",
+    "started": "RUNNING",
+    "completed": "SUCCEEDED",
+    "failed": "FAILED",
+}
+
+
+def training_row(run: dict[str, Any], completed_at: str | None) -> dict[str, Any]:
+    """A training run as a job row: its state and reason from the events, its duration from the
+    request to the model it made."""
+    from datetime import datetime
+
+    duration = None
+    if completed_at:
+        start, end = (
+            datetime.fromisoformat(t.replace("Z", "+00:00")) for t in (run["requested_at"], completed_at)
+        )
+        duration = round((end - start).total_seconds(), 1)
+    return {
+        "job_id": run.get("job_id") or run["request_id"],
+        "job": "train",
+        "slide_id": None,
+        "status": TRAINING_STATUS.get(run["status"], "UNKNOWN"),
+        "submitted_at": run["requested_at"],
+        "duration_s": duration,
+        "reason": run.get("reason_failed"),
+        "log": None,
     }

@@ -74,7 +74,7 @@ def _spawn(name: str, command: list[str], env: dict[str, str], cwd: Path | None 
     return proc.pid
 
 
-def _wait_http(url: str, what: str, timeout: float = 60.0) -> None:
+def _wait_http(url: str, what: str, timeout: float = 180.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:

@@ -153,3 +153,26 @@ def test_invite_creates_or_adds_and_models_choice(cloud_api, cloud, project, poo
     r = cloud_api("POST", f"/projects/{pid}/models/3/use", "olivia")
     assert r.status_code == 404 and r.json_body["field"] == "model_version"
     assert cloud_api("POST", f"/projects/{pid}/models/x/use", "olivia").status_code == 400
+    # Two trained versions; going back to v1 is an event, and a predict job of v1 is started
+    # (the queue and the overlay read the predictions it publishes).
+    from chalicelib.context import SERVICES
+
+    from tests.api.conftest import publish_predictions
+
+    svc = HistoLabel.from_env(cloud)
+    for _ in range(2):
+        publish_predictions(svc, cloud, {}, ["a", "b"], project_id=pid)
+    assert (
+        cloud_api("GET", f"/projects/{pid}/training", "olivia").json_body["current_model"]["model_version"]
+        == 2
+    )
+    assert cloud_api("POST", f"/projects/{pid}/models/1/use", "ana").status_code == 403
+    r = cloud_api("POST", f"/projects/{pid}/models/1/use", "olivia")
+    assert r.status_code == 200 and r.json_body["model_version"] == 1 and r.json_body["job_id"]
+    job, args, _ = SERVICES.submitter.jobs[-1]
+    assert job == "predict" and args[args.index("--version") + 1] == "1"
+    assert list(svc.events.read(f"P#{pid}"))[-2].type == "ModelSelected"
+    assert (
+        cloud_api("GET", f"/projects/{pid}/training", "olivia").json_body["current_model"]["model_version"]
+        == 1
+    )

@@ -3,7 +3,7 @@
 // reason of a failed step, Retry, Remove), members (invite by email, role, remove), jobs and
 // models (state, duration, reason, Retry; model versions with metrics and "Use this version"),
 // and export. Reviewers and auditors see the export only.
-import { describeError, loadPredictions, refreshProject, state as app, who } from "./app.js";
+import { describeError, loadPredictions, openSlide, refreshProject, showAlert, state as app, who } from "./app.js";
 import { readSettings, settingsFields, SEGMENTATION } from "./setup.js";
 import { $, confirmDialog, el, fmtTime, toast } from "./ui.js";
 
@@ -16,6 +16,11 @@ const enc = encodeURIComponent;
 export function safeFilename(name) {
   const s = name.replace(/[^A-Za-z0-9_.\- ]/g, "_").replace(/^[^A-Za-z0-9]+/, "").slice(0, 200);
   return s || "slide";
+}
+
+// A job's reason names objects by s3:// URI; people know them by file name.
+export function plainReason(reason) {
+  return String(reason || "").replace(/s3:\/\/[^\s:]*\/([^/\s:]+)/g, "$1");
 }
 
 function putPart(url, blob, onProgress) {
@@ -174,6 +179,13 @@ export class ManageMode {
     if (jobs) this.jobs = jobs.jobs;
     if (training) this.training = training;
     await this.advancePipelines();
+    // The first slide ready to label opens by itself (the project may have had none till now).
+    const slides = (this.state.project && this.state.project.slides) || [];
+    const ready = slides.find((s) => READY.includes(s.status));
+    if (ready && !this.state.slideId) {
+      showAlert("");
+      await openSlide(ready.slide_id).catch((err) => showAlert(describeError(err)));
+    }
     this.renderAll();
   }
 
@@ -367,7 +379,7 @@ export class ManageMode {
         el("div", { class: "row" }, el("span", { class: "mg-name", title: s.slide_id }, s.name),
           el("span", { class: `badge status-${s.status}`, "data-status": s.status }, s.status)),
         el("div", { class: "muted" }, this.step(s)),
-        failure ? el("div", { class: "error" }, `${failure.job} failed: ${failure.reason}`) : null,
+        failure ? el("div", { class: "error" }, `${failure.job} failed: ${plainReason(failure.reason)}`) : null,
         el("div", { class: "row" },
           failure ? el("button", { type: "button", onclick: () => this.retry(failedJob, s, failure.job) }, "Retry") : null,
           el("button", { type: "button", class: "danger", onclick: () => this.removeSlide(s) }, "Remove")));
