@@ -12,6 +12,7 @@ from tests.api.conftest import OUTSIDER, ROLE_USERS, publish_predictions
 from tests.unit.helpers import OWNER
 
 P = "/projects/proj"
+IMPORT_ID = "0" * 32
 
 # A valid request for every route of a project, against the seeded project.
 REQUESTS = {
@@ -36,6 +37,12 @@ REQUESTS = {
     "get_slide": ("GET", P + "/slides/s1", None),
     "start_job": ("POST", P + "/slides/s1/jobs", {"job": "ingest"}),
     "job_status": ("GET", P + "/jobs/job-1", None),
+    "import_upload": ("POST", P + "/slides/s1/imports", {"kind": "labels", "filename": "l.csv", "size": 20}),
+    "import_start": (
+        "POST",
+        P + f"/slides/s1/imports/{IMPORT_ID}/start",
+        {"kind": "labels", "filename": "l.csv"},
+    ),
     "slide_data": ("GET", P + "/slides/s1/data?key=image.ome.zarr/zarr.json", None),
     "slide_data_urls": ("POST", P + "/slides/s1/data/urls", {"keys": ["image.ome.zarr/zarr.json"]}),
     "slide_labels": ("GET", P + "/slides/s1/labels", None),
@@ -53,7 +60,7 @@ REQUESTS = {
     "audit_replay": ("GET", P + "/audit/replay?as_of=2100-01-01", None),
     "export": ("GET", P + "/export?format=csv&anonymize=true", None),
 }
-READ_ONLY_POSTS = {"slide_data_urls"}
+READ_ONLY_POSTS = {"slide_data_urls", "import_upload"}
 PROJECT_ROUTES = [r for r in ROUTES if isinstance(r.access, tuple)]
 CALLERS = [*ROLE_USERS, "outsider", "anonymous"]
 
@@ -71,6 +78,11 @@ def test_access(api, route, caller, cloud):
         api.svc.execute(ExcludeCategory(project_id="proj", category_id="necrosis"), OWNER)
     if route.name == "slide_predictions":
         publish_predictions(api.svc, cloud, {"s1": np.full((5000, 2), 0.5)}, ["tumor", "stroma"])
+    if route.name == "import_start":
+        from histolabel.adapters.s3 import filesystem
+
+        key = f"{cloud.data_bucket}/projects/proj/slides/s1/imports/{IMPORT_ID}/l.csv"
+        filesystem(cloud).pipe_file(key, b"id,category\n1,tumor\n")
     method, path, body = REQUESTS[route.name]
     user = {"outsider": OUTSIDER, "anonymous": None, **ROLE_USERS}[caller]
     before = api.events()
