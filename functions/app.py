@@ -426,8 +426,12 @@ def _import_start(c: Call) -> Any:
     _import_role(c, body.kind)
     if not re.fullmatch(r"[0-9a-f]{32}", import_id):
         raise CommandRejected("invalid", f"import id {import_id!r} is not one this API gave", "import_id")
-    if c.project.slides[sid].ingest is None:
+    slide = c.project.slides[sid]
+    if body.kind == "segmentation" and slide.ingest is None:
         raise CommandRejected("invalid", f"slide {sid!r} must be ingested before an import", "slide_id", 409)
+    if body.kind != "segmentation" and slide.segmentation is None:
+        raise CommandRejected("invalid", f"slide {sid!r} has no superpixels to import {body.kind} for",
+                              "slide_id", 409)  # fmt: skip
     key = imports.upload_key(pid, sid, import_id, body.filename)
     size = data.object_size(key)
     if size is None:

@@ -348,6 +348,11 @@ class RecordJobSubmitted(Command):
     job_id: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     slide_id: Identifier | None = None
 
+    def authorize(self, state: ProjectState, user: str) -> None:
+        if self.job in ("import_labels", "import_features") and state.role_of(user) in WRITE_ROLES:
+            return  # annotators import labels and features (never a segmentation)
+        super().authorize(state, user)
+
     def decide(self, state: ProjectState, user: str, site: str) -> list[NewEvent]:
         if self.slide_id is not None and self.slide_id not in state.slides:
             raise _not_found("slide", self.slide_id, "slide_id")

@@ -12,6 +12,7 @@ from tests.api.conftest import OUTSIDER, ROLE_USERS, publish_predictions
 from tests.unit.helpers import OWNER
 
 P = "/projects/proj"
+IMPORT_ID = "0" * 32
 
 # A valid request for every route of a project, against the seeded project.
 REQUESTS = {
@@ -36,6 +37,12 @@ REQUESTS = {
     "get_slide": ("GET", P + "/slides/s1", None),
     "start_job": ("POST", P + "/slides/s1/jobs", {"job": "ingest"}),
     "job_status": ("GET", P + "/jobs/job-1", None),
+    "import_upload": ("POST", P + "/slides/s1/imports", {"kind": "labels", "filename": "l.csv", "size": 20}),
+    "import_start": (
+        "POST",
+        P + f"/slides/s1/imports/{IMPORT_ID}/start",
+        {"kind": "labels", "filename": "l.csv"},
+    ),
     "slide_data": ("GET", P + "/slides/s1/data?key=image.ome.zarr/zarr.json", None),
     "slide_data_urls": ("POST", P + "/slides/s1/data/urls", {"keys": ["image.ome.zarr/zarr.json"]}),
     "slide_labels": ("GET", P + "/slides/s1/labels", None),
@@ -71,7 +78,7 @@ REQUESTS = {
     "retry_job": ("POST", P + "/jobs/job-1/retry", None),
     "select_model": ("POST", P + "/models/1/use", None),
 }
-READ_ONLY_POSTS = {"slide_data_urls", "create_upload", "upload_parts"}
+READ_ONLY_POSTS = {"slide_data_urls", "create_upload", "upload_parts", "import_upload"}
 PROJECT_ROUTES = [r for r in ROUTES if isinstance(r.access, tuple)]
 CALLERS = [*ROLE_USERS, "outsider", "anonymous"]
 
@@ -109,6 +116,11 @@ def test_access(api, route, caller, cloud):
         api.svc.record_job_event("proj", "SlideIngested", ingested, job="ingest")
     if route.name in ("slide_predictions", "select_model"):
         publish_predictions(api.svc, cloud, {"s1": np.full((5000, 2), 0.5)}, ["tumor", "stroma"])
+    if route.name == "import_start":
+        from histolabel.adapters.s3 import filesystem
+
+        key = f"{cloud.data_bucket}/projects/proj/slides/s1/imports/{IMPORT_ID}/l.csv"
+        filesystem(cloud).pipe_file(key, b"id,category\n1,tumor\n")
     method, path, body = REQUESTS[route.name]
     if route.name in ("upload_parts", "complete_upload"):
         body = {**body, **_upload(api, with_part=route.name == "complete_upload")}

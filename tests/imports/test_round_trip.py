@@ -13,6 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import shapely
+import zarr
 from shapely.geometry import Polygon, shape
 
 from histolabel.adapters import artifacts, pyramids
@@ -50,6 +52,10 @@ def test_qupath_round_trip(project: str, shared_data: Path, tmp_path: Path, http
     doc = qupath_geojson(rings, classes)
     path = write_json(tmp_path / "nuclei.geojson", doc)
     base = ("--project", project, "--slide", SLIDE, "--user", OWNER.user, "--site", OWNER.site)
+    valid = [Polygon(r).is_valid for r in rings]
+    assert not all(valid)  # hand-drawn outlines: strict refuses the first invalid one, writes nothing
+    assert cli("import", "segmentation", str(path), *base) == 1
+    assert _svc().project_state(project).slides[SLIDE].segmentation is None
     assert cli("import", "segmentation", str(path), *base, "--lenient") == 0
     assert cli("import", "labels", str(path), *base) == 0
     svc = _svc()
@@ -59,6 +65,24 @@ def test_qupath_round_trip(project: str, shared_data: Path, tmp_path: Path, http
     seg = state.slides[SLIDE].segmentation
     table = pyramids.read_table(seg["table_uri"]).to_pydict()
     sp_of = dict(zip(table["external_id"], table["id"], strict=True))
+    assert seg["source"] == "import" and seg["objects_read"] == len(rings)
+    assert seg["count"] == len(rings) - seg["dropped"]["covered"] - seg["dropped"]["empty"]
+    assert table["id"] == list(range(1, seg["count"] + 1))
+    # every kept nucleus is drawn where its polygon is (later objects win overlaps)
+    drawn = np.asarray(zarr.open_group(zarr_store(seg["labels_uri"]), mode="r")["0"][0])
+    assert drawn.shape == (1000, 1000) and len(np.unique(drawn)) == seg["count"] + 1  # dense, plus 0
+    objects = pyramids.read_table(seg["objects_uri"]).to_pydict()
+    assert objects["id"] == table["id"] and objects["external_id"] == table["external_id"]
+    yy, xx = np.mgrid[0:1000, 0:1000]
+    ious = []
+    for k in range(0, seg["count"], 23):
+        geom = shapely.from_wkb(objects["geometry"][k])
+        x0, y0, x1, y1 = (int(v) for v in geom.bounds)
+        sub = (slice(max(y0 - 1, 0), y1 + 2), slice(max(x0 - 1, 0), x1 + 2))
+        inside = shapely.contains_xy(geom, xx[sub] + 0.5, yy[sub] + 0.5)
+        mine = drawn[sub] == objects["id"][k]
+        ious.append((inside & mine).sum() / max((inside | mine).sum(), 1))
+    assert np.median(ious) > 0.9
     labels = svc.slide_labels_fresh(project, SLIDE).current()
     classified = {f["id"] for f, c in zip(doc["features"], classes, strict=True) if c} & set(sp_of)
     assert len(labels) == len(classified)  # every kept object with a class, and no other
@@ -70,9 +94,8 @@ def test_qupath_round_trip(project: str, shared_data: Path, tmp_path: Path, http
             assert labels.get(sp_of[f["id"]]) == (cats[c[0]].id if c else None)
     # label masks: every labeled superpixel painted with its category's value, 0 elsewhere
     import tifffile
-    import zarr
 
-    superpixels = np.asarray(zarr.open_group(zarr_store(seg["labels_uri"]), mode="r")["0"][0])
+    superpixels = drawn
     value = {c.id: k for k, c in enumerate(state.live_categories(), start=1)}
     lut = np.zeros(seg["count"] + 1, np.uint8)
     for sp, cat in labels.items():
