@@ -38,6 +38,11 @@ ALLOW_CPU = "HISTOLABEL_ALLOW_CPU"
 CLI_USER = "HISTOLABEL_USER"
 CLI_SITE = "HISTOLABEL_SITE"
 SOURCE_PREFIXES = "HISTOLABEL_SOURCE_PREFIXES"
+ANCHOR_FUNCTION = "HISTOLABEL_ANCHOR_FUNCTION"
+ANCHOR_INTERVAL_S = "HISTOLABEL_ANCHOR_INTERVAL_S"
+MAX_IMPORT_BYTES = "HISTOLABEL_MAX_IMPORT_BYTES"
+AWS_PROFILE = "HISTOLABEL_AWS_PROFILE"
+JOB_VCPUS = "HISTOLABEL_JOB_VCPUS"
 
 ENV: dict[str, str] = {
     "stage": STAGE,
@@ -59,6 +64,11 @@ ENV: dict[str, str] = {
     "cli_user": CLI_USER,
     "cli_site": CLI_SITE,
     "source_prefixes": SOURCE_PREFIXES,
+    "anchor_function": ANCHOR_FUNCTION,
+    "anchor_interval_s": ANCHOR_INTERVAL_S,
+    "max_import_bytes": MAX_IMPORT_BYTES,
+    "aws_profile": AWS_PROFILE,
+    "job_vcpus": JOB_VCPUS,
 }
 
 
@@ -89,6 +99,14 @@ class Settings(BaseModel):
     # Where slide sources may be registered from besides the project's own prefix (see
     # histolabel/confinement.py): whitespace- or comma-separated in the environment.
     source_prefixes: tuple[str, ...] = ()
+    # The anchoring Lambda the API invokes on export (deployed); unset: anchor in-process.
+    anchor_function: str | None = None
+    anchor_interval_s: float = 60.0
+    max_import_bytes: int = 1 << 30
+    # botocore retry profile: "api" (give up on a store within seconds) or "batch".
+    aws_profile: str | None = None
+    # A job's vCPUs as its definition declares them (histolabel.cpus).
+    job_vcpus: float | None = None
 
     @field_validator("stage")
     @classmethod

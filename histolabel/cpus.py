@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-JOB_VCPUS_ENV = "HISTOLABEL_JOB_VCPUS"
+from histolabel import config
+
+JOB_VCPUS_ENV = config.JOB_VCPUS
 
 
 def available_cpus() -> int:

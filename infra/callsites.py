@@ -330,9 +330,7 @@ def reachable(entries: Iterable[str], factories: Iterable[str] = ()) -> Calls:
     while True:
         for module, symbols in symbols_of.items():
             used_of[module] = _used(symbols, named)
-        grown = named.union(
-            *(_names(symbols_of[m][k]) for m, used in used_of.items() for k in used)
-        )
+        grown = named.union(*(_names(symbols_of[m][k]) for m, used in used_of.items() for k in used))
         if grown == named:
             break
         named = grown

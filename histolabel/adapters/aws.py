@@ -17,9 +17,10 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionError, HTTPClientError, ReadTimeoutError
 
+from histolabel import config
 from histolabel.config import Settings, get_settings
 
-PROFILE_ENV = "HISTOLABEL_AWS_PROFILE"
+PROFILE_ENV = config.AWS_PROFILE
 PROFILES = {
     "batch": Config(retries={"max_attempts": 8, "mode": "adaptive"}, max_pool_connections=64),
     # Worst case about 1 s to connect and 3 s to read, two attempts: well inside 5 s for a

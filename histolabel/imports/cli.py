@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from histolabel.config import settings_from_env
 from histolabel.imports.errors import ImportRefused, check_size
 
 KINDS = ("segmentation", "labels", "features")
@@ -36,8 +36,8 @@ def add_arguments(sub: Any) -> None:
         p.add_argument("file", type=Path)
         p.add_argument("--project", required=True)
         p.add_argument("--slide", required=True)
-        p.add_argument("--user", default=os.environ.get("HISTOLABEL_USER", "admin"), help="importing member")
-        p.add_argument("--site", default=os.environ.get("HISTOLABEL_SITE", "local"))
+        p.add_argument("--user", default=settings_from_env().cli_user or "admin", help="importing member")
+        p.add_argument("--site", default=settings_from_env().cli_site or "local")
         p.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True,
                        help="wait for the job (default) or print its id at once")  # fmt: skip
         if kind == "segmentation":
@@ -160,7 +160,7 @@ def add_export_arguments(sub: Any) -> None:
     p.add_argument("out", type=Path, help="output: a .tif/.tiff file or a .zarr folder")
     p.add_argument("--project", required=True)
     p.add_argument("--slide", required=True)
-    p.add_argument("--user", default=os.environ.get("HISTOLABEL_USER", "admin"), help="exporting member")
+    p.add_argument("--user", default=settings_from_env().cli_user or "admin", help="exporting member")
     p.set_defaults(func=export_masks)
 
 

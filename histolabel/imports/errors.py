@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 # A file above this is refused before it is read or uploaded (a million nuclei as GeoJSON is
 # about 600 MB); HISTOLABEL_MAX_IMPORT_BYTES raises or lowers it.
 DEFAULT_MAX_IMPORT_BYTES = 1 << 30
@@ -18,7 +16,9 @@ class ImportRefused(ValueError):
 
 
 def max_import_bytes() -> int:
-    return int(os.environ.get("HISTOLABEL_MAX_IMPORT_BYTES", DEFAULT_MAX_IMPORT_BYTES))
+    from histolabel.config import settings_from_env
+
+    return settings_from_env().max_import_bytes
 
 
 def check_size(size: int, name: str) -> None:

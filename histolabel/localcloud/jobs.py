@@ -49,7 +49,7 @@ def job_events_handler(event: dict[str, Any], context: Any = None) -> Any:
 
 def state_change_event(detail: dict[str, Any], region: str | None = None) -> dict[str, Any]:
     """The EventBridge envelope around a Batch job's state-change detail."""
-    region = region or os.environ.get("AWS_REGION", "us-east-1")
+    region = region or settings_from_env().region
     return {
         "version": "0",
         "id": str(uuid.uuid4()),

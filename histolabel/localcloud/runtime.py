@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from histolabel.config import Settings, get_settings
+from histolabel.config import Settings, get_settings, settings_from_env
 from histolabel.localcloud.poller import StreamPoller
 
 if TYPE_CHECKING:
@@ -39,20 +39,18 @@ def start_pollers(settings: Settings, start_at: str = "TRIM_HORIZON") -> list[St
 
 def _positions(name: str) -> Path | None:
     """Where a poller keeps its stream position across restarts (in the local cloud's folder)."""
-    import os
 
-    folder = os.environ.get("HISTOLABEL_LOCAL_DIR")
+    folder = settings_from_env().local_dir
     return Path(folder) / f"poller-{name}.json" if folder else None
 
 
 def start_anchor_timer(settings: Settings) -> AnchorTimer:
     """What the scheduled rule does in AWS: anchor every project's stream heads each minute."""
-    import os
 
     from histolabel.runtime.anchorer import Anchorer, AnchorTimer
     from histolabel.service import HistoLabel
 
-    interval = float(os.environ.get("HISTOLABEL_ANCHOR_INTERVAL_S", "60"))
+    interval = settings.anchor_interval_s
     return AnchorTimer(Anchorer(HistoLabel.from_env(settings)), interval).start()
 
 

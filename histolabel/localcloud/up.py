@@ -314,7 +314,7 @@ def adopt_local_stack() -> bool:
     """Point this process at the running local stack (`histolabel local up`), unless it already
     names a cloud (AWS_ENDPOINT_URL): the CLI then works against the local stack with no
     variables to set. True when it did."""
-    if os.environ.get("AWS_ENDPOINT_URL"):
+    if settings_from_env().endpoint_url:
         return False
     state = read_state()
     if not state or not state.get("endpoint") or not all(_alive(p) for p in state["pids"].values()):

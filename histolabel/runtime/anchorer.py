@@ -123,12 +123,11 @@ def anchor_on_export(svc: HistoLabel, project_id: str) -> None:
     invokes the anchoring function (HISTOLABEL_ANCHOR_FUNCTION); locally it runs in-process. A
     failure is logged, not raised: the timer anchors within the minute anyway."""
     import json
-    import os
 
     from histolabel.adapters.aws import client
 
     try:
-        function = os.environ.get("HISTOLABEL_ANCHOR_FUNCTION")
+        function = svc.settings.anchor_function
         if function:
             body = json.dumps({"project_id": project_id, "reason": "export"}).encode()
             client("lambda", svc.settings).invoke(FunctionName=function, Payload=body)

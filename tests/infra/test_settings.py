@@ -68,11 +68,14 @@ def test_only_config_reads_settings_from_the_environment():
 def test_every_variable_is_a_field_and_reads_back():
     env = {name: f"v-{field}" for field, name in ENV.items()}
     env.update({config.STAGE: "abc", config.INLINE_RESPONSE_BYTES: "123", config.ALLOW_CPU: "1",
-                config.JOB_RUNNER: "local"})  # fmt: skip
+                config.JOB_RUNNER: "local", config.ANCHOR_INTERVAL_S: "5", config.MAX_IMPORT_BYTES: "7",
+                config.JOB_VCPUS: "3"})  # fmt: skip
     s = settings_from_env(env)
     assert set(ENV) <= set(Settings.model_fields)
     assert s.stage == "abc" and s.inline_response_bytes == 123 and s.allow_cpu and s.job_runner == "local"
     assert s.data_bucket == "v-data_bucket_name" and s.gpu_queue == "v-job_queue_gpu"
+    assert s.anchor_interval_s == 5 and s.max_import_bytes == 7 and s.job_vcpus == 3
+    assert s.source_prefixes == ("v-source_prefixes",)
     assert settings_from_env({config.DEFAULT_REGION: "eu-west-1"}).region == "eu-west-1"
     with pytest.raises(KeyError):
         config.environment(not_a_setting="x")
