@@ -53,7 +53,7 @@ from histolabel.imports import api as imports
 from histolabel.jobs import job_name
 from histolabel.leases import LEASE_S
 from histolabel.pipeline import slide_job_args
-from histolabel.runtime.anchorer import anchor_on_export
+from histolabel.runtime.export_anchor import anchor_on_export
 
 if "AWS_LAMBDA_FUNCTION_NAME" in os.environ:  # the API's Lambda: give up on a store within seconds
     os.environ.setdefault(aws.PROFILE_ENV, "api")

@@ -43,6 +43,7 @@ ANCHOR_INTERVAL_S = "HISTOLABEL_ANCHOR_INTERVAL_S"
 MAX_IMPORT_BYTES = "HISTOLABEL_MAX_IMPORT_BYTES"
 AWS_PROFILE = "HISTOLABEL_AWS_PROFILE"
 JOB_VCPUS = "HISTOLABEL_JOB_VCPUS"
+ANCHORS_BUCKET = "HISTOLABEL_ANCHORS_BUCKET"
 
 ENV: dict[str, str] = {
     "stage": STAGE,
@@ -69,6 +70,7 @@ ENV: dict[str, str] = {
     "max_import_bytes": MAX_IMPORT_BYTES,
     "aws_profile": AWS_PROFILE,
     "job_vcpus": JOB_VCPUS,
+    "anchors_bucket_name": ANCHORS_BUCKET,
 }
 
 
@@ -107,6 +109,8 @@ class Settings(BaseModel):
     aws_profile: str | None = None
     # A job's vCPUs as its definition declares them (histolabel.cpus).
     job_vcpus: float | None = None
+    # As deployed: histolabel-{stage}-anchors-{account}, written by infra; None: derived.
+    anchors_bucket_name: str | None = None
 
     @field_validator("stage")
     @classmethod
@@ -136,6 +140,10 @@ class Settings(BaseModel):
     @property
     def data_bucket(self) -> str:
         return self.data_bucket_name or self._bucket("data")
+
+    @property
+    def anchors_bucket(self) -> str:
+        return self.anchors_bucket_name or self._bucket("anchors")
 
     @property
     def web_bucket(self) -> str:

@@ -146,7 +146,7 @@ EVENT_MAC_ALGORITHM = "HMAC_SHA_256"
 
 
 def anchors_bucket_name(settings: Settings) -> str:
-    return f"{settings.prefix}-anchors"
+    return settings.anchors_bucket
 
 
 def anchor_key_alias(settings: Settings) -> str:

@@ -36,6 +36,7 @@ DELETE = ("s3:DeleteObject", "s3:ListBucket")
 # s3:PutObject; zarr and s3fs list prefixes before reading).
 S3FS_ACTIONS: dict[str, tuple[str, ...]] = {
     # histolabel.adapters.s3
+    "require_readable_source": READ,
     "filesystem": READ,
     "zarr_store": READ,
     "require_in_bucket": (),
@@ -74,7 +75,17 @@ S3FS_ACTIONS: dict[str, tuple[str, ...]] = {
     "slide_scores": READ,
 }
 # Calls IAM authorizes as another action.
-IMPLIED = {"s3:HeadObject": "s3:GetObject", "s3:ListObjectsV2": "s3:ListBucket"}
+IMPLIED = {
+    "s3:HeadObject": "s3:GetObject",
+    "s3:ListObjectsV2": "s3:ListBucket",
+    # Multipart uploads are authorized as s3:PutObject, listing their parts as its own action.
+    "s3:CreateMultipartUpload": "s3:PutObject",
+    "s3:UploadPart": "s3:PutObject",
+    "s3:CompleteMultipartUpload": "s3:PutObject",
+    "s3:ListParts": "s3:ListMultipartUploadParts",
+    "s3:ListObjectVersions": "s3:ListBucketVersions",
+    "lambda:Invoke": "lambda:InvokeFunction",
+}
 TRANSACT_ITEMS = {
     "Put": "dynamodb:PutItem",
     "Update": "dynamodb:UpdateItem",
@@ -213,7 +224,7 @@ def _scan(
                     (_literal(k.value) for k in node.keywords if k.arg == "ClientMethod"), None
                 )
                 if method in ops:
-                    calls.add(ops[str(method)], where)
+                    calls.add(IMPLIED.get(ops[str(method)], ops[str(method)]), where)
         via_adapter = (isinstance(func, ast.Name) and func.id in s3fs_names) or (
             isinstance(func, ast.Attribute)
             and isinstance(func.value, ast.Name)
@@ -288,11 +299,12 @@ def _used(symbols: dict[str, ast.AST], named: set[str]) -> set[str]:
     return used
 
 
-def reachable(entries: Iterable[str], factories: Iterable[str] = ()) -> Calls:
+def reachable(entries: Iterable[str], factories: Iterable[str] = (), skip: Iterable[str] = ()) -> Calls:
     """The calls of `entries` and what they import; `factories`: the composition root's
     builders the role uses (the root itself is not followed: it builds for every role)."""
     calls = Calls()
     todo = list(entries)
+    skipped = set(skip)
     factory_names = set(factories)
     trees: dict[str, ast.Module] = {}
     if factory_names:
@@ -307,7 +319,7 @@ def reachable(entries: Iterable[str], factories: Iterable[str] = ()) -> Calls:
     adapters: dict[str, ast.Module] = {}
     while todo:
         module = todo.pop()
-        if module in calls.modules or module == COMPOSITION:
+        if module in calls.modules or module == COMPOSITION or module in skipped:
             continue
         path = module_file(module)
         if path is None:
@@ -370,6 +382,9 @@ def s3fs_functions() -> set[str]:
 # Which resource an adapter's calls act on (the table, bucket, queue or pool it is bound to).
 MODULE_RESOURCE = {
     "histolabel.adapters.dynamo_events": "events",
+    "histolabel.adapters.dynamo_leases": "projections",
+    "histolabel.adapters.anchor_store": "anchors",
+    "histolabel.runtime.export_anchor": "anchor_function",
     "histolabel.adapters.dynamo_projections": "projections",
     "histolabel.adapters.batch": "batch",
     "histolabel.adapters.cognito": "user_pool",
@@ -382,6 +397,16 @@ def by_resource(calls: Calls) -> dict[str, set[str]]:
     for action, sites in calls.actions.items():
         for site in sites:
             module = site.rsplit(":", 1)[0]
-            resource = "data" if action.startswith("s3:") else MODULE_RESOURCE.get(module, f"? {module}")
+            if module == "histolabel.adapters.seals":
+                # one adapter, two keys: MACs of events, signatures of anchors
+                resource = "event_mac_key" if action.endswith("Mac") else "anchor_key"
+            elif module == "histolabel.adapters.health":
+                # /health reads one key of each table (the events table stands for both: GetItem
+                # is granted on both wherever it runs) and heads an object of the data bucket
+                resource = "data" if action.startswith("s3:") else "events"
+            elif module in MODULE_RESOURCE:
+                resource = MODULE_RESOURCE[module]
+            else:
+                resource = "data" if action.startswith("s3:") else f"? {module}"
             out.setdefault(resource, set()).add(action)
     return out

@@ -10,7 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from histolabel.config import Settings
-from histolabel.resources import WEB_CLIENT_AUTH_FLOWS, data_bucket, events_table, private_bucket
+from histolabel.resources import (
+    WEB_CLIENT_AUTH_FLOWS,
+    audit_resources,
+    data_bucket,
+    events_table,
+    private_bucket,
+)
 from infra.cfn import Resources, arn, emulator_parameter_and_condition, get_att, on_aws, ref, sub, tags
 from infra.iam import allow, role
 
@@ -202,6 +208,9 @@ def foundation_template(settings: Settings) -> dict[str, Any]:
         **{logical: _repository(settings, image) for image, logical in IMAGES.items()},
         **_image_builder(settings),
         **_user_pool(settings),
+        # Anchors of the audit chain (Object Lock, compliance mode) and the keys that sign them
+        # and MAC every appended event: they outlive the app like the events they vouch for.
+        **audit_resources(settings),
     }
     outputs = {
         "EventsTableName": {"Value": ref("EventsTable")},

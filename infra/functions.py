@@ -50,7 +50,8 @@ API = _fn("APIHandler", "api", 1024, 29, "app.app", "Image")
 PROJECTOR = _fn("Projector", "projector", 512, 120, "handlers.projector.handler")
 TRIGGER = _fn("Trigger", "trigger", 256, 60, "handlers.trigger.handler")
 JOB_EVENTS = _fn("JobEvents", "job_events", 256, 60, "handlers.job_events.handler")
-FUNCTIONS = (API, PROJECTOR, TRIGGER, JOB_EVENTS)
+ANCHORER = _fn("Anchorer", "anchorer", 256, 120, "handlers.anchorer.handler")
+FUNCTIONS = (API, PROJECTOR, TRIGGER, JOB_EVENTS, ANCHORER)
 
 
 def function_name(settings: Settings, fn: Function) -> str:
@@ -69,6 +70,9 @@ def function_environment(settings: Settings) -> dict[str, Any]:
             job_queue_cpu=ref("CpuJobQueue"),
             job_queue_gpu=ref("GpuJobQueue"),
             job_definition_prefix=settings.definition_prefix,
+            anchors_bucket_name=sub(settings.anchors_bucket),
+            # by name, not Ref: the anchorer's own environment is this one too
+            anchor_function=function_name(settings, ANCHORER),
         ),
         "POWERTOOLS_SERVICE_NAME": "histolabel",
         "POWERTOOLS_LOG_LEVEL": "INFO",
@@ -145,6 +149,7 @@ def lambdas(settings: Settings, log_retention_days: int) -> Resources:
     resources["ProjectorStream"] = _stream_mapping(PROJECTOR, filters=None)
     resources["TriggerStream"] = _stream_mapping(TRIGGER, filters=JOB_STARTING_EVENTS)
     resources.update(job_state_rule(settings))
+    resources.update(anchor_schedule(settings))
     return resources
 
 
@@ -173,6 +178,31 @@ def job_state_rule(settings: Settings) -> Resources:
                 "Action": "lambda:InvokeFunction",
                 "Principal": "events.amazonaws.com",
                 "SourceArn": get_att("JobStateRule", "Arn"),
+            },
+        },
+    }
+
+
+def anchor_schedule(settings: Settings) -> Resources:
+    """Stream heads are anchored at least every minute (and on every export, by the API)."""
+    return {
+        "AnchorSchedule": {
+            "Type": "AWS::Events::Rule",
+            "Properties": {
+                "Name": f"{settings.prefix}-anchor",
+                "Description": "sign and lock the event streams' heads every minute",
+                "State": "ENABLED",
+                "ScheduleExpression": "rate(1 minute)",
+                "Targets": [{"Id": "anchorer", "Arn": get_att(ANCHORER.logical, "Arn")}],
+            },
+        },
+        "AnchorInvokePermission": {
+            "Type": "AWS::Lambda::Permission",
+            "Properties": {
+                "FunctionName": ref(ANCHORER.logical),
+                "Action": "lambda:InvokeFunction",
+                "Principal": "events.amazonaws.com",
+                "SourceArn": get_att("AnchorSchedule", "Arn"),
             },
         },
     }

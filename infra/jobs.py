@@ -33,7 +33,7 @@ class Job:
 
     @property
     def logical(self) -> str:
-        return self.name.capitalize()
+        return "".join(part.capitalize() for part in self.name.split("_"))
 
 
 JOBS = tuple(

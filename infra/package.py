@@ -73,6 +73,10 @@ def locked() -> dict[str, str]:
     return pins
 
 
+# Imported only to offer a feature when installed; their absence gives the user a clear error.
+OPTIONAL = {"h5py": "HDF5 feature tables (gpu_jobs.import_features)"}
+
+
 def _imported(modules: Iterable[str]) -> set[str]:
     """Top-level names of the third-party packages the modules import (anywhere in them)."""
     ours = {"histolabel", "gpu_jobs", "infra", "chalicelib", "handlers", "app"}
@@ -88,7 +92,7 @@ def _imported(modules: Iterable[str]) -> set[str]:
                 names.update(a.name.split(".", 1)[0] for a in node.names)
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
                 names.add(node.module.split(".", 1)[0])
-    return {n for n in names if n not in ours and n not in sys.stdlib_module_names}
+    return {n for n in names if n not in ours and n not in OPTIONAL and n not in sys.stdlib_module_names}
 
 
 def _closure(distributions: Iterable[str]) -> set[str]:

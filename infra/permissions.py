@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from histolabel.config import Settings
+from histolabel.resources import anchor_key_alias, event_mac_key_alias
 from infra.cfn import get_att, ref, sub
 from infra.iam import Statement, allow
 
@@ -47,6 +48,9 @@ class Role:
     factories: tuple[str, ...]  # what it takes from histolabel.composition
     grants: tuple[Grant, ...]
     platform: tuple[Grant, ...] = field(default=())
+    # Modules the role's code imports but never runs as deployed, each with the reason (the
+    # call-site scan does not follow them).
+    skip: tuple[tuple[str, str], ...] = field(default=())
 
 
 STREAM_CONSUMER = (
@@ -61,6 +65,7 @@ def _job(kind: str, reads: tuple[str, ...], writes: tuple[str, ...], deletes: bo
         factories=("service_from_env",),
         grants=(
             Grant("events", EVENTS_APPEND),
+            Grant("event_mac_key", ("kms:GenerateMac",)),
             Grant("projections", ("dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query")),
             Grant("data", ("s3:GetObject",), reads),
             Grant(
@@ -87,10 +92,31 @@ ROLES: dict[str, Role] = {
             ),
             # Uploads of source slides go straight to S3 with URLs this role presigns; exports
             # too large for a response are written here (tagged, for the rule that expires them).
-            Grant("data", ("s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"), ("projects/*",)),
+            Grant(
+                "data",
+                ("s3:AbortMultipartUpload", "s3:GetObject", "s3:ListMultipartUploadParts", "s3:PutObject"),
+                ("projects/*",),
+            ),
+            # An import upload over the size limit is deleted before it reaches a job.
+            Grant("data", ("s3:DeleteObject",), (f"{SLIDE}/imports/*",)),
             Grant("data_bucket", ("s3:ListBucket",)),
             Grant("batch", ("batch:DescribeJobs", "batch:SubmitJob")),
-            Grant("user_pool", ("cognito-idp:AdminGetUser", "cognito-idp:ListUsers")),
+            # AdminCreateUser: an owner invites a new member by email.
+            Grant(
+                "user_pool",
+                ("cognito-idp:AdminCreateUser", "cognito-idp:AdminGetUser", "cognito-idp:ListUsers"),
+            ),
+            # Every appended event is MACed.
+            Grant("event_mac_key", ("kms:GenerateMac",)),
+            # An export anchors the heads it was made from, through the anchoring function.
+            Grant("anchor_function", ("lambda:InvokeFunction",)),
+        ),
+        skip=(
+            (
+                "histolabel.runtime.anchorer",
+                "deployed, HISTOLABEL_ANCHOR_FUNCTION is set and the API invokes the anchorer; it "
+                "anchors in-process (and so signs) only in the local cloud",
+            ),
         ),
         platform=(
             Grant(
@@ -107,6 +133,7 @@ ROLES: dict[str, Role] = {
         grants=(
             # It appends TrainingRequested when enough labels arrived (was read-only: AccessDenied).
             Grant("events", EVENTS_APPEND),
+            Grant("event_mac_key", ("kms:GenerateMac",)),
             Grant(
                 "projections",
                 (
@@ -126,6 +153,7 @@ ROLES: dict[str, Role] = {
         factories=("service_from_env", "submitter_from_env"),
         grants=(
             Grant("events", EVENTS_APPEND),
+            Grant("event_mac_key", ("kms:GenerateMac",)),
             Grant("projections", ("dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query")),
             Grant("batch", ("batch:DescribeJobs", "batch:SubmitJob")),
         ),
@@ -136,9 +164,46 @@ ROLES: dict[str, Role] = {
         factories=("service_from_env", "submitter_from_env"),
         grants=(
             Grant("events", EVENTS_APPEND),
+            Grant("event_mac_key", ("kms:GenerateMac",)),
             Grant("projections", ("dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query")),
             Grant("batch", ("batch:DescribeJobs", "batch:SubmitJob")),
         ),
+    ),
+    "fn:anchorer": Role(
+        entries=("handlers.anchorer",),
+        factories=("service_from_env",),
+        grants=(
+            # Append and GenerateMac: the scan counts the service's append path as reachable
+            # (it matches method names); the anchorer itself only reads events.
+            Grant("events", EVENTS_APPEND),
+            Grant("event_mac_key", ("kms:GenerateMac",)),
+            Grant("projections", ("dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query")),
+            # It anchors only events whose MAC holds, and signs what it anchors.
+            Grant("event_mac_key", ("kms:VerifyMac",)),
+            Grant("anchor_key", ("kms:GetPublicKey", "kms:Sign", "kms:Verify")),
+            Grant("anchors", ("s3:GetObject", "s3:ListBucketVersions", "s3:PutObject")),
+        ),
+        skip=(
+            (
+                "histolabel.runtime.export_anchor",
+                "the API's way of asking for an anchor: the anchorer itself never calls it",
+            ),
+        ),
+    ),
+    "job:import_segmentation": _job(
+        "import_segmentation",
+        (f"{SLIDE}/imports/*", f"{SLIDE}/image.ome.zarr/*"),
+        (f"{SLIDE}/image.ome.zarr/labels/*", f"{SLIDE}/superpixels.parquet", f"{SLIDE}/objects.parquet"),
+    ),
+    "job:import_labels": _job(
+        "import_labels",
+        (f"{SLIDE}/imports/*", f"{SLIDE}/image.ome.zarr/*", f"{SLIDE}/superpixels.parquet"),
+        (f"{SLIDE}/imports/*",),
+    ),
+    "job:import_features": _job(
+        "import_features",
+        (f"{SLIDE}/imports/*", f"{SLIDE}/superpixels.parquet"),
+        (f"{SLIDE}/features/*",),
     ),
     "job:ingest": _job("ingest", (f"{SLIDE}/source/*",), (f"{SLIDE}/image.ome.zarr/*",)),
     "job:segment": _job(
@@ -193,6 +258,19 @@ def _resources(settings: Settings, grant: Grant) -> tuple[list[Any], dict[str, A
         return [sub(f"{data}/{key}") for key in grant.keys], {}
     if kind == "data_bucket":
         return [sub(data)], {"StringLike": {"s3:prefix": ["projects/*", "weights/*"]}}
+    if kind == "event_mac_key":
+        return [_arn("kms", "key/*")], {
+            "ForAnyValue:StringEquals": {"kms:ResourceAliases": [event_mac_key_alias(settings)]}
+        }
+    if kind == "anchor_key":
+        return [_arn("kms", "key/*")], {
+            "ForAnyValue:StringEquals": {"kms:ResourceAliases": [anchor_key_alias(settings)]}
+        }
+    if kind == "anchors":
+        bucket = f"arn:${{AWS::Partition}}:s3:::{settings.anchors_bucket}"
+        return [sub(bucket), sub(f"{bucket}/anchors/*")], {}
+    if kind == "anchor_function":
+        return [_arn("lambda", f"function:{settings.prefix}-anchorer")], {}
     if kind == "user_pool":
         return [_arn("cognito-idp", "userpool/${UserPoolId}")], {}
     if kind == "batch":

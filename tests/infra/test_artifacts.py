@@ -52,7 +52,7 @@ def runtime_boto3(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_manifest_lists_every_function_as_specified(packaged):
     out, manifest, printed = packaged
     names = {f["name"] for f in manifest["functions"]}
-    assert names == {"api", "projector", "trigger", "job_events"}
+    assert names == {"api", "projector", "trigger", "job_events", "anchorer"}
     for fn in manifest["functions"]:
         assert set(fn) == {"name", "package_type", "handler", "runtime", "artifact", "unzipped_bytes"}
         assert fn["package_type"] in ("Zip", "Image") and fn["runtime"] == "python3.12"

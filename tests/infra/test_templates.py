@@ -185,7 +185,7 @@ def test_queues_and_definitions_come_from_the_job_kinds_table(app):
     from histolabel.jobs import JOB_SPECS
 
     for kind, spec in JOB_SPECS.items():
-        props = app["Resources"][f"{kind.capitalize()}JobDefinition"]["Properties"]
+        props = app["Resources"][f"{kind.title().replace('_', '')}JobDefinition"]["Properties"]
         reqs = {r["Type"]: r["Value"] for r in props["ContainerProperties"]["ResourceRequirements"]}
         assert reqs["VCPU"] == str(spec.vcpus) and reqs["MEMORY"] == str(spec.memory_mib)
         assert reqs.get("GPU", "0") == str(spec.gpus)
