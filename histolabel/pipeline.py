@@ -28,7 +28,7 @@ def slide_job_args(job: JobKindName, state: ProjectState, slide_id: str) -> list
     if job == "segment":
         return [
             *args, "--image", str(slide.ingest["zarr_uri"]), "--superpixel-size", str(s.superpixel_size),
-            "--unit", "px", "--magnification", str(s.magnification), "--compactness", str(s.compactness),
+            "--unit", "auto", "--magnification", str(s.magnification), "--compactness", str(s.compactness),
         ]  # fmt: skip
     if slide.segmentation is None:
         raise CommandRejected("invalid", f"slide {slide_id!r} must be segmented before {job}", "job", 409)

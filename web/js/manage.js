@@ -55,8 +55,7 @@ export class ManageMode {
     return this.state.role === "owner";
   }
 
-  // Slides whose pipeline this browser drives (segment after ingest, embed after segment), kept
-  // across reloads. The server's own chaining of the jobs replaces this when it lands.
+  // Slides uploaded from this browser whose pipeline is still running, kept across reloads.
   get driven() {
     return new Set(JSON.parse(localStorage.getItem(`histolabel.pipeline.${this.pid}`) || "[]"));
   }
@@ -189,22 +188,13 @@ export class ManageMode {
     this.renderAll();
   }
 
-  // Ingest -> segment -> embed for the slides this browser uploaded: the next step starts when
-  // the last one has succeeded and has not been started yet.
+  // Ingest -> segment -> embed is chained by the server (the job-events handler starts each
+  // next step when the last one succeeds); this browser only follows the slides it uploaded, to
+  // say what runs next until they are embedded.
   async advancePipelines() {
-    if (!this.owner) return;
     const driven = this.driven;
     for (const s of (this.state.project && this.state.project.slides) || []) {
-      if (!driven.has(s.slide_id)) continue;
-      const next = s.status === "ingested" ? "segment" : s.status === "segmented" ? "embed" : null;
-      if (s.status === "embedded") this.drive(s.slide_id, false);
-      if (!next || this.jobs.some((j) => j.slide_id === s.slide_id && j.job === next)) continue;
-      try {
-        const job = await this.state.api.post(`/projects/${enc(this.pid)}/slides/${enc(s.slide_id)}/jobs`, { job: next });
-        this.jobs.unshift({ job_id: job.job_id, job: next, slide_id: s.slide_id, status: "SUBMITTED" });
-      } catch (err) {
-        this.slideMessage = `${s.name}: could not start ${next}: ${describeError(err)}`;
-      }
+      if (driven.has(s.slide_id) && s.status === "embedded") this.drive(s.slide_id, false);
     }
   }
 
