@@ -172,7 +172,25 @@ def _kms_key(description: str, spec: str, usage: str) -> Resource:
         "Type": "AWS::KMS::Key",
         "DeletionPolicy": "Retain",
         "UpdateReplacePolicy": "Retain",
-        "Properties": {"Description": description, "KeySpec": spec, "KeyUsage": usage, "Enabled": True},
+        "Properties": {
+            "Description": description,
+            "KeySpec": spec,
+            "KeyUsage": usage,
+            "Enabled": True,
+            # AWS's default key policy, stated: the account's IAM policies decide who may use it.
+            "KeyPolicy": {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Sid": "account",
+                        "Effect": "Allow",
+                        "Principal": {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}},
+                        "Action": "kms:*",
+                        "Resource": "*",
+                    }
+                ],
+            },
+        },
     }
 
 
