@@ -52,7 +52,11 @@ class ProjectSettings(BaseModel):
     model_kind: ModelKind = "linear"
     retrain_threshold: int = Field(default=50, ge=1, le=100_000)
     label_overlap: float = Field(
-        default=0.0, ge=0, le=1, description="share of superpixels the guided queue gives two annotators"
+        default=0.0,
+        ge=0,
+        le=1,
+        strict=True,
+        description="share of superpixels the guided queue gives two annotators",
     )
 
 

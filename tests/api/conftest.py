@@ -90,12 +90,21 @@ POOL_USERS = {"olivia", "ana", "rex", "audrey", "oscar", "newbie", "zed"}
 
 
 class Directory:
+    def __init__(self) -> None:
+        self.invited: dict[str, str] = {}  # email -> username, as Cognito makes them on invite
+
     def __call__(self, user: str) -> str | None:
+        if user in self.invited:
+            return self.invited[user]
         name = user.split("@", 1)[0] if user.endswith("@example.org") else user
-        return name if name in POOL_USERS else None
+        return name if name in POOL_USERS or name in self.invited.values() else None
 
     def describe(self, user: str) -> dict[str, str | None]:
         return {"email": f"{user}@example.org" if user in POOL_USERS else None, "name": None}
+
+    def invite(self, email: str) -> tuple[str, str]:
+        self.invited[email] = f"u-{len(self.invited) + 1}"
+        return self.invited[email], "Temporary-pass-1"
 
 
 directory = Directory()
