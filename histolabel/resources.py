@@ -184,7 +184,9 @@ def _kms_key(description: str, spec: str, usage: str) -> Resource:
                     {
                         "Sid": "account",
                         "Effect": "Allow",
-                        "Principal": {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}},
+                        "Principal": {
+                            "AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}
+                        },
                         "Action": "kms:*",
                         "Resource": "*",
                     }

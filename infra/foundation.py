@@ -208,9 +208,16 @@ def foundation_template(settings: Settings) -> dict[str, Any]:
         **{logical: _repository(settings, image) for image, logical in IMAGES.items()},
         **_image_builder(settings),
         **_user_pool(settings),
-        # Anchors of the audit chain (Object Lock, compliance mode) and the keys that sign them
-        # and MAC every appended event: they outlive the app like the events they vouch for.
-        **audit_resources(settings),
+        # The keys that sign the audit chain's anchors and MAC every appended event. The
+        # emulator's CloudFormation makes every KMS key a symmetric encryption key, so there
+        # deploy makes them through the API instead. The anchors bucket is not the stack's:
+        # compliance-locked anchors outlive any stack, so deploy creates it, or reuses it
+        # (infra.operations.deploy, histolabel.adapters.provision.provision_audit).
+        **{
+            logical: on_aws(resource)
+            for logical, resource in audit_resources(settings).items()
+            if logical != "AnchorsBucket"
+        },
     }
     outputs = {
         "EventsTableName": {"Value": ref("EventsTable")},

@@ -162,6 +162,10 @@ def deploy(settings: Settings, options: DeployOptions, echo: Echo) -> DeployRepo
     tags = _stage_tags(settings)
 
     base = stackops.deploy(cfn, names.foundation, foundation, flag, echo, tags=tags)
+    from histolabel.adapters.provision import provision_audit
+
+    # The anchors bucket outlives stacks (compliance-locked); the emulator's keys come from here too.
+    echo("audit chain: " + ", ".join(provision_audit(settings, keys=emulated)) + " in place")
     report.stacks.append(base)
     if emulated and base.changed:
         _fix_emulator(settings, names.foundation, foundation, echo)

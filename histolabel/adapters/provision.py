@@ -154,6 +154,20 @@ def create_bucket(s3: Any, props: dict[str, Any], region: str) -> None:
         getattr(s3, call)(Bucket=name, **args)
 
 
+def provision_audit(settings: Settings, keys: bool = True) -> list[str]:
+    """Create (or leave as they are) the audit chain's anchors bucket and, with `keys`, its keys."""
+    from histolabel.resources import audit_resources
+
+    resources = audit_resources(settings)
+    made = []
+    for alias, params in key_parameters(resources).items() if keys else ():
+        create_key(client("kms", settings), alias, params)
+        made.append(alias)
+    create_bucket(client("s3", settings), resources["AnchorsBucket"]["Properties"], settings.region)
+    made.append(resources["AnchorsBucket"]["Properties"]["BucketName"])
+    return made
+
+
 def provision(settings: Settings) -> list[str]:
     """Create (or leave as they are) every stateful resource; returns their names."""
     ddb = client("dynamodb", settings)

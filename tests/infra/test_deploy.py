@@ -13,6 +13,8 @@ import json
 import pytest
 
 from histolabel.adapters.aws import client
+from histolabel.jobs import JOB_SPECS
+from infra.functions import FUNCTIONS
 from infra.stacks import stack_names
 from tests.infra.conftest import HOSTED_UI_URL, STAGE, STUB_APP, run_cli
 
@@ -61,7 +63,7 @@ def test_batch_gpu_requirements_and_scale_to_zero(deployed):
         for d in batch.describe_job_definitions(status="ACTIVE")["jobDefinitions"]
         if d["jobDefinitionName"].startswith(settings.prefix)
     }
-    assert len(definitions) == 5
+    assert len(definitions) == len(JOB_SPECS)  # one per job kind
 
     def gpu(job: str) -> list[str]:
         reqs = definitions[f"{settings.prefix}-{job}"]["containerProperties"]["resourceRequirements"]
@@ -121,7 +123,7 @@ def test_roles_logs_and_repository(deployed):
     ours = {
         g["logGroupName"]: g.get("retentionInDays") for g in groups if settings.prefix in g["logGroupName"]
     }
-    assert len(ours) == 5 and set(ours.values()) == {90}  # 4 functions and the jobs
+    assert len(ours) == len(FUNCTIONS) + 1 and set(ours.values()) == {90}  # the functions and the jobs
     repo = client("ecr", settings).describe_repositories(repositoryNames=[f"{settings.prefix}-jobs"])[
         "repositories"
     ][0]
