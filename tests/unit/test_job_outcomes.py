@@ -69,13 +69,17 @@ def test_the_local_runners_detail_reads_like_batchs():
 
 def test_the_job_events_lambda_loads_no_heavy_module():
     """The handler's module imports what a light Lambda zip can hold: no numpy, torch, pyarrow..."""
+    import os
     import subprocess
     import sys
+    from pathlib import Path
 
     heavy = ("numpy", "torch", "pyarrow", "skimage", "scipy", "zarr", "s3fs", "shapely")
     code = (
         "import sys, handlers.job_events as h, histolabel.runtime.job_events as r\n"
         f"print(h.handler is r.handler, sorted(m for m in {heavy!r} if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "functions")])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.split() == ["True", "[]"], out.stdout + out.stderr
