@@ -391,10 +391,12 @@ def _start_job(c: Call) -> Any:
     return _slide_job(c, c.params["slide_id"], c.body.job)
 
 
-def _slide_job(c: Call, sid: str, job: str) -> Any:
-    pid = c.project.project_id
-    views.require_slide(c.project, sid)
-    args = slide_job_args(job, c.project, sid)  # the same arguments the pipeline chains with
+def _slide_job(c: Call, sid: str, job: str, state: Any = None) -> Any:
+    """Submit a slide step; `state`: the project as it stands after this call's own writes."""
+    state = state or c.project
+    pid = state.project_id
+    views.require_slide(state, sid)
+    args = slide_job_args(job, state, sid)  # the same arguments the pipeline chains with
     job_id = SERVICES.submitter.submit(job, args, job_name(job, pid, sid))
     c.svc.execute(RecordJobSubmitted(project_id=pid, job=job, job_id=job_id, slide_id=sid), c.actor)
     return {"job_id": job_id, "job": job, "slide_id": sid}
@@ -985,14 +987,8 @@ def _complete_upload(c: Call) -> Any:
     data.complete_multipart(key, b.upload_id, sorted(parts, key=lambda p: p["PartNumber"]))
     c.svc.execute(register, c.actor)
     # The pipeline's first step starts here; segment and embed follow it.
-    job_id = SERVICES.submitter.submit(
-        "ingest", ["--project", pid, "--slide", b.slide_id, "--source", data.data_uri(key)],
-        job_name("ingest", pid, b.slide_id),
-    )  # fmt: skip
-    c.svc.execute(
-        RecordJobSubmitted(project_id=pid, job="ingest", job_id=job_id, slide_id=b.slide_id), c.actor
-    )
-    return {"slide": slide_out(_fresh(c).slides[b.slide_id]), "job_id": job_id}
+    started = _slide_job(c, b.slide_id, "ingest", _fresh(c))
+    return {"slide": slide_out(_fresh(c).slides[b.slide_id]), "job_id": started["job_id"]}
 
 
 @app.route("/projects/{project_id}/uploads/complete", methods=["POST"])
