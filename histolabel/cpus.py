@@ -15,12 +15,9 @@ JOB_VCPUS_ENV = config.JOB_VCPUS
 
 
 def available_cpus() -> int:
-    declared = os.environ.get(JOB_VCPUS_ENV, "").strip()
+    declared = config.settings_from_env().job_vcpus
     if declared:
-        try:
-            return max(1, int(float(declared)))
-        except ValueError:
-            pass
+        return max(1, int(declared))
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(affinity, _cgroup_quota() or affinity))
 
