@@ -32,6 +32,7 @@ PROFILES = {
         max_pool_connections=64,
     ),
 }
+IDENTITY_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN", "AWS_PROFILE")
 # AWS error codes that mean "the store is there but cannot serve now": retry later.
 UNAVAILABLE_CODES = frozenset(
     {
@@ -50,7 +51,9 @@ def profile() -> str:
 
 
 @lru_cache(maxsize=64)
-def _client(service: str, region: str, endpoint_url: str | None, profile_name: str) -> Any:
+def _client(
+    service: str, region: str, endpoint_url: str | None, profile_name: str, identity: tuple[str | None, ...]
+) -> Any:
     return boto3.session.Session().client(
         service, region_name=region, endpoint_url=endpoint_url, config=PROFILES[profile_name]
     )
@@ -58,7 +61,10 @@ def _client(service: str, region: str, endpoint_url: str | None, profile_name: s
 
 def client(service: str, settings: Settings | None = None) -> Any:
     s = settings or get_settings()
-    return _client(service, s.region, s.endpoint_url, profile())
+    # A client holds the credentials it was made with: one cached under another identity (an
+    # earlier key pair, on an endpoint whose port was reused) would answer as that identity.
+    identity = tuple(os.environ.get(name) for name in IDENTITY_VARIABLES)
+    return _client(service, s.region, s.endpoint_url, profile(), identity)
 
 
 def store_unavailable(exc: BaseException) -> bool:
