@@ -9,7 +9,7 @@ import os
 import re
 import time
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from botocore.exceptions import ClientError
@@ -47,10 +47,10 @@ from histolabel.commands import (
     UnlabelSuperpixels,
 )
 from histolabel.config import get_settings
-from histolabel.events.catalogue import Actor
+from histolabel.events.catalogue import Actor, LabelSource
 from histolabel.events.envelope import label_stream, project_stream, verify_chain
 from histolabel.imports import api as imports
-from histolabel.jobs import job_name
+from histolabel.jobs import JobKind, job_name
 from histolabel.leases import LEASE_S
 from histolabel.pipeline import slide_job_args
 from histolabel.runtime.export_anchor import anchor_on_export
@@ -88,7 +88,10 @@ def _health(c: Call) -> Any:
         return {"status": "ok", "checks": {"stores": "in memory"}}
     report = check(c.svc.settings)
     if report["status"] != "ok":  # load balancers and the web client read the status code
-        headers = {"Content-Type": "application/json", "Retry-After": str(RETRY_AFTER_S)}
+        headers: dict[str, str | list[str]] = {
+            "Content-Type": "application/json",
+            "Retry-After": str(RETRY_AFTER_S),
+        }
         return Response(body=json.dumps(report), status_code=503, headers=headers)
     return report
 
@@ -391,7 +394,7 @@ def _start_job(c: Call) -> Any:
     return _slide_job(c, c.params["slide_id"], c.body.job)
 
 
-def _slide_job(c: Call, sid: str, job: str, state: Any = None) -> Any:
+def _slide_job(c: Call, sid: str, job: JobKind, state: Any = None) -> Any:
     """Submit a slide step; `state`: the project as it stands after this call's own writes."""
     state = state or c.project
     pid = state.project_id
@@ -445,7 +448,7 @@ def _import_start(c: Call) -> Any:
     if (problem := imports.too_large(size)) is not None:
         data.delete(key)
         raise CommandRejected("too_large", problem, "size", 413)
-    job = f"import_{body.kind}"
+    job = cast(JobKind, f"import_{body.kind}")
     args = imports.job_args(body.kind, pid, sid, data.data_uri(key), body.options, c.user, c.actor.site)
     job_id = SERVICES.submitter.submit(job, args, job_name(job, pid, sid))
     c.svc.execute(RecordJobSubmitted(project_id=pid, job=job, job_id=job_id, slide_id=sid), c.actor)
@@ -577,13 +580,14 @@ def _write(kind: str) -> Any:
         views.require_slide(c.project, sid, segmented=True)
         ids = b.ids if b.ids is not None else views.ids_in_polygon(c.project, sid, b.polygon)
         cmd: Any
-        if kind == "label":
+        source: LabelSource = "click"
+        if kind != "review":  # a brushed selection is recorded as a brush stroke
             source = "brush" if b.polygon is not None and b.source == "click" else b.source
+        if kind == "label":
             cmd = LabelSuperpixels(
                 project_id=pid, slide_id=sid, ids=ids, category_id=b.category_id, source=source
             )
         elif kind == "unlabel":
-            source = "brush" if b.polygon is not None and b.source == "click" else b.source
             cmd = UnlabelSuperpixels(project_id=pid, slide_id=sid, ids=ids, source=source)
         else:
             cmd = ReviewLabels(
@@ -679,10 +683,10 @@ def _queue(c: Call) -> Any:
                                "certainty": item.certainty, "bbox": None, "centroid": None}  # fmt: skip
         try:
             table = views.table_for(state, item.slide_id)
-            r = int(table.rows(np.array([item.id]))[0])
-            if r >= 0:
-                row["bbox"] = [int(v) for v in table.bbox[r]]
-                row["centroid"] = [float(v) for v in table.centroid[r]]
+            at = int(table.rows(np.array([item.id]))[0])
+            if at >= 0:
+                row["bbox"] = [int(v) for v in table.bbox[at]]
+                row["centroid"] = [float(v) for v in table.centroid[at]]
         except (CommandRejected, OSError, ValueError):
             pass  # geometry is a convenience; the queue still names the superpixel
         out.append(row)

@@ -74,7 +74,7 @@ class LabelReader:
 
     def __init__(self, labels_uri: str) -> None:
         group = pyramids.open_group(labels_uri, "r")
-        attrs = dict(group.attrs)
+        attrs: dict[str, Any] = dict(group.attrs)
         self.scale = 2 ** int(attrs.get("histolabel", {}).get("image_level", 0))
         path = attrs["ome"]["multiscales"][0]["datasets"][0]["path"]
         self.array: Any = group[path]

@@ -161,9 +161,6 @@ def expected_superpixel_count(
     return max(1, round(area / (superpixel_px * superpixel_px))) if tissue_fraction > 0 else 0
 
 
-JobKind = Literal["ingest", "segment", "embed", "train", "predict"]
-
-
 def job_row(submitted: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
     """One job as the panel shows it, from its JobSubmitted record and the runner's status."""
     # The local runner's final record keeps no start time: then from submission, queue included.

@@ -9,6 +9,8 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+from histolabel.jobs import JobKind
+
 Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 UserId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@:+-]{0,127}$")]
 Color = Annotated[str, StringConstraints(pattern=r"^#[0-9a-fA-F]{6}$")]
@@ -203,10 +205,8 @@ class FeaturesCompleted(EventData):
     dim: int = Field(gt=0)
 
 
-JobKindName = Literal[
-    "ingest", "segment", "embed", "train", "predict",
-    "import_segmentation", "import_labels", "import_features",
-]  # fmt: skip
+# The job kinds are the job table's (`histolabel.jobs`): one list for events, infra and submitters.
+JobKindName = JobKind
 
 
 JobId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
