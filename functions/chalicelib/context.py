@@ -181,3 +181,8 @@ def login_config() -> dict[str, Any]:
         # deployer set one up for single sign-on; the app then offers it beside the form.
         "hostedUiUrl": s.hosted_ui_url,
     }
+
+
+def fresh(c: Call) -> Any:
+    """The project as it stands after this call's own writes."""
+    return c.svc.project_state(c.project.project_id)

@@ -130,3 +130,10 @@ def review_rows(svc: HistoLabel, state: ProjectState, slide: str | None = None) 
         lookup = preds[sid].lookup() if sid in preds else None
         rows.extend(rows_for_slide(current_labels(svc, state.project_id, sid), state.resolve, lookup))
     return rows
+
+
+def query_rows(c: Any) -> list[Row]:
+    """The review rows of the query's slide (all slides when it names none)."""
+    if c.query.slide is not None:
+        require_slide(c.project, c.query.slide)
+    return review_rows(c.svc, c.project, c.query.slide)

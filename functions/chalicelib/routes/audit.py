@@ -1,0 +1,46 @@
+"""Routes: audit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib import views
+from chalicelib.context import Call, Handler
+from histolabel.api import audit
+from histolabel.api.views import project_out
+from histolabel.commands import (
+    CommandRejected,
+)
+from histolabel.events.envelope import label_stream, project_stream, verify_chain
+
+
+def _history(c: Call) -> Any:
+    q, pid = c.query, c.project.project_id
+    if q.slide is not None:
+        views.require_slide(c.project, q.slide)
+    stream = label_stream(pid, q.slide) if q.slide else project_stream(pid)
+    events = list(c.svc.events.read(stream))
+    return audit.history(stream, events, q.after_seq, q.limit, q.superpixel, q.user, q.type)
+
+
+def _replay(c: Call) -> Any:
+    pid = c.project.project_id
+    as_of = audit.normalize_instant(c.query.as_of)
+    p_events = list(c.svc.events.read(project_stream(pid)))
+    chains = {project_stream(pid): verify_chain(p_events) is None}
+    then = audit.replay_project(p_events, as_of)
+    slides = {}
+    for sid in [c.query.slide] if c.query.slide else sorted(then.slides):
+        if sid not in then.slides:
+            raise CommandRejected("not_found", f"slide {sid!r} did not exist at {as_of}", "slide", 404)
+        events = list(c.svc.events.read(label_stream(pid, sid)))
+        chains[label_stream(pid, sid)] = verify_chain(events) is None
+        slides[sid] = audit.replay_slide(pid, sid, events, as_of)
+    return {"as_of": as_of, "project": project_out(then) if then.exists else None, "slides": slides,
+            "chains": chains}  # fmt: skip
+
+
+HANDLERS: dict[str, Handler] = {
+    "audit_history": _history,
+    "audit_replay": _replay,
+}

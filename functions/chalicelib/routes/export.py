@@ -1,0 +1,99 @@
+"""Routes: export."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import numpy as np
+from chalice import Response
+
+from chalicelib import data, views
+from chalicelib.context import Call, Handler, error
+from chalicelib.responses import see_other
+from histolabel.api import export
+from histolabel.commands import (
+    CommandRejected,
+)
+from histolabel.runtime.export_anchor import anchor_on_export
+
+EXPORT_TYPES = {
+    "geojson": "application/geo+json",
+    "csv": "text/csv",
+    "parquet": "application/vnd.apache.parquet",
+}
+
+
+def _deliver(c: Call, body: str | bytes, content_type: str, filename: str) -> Response:
+    """The export in the response, or, past what a Lambda response may carry, a 303 to a copy in
+    the data bucket (expired by the bucket's lifecycle rule)."""
+    raw = body.encode() if isinstance(body, str) else body
+    disposition = f'attachment; filename="{filename}"'
+    if len(raw) <= data.inline_response_limit():
+        if content_type == EXPORT_TYPES["parquet"]:
+            accept = c.headers.get("accept", "")
+            if content_type not in accept and "*/*" not in accept:
+                # API Gateway returns binary bodies only to requests that accept a binary type.
+                return error(
+                    406, "not_acceptable", f"send 'Accept: {content_type}' to receive Parquet", "Accept"
+                )
+        return Response(
+            body=body,
+            status_code=200,
+            headers={"Content-Disposition": disposition, "Content-Type": content_type},
+        )
+    key = f"projects/{c.project.project_id}/exports/{uuid.uuid4().hex}/{filename}"
+    data.put_export(key, raw, content_type, disposition)
+    return see_other(key)
+
+
+def _export(c: Call) -> Any:
+    q, state = c.query, c.project
+    anchor_on_export(c.svc, state.project_id)  # the audit trail is anchored at every export
+    rows = views.query_rows(c)
+    if q.anonymize:
+        rows = export.anonymize(rows)
+    filename = f"{state.project_id}.{q.format}"
+    names = {cat.id: cat.name for cat in state.categories.values()}
+    if q.format == "csv":
+        return _deliver(c, export.to_csv(rows, names), "text/csv", filename)
+    if q.format == "parquet":
+        return _deliver(c, export.to_parquet(rows, names), EXPORT_TYPES["parquet"], filename)
+    # Every outline of a slide from one pass over its label pyramid, a window per tile.
+    rings: dict[str, dict[int, list[list[float]]]] = {}
+    by_slide: dict[str, list[int]] = {}
+    for row in rows:
+        by_slide.setdefault(row["slide_id"], []).append(int(row["id"]))
+    own = data.imported_objects(state, by_slide)  # imported objects keep their geometry and ids
+    for slide_id, ids in by_slide.items():
+        seg = state.slides[slide_id].segmentation
+        if seg is None or slide_id in own:
+            continue
+        labels_uri = views.own(state, seg["labels_uri"])
+        try:
+            reader = data.LabelReader(labels_uri)
+        except (OSError, ValueError, KeyError) as exc:
+            raise CommandRejected(
+                "unavailable", f"the label pyramid of slide {slide_id!r} cannot be read: {exc}", "slide", 409
+            ) from None
+        table = views.table_for(state, slide_id)
+        found = table.rows(np.array(ids))
+        boxes = {sp: table.bbox[r] for sp, r in zip(ids, found.tolist(), strict=True) if r >= 0}
+        rings[slide_id] = reader.outlines(boxes)
+
+    def ring_of(slide_id: str, sp: int) -> list[list[float]]:
+        return rings.get(slide_id, {}).get(sp, [])
+
+    colors = {cat.id: cat.color for cat in state.categories.values()}
+    return _deliver(
+        c,
+        json.dumps(export.to_geojson(rows, ring_of, colors, names, lambda s, i: own.get(s, {}).get(i))),
+        EXPORT_TYPES["geojson"],
+        filename,
+    )
+
+
+HANDLERS: dict[str, Handler] = {
+    "export": _export,
+}
