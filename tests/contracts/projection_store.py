@@ -1,0 +1,143 @@
+"""The projection store contract (`histolabel.projections.store.ProjectionStore`): checkpointed
+saves refuse a stale writer, slides load whole or by bucket, totals add up, a drop leaves nothing
+and a rebuild writes wholesale."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from histolabel.projections.labels import BUCKET_SIZE, SlideLabels
+from histolabel.projections.project import ProjectState
+from histolabel.projections.store import ProjectionConflict, ProjectionStore
+
+Check = Callable[[ProjectionStore], None]
+CHECKS: dict[str, Check] = {}
+
+
+def check(fn: Check) -> Check:
+    CHECKS[fn.__name__] = fn
+    return fn
+
+
+def project(seq: int = 1, name: str = "Lung") -> ProjectState:
+    pid = f"c{uuid.uuid4().hex[:12]}"
+    return ProjectState(project_id=pid, name=name, created_at="2026-12-01T00:00:00Z", seq=seq)
+
+
+def entry(category: str | None, user: str = "alice") -> dict[str, Any]:
+    at = "2026-12-01T00:00:00.000000Z"
+    return {"l": {user: [category, at]}, "c": category, "cb": user, "ca": at}
+
+
+def slide(pid: str, seq: int, ids: dict[int, str | None]) -> SlideLabels:
+    state = SlideLabels(project_id=pid, slide_id="s1", seq=seq, hash=f"{seq:064x}")
+    state.entries = {i: entry(c) for i, c in ids.items()}
+    state.counts = {}
+    for c in ids.values():
+        if c is not None:
+            state.counts[c] = state.counts.get(c, 0) + 1
+    state.label_actions = seq
+    return state
+
+
+@check
+def an_unknown_project_is_none(store: ProjectionStore) -> None:
+    assert store.load_project(f"c{uuid.uuid4().hex[:12]}") is None
+
+
+@check
+def a_saved_project_reads_back(store: ProjectionStore) -> None:
+    p = project()
+    store.save_project(p, expected_seq=0)
+    back = store.load_project(p.project_id)
+    assert back is not None and back.model_dump() == p.model_dump()
+    assert p.project_id in {x.project_id for x in store.list_projects()}
+
+
+@check
+def a_stale_project_checkpoint_is_refused(store: ProjectionStore) -> None:
+    p = project()
+    store.save_project(p, expected_seq=0)
+    p2 = p.model_copy(update={"seq": 2, "name": "Lung 2"})
+    store.save_project(p2, expected_seq=1)
+    stale = p.model_copy(update={"seq": 2, "name": "lost update"})
+    with pytest.raises(ProjectionConflict):
+        store.save_project(stale, expected_seq=1)
+    back = store.load_project(p.project_id)
+    assert back is not None and back.name == "Lung 2"
+
+
+@check
+def a_slide_loads_whole_or_by_bucket(store: ProjectionStore) -> None:
+    pid = project().project_id
+    far = 3 * BUCKET_SIZE + 7
+    s = slide(pid, 1, {1: "tumor", 2: "stroma", far: "tumor"})
+    store.save_slide(s, {0, 3}, expected_seq=0, labels_delta=3)
+    whole = store.load_slide(pid, "s1")
+    assert whole.entries == s.entries and whole.seq == 1 and whole.counts == {"tumor": 2, "stroma": 1}
+    assert set(store.load_slide(pid, "s1", {3}).entries) == {far}
+    assert store.load_slide(pid, "s1", {5}).entries == {}
+    assert store.labels_total(pid) == 3
+
+
+@check
+def a_slide_save_changes_only_its_buckets_and_adds_the_delta(store: ProjectionStore) -> None:
+    pid = project().project_id
+    far = 2 * BUCKET_SIZE
+    store.save_slide(slide(pid, 1, {1: "tumor", far: "tumor"}), {0, 2}, expected_seq=0, labels_delta=2)
+    # The label on `far` is removed; bucket 0 is not among the changed buckets and stays.
+    s2 = slide(pid, 2, {1: "tumor"})
+    store.save_slide(s2, {2}, expected_seq=1, labels_delta=-1)
+    assert set(store.load_slide(pid, "s1").entries) == {1}
+    assert store.labels_total(pid) == 1
+
+
+@check
+def a_stale_slide_checkpoint_is_refused(store: ProjectionStore) -> None:
+    pid = project().project_id
+    store.save_slide(slide(pid, 1, {1: "tumor"}), {0}, expected_seq=0, labels_delta=1)
+    with pytest.raises(ProjectionConflict):
+        store.save_slide(slide(pid, 2, {1: "stroma"}), {0}, expected_seq=0, labels_delta=0)
+    back = store.load_slide(pid, "s1")
+    assert back.seq == 1 and back.entries[1]["c"] == "tumor" and store.labels_total(pid) == 1
+
+
+@check
+def a_dropped_project_leaves_nothing(store: ProjectionStore) -> None:
+    p = project()
+    store.save_project(p, expected_seq=0)
+    store.save_slide(slide(p.project_id, 1, {1: "tumor"}), {0}, expected_seq=0, labels_delta=1)
+    store.drop_project(p.project_id, ["s1"])
+    assert store.load_project(p.project_id) is None
+    assert store.load_slide(p.project_id, "s1").entries == {}
+    assert store.load_slide(p.project_id, "s1").seq == 0
+    assert store.labels_total(p.project_id) == 0
+
+
+@check
+def a_rebuild_is_written_wholesale(store: ProjectionStore) -> None:
+    p = project(seq=7, name="rebuilt")
+    s = slide(p.project_id, 4, {1: "tumor", BUCKET_SIZE + 1: "stroma"})
+    store.put_rebuilt(p, [s], total=2)
+    back = store.load_project(p.project_id)
+    assert back is not None and back.seq == 7 and back.name == "rebuilt"
+    assert store.load_slide(p.project_id, "s1").entries == s.entries
+    assert store.labels_total(p.project_id) == 2
+    # and the projector can go on from the rebuilt checkpoints
+    store.save_slide(slide(p.project_id, 5, {1: "tumor"}), {1}, expected_seq=4, labels_delta=-1)
+    assert store.labels_total(p.project_id) == 1
+
+
+def run_all(store_factory: Callable[[], Any]) -> dict[str, BaseException | None]:
+    outcome: dict[str, BaseException | None] = {}
+    for name, fn in CHECKS.items():
+        try:
+            fn(store_factory())
+            outcome[name] = None
+        except (Exception, pytest.fail.Exception) as exc:  # a broken store may fail by raising anything
+            outcome[name] = exc
+    return outcome

@@ -1,0 +1,58 @@
+"""The projection store contract against the in-memory and the DynamoDB store, and two broken
+stores that it must catch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from histolabel.projections.store import InMemoryProjectionStore
+from tests.contracts.projection_store import CHECKS, run_all
+
+
+@pytest.fixture(params=["memory", "dynamodb"])
+def make_store(request: pytest.FixtureRequest) -> Any:
+    if request.param == "memory":
+        return InMemoryProjectionStore
+    settings = request.getfixturevalue("cloud")
+    from histolabel.adapters.dynamo_projections import DynamoProjectionStore
+
+    return lambda: DynamoProjectionStore(settings)
+
+
+@pytest.mark.parametrize("name", sorted(CHECKS))
+def test_contract(make_store: Any, name: str) -> None:
+    CHECKS[name](make_store())
+
+
+class NoCheckpoint(InMemoryProjectionStore):
+    """Saves without comparing the checkpoint: two projector instances overwrite each other."""
+
+    def save_project(self, state: Any, expected_seq: int) -> None:
+        self.projects[state.project_id] = state.model_dump_json()
+
+    def save_slide(self, state: Any, buckets: set[int], expected_seq: int, labels_delta: int) -> None:
+        current = self.load_slide(state.project_id, state.slide_id)
+        super().save_slide(state, buckets, current.seq, labels_delta)
+
+
+class KeepsSlides(InMemoryProjectionStore):
+    """Drops the project but not its slides: a rebuild would fold onto stale labels."""
+
+    def drop_project(self, project_id: str, slide_ids: list[str]) -> None:
+        self.projects.pop(project_id, None)
+        self.totals.pop(project_id, None)
+
+
+@pytest.mark.parametrize(
+    ("broken", "caught_by"),
+    [
+        (NoCheckpoint, "a_stale_project_checkpoint_is_refused"),
+        (NoCheckpoint, "a_stale_slide_checkpoint_is_refused"),
+        (KeepsSlides, "a_dropped_project_leaves_nothing"),
+    ],
+)
+def test_a_broken_store_fails_the_contract(broken: type, caught_by: str) -> None:
+    failures = {name for name, exc in run_all(broken).items() if exc is not None}
+    assert caught_by in failures, f"{broken.__name__} failed only {sorted(failures)}"
