@@ -19,6 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from histolabel.composition import service_from_env
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "functions")]
 
@@ -65,7 +67,7 @@ def setup(backend: str, superpixels: int) -> tuple[Any, Any, str]:
         get_settings.cache_clear()
         settings = settings_from_env()
         provision(settings)
-        svc = HistoLabel.from_env(settings)
+        svc = service_from_env(settings)
     else:
         from histolabel.config import Settings
         from histolabel.eventstore import InMemoryEventStore

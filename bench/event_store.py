@@ -22,6 +22,8 @@ import threading
 import time
 from pathlib import Path
 
+from histolabel.composition import service_from_env
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from histolabel.adapters.aws import client
@@ -83,8 +85,8 @@ def bench_appends(settings: Settings, writers: int, per_writer: int) -> tuple[fl
 
     raw_rate = parallel(writers, per_writer, raw)
     project = f"bench{writers}"
-    setup_project(HistoLabel.from_env(settings), project, slides=8)
-    services = [HistoLabel.from_env(settings) for _ in range(writers)]
+    setup_project(service_from_env(settings), project, slides=8)
+    services = [service_from_env(settings) for _ in range(writers)]
 
     def append(n: int, i: int) -> None:
         cmd = LabelSuperpixels(
@@ -106,14 +108,14 @@ def bench_hot_slide(settings: Settings, annotators: int, per_annotator: int) -> 
 
     raw_rate = parallel(annotators, per_annotator, raw)
     project = "hot"
-    owner_svc = HistoLabel.from_env(settings)
+    owner_svc = service_from_env(settings)
     setup_project(owner_svc, project, slides=1)
     users = [Actor(user=f"annotator{n:03d}", site=f"site{n % 4}") for n in range(annotators)]
     for actor in users:
         owner_svc.execute(
             AddMember(project_id=project, user=actor.user, role="annotator", site=actor.site), OWNER
         )
-    services = [HistoLabel.from_env(settings) for _ in range(annotators)]
+    services = [service_from_env(settings) for _ in range(annotators)]
     for svc in services:
         svc.project_state(project)  # each client has read the project, as a signed-in browser has
     latencies: list[float] = []
@@ -169,7 +171,7 @@ def bench_projector(settings: Settings, events: int, positions: Path) -> tuple[f
         (e for stream in mem.events.streams.values() for e in stream.values()),  # type: ignore[attr-defined]
         key=lambda e: (e.stream[0] != "P", e.seq),
     )
-    svc = HistoLabel.from_env(settings)
+    svc = service_from_env(settings)
     runtime = ProjectorRuntime(svc)
     poller = StreamPoller(
         settings, runtime.handle, start_at="LATEST", idle_sleep=0.005, positions=positions, batch_size=1000
@@ -196,9 +198,9 @@ def bench_projector(settings: Settings, events: int, positions: Path) -> tuple[f
 
 
 def bench_lag(settings: Settings, samples: int) -> tuple[list[float], list[float]]:
-    svc = HistoLabel.from_env(settings)
+    svc = service_from_env(settings)
     setup_project(svc, "lag", slides=1)
-    runtime = ProjectorRuntime(HistoLabel.from_env(settings))
+    runtime = ProjectorRuntime(service_from_env(settings))
     poller = StreamPoller(settings, runtime.handle, start_at="LATEST", idle_sleep=0.005).start()
     lags = []
     for i in range(samples):
@@ -245,7 +247,7 @@ def bench_rebuild(settings: Settings, events: int) -> tuple[float, float, float]
     n = sum(1 for s in ["P#rebuild"] + [f"L#rebuild#s{i}" for i in range(slides)] for _ in store.read(s))
     raw_read = time.perf_counter() - t0
     assert n == len(stored)
-    svc = HistoLabel.from_env(settings)
+    svc = service_from_env(settings)
     t0 = time.perf_counter()
     folded, _ = rebuild(svc, "rebuild", write=True)
     rebuild_s = time.perf_counter() - t0

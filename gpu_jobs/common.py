@@ -11,6 +11,8 @@ from typing import Any
 
 from tqdm import tqdm
 
+from histolabel.composition import service_from_env
+
 
 class JobError(Exception):
     """A refusal the job reports as one line and exit status 2 (bad input, not a crash)."""
@@ -73,9 +75,8 @@ def progress_bar(
 
 
 def record(project_id: str, event_type: str, data: dict[str, Any], job: str) -> None:
-    from histolabel.service import HistoLabel
 
-    HistoLabel.from_env().record_job_event(project_id, event_type, data, job=job)
+    service_from_env().record_job_event(project_id, event_type, data, job=job)
 
 
 def record_failure(project_id: str, job: str, slide_id: str | None, reason: str) -> None:

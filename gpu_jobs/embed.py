@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from gpu_jobs.common import JobError, parser, progress_bar, record, record_failure, run
+from histolabel.composition import service_from_env
 from histolabel.config import get_settings, settings_from_env
 from histolabel.confinement import OutsideProject, require_in_project
 
@@ -66,7 +67,6 @@ def embed_slide(
     from histolabel.adapters import artifacts, pyramids
     from histolabel.cpus import available_cpus
     from histolabel.learning import embedding, features
-    from histolabel.service import HistoLabel
 
     if kind not in KINDS:
         raise JobError(f"unknown feature kind {kind!r}; expected one of {', '.join(KINDS)}")
@@ -83,7 +83,7 @@ def embed_slide(
             model = load_foundation(weights)
         except (OSError, ValueError, KeyError) as exc:
             raise JobError(f"cannot load foundation weights {weights}: {exc}") from exc
-    state = HistoLabel.from_env().require_project(project_id)
+    state = service_from_env().require_project(project_id)
     slide = state.slides.get(slide_id)
     if slide is None:
         raise JobError(f"slide {slide_id!r} is not registered in {project_id}")
@@ -167,9 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     kind = args.kind
     try:
         if kind is None:
-            from histolabel.service import HistoLabel
-
-            kind = HistoLabel.from_env().require_project(args.project).settings.feature_kind
+            kind = service_from_env().require_project(args.project).settings.feature_kind
         data = embed_slide(
             args.project, args.slide, kind, weights=args.weights, patch_size=args.patch_size,
             context=args.context, tile=args.tile, progress=args.progress, workers=args.workers,

@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from gpu_jobs.common import JobError, parser, progress_bar, record, record_failure, run
+from histolabel.composition import service_from_env
 from histolabel.imports.errors import ImportRefused, check_size
 
 ID_COLUMNS = ("id", "superpixel", "external_id", "object_id")
@@ -113,7 +114,6 @@ def import_features(project_id: str, slide_id: str, source_uri: str, kind: str =
     from histolabel.adapters import artifacts, pyramids
     from histolabel.adapters.s3 import S3PathError, require_in_bucket
     from histolabel.imports.labels import IdIndex
-    from histolabel.service import HistoLabel
 
     try:
         require_in_bucket(source_uri)
@@ -121,7 +121,7 @@ def import_features(project_id: str, slide_id: str, source_uri: str, kind: str =
         raise JobError(str(exc)) from exc
     name = source_uri.rsplit("/", 1)[-1]
     check_size(pyramids.object_size(source_uri), name)
-    state = HistoLabel.from_env().require_project(project_id)
+    state = service_from_env().require_project(project_id)
     slide = state.slides.get(slide_id)
     if slide is None:
         raise JobError(f"slide {slide_id!r} is not registered in {project_id}")

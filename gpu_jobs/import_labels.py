@@ -21,6 +21,7 @@ import numpy as np
 
 from gpu_jobs.common import JobError, parser, progress_bar, record_failure, run
 from gpu_jobs.import_segmentation import file_sha256
+from histolabel.composition import service_from_env
 from histolabel.imports.errors import ImportRefused, check_size
 
 
@@ -85,13 +86,12 @@ def import_labels(
     from histolabel.commands import MAX_IDS_PER_COMMAND, AddCategory, LabelSuperpixels
     from histolabel.events.catalogue import Actor
     from histolabel.imports.labels import file_key
-    from histolabel.service import HistoLabel
 
     try:
         require_in_bucket(source_uri)
     except S3PathError as exc:
         raise JobError(str(exc)) from exc
-    svc = HistoLabel.from_env()
+    svc = service_from_env()
     actor = Actor(user=user, site=site)
     state = svc.require_project(project_id)
     slide = state.slides.get(slide_id)

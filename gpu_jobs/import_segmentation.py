@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gpu_jobs.common import JobError, parser, progress_bar, record, record_failure, run
+from histolabel.composition import service_from_env
 from histolabel.imports.errors import ImportRefused, check_size
 
 FORMATS = ("geojson", "histomics", "tiff", "ngff")
@@ -292,9 +293,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_import(args: Any) -> dict[str, Any]:
-    from histolabel.service import HistoLabel
 
-    svc = HistoLabel.from_env()
+    svc = service_from_env()
     state = svc.require_project(args.project)
     slide = state.slides.get(args.slide)
     if slide is None:

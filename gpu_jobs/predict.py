@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from gpu_jobs.common import JobError, parser, progress_bar, record, record_failure, run
+from histolabel.composition import service_from_env
 
 IN_MEMORY_BYTES = 512 << 20  # feature arrays up to this size are read whole
 
@@ -36,9 +37,8 @@ def predict_project(
     from histolabel.adapters import artifacts
     from histolabel.learning import acquisition, defaults, models
     from histolabel.learning.features import Standardized, column_stats
-    from histolabel.service import HistoLabel
 
-    svc = HistoLabel.from_env()
+    svc = service_from_env()
     state = svc.require_project(project_id)
     if version is None:
         if state.current_model is None:

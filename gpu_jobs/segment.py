@@ -21,6 +21,7 @@ from typing import Any
 from gpu_jobs.common import JobError, parser, progress_bar, record, record_failure, run
 from histolabel.adapters import pyramids
 from histolabel.adapters.s3 import S3PathError, require_in_bucket
+from histolabel.composition import service_from_env
 from histolabel.confinement import OutsideProject, require_in_project
 from histolabel.events.catalogue import ProjectSettings
 from histolabel.segmentation import sizing
@@ -150,9 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.superpixel_size is None or args.compactness is None:
         # Started with only --project/--slide (the API's start-job route, the pipeline): the
         # project's settings, sized by histolabel.segmentation.sizing.
-        from histolabel.service import HistoLabel
 
-        state = HistoLabel.from_env().project_state(args.project)
+        state = service_from_env().project_state(args.project)
         project = state.settings if state.exists else ProjectSettings()  # a run outside any project
         if args.superpixel_size is None:
             args.superpixel_size, args.unit = float(project.superpixel_size), "auto"

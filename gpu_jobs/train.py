@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from gpu_jobs.common import parser, record, run
+from histolabel.composition import service_from_env
 
 
 class TrainingRefused(ValueError):
@@ -77,9 +78,8 @@ def train_project(
     """Train and save; returns TrainingCompleted data. Raises TrainingError with the reason."""
     from histolabel.adapters import artifacts
     from histolabel.learning import models, training
-    from histolabel.service import HistoLabel
 
-    svc = HistoLabel.from_env()
+    svc = service_from_env()
     state = svc.require_project(project_id)
     if request_id not in state.training:
         raise TrainingRefused(f"training request {request_id!r} does not exist in {project_id}")

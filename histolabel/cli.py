@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections import Counter
 from typing import Any
 
 from pydantic import ValidationError
+
+from histolabel.composition import service_from_env
 
 
 class CliError(Exception):
@@ -16,24 +17,8 @@ class CliError(Exception):
 
 
 def _service() -> Any:
-    from histolabel.service import HistoLabel
 
-    return HistoLabel.from_env()
-
-
-def print_replay_summary(svc: Any, project_id: str, out: Any = sys.stdout) -> None:
-    from histolabel.audit import Cutoff
-    from histolabel.auditing import replay
-
-    rows = replay(svc, project_id, Cutoff())
-    by_category = Counter(r["category_name"] or "(unlabeled)" for r in rows)
-    by_user = Counter(r["labeled_by"] for r in rows if r["labeled_by"])
-    print(f"\nreplay of {project_id}: {len(rows)} labeled superpixels", file=out)
-    print("  by category: " + ", ".join(f"{k} {v}" for k, v in by_category.most_common()), file=out)
-    print("  by annotator: " + ", ".join(f"{k} {v}" for k, v in by_user.most_common()), file=out)
-    for row in rows[:5]:
-        print(f"  {row['slide']}:{row['superpixel']} {row['category_name']} by {row['labeled_by']} at "
-              f"{row['labeled_at']} review={row['review']}", file=out)  # fmt: skip
+    return service_from_env()
 
 
 def _superpixel(value: str) -> tuple[str, int]:

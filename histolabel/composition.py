@@ -20,11 +20,12 @@ if TYPE_CHECKING:
 
 def service_from_env(settings: Settings | None = None) -> HistoLabel:
     from histolabel.adapters.dynamo_events import DynamoEventStore
+    from histolabel.adapters.dynamo_leases import DynamoLeaseStore
     from histolabel.adapters.dynamo_projections import DynamoProjectionStore
     from histolabel.service import HistoLabel
 
     s = settings or get_settings()
-    return HistoLabel(s, DynamoEventStore(s), DynamoProjectionStore(s))
+    return HistoLabel(s, DynamoEventStore(s), DynamoProjectionStore(s), leases=DynamoLeaseStore(s))
 
 
 def submitter_from_env(settings: Settings | None = None) -> JobSubmitter:
@@ -33,7 +34,7 @@ def submitter_from_env(settings: Settings | None = None) -> JobSubmitter:
     if s.job_runner == "local":
         from histolabel.localcloud.jobs import LocalJobRunner
 
-        return LocalJobRunner()
+        return LocalJobRunner(on_state_change=job_events_handler)
     from histolabel.adapters.batch import BatchSubmitter
 
     return BatchSubmitter(s)
@@ -136,3 +137,21 @@ class Services:
     @directory.setter
     def directory(self, value: Directory | None) -> None:
         self._directory = value
+
+
+_job_events_service: HistoLabel | None = None
+
+
+def job_events_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    """The job-events Lambda (functions/handlers/job_events.py), which the local job runner calls
+    too when a job process ends: one service and its clients per process. An error propagates, so
+    EventBridge retries the event; `handle_state_change` decides on fresh state, so a retry is
+    harmless."""
+    from histolabel.runtime.job_events import handle_state_change, logger
+
+    global _job_events_service
+    if _job_events_service is None:
+        _job_events_service = service_from_env()
+    handled = handle_state_change(_job_events_service, submitter_from_env(), event)
+    logger.info("job state change %s", handled)
+    return handled.__dict__

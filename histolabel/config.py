@@ -165,6 +165,10 @@ class Settings(BaseModel):
     def definition_prefix(self) -> str:
         return self.job_definition_prefix or f"{self.prefix}-"
 
+    def job_definition(self, job: str) -> str:
+        """The Batch job definition of a job kind: the name infra makes, grants and submits to."""
+        return f"{self.definition_prefix}{job}"
+
 
 def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
     """The settings as the environment holds them now (empty values count as unset)."""

@@ -92,10 +92,3 @@ def job_name(job: str, project_id: str, slide_id: str | None = None) -> str:
     """Batch job names allow 128 of [A-Za-z0-9_-]."""
     raw = "-".join(p for p in ("histolabel", job, project_id, slide_id) if p)
     return "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in raw)[:128]
-
-
-def submitter_from_env() -> JobSubmitter:
-    """Kept for callers of the old location; adapters are built in histolabel.composition."""
-    from histolabel.composition import submitter_from_env as build
-
-    return build()

@@ -54,17 +54,3 @@ class InMemoryLeaseStore:
                 return False
             self.slots[key] = lease
             return True
-
-
-def lease_store_for(settings: object, projections: object) -> LeaseStore:
-    """Leases live beside the projections: in memory with an in-memory projection store, else
-    in the projections table (never in process memory when the API runs as several Lambdas)."""
-    from histolabel.projections.store import InMemoryProjectionStore
-
-    if isinstance(projections, InMemoryProjectionStore):
-        return InMemoryLeaseStore()
-    from histolabel.adapters.dynamo_leases import DynamoLeaseStore
-    from histolabel.config import Settings
-
-    assert isinstance(settings, Settings)
-    return DynamoLeaseStore(settings)

@@ -27,7 +27,7 @@ from histolabel.events.envelope import (
     project_stream,
 )
 from histolabel.eventstore import AppendConflict, DuplicateCommand, EventStore
-from histolabel.leases import LeaseStore, lease_store_for
+from histolabel.leases import InMemoryLeaseStore, LeaseStore
 from histolabel.projections.labels import SlideLabels, fold_labels
 from histolabel.projections.project import ProjectState, apply_project_event
 from histolabel.projections.store import ProjectionStore
@@ -79,6 +79,7 @@ class HistoLabel:
         events: EventStore,
         projections: ProjectionStore,
         clock: Callable[[], str] = utc_now,
+        leases: LeaseStore | None = None,
     ) -> None:
         self.settings = settings
         self.events = events
@@ -87,20 +88,14 @@ class HistoLabel:
         self._cache: dict[str, ProjectState] = {}
         self._heads: dict[str, tuple[int, str]] = {}
         self._lock = threading.Lock()
-        self._leases: LeaseStore | None = None
-
-    @classmethod
-    def from_env(cls, settings: Settings | None = None) -> HistoLabel:
-        """Built by the composition root (histolabel.composition), the one place adapters are made."""
-        from histolabel.composition import service_from_env
-
-        return service_from_env(settings)
+        # Guided-queue leases live beside the projections: the composition root gives a service
+        # on DynamoDB its table's lease store (never process memory when the API runs as
+        # several Lambdas); an in-memory service keeps them in memory.
+        self._leases: LeaseStore = leases or InMemoryLeaseStore()
 
     @property
     def leases(self) -> LeaseStore:
         """Guided-queue leases, beside the projections (see histolabel/leases.py)."""
-        if self._leases is None:
-            self._leases = lease_store_for(self.settings, self.projections)
         return self._leases
 
     @leases.setter

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from histolabel.config import Settings
+
 Resource = dict[str, Any]
 Resources = dict[str, Resource]
 
@@ -53,3 +55,13 @@ def emulator_parameter_and_condition() -> tuple[dict[str, Any], dict[str, Any]]:
     }
     conditions = {ON_AWS: {"Fn::Equals": [ref("Emulated"), "false"]}}
     return parameters, conditions
+
+
+def template_settings(settings: Settings) -> Settings:
+    """The settings as the templates name things: bucket names carry the account id."""
+    return settings.model_copy(update={"bucket_account": "${AWS::AccountId}"})
+
+
+def account_settings(settings: Settings, account: str) -> Settings:
+    """The settings of the deployed stage in `account` (its real bucket names)."""
+    return settings.model_copy(update={"bucket_account": account})

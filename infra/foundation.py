@@ -17,7 +17,17 @@ from histolabel.resources import (
     events_table,
     private_bucket,
 )
-from infra.cfn import Resources, arn, emulator_parameter_and_condition, get_att, on_aws, ref, sub, tags
+from infra.cfn import (
+    Resources,
+    arn,
+    emulator_parameter_and_condition,
+    get_att,
+    on_aws,
+    ref,
+    sub,
+    tags,
+    template_settings,
+)
 from infra.iam import allow, role
 
 
@@ -195,8 +205,6 @@ def _image_builder(settings: Settings) -> Resources:
 
 
 def foundation_template(settings: Settings) -> dict[str, Any]:
-    from infra.stacks import template_settings
-
     settings = template_settings(settings)
     parameters, conditions = emulator_parameter_and_condition()
     events = events_table(settings)

@@ -13,7 +13,6 @@ from histolabel import config
 from histolabel.config import Settings
 from infra.cfn import Resources, get_att, on_aws, ref, sub
 from infra.iam import log_writer, role
-from infra.package import FunctionArtifact
 from infra.permissions import ROLES, statements_for
 
 # Lambda's Python runtime on Amazon Linux 2023 (python3.11 runs on Amazon Linux 2).
@@ -21,6 +20,15 @@ RUNTIME = "python3.12"
 API_STAGE = "api"
 # Event types whose arrival starts a Batch job; the trigger sees only these.
 JOB_STARTING_EVENTS = ["SlideRegistered", "SlideIngested", "SegmentationCompleted", "TrainingRequested"]
+
+
+@dataclass(frozen=True)
+class FunctionArtifact:
+    name: str
+    package_type: str  # "Zip" | "Image"
+    handler: str  # module.attr
+    entries: tuple[str, ...]
+    factories: tuple[str, ...]
 
 
 @dataclass(frozen=True)

@@ -52,10 +52,6 @@ CPU_IMAGE_TYPE = "ECS_AL2023"
 HOST_TERMINATED = "Host EC2*"
 
 
-def job_definition_name(settings: Settings, job: str) -> str:
-    return f"{settings.definition_prefix}{job}"
-
-
 def queue_logical(queue: Queue) -> str:
     return f"{queue.capitalize()}JobQueue"
 
@@ -130,7 +126,7 @@ def _job_definition(settings: Settings, job: Job) -> dict[str, Any]:
     return {
         "Type": "AWS::Batch::JobDefinition",
         "Properties": {
-            "JobDefinitionName": job_definition_name(settings, job.name),
+            "JobDefinitionName": settings.job_definition(job.name),
             "Type": "container",
             "PlatformCapabilities": ["EC2"],
             "Timeout": {"AttemptDurationSeconds": spec.timeout_s},

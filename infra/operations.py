@@ -14,6 +14,7 @@ from histolabel.adapters.aws import client
 from histolabel.config import Settings
 from infra import stackops
 from infra.api import DEFAULT_APP, AppLoadError, load_app, swagger_for
+from infra.cfn import account_settings
 from infra.emulator import APPLIED, apply_ignored_settings, remove_batch_leftovers
 from infra.errors import InfraError, UsageError
 from infra.foundation import foundation_template
@@ -23,7 +24,7 @@ from infra.network import CREATE_NETWORK
 from infra.package import LAMBDA_PYTHON, ROOT, package
 from infra.quotas import check_gpu_quota
 from infra.stackops import Echo, StackResult
-from infra.stacks import EMULATOR_PARTIAL, account_settings, app_template, code_key_parameter, stack_names
+from infra.stacks import EMULATOR_PARTIAL, app_template, code_key_parameter, stack_names
 from infra.target import is_emulated
 from infra.web import publish, site_config, web_files
 

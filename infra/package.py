@@ -26,11 +26,11 @@ import subprocess
 import sys
 import zipfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from infra.callsites import module_file, reachable
 from infra.errors import InfraError
+from infra.functions import FUNCTIONS, RUNTIME, FunctionArtifact
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCK = ROOT / "requirements.lock"
@@ -48,15 +48,6 @@ BUILD_TOOLS = frozenset({"pip", "setuptools", "wheel"})
 EXTRA = {"api": ("cryptography",)}  # PyJWT verifies RS256 tokens with it (an optional import there)
 LAMBDA_PYTHON = "3.12"
 API_BASE_IMAGE = "public.ecr.aws/lambda/python:3.12"
-
-
-@dataclass(frozen=True)
-class FunctionArtifact:
-    name: str
-    package_type: str  # "Zip" | "Image"
-    handler: str  # module.attr
-    entries: tuple[str, ...]
-    factories: tuple[str, ...]
 
 
 def _canonical(name: str) -> str:
@@ -222,8 +213,6 @@ def context_digest(folder: Path) -> str:
 def package(out: Path, *, python_version: str = LAMBDA_PYTHON, deps_cache: Path | None = None,
             build_deps: bool = True) -> dict[str, object]:  # fmt: skip
     """Write every function's artifact under `out` and out/manifest.json; returns the manifest."""
-    from infra.functions import FUNCTIONS, RUNTIME
-
     out.mkdir(parents=True, exist_ok=True)
     cache = deps_cache or ROOT / "build" / "lambda-deps"
     entries = []

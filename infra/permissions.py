@@ -13,15 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from histolabel.config import Settings
+from histolabel.jobs import JOB_SPECS
 from histolabel.resources import anchor_key_alias, event_mac_key_alias
 from infra.cfn import get_att, ref, sub
-from infra.iam import Statement, allow
-
-# Actions AWS authorizes only on Resource "*", each with the reason it is needed.
-WILDCARD_ONLY: dict[str, str] = {
-    "batch:DescribeJobs": "the job-status route and the job-events handler read a job's state",
-    "ecr:GetAuthorizationToken": "CodeBuild logs in to ECR to push the images it builds",
-}
+from infra.iam import WILDCARD_ONLY, Statement, allow
 
 EVENTS_APPEND = ("dynamodb:ConditionCheckItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query")
 EVENTS_READ = ("dynamodb:GetItem", "dynamodb:Query")
@@ -242,8 +237,6 @@ def _arn(service: str, resource: str) -> dict[str, str]:
 
 def _resources(settings: Settings, grant: Grant) -> tuple[list[Any], dict[str, Any]]:
     """The ARNs (and condition) a grant's resource kind stands for in this stage."""
-    from infra.jobs import JOBS, job_definition_name
-
     data = f"arn:${{AWS::Partition}}:s3:::{settings.data_bucket}"
     kind = grant.resource
     if kind == "events":
@@ -275,7 +268,7 @@ def _resources(settings: Settings, grant: Grant) -> tuple[list[Any], dict[str, A
         return [_arn("cognito-idp", "userpool/${UserPoolId}")], {}
     if kind == "batch":
         definitions = [
-            _arn("batch", f"job-definition/{job_definition_name(settings, j.name)}*") for j in JOBS
+            _arn("batch", f"job-definition/{settings.job_definition(kind)}*") for kind in JOB_SPECS
         ]
         return [ref("CpuJobQueue"), ref("GpuJobQueue"), *definitions], {}
     raise KeyError(f"unknown resource kind {kind!r}")

@@ -13,7 +13,7 @@ from typing import Any
 
 from histolabel.config import Settings
 from histolabel.resources import projections_table, web_bucket
-from infra.cfn import emulator_parameter_and_condition, ref, sub
+from infra.cfn import emulator_parameter_and_condition, ref, sub, template_settings
 from infra.edge import edge
 from infra.foundation import foundation_template
 from infra.functions import FUNCTIONS, api_gateway, api_url, lambdas
@@ -47,16 +47,6 @@ EMULATOR_PARTIAL = {
 class StackNames:
     foundation: str
     app: str
-
-
-def template_settings(settings: Settings) -> Settings:
-    """The settings as the templates name things: bucket names carry the account id."""
-    return settings.model_copy(update={"bucket_account": "${AWS::AccountId}"})
-
-
-def account_settings(settings: Settings, account: str) -> Settings:
-    """The settings of the deployed stage in `account` (its real bucket names)."""
-    return settings.model_copy(update={"bucket_account": account})
 
 
 def stack_names(settings: Settings) -> StackNames:

@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from histolabel.adapters.aws import client
+from histolabel.composition import service_from_env
 from histolabel.config import Settings
 from infra import stackops
 from infra.errors import InfraError, UsageError
@@ -62,7 +63,6 @@ def add_user(
 ) -> NewMember:
     from histolabel.commands import AddMember, CommandRejected
     from histolabel.events.catalogue import Actor
-    from histolabel.service import HistoLabel
 
     if not EMAIL.match(email):
         raise UsageError(f"--email: {email!r} is not an email address")
@@ -83,7 +83,7 @@ def add_user(
         raise InfraError(f"user pool {pool}: {stackops._error_message(err)}") from None
     if not actor_id:
         raise UsageError(f"--by: no user {by!r} in the pool")
-    service = HistoLabel.from_env(settings)
+    service = service_from_env(settings)
     actor = Actor(user=actor_id, site=by_site)
     try:
         state = service.require_project(project)

@@ -22,7 +22,7 @@ class BatchSubmitter:
         return self.settings.gpu_queue if spec.queue == "gpu" else self.settings.cpu_queue
 
     def definition(self, job: JobKind) -> str:
-        return f"{self.settings.definition_prefix}{job}"
+        return self.settings.job_definition(job)
 
     def submit(self, job: JobKind, args: list[str], name: str) -> str:
         if job not in JOB_SPECS:

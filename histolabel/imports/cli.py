@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from histolabel.composition import service_from_env
 from histolabel.config import settings_from_env
 from histolabel.imports.errors import ImportRefused, check_size
 
@@ -108,9 +109,9 @@ def job_args(kind: str, args: argparse.Namespace, source: str, digest: str) -> l
 
 
 def import_file(args: argparse.Namespace) -> int:
+    from histolabel.composition import service_from_env, submitter_from_env
     from histolabel.events.catalogue import Actor
-    from histolabel.jobs import job_name, submitter_from_env
-    from histolabel.service import HistoLabel
+    from histolabel.jobs import job_name
 
     kind = args.import_kind
     path: Path = args.file
@@ -120,7 +121,7 @@ def import_file(args: argparse.Namespace) -> int:
         check_size(_size(path), path.name)
     except ImportRefused as exc:
         raise ImportCommandError(str(exc)) from None
-    svc = HistoLabel.from_env()
+    svc = service_from_env()
     state = svc.require_project(args.project)
     actor = Actor(user=args.user, site=args.site)
     role = state.role_of(actor.user)
@@ -170,9 +171,8 @@ def export_masks(args: argparse.Namespace) -> int:
 
     from histolabel import masks
     from histolabel.adapters import pyramids
-    from histolabel.service import HistoLabel
 
-    svc = HistoLabel.from_env()
+    svc = service_from_env()
     state = svc.require_project(args.project)
     if state.role_of(args.user) not in ("owner", "reviewer", "auditor"):
         raise ImportCommandError(f"{args.user} may not export from {args.project}")

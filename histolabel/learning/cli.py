@@ -11,6 +11,7 @@ import sys
 import time
 from typing import Any
 
+from histolabel.composition import service_from_env
 from histolabel.config import settings_from_env
 
 
@@ -67,11 +68,10 @@ def _wait(submitter: Any, job_ids: list[str], wait: bool, what: str) -> int:
 
 
 def embed(args: argparse.Namespace) -> int:
-    from histolabel.composition import submitter_from_env
+    from histolabel.composition import service_from_env, submitter_from_env
     from histolabel.jobs import job_name
-    from histolabel.service import HistoLabel
 
-    state = HistoLabel.from_env().require_project(args.project)
+    state = service_from_env().require_project(args.project)
     slides = args.slide or sorted(s for s, i in state.slides.items() if i.segmentation is not None)
     if not slides:
         raise LearningCommandError(f"project {args.project} has no segmented slide to embed")
@@ -102,10 +102,9 @@ def train(args: argparse.Namespace) -> int:
     from histolabel.composition import submitter_from_env
     from histolabel.events.catalogue import Actor
     from histolabel.jobs import job_name
-    from histolabel.service import HistoLabel
     from histolabel.trigger import claim_request, train_args
 
-    svc = HistoLabel.from_env()
+    svc = service_from_env()
     svc.require_project(args.project)
     try:
         svc.request_training(args.project, Actor(user=args.user, site=args.site))
@@ -164,9 +163,8 @@ def _follow(svc: Any, project_id: str, request_id: str, wait: bool) -> int:
 def predict(args: argparse.Namespace) -> int:
     from histolabel.composition import submitter_from_env
     from histolabel.jobs import job_name
-    from histolabel.service import HistoLabel
 
-    state = HistoLabel.from_env().require_project(args.project)
+    state = service_from_env().require_project(args.project)
     if state.current_model is None and args.version is None:
         raise LearningCommandError(f"project {args.project} has no trained model yet; run `histolabel train`")
     if args.version is not None and args.version < 1:

@@ -40,13 +40,6 @@ def jobs_dir() -> Path:
     return path
 
 
-def job_events_handler(event: dict[str, Any], context: Any = None) -> Any:
-    """The deployed job-events Lambda's handler, imported when first needed."""
-    from histolabel.runtime.job_events import handler
-
-    return handler(event, context)
-
-
 def state_change_event(detail: dict[str, Any], region: str | None = None) -> dict[str, Any]:
     """The EventBridge envelope around a Batch job's state-change detail."""
     region = region or settings_from_env().region
@@ -73,7 +66,9 @@ class LocalJobRunner:
         self,
         directory: Path | None = None,
         wait: bool = False,
-        on_state_change: StateChangeHandler | None = job_events_handler,
+        # The job-events handler the composition root wires in (histolabel.composition), as
+        # EventBridge delivers a Batch job's state change to the deployed one.
+        on_state_change: StateChangeHandler | None = None,
         timeout_s: float | None = None,
     ) -> None:
         self.directory = directory or jobs_dir()

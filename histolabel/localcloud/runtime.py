@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from histolabel.composition import service_from_env
 from histolabel.config import Settings, get_settings, settings_from_env
 from histolabel.localcloud.poller import StreamPoller
 
@@ -21,13 +22,12 @@ if TYPE_CHECKING:
 
 
 def start_pollers(settings: Settings, start_at: str = "TRIM_HORIZON") -> list[StreamPoller]:
-    from histolabel.composition import submitter_from_env
+    from histolabel.composition import service_from_env, submitter_from_env
     from histolabel.runtime.projector import ProjectorRuntime
     from histolabel.runtime.trigger import TriggerRuntime
-    from histolabel.service import HistoLabel
 
-    projector = ProjectorRuntime(HistoLabel.from_env(settings))
-    trigger = TriggerRuntime(HistoLabel.from_env(settings), submitter_from_env())
+    projector = ProjectorRuntime(service_from_env(settings))
+    trigger = TriggerRuntime(service_from_env(settings), submitter_from_env())
     return [
         # Batches as large as one GetRecords returns: the projector writes once per stream run.
         StreamPoller(
@@ -48,10 +48,9 @@ def start_anchor_timer(settings: Settings) -> AnchorTimer:
     """What the scheduled rule does in AWS: anchor every project's stream heads each minute."""
 
     from histolabel.runtime.anchorer import Anchorer, AnchorTimer
-    from histolabel.service import HistoLabel
 
     interval = settings.anchor_interval_s
-    return AnchorTimer(Anchorer(HistoLabel.from_env(settings)), interval).start()
+    return AnchorTimer(Anchorer(service_from_env(settings)), interval).start()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,9 +17,11 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from histolabel.composition import service_from_env
 from histolabel.config import Settings, settings_from_env
 from histolabel.events.catalogue import LabelSource, Role
 
@@ -201,10 +203,9 @@ def load_demo(out: Any, project_id: str = "demo", seeds: int = 300, overlap: int
     from histolabel.learning import cli as learning
     from histolabel.localcloud.seed import RULE_CATEGORIES, rule
     from histolabel.segmentation.cli import segment_slide
-    from histolabel.service import HistoLabel
     from histolabel.slides.cli import add_slide
 
-    svc = HistoLabel.from_env()
+    svc = service_from_env()
     owner = Actor(user="olivia", site=DEMO_SITES["olivia"])
     print(f"loading the demo project {project_id!r} ...", file=out, flush=True)
     settings = ProjectSettings(superpixel_size=32, magnification=20, retrain_threshold=500)
@@ -286,8 +287,6 @@ def load_demo(out: Any, project_id: str = "demo", seeds: int = 300, overlap: int
         f"macro F1 {m.get('macro_f1', 0):.2f} on {m.get('n_val')} held out; predictions published"
     )
     print(trained_text, file=out)
-    from histolabel.cli import print_replay_summary
-
     print_replay_summary(svc, project_id, out)
 
 
@@ -370,3 +369,18 @@ def status(out: Any = sys.stdout) -> int:
         f"web app {state.get('web_url')}  API {state.get('api_url')}  cloud {state.get('endpoint')}", file=out
     )
     return 0 if all(_alive(p) for p in state["pids"].values()) else 1
+
+
+def print_replay_summary(svc: Any, project_id: str, out: Any = sys.stdout) -> None:
+    from histolabel.audit import Cutoff
+    from histolabel.auditing import replay
+
+    rows = replay(svc, project_id, Cutoff())
+    by_category = Counter(r["category_name"] or "(unlabeled)" for r in rows)
+    by_user = Counter(r["labeled_by"] for r in rows if r["labeled_by"])
+    print(f"\nreplay of {project_id}: {len(rows)} labeled superpixels", file=out)
+    print("  by category: " + ", ".join(f"{k} {v}" for k, v in by_category.most_common()), file=out)
+    print("  by annotator: " + ", ".join(f"{k} {v}" for k, v in by_user.most_common()), file=out)
+    for row in rows[:5]:
+        print(f"  {row['slide']}:{row['superpixel']} {row['category_name']} by {row['labeled_by']} at "
+              f"{row['labeled_at']} review={row['review']}", file=out)  # fmt: skip

@@ -15,6 +15,7 @@ from typing import Any
 from histolabel.adapters.anchor_store import S3AnchorStore
 from histolabel.adapters.dynamo_events import DynamoEventStore
 from histolabel.anchors import Anchor
+from histolabel.composition import service_from_env
 from histolabel.events.envelope import StoredEvent, label_stream, project_stream
 from histolabel.service import HistoLabel
 
@@ -125,7 +126,7 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """Lambda entry point (scheduled every minute; invoked with {"project_id"} on export)."""
     global _anchorer
     if _anchorer is None:
-        _anchorer = Anchorer(HistoLabel.from_env())
+        _anchorer = Anchorer(service_from_env())
     if event.get("project_id"):
         anchor = _anchorer.anchor_project(event["project_id"], reason=event.get("reason", "export"))
         return {"anchored": anchor is not None}

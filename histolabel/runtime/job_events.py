@@ -18,7 +18,7 @@ from histolabel.commands import CommandRejected, NewEvent
 from histolabel.events.catalogue import Actor
 from histolabel.events.envelope import project_stream
 from histolabel.job_outcomes import DETAIL_TYPE, JobOutcome, NotOurJob, outcome_of
-from histolabel.jobs import JobSubmitter, job_name, submitter_from_env
+from histolabel.jobs import JobSubmitter, job_name
 from histolabel.pipeline import next_step, slide_job_args
 from histolabel.projections.project import ProjectState
 from histolabel.service import SYSTEM_SITE, HistoLabel
@@ -95,17 +95,3 @@ def handle_state_change(svc: HistoLabel, submitter: JobSubmitter, event: dict[st
         return Handled(job_id, note="already recorded")
     next_id = chain(svc, submitter, outcome) if outcome.succeeded else None
     return Handled(job_id, recorded=True, next_job_id=next_id)
-
-
-_svc: HistoLabel | None = None
-
-
-def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    """Lambda entry point (one service and its clients per container). An error propagates, so
-    EventBridge retries the event; the decision above makes a retry harmless."""
-    global _svc
-    if _svc is None:
-        _svc = HistoLabel.from_env()
-    handled = handle_state_change(_svc, submitter_from_env(), event)
-    logger.info("job state change %s", handled)
-    return handled.__dict__

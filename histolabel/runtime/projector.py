@@ -14,6 +14,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from histolabel.adapters.dynamo_events import from_item
+from histolabel.composition import service_from_env
 from histolabel.events.envelope import StoredEvent, stream_kind
 from histolabel.projections.projector import Projector
 from histolabel.service import HistoLabel
@@ -72,5 +73,5 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """Lambda entry point; one runtime (and its clients) per container."""
     global _runtime
     if _runtime is None:
-        _runtime = ProjectorRuntime(HistoLabel.from_env())
+        _runtime = ProjectorRuntime(service_from_env())
     return _runtime.handle(event, context)

@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
 from histolabel.adapters.dynamo_events import from_item
-from histolabel.composition import submitter_from_env
+from histolabel.composition import service_from_env, submitter_from_env
 from histolabel.events.envelope import stream_kind
 from histolabel.jobs import JobSubmitter
 from histolabel.service import HistoLabel
@@ -54,5 +54,5 @@ _runtime: TriggerRuntime | None = None
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     global _runtime
     if _runtime is None:
-        _runtime = TriggerRuntime(HistoLabel.from_env(), submitter_from_env())
+        _runtime = TriggerRuntime(service_from_env(), submitter_from_env())
     return _runtime.handle(event, context)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from histolabel.composition import service_from_env
+
 
 class SegmentCommandError(ValueError):
     """A refusal the CLI prints as one line (exit status 2)."""
@@ -29,9 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def job_args(args: argparse.Namespace) -> list[str]:
     """The segment job's arguments from the CLI's and the project's settings."""
-    from histolabel.service import HistoLabel
 
-    state = HistoLabel.from_env().require_project(args.project)
+    state = service_from_env().require_project(args.project)
     slide = state.slides.get(args.slide)
     if slide is None:
         raise SegmentCommandError(f"slide {args.slide!r} is not registered in {args.project}")

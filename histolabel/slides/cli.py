@@ -7,6 +7,7 @@ import re
 import sys
 from pathlib import Path
 
+from histolabel.composition import service_from_env
 from histolabel.config import settings_from_env
 from histolabel.slides.readers import SlideError, open_slide
 
@@ -45,7 +46,6 @@ def add_slide(args: argparse.Namespace) -> int:
     from histolabel.commands import CommandRejected, RegisterSlide
     from histolabel.config import get_settings
     from histolabel.events.catalogue import Actor
-    from histolabel.service import HistoLabel
 
     path: Path = args.path
     try:
@@ -58,7 +58,7 @@ def add_slide(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise SlideCommandError(f"{path}: {exc.strerror}") from exc
     settings = get_settings()
-    svc = HistoLabel.from_env(settings)
+    svc = service_from_env(settings)
     slide = args.slide or slide_id_for(path)
     prefix = f"s3://{settings.data_bucket}/projects/{args.project}/slides/{slide}"
     source, dest = f"{prefix}/source/{path.name}", f"{prefix}/image.ome.zarr"

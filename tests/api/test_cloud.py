@@ -17,7 +17,7 @@ from skimage.measure import regionprops
 from skimage.segmentation import slic
 
 from histolabel.adapters import cognito, pyramids
-from histolabel.service import HistoLabel
+from histolabel.composition import service_from_env
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def cloud_api(cloud, pool, monkeypatch):
     monkeypatch.setenv("HISTOLABEL_USER_POOL_ID", pool.user_pool_id)
     monkeypatch.setenv("HISTOLABEL_CLIENT_ID", pool.client_id)
     monkeypatch.delenv("HISTOLABEL_JWKS_URL", raising=False)
-    SERVICES.service = HistoLabel.from_env(cloud)
+    SERVICES.service = service_from_env(cloud)
     SERVICES.submitter = RecordingSubmitter()
     SERVICES.pool = SERVICES.jwks = SERVICES.directory = None  # built from the environment, as in Lambda
     tokens = {u: cognito.login(pool, u, "Passw0rd!x", settings=cloud) for u in ("olivia", "ana", "oscar")}
@@ -123,7 +123,7 @@ def test_upload_label_by_brush_and_export_outlines(cloud_api, cloud, shared_data
     )
     assert r.status_code == 201 and r.json_body["user"] == "oscar", r.body
     assert cloud_api("DELETE", f"/projects/{pid}/members/oscar", "olivia").status_code == 200
-    svc = HistoLabel.from_env(cloud)
+    svc = service_from_env(cloud)
     before = len(list(svc.events.read(f"P#{pid}")))
     for typo in ("anaa", "nobody@example.org"):
         r = cloud_api(
@@ -161,7 +161,7 @@ def test_upload_label_by_brush_and_export_outlines(cloud_api, cloud, shared_data
 
     image = skio.imread(io.BytesIO(source))[..., :3]
     labels, seg = _write_segmentation(cloud.data_bucket, pid, "s1", image)
-    svc = HistoLabel.from_env(cloud)
+    svc = service_from_env(cloud)
     svc.record_job_event(pid, "SegmentationCompleted", seg, job="segment")
 
     # Brush: a square over the image's top-left quarter selects the superpixels centred in it.

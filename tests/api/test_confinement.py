@@ -18,9 +18,9 @@ import pytest
 
 from histolabel.adapters.aws import client
 from histolabel.commands import AddCategory, RegisterSlide
+from histolabel.composition import job_events_handler, service_from_env
 from histolabel.events.catalogue import Actor
 from histolabel.localcloud.jobs import LocalJobRunner
-from histolabel.service import HistoLabel
 from tests.api.conftest import POOL, Signer, directory
 
 OSCAR = Actor(user="oscar", site="oslo")
@@ -33,8 +33,8 @@ class CloudApi:
         from chalicelib.context import SERVICES
 
         self.settings = cloud
-        self.svc = HistoLabel.from_env(cloud)
-        self.runner = LocalJobRunner(jobs, wait=True)
+        self.svc = service_from_env(cloud)
+        self.runner = LocalJobRunner(jobs, wait=True, on_state_change=job_events_handler)
         SERVICES.service = self.svc
         SERVICES.submitter = self.runner
         SERVICES.pool = POOL

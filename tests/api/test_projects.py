@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from histolabel.commands import AddCategory, AddMember, CreateProject, LabelSuperpixels, RegisterSlide
+from histolabel.composition import service_from_env
 from histolabel.events.catalogue import Actor
 from histolabel.events.envelope import label_stream, project_stream
 from histolabel.projections.projector import Projector
@@ -47,7 +48,7 @@ def test_a_removed_member_no_longer_sees_the_project(api):
 
 
 def test_dynamo_store_lists_project_states_only(cloud, project_id):
-    svc = HistoLabel.from_env(cloud)
+    svc = service_from_env(cloud)
     other = f"{project_id}-b"
     for pid in (project_id, other):
         svc.execute(CreateProject(project_id=pid, name=f"name {pid}"), OWNER)

@@ -15,7 +15,7 @@ import pytest
 from gpu_jobs import ingest as ingest_job
 from gpu_jobs import segment as segment_job
 from histolabel.adapters import cognito
-from histolabel.service import HistoLabel
+from histolabel.composition import service_from_env
 from tests.api.test_cloud import cloud_api, pool  # noqa: F401 - fixtures
 
 
@@ -40,7 +40,7 @@ def project(cloud_api):  # noqa: F811
 @pytest.mark.slow
 def test_multipart_upload_resume_complete_estimate_remove(cloud_api, cloud, project, shared_data):  # noqa: F811
     pid, source = project, (shared_data / "slides" / "skimage_ihc.png").read_bytes()
-    svc = HistoLabel.from_env(cloud)
+    svc = service_from_env(cloud)
     bad = cloud_api("POST", f"/projects/{pid}/uploads", "olivia", {"filename": "../etc/x", "size": 10})
     assert bad.status_code == 422 and bad.json_body["field"] == "filename"
     assert (
@@ -159,7 +159,7 @@ def test_invite_creates_or_adds_and_models_choice(cloud_api, cloud, project, poo
 
     from tests.api.conftest import publish_predictions
 
-    svc = HistoLabel.from_env(cloud)
+    svc = service_from_env(cloud)
     for _ in range(2):
         publish_predictions(svc, cloud, {}, ["a", "b"], project_id=pid)
     assert (

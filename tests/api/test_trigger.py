@@ -11,11 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from histolabel.commands import ChangeSettings, LabelSuperpixels
+from histolabel.composition import service_from_env
 from histolabel.events.catalogue import Actor, ProjectSettings
 from histolabel.events.envelope import project_stream
 from histolabel.projections.projector import Projector
 from histolabel.projections.store import ProjectionConflict
-from histolabel.service import HistoLabel
 from histolabel.trigger import handle_training_requested
 from tests.api.conftest import RecordingSubmitter
 from tests.unit.helpers import ANNOTATOR, OWNER, memory_service, seeded_project
@@ -40,7 +40,7 @@ def race_service(request):
     if request.param == "memory":
         return memory_service(), "proj"
     cloud = request.getfixturevalue("cloud")
-    return HistoLabel.from_env(cloud), request.getfixturevalue("project_id")
+    return service_from_env(cloud), request.getfixturevalue("project_id")
 
 
 def test_eight_clients_racing_across_the_threshold(race_service):

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from histolabel.composition import service_from_env
 from histolabel.localcloud.chromium import CHROMIUM, CHROMIUM_ARGS
 from tests.e2e.slide_data import make_local_slide, superpixel_rows
 
@@ -166,7 +167,6 @@ def stack(cloud: Any, local_slide: LocalSlide, tmp_path_factory: pytest.TempPath
     from histolabel.adapters.cognito import add_user, ensure_pool
     from histolabel.localcloud.runtime import start_pollers
     from histolabel.localcloud.webserver import start, web_config
-    from histolabel.service import HistoLabel
 
     pool = ensure_pool(cloud)
     users = {"pat": "pat@example.org", "rex": "rex@example.org"}
@@ -188,7 +188,7 @@ def stack(cloud: Any, local_slide: LocalSlide, tmp_path_factory: pytest.TempPath
     from chalicelib.context import SERVICES
 
     SERVICES.service = SERVICES.submitter = SERVICES.pool = SERVICES.jwks = SERVICES.directory = None
-    svc = HistoLabel.from_env(cloud)
+    svc = service_from_env(cloud)
     pollers = start_pollers(cloud, start_at="LATEST")
     port = _free_port()
     api = LocalDevServer(app, Config(), "127.0.0.1", port)

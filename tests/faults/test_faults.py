@@ -16,6 +16,7 @@ import pytest
 
 from histolabel.auditing import rebuild, verify
 from histolabel.commands import LabelSuperpixels
+from histolabel.composition import service_from_env
 from histolabel.events.envelope import label_stream
 from histolabel.localcloud.poller import StreamPoller
 from histolabel.runtime.anchorer import Anchorer
@@ -150,7 +151,7 @@ from histolabel.commands import LabelSuperpixels
 from histolabel.events.catalogue import Actor
 from histolabel.service import HistoLabel
 project, n = sys.argv[1], int(sys.argv[2])
-svc = HistoLabel.from_env()
+svc = service_from_env()
 for i in range(n):
     cmd = LabelSuperpixels(project_id=project, slide_id="s1", ids=[i + 1], category_id="tumor")
     svc.execute(cmd, Actor(user="ana", site="chicago"), idempotency_key=f"outbox-{i}")
@@ -198,13 +199,12 @@ def test_a_store_frozen_mid_write_loses_and_doubles_nothing(cloud, tmp_path):
     from histolabel.adapters.provision import provision
     from histolabel.config import Settings
     from histolabel.localcloud.stack import start_server
-    from histolabel.service import HistoLabel
 
     server = start_server(log_path=tmp_path / "moto.log")
     try:
         settings = Settings(stage="faults", endpoint_url=server.endpoint)
         provision(settings)
-        svc = HistoLabel.from_env(settings)
+        svc = service_from_env(settings)
         project_id = "frozen"
         poller = StreamPoller(settings, ProjectorRuntime(svc).handle, start_at="TRIM_HORIZON").start()
         make_project(svc, project_id)

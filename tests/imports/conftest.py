@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from histolabel.composition import service_from_env
 from histolabel.config import Settings
 from histolabel.events.catalogue import Actor
 
@@ -61,10 +62,9 @@ def jobs(cloud: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pa
 def project(cloud: Settings, project_id: str, shared_data: Path, jobs: Path) -> str:
     """A project with the MoNuSeg image ingested as slide `nuclei` (no segmentation yet)."""
     from histolabel.commands import CreateProject
-    from histolabel.service import HistoLabel
     from histolabel.slides.cli import add_arguments, add_slide
 
-    HistoLabel.from_env().execute(CreateProject(project_id=project_id, name="imports"), OWNER)
+    service_from_env().execute(CreateProject(project_id=project_id, name="imports"), OWNER)
     p = argparse.ArgumentParser()
     add_arguments(p)
     path = shared_data / "labeled" / "monuseg" / f"{IMAGE}.tif"

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from histolabel.composition import service_from_env
 from tests.imports.conftest import IMAGE, OWNER, SLIDE, monuseg_polygons, qupath_geojson
 
 pytestmark = pytest.mark.slow
@@ -20,14 +21,14 @@ pytestmark = pytest.mark.slow
 def http(cloud: Any, jobs: Path) -> Any:
     from chalicelib.context import SERVICES
 
+    from histolabel.composition import job_events_handler, service_from_env
     from histolabel.localcloud.jobs import LocalJobRunner
-    from histolabel.service import HistoLabel
     from tests.api.conftest import Api, Signer
 
     api = Api(Signer("import-api-test"))
-    SERVICES.service = HistoLabel.from_env()
+    SERVICES.service = service_from_env()
     (jobs / "runner").mkdir()
-    SERVICES.submitter = LocalJobRunner(jobs / "runner")
+    SERVICES.submitter = LocalJobRunner(jobs / "runner", on_state_change=job_events_handler)
     yield api
     SERVICES.service = SERVICES.submitter = SERVICES.pool = SERVICES.jwks = SERVICES.directory = None
 
@@ -42,9 +43,8 @@ def _put(url: str, raw: bytes) -> None:
 
 def test_upload_and_import_job_through_the_api(project: str, shared_data: Path, http: Any) -> None:
     from histolabel.commands import AddMember
-    from histolabel.service import HistoLabel
 
-    svc = HistoLabel.from_env()
+    svc = service_from_env()
     svc.execute(AddMember(project_id=project, user="ana", role="annotator", site="nyc"), OWNER)
     base = f"/projects/{project}/slides/{SLIDE}/imports"
     rings = monuseg_polygons(shared_data / "labeled" / "monuseg" / f"{IMAGE}.xml")[:40]

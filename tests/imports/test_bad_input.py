@@ -20,6 +20,7 @@ from gpu_jobs.import_labels import import_labels
 from gpu_jobs.import_segmentation import import_uri
 from histolabel.adapters import pyramids
 from histolabel.adapters.s3 import filesystem, zarr_store
+from histolabel.composition import service_from_env
 from histolabel.config import Settings
 from histolabel.imports.errors import ImportRefused
 from tests.imports.conftest import IMAGE, OWNER
@@ -31,11 +32,10 @@ ROOT = Path(__file__).resolve().parents[2]
 def slide(cloud: Settings, shared_data: Path) -> dict[str, str]:
     """One ingested MoNuSeg slide (1000x1000) for the module, and where its outputs would go."""
     from histolabel.commands import CreateProject
-    from histolabel.service import HistoLabel
     from histolabel.slides.cli import add_arguments, add_slide
 
     project = f"p{uuid.uuid4().hex[:12]}"
-    HistoLabel.from_env().execute(CreateProject(project_id=project, name="bad input"), OWNER)
+    service_from_env().execute(CreateProject(project_id=project, name="bad input"), OWNER)
     p = argparse.ArgumentParser()
     add_arguments(p)
     path = shared_data / "labeled" / "monuseg" / f"{IMAGE}.tif"
@@ -167,9 +167,8 @@ def test_product_slic_label_image_round_trips_and_labels_refuse_clashes(slide: d
     np.testing.assert_array_equal(imported, expect[slic])
     table = pyramids.read_table(got["table_uri"]).to_pydict()
     assert [int(e) for e in table["external_id"]] == sorted(shuffled[1:].tolist())
-    from histolabel.service import HistoLabel
 
-    svc = HistoLabel.from_env()
+    svc = service_from_env()
     event = {"slide_id": "s", **got}
     svc.record_job_event(slide["project"], "SegmentationCompleted", event, "import_segmentation")
     before = svc.events.head(f"P#{slide['project']}")

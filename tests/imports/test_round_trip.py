@@ -19,15 +19,15 @@ from shapely.geometry import Polygon, shape
 
 from histolabel.adapters import artifacts, pyramids
 from histolabel.adapters.s3 import zarr_store
+from histolabel.composition import service_from_env
 from tests.imports.conftest import IMAGE, OWNER, SLIDE, cli, monuseg_polygons, qupath_geojson, write_json
 
 pytestmark = pytest.mark.slow
 
 
 def _svc() -> Any:
-    from histolabel.service import HistoLabel
 
-    return HistoLabel.from_env()
+    return service_from_env()
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import pytest
 
 from histolabel.adapters.aws import client
 from histolabel.commands import CreateProject
+from histolabel.composition import service_from_env
 from histolabel.events.catalogue import Actor
-from histolabel.service import HistoLabel
 from tests.infra.conftest import run_cli
 
 
@@ -26,7 +26,7 @@ def pool_and_owner(cloud, project_id):
         UserAttributes=[{"Name": "email", "Value": "owner@site-a.org"}],
     )["User"]
     owner = next(a["Value"] for a in made["Attributes"] if a["Name"] == "sub")
-    HistoLabel.from_env(cloud).execute(
+    service_from_env(cloud).execute(
         CreateProject(project_id=project_id, name="lung"), Actor(user=owner, site="site-a")
     )
     return pool, owner
@@ -56,7 +56,7 @@ def test_add_user_creates_the_user_and_the_membership(cloud, project_id, pool_an
         next(a["Value"] for a in u["Attributes"] if a["Name"] == "email"): u for u in _users(cloud, pool)
     }
     new_id = next(a["Value"] for a in users["ann@site-b.org"]["Attributes"] if a["Name"] == "sub")
-    state = HistoLabel.from_env(cloud).project_state(project_id)
+    state = service_from_env(cloud).project_state(project_id)
     assert state.role_of(new_id) == "annotator"
     # Again: the user exists, and is already a member: a clear refusal, no second user.
     code, _, err = run_cli(capsys, *argv)

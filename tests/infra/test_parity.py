@@ -29,6 +29,7 @@ import pytest
 
 from histolabel.adapters import cognito
 from histolabel.adapters.aws import client
+from histolabel.composition import service_from_env
 from histolabel.config import Settings
 from infra.package import ROOT, context_digest
 from infra.stackops import outputs_of
@@ -164,8 +165,6 @@ def test_api_flow_against_the_functions_as_deployed(stage, runtime_boto3, tmp_pa
 
     from chalice.local import LambdaEventConverter, RouteMatcher
 
-    from histolabel.service import HistoLabel
-
     settings, _ = stage
     api = _deployed_function(settings, "APIHandler", tmp_path, runtime_boto3)
     projector = _deployed_function(settings, "Projector", tmp_path, runtime_boto3)
@@ -247,7 +246,7 @@ def test_api_flow_against_the_functions_as_deployed(stage, runtime_boto3, tmp_pa
     assert job["jobQueue"].endswith(f"/{settings.prefix}-cpu")
     # What the ingest and segment jobs would record.
     seg = _write_segmentation(settings, pid, sid)
-    svc = HistoLabel.from_env(settings)
+    svc = service_from_env(settings)
     zarr_uri = seg["labels_uri"].rsplit("/labels", 1)[0]
     ingested = {"slide_id": sid, "zarr_uri": zarr_uri, "width": 256, "height": 256, "levels": 1}
     svc.record_job_event(pid, "SlideIngested", ingested, job="ingest")
@@ -297,9 +296,8 @@ def test_a_wrong_queue_name_fails_the_trigger_as_deployed(stage, runtime_boto3, 
     fn.close()
     from histolabel.commands import AddCategory, CreateProject
     from histolabel.events.catalogue import Actor
-    from histolabel.service import HistoLabel
 
-    svc = HistoLabel.from_env(settings)
+    svc = service_from_env(settings)
     pid = f"p{uuid.uuid4().hex[:10]}"
     owner = Actor(user="olivia", site="nyc")
     svc.execute(CreateProject(project_id=pid, name="wrong queue"), owner)

@@ -14,8 +14,9 @@ from histolabel.jobs import JOB_KINDS
 from infra import callsites, permissions
 from infra.api import load_app, swagger_for
 from infra.callsites import by_resource, reachable
+from infra.cfn import template_settings
 from infra.permissions import ROLES, WILDCARD_ONLY, Grant, granted, statements_for
-from infra.stacks import stack_names, template_settings, templates
+from infra.stacks import stack_names, templates
 
 JOB_EVENTS = Path(__file__).parents[2] / "functions" / "handlers" / "job_events.py"
 SETTINGS = Settings(stage="permtest", region="eu-central-1")

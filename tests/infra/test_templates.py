@@ -11,10 +11,11 @@ import pytest
 from histolabel.config import Settings
 from histolabel.resources import stateful_resources
 from infra.api import AppLoadError, load_app, swagger_for
+from infra.cfn import template_settings
 from infra.iam import wildcard_grants
 from infra.lint import lint
 from infra.package import _sources, build_zip, job_requirements
-from infra.stacks import EMULATOR_PARTIAL, EMULATOR_UNSUPPORTED, stack_names, template_settings, templates
+from infra.stacks import EMULATOR_PARTIAL, EMULATOR_UNSUPPORTED, stack_names, templates
 
 STUB_APP = Path(__file__).with_name("stub_app.py")
 SETTINGS = Settings(stage="infratest", region="eu-central-1")

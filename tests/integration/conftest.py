@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from histolabel.commands import AddCategory, AddMember, CreateProject, RegisterSlide
+from histolabel.composition import service_from_env
 from histolabel.events.catalogue import Actor
 from histolabel.localcloud.poller import StreamPoller
 from histolabel.runtime.projector import ProjectorRuntime
@@ -14,7 +15,7 @@ ANNOTATOR = Actor(user="ana", site="chicago")
 
 @pytest.fixture
 def svc(cloud) -> HistoLabel:
-    return HistoLabel.from_env(cloud)
+    return service_from_env(cloud)
 
 
 @pytest.fixture

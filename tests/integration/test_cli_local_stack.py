@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from histolabel.composition import service_from_env
 from histolabel.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,9 +33,8 @@ def test_slides_add_segment_embed_against_the_local_stack(
 ) -> None:
     from histolabel.commands import CreateProject
     from histolabel.events.catalogue import Actor
-    from histolabel.service import HistoLabel
 
-    svc = HistoLabel.from_env()
+    svc = service_from_env()
     svc.execute(CreateProject(project_id=project_id, name="cli"), Actor(user="owner1", site="a"))
     # The record `histolabel local up` writes; its processes are alive (this one stands in).
     record = {"pids": {"cloud": os.getpid()}, "endpoint": cloud.endpoint_url, "stage": cloud.stage}

@@ -10,6 +10,7 @@ import pytest
 
 from histolabel.adapters.dynamo_events import DynamoEventStore
 from histolabel.commands import LabelSuperpixels
+from histolabel.composition import service_from_env
 from histolabel.events.catalogue import Actor
 from histolabel.events.envelope import label_stream, verify_chain
 from histolabel.projections.labels import fold_labels
@@ -44,9 +45,8 @@ def test_idempotent_retry_stores_nothing_new(svc, project_id):
 @pytest.mark.slow
 def test_concurrent_writers_store_every_command_exactly_once(cloud, project_id):
     """16 writers x 500 commands: every accepted command stored once, seqs gap-free, races retried."""
-    from histolabel.service import HistoLabel
 
-    setup = HistoLabel.from_env(cloud)
+    setup = service_from_env(cloud)
     slides = tuple(f"s{i}" for i in range(8))
     make_project(setup, project_id, slides=slides)
     writers, per_writer = 16, 500
@@ -56,7 +56,7 @@ def test_concurrent_writers_store_every_command_exactly_once(cloud, project_id):
     lock = threading.Lock()
 
     def writer(n: int) -> None:
-        svc = HistoLabel.from_env(cloud)  # each writer its own process-like cache
+        svc = service_from_env(cloud)  # each writer its own process-like cache
         rng = random.Random(n)
         actor = Actor(user=ANNOTATOR.user, site=f"site{n}")
         try:

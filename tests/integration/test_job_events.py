@@ -41,7 +41,9 @@ def runner(cloud: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Local
     """The runner the local stack uses; jobs the handler chains go to the same place."""
     monkeypatch.setenv("HISTOLABEL_JOB_RUNNER", "local")
     monkeypatch.setenv("HISTOLABEL_LOCAL_DIR", str(tmp_path))
-    return LocalJobRunner()
+    from histolabel.composition import job_events_handler
+
+    return LocalJobRunner(on_state_change=job_events_handler)
 
 
 @pytest.fixture
@@ -134,9 +136,9 @@ def test_a_job_that_exits_non_zero_leaves_one_failure_on_its_slide(svc, runner, 
 
 
 def test_a_repeated_state_change_records_nothing_twice(svc, runner, project_id):
+    from histolabel.composition import job_events_handler as handler
     from histolabel.job_outcomes import state_change_detail
     from histolabel.localcloud.jobs import state_change_event
-    from histolabel.runtime.job_events import handler
 
     make_project(svc, project_id)
     command = ["python", "-m", "gpu_jobs.embed", "--project", project_id, "--slide", "s1"]

@@ -18,6 +18,7 @@ import pytest
 from histolabel.adapters.aws import client
 from histolabel.adapters.dynamo_events import to_item
 from histolabel.commands import NewEvent
+from histolabel.composition import service_from_env
 from histolabel.events.catalogue import Actor
 from histolabel.events.envelope import StoredEvent, project_stream
 from histolabel.eventstore import InMemoryEventStore
@@ -146,12 +147,12 @@ def test_a_project_with_1000_slides_and_500_runs_stays_in_small_items(cloud, svc
     timings: dict[str, list[float]] = {"cold": [], "warm": []}
     try:
         for kind, n in (("cold", 5), ("warm", 10)):
-            SERVICES.service = HistoLabel.from_env(cloud)
+            SERVICES.service = service_from_env(cloud)
             if kind == "warm":  # the container's first call read the projection; then its cache
                 assert http.request("GET", f"/projects/{project_id}", headers=headers).status_code == 200
             for _ in range(n):
                 if kind == "cold":  # a fresh container: no cached state, the projection read first
-                    SERVICES.service = HistoLabel.from_env(cloud)
+                    SERVICES.service = service_from_env(cloud)
                 t0 = time.perf_counter()
                 answer = http.request("GET", f"/projects/{project_id}", headers=headers)
                 timings[kind].append(time.perf_counter() - t0)

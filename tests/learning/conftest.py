@@ -9,6 +9,7 @@ import pytest
 import tifffile
 from skimage.segmentation import slic
 
+from histolabel.composition import service_from_env
 from tests.learning.helpers import SIZE
 
 
@@ -28,6 +29,5 @@ def monuseg_crop(shared_data: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 @pytest.fixture
 def svc(cloud):
-    from histolabel.service import HistoLabel
 
-    return HistoLabel.from_env(cloud)
+    return service_from_env(cloud)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from histolabel.composition import service_from_env
 from histolabel.events.catalogue import ProjectSettings
 from histolabel.segmentation import sizing
 
@@ -47,10 +48,9 @@ def test_segment_job_sizes_by_the_project_on_an_image_without_pixel_size(cloud, 
     from histolabel.adapters.s3 import filesystem
     from histolabel.commands import CreateProject, RegisterSlide
     from histolabel.events.catalogue import Actor
-    from histolabel.service import HistoLabel
 
     svc, pid, owner = (
-        HistoLabel.from_env(cloud),
+        service_from_env(cloud),
         f"p{uuid.uuid4().hex[:12]}",
         Actor(user="olivia", site="nyc"),
     )

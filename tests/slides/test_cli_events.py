@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from histolabel.composition import service_from_env
 from histolabel.config import Settings
 
 
@@ -14,9 +15,8 @@ from histolabel.config import Settings
 def project(cloud: Settings, project_id: str) -> str:
     from histolabel.commands import CreateProject
     from histolabel.events.catalogue import Actor
-    from histolabel.service import HistoLabel
 
-    HistoLabel.from_env().execute(
+    service_from_env().execute(
         CreateProject(project_id=project_id, name="slides"), Actor(user="owner1", site="a")
     )
     return project_id
@@ -36,12 +36,11 @@ def _args(path: Path, project: str, **extra: object) -> argparse.Namespace:
 @pytest.mark.slow
 def test_add_slide_registers_ingests_and_segments(project: str, shared_data: Path) -> None:
     from gpu_jobs import segment as segment_job
-    from histolabel.service import HistoLabel
     from histolabel.slides.cli import add_slide
 
     path = shared_data / "slides" / "OS-1-detail.ome.tif"
     assert add_slide(_args(path, project)) == 0
-    state = HistoLabel.from_env().project_state(project)
+    state = service_from_env().project_state(project)
     slide = state.slides["OS-1-detail"]
     assert slide.source_uri.endswith("/slides/OS-1-detail/source/OS-1-detail.ome.tif")
     ingest = slide.ingest
@@ -68,7 +67,7 @@ def test_add_slide_registers_ingests_and_segments(project: str, shared_data: Pat
         ]
     )
     assert code == 0
-    seg = HistoLabel.from_env().project_state(project).slides["OS-1-detail"].segmentation
+    seg = service_from_env().project_state(project).slides["OS-1-detail"].segmentation
     assert seg is not None and seg["count"] > 100 and seg["tile_size"] == 512
     assert seg["labels_uri"].endswith("image.ome.zarr/labels/superpixels")
 
@@ -77,7 +76,6 @@ def test_add_slide_refuses_bad_files_and_writes_nothing(
     project: str, tmp_path: Path, cloud: Settings, shared_data: Path
 ) -> None:
     from gpu_jobs.common import JobError
-    from histolabel.service import HistoLabel
     from histolabel.slides.cli import SlideCommandError, add_slide
 
     bad = tmp_path / "broken.svs"
@@ -96,7 +94,7 @@ def test_add_slide_refuses_bad_files_and_writes_nothing(
     truncated.write_bytes(full.read_bytes()[: full.stat().st_size * 2 // 3])
     with pytest.raises(JobError, match="cannot decode"):
         add_slide(_args(truncated, project))
-    assert HistoLabel.from_env().project_state(project).slides == {}
+    assert service_from_env().project_state(project).slides == {}
     from histolabel.adapters.aws import client
 
     listed = client("s3").list_objects_v2(Bucket=cloud.data_bucket, Prefix=f"projects/{project}/")

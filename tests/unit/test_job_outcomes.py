@@ -76,8 +76,8 @@ def test_the_job_events_lambda_loads_no_heavy_module():
 
     heavy = ("numpy", "torch", "pyarrow", "skimage", "scipy", "zarr", "s3fs", "shapely")
     code = (
-        "import sys, handlers.job_events as h, histolabel.runtime.job_events as r\n"
-        f"print(h.handler is r.handler, sorted(m for m in {heavy!r} if m in sys.modules))"
+        "import sys, handlers.job_events as h, histolabel.composition as c\n"
+        f"print(h.handler is c.job_events_handler, sorted(m for m in {heavy!r} if m in sys.modules))"
     )
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "functions")])}
