@@ -33,6 +33,7 @@ from histolabel.segmentation.output import (
 )
 from histolabel.segmentation.tiled import ScaledMask, SlicParams, segment
 from histolabel.slides.ingest import SUPERPIXELS_PATH, read_tissue, remove_label_name
+from histolabel.slides.ngff import read_multiscale
 from histolabel.slides.pyramid import SHARD
 
 
@@ -57,7 +58,7 @@ def segment_uri(
     try:
         group: Any = pyramids.open_group(image_uri, "r")
         attrs: dict[str, Any] = dict(group.attrs)
-        n_levels = len(attrs["ome"]["multiscales"][0]["datasets"])
+        n_levels = read_multiscale(attrs).levels
     except Exception as exc:
         raise JobError(f"{image_uri} is not an ingested OME-Zarr image: {exc}") from exc
     level = choose_level(attrs, n_levels, magnification)

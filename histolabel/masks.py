@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from histolabel.slides.pyramid import SHARD, blocks, create_level, level_shapes, multiscales
+from histolabel.slides.ngff import NGFF_VERSION, multiscales
+from histolabel.slides.pyramid import SHARD, blocks, create_level, level_shapes
 
 Reader = Callable[[int, int, int, int], np.ndarray]
 
@@ -111,6 +112,6 @@ def write_ngff(group: Any, read: Reader, shape: tuple[int, int], lut: np.ndarray
             for v in values]  # fmt: skip
     props = [{"label-value": v.value, "name": v.name, "category_id": v.category_id} for v in values]
     group.attrs.update(
-        {"ome": {"version": "0.5", "multiscales": [ms],
-                 "image-label": {"version": "0.5", "colors": rgba, "properties": props}}}
+        {"ome": {"version": NGFF_VERSION, "multiscales": [ms],
+                 "image-label": {"version": NGFF_VERSION, "colors": rgba, "properties": props}}}
     )  # fmt: skip

@@ -15,6 +15,7 @@ from histolabel.adapters.aws import client
 from histolabel.api.tables import Predictions, SuperpixelTable
 from histolabel.config import get_settings, settings_from_env
 from histolabel.resources import EXPORT_TAG
+from histolabel.slides.ngff import read_multiscale
 
 PRESIGN_TTL_S = 900
 _CACHE_SIZE = 64
@@ -76,7 +77,7 @@ class LabelReader:
         group = pyramids.open_group(labels_uri, "r")
         attrs: dict[str, Any] = dict(group.attrs)
         self.scale = 2 ** int(attrs.get("histolabel", {}).get("image_level", 0))
-        path = attrs["ome"]["multiscales"][0]["datasets"][0]["path"]
+        path = read_multiscale(attrs).paths[0]
         self.array: Any = group[path]
 
     def box(self, bbox: np.ndarray) -> tuple[int, int, int, int]:

@@ -10,6 +10,7 @@ from typing import IO, Any
 import numpy as np
 
 from histolabel.imports.errors import ImportRefused
+from histolabel.slides.ngff import Multiscale, NgffError, label_names, read_multiscale
 
 
 @dataclass
@@ -65,24 +66,25 @@ def open_ngff(group: Any, name: str, level: int | None = None) -> list[LabelSour
     """An NGFF label image (a group with `multiscales` and `image-label`), or an image whose
     `labels/` holds exactly one, or the one named after '#' in `name`."""
     attrs = dict(group.attrs)
-    ome = attrs.get("ome", attrs)  # NGFF 0.5 nests under "ome"; 0.4 keeps it at the top
-    if "multiscales" not in ome or "image-label" not in ome:
-        labels = ome.get("labels") if "labels" in ome else None
-        if labels is None and "labels" in group:
-            la = dict(group["labels"].attrs)
-            labels = la.get("ome", la).get("labels")
+    try:
+        multiscale: Multiscale | None = read_multiscale(attrs)
+    except NgffError:
+        multiscale = None
+    if multiscale is None or not multiscale.is_label:
+        labels = label_names(attrs)
+        if not labels and "labels" in group:
+            labels = label_names(dict(group["labels"].attrs))
         if not labels:
             raise ImportRefused("is neither an NGFF label image nor an image with labels/", name)
         if len(labels) > 1:
             raise ImportRefused(f"holds several label images {labels}; name one as PATH/labels/NAME", name)
         return open_ngff(group["labels"][labels[0]], name, level)
-    datasets = ome["multiscales"][0]["datasets"]
-    picks = range(len(datasets)) if level is None else [level]
+    picks = range(multiscale.levels) if level is None else [level]
     out = []
     for k in picks:
-        if k >= len(datasets):
-            raise ImportRefused(f"has {len(datasets)} level(s), not level {k}", name)
-        out.append(_plane(group[datasets[k]["path"]], name))
+        if k >= multiscale.levels:
+            raise ImportRefused(f"has {multiscale.levels} level(s), not level {k}", name)
+        out.append(_plane(group[multiscale.paths[k]], name))
     return out
 
 

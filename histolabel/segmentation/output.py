@@ -13,10 +13,10 @@ import zarr
 from histolabel.segmentation.table import TableBuilder
 from histolabel.segmentation.tiled import TiledResult
 from histolabel.slides.ingest import add_label_name
+from histolabel.slides.ngff import label_attributes
 from histolabel.slides.pyramid import (
     Progress,
     create_level,
-    label_attributes,
     level_shapes,
     write_downsampled,
 )

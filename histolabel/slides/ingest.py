@@ -8,11 +8,10 @@ from typing import IO, Any
 import numpy as np
 import zarr
 
+from histolabel.slides.ngff import image_attributes, label_attributes, label_names, labels_attributes
 from histolabel.slides.pyramid import (
     Progress,
     create_level,
-    image_attributes,
-    label_attributes,
     level_shapes,
     write_pyramid,
 )
@@ -76,9 +75,7 @@ def write_tissue(group: zarr.Group, mask: np.ndarray, mpp: float | None, level: 
 
 
 def add_label_name(labels: zarr.Group, name: str) -> None:
-    ome: dict[str, Any] = dict(labels.attrs.get("ome", {}))  # type: ignore[arg-type]
-    names = sorted({str(n) for n in ome.get("labels", [])} | {name})
-    labels.attrs.update({"ome": {"version": "0.5", "labels": names}})
+    labels.attrs.update(labels_attributes(set(label_names(dict(labels.attrs))) | {name}))
 
 
 def remove_label_name(image: zarr.Group, name: str) -> None:
@@ -87,9 +84,7 @@ def remove_label_name(image: zarr.Group, name: str) -> None:
         return
     labels = image["labels"]
     assert isinstance(labels, zarr.Group)
-    ome: dict[str, Any] = dict(labels.attrs.get("ome", {}))  # type: ignore[arg-type]
-    names = sorted({str(n) for n in ome.get("labels", [])} - {name})
-    labels.attrs.update({"ome": {"version": "0.5", "labels": names}})
+    labels.attrs.update(labels_attributes(set(label_names(dict(labels.attrs))) - {name}))
 
 
 def read_tissue(group: zarr.Group) -> tuple[np.ndarray, int]:

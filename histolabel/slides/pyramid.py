@@ -21,7 +21,6 @@ from zarr.codecs import BytesCodec, ZstdCodec
 from histolabel.cpus import available_cpus
 from histolabel.slides.readers import SlideSource
 
-NGFF_VERSION = "0.5"
 CHUNK = 256  # viewer tile side
 SHARD = 2048  # side of the unit of work and of one S3 object per level
 MIN_LEVEL_SIDE = 1024
@@ -52,26 +51,6 @@ def downsample2(block: np.ndarray) -> np.ndarray:
     b = block.astype(np.uint16)
     total = b[..., 0::2, 0::2] + b[..., 1::2, 0::2] + b[..., 0::2, 1::2] + b[..., 1::2, 1::2]
     return ((total + 2) // 4).astype(np.uint8)
-
-
-def multiscales(
-    name: str, n_levels: int, mpp: float | None, channel: bool = True, first_factor: int = 1
-) -> dict[str, Any]:
-    """The NGFF 0.5 `multiscales` entry: axes c,y,x, scale 2^k (times microns/px when known)."""
-    unit = {"unit": "micrometer"} if mpp else {}
-    axes = [
-        {"name": "c", "type": "channel"},
-        {"name": "y", "type": "space", **unit},
-        {"name": "x", "type": "space", **unit},
-    ]
-    base = mpp or 1.0
-    datasets = []
-    for k in range(n_levels):
-        s = base * first_factor * 2**k
-        datasets.append(
-            {"path": str(k), "coordinateTransformations": [{"type": "scale", "scale": [1.0, s, s]}]}
-        )
-    return {"name": name, "axes": axes, "datasets": datasets, "type": "mean" if channel else "nearest"}
 
 
 def create_level(group: zarr.Group, path: str, shape: tuple[int, ...], dtype: Any) -> zarr.Array:
@@ -154,41 +133,3 @@ def write_downsampled(
         for done in pool.map(lambda b: one(*b), blocks(height, width)):
             if progress:
                 progress(done)
-
-
-def image_attributes(info: PyramidInfo, name: str, source_format: str) -> dict[str, Any]:
-    return {
-        "ome": {
-            "version": NGFF_VERSION,
-            "multiscales": [multiscales(name, info.levels, info.mpp)],
-            "omero": {
-                "channels": [
-                    {"label": c, "color": color, "window": {"start": 0, "end": 255, "min": 0, "max": 255}}
-                    for c, color in (("R", "FF0000"), ("G", "00FF00"), ("B", "0000FF"))
-                ],
-                "rdefs": {"model": "color"},
-            },
-        },
-        "histolabel": {
-            "width": info.width,
-            "height": info.height,
-            "mpp": info.mpp,
-            "magnification": info.magnification,
-            "source_format": source_format,
-        },
-    }
-
-
-def label_attributes(
-    name: str, n_levels: int, mpp: float | None, first_factor: int, source_level: int
-) -> dict[str, Any]:
-    """NGFF image-label metadata for a label pyramid whose level 0 is image level `source_level`."""
-    ms = multiscales(name, n_levels, mpp, channel=False, first_factor=first_factor)
-    return {
-        "ome": {
-            "version": NGFF_VERSION,
-            "multiscales": [ms],
-            "image-label": {"version": NGFF_VERSION, "source": {"image": "../../"}},
-        },
-        "histolabel": {"image_level": source_level},
-    }

@@ -13,7 +13,8 @@ import zarr
 from skimage.segmentation import slic
 
 from histolabel.slides.ingest import SUPERPIXELS_PATH, add_label_name, ingest
-from histolabel.slides.pyramid import create_level, label_attributes, level_shapes, write_downsampled
+from histolabel.slides.ngff import label_attributes
+from histolabel.slides.pyramid import create_level, level_shapes, write_downsampled
 
 
 def write_superpixels(group: zarr.Group, n_segments: int = 400) -> int:
