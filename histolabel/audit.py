@@ -29,14 +29,28 @@ class Cutoff:
         return True
 
 
-def normalize_time(value: str) -> str:
-    """Accept any ISO-8601 time and give the store's form (UTC, microseconds, Z) for comparison."""
-    from datetime import UTC, datetime
+def as_of_instant(value: str) -> str:
+    """The last instant an "as of" names, in the store's form (UTC, microseconds, Z) for string
+    comparison with event times. The moment named is included whole, at every door (CLI, API, web):
+    a date means the end of that day, a minute its last microsecond, a second likewise; a time
+    without an offset is UTC, one with an offset is converted. ValueError for no ISO-8601 time."""
+    import re
+    from datetime import UTC, datetime, timedelta
 
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    text = value.strip().replace("z", "Z")
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    _, sep, time = re.split(r"([T ])", text, maxsplit=1) if re.search(r"[T ]", text) else (text, "", "")
+    clock = re.split(r"[Z+-]", time, maxsplit=1)[0]
+    if not sep:
+        whole = timedelta(days=1)
+    elif "." in clock:
+        whole = timedelta(microseconds=1)
+    else:
+        whole = {0: timedelta(hours=1), 1: timedelta(minutes=1)}.get(clock.count(":"), timedelta(seconds=1))
+    end = parsed + whole - timedelta(microseconds=1)
+    return end.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def replay_state(

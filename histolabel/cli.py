@@ -29,13 +29,13 @@ def _superpixel(value: str) -> tuple[str, int]:
 
 
 def cmd_audit_replay(args: argparse.Namespace) -> int:
-    from histolabel.audit import Cutoff, normalize_time, render
+    from histolabel.audit import Cutoff, as_of_instant, render
     from histolabel.auditing import replay
 
     if args.seq is not None and not args.slide:
         raise CliError("--seq needs --slide: sequence numbers are per slide's label stream")
     try:
-        as_of = normalize_time(args.as_of) if args.as_of else None
+        as_of = as_of_instant(args.as_of) if args.as_of else None
     except ValueError:
         raise CliError(f"--as-of {args.as_of!r} is not an ISO-8601 time") from None
     svc = _service()

@@ -11,19 +11,6 @@ from histolabel.projections.labels import fold_labels
 from histolabel.projections.project import ProjectState, fold_project
 
 
-def normalize_instant(as_of: str) -> str:
-    """An ISO date or time as the store writes it (UTC, microseconds, Z), for string comparison;
-    the moment named is included whole (a date means its end, a minute its last second)."""
-    date, _, time = as_of.rstrip("Z").partition("T")
-    if not time:
-        return f"{date}T23:59:59.999999Z"
-    hms, _, frac = time.partition(".")
-    parts = hms.split(":")
-    if len(parts) == 2:
-        parts.append("59")
-    return f"{date}T{':'.join(parts)}.{(frac or '999999').ljust(6, '0')[:6]}Z"
-
-
 def event_dict(e: StoredEvent) -> dict[str, Any]:
     return {**e.as_dict(), "data": e.payload}
 

@@ -8,6 +8,7 @@ from chalicelib import views
 from chalicelib.context import Call, Handler
 from histolabel.api import audit
 from histolabel.api.views import project_out
+from histolabel.audit import as_of_instant
 from histolabel.commands import (
     CommandRejected,
 )
@@ -25,7 +26,7 @@ def _history(c: Call) -> Any:
 
 def _replay(c: Call) -> Any:
     pid = c.project.project_id
-    as_of = audit.normalize_instant(c.query.as_of)
+    as_of = as_of_instant(c.query.as_of)
     p_events = list(c.svc.events.read(project_stream(pid)))
     chains = {project_stream(pid): verify_chain(p_events) is None}
     then = audit.replay_project(p_events, as_of)
