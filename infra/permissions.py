@@ -156,7 +156,8 @@ ROLES: dict[str, Role] = {
     ),
     "fn:job_events": Role(
         entries=("handlers.job_events",),
-        factories=("service_from_env", "submitter_from_env"),
+        # The entry point itself is the composition root's job_events_handler.
+        factories=("job_events_handler", "service_from_env", "submitter_from_env"),
         grants=(
             Grant("events", EVENTS_APPEND),
             Grant("event_mac_key", ("kms:GenerateMac",)),
