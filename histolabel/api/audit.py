@@ -59,6 +59,14 @@ def replay_project(events: list[StoredEvent], as_of: str) -> ProjectState:
     return fold_project(upto(events, as_of))
 
 
-def replay_slide(project_id: str, slide_id: str, events: list[StoredEvent], as_of: str) -> dict[str, Any]:
+def replay_slide(
+    project_id: str, slide_id: str, events: list[StoredEvent], as_of: str, with_labels: bool = False
+) -> dict[str, Any]:
+    """A slide's label state as of `as_of`, folded by the projection's own fold; `with_labels`
+    adds each labeled superpixel's shown category (the web app paints it: no second fold in JS)."""
     labels = fold_labels(project_id, slide_id, upto(events, as_of))
-    return {**labels.summary(), "labeled": len(labels.current())}
+    current = labels.current()
+    out = {**labels.summary(), "labeled": len(current)}
+    if with_labels:
+        out["labels"] = {str(i): c for i, c in sorted(current.items())}
+    return out

@@ -134,6 +134,12 @@ def test_audit_history_and_replay(api):
     assert (
         api.request("GET", f"{P}/audit/replay?as_of=1999-01-01", user="audrey").json_body["project"] is None
     )
+    # One slide's replay carries its labels, so the web app paints the server's fold, not its own.
+    one = api.request("GET", f"{P}/audit/replay?as_of={first_at}&slide=s1", user="audrey").json_body
+    assert one["slides"]["s1"]["labels"] == {"1": "tumor", "2": "tumor"}
+    latest = api.request("GET", f"{P}/audit/replay?as_of=2999-01-01&slide=s1", user="audrey").json_body
+    assert latest["slides"]["s1"]["labels"] == {"1": "tumor", "2": "stroma"}
+    assert "labels" not in now["slides"]["s1"]  # a whole-project replay stays a summary
 
 
 def test_training_request_and_status(api):

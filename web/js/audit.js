@@ -14,36 +14,6 @@ function describe(e) {
   }
 }
 
-// The shown category per superpixel after the label events up to `asOf` (the projection's fold).
-export function foldLabels(events, asOf) {
-  const entries = new Map();
-  for (const e of events) {
-    if (asOf && e.at > asOf) break;
-    const d = e.data || {};
-    for (const id of d.ids || []) {
-      const en = entries.get(id) || { l: new Map(), c: null, cb: null };
-      if (e.type === "SuperpixelsLabeled") {
-        en.l.delete(e.actor_user);
-        en.l.set(e.actor_user, d.category_id);
-        en.c = d.category_id;
-        en.cb = e.actor_user;
-      } else if (e.type === "SuperpixelsUnlabeled" && en.l.has(e.actor_user)) {
-        en.l.delete(e.actor_user);
-        if (en.cb === e.actor_user) {
-          const last = [...en.l.keys()].pop();
-          en.c = last ? en.l.get(last) : null;
-          en.cb = last || null;
-        }
-      } else if (e.type === "LabelsReviewed") {
-        if (d.action === "change") en.c = d.category_id;
-        else if (d.action === "clear") en.c = null;
-      }
-      entries.set(id, en);
-    }
-  }
-  return entries;
-}
-
 export class AuditMode {
   constructor(state) {
     this.state = state;
@@ -133,16 +103,22 @@ export class AuditMode {
 
   async replay(asOf) {
     const msg = $("#replay-msg", this.root);
-    let events = this.labelEvents();
-    if (!events.length || !this.state.slideId) return toast(msg, "Load the label stream of this slide first", false);
-    events = events.filter((e) => !e.data.slide_id || e.data.slide_id === this.state.slideId);
-    const entries = foldLabels(events, asOf);
+    if (!this.state.slideId) return toast(msg, "Open a slide to replay its labels", false);
+    let res;
+    try {
+      // The server folds the events with the projection's own fold: one definition of a label.
+      res = await this.state.api.get(`/projects/${encodeURIComponent(this.state.projectId)}/audit/replay`, { as_of: asOf, slide: this.state.slideId });
+    } catch (err) {
+      return toast(msg, `Replay failed: ${describeError(err)}`, false);
+    }
+    const slide = (res.slides && res.slides[this.state.slideId]) || { labels: {} };
     const colours = this.state.colours;
     colours.label.fill(0);
     let n = 0;
-    for (const [id, en] of entries) {
-      if (en.c && id <= colours.count) {
-        colours.label[id] = colours.index.get(en.c) || 0;
+    for (const [key, category] of Object.entries(slide.labels || {})) {
+      const id = Number(key);
+      if (id <= colours.count) {
+        colours.label[id] = colours.index.get(category) || 0;
         n++;
       }
     }
@@ -150,15 +126,8 @@ export class AuditMode {
     if (this.state.overlay) this.state.overlay.repaintAll();
     this.replaying = true;
     this.state.replayAsOf = asOf;
-    let server = "";
-    try {
-      const res = await this.state.api.get(`/projects/${encodeURIComponent(this.state.projectId)}/audit/replay`, { as_of: asOf, slide: this.state.slideId });
-      const s = res.slides && res.slides[this.state.slideId];
-      if (s) server = ` (server: ${Object.values(s.counts || {}).reduce((a, b) => a + b, 0)})`;
-    } catch (err) {
-      server = ` (server replay: ${describeError(err)})`;
-    }
-    toast(msg, `Showing ${slideName(this.state.slideId)} as of ${fmtTime(asOf)}: ${n} labeled superpixel(s)${server}`);
+    const chains = Object.values(res.chains || {}).every(Boolean) ? "" : " — a hash chain is broken";
+    toast(msg, `Showing ${slideName(this.state.slideId)} as of ${fmtTime(asOf)}: ${n} labeled superpixel(s)${chains}`);
   }
 
   stopReplay() {

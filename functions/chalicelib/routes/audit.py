@@ -6,6 +6,7 @@ from typing import Any
 
 from chalicelib import views
 from chalicelib.context import Call, Handler
+from chalicelib.responses import json_or_copy
 from histolabel.api import audit
 from histolabel.api.views import project_out
 from histolabel.audit import as_of_instant
@@ -36,9 +37,11 @@ def _replay(c: Call) -> Any:
             raise CommandRejected("not_found", f"slide {sid!r} did not exist at {as_of}", "slide", 404)
         events = list(c.svc.events.read(label_stream(pid, sid)))
         chains[label_stream(pid, sid)] = verify_chain(events) is None
-        slides[sid] = audit.replay_slide(pid, sid, events, as_of)
-    return {"as_of": as_of, "project": project_out(then) if then.exists else None, "slides": slides,
-            "chains": chains}  # fmt: skip
+        slides[sid] = audit.replay_slide(pid, sid, events, as_of, with_labels=c.query.slide is not None)
+    out = {"as_of": as_of, "project": project_out(then) if then.exists else None, "slides": slides,
+           "chains": chains}  # fmt: skip
+    # One slide's labels can outgrow a Lambda response: then the answer is a copy in the bucket.
+    return json_or_copy(out, f"projects/{pid}/exports/replays/{c.query.slide}") if c.query.slide else out
 
 
 HANDLERS: dict[str, Handler] = {
