@@ -48,6 +48,15 @@ class ImportStartIn(BaseModel):
     options: ImportOptions = Field(default_factory=ImportOptions)
 
 
+class MaskQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    format: Literal["tiff"] = "tiff"  # an OME-Zarr mask is a folder: `histolabel export masks`
+
+
+def mask_filename(slide_id: str) -> str:
+    return f"{slide_id}-mask.tif"
+
+
 def new_import_id() -> str:
     return uuid.uuid4().hex
 

@@ -9,9 +9,10 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from gpu_jobs.import_segmentation import TableFile, take_values
+from gpu_jobs.import_segmentation import TableFile, _objects_table, take_values
 from histolabel.imports import rasterize, spool
 from histolabel.imports.errors import ImportRefused
 from histolabel.imports.objects import Tally, clean
@@ -53,10 +54,10 @@ def test_covered_objects_drop_and_ids_stay_dense(tmp_path: Path, monkeypatch: py
 
     out = TableFile(tmp_path / "t.parquet")
     take = take_values(s.external_ids())
-    drawn = rasterize.rasterize(s, shape, 0, sink, read_back, None, lambda ids: {"external_id": take(ids)}, out)
+    drawn = rasterize.rasterize(
+        s, shape, 0, sink, read_back, None, lambda ids: {"external_id": take(ids)}, out
+    )
     out.close()
-    import pyarrow.parquet as pq
-
     table = pq.read_table(out.path)
     assert drawn.count == 3 and drawn.table.dropped.tolist() == [1]
     assert table["external_id"].to_pylist() == ["b", "c", "d"]
@@ -66,8 +67,6 @@ def test_covered_objects_drop_and_ids_stay_dense(tmp_path: Path, monkeypatch: py
     assert (row["y0"], row["x0"], row["y1"], row["x1"], row["area"]) == (2000, 2000, 2100, 2100, 10_000)
     assert (row["cy"], row["cx"]) == (2050.0, 2050.0)
     assert (raster[2000:2100, 2000:2100] == 2).all() and (raster[90:170, 90:170] == 1).all()
-
-    from gpu_jobs.import_segmentation import _objects_table
 
     objects = pa.Table.from_batches(list(_objects_table(s, drawn.table)))
     assert objects["id"].to_pylist() == [1, 2, 3]
