@@ -51,7 +51,10 @@ def add_arguments(sub: Any) -> None:
             p.add_argument("--category", help="for a mask image: the category its pixels mean")
             p.add_argument("--color", help="for a mask image: the category's colour (#rrggbb)")
             p.add_argument("--min-cover", type=float, default=0.5,
-                           help="mask: label superpixels this much inside (default 0.5)")  # fmt: skip
+                           help="mask, overlap: label superpixels this much inside (0.5)")  # fmt: skip
+            p.add_argument("--match", choices=["auto", "id", "overlap"], default="auto",
+                           help="objects to superpixels by id, by overlap, or auto (by id where the "
+                           "superpixels were imported)")  # fmt: skip
         else:
             p.add_argument("--kind", choices=["imported", "handcrafted", "foundation"], default="imported",
                            help="the feature kind to store them as (default: imported)")  # fmt: skip
@@ -97,7 +100,7 @@ def job_args(kind: str, args: argparse.Namespace, source: str, digest: str) -> l
         out += ["--lenient"] * args.lenient + ["--replace-labels"] * args.replace_labels
     elif kind == "labels":
         out += ["--user", args.user, "--site", args.site, "--sha256", digest,
-                "--min-cover", str(args.min_cover)]  # fmt: skip
+                "--min-cover", str(args.min_cover), "--match", args.match]  # fmt: skip
         if args.category:
             out += ["--category", args.category]
         if args.color:

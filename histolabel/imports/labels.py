@@ -1,8 +1,10 @@
 """Labels made elsewhere, as (superpixel id, category name) pairs checked against the slide.
 
 Three inputs: classified objects (QuPath GeoJSON / Histomics JSON, matched to the slide's
-imported objects by their external id), a CSV of id (or external_id) -> category, and a mask
-image of one category (a superpixel is labeled when at least `min_cover` of it lies inside).
+imported objects by their external id, or, on superpixels of the slide's own (or another
+import's) segmentation, by overlap: see `from_overlap`), a CSV of id (or external_id) ->
+category, and a mask image of one category (a superpixel is labeled when at least `min_cover`
+of it lies inside).
 Categories are matched to the project's by name (case-insensitive); missing ones are created
 with the file's colour. The plan is complete and checked before any event is written.
 """
@@ -227,3 +229,57 @@ def mask_cover(
         area += np.bincount(flat, minlength=count + 1)[: count + 1]
         inside += np.bincount(flat, weights=m.ravel(), minlength=count + 1)[: count + 1].astype(np.int64)
     return inside, area
+
+
+MATCHES = ("auto", "id", "overlap")
+
+
+def from_overlap(
+    objects: Iterable[RawObject],
+    plan: LabelPlan,
+    spool: Any,
+    labels: Callable[[int, int, int, int], np.ndarray],
+    count: int,
+    slide_size: tuple[int, int],
+    min_cover: float,
+) -> None:
+    """Classified polygons matched to existing superpixels by overlap. The polygons are drawn
+    at the superpixels' level (`spool`: an empty Spool at that level and shape; a later polygon
+    wins shared pixels, as a segmentation import draws them); a superpixel takes the category
+    covering most of it when that covers at least `min_cover` of its pixels. Invalid outlines
+    are repaired and ones outside the slide clipped; those left empty count as skipped."""
+    from histolabel.imports.objects import Tally, clean
+    from histolabel.imports.rasterize import draw_blocks
+
+    width, height = slide_size
+    tally = Tally()
+    for obj in objects:
+        if obj.category is None:
+            plan.skipped += 1
+            continue
+        name = plan.category(obj.category, obj.color, obj.where)
+        geom = clean(obj, width, height, True, tally)
+        if geom is None:
+            plan.skipped += 1
+            continue
+        spool.add(RawObject(obj.index, obj.external_id, None, name, obj.color, obj.kind), geom)
+    spool.close()
+    names = list(spool.category_names)  # code -> the plan's spelling
+    k = len(names) + 1
+    code = np.zeros(len(spool) + 1, np.int64)  # object (spool position + 1) -> code + 1
+    for recs in spool.records():
+        code[recs["obj"] + 1] = recs["code"].astype(np.int64) + 1
+    counts = np.zeros((count + 1) * k, np.int64)  # superpixel x (none, category codes)
+    for y, x, drawn in draw_blocks(spool, spool.shape, int(np.log2(spool.factor))):
+        h, w = drawn.shape
+        sp = np.minimum(np.asarray(labels(y, x, y + h, x + w)).reshape(h, w).astype(np.int64), count)
+        keys, n = np.unique(sp.ravel() * k + code[drawn.ravel()], return_counts=True)
+        counts[keys] += n
+    table = counts.reshape(count + 1, k)
+    area = table.sum(axis=1)
+    best = table[:, 1:].argmax(axis=1) if k > 1 else np.zeros(count + 1, np.int64)
+    share = table[np.arange(count + 1), best + 1] / np.maximum(area, 1) if k > 1 else np.zeros(count + 1)
+    chosen = (area > 0) & (share >= min_cover)
+    chosen[0] = False
+    for c, name in enumerate(names):
+        plan.add(name, np.flatnonzero(chosen & (best == c)))

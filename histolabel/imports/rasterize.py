@@ -54,6 +54,29 @@ class Rasterized:
     table: SpooledTable  # its rows; `table.dropped`: provisional ids (spool position + 1) left out
 
 
+def draw_blocks(spool: Spool, shape: tuple[int, int], level: int) -> Iterator[tuple[int, int, np.ndarray]]:
+    """(y, x, ids) of each shard-aligned block of a `shape` raster at slide `level`, with the
+    spool's objects drawn as their spool position + 1 (a later object wins shared pixels); one
+    block row of objects is read at a time."""
+    height, width = shape
+    f = float(2**level)
+    recs, first, last = spool.row(0), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    for y, x, h, w in blocks(height, width):
+        if x == 0:  # a new block row: its objects, in spool order
+            recs = spool.row(y // SHARD)
+            first, last = recs["x0"] // SHARD, (recs["x1"] - 1) // SHARD
+        ids = np.zeros((h, w), np.uint32)
+        here = recs[(first <= x // SHARD) & (last >= x // SHARD)]
+        for rec, geom in zip(here, spool.geometries(here), strict=True):
+            cy0, cx0 = max(int(rec["y0"]), y), max(int(rec["x0"]), x)
+            cy1, cx1 = min(int(rec["y1"]), y + h), min(int(rec["x1"]), x + w)
+            if cy1 <= cy0 or cx1 <= cx0:
+                continue
+            mask = _draw(geom, f, cy0, cx0, cy1 - cy0, cx1 - cx0)
+            ids[cy0 - y : cy1 - y, cx0 - x : cx1 - x][mask] = int(rec["obj"]) + 1
+        yield y, x, ids
+
+
 def rasterize(
     spool: Spool,
     shape: tuple[int, int],
@@ -68,27 +91,12 @@ def rasterize(
     at a time; an object's provisional id is its spool position + 1. Then the table's rows go
     to `write` a chunk at a time (`extra` adds columns per chunk of kept provisional ids), and
     level 0 is renumbered where covered objects left gaps, so ids end dense."""
-    height, width = shape
-    f = float(2**level)
     table = SpooledTable(spool.dir / "stats", len(spool), level)
-    recs, first, last = spool.row(0), np.zeros(0, np.int64), np.zeros(0, np.int64)
-    for y, x, h, w in blocks(height, width):
-        if x == 0:  # a new block row: its objects, in spool order (a later one wins)
-            recs = spool.row(y // SHARD)
-            first, last = recs["x0"] // SHARD, (recs["x1"] - 1) // SHARD
-        ids = np.zeros((h, w), np.uint32)
-        here = recs[(first <= x // SHARD) & (last >= x // SHARD)]
-        for rec, geom in zip(here, spool.geometries(here), strict=True):
-            cy0, cx0 = max(int(rec["y0"]), y), max(int(rec["x0"]), x)
-            cy1, cx1 = min(int(rec["y1"]), y + h), min(int(rec["x1"]), x + w)
-            if cy1 <= cy0 or cx1 <= cx0:
-                continue
-            mask = _draw(geom, f, cy0, cx0, cy1 - cy0, cx1 - cx0)
-            ids[cy0 - y : cy1 - y, cx0 - x : cx1 - x][mask] = int(rec["obj"]) + 1
+    for y, x, ids in draw_blocks(spool, shape, level):
         sink(y, x, ids)
         table.add(ids, y, x)
         if progress:
-            progress(h * w)
+            progress(ids.size)
     for batch in table.batches(extra):
         if write is not None:
             write(batch)

@@ -16,7 +16,7 @@ import pytest
 import tifffile
 import zarr
 
-from gpu_jobs.import_labels import import_labels
+from gpu_jobs.import_labels import _has_external_ids, import_labels
 from gpu_jobs.import_segmentation import import_uri
 from histolabel.adapters import pyramids
 from histolabel.adapters.s3 import filesystem, zarr_store
@@ -153,6 +153,7 @@ def test_product_slic_label_image_round_trips_and_labels_refuse_clashes(slide: d
 
     p = slide["prefix"]
     facts = segment_uri(slide["image"], f"{p}/superpixels.parquet", 32, tile=512, workers=1, progress="off")
+    assert not _has_external_ids(facts["table_uri"])  # labels by "auto" match these by overlap
     slic = np.asarray(zarr.open_group(zarr_store(slide["image"]), mode="r")["labels/superpixels/0"][0])
     shuffled = np.zeros(facts["count"] + 1, np.uint32)  # another tool's ids: sparse, unordered
     shuffled[1:] = np.random.default_rng(1).choice(10**9, facts["count"], replace=False) + 1
@@ -181,3 +182,39 @@ def test_product_slic_label_image_round_trips_and_labels_refuse_clashes(slide: d
         import_labels(slide["project"], "s", over, OWNER.user, OWNER.site, progress="off")
     assert svc.events.head(f"P#{slide['project']}") == before  # no category was created
     assert not list(svc.events.read(f"L#{slide['project']}#s"))
+
+    # polygons drawn elsewhere, matched to these superpixels by overlap (the product's own SLIC
+    # table has no object ids, so "auto" would choose overlap there; here it is asked for)
+    assert _has_external_ids(got["table_uri"])
+    rects = [
+        ("Tumor", (100, 100, 600, 500)),
+        ("Stroma", (400, 300, 900, 900)),
+        ("Tumor", (0, 850, 300, 1000)),
+    ]
+
+    def box(x0: int, y0: int, x1: int, y1: int) -> dict[str, Any]:
+        return {"type": "Polygon", "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]}
+
+    feats = [{"type": "Feature", "id": f"r{i}", "geometry": box(*r),
+              "properties": {"classification": {"name": n, "color": [9, 9, 9]}}}
+             for i, (n, r) in enumerate(rects)]  # fmt: skip
+    drawn = _put(
+        slide, "regions.geojson", json.dumps({"type": "FeatureCollection", "features": feats}).encode()
+    )
+    out = import_labels(slide["project"], "s", drawn, OWNER.user, OWNER.site, progress="off", match="overlap")
+    cat = np.zeros(imported.shape, np.int64)  # 1 Tumor, 2 Stroma; a later rectangle wins
+    for n, (x0, y0, x1, y1) in rects:
+        cat[y0:y1, x0:x1] = 1 if n == "Tumor" else 2
+    expect_by: dict[str, set[int]] = {"Tumor": set(), "Stroma": set()}
+    for sp in range(1, got["count"] + 1):
+        inside = cat[imported == sp]
+        votes = np.bincount(inside, minlength=3)
+        best = int(votes[1:].argmax()) + 1
+        if votes[best] >= 0.5 * inside.size:
+            expect_by["Tumor" if best == 1 else "Stroma"].add(sp)
+    assert min(len(v) for v in expect_by.values()) > 50
+    assert out["by_category"] == {k: len(v) for k, v in expect_by.items()}
+    labels = svc.slide_labels_fresh(slide["project"], "s").current()
+    ids = {c.name: c.id for c in svc.project_state(slide["project"]).live_categories()}
+    assert {sp for sp, c in labels.items() if c == ids["Tumor"]} == expect_by["Tumor"]
+    assert {sp for sp, c in labels.items() if c == ids["Stroma"]} == expect_by["Stroma"]
