@@ -264,8 +264,9 @@ def import_uri(
                     tally.counts["covered"] += len(spool) - count
                 else:
                     spooled = rasterize.relabel(source, shape, idx, external, sink, tmp / "stats", up)
+                    own_ids = external - source.id_offset  # the other tool's ids (a pixelmap's are 0-based)
                     for batch in spooled.batches(
-                        lambda ids: {"external_id": pa.array(external[ids - 1].astype(str), pa.string())}
+                        lambda ids: {"external_id": pa.array(own_ids[ids - 1].astype(str))}
                     ):
                         table_file(batch)
                     count = len(external)

@@ -111,6 +111,9 @@ def from_objects(objects: Iterable[RawObject], index: IdIndex, plan: LabelPlan) 
         batch.clear()
 
     for obj in objects:
+        if obj.geometry is not None and obj.geometry.get("type") == "pixelmap":
+            from_pixelmap(obj, index, plan)
+            continue
         if obj.category is None:
             plan.skipped += 1
             continue
@@ -119,6 +122,47 @@ def from_objects(objects: Iterable[RawObject], index: IdIndex, plan: LabelPlan) 
             flush()
     if batch:
         flush()
+
+
+def from_pixelmap(obj: RawObject, index: IdIndex, plan: LabelPlan) -> None:
+    """Histomics Label's pixelmap element: `values[i]` is the category index of superpixel i
+    (the pixelmap's 0-based index, which a pixelmap segmentation import keeps as external id)
+    in `categories` [{label, fillColor}]; its "default" category means unlabeled."""
+    from histolabel.imports.polygons import parse_color
+
+    assert obj.geometry is not None
+    values, cats = obj.geometry.get("values"), obj.geometry.get("categories")
+    if not isinstance(values, list) or not isinstance(cats, list) or not cats:
+        raise ImportRefused("a pixelmap element needs a values list and a categories list", obj.where)
+    names: list[str | None] = []
+    for k, c in enumerate(cats):
+        label = c.get("label") if isinstance(c, dict) else None
+        if not isinstance(label, str):
+            raise ImportRefused(f"categories[{k}] needs a label", obj.where)
+        color = parse_color(c.get("fillColor")) or parse_color(c.get("strokeColor"))
+        default = label.strip().casefold() == "default"
+        names.append(None if default else plan.category(label, color, f"{obj.where} categories[{k}]"))
+    try:
+        vals = np.asarray(values, np.int64)
+    except (TypeError, ValueError, OverflowError):
+        raise ImportRefused("pixelmap values must be category indices (integers)", obj.where) from None
+    bad = np.flatnonzero((vals < 0) | (vals >= len(cats)))
+    if bad.size:
+        i = int(bad[0])
+        raise ImportRefused(
+            f"values[{i}] = {int(vals[i])} is not one of the {len(cats)} categories", obj.where
+        )
+    for k, name in enumerate(names):
+        where = np.flatnonzero(vals == k)
+        if name is None:
+            plan.skipped += int(where.size)
+        elif where.size:
+            ids = index.lookup(where.astype(str).tolist(), functools.partial(_value_name, obj.where, where))
+            plan.add(name, ids)
+
+
+def _value_name(where: str, positions: np.ndarray, i: int) -> str:
+    return f"{where} values[{int(positions[i])}]"
 
 
 ID_COLUMNS = ("id", "superpixel", "external_id", "object_id")
