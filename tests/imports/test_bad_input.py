@@ -218,3 +218,45 @@ def test_product_slic_label_image_round_trips_and_labels_refuse_clashes(slide: d
     ids = {c.name: c.id for c in svc.project_state(slide["project"]).live_categories()}
     assert {sp for sp, c in labels.items() if c == ids["Tumor"]} == expect_by["Tumor"]
     assert {sp for sp, c in labels.items() if c == ids["Stroma"]} == expect_by["Stroma"]
+
+
+def test_histomics_label_layout_pixelmap_and_labels(slide: dict[str, str]) -> None:
+    """Histomics Label's own layout, as its superpixel job writes it over the product's SLIC
+    partition: the pixelmap (index colours, boundaries) becomes the superpixels, keeping the
+    index as external id; the pixelmap annotation's values become labels by that index."""
+    from gpu_jobs.segment import segment_uri
+    from histolabel.service import HistoLabel
+    from tests.imports.test_formats import _pixelmap_tiff
+
+    p = slide["prefix"]
+    facts = segment_uri(slide["image"], f"{p}/superpixels.parquet", 48, tile=512, workers=1, progress="off")
+    slic = np.asarray(zarr.open_group(zarr_store(slide["image"]), mode="r")["labels/superpixels/0"][0])
+    # Histomics' superpixels cover every pixel: SLIC's background (0) is its index 0 here
+    got = _import(slide, _put(slide, "superpixels.tiff", _pixelmap_tiff(slic.astype(np.int64), True)))
+    n = facts["count"] + 1
+    assert got["count"] == n and got["format"] == "tiff"
+    imported = np.asarray(zarr.open_group(zarr_store(slide["image"]), mode="r")["labels/superpixels/0"][0])
+    np.testing.assert_array_equal(imported, slic + 1)  # index i is superpixel i + 1
+    table = pyramids.read_table(got["table_uri"]).to_pydict()
+    assert table["external_id"] == [str(i) for i in range(n)]
+    svc = HistoLabel.from_env()
+    svc.record_job_event(
+        slide["project"], "SegmentationCompleted", {"slide_id": "s", **got}, "import_segmentation"
+    )
+    values = [int(i % 3) for i in range(n)]  # 0 default, 1 Tumor, 2 Necrosis
+    cats = [
+        {"label": "default", "fillColor": "rgba(0, 0, 0, 0)"},
+        {"label": "Tumor", "fillColor": "rgb(200,0,0)"},
+        {"label": "Necrosis", "fillColor": "rgb(0,0,0)"},
+    ]
+    element = {"type": "pixelmap", "girderId": "x", "boundaries": True, "values": values, "categories": cats}
+    raw = json.dumps({"annotation": {"name": "Superpixel Epoch 3", "elements": [element]}}).encode()
+    out = import_labels(slide["project"], "s", _put(slide, "labels.json", raw), OWNER.user, OWNER.site,
+                        progress="off")  # fmt: skip
+    assert out["skipped"] == values.count(0)
+    assert out["by_category"] == {"Tumor": values.count(1), "Necrosis": values.count(2)}
+    labels = svc.slide_labels_fresh(slide["project"], "s").current()
+    ids = {c.name: c.id for c in svc.project_state(slide["project"]).live_categories()}
+    for sp in range(1, n + 1):
+        if values[sp - 1]:
+            assert labels.get(sp) == (ids["Tumor"] if values[sp - 1] == 1 else ids["Necrosis"]), sp
