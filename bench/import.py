@@ -66,7 +66,7 @@ def run_one(path: Path, h: int, w: int) -> dict[str, float]:
     import pyarrow.parquet as pq
     import zarr
 
-    from gpu_jobs.import_segmentation import TableFile, take_values
+    from gpu_jobs.import_segmentation import TableFile, values_at
     from histolabel.imports import rasterize
     from histolabel.imports.objects import Tally, clean
     from histolabel.imports.polygons import read_objects
@@ -95,9 +95,9 @@ def run_one(path: Path, h: int, w: int) -> dict[str, float]:
         return level0[0, y0:y1, x0:x1]
 
     table_file = TableFile(tmp / "superpixels.parquet")
-    take = take_values(spool.external_ids())
+    pick = values_at(spool.external_ids())
     drawn = rasterize.rasterize(spool, (h, w), 0, sink, read_back, None,  # type: ignore[arg-type]
-                                lambda ids: {"external_id": take(ids)}, table_file)  # fmt: skip
+                                lambda ids: {"external_id": pick(ids)}, table_file)  # fmt: skip
     table_file.close()
     rows = pq.ParquetFile(table_file.path).metadata.num_rows
     publish_pyramid(image, h, w, drawn.count, 0, None, {"source": "import"})

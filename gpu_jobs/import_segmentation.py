@@ -83,11 +83,11 @@ def _objects_table(spool: Any, table: Any) -> Iterator[pa.RecordBatch]:
             yield _batch(*([c[i] for i in where] for c in cols))
 
 
-def take_values(values: Iterator[str]) -> Callable[[np.ndarray], pa.Array]:
-    """`take(ids)`: the values at 1-based positions `ids`, increasing across calls, read once."""
+def values_at(values: Iterator[str]) -> Callable[[np.ndarray], pa.Array]:
+    """`pick(ids)`: the values at 1-based positions `ids`, increasing across calls, read once."""
     pos = 0
 
-    def take(ids: np.ndarray) -> pa.Array:
+    def pick(ids: np.ndarray) -> pa.Array:
         nonlocal pos
         out = []
         for i in ids.tolist():
@@ -98,7 +98,7 @@ def take_values(values: Iterator[str]) -> Callable[[np.ndarray], pa.Array]:
             pos += 1
         return pa.array(out, pa.string())
 
-    return take
+    return pick
 
 
 class TableFile:
@@ -253,12 +253,12 @@ def import_uri(
                 return np.asarray(level0[0, y0:y1, x0:x1])
 
             if spool is not None:
-                take = take_values(spool.external_ids())
+                pick = values_at(spool.external_ids())
 
             table_file = TableFile(tmp / "superpixels.parquet")
             with progress_bar(shape[0] * shape[1], "draw", progress) as up:
                 if spool is not None:
-                    extra = lambda ids: {"external_id": take(ids)}  # noqa: E731
+                    extra = lambda ids: {"external_id": pick(ids)}  # noqa: E731
                     drawn = rasterize.rasterize(spool, shape, idx, sink, read_back, up, extra, table_file)
                     count = drawn.count
                     tally.counts["covered"] += len(spool) - count

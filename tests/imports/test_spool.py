@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from gpu_jobs.import_segmentation import TableFile, _objects_table, take_values
+from gpu_jobs.import_segmentation import TableFile, _objects_table, values_at
 from histolabel.imports import rasterize, spool
 from histolabel.imports.errors import ImportRefused
 from histolabel.imports.objects import Tally, clean
@@ -53,9 +53,9 @@ def test_covered_objects_drop_and_ids_stay_dense(tmp_path: Path, monkeypatch: py
         return raster[y0:y1, x0:x1].copy()
 
     out = TableFile(tmp_path / "t.parquet")
-    take = take_values(s.external_ids())
+    pick = values_at(s.external_ids())
     drawn = rasterize.rasterize(
-        s, shape, 0, sink, read_back, None, lambda ids: {"external_id": take(ids)}, out
+        s, shape, 0, sink, read_back, None, lambda ids: {"external_id": pick(ids)}, out
     )
     out.close()
     table = pq.read_table(out.path)
