@@ -220,6 +220,7 @@ def test_product_slic_label_image_round_trips_and_labels_refuse_clashes(slide: d
     assert {sp for sp, c in labels.items() if c == ids["Stroma"]} == expect_by["Stroma"]
 
 
+@pytest.mark.slow  # a second SLIC of the slide, an import and a labels import
 def test_histomics_label_layout_pixelmap_and_labels(slide: dict[str, str]) -> None:
     """Histomics Label's own layout, as its superpixel job writes it over the product's SLIC
     partition: the pixelmap (index colours, boundaries) becomes the superpixels, keeping the
