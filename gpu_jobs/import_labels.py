@@ -3,7 +3,8 @@
     python -m gpu_jobs.import_labels --project P --slide S --source s3://.../FILE
         --user U [--site X] [--sha256 HEX] [--category NAME --color #rrggbb] [--min-cover 0.5]
 
-GeoJSON / Histomics objects are matched to the slide's imported objects by id, a CSV by
+GeoJSON / Histomics objects are matched to the slide's imported objects by id (or, on
+superpixels they were not imported as, by overlap: --match), a CSV by
 superpixel id or external id, a mask image (TIFF) labels what it covers. The whole file is
 read and checked first; then missing categories are created (by name, with the file's colour)
 and the labels are appended as SuperpixelsLabeled with source "import", split as bulk labels
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,7 +29,7 @@ from histolabel.imports.errors import ImportRefused, check_size
 
 def plan_labels(
     source_uri: str, seg: dict[str, Any], ingest: dict[str, Any], category: str | None, color: str | None,
-    min_cover: float,
+    min_cover: float, match: str = "auto",
 ) -> tuple[dict[str, np.ndarray], dict[str, str | None], int]:  # fmt: skip
     """name -> superpixel ids, name -> colour, objects or rows without a category."""
     from histolabel.adapters import pyramids
@@ -73,14 +75,41 @@ def plan_labels(
             plan.add(cat, np.flatnonzero((area[1:] > 0) & (share >= min_cover)) + 1)
         elif lower.endswith((".csv", ".tsv", ".txt")):
             core.from_csv(fh, name, count, id_index, plan)
-        else:
+        elif match == "id" or (match == "auto" and _has_external_ids(seg["table_uri"])):
             core.from_objects(read_objects(fh, name), id_index(), plan)
+        else:  # polygons on superpixels they were not the source of: by overlap
+            import tempfile
+
+            from histolabel.imports.spool import Spool
+
+            labels_group = pyramids.open_group(seg["labels_uri"], "r")
+            labels0 = labels_group["0"]
+            label_shape = (int(labels0.shape[-2]), int(labels0.shape[-1]))
+
+            def read_sp(y0: int, x0: int, y1: int, x1: int) -> np.ndarray:
+                return np.asarray(labels0[0, y0:y1, x0:x1])
+
+            with tempfile.TemporaryDirectory(prefix="histolabel-labels-") as tmp:
+                spool = Spool(Path(tmp), 2 ** int(seg.get("level") or 0), label_shape)
+                core.from_overlap(read_objects(fh, name), plan, spool, read_sp, count,
+                                  (int(ingest["width"]), int(ingest["height"])), min_cover)  # fmt: skip
     return plan.finish(count), plan.colors, plan.skipped
+
+
+def _has_external_ids(table_uri: str) -> bool:
+    """Whether the slide's superpixels are imported objects with ids of their own."""
+    import pyarrow.parquet as pq
+
+    from histolabel.adapters import pyramids
+
+    with pyramids.open_source(table_uri) as fh:
+        return "external_id" in pq.read_schema(fh).names
 
 
 def import_labels(
     project_id: str, slide_id: str, source_uri: str, user: str, site: str, digest: str | None = None,
     category: str | None = None, color: str | None = None, min_cover: float = 0.5, progress: str = "auto",
+    match: str = "auto",
 ) -> dict[str, Any]:  # fmt: skip
     from histolabel.adapters.s3 import S3PathError, require_in_bucket
     from histolabel.commands import MAX_IDS_PER_COMMAND, AddCategory, LabelSuperpixels
@@ -103,7 +132,7 @@ def import_labels(
     if role not in ("owner", "annotator"):
         raise JobError(f"{user} ({role or 'not a member'}) may not label in {project_id}")
     by_name, colors, skipped = plan_labels(
-        source_uri, slide.segmentation, slide.ingest, category, color, min_cover
+        source_uri, slide.segmentation, slide.ingest, category, color, min_cover, match
     )
     if not by_name:
         raise ImportRefused("holds no classified objects or rows to import", source_uri.rsplit("/", 1)[-1])
@@ -143,6 +172,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--category", help="mask image: the category it labels")
     p.add_argument("--color", help="mask image: the category's colour if it is created")
     p.add_argument("--min-cover", type=float, default=0.5)
+    p.add_argument("--match", choices=["auto", "id", "overlap"], default="auto",
+                   help="objects to superpixels: by id (imported objects), by overlap, or auto: by id "
+                   "where the slide's superpixels were imported, else by overlap")  # fmt: skip
     args = p.parse_args(argv)
     if not args.slide:
         p.error("--slide is required")
@@ -151,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         out = import_labels(
             args.project, args.slide, args.source, args.user, args.site, args.sha256, args.category,
-            args.color, args.min_cover, args.progress,
+            args.color, args.min_cover, args.progress, args.match,
         )  # fmt: skip
     except (JobError, ValueError) as exc:
         if not args.no_events:

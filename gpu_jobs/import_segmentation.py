@@ -18,7 +18,7 @@ import hashlib
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,6 @@ from histolabel.composition import service_from_env
 from histolabel.imports.errors import ImportRefused, check_size
 
 FORMATS = ("geojson", "histomics", "tiff", "ngff")
-OBJECT_BATCH = 20_000
 
 
 def detect_format(uri: str, first: bytes) -> str:
@@ -66,25 +65,58 @@ def _level_shapes(image: Any) -> list[tuple[int, int]]:
     return [tuple(int(s) for s in image[k].shape[-2:]) for k in keys]  # type: ignore[misc]
 
 
-def _objects_table(spool: Any, keep: np.ndarray, data: np.ndarray) -> Iterator[pa.RecordBatch]:
-    """Kept objects in id order: id, external_id, category, color, geometry (WKB, level-0 px)."""
+def _objects_table(spool: Any, table: Any) -> Iterator[pa.RecordBatch]:
+    """Kept objects in id order: id, external_id, category, color, geometry (WKB, level-0 px),
+    a spool chunk at a time."""
     names = spool.category_names
-    ids, ext, cats, colors, wkb = [], [], [], [], []
-    for i, external in enumerate(spool.external_ids()):
-        if not keep[i]:
-            continue
-        code = int(spool.codes[i])
-        cat = names[code] if code >= 0 else None
-        ids.append(int(keep[i]))
-        ext.append(external)
-        cats.append(cat)
-        colors.append(spool.category_colors.get(cat) if cat else None)
-        wkb.append(data[spool.offsets[i] : spool.offsets[i + 1]].tobytes())
-        if len(ids) >= OBJECT_BATCH:
-            yield _batch(ids, ext, cats, colors, wkb)
-            ids, ext, cats, colors, wkb = [], [], [], [], []
-    if ids:
-        yield _batch(ids, ext, cats, colors, wkb)
+    external = spool.external_ids()
+    for recs, wkb in spool.wkb():
+        ext = [next(external) for _ in range(len(recs))]
+        ids = table.dense(recs["obj"] + 1)
+        keep = ~np.isin(recs["obj"] + 1, table.dropped)
+        cats = [names[c] if c >= 0 else None for c in recs["code"].tolist()]
+        colors = [spool.category_colors.get(c) if c else None for c in cats]
+        cols = (ids.tolist(), ext, cats, colors, wkb)
+        if keep.all():
+            yield _batch(*cols)
+        else:
+            where = np.flatnonzero(keep).tolist()
+            yield _batch(*([c[i] for i in where] for c in cols))
+
+
+def values_at(values: Iterator[str]) -> Callable[[np.ndarray], pa.Array]:
+    """`pick(ids)`: the values at 1-based positions `ids`, increasing across calls, read once."""
+    pos = 0
+
+    def pick(ids: np.ndarray) -> pa.Array:
+        nonlocal pos
+        out = []
+        for i in ids.tolist():
+            while pos < i - 1:
+                next(values)
+                pos += 1
+            out.append(next(values))
+            pos += 1
+        return pa.array(out, pa.string())
+
+    return pick
+
+
+class TableFile:
+    """superpixels.parquet written locally a batch at a time (the schema comes with the first)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._writer: pq.ParquetWriter | None = None
+
+    def __call__(self, batch: pa.RecordBatch) -> None:
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.path, batch.schema, compression="zstd")
+        self._writer.write_batch(batch)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
 
 
 OBJECTS_SCHEMA = pa.schema(
@@ -121,9 +153,10 @@ def import_uri(
     from histolabel.adapters import pyramids
     from histolabel.adapters.s3 import S3PathError, require_in_bucket, zarr_store
     from histolabel.imports import label_image, rasterize
-    from histolabel.imports.objects import Spool, Tally, clean
+    from histolabel.imports.objects import Tally, clean
     from histolabel.imports.polygons import read_objects
-    from histolabel.segmentation.output import choose_level, create_label_pyramid, publish_label_pyramid
+    from histolabel.imports.spool import Spool
+    from histolabel.segmentation.output import choose_level, create_label_pyramid, publish_pyramid
     from histolabel.slides.ingest import SUPERPIXELS_PATH, remove_label_name
 
     name = source_uri.rstrip("/").rsplit("/", 1)[-1]
@@ -220,29 +253,32 @@ def import_uri(
             def read_back(y0: int, x0: int, y1: int, x1: int) -> np.ndarray:
                 return np.asarray(level0[0, y0:y1, x0:x1])
 
+            if spool is not None:
+                pick = values_at(spool.external_ids())
+
+            table_file = TableFile(tmp / "superpixels.parquet")
             with progress_bar(shape[0] * shape[1], "draw", progress) as up:
                 if spool is not None:
-                    drawn = rasterize.rasterize(spool, shape, idx, sink, read_back, up)
-                    builder, count = drawn.builder, drawn.count
+                    extra = lambda ids: {"external_id": pick(ids)}  # noqa: E731
+                    drawn = rasterize.rasterize(spool, shape, idx, sink, read_back, up, extra, table_file)
+                    count = drawn.count
                     tally.counts["covered"] += len(spool) - count
-                    ext_ids = pa.chunked_array(
-                        [pa.array([e for e, k in zip(spool.external_ids(), drawn.keep, strict=True) if k],
-                                  pa.string())]
-                    )  # fmt: skip
                 else:
-                    builder = rasterize.relabel(source, shape, idx, external, sink, up)
+                    spooled = rasterize.relabel(source, shape, idx, external, sink, tmp / "stats", up)
+                    own_ids = external - source.id_offset  # the other tool's ids (a pixelmap's are 0-based)
+                    for batch in spooled.batches(
+                        lambda ids: {"external_id": pa.array(own_ids[ids - 1].astype(str))}
+                    ):
+                        table_file(batch)
                     count = len(external)
-                    ext_ids = pa.chunked_array([pa.array(external.astype(str), pa.string())])
+            table_file.close()
             meta = {"source": "import", "format": kind, "file_name": name}
-            table = publish_label_pyramid(image, shape[0], shape[1], builder, attrs["histolabel"].get("mpp"),
-                                          meta)  # fmt: skip
-            table = table.append_column("external_id", ext_ids)
-            pyramids.write_table(table, table_uri)
+            publish_pyramid(image, shape[0], shape[1], count, idx, attrs["histolabel"].get("mpp"), meta)
+            pyramids.upload_file(str(table_file.path), table_uri)
             if spool is not None:
-                data = np.memmap(spool.path, np.uint8, mode="r")
                 local = tmp / "objects.parquet"
                 with pq.ParquetWriter(local, OBJECTS_SCHEMA, compression="zstd") as writer:
-                    for batch in _objects_table(spool, drawn.keep, data):
+                    for batch in _objects_table(spool, drawn.table):
                         writer.write_batch(batch)
                 pyramids.upload_file(str(local), objects_uri)
                 facts["objects_uri"] = objects_uri

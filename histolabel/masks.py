@@ -21,6 +21,7 @@ from histolabel.slides.ngff import NGFF_VERSION, multiscales
 from histolabel.slides.pyramid import SHARD, blocks, create_level, level_shapes
 
 Reader = Callable[[int, int, int, int], np.ndarray]
+EXPORT_ROLES = ("owner", "reviewer", "auditor")  # who may export a mask (as any export)
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,39 @@ def lookup(labels: Mapping[int, str], values: list[MaskValue], count: int) -> np
         if 0 < sp <= count and cat in by_cat:
             lut[sp] = by_cat[cat]
     return lut
+
+
+@dataclass(frozen=True)
+class SlideMask:
+    """What a slide's mask is made of: the superpixel level's shape, id -> value, the values
+    and the level's pixel size."""
+
+    shape: tuple[int, int]
+    lut: np.ndarray
+    values: list[MaskValue]
+    mpp: float | None
+
+    @property
+    def painted(self) -> int:
+        return int((self.lut > 0).sum())
+
+    def summary(self) -> str:
+        return (f"{self.shape[1]}x{self.shape[0]} px mask of {self.painted} labeled superpixels, values "
+                + (", ".join(f"{v.value}={v.name}" for v in self.values) or "none"))  # fmt: skip
+
+
+def slide_mask(state: Any, slide_id: str, current: Mapping[int, str], labels_attrs: Mapping[str, Any],
+               shape: tuple[int, int]) -> SlideMask:  # fmt: skip
+    """The mask of `slide_id` (segmented) from its current labels (superpixel -> category id,
+    merged categories resolved here) and its label pyramid's attributes and level-0 shape: the
+    one rule the CLI and the API share."""
+    slide = state.slides[slide_id]
+    image_level = int(labels_attrs.get("histolabel", {}).get("image_level", 0))
+    labels = {sp: state.resolve(c) for sp, c in current.items()}
+    values = mask_values(state.live_categories())
+    lut = lookup({sp: c for sp, c in labels.items() if c}, values, int(slide.segmentation["count"]))
+    mpp = (slide.ingest or {}).get("mpp")
+    return SlideMask(shape, lut, values, mpp * 2**image_level if mpp else None)
 
 
 def mask_blocks(

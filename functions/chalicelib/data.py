@@ -100,6 +100,17 @@ class LabelReader:
         return outlines(window, {sp: self.box(b) for sp, b in boxes.items()}, self.scale)
 
 
+def label_level0(labels_uri: str) -> tuple[dict[str, Any], tuple[int, int], Any]:
+    """A label pyramid's attributes, level-0 shape and a (y0, x0, y1, x1) reader of level 0."""
+    group = pyramids.open_group(labels_uri, "r")
+    level0: Any = group["0"]
+
+    def read(y0: int, x0: int, y1: int, x1: int) -> np.ndarray:
+        return np.asarray(level0[0, y0:y1, x0:x1])
+
+    return dict(group.attrs), (int(level0.shape[-2]), int(level0.shape[-1])), read
+
+
 def inline_response_limit() -> int:
     """Bytes a large answer (an export, a slide's predictions) may have to travel in the response
     itself: a Lambda response carries at most 6 MB, and binary bodies grow by a third in base64.

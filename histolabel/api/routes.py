@@ -104,6 +104,9 @@ ROUTES: list[Route] = [
           body=imports.ImportUploadIn, status=201),
     Route("import_start", "POST", S + "/imports/{import_id}/start", WRITERS,
           "Start the job that imports an uploaded file", body=imports.ImportStartIn, status=202),
+    Route("slide_mask", "GET", S + "/mask", EXPORTERS,
+          "The slide's labels as a mask image (tiled TIFF, values 1..k = the live categories): a redirect "
+          "to a presigned copy", query=imports.MaskQuery, status=302),
     Route("job_status", "GET", P + "/jobs/{job_id}", OWNER, "Status of a submitted job",
           response=s.JobStatusOut),
     Route("slide_data", "GET", S + "/data", ALL, "Redirect to a presigned URL of a slide data object",

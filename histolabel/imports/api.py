@@ -31,6 +31,7 @@ class ImportOptions(BaseModel):
     category: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
     color: Color | None = None
     min_cover: float = Field(default=0.5, gt=0, le=1)
+    match: Literal["auto", "id", "overlap"] = "auto"
     feature_kind: FeatureKind = "imported"
 
 
@@ -46,6 +47,15 @@ class ImportStartIn(BaseModel):
     kind: ImportKind
     filename: FileName
     options: ImportOptions = Field(default_factory=ImportOptions)
+
+
+class MaskQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    format: Literal["tiff"] = "tiff"  # an OME-Zarr mask is a folder: `histolabel export masks`
+
+
+def mask_filename(slide_id: str) -> str:
+    return f"{slide_id}-mask.tif"
 
 
 def new_import_id() -> str:
@@ -71,7 +81,7 @@ def job_args(kind: str, project_id: str, slide_id: str, source: str, o: ImportOp
         args += ["--format", o.format] + (["--level", o.level] if o.level is not None else [])
         args += ["--lenient"] * o.lenient + ["--replace-labels"] * o.replace_labels
     elif kind == "labels":
-        args += ["--user", user, "--site", site, "--min-cover", o.min_cover]
+        args += ["--user", user, "--site", site, "--min-cover", o.min_cover, "--match", o.match]
         args += (["--category", o.category] if o.category else []) + (["--color", o.color] if o.color else [])
     else:
         args += ["--kind", o.feature_kind]

@@ -52,7 +52,10 @@ def add_arguments(sub: Any) -> None:
             p.add_argument("--category", help="for a mask image: the category its pixels mean")
             p.add_argument("--color", help="for a mask image: the category's colour (#rrggbb)")
             p.add_argument("--min-cover", type=float, default=0.5,
-                           help="mask: label superpixels this much inside (default 0.5)")  # fmt: skip
+                           help="mask, overlap: label superpixels this much inside (0.5)")  # fmt: skip
+            p.add_argument("--match", choices=["auto", "id", "overlap"], default="auto",
+                           help="objects to superpixels by id, by overlap, or auto (by id where the "
+                           "superpixels were imported)")  # fmt: skip
         else:
             p.add_argument("--kind", choices=["imported", "handcrafted", "foundation"], default="imported",
                            help="the feature kind to store them as (default: imported)")  # fmt: skip
@@ -98,7 +101,7 @@ def job_args(kind: str, args: argparse.Namespace, source: str, digest: str) -> l
         out += ["--lenient"] * args.lenient + ["--replace-labels"] * args.replace_labels
     elif kind == "labels":
         out += ["--user", args.user, "--site", args.site, "--sha256", digest,
-                "--min-cover", str(args.min_cover)]  # fmt: skip
+                "--min-cover", str(args.min_cover), "--match", args.match]  # fmt: skip
         if args.category:
             out += ["--category", args.category]
         if args.color:
@@ -174,7 +177,7 @@ def export_masks(args: argparse.Namespace) -> int:
 
     svc = service_from_env()
     state = svc.require_project(args.project)
-    if state.role_of(args.user) not in ("owner", "reviewer", "auditor"):
+    if state.role_of(args.user) not in masks.EXPORT_ROLES:
         raise ImportCommandError(f"{args.user} may not export from {args.project}")
     slide = state.slides.get(args.slide)
     if slide is None or slide.segmentation is None:
@@ -182,28 +185,18 @@ def export_masks(args: argparse.Namespace) -> int:
     out: Path = args.out
     if out.suffix.lower() not in (".tif", ".tiff", ".zarr"):
         raise ImportCommandError(f"{out}: the mask is written as .tif/.tiff or .zarr")
-    seg = slide.segmentation
-    group: Any = pyramids.open_group(seg["labels_uri"], "r")
+    group: Any = pyramids.open_group(slide.segmentation["labels_uri"], "r")
     level0: Any = group["0"]
-    image_level = int(dict(group.attrs).get("histolabel", {}).get("image_level", 0))
-    shape = (int(level0.shape[-2]), int(level0.shape[-1]))
-    labels = {
-        sp: state.resolve(c) for sp, c in svc.slide_labels_fresh(args.project, args.slide).current().items()
-    }
-    values = masks.mask_values(state.live_categories())
-    lut = masks.lookup({sp: c for sp, c in labels.items() if c}, values, int(seg["count"]))
-    mpp = (slide.ingest or {}).get("mpp")
-    mpp = mpp * 2**image_level if mpp else None
+    current = svc.slide_labels_fresh(args.project, args.slide).current()
+    mask = masks.slide_mask(state, args.slide, current, dict(group.attrs), tuple(level0.shape[-2:]))
 
     def read(y0: int, x0: int, y1: int, x1: int) -> np.ndarray:
         return np.asarray(level0[0, y0:y1, x0:x1])
 
     if out.suffix.lower() == ".zarr":
         root = zarr.open_group(zarr.storage.LocalStore(out), mode="w")
-        masks.write_ngff(root, read, shape, lut, values, mpp, 1)
+        masks.write_ngff(root, read, mask.shape, mask.lut, mask.values, mask.mpp, 1)
     else:
-        masks.write_tiff(out, read, shape, lut, values, mpp)
-    painted = int((lut > 0).sum())
-    print(f"{out}: {shape[1]}x{shape[0]} px mask of {painted} labeled superpixels, values "
-          + ", ".join(f"{v.value}={v.name}" for v in values))  # fmt: skip
+        masks.write_tiff(out, read, mask.shape, mask.lut, mask.values, mask.mpp)
+    print(f"{out}: {mask.summary()}")
     return 0

@@ -1,5 +1,6 @@
 """Label images from other tools: uint16/uint32 TIFF or OME-TIFF (any pyramid level), and
-OME-Zarr / NGFF `labels/` images. Read a window at a time, matched to a level of the slide."""
+OME-Zarr / NGFF `labels/` images, and Histomics Label's pixelmap (an RGB TIFF whose colour is
+the superpixel index). Read a window at a time, matched to a level of the slide."""
 
 from __future__ import annotations
 
@@ -20,9 +21,45 @@ class LabelSource:
     dtype: np.dtype[Any]
     name: str
 
+    id_offset: int = 0  # label - id_offset = the other tool's own id for the object
+
     def __call__(self, y0: int, x0: int, y1: int, x1: int) -> np.ndarray:
         lead = (0,) * (len(self.array.shape) - 2)
         return np.asarray(self.array[(*lead, slice(y0, y1), slice(x0, x1))])
+
+
+@dataclass
+class PixelmapSource(LabelSource):
+    """Histomics Label's superpixel image (HistomicsTK's SuperpixelSegmentation writes it): the
+    0-based superpixel index is R + 256 G + 65536 B, doubled plus one on boundary pixels when
+    written with boundaries. Every pixel belongs to a superpixel, so labels are index + 1."""
+
+    boundaries: bool = False
+
+    def __call__(self, y0: int, x0: int, y1: int, x1: int) -> np.ndarray:
+        rgb = np.asarray(self.array[y0:y1, x0:x1, :3]).astype(np.uint32)
+        index = rgb[..., 0] + (rgb[..., 1] << 8) + (rgb[..., 2] << 16)
+        return (index // 2 if self.boundaries else index) + 1
+
+
+def _pixelmap(array: Any, name: str, description: str) -> PixelmapSource | None:
+    """A pixelmap when the TIFF says it is one: RGB(A) uint8 whose ImageDescription is the
+    JSON of the segmentation's parameters with its `indexCount`."""
+    import json
+
+    try:
+        params = json.loads(description)
+    except ValueError:
+        return None
+    shape = tuple(int(s) for s in array.shape)
+    if not isinstance(params, dict) or "indexCount" not in params:
+        return None
+    if len(shape) != 3 or shape[-1] not in (3, 4):
+        raise ImportRefused(f"is a pixelmap of shape {shape}; Histomics writes them as (y, x, RGB)", name)
+    if np.dtype(array.dtype) != np.uint8:
+        raise ImportRefused(f"is a pixelmap of {array.dtype}; Histomics writes them as 8-bit RGB", name)
+    bounds = str(params.get("boundaries", False)).lower() in ("true", "1")
+    return PixelmapSource(array, (shape[0], shape[1]), np.dtype(np.uint32), name, 1, bounds)
 
 
 def _plane(array: Any, name: str, axes: str | None = None) -> LabelSource:
@@ -53,8 +90,12 @@ def open_tiff(fh: IO[bytes], name: str, level: int | None = None) -> list[LabelS
         for k in levels:
             if k >= len(series.levels):
                 raise ImportRefused(f"has {len(series.levels)} pyramid level(s), not level {k}", name)
-            arr = zarr.open(series.aszarr(level=k), mode="r")
-            out.append(_plane(arr, name, series.levels[k].axes))
+            store = series.aszarr(level=k)
+            # tifffile's store of an uncompressed page says it is writable, and zarr then
+            # refuses mode "r" (slides/readers.py does the same); nothing writes to it.
+            arr = zarr.open(store, mode="r" if store.read_only else "r+")
+            pixelmap = _pixelmap(arr, name, getattr(tif.pages[0], "description", "") or "")
+            out.append(pixelmap or _plane(arr, name, series.levels[k].axes))
         return out
     except (tifffile.TiffFileError, ValueError, KeyError, IndexError) as exc:
         if isinstance(exc, ImportRefused):

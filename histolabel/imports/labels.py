@@ -1,8 +1,10 @@
 """Labels made elsewhere, as (superpixel id, category name) pairs checked against the slide.
 
 Three inputs: classified objects (QuPath GeoJSON / Histomics JSON, matched to the slide's
-imported objects by their external id), a CSV of id (or external_id) -> category, and a mask
-image of one category (a superpixel is labeled when at least `min_cover` of it lies inside).
+imported objects by their external id, or, on superpixels of the slide's own (or another
+import's) segmentation, by overlap: see `from_overlap`), a CSV of id (or external_id) ->
+category, and a mask image of one category (a superpixel is labeled when at least `min_cover`
+of it lies inside).
 Categories are matched to the project's by name (case-insensitive); missing ones are created
 with the file's colour. The plan is complete and checked before any event is written.
 """
@@ -109,6 +111,9 @@ def from_objects(objects: Iterable[RawObject], index: IdIndex, plan: LabelPlan) 
         batch.clear()
 
     for obj in objects:
+        if obj.geometry is not None and obj.geometry.get("type") == "pixelmap":
+            from_pixelmap(obj, index, plan)
+            continue
         if obj.category is None:
             plan.skipped += 1
             continue
@@ -117,6 +122,47 @@ def from_objects(objects: Iterable[RawObject], index: IdIndex, plan: LabelPlan) 
             flush()
     if batch:
         flush()
+
+
+def from_pixelmap(obj: RawObject, index: IdIndex, plan: LabelPlan) -> None:
+    """Histomics Label's pixelmap element: `values[i]` is the category index of superpixel i
+    (the pixelmap's 0-based index, which a pixelmap segmentation import keeps as external id)
+    in `categories` [{label, fillColor}]; its "default" category means unlabeled."""
+    from histolabel.imports.polygons import parse_color
+
+    assert obj.geometry is not None
+    values, cats = obj.geometry.get("values"), obj.geometry.get("categories")
+    if not isinstance(values, list) or not isinstance(cats, list) or not cats:
+        raise ImportRefused("a pixelmap element needs a values list and a categories list", obj.where)
+    names: list[str | None] = []
+    for k, c in enumerate(cats):
+        label = c.get("label") if isinstance(c, dict) else None
+        if not isinstance(label, str):
+            raise ImportRefused(f"categories[{k}] needs a label", obj.where)
+        color = parse_color(c.get("fillColor")) or parse_color(c.get("strokeColor"))
+        default = label.strip().casefold() == "default"
+        names.append(None if default else plan.category(label, color, f"{obj.where} categories[{k}]"))
+    try:
+        vals = np.asarray(values, np.int64)
+    except (TypeError, ValueError, OverflowError):
+        raise ImportRefused("pixelmap values must be category indices (integers)", obj.where) from None
+    bad = np.flatnonzero((vals < 0) | (vals >= len(cats)))
+    if bad.size:
+        i = int(bad[0])
+        raise ImportRefused(
+            f"values[{i}] = {int(vals[i])} is not one of the {len(cats)} categories", obj.where
+        )
+    for k, name in enumerate(names):
+        where = np.flatnonzero(vals == k)
+        if name is None:
+            plan.skipped += int(where.size)
+        elif where.size:
+            ids = index.lookup(where.astype(str).tolist(), functools.partial(_value_name, obj.where, where))
+            plan.add(name, ids)
+
+
+def _value_name(where: str, positions: np.ndarray, i: int) -> str:
+    return f"{where} values[{int(positions[i])}]"
 
 
 ID_COLUMNS = ("id", "superpixel", "external_id", "object_id")
@@ -227,3 +273,57 @@ def mask_cover(
         area += np.bincount(flat, minlength=count + 1)[: count + 1]
         inside += np.bincount(flat, weights=m.ravel(), minlength=count + 1)[: count + 1].astype(np.int64)
     return inside, area
+
+
+MATCHES = ("auto", "id", "overlap")
+
+
+def from_overlap(
+    objects: Iterable[RawObject],
+    plan: LabelPlan,
+    spool: Any,
+    labels: Callable[[int, int, int, int], np.ndarray],
+    count: int,
+    slide_size: tuple[int, int],
+    min_cover: float,
+) -> None:
+    """Classified polygons matched to existing superpixels by overlap. The polygons are drawn
+    at the superpixels' level (`spool`: an empty Spool at that level and shape; a later polygon
+    wins shared pixels, as a segmentation import draws them); a superpixel takes the category
+    covering most of it when that covers at least `min_cover` of its pixels. Invalid outlines
+    are repaired and ones outside the slide clipped; those left empty count as skipped."""
+    from histolabel.imports.objects import Tally, clean
+    from histolabel.imports.rasterize import draw_blocks
+
+    width, height = slide_size
+    tally = Tally()
+    for obj in objects:
+        if obj.category is None:
+            plan.skipped += 1
+            continue
+        name = plan.category(obj.category, obj.color, obj.where)
+        geom = clean(obj, width, height, True, tally)
+        if geom is None:
+            plan.skipped += 1
+            continue
+        spool.add(RawObject(obj.index, obj.external_id, None, name, obj.color, obj.kind), geom)
+    spool.close()
+    names = list(spool.category_names)  # code -> the plan's spelling
+    k = len(names) + 1
+    code = np.zeros(len(spool) + 1, np.int64)  # object (spool position + 1) -> code + 1
+    for recs in spool.records():
+        code[recs["obj"] + 1] = recs["code"].astype(np.int64) + 1
+    counts = np.zeros((count + 1) * k, np.int64)  # superpixel x (none, category codes)
+    for y, x, drawn in draw_blocks(spool, spool.shape, int(np.log2(spool.factor))):
+        h, w = drawn.shape
+        sp = np.minimum(np.asarray(labels(y, x, y + h, x + w)).reshape(h, w).astype(np.int64), count)
+        keys, n = np.unique(sp.ravel() * k + code[drawn.ravel()], return_counts=True)
+        counts[keys] += n
+    table = counts.reshape(count + 1, k)
+    area = table.sum(axis=1)
+    best = table[:, 1:].argmax(axis=1) if k > 1 else np.zeros(count + 1, np.int64)
+    share = table[np.arange(count + 1), best + 1] / np.maximum(area, 1) if k > 1 else np.zeros(count + 1)
+    chosen = (area > 0) & (share >= min_cover)
+    chosen[0] = False
+    for c, name in enumerate(names):
+        plan.add(name, np.flatnonzero(chosen & (best == c)))

@@ -118,6 +118,8 @@ def _from_element(e: Any, index: int) -> RawObject:
         corners = [(-w / 2, -h / 2), (w / 2, -h / 2), (w / 2, h / 2), (-w / 2, h / 2), (-w / 2, -h / 2)]
         ring = [[cx + x * cos - y * sin, cy + x * sin + y * cos] for x, y in corners]
         geometry = {"type": "Polygon", "coordinates": [ring]}
+    elif kind == "pixelmap":  # Histomics Label's labels of its superpixel image, by index
+        geometry = {"type": "pixelmap", "values": e.get("values"), "categories": e.get("categories")}
     else:
         geometry = {"type": str(kind)}  # point, arrow, circle...: not an area object
     label = e.get("label")

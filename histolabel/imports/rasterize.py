@@ -1,5 +1,6 @@
 """Imported objects and label images drawn into level 0 of the superpixel label pyramid, a
-shard-aligned block at a time, with the segment job's own table builder.
+shard-aligned block at a time, into the segment job's own table rows (`table.rows`) spooled
+to local disk, so memory holds one block row of objects, not one entry per object.
 
 Overlap rule: objects are drawn in file order and a later object wins the pixels it shares
 with an earlier one (QuPath draws the same way). An object left with no pixel (covered
@@ -11,14 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from histolabel.imports.errors import ImportRefused
-from histolabel.imports.objects import Spool
-from histolabel.segmentation.table import TableBuilder
+from histolabel.imports.spool import Spool
+from histolabel.segmentation.spooled import SpooledTable
 from histolabel.slides.pyramid import SHARD, blocks
 
 UINT32_MAX = 2**32 - 1
@@ -29,31 +31,6 @@ class Sink(Protocol):
 
 
 Reader = Callable[[int, int, int, int], np.ndarray]  # (y0, x0, y1, x1) -> uint32 ids at level 0
-
-
-def bin_objects(boxes: np.ndarray, side: int = SHARD) -> tuple[np.ndarray, np.ndarray, int]:
-    """Objects per block: (block keys sorted, object indices in file order within each block,
-    blocks per row). An object whose bbox spans blocks is listed in each."""
-    if not len(boxes):
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), 1
-    by0, bx0 = boxes[:, 0] // side, boxes[:, 1] // side
-    by1, bx1 = (boxes[:, 2] - 1) // side, (boxes[:, 3] - 1) // side
-    cols = int(bx1.max()) + 1
-    objs = [np.arange(len(boxes))]
-    keys = [by0 * cols + bx0]
-    spans = np.flatnonzero((by1 > by0) | (bx1 > bx0))
-    extra_o, extra_k = [], []
-    for i in spans.tolist():  # few: nuclei rarely cross a 2048 px block edge
-        for by in range(int(by0[i]), int(by1[i]) + 1):
-            for bx in range(int(bx0[i]), int(bx1[i]) + 1):
-                if (by, bx) != (by0[i], bx0[i]):
-                    extra_o.append(i)
-                    extra_k.append(by * cols + bx)
-    objs.append(np.asarray(extra_o, np.int64))
-    keys.append(np.asarray(extra_k, np.int64))
-    o, k = np.concatenate(objs), np.concatenate(keys)
-    order = np.lexsort((o, k))  # by block, then file order
-    return k[order], o[order], cols
 
 
 def _draw(geom: Any, f: float, oy: int, ox: int, h: int, w: int) -> np.ndarray:
@@ -74,8 +51,30 @@ def _draw(geom: Any, f: float, oy: int, ox: int, h: int, w: int) -> np.ndarray:
 @dataclass
 class Rasterized:
     count: int  # objects kept (ids 1..count)
-    keep: np.ndarray  # provisional index -> dense id (0: covered), over the spool's objects
-    builder: TableBuilder
+    table: SpooledTable  # its rows; `table.dropped`: provisional ids (spool position + 1) left out
+
+
+def draw_blocks(spool: Spool, shape: tuple[int, int], level: int) -> Iterator[tuple[int, int, np.ndarray]]:
+    """(y, x, ids) of each shard-aligned block of a `shape` raster at slide `level`, with the
+    spool's objects drawn as their spool position + 1 (a later object wins shared pixels); one
+    block row of objects is read at a time."""
+    height, width = shape
+    f = float(2**level)
+    recs, first, last = spool.row(0), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    for y, x, h, w in blocks(height, width):
+        if x == 0:  # a new block row: its objects, in spool order
+            recs = spool.row(y // SHARD)
+            first, last = recs["x0"] // SHARD, (recs["x1"] - 1) // SHARD
+        ids = np.zeros((h, w), np.uint32)
+        here = recs[(first <= x // SHARD) & (last >= x // SHARD)]
+        for rec, geom in zip(here, spool.geometries(here), strict=True):
+            cy0, cx0 = max(int(rec["y0"]), y), max(int(rec["x0"]), x)
+            cy1, cx1 = min(int(rec["y1"]), y + h), min(int(rec["x1"]), x + w)
+            if cy1 <= cy0 or cx1 <= cx0:
+                continue
+            mask = _draw(geom, f, cy0, cx0, cy1 - cy0, cx1 - cx0)
+            ids[cy0 - y : cy1 - y, cx0 - x : cx1 - x][mask] = int(rec["obj"]) + 1
+        yield y, x, ids
 
 
 def rasterize(
@@ -85,50 +84,26 @@ def rasterize(
     sink: Sink,
     read_back: Reader,
     progress: Callable[[int], None] | None = None,
+    extra: Callable[[np.ndarray], dict[str, Any]] | None = None,
+    write: Callable[[Any], None] | None = None,
 ) -> Rasterized:
-    """Draw the spool's objects block by block into `sink`; returns the dense id map and the
-    table builder (ids dense, covered objects removed, level 0 rewritten where that renumbers)."""
-    height, width = shape
-    f = float(2**level)
-    n = len(spool)
-    provisional = TableBuilder(n, level)
-    keys, objs, cols = bin_objects(spool.boxes)
-    starts = np.searchsorted(keys, np.arange(int(keys.max()) + 2 if len(keys) else 1))
-    data = np.memmap(spool.path, np.uint8, mode="r") if spool.offsets[-1] else np.zeros(0, np.uint8)
-    for y, x, h, w in blocks(height, width):
-        key = (y // SHARD) * cols + x // SHARD
-        ids = np.zeros((h, w), np.uint32)
-        if x // SHARD < cols and key + 1 < len(starts):
-            for i in objs[starts[key] : starts[key + 1]].tolist():
-                oy0, ox0, oy1, ox1 = (int(v) for v in spool.boxes[i])
-                cy0, cx0 = max(oy0, y), max(ox0, x)
-                cy1, cx1 = min(oy1, y + h), min(ox1, x + w)
-                if cy1 <= cy0 or cx1 <= cx0:
-                    continue
-                mask = _draw(spool.geometry(data, i), f, cy0, cx0, cy1 - cy0, cx1 - cx0)
-                ids[cy0 - y : cy1 - y, cx0 - x : cx1 - x][mask] = i + 1
+    """Draw the spool's objects block by block into `sink`, one block row of objects in memory
+    at a time; an object's provisional id is its spool position + 1. Then the table's rows go
+    to `write` a chunk at a time (`extra` adds columns per chunk of kept provisional ids), and
+    level 0 is renumbered where covered objects left gaps, so ids end dense."""
+    table = SpooledTable(spool.dir / "stats", len(spool), level)
+    for y, x, ids in draw_blocks(spool, shape, level):
         sink(y, x, ids)
-        provisional.add(ids, y, x)
+        table.add(ids, y, x)
         if progress:
-            progress(h * w)
-    return _densify(provisional, n, level, shape, sink, read_back)
-
-
-def _densify(
-    provisional: TableBuilder, n: int, level: int, shape: tuple[int, int], sink: Sink, read_back: Reader
-) -> Rasterized:
-    kept = provisional.area[1:] > 0
-    count = int(kept.sum())
-    keep = np.zeros(n + 1, np.uint32)
-    keep[1:][kept] = np.arange(1, count + 1, dtype=np.uint32)
-    if count < n:  # renumber level 0 so ids stay dense
+            progress(ids.size)
+    for batch in table.batches(extra):
+        if write is not None:
+            write(batch)
+    if len(table.dropped):  # renumber level 0 so ids stay dense
         for y, x, h, w in blocks(*shape):
-            sink(y, x, keep[read_back(y, x, y + h, x + w)])
-    builder = TableBuilder(count, level)
-    for name in ("area", "sum_y", "sum_x", "y0", "x0", "y1", "x1"):
-        src = getattr(provisional, name)
-        getattr(builder, name)[1:] = src[1:][kept]
-    return Rasterized(count, keep[1:], builder)
+            sink(y, x, table.dense(read_back(y, x, y + h, x + w)))
+    return Rasterized(table.kept, table)
 
 
 # ---- label images -----------------------------------------------------------------------
@@ -171,15 +146,17 @@ def relabel(
     level: int,
     labels: np.ndarray,
     sink: Sink,
+    workdir: Path,
     progress: Callable[[int], None] | None = None,
-) -> TableBuilder:
-    """Write the label image with its labels renumbered 1..len(labels) in their order."""
-    builder = TableBuilder(len(labels), level)
+) -> SpooledTable:
+    """Write the label image with its labels renumbered 1..len(labels) in their order; the
+    table's rows come from the returned table's `batches`."""
+    table = SpooledTable(workdir, len(labels), level)
     for y, x, block in label_blocks(read, shape):
         flat = block.astype(np.uint64)
         ids = np.where(flat > 0, np.searchsorted(labels, flat) + 1, 0).astype(np.uint32)
         sink(y, x, ids)
-        builder.add(ids, y, x)
+        table.add(ids, y, x)
         if progress:
             progress(ids.size)
-    return builder
+    return table

@@ -103,6 +103,23 @@ def publish_label_pyramid(
 ) -> pa.Table:
     """The tail every segmentation shares (SLIC or imported): level 0 is written, so downsample
     it, advertise the pyramid and return the table `builder` accumulated over level 0."""
+    table = builder.table()
+    publish_pyramid(image, height, width, builder.count, builder.level, mpp, meta, progress)
+    return table
+
+
+def publish_pyramid(
+    image: zarr.Group,
+    height: int,
+    width: int,
+    count: int,
+    level: int,
+    mpp: float | None,
+    meta: dict[str, Any],
+    progress: Progress | None = None,
+) -> None:
+    """Downsample level 0 of labels/superpixels (`count` ids, drawn at slide `level`) and
+    advertise the pyramid, last, so an incomplete one is never listed."""
     group = image["labels/superpixels"]
     assert isinstance(group, zarr.Group)
     shapes = level_shapes(height, width)
@@ -111,12 +128,9 @@ def publish_label_pyramid(
         src, dst = arrays[k - 1], arrays[k]
         assert isinstance(src, zarr.Array) and isinstance(dst, zarr.Array)
         write_downsampled(src, dst, progress, labels=True)
-    table = builder.table()
-    level = builder.level
     attrs = label_attributes("superpixels", len(shapes), mpp, 2**level, level)  # mpp of level 0
-    attrs["histolabel"].update(meta, count=builder.count)
+    attrs["histolabel"].update(meta, count=count)
     group.attrs.update(attrs)
     labels_root = image["labels"]
     assert isinstance(labels_root, zarr.Group)
     add_label_name(labels_root, "superpixels")
-    return table

@@ -85,17 +85,36 @@ class TableBuilder:
         if (area == 0).any():
             missing = ids[area == 0][:5].tolist()
             raise ValueError(f"superpixel ids {missing}... have no pixels: ids are not dense")
-        f = self.factor
-        return pa.table(
-            {
-                "id": pa.array(ids, pa.uint32()),
-                "y0": self.y0[1:] * f,
-                "x0": self.x0[1:] * f,
-                "y1": self.y1[1:] * f,
-                "x1": self.x1[1:] * f,
-                "cy": (self.sum_y[1:] / area + 0.5) * f,
-                "cx": (self.sum_x[1:] / area + 0.5) * f,
-                "area": area * f * f,
-                "level": pa.array(np.full(self.count, self.level), pa.uint8()),
-            }
-        )
+        return pa.Table.from_batches([rows(ids, self.level, area, self.sum_y[1:], self.sum_x[1:],
+                                           self.y0[1:], self.x0[1:], self.y1[1:], self.x1[1:])])  # fmt: skip
+
+
+def rows(
+    ids: np.ndarray,
+    level: int,
+    area: np.ndarray,
+    sum_y: np.ndarray,
+    sum_x: np.ndarray,
+    y0: np.ndarray,
+    x0: np.ndarray,
+    y1: np.ndarray,
+    x1: np.ndarray,
+) -> pa.RecordBatch:
+    """Table rows for superpixels `ids` from their sums over label px at `level` (the one
+    rule for the table's columns, whether built in memory or streamed in chunks)."""
+    import pyarrow as pa
+
+    f = 2**level
+    return pa.record_batch(
+        {
+            "id": pa.array(ids, pa.uint32()),
+            "y0": y0 * f,
+            "x0": x0 * f,
+            "y1": y1 * f,
+            "x1": x1 * f,
+            "cy": (sum_y / area + 0.5) * f,
+            "cx": (sum_x / area + 0.5) * f,
+            "area": area * f * f,
+            "level": pa.array(np.full(len(ids), level), pa.uint8()),
+        }
+    )

@@ -37,6 +37,7 @@ REQUESTS = {
     "get_slide": ("GET", P + "/slides/s1", None),
     "start_job": ("POST", P + "/slides/s1/jobs", {"job": "ingest"}),
     "job_status": ("GET", P + "/jobs/job-1", None),
+    "slide_mask": ("GET", P + "/slides/s1/mask?format=tiff", None),
     "import_upload": ("POST", P + "/slides/s1/imports", {"kind": "labels", "filename": "l.csv", "size": 20}),
     "import_start": (
         "POST",
@@ -100,6 +101,22 @@ def _upload(api, with_part: bool) -> dict:
     return ref
 
 
+def _label_pyramid(api, cloud):
+    """A real 64 x 64 label pyramid (ids 1..4) as slide s1's segmentation, for routes that read it."""
+    from histolabel.adapters import pyramids
+    from histolabel.segmentation.output import create_label_pyramid, publish_pyramid
+
+    image_uri = f"s3://{cloud.data_bucket}/projects/proj/slides/s1/image.ome.zarr"
+    image = pyramids.open_group(image_uri, "w")
+    create_label_pyramid(image, 64, 64)
+    image["labels/superpixels/0"][0] = np.arange(64 * 64, dtype=np.uint32).reshape(64, 64) % 4 + 1
+    publish_pyramid(image, 64, 64, 4, 0, None, {})
+    table_uri = f"s3://{cloud.data_bucket}/projects/proj/slides/s1/superpixels.parquet"
+    seg = {"slide_id": "s1", "count": 4, "labels_uri": f"{image_uri}/labels/superpixels",
+           "table_uri": table_uri, "source": "import"}  # fmt: skip
+    api.svc.record_job_event("proj", "SegmentationCompleted", seg, job="import_segmentation")
+
+
 def test_every_project_route_has_a_request():
     assert {r.name for r in PROJECT_ROUTES} == set(REQUESTS)
 
@@ -121,6 +138,8 @@ def test_access(api, route, caller, cloud):
 
         key = f"{cloud.data_bucket}/projects/proj/slides/s1/imports/{IMPORT_ID}/l.csv"
         filesystem(cloud).pipe_file(key, b"id,category\n1,tumor\n")
+    if route.name == "slide_mask":
+        _label_pyramid(api, cloud)
     method, path, body = REQUESTS[route.name]
     if route.name in ("upload_parts", "complete_upload"):
         body = {**body, **_upload(api, with_part=route.name == "complete_upload")}

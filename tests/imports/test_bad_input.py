@@ -16,7 +16,7 @@ import pytest
 import tifffile
 import zarr
 
-from gpu_jobs.import_labels import import_labels
+from gpu_jobs.import_labels import _has_external_ids, import_labels
 from gpu_jobs.import_segmentation import import_uri
 from histolabel.adapters import pyramids
 from histolabel.adapters.s3 import filesystem, zarr_store
@@ -153,6 +153,7 @@ def test_product_slic_label_image_round_trips_and_labels_refuse_clashes(slide: d
 
     p = slide["prefix"]
     facts = segment_uri(slide["image"], f"{p}/superpixels.parquet", 32, tile=512, workers=1, progress="off")
+    assert not _has_external_ids(facts["table_uri"])  # labels by "auto" match these by overlap
     slic = np.asarray(zarr.open_group(zarr_store(slide["image"]), mode="r")["labels/superpixels/0"][0])
     shuffled = np.zeros(facts["count"] + 1, np.uint32)  # another tool's ids: sparse, unordered
     shuffled[1:] = np.random.default_rng(1).choice(10**9, facts["count"], replace=False) + 1
@@ -180,3 +181,82 @@ def test_product_slic_label_image_round_trips_and_labels_refuse_clashes(slide: d
         import_labels(slide["project"], "s", over, OWNER.user, OWNER.site, progress="off")
     assert svc.events.head(f"P#{slide['project']}") == before  # no category was created
     assert not list(svc.events.read(f"L#{slide['project']}#s"))
+
+    # polygons drawn elsewhere, matched to these superpixels by overlap (the product's own SLIC
+    # table has no object ids, so "auto" would choose overlap there; here it is asked for)
+    assert _has_external_ids(got["table_uri"])
+    rects = [
+        ("Tumor", (100, 100, 600, 500)),
+        ("Stroma", (400, 300, 900, 900)),
+        ("Tumor", (0, 850, 300, 1000)),
+    ]
+
+    def box(x0: int, y0: int, x1: int, y1: int) -> dict[str, Any]:
+        return {"type": "Polygon", "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]}
+
+    feats = [{"type": "Feature", "id": f"r{i}", "geometry": box(*r),
+              "properties": {"classification": {"name": n, "color": [9, 9, 9]}}}
+             for i, (n, r) in enumerate(rects)]  # fmt: skip
+    drawn = _put(
+        slide, "regions.geojson", json.dumps({"type": "FeatureCollection", "features": feats}).encode()
+    )
+    out = import_labels(slide["project"], "s", drawn, OWNER.user, OWNER.site, progress="off", match="overlap")
+    cat = np.zeros(imported.shape, np.int64)  # 1 Tumor, 2 Stroma; a later rectangle wins
+    for n, (x0, y0, x1, y1) in rects:
+        cat[y0:y1, x0:x1] = 1 if n == "Tumor" else 2
+    expect_by: dict[str, set[int]] = {"Tumor": set(), "Stroma": set()}
+    for sp in range(1, got["count"] + 1):
+        inside = cat[imported == sp]
+        votes = np.bincount(inside, minlength=3)
+        best = int(votes[1:].argmax()) + 1
+        if votes[best] >= 0.5 * inside.size:
+            expect_by["Tumor" if best == 1 else "Stroma"].add(sp)
+    assert min(len(v) for v in expect_by.values()) > 50
+    assert out["by_category"] == {k: len(v) for k, v in expect_by.items()}
+    labels = svc.slide_labels_fresh(slide["project"], "s").current()
+    ids = {c.name: c.id for c in svc.project_state(slide["project"]).live_categories()}
+    assert {sp for sp, c in labels.items() if c == ids["Tumor"]} == expect_by["Tumor"]
+    assert {sp for sp, c in labels.items() if c == ids["Stroma"]} == expect_by["Stroma"]
+
+
+@pytest.mark.slow  # a second SLIC of the slide, an import and a labels import
+def test_histomics_label_layout_pixelmap_and_labels(slide: dict[str, str]) -> None:
+    """Histomics Label's own layout, as its superpixel job writes it over the product's SLIC
+    partition: the pixelmap (index colours, boundaries) becomes the superpixels, keeping the
+    index as external id; the pixelmap annotation's values become labels by that index."""
+    from gpu_jobs.segment import segment_uri
+    from histolabel.service import HistoLabel
+    from tests.imports.test_formats import _pixelmap_tiff
+
+    p = slide["prefix"]
+    facts = segment_uri(slide["image"], f"{p}/superpixels.parquet", 48, tile=512, workers=1, progress="off")
+    slic = np.asarray(zarr.open_group(zarr_store(slide["image"]), mode="r")["labels/superpixels/0"][0])
+    # Histomics' superpixels cover every pixel: SLIC's background (0) is its index 0 here
+    got = _import(slide, _put(slide, "superpixels.tiff", _pixelmap_tiff(slic.astype(np.int64), True)))
+    n = facts["count"] + 1
+    assert got["count"] == n and got["format"] == "tiff"
+    imported = np.asarray(zarr.open_group(zarr_store(slide["image"]), mode="r")["labels/superpixels/0"][0])
+    np.testing.assert_array_equal(imported, slic + 1)  # index i is superpixel i + 1
+    table = pyramids.read_table(got["table_uri"]).to_pydict()
+    assert table["external_id"] == [str(i) for i in range(n)]
+    svc = HistoLabel.from_env()
+    svc.record_job_event(
+        slide["project"], "SegmentationCompleted", {"slide_id": "s", **got}, "import_segmentation"
+    )
+    values = [int(i % 3) for i in range(n)]  # 0 default, 1 Tumor, 2 Necrosis
+    cats = [
+        {"label": "default", "fillColor": "rgba(0, 0, 0, 0)"},
+        {"label": "Tumor", "fillColor": "rgb(200,0,0)"},
+        {"label": "Necrosis", "fillColor": "rgb(0,0,0)"},
+    ]
+    element = {"type": "pixelmap", "girderId": "x", "boundaries": True, "values": values, "categories": cats}
+    raw = json.dumps({"annotation": {"name": "Superpixel Epoch 3", "elements": [element]}}).encode()
+    out = import_labels(slide["project"], "s", _put(slide, "labels.json", raw), OWNER.user, OWNER.site,
+                        progress="off")  # fmt: skip
+    assert out["skipped"] == values.count(0)
+    assert out["by_category"] == {"Tumor": values.count(1), "Necrosis": values.count(2)}
+    labels = svc.slide_labels_fresh(slide["project"], "s").current()
+    ids = {c.name: c.id for c in svc.project_state(slide["project"]).live_categories()}
+    for sp in range(1, n + 1):
+        if values[sp - 1]:
+            assert labels.get(sp) == (ids["Tumor"] if values[sp - 1] == 1 else ids["Necrosis"]), sp

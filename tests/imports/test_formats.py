@@ -89,3 +89,68 @@ def test_mask_cover_at_another_level() -> None:
     inside, area = mask_cover(read(ids), (16, 16), read(mask), (8, 8), 4, blocks(16, 16))
     assert area[1:].tolist() == [64, 64, 64, 64]
     assert (inside[1:] / area[1:]).tolist() == [1.0, 0.0, 0.0, 0.5]
+
+
+def _pixelmap_tiff(index: np.ndarray, boundaries: bool) -> bytes:
+    """`index` (0-based superpixels) encoded as HistomicsTK's SuperpixelSegmentation writes it:
+    2i (+1 on edges) with boundaries, as R + 256 G + 65536 B, its parameters as the description."""
+    import tifffile
+    from scipy import ndimage
+
+    v = index.astype(np.int64)
+    if boundaries:
+        edges = (ndimage.sobel(v, axis=0) != 0) | (ndimage.sobel(v, axis=1) != 0)
+        v = v * 2 + edges
+    rgb = np.dstack([v % 256, (v // 256) % 256, (v // 65536) % 256]).astype(np.uint8)
+    out = io.BytesIO()
+    desc = json.dumps({"boundaries": boundaries, "indexCount": int(v.max()) + 1, "superpixelSize": 8})
+    # uncompressed (tifffile's store then says writable) when without boundaries, LZW as HistomicsTK
+    compression = "lzw" if boundaries else None
+    tifffile.imwrite(out, rgb, photometric="rgb", tile=(64, 64), description=desc, metadata=None,
+                     compression=compression)  # fmt: skip
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("boundaries", [True, False])
+def test_histomics_pixelmap_and_its_labels(boundaries: bool) -> None:
+    import pyarrow as pa
+
+    from histolabel.imports.labels import IdIndex, LabelPlan, from_objects
+
+    rng = np.random.default_rng(3)
+    index = np.kron(rng.permutation(70_000)[:300].reshape(15, 20), np.ones((9, 7), np.int64))  # > 65536
+    (source,) = label_image.open_tiff(io.BytesIO(_pixelmap_tiff(index, boundaries)), "sp.tif")
+    assert isinstance(source, label_image.PixelmapSource) and source.boundaries == boundaries
+    np.testing.assert_array_equal(source(0, 0, *index.shape), index + 1)  # every pixel is a superpixel
+    # the labels, as Histomics Label saves them: values[i] = category of superpixel i
+    values = [0] * 70_000
+    tumor, stroma = [int(i) for i in np.unique(index)[:40]], [int(i) for i in np.unique(index)[40:50]]
+    for i in tumor:
+        values[i] = 1
+    for i in stroma:
+        values[i] = 2
+    cats = [
+        {"label": "default", "fillColor": "rgba(0,0,0,0)"},
+        {"label": "Tumor", "fillColor": "rgb(255,0,0)"},
+        {"label": "Stroma", "fillColor": "#00ff00"},
+    ]
+    element = {
+        "type": "pixelmap",
+        "girderId": "x",
+        "boundaries": boundaries,
+        "values": values,
+        "categories": cats,
+    }
+    doc = {"annotation": {"name": "Superpixel Epoch 1", "elements": [element]}}
+    ours = np.arange(1, 301)  # the import's dense ids, in order of the pixelmap's index
+    table = pa.table({"id": ours, "external_id": [str(i) for i in np.unique(index)]})
+    plan = LabelPlan()
+    from_objects(read_objects(io.BytesIO(json.dumps(doc).encode()), "a.json"), IdIndex(table), plan)
+    got = plan.finish(300)
+    assert got["Tumor"].tolist() == list(range(1, 41)) and got["Stroma"].tolist() == list(range(41, 51))
+    assert plan.colors == {"Tumor": "#ff0000", "Stroma": "#00ff00"}
+    bad = {"annotation": {"elements": [{"type": "pixelmap", "values": [0, 7], "categories": cats}]}}
+    with pytest.raises(ImportRefused, match=r"object 1: values\[1\] = 7 is not one of the 3 categories"):
+        from_objects(
+            read_objects(io.BytesIO(json.dumps(bad).encode()), "b.json"), IdIndex(table), LabelPlan()
+        )

@@ -5,7 +5,9 @@ its geometry, id and label."""
 
 from __future__ import annotations
 
+import io
 import json
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +116,15 @@ def test_qupath_round_trip(project: str, shared_data: Path, tmp_path: Path, http
             assert group.attrs["ome"]["image-label"]["properties"][0]["label-value"] == 1
             mask = np.asarray(group["0"][0])
         np.testing.assert_array_equal(mask, lut[superpixels])
+    # the same TIFF mask through the API (the browser's button): a 302 to a presigned copy
+    route = f"/projects/{project}/slides/{SLIDE}/mask"
+    answer = http.request("GET", route, OWNER.user)
+    assert answer.status_code == 302, answer.body
+    with urllib.request.urlopen(answer.headers["Location"]) as fh:
+        got = fh.read()
+    np.testing.assert_array_equal(tifffile.imread(io.BytesIO(got)), lut[superpixels])
+    wrong = http.request("GET", route + "?format=zarr", OWNER.user)
+    assert wrong.status_code == 422 and "format" in wrong.body.decode()
     # the same file again writes nothing
     assert cli("import", "labels", str(path), *base) == 0
     assert len(list(svc.events.read(f"L#{project}#{SLIDE}"))) == len(events)

@@ -4,6 +4,7 @@
 // models (state, duration, reason, Retry; model versions with metrics and "Use this version"),
 // and export. Reviewers and auditors see the export only.
 import { describeError, loadPredictions, openSlide, refreshProject, showAlert, state as app, who } from "./app.js";
+import { downloadMask, ImportPanel } from "./imports.js";
 import { readSettings, settingsFields, SEGMENTATION } from "./setup.js";
 import { $, confirmDialog, el, fmtTime, toast } from "./ui.js";
 
@@ -83,6 +84,7 @@ export class ManageMode {
           el("button", { type: "button", id: "mg-upload", class: "primary" }, "Upload")),
         el("ul", { id: "mg-uploads", class: "mg-list" }),
         el("ul", { id: "mg-slide-list", class: "mg-list" })) : null,
+      owner ? section("mg-imports", "Import from other tools", el("div", { id: "mg-import-root" })) : null,
       owner ? section("mg-members", "Members",
         el("ul", { id: "mg-member-list", class: "mg-list" }),
         el("form", { id: "mg-invite-form", class: "mg-invite" },
@@ -97,7 +99,8 @@ export class ManageMode {
         el("label", {}, el("input", { type: "checkbox", id: "mg-anon" }), " hide annotators' identities"),
         el("div", { class: "row" },
           ...[["geojson", "GeoJSON (QuPath)"], ["csv", "CSV"], ["parquet", "Parquet"]].map(([f, t]) => el("button", { type: "button", "data-export": f }, t))),
-        el("p", { class: "muted" }, "Label masks per slide: not offered by this server yet."),
+        el("div", { class: "row" }, el("label", { class: "field" }, "Label mask of", el("select", { id: "mg-mask-slide" })),
+          el("button", { type: "button", id: "mg-mask" }, "Mask (TIFF)")),
         el("span", { id: "mg-export-msg", role: "status" })),
     );
     this.wire();
@@ -122,6 +125,9 @@ export class ManageMode {
       this.invite(invite);
     });
     for (const b of this.root.querySelectorAll("[data-export]")) b.addEventListener("click", () => this.exportAs(b.dataset.export));
+    const imports = $("#mg-import-root", this.root);
+    this.imports = imports ? new ImportPanel(imports, this.pid) : null;
+    $("#mg-mask", this.root).addEventListener("click", () => downloadMask(this.pid, $("#mg-mask-slide", this.root).value, $("#mg-export-msg", this.root)));
   }
 
   onProject() {
@@ -201,6 +207,8 @@ export class ManageMode {
   renderAll() {
     if (!this.state.project) return;
     this.renderEstimateSlides();
+    this.renderMaskSlides();
+    if (this.imports) this.imports.renderSlides();
     this.renderUploads();
     this.renderSlides();
     this.renderMembers();
@@ -218,6 +226,15 @@ export class ManageMode {
     select.replaceChildren(...slides.map((s) => el("option", { value: s.slide_id }, s.name)));
     if (slides.some((s) => s.slide_id === keep)) select.value = keep;
     if (!slides.length) $("#mg-estimate", this.root).textContent = "no ingested slide yet";
+  }
+
+  renderMaskSlides() {
+    const select = $("#mg-mask-slide", this.root);
+    const slides = (this.state.project.slides || []).filter((s) => s.segmentation);
+    const keep = select.value;
+    select.replaceChildren(...slides.map((s) => el("option", { value: s.slide_id }, s.name)));
+    if (slides.some((s) => s.slide_id === keep)) select.value = keep;
+    $("#mg-mask", this.root).disabled = !slides.length;
   }
 
   estimateSoon() {

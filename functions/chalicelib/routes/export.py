@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import uuid
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +18,7 @@ from histolabel.api import export
 from histolabel.commands import (
     CommandRejected,
 )
+from histolabel.imports import api as imports
 from histolabel.runtime.export_anchor import anchor_on_export
 
 EXPORT_TYPES = {
@@ -94,6 +97,34 @@ def _export(c: Call) -> Any:
     )
 
 
+def _slide_mask(c: Call) -> Any:
+    from histolabel import masks
+
+    state, sid = c.project, c.params["slide_id"]
+    seg = views.require_slide(state, sid, segmented=True)
+    assert seg is not None
+    try:
+        attrs, shape, read = data.label_level0(views.own(state, seg["labels_uri"]))
+    except (OSError, ValueError, KeyError) as exc:
+        raise CommandRejected("unavailable", f"the label pyramid of slide {sid!r} cannot be read: {exc}",
+                              "slide_id", 409) from None  # fmt: skip
+    anchor_on_export(c.svc, state.project_id)  # the audit trail is anchored at every export
+    current = views.current_labels(c.svc, state.project_id, sid).current()
+    mask = masks.slide_mask(state, sid, current, attrs, shape)
+    filename = imports.mask_filename(sid)
+    with tempfile.TemporaryDirectory() as tmp:  # Lambda's /tmp; the TIFF is written tile by tile
+        path = Path(tmp) / filename
+        masks.write_tiff(path, read, mask.shape, mask.lut, mask.values, mask.mpp)
+        raw = path.read_bytes()
+    # Always a copy in the data bucket: a mask is binary and may outgrow a Lambda response.
+    key = f"projects/{state.project_id}/exports/{uuid.uuid4().hex}/{filename}"
+    data.put_export(key, raw, "image/tiff", f'attachment; filename="{filename}"')
+    return Response(
+        body="", status_code=302, headers={"Location": data.presign_get(key), "Cache-Control": "no-store"}
+    )
+
+
 HANDLERS: dict[str, Handler] = {
     "export": _export,
+    "slide_mask": _slide_mask,
 }
