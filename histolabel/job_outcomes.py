@@ -23,6 +23,7 @@ MAX_REASON = 2000
 TIMEOUT_MARK = "Job attempt duration exceeded timeout"
 HOST_MARK = "Host EC2"
 OOM_MARKS = ("OutOfMemoryError", "MemoryError", "OOMKilled")
+CANCEL_MARK = "cancelled by"
 
 
 class NotOurJob(ValueError):
@@ -99,6 +100,10 @@ def _cause(status_reason: str, container_reason: str, exit_code: int | None) -> 
         return "timeout", "timed out"
     if HOST_MARK in said:
         return "host", "its host was terminated (e.g. a Spot reclaim)"
+    # A TerminateJob's reason (the cancel route's "cancelled by ...") is the statusReason of a
+    # job it stopped, whatever signal ended the process.
+    if CANCEL_MARK in status_reason.lower():
+        return "cancelled", "cancelled"
     if exit_code is not None and exit_code > 128:
         number = exit_code - 128
         return "signal", f"killed by {signal_name(number)} (exit code {exit_code})"

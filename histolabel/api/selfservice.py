@@ -4,12 +4,12 @@ invitations, jobs, model choice, the expected superpixel count), and the pure ru
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from histolabel.events.catalogue import Identifier, Role
+from histolabel.events.catalogue import Identifier, JobKindName, Role
 
 # S3: parts of 5 MiB to 5 GiB, at most 10,000 of them; 16 MiB keeps a part retry cheap.
 MIN_PART = 5 * 2**20
@@ -92,6 +92,21 @@ class JobsOut(BaseModel):
     jobs: list[JobRow]
 
 
+class CancelOut(BaseModel):
+    job_id: str
+    job: str
+    status: Literal["FAILED"]
+    cause: Literal["cancelled"]
+    reason: str
+
+
+class JobLogOut(BaseModel):
+    job_id: str
+    text: str | None = Field(description="the end of the log (the local runner); None where it is elsewhere")
+    truncated: bool = Field(description="the log is longer than the text shown")
+    url: str | None = Field(description="where the whole log is (AWS Batch: its CloudWatch log stream)")
+
+
 class EstimateQuery(_In):
     superpixel_size: float = Field(ge=8, le=1024, description="SLIC region side, px at magnification")
     magnification: float = Field(gt=0, le=100)
@@ -159,6 +174,30 @@ def expected_superpixel_count(
     segmentation level over one superpixel's area."""
     area = (width / level_factor) * (height / level_factor) * tissue_fraction
     return max(1, round(area / (superpixel_px * superpixel_px))) if tissue_fraction > 0 else 0
+
+
+TERMINAL = ("SUCCEEDED", "FAILED")
+
+
+def cancel_outcome(state: Any, job_id: str, runner_status: str, user: str) -> Any:
+    """The outcome a cancel records for job `job_id` of the project `state`: FAILED, cause
+    "cancelled", naming who cancelled. Refused for a job that is not the project's or has
+    already ended (by the project's record or the runner's)."""
+    from histolabel.commands import CommandRejected
+    from histolabel.job_outcomes import JobContext, JobOutcome
+
+    job = state.jobs.get(job_id)
+    run = next((r for r in state.training.values() if r.job_id == job_id), None)
+    if job is None and run is None:
+        raise CommandRejected("not_found", f"job {job_id!r} is not a job of this project", "job_id", 404)
+    ended = (job or {}).get("status")
+    if ended in TERMINAL or runner_status in TERMINAL:
+        said = (ended or runner_status).lower()
+        raise CommandRejected("conflict", f"job {job_id!r} has already ended ({said})", "job_id", 409)
+    kind = (job or {}).get("job") or "train"
+    request = (job or {}).get("request_id") or (run.request_id if run else None)
+    context = JobContext(cast(JobKindName, kind), state.project_id, (job or {}).get("slide_id"), request)
+    return JobOutcome(job_id, context, "FAILED", "cancelled", f"{kind} job cancelled by {user}", None)
 
 
 def job_row(submitted: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:

@@ -149,6 +149,26 @@ def _retry_job(c: Call) -> Any:
     return slide_job(c, job["slide_id"], job["job"])
 
 
+def _cancel_job(c: Call) -> Any:
+    from histolabel.runtime.job_events import record_outcome
+
+    job_id, state = c.params["job_id"], fresh(c)
+    runner = SERVICES.submitter.status(job_id) if state.owns_job(job_id) else {}
+    outcome = selfservice.cancel_outcome(state, job_id, str(runner.get("status", "")), c.user)
+    SERVICES.submitter.cancel(job_id, f"cancelled by {c.user}")
+    # Recorded now, by who cancelled; the runner's own report of the end then adds no twin.
+    record_outcome(c.svc, outcome, c.actor)
+    return {"job_id": job_id, "job": outcome.context.job, "status": "FAILED", "cause": "cancelled",
+            "reason": outcome.reason}  # fmt: skip
+
+
+def _job_log(c: Call) -> Any:
+    job_id = c.params["job_id"]
+    if not c.project.owns_job(job_id):
+        raise CommandRejected("not_found", f"job {job_id!r} is not a job of this project", "job_id", 404)
+    return {"job_id": job_id, **SERVICES.submitter.log(job_id)}
+
+
 def _select_model(c: Call) -> Any:
     pid = c.project.project_id
     raw = c.params["version"]
@@ -175,5 +195,7 @@ HANDLERS: dict[str, Handler] = {
     "invite": _invite,
     "list_jobs": _list_jobs,
     "retry_job": _retry_job,
+    "cancel_job": _cancel_job,
+    "job_log": _job_log,
     "select_model": _select_model,
 }
