@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal, cast
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from histolabel.events.catalogue import Identifier, JobKindName, Role
@@ -116,8 +115,10 @@ class EstimateQuery(_In):
 class EstimateOut(BaseModel):
     count: int
     method: Literal["sampled", "area"] = Field(
-        description="sampled: the segment job's tile step on a coarse level; area: tissue area / size²"
+        description="sampled: the segment job's tile step on windows of the tissue at its resolution"
+        " (histolabel/segmentation/estimate.py); area: slide area / size² (the pyramid unreadable)"
     )
+    superpixel_px: int = Field(description="the superpixel side the segment job will use, px at `level`")
     level: int
     magnification: float | None
     tissue_fraction: float
@@ -138,33 +139,6 @@ def part_plan(size: int) -> tuple[int, int]:
     """(part size, number of parts) for an upload of `size` bytes within S3's limits."""
     part = max(PART, MIN_PART, math.ceil(size / MAX_PARTS))
     return part, max(1, math.ceil(size / part))
-
-
-def coarse_level(level: int, levels: int, superpixel_px: float, min_px: float = 8.0) -> int:
-    """The coarsest pyramid level at or below `level`'s resolution where a superpixel is still
-    `min_px` wide: the estimate segments there instead of at full resolution, in seconds. On
-    CMU-1 (H&E, 20x) it reads high by 38% (40 px) and 47% (32 px) at 4x coarser, 12-15% at 2x,
-    and within 3% at full resolution: coarse tissue outlines make fewer slivers to merge."""
-    coarse = level
-    while coarse + 1 < levels and superpixel_px / 2 ** (coarse + 1 - level) >= min_px:
-        coarse += 1
-    return coarse
-
-
-def sampled_superpixel_count(
-    rgb: np.ndarray, tissue: np.ndarray, superpixel_px: float, compactness: float, factor: int
-) -> int:
-    """Superpixels the segment job makes, by running its own tile step (SLIC over the window,
-    cut to tissue, slivers merged into neighbours) once over a copy of the slide `factor` times
-    coarser, with the superpixel side scaled down alike. The plain area ratio overcounts about
-    threefold on H&E: tissue edges turn many SLIC cells into slivers that are merged away."""
-    from histolabel.segmentation.tiled import SlicParams, segment_tile
-
-    h, w = tissue.shape
-    edges = (np.zeros(w, bool), np.zeros(h, bool), np.zeros(w, bool), np.zeros(h, bool))
-    params = SlicParams(max(2, round(superpixel_px / factor)), compactness)
-    _, count = segment_tile(rgb, tissue, np.zeros((h, w), np.int64), edges, params, 0, keep_all=True)
-    return count
 
 
 def expected_superpixel_count(

@@ -76,6 +76,7 @@ def _remove_slide(c: Call) -> Any:
 
 
 def _superpixel_estimate(c: Call) -> Any:
+    from histolabel.segmentation import estimate, sizing
     from histolabel.segmentation.output import choose_level
 
     sid, q = c.params["slide_id"], c.query
@@ -86,22 +87,21 @@ def _superpixel_estimate(c: Call) -> Any:
     meta = {"histolabel": {"magnification": ingest.get("magnification"), "mpp": ingest.get("mpp")}}
     level = choose_level(meta, int(ingest["levels"]), q.magnification)
     compactness = c.query.compactness or c.project.settings.compactness
-    coarse = selfservice.coarse_level(level.index, int(ingest["levels"]), q.superpixel_size)
+    rule = sizing.Size(q.superpixel_size, q.magnification)  # the size rule the job applies (--unit auto)
     w, h = int(ingest["width"]), int(ingest["height"])
     try:
-        rgb, tissue = data.coarse_slide(ingest["zarr_uri"], coarse, ingest.get("tissue_mask_uri"))
-        fraction = float(tissue.mean())
-        count = selfservice.sampled_superpixel_count(
-            rgb, tissue, q.superpixel_size, compactness, 2 ** (coarse - level.index)
-        )
-        method = "sampled"
+        shape, image, tissue, tissue_px = data.segmentation_inputs(ingest["zarr_uri"], level.index)
+        px = sizing.superpixel_px(shape[1], shape[0], level.mpp, rule)
+        count = estimate.expected_count(shape, image, tissue, tissue_px, px, compactness)
+        fraction, method = tissue_px / (shape[0] * shape[1]), "sampled"
     except (OSError, KeyError, ValueError):
         # The pyramid cannot be read: fall back to the area ratio over the whole slide.
-        fraction = 1.0
-        count = selfservice.expected_superpixel_count(w, h, 2**level.index, fraction, q.superpixel_size)
-        method = "area"
+        factor = 2**level.index
+        px = sizing.superpixel_px(max(1, w // factor), max(1, h // factor), level.mpp, rule)
+        fraction, method = 1.0, "area"
+        count = selfservice.expected_superpixel_count(w, h, factor, fraction, px)
     return {"count": count, "method": method, "level": level.index, "magnification": level.magnification,
-            "tissue_fraction": round(fraction, 4), "width": w, "height": h}  # fmt: skip
+            "superpixel_px": px, "tissue_fraction": round(fraction, 4), "width": w, "height": h}  # fmt: skip
 
 
 def _invite(c: Call) -> Any:
