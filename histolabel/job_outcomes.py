@@ -131,6 +131,8 @@ def describe(detail: dict[str, Any]) -> tuple[JobCause, str]:
     container_reason = str((last.get("container") or {}).get("reason") or container.get("reason") or "")
     exit_code = _exit_code(detail)
     cause, summary = _cause(status_reason, container_reason, exit_code)
+    if cause == "cancelled" and CANCEL_MARK in status_reason.lower():
+        return cause, status_reason[:MAX_REASON]  # "cancelled by olivia" says it all
     said = "; ".join(p for p in (status_reason, container_reason) if p)
     return cause, (f"{summary}: {said}" if said else summary)[:MAX_REASON]
 

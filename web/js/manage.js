@@ -468,12 +468,12 @@ export class ManageMode {
     body.replaceChildren(...this.jobs.slice(0, 30).map((j) => el("tr", { "data-job": j.job_id },
       el("td", { title: j.job_id }, j.job),
       el("td", { title: j.slide_id || "" }, name(j.slide_id)),
-      el("td", { class: `status-${j.status.toLowerCase()}`, title: j.reason || "" }, j.status.toLowerCase(), j.reason ? el("div", { class: "muted" }, j.reason) : null),
+      el("td", { class: `status-${j.status.toLowerCase()}`, title: plainReason(j.reason) }, j.status.toLowerCase(), j.reason ? el("div", { class: "muted" }, plainReason(j.reason)) : null),
       el("td", {}, j.duration_s == null ? "" : `${j.duration_s.toFixed(0)} s`),
-      el("td", { class: "mg-job-actions" },
+      el("td", {}, el("div", { class: "mg-job-actions" },
         j.status === "FAILED" && j.slide_id ? el("button", { type: "button", onclick: () => this.retry(j, { slide_id: j.slide_id, name: name(j.slide_id) }, j.job) }, "Retry") : null,
         ACTIVE.includes(j.status) ? el("button", { type: "button", class: "mg-cancel", onclick: () => this.cancel(j, name(j.slide_id)) }, "Cancel") : null,
-        j.status !== "UNKNOWN" ? el("a", { href: "#", class: "mg-log", onclick: (e) => { e.preventDefault(); this.showLog(j); } }, "log") : null))));
+        j.status !== "UNKNOWN" ? el("a", { href: "#", class: "mg-log", onclick: (e) => { e.preventDefault(); this.showLog(j); } }, "log") : null)))));
   }
 
   async cancel(job, slideName) {
