@@ -141,3 +141,19 @@ def test_batch_log_link_is_the_console_page_of_the_stream() -> None:
     assert url.endswith(
         "log-group/$252Faws$252Fbatch$252Fjob/log-events/histolabel-prod-ingest$252Fdefault$252F0123abcd"
     )
+
+
+def test_a_terminated_batch_job_reads_as_cancelled_not_as_its_signal() -> None:
+    from histolabel.job_outcomes import outcome_of, state_change_detail
+
+    command = ["python", "-m", "gpu_jobs.segment", "--project", "p1", "--slide", "s1"]
+    # What Batch reports after TerminateJob(reason=...) of a running job: SIGTERM's exit code.
+    detail = state_change_detail(
+        "j1", "n", "q", command, "FAILED", exit_code=143, status_reason="cancelled by olivia"
+    )
+    outcome = outcome_of(detail)
+    assert outcome is not None and outcome.cause == "cancelled"
+    assert outcome.reason == "segment job cancelled by olivia"
+    # A job killed by SIGTERM for another reason still says so.
+    other = outcome_of(state_change_detail("j2", "n", "q", command, "FAILED", exit_code=143))
+    assert other is not None and other.cause == "signal" and "SIGTERM" in other.reason
