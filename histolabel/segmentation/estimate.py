@@ -27,8 +27,8 @@ BUDGET_PX = 2_500_000
 # Many small windows rather than a few large ones: sliver rates vary across a slide (tissue
 # edges vs its interior), so the spread of windows matters more than their size. Measured on
 # the shared slides (expected / made): CMU-1 0.97 (32 px) 1.03 (40 px), TCGA-CR-7395 0.87 (64 px)
-# 1.02 (32 px), DICOM 1.05, OS-1 and OS-2 1.01 (segmented whole); with 10-superpixel cores the
-# same CMU-1 read 0.74-1.27 by size.
+# 1.02 (32 px), DICOM 1.05, OS-1 and OS-2 1.01 (segmented whole); with 6-10-superpixel cores (and
+# a 1.5 M px budget) the same CMU-1 read 0.74-1.27 by core and size.
 CORE_SUPERPIXELS = 4
 HALO_SUPERPIXELS = 2  # as the segment job's tiles
 
