@@ -14,7 +14,7 @@ from histolabel.config import Settings, get_settings, settings_from_env
 
 if TYPE_CHECKING:
     from histolabel.auth.tokens import PoolConfig
-    from histolabel.jobs import JobSubmitter
+    from histolabel.jobs import CancellableSubmitter
     from histolabel.service import HistoLabel
 
 
@@ -28,7 +28,7 @@ def service_from_env(settings: Settings | None = None) -> HistoLabel:
     return HistoLabel(s, DynamoEventStore(s), DynamoProjectionStore(s), leases=DynamoLeaseStore(s))
 
 
-def submitter_from_env(settings: Settings | None = None) -> JobSubmitter:
+def submitter_from_env(settings: Settings | None = None) -> CancellableSubmitter:
     """The local job runner when HISTOLABEL_JOB_RUNNER=local, else AWS Batch."""
     s = settings or settings_from_env()
     if s.job_runner == "local":
@@ -73,7 +73,7 @@ class Services:
 
     def __init__(self) -> None:
         self._service: HistoLabel | None = None
-        self._submitter: JobSubmitter | None = None
+        self._submitter: CancellableSubmitter | None = None
         self._jwks: Callable[[str], dict[str, Any] | None] | None = None
         self._pool: PoolConfig | None = None
         self._directory: Directory | None = None
@@ -89,13 +89,13 @@ class Services:
         self._service = value
 
     @property
-    def submitter(self) -> JobSubmitter:
+    def submitter(self) -> CancellableSubmitter:
         if self._submitter is None:
             self._submitter = submitter_from_env()
         return self._submitter
 
     @submitter.setter
-    def submitter(self, value: JobSubmitter | None) -> None:
+    def submitter(self, value: CancellableSubmitter | None) -> None:
         self._submitter = value
 
     @property

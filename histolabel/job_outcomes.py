@@ -23,6 +23,7 @@ MAX_REASON = 2000
 TIMEOUT_MARK = "Job attempt duration exceeded timeout"
 HOST_MARK = "Host EC2"
 OOM_MARKS = ("OutOfMemoryError", "MemoryError", "OOMKilled")
+CANCEL_MARK = "cancelled by"
 
 
 class NotOurJob(ValueError):
@@ -99,6 +100,10 @@ def _cause(status_reason: str, container_reason: str, exit_code: int | None) -> 
         return "timeout", "timed out"
     if HOST_MARK in said:
         return "host", "its host was terminated (e.g. a Spot reclaim)"
+    # A TerminateJob's reason (the cancel route's "cancelled by ...") is the statusReason of a
+    # job it stopped, whatever signal ended the process.
+    if CANCEL_MARK in status_reason.lower():
+        return "cancelled", "cancelled"
     if exit_code is not None and exit_code > 128:
         number = exit_code - 128
         return "signal", f"killed by {signal_name(number)} (exit code {exit_code})"
@@ -126,6 +131,8 @@ def describe(detail: dict[str, Any]) -> tuple[JobCause, str]:
     container_reason = str((last.get("container") or {}).get("reason") or container.get("reason") or "")
     exit_code = _exit_code(detail)
     cause, summary = _cause(status_reason, container_reason, exit_code)
+    if cause == "cancelled" and CANCEL_MARK in status_reason.lower():
+        return cause, status_reason[:MAX_REASON]  # "cancelled by olivia" says it all
     said = "; ".join(p for p in (status_reason, container_reason) if p)
     return cause, (f"{summary}: {said}" if said else summary)[:MAX_REASON]
 

@@ -88,6 +88,18 @@ class JobSubmitter(Protocol):
         ...
 
 
+class CancellableSubmitter(JobSubmitter, Protocol):
+    """A runner that can stop a job and say where its log is (AWS Batch, the local runner)."""
+
+    def cancel(self, job_id: str, reason: str) -> None:
+        """Stop the job (not yet started: never starts); it ends FAILED with `reason`."""
+        ...
+
+    def log(self, job_id: str) -> dict[str, Any]:
+        """{"text": the log's end or None, "truncated": bool, "url": a console link or None}."""
+        ...
+
+
 def job_name(job: str, project_id: str, slide_id: str | None = None) -> str:
     """Batch job names allow 128 of [A-Za-z0-9_-]."""
     raw = "-".join(p for p in ("histolabel", job, project_id, slide_id) if p)

@@ -96,6 +96,8 @@ ROLES: dict[str, Role] = {
             Grant("data", ("s3:DeleteObject",), (f"{SLIDE}/imports/*",)),
             Grant("data_bucket", ("s3:ListBucket",)),
             Grant("batch", ("batch:DescribeJobs", "batch:SubmitJob")),
+            # An owner cancels a job (the cancel route).
+            Grant("batch_jobs", ("batch:TerminateJob",)),
             # AdminCreateUser: an owner invites a new member by email.
             Grant(
                 "user_pool",
@@ -272,6 +274,8 @@ def _resources(settings: Settings, grant: Grant) -> tuple[list[Any], dict[str, A
             _arn("batch", f"job-definition/{settings.job_definition(kind)}*") for kind in JOB_SPECS
         ]
         return [ref("CpuJobQueue"), ref("GpuJobQueue"), *definitions], {}
+    if kind == "batch_jobs":
+        return [_arn("batch", "job/*")], {}
     raise KeyError(f"unknown resource kind {kind!r}")
 
 
@@ -294,6 +298,7 @@ def granted(role_name: str) -> dict[str, set[str]]:
     """resource kind -> actions the role's code rows grant (platform rows left out)."""
     out: dict[str, set[str]] = {}
     for grant in ROLES[role_name].grants:
-        kind = "data" if grant.resource == "data_bucket" else grant.resource
+        # A bucket's and a job's ARNs are their adapter's resource too (data, batch).
+        kind = {"data_bucket": "data", "batch_jobs": "batch"}.get(grant.resource, grant.resource)
         out.setdefault(kind, set()).update(grant.actions)
     return out

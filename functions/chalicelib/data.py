@@ -228,16 +228,23 @@ def complete_multipart(key: str, upload_id: str, parts: list[dict[str, Any]]) ->
     )
 
 
-def coarse_slide(zarr_uri: str, level: int, tissue_mask_uri: str | None) -> tuple[np.ndarray, np.ndarray]:
-    """(rgb (y, x, 3), tissue (y, x) bool) of one pyramid level, the tissue mask resampled to it
-    (nearest; all tissue without a mask)."""
-    image: Any = pyramids.open_group(zarr_uri, "r")[str(level)]
-    rgb = np.moveaxis(np.asarray(image[:3]), 0, -1)
-    h, w = rgb.shape[:2]
-    if not tissue_mask_uri:
-        return rgb, np.ones((h, w), bool)
-    mask: Any = pyramids.open_group(tissue_mask_uri, "r")["0"]
-    m = np.asarray(mask[:]).reshape(mask.shape[-2:]) > 0
-    ys = np.minimum((np.arange(h) * m.shape[0]) // h, m.shape[0] - 1)
-    xs = np.minimum((np.arange(w) * m.shape[1]) // w, m.shape[1] - 1)
-    return rgb, m[np.ix_(ys, xs)]
+def segmentation_inputs(zarr_uri: str, level: int) -> tuple[tuple[int, int], Any, Any, float]:
+    """What the segment job reads at `level`, read as it reads them: (shape (h, w), an RGB window
+    reader, a tissue mask window reader, the tissue's area in px). Nothing is read whole."""
+    from histolabel.segmentation.tiled import ScaledMask
+    from histolabel.slides.ingest import read_tissue
+
+    group: Any = pyramids.open_group(zarr_uri, "r")
+    h, w = (int(n) for n in group[str(level)].shape[-2:])
+    try:
+        tissue, tissue_level = read_tissue(group)
+    except KeyError:  # no mask: all tissue, as the job takes it
+        return (h, w), pyramids.S3LevelWindow(zarr_uri, level), _AllTissue(), float(h * w)
+    mask = ScaledMask(tissue, 2.0 ** (tissue_level - level))
+    area = min(float(tissue.sum()) * mask.factor**2, float(h * w))
+    return (h, w), pyramids.S3LevelWindow(zarr_uri, level), mask, area
+
+
+class _AllTissue:
+    def __call__(self, y0: int, x0: int, y1: int, x1: int) -> np.ndarray:
+        return np.ones((y1 - y0, x1 - x0), bool)

@@ -38,6 +38,23 @@ class BatchSubmitter:
             raise JobSubmissionError(f"could not submit {job} job to {self.queue(job)}: {exc}") from exc
         return str(result["jobId"])
 
+    def cancel(self, job_id: str, reason: str) -> None:
+        """TerminateJob: Batch cancels a job not yet started and stops a running one; either
+        way it ends FAILED with `reason` as its statusReason (the job-events handler reads it)."""
+        try:
+            client("batch", self.settings).terminate_job(jobId=job_id, reason=reason)
+        except (ClientError, BotoCoreError) as exc:
+            raise JobSubmissionError(f"could not cancel job {job_id}: {exc}") from exc
+
+    def log(self, job_id: str) -> dict[str, Any]:
+        """Where the job's log is: its CloudWatch log stream, as a console link."""
+        jobs = client("batch", self.settings).describe_jobs(jobs=[job_id])["jobs"]
+        container = (jobs[0].get("container") or {}) if jobs else {}
+        stream = container.get("logStreamName")
+        if not stream:
+            return {"text": "", "truncated": False, "url": None}
+        return {"text": None, "truncated": False, "url": log_console_url(self.settings.region, stream)}
+
     def status(self, job_id: str) -> dict[str, Any]:
         jobs = client("batch", self.settings).describe_jobs(jobs=[job_id])["jobs"]
         if not jobs:
@@ -47,3 +64,16 @@ class BatchSubmitter:
         if j.get("statusReason"):
             out["reason"] = j["statusReason"]
         return out
+
+
+def log_console_url(region: str, stream: str, group: str = "/aws/batch/job") -> str:
+    """The CloudWatch console's page of one log stream (its path encodes '/' as $252F)."""
+    from urllib.parse import quote
+
+    def enc(part: str) -> str:
+        return quote(quote(part, safe=""), safe="").replace("%", "$")
+
+    return (
+        f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}"
+        f"#logsV2:log-groups/log-group/{enc(group)}/log-events/{enc(stream)}"
+    )

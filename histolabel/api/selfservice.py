@@ -4,12 +4,11 @@ invitations, jobs, model choice, the expected superpixel count), and the pure ru
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from histolabel.events.catalogue import Identifier, Role
+from histolabel.events.catalogue import Identifier, JobKindName, Role
 
 # S3: parts of 5 MiB to 5 GiB, at most 10,000 of them; 16 MiB keeps a part retry cheap.
 MIN_PART = 5 * 2**20
@@ -92,6 +91,21 @@ class JobsOut(BaseModel):
     jobs: list[JobRow]
 
 
+class CancelOut(BaseModel):
+    job_id: str
+    job: str
+    status: Literal["FAILED"]
+    cause: Literal["cancelled"]
+    reason: str
+
+
+class JobLogOut(BaseModel):
+    job_id: str
+    text: str | None = Field(description="the end of the log (the local runner); None where it is elsewhere")
+    truncated: bool = Field(description="the log is longer than the text shown")
+    url: str | None = Field(description="where the whole log is (AWS Batch: its CloudWatch log stream)")
+
+
 class EstimateQuery(_In):
     superpixel_size: float = Field(ge=8, le=1024, description="SLIC region side, px at magnification")
     magnification: float = Field(gt=0, le=100)
@@ -101,8 +115,10 @@ class EstimateQuery(_In):
 class EstimateOut(BaseModel):
     count: int
     method: Literal["sampled", "area"] = Field(
-        description="sampled: the segment job's tile step on a coarse level; area: tissue area / size²"
+        description="sampled: the segment job's tile step on windows of the tissue at its resolution"
+        " (histolabel/segmentation/estimate.py); area: slide area / size² (the pyramid unreadable)"
     )
+    superpixel_px: int = Field(description="the superpixel side the segment job will use, px at `level`")
     level: int
     magnification: float | None
     tissue_fraction: float
@@ -125,33 +141,6 @@ def part_plan(size: int) -> tuple[int, int]:
     return part, max(1, math.ceil(size / part))
 
 
-def coarse_level(level: int, levels: int, superpixel_px: float, min_px: float = 8.0) -> int:
-    """The coarsest pyramid level at or below `level`'s resolution where a superpixel is still
-    `min_px` wide: the estimate segments there instead of at full resolution, in seconds. On
-    CMU-1 (H&E, 20x) it reads high by 38% (40 px) and 47% (32 px) at 4x coarser, 12-15% at 2x,
-    and within 3% at full resolution: coarse tissue outlines make fewer slivers to merge."""
-    coarse = level
-    while coarse + 1 < levels and superpixel_px / 2 ** (coarse + 1 - level) >= min_px:
-        coarse += 1
-    return coarse
-
-
-def sampled_superpixel_count(
-    rgb: np.ndarray, tissue: np.ndarray, superpixel_px: float, compactness: float, factor: int
-) -> int:
-    """Superpixels the segment job makes, by running its own tile step (SLIC over the window,
-    cut to tissue, slivers merged into neighbours) once over a copy of the slide `factor` times
-    coarser, with the superpixel side scaled down alike. The plain area ratio overcounts about
-    threefold on H&E: tissue edges turn many SLIC cells into slivers that are merged away."""
-    from histolabel.segmentation.tiled import SlicParams, segment_tile
-
-    h, w = tissue.shape
-    edges = (np.zeros(w, bool), np.zeros(h, bool), np.zeros(w, bool), np.zeros(h, bool))
-    params = SlicParams(max(2, round(superpixel_px / factor)), compactness)
-    _, count = segment_tile(rgb, tissue, np.zeros((h, w), np.int64), edges, params, 0, keep_all=True)
-    return count
-
-
 def expected_superpixel_count(
     width: int, height: int, level_factor: int, tissue_fraction: float, superpixel_px: float
 ) -> int:
@@ -159,6 +148,30 @@ def expected_superpixel_count(
     segmentation level over one superpixel's area."""
     area = (width / level_factor) * (height / level_factor) * tissue_fraction
     return max(1, round(area / (superpixel_px * superpixel_px))) if tissue_fraction > 0 else 0
+
+
+TERMINAL = ("SUCCEEDED", "FAILED")
+
+
+def cancel_outcome(state: Any, job_id: str, runner_status: str, user: str) -> Any:
+    """The outcome a cancel records for job `job_id` of the project `state`: FAILED, cause
+    "cancelled", naming who cancelled. Refused for a job that is not the project's or has
+    already ended (by the project's record or the runner's)."""
+    from histolabel.commands import CommandRejected
+    from histolabel.job_outcomes import JobContext, JobOutcome
+
+    job = state.jobs.get(job_id)
+    run = next((r for r in state.training.values() if r.job_id == job_id), None)
+    if job is None and run is None:
+        raise CommandRejected("not_found", f"job {job_id!r} is not a job of this project", "job_id", 404)
+    ended = (job or {}).get("status")
+    if ended in TERMINAL or runner_status in TERMINAL:
+        said = (ended or runner_status).lower()
+        raise CommandRejected("conflict", f"job {job_id!r} has already ended ({said})", "job_id", 409)
+    kind = (job or {}).get("job") or "train"
+    request = (job or {}).get("request_id") or (run.request_id if run else None)
+    context = JobContext(cast(JobKindName, kind), state.project_id, (job or {}).get("slide_id"), request)
+    return JobOutcome(job_id, context, "FAILED", "cancelled", f"{kind} job cancelled by {user}", None)
 
 
 def job_row(submitted: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:

@@ -9,9 +9,11 @@ so the outcome reaches the project and the slide pipeline moves on exactly as on
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -56,6 +58,11 @@ def state_change_event(detail: dict[str, Any], region: str | None = None) -> dic
     }
 
 
+def _terminate(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGTERM)
+
+
 def _exit_code(returncode: int) -> int:
     """A container's exit code: a process killed by signal N reports 128 + N, as Docker does."""
     return 128 - returncode if returncode < 0 else returncode
@@ -97,30 +104,45 @@ class LocalJobRunner:
             thread.join()
         return job_id
 
+    def _cancel_path(self, job_id: str) -> Path:
+        return self.directory / f"{job_id}.cancel"
+
+    def _cancelled(self, job_id: str) -> str | None:
+        path = self._cancel_path(job_id)
+        return path.read_text() if path.exists() else None
+
     def _run(self, job_id: str, record: dict[str, Any]) -> None:
         log_path = self.directory / f"{job_id}.log"
         timed_out = False
+        code: int | None = None
         with self._slots:
             started = time.time()
             with open(log_path, "wb") as log:
                 # AWS Batch tells a container its job id the same way; local jobs run where
                 # there may be no GPU: they may use the CPU.
                 env = {**os.environ, "AWS_BATCH_JOB_ID": job_id, ALLOW_CPU: "1"}
-                proc = subprocess.Popen(record["command"], stdout=log, stderr=subprocess.STDOUT, env=env)
-                record = {**record, "started_at": started, "pid": proc.pid}
-                self._write(job_id, {**record, "status": "RUNNING"})
-                try:
-                    proc.wait(timeout=self.timeout_s)
-                except subprocess.TimeoutExpired:
-                    timed_out = True
-                    proc.kill()
-                    proc.wait()
-        code = _exit_code(proc.returncode)
-        status = "SUCCEEDED" if code == 0 and not timed_out else "FAILED"
+                # A job cancelled while it waited for a slot never starts, as Batch's RUNNABLE.
+                if self._cancelled(job_id) is None:
+                    # Its own process group, so a cancel stops the workers it forks too.
+                    proc = subprocess.Popen(record["command"], stdout=log, stderr=subprocess.STDOUT,
+                                            env=env, start_new_session=True)  # fmt: skip
+                    record = {**record, "started_at": started, "pid": proc.pid}
+                    self._write(job_id, {**record, "status": "RUNNING"})
+                    if self._cancelled(job_id) is not None:  # cancelled while it was starting
+                        _terminate(proc.pid)
+                    try:
+                        proc.wait(timeout=self.timeout_s)
+                    except subprocess.TimeoutExpired:
+                        timed_out = True
+                        proc.kill()
+                        proc.wait()
+                    code = _exit_code(proc.returncode)
+        cancelled = self._cancelled(job_id)
+        status = "SUCCEEDED" if code == 0 and not timed_out and cancelled is None else "FAILED"
         tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or [""]
         detail = state_change_detail(
             job_id, record["name"], LOCAL_QUEUE, record["command"], status, exit_code=code,
-            status_reason=TIMEOUT_MARK if timed_out else "",
+            status_reason=cancelled if cancelled is not None else TIMEOUT_MARK if timed_out else "",
             container_reason=tail[0][:500] if status == "FAILED" else "",
             times={"createdAt": int(record["submitted_at"] * 1000), "startedAt": int(started * 1000),
                    "stoppedAt": int(time.time() * 1000)},
@@ -146,6 +168,29 @@ class LocalJobRunner:
             self.on_state_change(state_change_event(detail), None)
         except Exception:  # EventBridge would retry; here the record on file still says how it ended
             logger.exception("job-events handler failed for %s", detail["jobId"])
+
+    def cancel(self, job_id: str, reason: str) -> None:
+        """Stop a job as Batch's TerminateJob does: one not yet started never starts, a running
+        one is sent SIGTERM (its process group); it then ends FAILED with `reason`, reported
+        like any other end by the thread that runs it (in whichever process submitted it)."""
+        record = self.status(job_id)
+        if record["status"] in ("SUCCEEDED", "FAILED", "UNKNOWN"):
+            return
+        self._cancel_path(job_id).write_text(reason)
+        record = self.status(job_id)
+        if record["status"] == "RUNNING" and record.get("pid"):
+            _terminate(int(record["pid"]))
+
+    def log(self, job_id: str, max_bytes: int = 64_000) -> dict[str, Any]:
+        """The end of a job's log: {"text", "truncated"} (a local file; no console to link)."""
+        path = self.directory / f"{job_id}.log"
+        if not path.exists():
+            return {"text": "", "truncated": False, "url": None}
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            fh.seek(max(0, size - max_bytes))
+            text = fh.read().decode(errors="replace")
+        return {"text": text, "truncated": size > max_bytes, "url": None}
 
     def status(self, job_id: str) -> dict[str, Any]:
         path = self.directory / f"{job_id}.json"

@@ -35,8 +35,9 @@ class Handled:
     note: str = ""
 
 
-def record_outcome(svc: HistoLabel, outcome: JobOutcome) -> bool:
-    """Append JobEnded unless the project already knows the job ended; True when appended."""
+def record_outcome(svc: HistoLabel, outcome: JobOutcome, actor: Actor = ACTOR) -> bool:
+    """Append JobEnded unless the project already knows the job ended; True when appended.
+    `actor`: who ended it (a member who cancelled it; else the job-events handler)."""
     project_id = outcome.context.project_id
     data = outcome.event_data()
 
@@ -51,7 +52,7 @@ def record_outcome(svc: HistoLabel, outcome: JobOutcome) -> bool:
             return []
         return [(project_stream(project_id), "JobEnded", dict(data))]
 
-    return bool(svc.append_decided(project_id, decide, ACTOR, None).events)
+    return bool(svc.append_decided(project_id, decide, actor, None).events)
 
 
 def chain(svc: HistoLabel, submitter: JobSubmitter, outcome: JobOutcome) -> str | None:

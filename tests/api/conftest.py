@@ -64,6 +64,7 @@ def forger() -> Signer:
 class RecordingSubmitter:
     def __init__(self) -> None:
         self.jobs: list[tuple[str, list[str], str]] = []
+        self.cancelled: dict[str, str] = {}
         import threading
 
         self._lock = threading.Lock()
@@ -77,7 +78,15 @@ class RecordingSubmitter:
         n = int(job_id.split("-")[1]) if job_id.startswith("job-") and job_id[4:].isdigit() else 0
         if not 0 < n <= len(self.jobs):
             return {"job_id": job_id, "status": "UNKNOWN"}
+        if job_id in self.cancelled:
+            return {"job_id": job_id, "status": "FAILED", "reason": self.cancelled[job_id]}
         return {"job_id": job_id, "status": "RUNNING"}
+
+    def cancel(self, job_id: str, reason: str) -> None:
+        self.cancelled[job_id] = reason
+
+    def log(self, job_id: str) -> dict[str, Any]:
+        return {"text": f"log of {job_id}\n", "truncated": False, "url": None}
 
 
 def event_count(svc: Any) -> int:

@@ -77,6 +77,8 @@ REQUESTS = {
     ),
     "list_jobs": ("GET", P + "/jobs", None),
     "retry_job": ("POST", P + "/jobs/job-1/retry", None),
+    "cancel_job": ("POST", P + "/jobs/job-1/cancel", None),
+    "job_log": ("GET", P + "/jobs/job-1/log", None),
     "select_model": ("POST", P + "/models/1/use", None),
 }
 READ_ONLY_POSTS = {"slide_data_urls", "create_upload", "upload_parts", "import_upload"}
@@ -124,7 +126,7 @@ def test_every_project_route_has_a_request():
 @pytest.mark.parametrize("caller", CALLERS)
 @pytest.mark.parametrize("route", PROJECT_ROUTES, ids=lambda r: r.name)
 def test_access(api, route, caller, cloud):
-    if route.name == "job_status":
+    if route.name in ("job_status", "cancel_job", "job_log"):
         api.submitter.submit("ingest", [], "warm-up")
     if route.name == "include_category":
         api.svc.execute(ExcludeCategory(project_id="proj", category_id="necrosis"), OWNER)

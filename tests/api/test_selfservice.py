@@ -86,9 +86,12 @@ def test_multipart_upload_resume_complete_estimate_remove(cloud_api, cloud, proj
     assert ingest_job.main([*base, "--source", state.slides[sid].source_uri]) == 0
     est = cloud_api("GET", f"{estimate}?superpixel_size=32&magnification=20", "olivia")
     assert est.status_code == 200, est.body
-    assert segment_job.main([*base, "--superpixel-size", "32", "--workers", "1"]) == 0
+    # Segmented as the pipeline segments (the project's size rule: --unit auto at its magnification).
+    sized = ["--superpixel-size", "32", "--unit", "auto", "--magnification", "20", "--workers", "1"]
+    assert segment_job.main([*base, *sized]) == 0
     made = svc.project_state(pid).slides[sid].segmentation["count"]
-    assert 0.5 * made <= est.json_body["count"] <= 2.0 * made, (est.json_body, made)
+    assert abs(est.json_body["count"] - made) <= 0.15 * made, (est.json_body, made)
+    assert est.json_body["superpixel_px"] == 11  # 32 px asked; 2,000 superpixels at least on 512 x 512
     bad = cloud_api("GET", f"{estimate}?superpixel_size=2&magnification=20", "olivia")
     assert bad.status_code == 422 and bad.json_body["field"] == "superpixel_size"
 

@@ -259,7 +259,9 @@ function renderSlides() {
   const slides = state.project.slides || [];
   select.replaceChildren(...slides.map((s) => el("option", { value: s.slide_id, disabled: !["ingested", "segmented", "embedded"].includes(s.status) }, `${s.name} (${s.status})`)));
   if (state.slideId) select.value = state.slideId;
-  const failed = slides.flatMap((s) => (s.failures || []).map((f) => `${s.name}: ${f.job} failed — ${describeError(f.reason)}`));
+  // A failure is news only while it stands: a retried step that succeeded has answered it.
+  const failed = slides.filter((s) => s.status === "failed" && (s.failures || []).length)
+    .map((s) => { const f = s.failures[s.failures.length - 1]; return `${s.name}: ${f.job} failed — ${describeError(f.reason)}`; });
   if (failed.length) showAlert(failed.join("; "));
 }
 

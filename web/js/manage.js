@@ -11,6 +11,7 @@ import { $, confirmDialog, el, fmtTime, toast } from "./ui.js";
 const POLL_MS = 2000;
 const PARALLEL_PARTS = 3;
 const READY = ["segmented", "embedded"];
+const ACTIVE = ["SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING"];
 const enc = encodeURIComponent;
 
 // The server's filename rule (histolabel/api/selfservice.py): other characters become "_".
@@ -255,7 +256,7 @@ export class ManageMode {
     try {
       const r = await this.state.api.get(`/projects/${enc(this.pid)}/slides/${enc(slide.value)}/superpixel-estimate`,
         { superpixel_size: read.settings.superpixel_size, magnification: read.settings.magnification });
-      out.textContent = `≈ ${r.count.toLocaleString()} superpixels (level ${r.level}${r.magnification ? `, ${r.magnification}×` : ""}, ${(r.tissue_fraction * 100).toFixed(0)}% tissue)`;
+      out.textContent = `≈ ${r.count.toLocaleString()} superpixels of ${r.superpixel_px} px (level ${r.level}${r.magnification ? `, ${r.magnification}×` : ""}, ${(r.tissue_fraction * 100).toFixed(0)}% tissue)`;
       out.dataset.count = String(r.count);
     } catch (err) {
       out.textContent = describeError(err);
@@ -367,7 +368,7 @@ export class ManageMode {
   }
 
   step(s) {
-    const running = this.jobs.find((j) => j.slide_id === s.slide_id && ["SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING"].includes(j.status));
+    const running = this.jobs.find((j) => j.slide_id === s.slide_id && ACTIVE.includes(j.status));
     if (running) return `${running.job} ${running.status.toLowerCase()}…`;
     if (s.status === "embedded") return "ready";
     if (s.status === "segmented") return this.driven.has(s.slide_id) ? "segmented; embedding next" : "segmented (no features yet)";
@@ -484,9 +485,47 @@ export class ManageMode {
     body.replaceChildren(...this.jobs.slice(0, 30).map((j) => el("tr", { "data-job": j.job_id },
       el("td", { title: j.job_id }, j.job),
       el("td", { title: j.slide_id || "" }, name(j.slide_id)),
-      el("td", { class: `status-${j.status.toLowerCase()}`, title: j.reason || "" }, j.status.toLowerCase(), j.reason ? el("div", { class: "muted" }, j.reason) : null),
+      el("td", { class: `status-${j.status.toLowerCase()}`, title: plainReason(j.reason) }, j.status.toLowerCase(), j.reason ? el("div", { class: "muted" }, plainReason(j.reason)) : null),
       el("td", {}, j.duration_s == null ? "" : `${j.duration_s.toFixed(0)} s`),
-      el("td", {}, j.status === "FAILED" && j.slide_id ? el("button", { type: "button", onclick: () => this.retry(j, { slide_id: j.slide_id, name: name(j.slide_id) }, j.job) }, "Retry") : null))));
+      el("td", {}, el("div", { class: "mg-job-actions" },
+        j.status === "FAILED" && j.slide_id ? el("button", { type: "button", onclick: () => this.retry(j, { slide_id: j.slide_id, name: name(j.slide_id) }, j.job) }, "Retry") : null,
+        ACTIVE.includes(j.status) ? el("button", { type: "button", class: "mg-cancel", onclick: () => this.cancel(j, name(j.slide_id)) }, "Cancel") : null,
+        j.status !== "UNKNOWN" ? el("a", { href: "#", class: "mg-log", onclick: (e) => { e.preventDefault(); this.showLog(j); } }, "log") : null)))));
+  }
+
+  async cancel(job, slideName) {
+    const what = job.slide_id ? `the ${job.job} job of ${slideName}` : `the ${job.job} job`;
+    if (!(await confirmDialog(`Cancel ${what}? It stops now; Retry runs it again.`))) return;
+    try {
+      await this.state.api.post(`/projects/${enc(this.pid)}/jobs/${enc(job.job_id)}/cancel`);
+      await refreshProject();
+      await this.refresh();
+    } catch (err) {
+      showAlert(describeError(err));
+    }
+  }
+
+  // A job's log: the local runner's text in a dialog; on AWS, its CloudWatch page in a new tab.
+  async showLog(job) {
+    try {
+      const log = await this.state.api.get(`/projects/${enc(this.pid)}/jobs/${enc(job.job_id)}/log`);
+      if (log.url) {
+        window.open(log.url, "_blank", "noopener");
+        return;
+      }
+      let dialog = $("#mg-log-dialog");
+      if (!dialog) {
+        dialog = el("dialog", { id: "mg-log-dialog", "aria-labelledby": "mg-log-title" },
+          el("form", { method: "dialog" }, el("h3", { id: "mg-log-title" }), el("pre", { id: "mg-log-text" }),
+            el("div", { class: "row" }, el("button", { value: "close", id: "mg-log-close" }, "Close"))));
+        document.body.append(dialog);
+      }
+      $("#mg-log-title", dialog).textContent = `Log of the ${job.job} job ${job.job_id}${log.truncated ? " (its end)" : ""}`;
+      $("#mg-log-text", dialog).textContent = log.text || "(the job has written nothing yet)";
+      dialog.showModal();
+    } catch (err) {
+      showAlert(describeError(err));
+    }
   }
 
   renderModels() {

@@ -76,6 +76,7 @@ def _remove_slide(c: Call) -> Any:
 
 
 def _superpixel_estimate(c: Call) -> Any:
+    from histolabel.segmentation import estimate, sizing
     from histolabel.segmentation.output import choose_level
 
     sid, q = c.params["slide_id"], c.query
@@ -86,22 +87,21 @@ def _superpixel_estimate(c: Call) -> Any:
     meta = {"histolabel": {"magnification": ingest.get("magnification"), "mpp": ingest.get("mpp")}}
     level = choose_level(meta, int(ingest["levels"]), q.magnification)
     compactness = c.query.compactness or c.project.settings.compactness
-    coarse = selfservice.coarse_level(level.index, int(ingest["levels"]), q.superpixel_size)
+    rule = sizing.Size(q.superpixel_size, q.magnification)  # the size rule the job applies (--unit auto)
     w, h = int(ingest["width"]), int(ingest["height"])
     try:
-        rgb, tissue = data.coarse_slide(ingest["zarr_uri"], coarse, ingest.get("tissue_mask_uri"))
-        fraction = float(tissue.mean())
-        count = selfservice.sampled_superpixel_count(
-            rgb, tissue, q.superpixel_size, compactness, 2 ** (coarse - level.index)
-        )
-        method = "sampled"
+        shape, image, tissue, tissue_px = data.segmentation_inputs(ingest["zarr_uri"], level.index)
+        px = sizing.superpixel_px(shape[1], shape[0], level.mpp, rule)
+        count = estimate.expected_count(shape, image, tissue, tissue_px, px, compactness)
+        fraction, method = tissue_px / (shape[0] * shape[1]), "sampled"
     except (OSError, KeyError, ValueError):
         # The pyramid cannot be read: fall back to the area ratio over the whole slide.
-        fraction = 1.0
-        count = selfservice.expected_superpixel_count(w, h, 2**level.index, fraction, q.superpixel_size)
-        method = "area"
+        factor = 2**level.index
+        px = sizing.superpixel_px(max(1, w // factor), max(1, h // factor), level.mpp, rule)
+        fraction, method = 1.0, "area"
+        count = selfservice.expected_superpixel_count(w, h, factor, fraction, px)
     return {"count": count, "method": method, "level": level.index, "magnification": level.magnification,
-            "tissue_fraction": round(fraction, 4), "width": w, "height": h}  # fmt: skip
+            "superpixel_px": px, "tissue_fraction": round(fraction, 4), "width": w, "height": h}  # fmt: skip
 
 
 def _invite(c: Call) -> Any:
@@ -149,6 +149,26 @@ def _retry_job(c: Call) -> Any:
     return slide_job(c, job["slide_id"], job["job"])
 
 
+def _cancel_job(c: Call) -> Any:
+    from histolabel.runtime.job_events import record_outcome
+
+    job_id, state = c.params["job_id"], fresh(c)
+    runner = SERVICES.submitter.status(job_id) if state.owns_job(job_id) else {}
+    outcome = selfservice.cancel_outcome(state, job_id, str(runner.get("status", "")), c.user)
+    SERVICES.submitter.cancel(job_id, f"cancelled by {c.user}")
+    # Recorded now, by who cancelled; the runner's own report of the end then adds no twin.
+    record_outcome(c.svc, outcome, c.actor)
+    return {"job_id": job_id, "job": outcome.context.job, "status": "FAILED", "cause": "cancelled",
+            "reason": outcome.reason}  # fmt: skip
+
+
+def _job_log(c: Call) -> Any:
+    job_id = c.params["job_id"]
+    if not c.project.owns_job(job_id):
+        raise CommandRejected("not_found", f"job {job_id!r} is not a job of this project", "job_id", 404)
+    return {"job_id": job_id, **SERVICES.submitter.log(job_id)}
+
+
 def _select_model(c: Call) -> Any:
     pid = c.project.project_id
     raw = c.params["version"]
@@ -175,5 +195,7 @@ HANDLERS: dict[str, Handler] = {
     "invite": _invite,
     "list_jobs": _list_jobs,
     "retry_job": _retry_job,
+    "cancel_job": _cancel_job,
+    "job_log": _job_log,
     "select_model": _select_model,
 }
