@@ -24,6 +24,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -164,24 +165,35 @@ def dependencies(lines: list[str], cache: Path, python_version: str) -> Path:
     out = cache / digest
     if (out / ".complete").exists():
         return out
-    if out.exists():
-        shutil.rmtree(out)
-    reqs = cache / f"{digest}.txt"
     cache.mkdir(parents=True, exist_ok=True)
+    # Built beside the cache entry and renamed into place: two builds at once (two deploys, two
+    # test workers) never see or remove each other's half-installed tree.
+    work = Path(tempfile.mkdtemp(prefix=f".{digest}-", dir=cache))
+    reqs = work / "requirements.txt"
     reqs.write_text("\n".join(lines) + "\n")
+    target = work / "site"
     result = subprocess.run(
         [
             sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-compile",
             "--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_28_x86_64",
             "--implementation", "cp", "--python-version", python_version, "--only-binary=:all:",
-            "--target", str(out), "-r", str(reqs),
+            "--target", str(target), "-r", str(reqs),
         ],
         capture_output=True,
         text=True,
     )  # fmt: skip
     if result.returncode != 0:
+        shutil.rmtree(work, ignore_errors=True)
         raise InfraError(f"building Lambda dependencies failed: {result.stderr.strip()[-2000:]}")
-    (out / ".complete").write_text(digest)
+    (target / ".complete").write_text(digest)
+    if out.exists() and not (out / ".complete").exists():
+        shutil.rmtree(out, ignore_errors=True)  # a build that died half-way, before this scheme
+    try:
+        target.rename(out)
+    except OSError:  # another build finished first: use its tree
+        if not (out / ".complete").exists():
+            raise
+    shutil.rmtree(work, ignore_errors=True)
     return out
 
 
