@@ -9,6 +9,7 @@ import os
 import re
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -69,6 +70,9 @@ EXPORT_TYPES = {
     "parquet": "application/vnd.apache.parquet",
 }
 
+
+# A queue page's lease writes go out together (a conditional put each): a few round trips a page.
+LEASE_WRITERS = ThreadPoolExecutor(16, thread_name_prefix="lease")
 
 JOB_OUTCOME_FIELDS = ("status", "cause", "reason", "exit_code", "ended_at")
 
@@ -642,52 +646,35 @@ def changes_since(project_id: str) -> Any:
 
 def _queue(c: Call) -> Any:
     state, n = c.project, c.query.n
-    seg = views.segmented_slides(state)
-    entries = {sid: views.current_labels(c.svc, state.project_id, sid).entries for sid in seg}
-    overlap = state.settings.label_overlap
-    double = {sid: queue.doubled(state.project_id, sid, int(v["count"]), overlap) for sid, v in seg.items()}
-    labeled = {sid: queue.done_for(entries[sid], double[sid], c.user) for sid in seg}
-    preds = views.model_predictions(state, sorted(seg))
-    # A prediction in a category merged into an excluded one counts as excluded too.
-    excluded = {
-        cid for cid in state.categories
-        if (r := state.resolve(cid)) is None or state.categories[r].excluded
-    }  # fmt: skip
     # Room for what colleagues hold right now; each handed-out superpixel is leased.
     room = min(5000, 4 * n + 100)
-    if preds:
-        candidates = queue.uncertainty_queue(preds, labeled, excluded, room)
-    else:
-        counts = {s: int(v["count"]) for s, v in seg.items()}
-        candidates = queue.spread_queue(state.project_id, counts, labeled, room)
+    candidates, entries, from_model = views.queue_candidates(c.svc, state, c.user, room)
+    overlap = state.settings.label_overlap
     now = time.time()
     leases = c.svc.leases
     items = queue.lease_items(
         candidates,
         labelers=lambda sid, sp: set((entries[sid].get(sp) or {}).get("l") or {}),
-        slots=lambda sid, sp: queue.slots_of(double[sid], sp),
+        slots=lambda sid, sp: queue.slots_for(state.project_id, sid, sp, overlap),
         user=c.user,
         take=lambda lease, spent: leases.take(state.project_id, lease, now, spent),
         until=now + LEASE_S,
         n=n,
         held=leases.held(state.project_id, now),
+        run=LEASE_WRITERS.map,
     )
+    by_slide: dict[str, list[int]] = {}
+    for item in items:
+        by_slide.setdefault(item.slide_id, []).append(item.id)
+    shapes = {sid: views.geometry(state, sid, ids) for sid, ids in by_slide.items()}
     out = []
     for item in items:
         prediction = state.resolve(item.prediction) if item.prediction else None
-        row: dict[str, Any] = {"slide_id": item.slide_id, "id": item.id, "prediction": prediction,
-                               "certainty": item.certainty, "bbox": None, "centroid": None}  # fmt: skip
-        try:
-            table = views.table_for(state, item.slide_id)
-            r = int(table.rows(np.array([item.id]))[0])
-            if r >= 0:
-                row["bbox"] = [int(v) for v in table.bbox[r]]
-                row["centroid"] = [float(v) for v in table.centroid[r]]
-        except (CommandRejected, OSError, ValueError):
-            pass  # geometry is a convenience; the queue still names the superpixel
-        out.append(row)
+        bbox, centroid = shapes[item.slide_id].get(item.id, (None, None))
+        out.append({"slide_id": item.slide_id, "id": item.id, "prediction": prediction,
+                    "certainty": item.certainty, "bbox": bbox, "centroid": centroid})  # fmt: skip
     model = state.current_model
-    return {"items": out, "model_version": model["model_version"] if model and preds else None}
+    return {"items": out, "model_version": model["model_version"] if model and from_model else None}
 
 
 @app.route("/projects/{project_id}/queue", methods=["GET"])

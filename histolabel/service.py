@@ -125,8 +125,23 @@ class HistoLabel:
                 self._cache[project_id] = state.model_copy(deep=True)
         return state
 
-    def require_project(self, project_id: str) -> ProjectState:
-        state = self.project_state(project_id)
+    def project_snapshot(self, project_id: str) -> ProjectState:
+        """project_state without its deep copy: the cached state itself when no event came since
+        (one Query says so). Shared, so callers must not change it; the API's routes only read.
+        At hundreds of slides and thousands of jobs the copy cost more than the request."""
+        with self._lock:
+            cached = self._cache.get(project_id)
+        if cached is not None:
+            newer = self.events.read(project_stream(project_id), after=cached.seq)
+            if next(iter(newer), None) is None:
+                return cached
+        self.project_state(project_id)
+        with self._lock:
+            return self._cache[project_id]
+
+    def require_project(self, project_id: str, shared: bool = False) -> ProjectState:
+        """The project (404 when there is none); `shared`: the read-only snapshot."""
+        state = self.project_snapshot(project_id) if shared else self.project_state(project_id)
         if not state.exists:
             raise CommandRejected("not_found", f"project {project_id!r} does not exist", "project_id", 404)
         return state

@@ -44,6 +44,46 @@ def superpixel_table(uri: str, version: str) -> SuperpixelTable:
     return _cached(f"sp|{uri}|{version}", lambda: SuperpixelTable.from_arrow(pyramids.read_table(uri)))
 
 
+def superpixel_rows(uri: str, version: str, ids: list[int]) -> SuperpixelTable:
+    """The rows of `ids` (those present) of a superpixel table, reading only the row groups whose
+    id range (the footer's statistics) holds one of them; each group is cached like a table, so
+    a page of the queue or the review costs a page of rows, not the slide's table."""
+    ranges = _cached(f"spgroups|{uri}|{version}", lambda: pyramids.table_row_groups(uri))
+    want = np.asarray(sorted(set(ids)), np.int64)
+    parts = []
+    for g, (lo, hi) in enumerate(ranges):
+        if len(want) and ((want >= lo) & (want <= hi)).any():
+            parts.append(
+                _cached(
+                    f"sprg|{uri}|{version}|{g}",
+                    lambda g=g: SuperpixelTable.from_arrow(pyramids.read_row_group(uri, g, list(GEOMETRY))),
+                )
+            )
+    if not parts:
+        return SuperpixelTable(np.zeros(0, np.int64), np.zeros((0, 4), np.int64), np.zeros((0, 2)))
+    ids_all = np.concatenate([p.ids for p in parts])
+    order = np.argsort(ids_all)
+    bbox = np.concatenate([p.bbox for p in parts])[order]
+    return SuperpixelTable(ids_all[order], bbox, np.concatenate([p.centroid for p in parts])[order])
+
+
+GEOMETRY = ("id", "y0", "x0", "y1", "x1", "cy", "cx")
+
+
+def ranking(uri: str) -> list[Any] | None:
+    """The merged project ranking the predict job published at `uri` (None where it wrote none:
+    predictions from before rankings were published)."""
+    from histolabel.api.queue import ranking_items
+
+    def load() -> list[Any] | None:
+        try:
+            return ranking_items(pyramids.read_table(uri))
+        except FileNotFoundError:
+            return None
+
+    return _cached(f"rank|{uri}", load)  # type: ignore[no-any-return]
+
+
 def imported_objects(state: Any, by_slide: dict[str, list[int]]) -> dict[str, dict[int, Any]]:
     """slide -> id -> (external id, geometry) for the slides whose segmentation was imported
     as polygons (an `objects_uri`); other slides are left out."""

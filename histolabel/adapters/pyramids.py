@@ -59,10 +59,36 @@ def open_group(uri: str, mode: Literal["r", "a", "w"] = "r", settings: Settings 
     return zarr.open_group(store, mode=mode, zarr_format=3)
 
 
+TABLE_ROW_GROUP = 16384  # rows per Parquet row group: a reader of a few ids reads ~0.5 MB, not all
+
+
+def table_row_groups(uri: str, settings: Settings | None = None) -> list[tuple[int, int]]:
+    """(min id, max id) of each row group of a superpixel table, from its footer alone."""
+    bucket, key = require_in_bucket(uri, settings)
+    with filesystem(settings).open(f"{bucket}/{key}", "rb") as fh:
+        meta = pq.ParquetFile(fh).metadata
+    col = meta.schema.names.index("id")
+    out = []
+    for g in range(meta.num_row_groups):
+        stats = meta.row_group(g).column(col).statistics
+        if stats is None or not stats.has_min_max:
+            return [(0, 2**63 - 1)] * meta.num_row_groups  # no statistics: every group may hold any id
+        out.append((int(stats.min), int(stats.max)))
+    return out
+
+
+def read_row_group(
+    uri: str, group: int, columns: list[str] | None = None, settings: Settings | None = None
+) -> pa.Table:
+    bucket, key = require_in_bucket(uri, settings)
+    with filesystem(settings).open(f"{bucket}/{key}", "rb") as fh:
+        return pq.ParquetFile(fh).read_row_group(group, columns=columns)
+
+
 def write_table(table: pa.Table, uri: str, settings: Settings | None = None) -> None:
     bucket, key = require_in_bucket(uri, settings)
     with filesystem(settings).open(f"{bucket}/{key}", "wb") as fh:
-        pq.write_table(table, fh, compression="zstd")
+        pq.write_table(table, fh, compression="zstd", row_group_size=TABLE_ROW_GROUP)
 
 
 def read_table(uri: str, settings: Settings | None = None) -> pa.Table:

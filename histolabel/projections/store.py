@@ -24,6 +24,10 @@ class ProjectionStore(Protocol):
         """The slide's summary and checkpoint, with the entries of `buckets` (all when None)."""
         ...
 
+    def load_slides(self, project_id: str, buckets: dict[str, set[int]]) -> dict[str, SlideLabels]:
+        """load_slide of many slides (slide -> buckets) in as few batched reads as the store allows."""
+        ...
+
     def save_slide(self, state: SlideLabels, buckets: set[int], expected_seq: int, labels_delta: int) -> None:
         """Write the summary, the given buckets and the project's label total, atomically."""
         ...
@@ -89,6 +93,9 @@ class InMemoryProjectionStore:
             if b in stored:
                 state.entries.update(decode_bucket(stored[b]))
         return state
+
+    def load_slides(self, project_id: str, buckets: dict[str, set[int]]) -> dict[str, SlideLabels]:
+        return {sid: self.load_slide(project_id, sid, b) for sid, b in buckets.items()}
 
     def save_slide(self, state: SlideLabels, buckets: set[int], expected_seq: int, labels_delta: int) -> None:
         key = (state.project_id, state.slide_id)
