@@ -155,20 +155,19 @@ def label_clusters(
     rng: np.random.Generator, superpixels: int, share: float
 ) -> Iterator[tuple[np.ndarray, int]]:
     """(ids, category index) per cluster of neighbouring superpixels until `share` of the slide
-    is labeled: a run of consecutive SLIC ids (raster neighbours) around a random start, sizes
-    log-normal around 40, the category drawn per cluster."""
+    is labeled: the ids cut into runs of consecutive SLIC ids (raster neighbours) of log-normal
+    sizes around 40, runs taken in random order, the category drawn per cluster."""
     want = round(share * superpixels)
-    taken = np.zeros(superpixels + 1, bool)
+    sizes = np.clip(rng.lognormal(np.log(40), 0.6, superpixels // 4 + 1), 4, 400).astype(np.int64)
+    ends = np.cumsum(sizes)
+    ends = np.append(ends[ends < superpixels], superpixels)
+    starts = np.concatenate([[0], ends[:-1]])
     weights = np.array([w for *_, w in CATEGORIES])
     done = 0
-    while done < want:
-        size = int(min(max(rng.lognormal(np.log(40), 0.6), 4), 400, want - done))
-        start = int(rng.integers(1, superpixels + 1))
-        ids = np.arange(start, min(start + size, superpixels + 1))
-        ids = ids[~taken[ids]]
-        if not len(ids):
-            continue
-        taken[ids] = True
+    for k in rng.permutation(len(ends)):
+        if done >= want:
+            return
+        ids = np.arange(starts[k], min(ends[k], starts[k] + want - done)) + 1
         done += len(ids)
         yield ids, int(rng.choice(len(CATEGORIES), p=weights / weights.sum()))
 

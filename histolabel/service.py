@@ -28,7 +28,7 @@ from histolabel.events.envelope import (
 )
 from histolabel.eventstore import AppendConflict, DuplicateCommand, EventStore
 from histolabel.leases import LeaseStore, lease_store_for
-from histolabel.projections.labels import SlideLabels, fold_labels
+from histolabel.projections.labels import SlideLabels, apply_label_event, fold_labels
 from histolabel.projections.project import ProjectState, apply_project_event
 from histolabel.projections.store import ProjectionStore
 
@@ -149,6 +149,14 @@ class HistoLabel:
     def slide_labels(self, project_id: str, slide_id: str) -> SlideLabels:
         """The slide's label projection as the projector has written it."""
         return self.projections.load_slide(project_id, slide_id)
+
+    def current_labels(self, project_id: str, slide_id: str) -> SlideLabels:
+        """The projection caught up with the events it has not folded yet: cheap and never
+        stale, so what a user has just answered is already in it."""
+        labels = self.slide_labels(project_id, slide_id)
+        for event in self.events.read(label_stream(project_id, slide_id), after=labels.seq):
+            apply_label_event(labels, event)
+        return labels
 
     def slide_labels_fresh(self, project_id: str, slide_id: str) -> SlideLabels:
         """The slide's labels folded from the event store: no projection lag."""

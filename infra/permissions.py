@@ -205,6 +205,17 @@ ROLES: dict[str, Role] = {
         (f"{SLIDE}/imports/*", f"{SLIDE}/superpixels.parquet"),
         (f"{SLIDE}/features/*",),
     ),
+    "job:export": _job(
+        "export",
+        (
+            f"{SLIDE}/superpixels.parquet",
+            f"{SLIDE}/objects.parquet",
+            f"{SLIDE}/image.ome.zarr/*",
+            "projects/*/predictions/*",
+        ),
+        ("projects/*/exports/*",),
+        deletes=False,
+    ),
     "job:ingest": _job("ingest", (f"{SLIDE}/source/*",), (f"{SLIDE}/image.ome.zarr/*",)),
     "job:segment": _job(
         "segment",

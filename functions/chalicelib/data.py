@@ -109,34 +109,7 @@ def prediction_uri(uri_prefix: str, slide_id: str) -> str:
     return f"{uri_prefix.rstrip('/')}/{slide_id}.parquet"
 
 
-class LabelReader:
-    """Crops of a label pyramid's finest level, in level-0 pixel coordinates."""
-
-    def __init__(self, labels_uri: str) -> None:
-        group = pyramids.open_group(labels_uri, "r")
-        attrs = dict(group.attrs)
-        self.scale = 2 ** int(attrs.get("histolabel", {}).get("image_level", 0))
-        path = attrs["ome"]["multiscales"][0]["datasets"][0]["path"]
-        self.array: Any = group[path]
-
-    def box(self, bbox: np.ndarray) -> tuple[int, int, int, int]:
-        """A level-0 bbox in this level's pixels (end-exclusive, at least one pixel)."""
-        y0, x0, y1, x1 = (int(v) for v in bbox)
-        s = self.scale
-        ly0, lx0 = y0 // s, x0 // s
-        return ly0, lx0, max(-(-y1 // s), ly0 + 1), max(-(-x1 // s), lx0 + 1)
-
-    def outlines(self, boxes: dict[int, np.ndarray]) -> dict[int, list[list[float]]]:
-        """Level-0 outlines of the superpixels `boxes` (id -> level-0 bbox), a window per tile."""
-        from histolabel.api.export import outlines
-
-        # The label image is (1, y, x) as the segment job writes it (NGFF's channel axis kept).
-        lead = (0,) * (self.array.ndim - 2)
-
-        def window(y0: int, x0: int, y1: int, x1: int) -> np.ndarray:
-            return np.asarray(self.array[(*lead, slice(y0, y1), slice(x0, x1))])
-
-        return outlines(window, {sp: self.box(b) for sp, b in boxes.items()}, self.scale)
+LabelReader = pyramids.LabelReader  # the export job reads outlines the same way
 
 
 def inline_response_limit() -> int:

@@ -26,10 +26,7 @@ from histolabel.service import HistoLabel
 def current_labels(svc: HistoLabel, project_id: str, slide_id: str) -> SlideLabels:
     """The projection caught up with the events it has not seen yet: cheap and never stale, so
     what a user has just answered is already in it."""
-    labels = svc.slide_labels(project_id, slide_id)
-    for event in svc.events.read(label_stream(project_id, slide_id), after=labels.seq):
-        apply_label_event(labels, event)
-    return labels
+    return svc.current_labels(project_id, slide_id)
 
 
 def entries_for(
@@ -252,6 +249,7 @@ def review_rows(svc: HistoLabel, state: ProjectState, slide: str | None = None) 
     preds = model_predictions(state, slides)
     rows: list[Row] = []
     for sid in slides:
-        lookup = preds[sid].lookup() if sid in preds else None
-        rows.extend(rows_for_slide(current_labels(svc, state.project_id, sid), state.resolve, lookup))
+        labels = current_labels(svc, state.project_id, sid)
+        lookup = preds[sid].lookup(labels.entries) if sid in preds else None
+        rows.extend(rows_for_slide(labels, state.resolve, lookup))
     return rows

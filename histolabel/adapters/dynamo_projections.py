@@ -18,6 +18,7 @@ from histolabel.projections.store import (
     ProjectionConflict,
     decode_bucket,
     encode_bucket,
+    encode_buckets,
     encode_summary,
     slide_from_summary,
 )
@@ -279,10 +280,8 @@ class DynamoProjectionStore:
                     "body": {"S": encode_summary(slide)},
                 }
             )
-            for b in sorted({i // 256 for i in slide.entries}):
-                puts.append(
-                    {"pk": {"S": pk}, "sk": {"S": _bucket_key(b)}, "body": {"S": encode_bucket(slide, b)}}
-                )
+            for b, body in sorted(encode_buckets(slide).items()):
+                puts.append({"pk": {"S": pk}, "sk": {"S": _bucket_key(b)}, "body": {"S": body}})
         for start in range(0, len(puts), 25):
             request = {self.table: [{"PutRequest": {"Item": i}} for i in puts[start : start + 25]]}
             while request:

