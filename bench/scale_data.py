@@ -321,7 +321,7 @@ def publish_predictions(svc: Any, made: ScaleProject, seed: int = 0, version: in
     """Model `version`'s predictions of every slide as the predict job writes them (per-slide
     tables and the merged ranking), then PredictionsPublished."""
     from histolabel.adapters import artifacts
-    from histolabel.api.queue import RANKING_FILE, ranking_table
+    from histolabel.api.ranking import RANKING_FILE, ranking_table
     from histolabel.api.tables import Predictions
 
     rng = np.random.default_rng(seed + 1000 * version)

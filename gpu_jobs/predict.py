@@ -34,7 +34,7 @@ def predict_project(
     progress: str = "auto",
 ) -> dict[str, Any]:
     from histolabel.adapters import artifacts
-    from histolabel.api.queue import RANKING_FILE, ranking_table
+    from histolabel.api.ranking import RANKING_FILE, ranking_table
     from histolabel.api.tables import Predictions
     from histolabel.learning import acquisition, defaults, models
     from histolabel.learning.features import Standardized, column_stats

@@ -84,6 +84,9 @@ ROLES: dict[str, Role] = {
         factories=("Services", "service_from_env", "submitter_from_env", "pool_from_env", "jwks_url"),
         grants=(
             Grant("events", EVENTS_APPEND),
+            # BatchGetItem: the queue asks which label streams moved past their projection in one
+            # call (DynamoEventStore.streams_after), not a Query per slide.
+            Grant("events", ("dynamodb:BatchGetItem",)),
             # PutItem: guided-queue leases (histolabel/adapters/dynamo_leases.py), conditional
             # puts of LEASE# items; the projections themselves stay the projector's to write.
             Grant(

@@ -73,7 +73,7 @@ GEOMETRY = ("id", "y0", "x0", "y1", "x1", "cy", "cx")
 def ranking(uri: str) -> list[Any] | None:
     """The merged project ranking the predict job published at `uri` (None where it wrote none:
     predictions from before rankings were published)."""
-    from histolabel.api.queue import ranking_items
+    from histolabel.api.ranking import ranking_items
 
     def load() -> list[Any] | None:
         try:

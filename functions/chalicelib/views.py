@@ -12,7 +12,7 @@ import shapely
 from chalicelib import data
 from histolabel import confinement
 from histolabel.api import queue
-from histolabel.api.queue import RANKING_FILE, RANKING_SIZE, QueueItem
+from histolabel.api.ranking import RANKING_FILE, RANKING_SIZE, QueueItem
 from histolabel.api.review import Row, rows_for_slide
 from histolabel.api.tables import Predictions
 from histolabel.commands import CommandRejected
