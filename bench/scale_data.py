@@ -318,14 +318,24 @@ def generate(
 
 
 def publish_predictions(svc: Any, made: ScaleProject, seed: int = 0, version: int = 1) -> None:
-    """Model `version`'s predictions of every slide as the predict job writes them (per-slide
-    tables and the merged ranking), then PredictionsPublished."""
+    """Model `version` as a training run records it (requested, started, completed), then its
+    predictions of every slide as the predict job writes them (per-slide tables and the merged
+    ranking) and PredictionsPublished."""
     from histolabel.adapters import artifacts
     from histolabel.api.ranking import RANKING_FILE, ranking_table
     from histolabel.api.tables import Predictions
+    from histolabel.events.catalogue import Actor
 
     rng = np.random.default_rng(seed + 1000 * version)
+    svc.request_training(made.project_id, Actor(user=made.owner, site="hq"))
     state = svc.project_state(made.project_id)
+    request = next(r for r, run in state.training.items() if run.status == "requested")
+    model_uri = f"{artifacts.model_prefix(made.project_id, version)}/model.safetensors"
+    svc.record_job_event(
+        made.project_id, "TrainingStarted", {"request_id": request, "job_id": "scale"}, "train"
+    )
+    done = {"request_id": request, "model_version": version, "model_uri": model_uri, "metrics": {}}
+    svc.record_job_event(made.project_id, "TrainingCompleted", done, "train")
     cats = [c.id for c in state.categories.values()]
     uri_prefix = artifacts.predictions_prefix(made.project_id, version)
     preds = {}

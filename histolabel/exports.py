@@ -197,21 +197,32 @@ def export_project(
     writer = Writer(fmt, open(path, "w", encoding="utf-8"), path, names, colors)  # noqa: SIM115 - closed by close()
     progress: dict[str, Any] = {"state": "running", "slides": len(slides), "slides_done": 0, "rows": 0,
                                 "started_at": time.time()}  # fmt: skip
-    executor = pool(workers) if fmt == "geojson" and workers > 1 else None
+    # Started for the first slide with enough outlines to repay starting processes (seconds).
+    executors: list[Executor] = []
+
+    def executor_for(n: int) -> Executor | None:
+        if workers < 2 or n < 2 * CHUNK:
+            return executors[0] if executors else None
+        if not executors:
+            executors.append(pool(workers))
+        return executors[0]
+
     try:
         for sid in slides:
             rows = slide_rows(svc, state, sid, own, read_table)
             if alias is not None:
                 rows = export.anonymize(rows, alias)
             if fmt == "geojson":
-                _geojson_slide(writer, state, sid, rows, own, read_table, executor, progress, report)
+                _geojson_slide(
+                    writer, state, sid, rows, own, read_table, executor_for(len(rows)), progress, report
+                )
             else:
                 writer.table(rows)
             progress["slides_done"] += 1
             progress["rows"] = writer.rows
             report(dict(progress))
     finally:
-        if executor is not None:
+        for executor in executors:
             executor.shutdown(cancel_futures=True)
     out = writer.close()
     progress.update(state="written", format=fmt, rows=writer.rows, bytes=os.path.getsize(out))
