@@ -210,8 +210,10 @@ def generate(
     label_pyramids: int = 0,
     seed: int = 0,
     project_id: str | None = None,
+    files: bool = True,
 ) -> ScaleProject:
-    """Write the project into the stores `svc` talks to (its settings name the data bucket)."""
+    """Write the project into the stores `svc` talks to (its settings name the data bucket);
+    without `files` only events and projections (for a service on in-memory stores)."""
     from histolabel.adapters import pyramids
     from histolabel.auditing import rebuild
     from histolabel.commands import (
@@ -244,7 +246,7 @@ def generate(
         svc.execute(AddMember(project_id=pid, user=user, role="annotator", site=f"site{n % 5}"), owner)
     svc.execute(AddMember(project_id=pid, user=out.reviewer, role="reviewer", site="hq"), owner)
     bucket = svc.settings.data_bucket
-    table = slide_table(superpixels)
+    table = slide_table(superpixels) if files else None
     h, w = slide_shape(superpixels)
     for n, sid in enumerate(out.slides):
         prefix = f"s3://{bucket}/projects/{pid}/slides/{sid}"
@@ -260,7 +262,8 @@ def generate(
             {"slide_id": sid, "zarr_uri": image_uri, "width": w, "height": h, "levels": 1}, job="ingest",
         )  # fmt: skip
         table_uri = f"{prefix}/superpixels.parquet"
-        pyramids.write_table(table, table_uri)
+        if files:
+            pyramids.write_table(table, table_uri)
         labels_uri = (
             write_label_pyramid(image_uri, superpixels)
             if n < label_pyramids

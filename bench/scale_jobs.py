@@ -52,12 +52,47 @@ def run_export(
     raise RuntimeError("export did not finish in time")
 
 
+def rebuild_in_memory(n: int) -> int:
+    """The rebuild's own cost at n labels (events folded from zero, buckets encoded, items
+    written) on in-memory stores, with n/10 as the baseline in the same run."""
+    from scale_data import generate
+
+    from histolabel.auditing import rebuild
+    from histolabel.config import Settings
+    from histolabel.eventstore import InMemoryEventStore
+    from histolabel.projections.store import InMemoryProjectionStore
+    from histolabel.service import HistoLabel
+
+    times, cpu = {}, {}
+    for size in (n // 10, n):
+        svc = HistoLabel(Settings(stage="bench"), InMemoryEventStore(), InMemoryProjectionStore())
+        made = generate(svc, 1, size, labeled=1.0, predictions=False, files=False)
+        t0, c0 = time.perf_counter(), time.process_time()
+        events, differences = rebuild(svc, made.project_id, write=True)
+        times[size], cpu[size] = time.perf_counter() - t0, time.process_time() - c0
+        assert not differences, differences[:3]
+        print(f"{size} labels ({events} events): rebuild {times[size]:.1f} s wall, {cpu[size]:.1f} s CPU")
+    print(f"rebuild_memory_s_{n // 10}: {times[n // 10]:.2f}")
+    print(f"rebuild_memory_s_{n}: {times[n]:.2f}")
+    print(f"rebuild_memory_ratio_{n}_vs_{n // 10}: {times[n] / times[n // 10]:.2f}")
+    print(f"rebuild_memory_cpu_s_{n // 10}: {cpu[n // 10]:.2f}")
+    print(f"rebuild_memory_cpu_s_{n}: {cpu[n]:.2f}")
+    print(f"rebuild_memory_labels_per_s: {n / times[n]:.0f}")
+    print(f"rebuild_memory_labels_per_cpu_s: {n / cpu[n]:.0f}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="2000 and 10000 superpixels (under a minute or so)")
     ap.add_argument("--sizes", default="10000,100000", help="two slide sizes, smaller first")
     ap.add_argument("--workers", type=int, help="export job's outline processes (default: its vCPUs)")
+    ap.add_argument("--rebuild-memory", type=int, metavar="N",
+                    help="only: rebuild one slide of N labels on in-memory stores (the fold and the "
+                         "bucket encoding, without the local cloud's I/O), against N/10")  # fmt: skip
     args = ap.parse_args(argv)
+    if args.rebuild_memory:
+        return rebuild_in_memory(args.rebuild_memory)
     try:
         sizes = [int(v) for v in ("2000,10000" if args.quick else args.sizes).split(",")]
     except ValueError:

@@ -690,12 +690,8 @@ def _rows(c: Call) -> list[review.Row]:
 
 
 def _boxes(c: Call, slide_id: str, ids: list[int]) -> dict[int, list[int]]:
-    try:
-        table = views.table_for(c.project, slide_id)
-        rows = table.rows(np.array(ids, np.int64))
-    except (CommandRejected, OSError, ValueError):
-        return {}  # thumbnails are a convenience; the rows stand without them
-    return {sp: [int(v) for v in table.bbox[r]] for sp, r in zip(ids, rows.tolist(), strict=True) if r >= 0}
+    # Thumbnails are a convenience: {} where the table cannot be read; only the page's row groups.
+    return {sp: box for sp, (box, _centroid) in views.geometry(c.project, slide_id, ids).items()}
 
 
 def _review_list(c: Call) -> Any:
