@@ -134,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             rebuilt = time.perf_counter() - t0
             figures[n] = {
                 "export_s": out["seconds"],
+                "export_job_cpu_s": out.get("cpu_s") or 0.0,
                 "export_mb": out["bytes"] / 2**20,
                 "rebuild_s": rebuilt,
                 "table_read_s": baseline,
@@ -155,6 +156,18 @@ def main(argv: list[str] | None = None) -> int:
             (f"{name}_{b}_vs_table_read", figures[b][name] / max(figures[b]["table_read_s"], 1e-9)),
         ]
     lines += [(f"export_mb_{b}", figures[b]["export_mb"]), (f"table_read_s_{b}", figures[b]["table_read_s"])]
+    # CPU seconds are what the export costs whatever this host's load: at 10^6 on the job's vCPUs.
+    from histolabel.jobs import JOB_SPECS
+
+    cpu_slope = (figures[b]["export_job_cpu_s"] - figures[a]["export_job_cpu_s"]) / (b - a)
+    cpu_at_target = figures[b]["export_job_cpu_s"] + cpu_slope * (TARGET - b)
+    vcpus = JOB_SPECS["export"].vcpus
+    lines += [
+        (f"export_job_cpu_s_{a}", figures[a]["export_job_cpu_s"]),
+        (f"export_job_cpu_s_{b}", figures[b]["export_job_cpu_s"]),
+        ("export_job_cpu_s_at_1e6_extrapolated", cpu_at_target),
+        (f"export_s_at_1e6_on_{vcpus}_vcpus_from_cpu", cpu_at_target / vcpus),
+    ]
     for name, value in lines:
         print(f"{name}: {value:.2f}")
     return 0

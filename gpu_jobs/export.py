@@ -13,6 +13,7 @@ traced by N processes (default: the job's vCPUs, histolabel/cpus.py).
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -94,7 +95,10 @@ def export(
         files.put_file(path, key, FORMATS[fmt], filename)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    progress = {**progress, "state": "done", "key": key, "seconds": time.perf_counter() - t0}
+    # CPU seconds of the job and its outline processes: what the work costs, whatever the host's load.
+    own_use, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = own_use.ru_utime + own_use.ru_stime + children.ru_utime + children.ru_stime
+    progress = {**progress, "state": "done", "key": key, "seconds": time.perf_counter() - t0, "cpu_s": cpu_s}
     files.put_json(f"{prefix}/{PROGRESS}", progress)
     return progress
 

@@ -332,6 +332,8 @@ class ExportStatusOut(BaseModel):
     slides_done: int | None = None
     rows: int | None = None
     bytes: int | None = None
+    seconds: float | None = None  # the job's wall time, once done
+    cpu_s: float | None = None  # CPU seconds of the job and its processes, once done
     url: str | None = None  # presigned, once done
     expires_in: int | None = None  # seconds the link works
     expires_days: int | None = None  # days the file is kept (the bucket's rule)
