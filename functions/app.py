@@ -945,9 +945,8 @@ def _export_status(c: Call) -> Any:
         status = ended["status"]
     progress = files.get_json(f"{export_prefix(state.project_id, job_id)}/{PROGRESS}") or {}
     out: dict[str, Any] = {"job_id": job_id, "status": status, "state": progress.get("state", "queued")}
-    out.update(
-        {k: progress[k] for k in ("format", "slides", "slides_done", "rows", "bytes") if k in progress}
-    )
+    shown = ("format", "slides", "slides_done", "rows", "bytes", "seconds", "cpu_s")
+    out.update({k: progress[k] for k in shown if k in progress})
     if status == "FAILED" and progress.get("state") != "done":
         out["state"], out["reason"] = "failed", ended.get("reason") or "the export job failed"
     elif progress.get("state") == "done":
