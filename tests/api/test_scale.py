@@ -80,6 +80,29 @@ def test_lease_waves_keep_the_order_and_never_take_more_than_asked() -> None:
     assert len(taken) == 8
 
 
+def test_rebuild_encodes_every_bucket_as_the_projector_does_in_one_pass() -> None:
+    from histolabel.projections.labels import SlideLabels
+    from histolabel.projections.store import all_buckets, encode_bucket, encode_buckets
+
+    rng = np.random.default_rng(0)
+    state = SlideLabels("p", "s")
+    for i in rng.choice(np.arange(1, 200_000), 3000, replace=False).tolist():
+        state.entries[int(i)] = {"l": {"u": ["c", "t"]}, "c": "c", "cb": "u", "ca": "t", "r": None}
+    assert encode_buckets(state) == {b: encode_bucket(state, b) for b in all_buckets(state)}
+
+
+def test_prediction_lookup_of_a_page_equals_the_slide_wide_lookup() -> None:
+    import pyarrow as pa
+
+    from histolabel.api.tables import Predictions
+
+    probs = np.random.default_rng(1).dirichlet([1, 1, 1], 500).astype(np.float32)
+    table = pa.table({"id": np.arange(1, 501), **{f"prob_{c}": probs[:, k] for k, c in enumerate("abc")}})
+    pred = Predictions.from_arrow(table)
+    full = pred.lookup()
+    assert pred.lookup([7, 499, 1000, 3]) == {i: full[i] for i in (7, 499, 3)}
+
+
 # ---- through the API, on the local cloud ----------------------------------------------------
 
 
