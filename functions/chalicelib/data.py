@@ -22,16 +22,23 @@ _cache: OrderedDict[str, Any] = OrderedDict()
 _lock = threading.Lock()
 
 
-def _cached(key: str, load: Any) -> Any:
+# Row groups and footers are small and many (a page of the queue touches one per slide): kept
+# apart, so they never evict the whole tables and predictions the review reads.
+_SMALL_SIZE = 2048
+_small: OrderedDict[str, Any] = OrderedDict()
+
+
+def _cached(key: str, load: Any, small: bool = False) -> Any:
+    cache, size = (_small, _SMALL_SIZE) if small else (_cache, _CACHE_SIZE)
     with _lock:
-        if key in _cache:
-            _cache.move_to_end(key)
-            return _cache[key]
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
     value = load()
     with _lock:
-        _cache[key] = value
-        while len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
+        cache[key] = value
+        while len(cache) > size:
+            cache.popitem(last=False)
     return value
 
 
@@ -48,7 +55,7 @@ def superpixel_rows(uri: str, version: str, ids: list[int]) -> SuperpixelTable:
     """The rows of `ids` (those present) of a superpixel table, reading only the row groups whose
     id range (the footer's statistics) holds one of them; each group is cached like a table, so
     a page of the queue or the review costs a page of rows, not the slide's table."""
-    ranges = _cached(f"spgroups|{uri}|{version}", lambda: pyramids.table_row_groups(uri))
+    ranges = _cached(f"spgroups|{uri}|{version}", lambda: pyramids.table_row_groups(uri), small=True)
     want = np.asarray(sorted(set(ids)), np.int64)
     parts = []
     for g, (lo, hi) in enumerate(ranges):
@@ -57,6 +64,7 @@ def superpixel_rows(uri: str, version: str, ids: list[int]) -> SuperpixelTable:
                 _cached(
                     f"sprg|{uri}|{version}|{g}",
                     lambda g=g: SuperpixelTable.from_arrow(pyramids.read_row_group(uri, g, list(GEOMETRY))),
+                    small=True,
                 )
             )
     if not parts:
