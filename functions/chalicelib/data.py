@@ -24,7 +24,7 @@ _lock = threading.Lock()
 
 # Row groups and footers are small and many (a page of the queue touches one per slide): kept
 # apart, so they never evict the whole tables and predictions the review reads.
-_SMALL_SIZE = 2048
+_SMALL_SIZE = 256  # ~0.9 MB each (16,384 rows of id, box, centroid): ~230 MB at most
 _small: OrderedDict[str, Any] = OrderedDict()
 
 
