@@ -223,5 +223,10 @@ def test_export_job_writes_what_the_export_route_answers(scale_api, tmp_path) ->
     for f in from_job["features"]:
         assert f["geometry"] == by_id[f["id"]]["geometry"]
         assert f["properties"]["classification"] == by_id[f["id"]]["properties"]["classification"]
+    # The runner reports the job's end as for every job kind: JobEnded on the project.
+    job_id = started.json_body["job_id"]
+    while time.time() < deadline and not scale_api.svc.project_state(pid).jobs[job_id].get("status"):
+        time.sleep(0.5)
+    assert scale_api.svc.project_state(pid).jobs[job_id]["status"] == "SUCCEEDED"
     unknown = scale_api("GET", f"/projects/{pid}/exports/nope", made.owner)
     assert unknown.status_code == 404 and unknown.json_body["field"] == "job_id"
