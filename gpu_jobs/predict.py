@@ -35,6 +35,8 @@ def predict_project(
     progress: str = "auto",
 ) -> dict[str, Any]:
     from histolabel.adapters import artifacts
+    from histolabel.api.ranking import RANKING_FILE, ranking_table
+    from histolabel.api.tables import Predictions
     from histolabel.learning import acquisition, defaults, models
     from histolabel.learning.features import Standardized, column_stats
 
@@ -75,6 +77,7 @@ def predict_project(
     size = defaults.acquisition_size(state.settings.retrain_threshold) if acquire is None else acquire
     ranked = acquisition.rank_slides(mc_all, labeled, metric, size, seed=version)
     uri_prefix = artifacts.predictions_prefix(project_id, version)
+    tables = {}
     for slide_id in slides:
         mc = mc_all[slide_id]
         mean = mc.mean(axis=0)
@@ -84,7 +87,13 @@ def predict_project(
         cols["certainty"] = ranked[slide_id].certainty
         cols["batch"] = ranked[slide_id].batch
         cols["batch_rank"] = ranked[slide_id].batch_rank
-        artifacts.write_predictions(f"{uri_prefix}/{slide_id}.parquet", pa.table(cols))
+        tables[slide_id] = pa.table(cols)
+        artifacts.write_predictions(f"{uri_prefix}/{slide_id}.parquet", tables[slide_id])
+    # The merged ranking the queue serves (histolabel/api/queue.py): its first items across
+    # every slide, so a queue request reads one small table, not every slide's.
+    preds = {s: Predictions.from_arrow(t) for s, t in tables.items()}
+    done = {s: set(v) for s, v in labeled.items()}
+    artifacts.write_predictions(f"{uri_prefix}/{RANKING_FILE}", ranking_table(preds, done))
     return {"model_version": version, "uri_prefix": uri_prefix, "slides": slides, "metric": metric}
 
 

@@ -43,6 +43,7 @@ PALETTE = [
 DEFAULT_HOTKEYS = [*"123456789", *"qwertyuiopasdfghjklzxcvbnm"]
 WRITE_ROLES = ("owner", "annotator")
 ALL_ROLES = ("owner", "annotator", "reviewer", "auditor")
+EXPORT_ROLES = ("owner", "reviewer", "auditor")
 
 NewEvent = tuple[str, str, dict[str, Any]]
 
@@ -351,6 +352,8 @@ class RecordJobSubmitted(Command):
     def authorize(self, state: ProjectState, user: str) -> None:
         if self.job in ("import_labels", "import_features") and state.role_of(user) in WRITE_ROLES:
             return  # annotators import labels and features (never a segmentation)
+        if self.job == "export" and state.role_of(user) in EXPORT_ROLES:
+            return  # whoever may export may start the export job
         super().authorize(state, user)
 
     def decide(self, state: ProjectState, user: str, site: str) -> list[NewEvent]:

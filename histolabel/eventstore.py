@@ -38,6 +38,11 @@ class EventStore(Protocol):
 
     def read(self, stream: str, after: int = 0, upto: int | None = None) -> Iterator[StoredEvent]: ...
 
+    def streams_after(self, heads: dict[str, int]) -> set[str]:
+        """The streams of `heads` (stream -> seq) that hold an event after that seq: one batched
+        read for many streams, so a reader of many slides learns which moved without a Query each."""
+        ...
+
     def append(
         self,
         events: list[StoredEvent],
@@ -77,6 +82,9 @@ class InMemoryEventStore:
         for seq in sorted(events):
             if seq > after and (upto is None or seq <= upto):
                 yield events[seq]
+
+    def streams_after(self, heads: dict[str, int]) -> set[str]:
+        return {s for s, seq in heads.items() if seq + 1 in self.streams.get(s, {})}
 
     def append(
         self,

@@ -16,7 +16,7 @@ from typing import Any
 from histolabel.events.catalogue import JobCause, JobKindName
 
 TERMINAL = ("SUCCEEDED", "FAILED")
-KINDS: tuple[JobKindName, ...] = ("ingest", "segment", "embed", "train", "predict")
+KINDS: tuple[JobKindName, ...] = ("ingest", "segment", "embed", "train", "predict", "export")
 DETAIL_TYPE = "Batch Job State Change"
 MAX_REASON = 2000
 # What AWS Batch writes in statusReason / container.reason for the ends it knows.

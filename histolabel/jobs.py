@@ -9,7 +9,7 @@ from typing import Any, Literal, Protocol
 
 JobKind = Literal[
     "ingest", "segment", "embed", "train", "predict",
-    "import_segmentation", "import_labels", "import_features",
+    "import_segmentation", "import_labels", "import_features", "export",
 ]  # fmt: skip
 Queue = Literal["cpu", "gpu"]
 
@@ -53,6 +53,8 @@ JOB_SPECS: dict[JobKind, JobSpec] = {
         JobSpec(
             "import_features", "cpu", vcpus=2, memory_mib=8000, gpus=0, timeout_s=2 * 3600, cpu_fallback=True
         ),
+        # Exports too large for an API request (GeoJSON of 10^6 outlines): a process per vCPU.
+        JobSpec("export", "cpu", vcpus=8, memory_mib=15000, gpus=0, timeout_s=2 * 3600, cpu_fallback=True),
     )
 }
 JOB_KINDS: tuple[JobKind, ...] = tuple(JOB_SPECS)

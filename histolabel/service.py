@@ -28,7 +28,7 @@ from histolabel.events.envelope import (
 )
 from histolabel.eventstore import AppendConflict, DuplicateCommand, EventStore
 from histolabel.leases import InMemoryLeaseStore, LeaseStore
-from histolabel.projections.labels import SlideLabels, fold_labels
+from histolabel.projections.labels import SlideLabels, apply_label_event, fold_labels
 from histolabel.projections.project import ProjectState, apply_project_event
 from histolabel.projections.store import ProjectionStore
 
@@ -120,8 +120,23 @@ class HistoLabel:
                 self._cache[project_id] = state.model_copy(deep=True)
         return state
 
-    def require_project(self, project_id: str) -> ProjectState:
-        state = self.project_state(project_id)
+    def project_snapshot(self, project_id: str) -> ProjectState:
+        """project_state without its deep copy: the cached state itself when no event came since
+        (one Query says so). Shared, so callers must not change it; the API's routes only read.
+        At hundreds of slides and thousands of jobs the copy cost more than the request."""
+        with self._lock:
+            cached = self._cache.get(project_id)
+        if cached is not None:
+            newer = self.events.read(project_stream(project_id), after=cached.seq)
+            if next(iter(newer), None) is None:
+                return cached
+        self.project_state(project_id)
+        with self._lock:
+            return self._cache[project_id]
+
+    def require_project(self, project_id: str, shared: bool = False) -> ProjectState:
+        """The project (404 when there is none); `shared`: the read-only snapshot."""
+        state = self.project_snapshot(project_id) if shared else self.project_state(project_id)
         if not state.exists:
             raise CommandRejected("not_found", f"project {project_id!r} does not exist", "project_id", 404)
         return state
@@ -129,6 +144,14 @@ class HistoLabel:
     def slide_labels(self, project_id: str, slide_id: str) -> SlideLabels:
         """The slide's label projection as the projector has written it."""
         return self.projections.load_slide(project_id, slide_id)
+
+    def current_labels(self, project_id: str, slide_id: str) -> SlideLabels:
+        """The projection caught up with the events it has not folded yet: cheap and never
+        stale, so what a user has just answered is already in it."""
+        labels = self.slide_labels(project_id, slide_id)
+        for event in self.events.read(label_stream(project_id, slide_id), after=labels.seq):
+            apply_label_event(labels, event)
+        return labels
 
     def slide_labels_fresh(self, project_id: str, slide_id: str) -> SlideLabels:
         """The slide's labels folded from the event store: no projection lag."""

@@ -52,6 +52,9 @@ S3FS_ACTIONS: dict[str, tuple[str, ...]] = {
     "upload_file": WRITE,
     "group_attrs": READ,
     "S3LevelWindow": READ,
+    "LabelReader": READ,
+    "table_row_groups": READ,
+    "read_row_group": READ,
     "S3LabelSink": WRITE,
     "S3PathError": (),
     # histolabel.adapters.artifacts

@@ -79,6 +79,9 @@ ROLES: dict[str, Role] = {
         factories=("Services", "service_from_env", "submitter_from_env", "pool_from_env", "jwks_url"),
         grants=(
             Grant("events", EVENTS_APPEND),
+            # BatchGetItem: the queue asks which label streams moved past their projection in one
+            # call (DynamoEventStore.streams_after), not a Query per slide.
+            Grant("events", ("dynamodb:BatchGetItem",)),
             # PutItem: guided-queue leases (histolabel/adapters/dynamo_leases.py), conditional
             # puts of LEASE# items; the projections themselves stay the projector's to write.
             Grant(
@@ -202,6 +205,17 @@ ROLES: dict[str, Role] = {
         "import_features",
         (f"{SLIDE}/imports/*", f"{SLIDE}/superpixels.parquet"),
         (f"{SLIDE}/features/*",),
+    ),
+    "job:export": _job(
+        "export",
+        (
+            f"{SLIDE}/superpixels.parquet",
+            f"{SLIDE}/objects.parquet",
+            f"{SLIDE}/image.ome.zarr/*",
+            "projects/*/predictions/*",
+        ),
+        ("projects/*/exports/*",),
+        deletes=False,
     ),
     "job:ingest": _job("ingest", (f"{SLIDE}/source/*",), (f"{SLIDE}/image.ome.zarr/*",)),
     "job:segment": _job(

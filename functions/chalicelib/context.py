@@ -133,7 +133,8 @@ def run(app: Any, name: str, handler: Handler, params: dict[str, str]) -> Any:
             token = bearer_token(headers.get("authorization"))
             call.identity = verify_id_token(token, SERVICES.pool, SERVICES.jwks)
         if isinstance(route.access, tuple):
-            state = SERVICES.service.require_project(params["project_id"])
+            # Routes read the project and never change it: the shared snapshot, not a copy.
+            state = SERVICES.service.require_project(params["project_id"], shared=True)
             role = state.role_of(call.user)
             if role is None:
                 return error(403, "forbidden", f"{call.user} is not a member of {params['project_id']}")

@@ -15,7 +15,6 @@ from histolabel.adapters.aws import client
 from histolabel.api.tables import Predictions, SuperpixelTable
 from histolabel.config import get_settings, settings_from_env
 from histolabel.resources import EXPORT_TAG
-from histolabel.slides.ngff import read_multiscale
 
 PRESIGN_TTL_S = 900
 _CACHE_SIZE = 64
@@ -23,16 +22,23 @@ _cache: OrderedDict[str, Any] = OrderedDict()
 _lock = threading.Lock()
 
 
-def _cached(key: str, load: Any) -> Any:
+# Row groups and footers are small and many (a page of the queue touches one per slide): kept
+# apart, so they never evict the whole tables and predictions the review reads.
+_SMALL_SIZE = 256  # ~0.9 MB each (16,384 rows of id, box, centroid): ~230 MB at most
+_small: OrderedDict[str, Any] = OrderedDict()
+
+
+def _cached(key: str, load: Any, small: bool = False) -> Any:
+    cache, size = (_small, _SMALL_SIZE) if small else (_cache, _CACHE_SIZE)
     with _lock:
-        if key in _cache:
-            _cache.move_to_end(key)
-            return _cache[key]
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
     value = load()
     with _lock:
-        _cache[key] = value
-        while len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
+        cache[key] = value
+        while len(cache) > size:
+            cache.popitem(last=False)
     return value
 
 
@@ -43,6 +49,47 @@ def slide_prefix(project_id: str, slide_id: str) -> str:
 def superpixel_table(uri: str, version: str) -> SuperpixelTable:
     """`version` (the segmentation's time) keys the cache: a re-segmentation gets a new entry."""
     return _cached(f"sp|{uri}|{version}", lambda: SuperpixelTable.from_arrow(pyramids.read_table(uri)))
+
+
+def superpixel_rows(uri: str, version: str, ids: list[int]) -> SuperpixelTable:
+    """The rows of `ids` (those present) of a superpixel table, reading only the row groups whose
+    id range (the footer's statistics) holds one of them; each group is cached like a table, so
+    a page of the queue or the review costs a page of rows, not the slide's table."""
+    ranges = _cached(f"spgroups|{uri}|{version}", lambda: pyramids.table_row_groups(uri), small=True)
+    want = np.asarray(sorted(set(ids)), np.int64)
+    parts = []
+    for g, (lo, hi) in enumerate(ranges):
+        if len(want) and ((want >= lo) & (want <= hi)).any():
+            parts.append(
+                _cached(
+                    f"sprg|{uri}|{version}|{g}",
+                    lambda g=g: SuperpixelTable.from_arrow(pyramids.read_row_group(uri, g, list(GEOMETRY))),
+                    small=True,
+                )
+            )
+    if not parts:
+        return SuperpixelTable(np.zeros(0, np.int64), np.zeros((0, 4), np.int64), np.zeros((0, 2)))
+    ids_all = np.concatenate([p.ids for p in parts])
+    order = np.argsort(ids_all)
+    bbox = np.concatenate([p.bbox for p in parts])[order]
+    return SuperpixelTable(ids_all[order], bbox, np.concatenate([p.centroid for p in parts])[order])
+
+
+GEOMETRY = ("id", "y0", "x0", "y1", "x1", "cy", "cx")
+
+
+def ranking(uri: str) -> list[Any] | None:
+    """The merged project ranking the predict job published at `uri` (None where it wrote none:
+    predictions from before rankings were published)."""
+    from histolabel.api.ranking import ranking_items
+
+    def load() -> list[Any] | None:
+        try:
+            return ranking_items(pyramids.read_table(uri))
+        except FileNotFoundError:
+            return None
+
+    return _cached(f"rank|{uri}", load)
 
 
 def imported_objects(state: Any, by_slide: dict[str, list[int]]) -> dict[str, dict[int, Any]]:
@@ -70,34 +117,7 @@ def prediction_uri(uri_prefix: str, slide_id: str) -> str:
     return f"{uri_prefix.rstrip('/')}/{slide_id}.parquet"
 
 
-class LabelReader:
-    """Crops of a label pyramid's finest level, in level-0 pixel coordinates."""
-
-    def __init__(self, labels_uri: str) -> None:
-        group = pyramids.open_group(labels_uri, "r")
-        attrs: dict[str, Any] = dict(group.attrs)
-        self.scale = 2 ** int(attrs.get("histolabel", {}).get("image_level", 0))
-        path = read_multiscale(attrs).paths[0]
-        self.array: Any = group[path]
-
-    def box(self, bbox: np.ndarray) -> tuple[int, int, int, int]:
-        """A level-0 bbox in this level's pixels (end-exclusive, at least one pixel)."""
-        y0, x0, y1, x1 = (int(v) for v in bbox)
-        s = self.scale
-        ly0, lx0 = y0 // s, x0 // s
-        return ly0, lx0, max(-(-y1 // s), ly0 + 1), max(-(-x1 // s), lx0 + 1)
-
-    def outlines(self, boxes: dict[int, np.ndarray]) -> dict[int, list[list[float]]]:
-        """Level-0 outlines of the superpixels `boxes` (id -> level-0 bbox), a window per tile."""
-        from histolabel.api.export import outlines
-
-        # The label image is (1, y, x) as the segment job writes it (NGFF's channel axis kept).
-        lead = (0,) * (self.array.ndim - 2)
-
-        def window(y0: int, x0: int, y1: int, x1: int) -> np.ndarray:
-            return np.asarray(self.array[(*lead, slice(y0, y1), slice(x0, x1))])
-
-        return outlines(window, {sp: self.box(b) for sp, b in boxes.items()}, self.scale)
+LabelReader = pyramids.LabelReader  # the export job reads outlines the same way
 
 
 def label_level0(labels_uri: str) -> tuple[dict[str, Any], tuple[int, int], Any]:

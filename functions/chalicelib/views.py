@@ -3,6 +3,7 @@ selections, predictions of the current model, review rows."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -10,12 +11,14 @@ import shapely
 
 from chalicelib import data
 from histolabel import confinement
+from histolabel.api import queue
+from histolabel.api.ranking import RANKING_FILE, RANKING_SIZE, QueueItem
 from histolabel.api.review import Row, rows_for_slide
 from histolabel.api.tables import Predictions
 from histolabel.commands import CommandRejected
 from histolabel.config import get_settings
 from histolabel.events.envelope import label_stream
-from histolabel.projections.labels import SlideLabels, apply_label_event
+from histolabel.projections.labels import Entry, SlideLabels, apply_label_event, buckets_of
 from histolabel.projections.project import ProjectState
 from histolabel.service import HistoLabel
 
@@ -23,10 +26,129 @@ from histolabel.service import HistoLabel
 def current_labels(svc: HistoLabel, project_id: str, slide_id: str) -> SlideLabels:
     """The projection caught up with the events it has not seen yet: cheap and never stale, so
     what a user has just answered is already in it."""
-    labels = svc.slide_labels(project_id, slide_id)
-    for event in svc.events.read(label_stream(project_id, slide_id), after=labels.seq):
-        apply_label_event(labels, event)
-    return labels
+    return svc.current_labels(project_id, slide_id)
+
+
+def entries_for(
+    svc: HistoLabel, project_id: str, wanted: Mapping[str, Iterable[int]]
+) -> dict[str, dict[int, Entry]]:
+    """slide -> the current entries (current_labels') of the ids `wanted` there, reading only
+    the label buckets they lie in (batched across slides), then the events the projection has
+    not folded yet for the slides whose stream moved past it (one batched check; a Query only
+    for those). The fold never reads an entry an event does not name, so this partial view is
+    exact for the ids asked about."""
+    want = {sid: set(ids) for sid, ids in wanted.items()}
+    if not want:
+        return {}
+    loaded = svc.projections.load_slides(project_id, {sid: buckets_of(ids) for sid, ids in want.items()})
+    streams = {label_stream(project_id, sid): sid for sid in loaded}
+    moved = svc.events.streams_after({s: loaded[sid].seq for s, sid in streams.items()})
+    for stream in moved:
+        labels = loaded[streams[stream]]
+        for event in svc.events.read(stream, after=labels.seq):
+            apply_label_event(labels, event)
+    return {
+        sid: {i: loaded[sid].entries[i] for i in ids if i in loaded[sid].entries} for sid, ids in want.items()
+    }
+
+
+def geometry(state: ProjectState, slide_id: str, ids: list[int]) -> dict[int, tuple[list[int], list[float]]]:
+    """id -> (level-0 bbox, centroid) of the superpixels `ids` of one slide (those found), from
+    the row groups of its table that hold them; {} where the table cannot be read (geometry is
+    a convenience: the rows name the superpixels)."""
+    try:
+        seg = require_slide(state, slide_id, segmented=True)
+        assert seg is not None
+        table = data.superpixel_rows(own(state, seg["table_uri"]), seg.get("at", ""), ids)
+    except (CommandRejected, OSError, ValueError):
+        return {}
+    rows = table.rows(np.asarray(ids, np.int64))
+    return {
+        sp: ([int(v) for v in table.bbox[r]], [float(v) for v in table.centroid[r]])
+        for sp, r in zip(ids, rows.tolist(), strict=True)
+        if r >= 0
+    }
+
+
+def ranking(state: ProjectState) -> list[Any] | None:
+    """The merged ranking of the latest published predictions (None: none published, or
+    published without one)."""
+    pub = state.predictions
+    if not pub:
+        return None
+    return data.ranking(own(state, f"{pub['uri_prefix'].rstrip('/')}/{RANKING_FILE}"))
+
+
+FULL_ORDER_LIMIT = 5 * RANKING_SIZE  # how deep the all-slides order goes past an exhausted ranking
+RUN = 64  # candidates judged together: one bucket read and one event read per slide they touch
+
+
+def _runs(
+    state: ProjectState, seg: dict[str, dict[str, Any]], excluded: set[str], model: list[bool]
+) -> Iterator[list[QueueItem]]:
+    """The queue's order in runs of candidates: the published ranking, then (past it, or for
+    predictions published without one) the guided order over every slide's predictions; before
+    any model the spread order. `model[0]` is set once predictions are the source."""
+    pub = state.predictions
+    if pub and set(pub["slides"]) & set(seg):
+        ranked = ranking(state)
+        if ranked is not None:
+            model[0] = True
+            items = [i for i in ranked if i.slide_id in seg and i.prediction not in excluded]
+            for k in range(0, len(items), RUN):
+                yield items[k : k + RUN]
+        preds = model_predictions(state, sorted(seg))
+        if preds:
+            model[0] = True
+            items = queue.uncertainty_queue(preds, {}, excluded, FULL_ORDER_LIMIT)
+            for k in range(0, len(items), RUN):
+                yield items[k : k + RUN]
+            return
+    yield from queue.spread_candidates(state.project_id, {s: int(v["count"]) for s, v in seg.items()})
+
+
+def queue_candidates(
+    svc: HistoLabel, state: ProjectState, user: str, room: int
+) -> tuple[list[QueueItem], dict[str, dict[int, Entry]], bool]:
+    """The first `room` superpixels of the queue's order not done for `user` (queue.is_done),
+    their slides' entries as read, and whether a model's predictions ordered them. Only the
+    candidates' label buckets are read, a run at a time: O(page), whatever the project's size."""
+    seg = segmented_slides(state)
+    overlap = state.settings.label_overlap
+    # A prediction in a category merged into an excluded one counts as excluded too.
+    excluded = {
+        cid for cid in state.categories
+        if (r := state.resolve(cid)) is None or state.categories[r].excluded
+    }  # fmt: skip
+    model = [False]
+    out: list[QueueItem] = []
+    entries: dict[str, dict[int, Entry]] = {}
+    seen: set[tuple[str, int]] = set()
+    batch: list[QueueItem] = []
+
+    def judge() -> None:
+        by_slide: dict[str, list[int]] = {}
+        for item in batch:
+            by_slide.setdefault(item.slide_id, []).append(item.id)
+        for sid, found in entries_for(svc, state.project_id, by_slide).items():
+            entries.setdefault(sid, {}).update(found)
+        for item in batch:
+            slots = queue.slots_for(state.project_id, item.slide_id, item.id, overlap)
+            if not queue.is_done(entries[item.slide_id].get(item.id), slots, user):
+                out.append(item)
+        batch.clear()
+
+    for run in _runs(state, seg, excluded, model):
+        for item in run:
+            if (item.slide_id, item.id) not in seen:
+                seen.add((item.slide_id, item.id))
+                batch.append(item)
+        if len(batch) >= min(room - len(out), 4 * RUN):
+            judge()
+        if len(out) >= room:
+            break
+    judge()
+    return out[:room], entries, model[0]
 
 
 def segmented_slides(state: ProjectState) -> dict[str, dict[str, Any]]:
@@ -127,8 +249,9 @@ def review_rows(svc: HistoLabel, state: ProjectState, slide: str | None = None) 
     preds = model_predictions(state, slides)
     rows: list[Row] = []
     for sid in slides:
-        lookup = preds[sid].lookup() if sid in preds else None
-        rows.extend(rows_for_slide(current_labels(svc, state.project_id, sid), state.resolve, lookup))
+        labels = current_labels(svc, state.project_id, sid)
+        lookup = preds[sid].lookup(labels.entries) if sid in preds else None
+        rows.extend(rows_for_slide(labels, state.resolve, lookup))
     return rows
 
 

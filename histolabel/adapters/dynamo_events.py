@@ -92,6 +92,26 @@ class DynamoEventStore:
             return 0, GENESIS_HASH
         return int(items[0]["seq"]["N"]), items[0]["hash"]["S"]
 
+    def streams_after(self, heads: dict[str, int]) -> set[str]:
+        """Seqs are dense, so a stream moved past `seq` exactly when (stream, seq + 1) exists:
+        BatchGetItem of those keys, 100 at a time, keys only."""
+        keys = [{"stream": {"S": s}, "seq": {"N": str(seq + 1)}} for s, seq in sorted(heads.items())]
+        moved: set[str] = set()
+        for start in range(0, len(keys), 100):
+            request: dict[str, Any] = {
+                self.table: {
+                    "Keys": keys[start : start + 100],
+                    "ConsistentRead": True,
+                    "ProjectionExpression": "#s",
+                    "ExpressionAttributeNames": {"#s": "stream"},
+                }
+            }
+            while request:
+                resp = self.ddb.batch_get_item(RequestItems=request)
+                moved |= {i["stream"]["S"] for i in resp["Responses"].get(self.table, [])}
+                request = resp.get("UnprocessedKeys") or {}
+        return moved
+
     def read(self, stream: str, after: int = 0, upto: int | None = None) -> Iterator[StoredEvent]:
         values: dict[str, Any] = {":s": {"S": stream}, ":a": {"N": str(after)}}
         condition = "#s = :s AND seq > :a"

@@ -18,6 +18,7 @@ from histolabel.projections.store import (
     ProjectionConflict,
     decode_bucket,
     encode_bucket,
+    encode_buckets,
     encode_summary,
     slide_from_summary,
 )
@@ -166,22 +167,33 @@ class DynamoProjectionStore:
                 if item["sk"]["S"].startswith("B#"):
                     state.entries.update(decode_bucket(item["body"]["S"]))
             return state
-        keys = [{"pk": {"S": pk}, "sk": {"S": "summary"}}] + [
-            {"pk": {"S": pk}, "sk": {"S": _bucket_key(b)}} for b in sorted(buckets)
-        ]
-        found: dict[str, str] = {}
+        return self.load_slides(project_id, {slide_id: buckets})[slide_id]
+
+    def load_slides(self, project_id: str, buckets: dict[str, set[int]]) -> dict[str, SlideLabels]:
+        """Summaries and the given buckets of many slides: BatchGetItem, 100 keys a call, across
+        slides (a queue page touching many slides costs a few calls, not one per slide)."""
+        keys, pks = [], {}
+        for slide_id, wanted in sorted(buckets.items()):
+            pk = label_stream(project_id, slide_id)
+            pks[pk] = slide_id
+            keys += [{"pk": {"S": pk}, "sk": {"S": "summary"}}]
+            keys += [{"pk": {"S": pk}, "sk": {"S": _bucket_key(b)}} for b in sorted(wanted)]
+        found: dict[str, dict[str, str]] = {pk: {} for pk in pks}
         for start in range(0, len(keys), 100):
             request = {self.table: {"Keys": keys[start : start + 100], "ConsistentRead": True}}
             while request:
                 resp = self.ddb.batch_get_item(RequestItems=request)
                 for item in resp["Responses"].get(self.table, []):
-                    found[item["sk"]["S"]] = item["body"]["S"]
+                    found[item["pk"]["S"]][item["sk"]["S"]] = item["body"]["S"]
                 request = resp.get("UnprocessedKeys") or {}
-        state = slide_from_summary(project_id, slide_id, found.get("summary"))
-        for sk, body in found.items():
-            if sk.startswith("B#"):
-                state.entries.update(decode_bucket(body))
-        return state
+        out = {}
+        for pk, bodies in found.items():
+            state = slide_from_summary(project_id, pks[pk], bodies.get("summary"))
+            for sk, body in bodies.items():
+                if sk.startswith("B#"):
+                    state.entries.update(decode_bucket(body))
+            out[pks[pk]] = state
+        return out
 
     def save_slide(self, state: SlideLabels, buckets: set[int], expected_seq: int, labels_delta: int) -> None:
         pk = label_stream(state.project_id, state.slide_id)
@@ -268,10 +280,8 @@ class DynamoProjectionStore:
                     "body": {"S": encode_summary(slide)},
                 }
             )
-            for b in sorted({i // 256 for i in slide.entries}):
-                puts.append(
-                    {"pk": {"S": pk}, "sk": {"S": _bucket_key(b)}, "body": {"S": encode_bucket(slide, b)}}
-                )
+            for b, body in sorted(encode_buckets(slide).items()):
+                puts.append({"pk": {"S": pk}, "sk": {"S": _bucket_key(b)}, "body": {"S": body}})
         for start in range(0, len(puts), 25):
             request = {self.table: [{"PutRequest": {"Item": i}} for i in puts[start : start + 25]]}
             while request:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import IO, Any, Literal
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import zarr
 
 from histolabel.adapters.s3 import filesystem, require_in_bucket, require_readable_source, zarr_store
 from histolabel.config import Settings
+from histolabel.slides.ngff import read_multiscale
 
 READ_BLOCK = 4 * 2**20  # range-read size: a few tiles of a slide per request
 
@@ -59,10 +61,36 @@ def open_group(uri: str, mode: Literal["r", "a", "w"] = "r", settings: Settings 
     return zarr.open_group(store, mode=mode, zarr_format=3)
 
 
+TABLE_ROW_GROUP = 16384  # rows per Parquet row group: a reader of a few ids reads ~0.5 MB, not all
+
+
+def table_row_groups(uri: str, settings: Settings | None = None) -> list[tuple[int, int]]:
+    """(min id, max id) of each row group of a superpixel table, from its footer alone."""
+    bucket, key = require_in_bucket(uri, settings)
+    with filesystem(settings).open(f"{bucket}/{key}", "rb") as fh:
+        meta = pq.ParquetFile(fh).metadata
+    col = meta.schema.names.index("id")
+    out = []
+    for g in range(meta.num_row_groups):
+        stats = meta.row_group(g).column(col).statistics
+        if stats is None or not stats.has_min_max:
+            return [(0, 2**63 - 1)] * meta.num_row_groups  # no statistics: every group may hold any id
+        out.append((int(stats.min), int(stats.max)))
+    return out
+
+
+def read_row_group(
+    uri: str, group: int, columns: list[str] | None = None, settings: Settings | None = None
+) -> pa.Table:
+    bucket, key = require_in_bucket(uri, settings)
+    with filesystem(settings).open(f"{bucket}/{key}", "rb") as fh:
+        return pq.ParquetFile(fh).read_row_group(group, columns=columns)
+
+
 def write_table(table: pa.Table, uri: str, settings: Settings | None = None) -> None:
     bucket, key = require_in_bucket(uri, settings)
     with filesystem(settings).open(f"{bucket}/{key}", "wb") as fh:
-        pq.write_table(table, fh, compression="zstd")
+        pq.write_table(table, fh, compression="zstd", row_group_size=TABLE_ROW_GROUP)
 
 
 def read_table(uri: str, settings: Settings | None = None) -> pa.Table:
@@ -118,3 +146,33 @@ class S3LabelSink:
         if self._array is None:
             self._array = open_group(self.uri, "a")[self.path]
         self._array[0, y : y + ids.shape[0], x : x + ids.shape[1]] = ids
+
+
+class LabelReader:
+    """Crops of a label pyramid's finest level, in level-0 pixel coordinates."""
+
+    def __init__(self, labels_uri: str) -> None:
+        group = open_group(labels_uri, "r")
+        attrs: dict[str, Any] = dict(group.attrs)
+        self.scale = 2 ** int(attrs.get("histolabel", {}).get("image_level", 0))
+        path = read_multiscale(attrs).paths[0]
+        self.array: Any = group[path]
+
+    def box(self, bbox: np.ndarray) -> tuple[int, int, int, int]:
+        """A level-0 bbox in this level's pixels (end-exclusive, at least one pixel)."""
+        y0, x0, y1, x1 = (int(v) for v in bbox)
+        s = self.scale
+        ly0, lx0 = y0 // s, x0 // s
+        return ly0, lx0, max(-(-y1 // s), ly0 + 1), max(-(-x1 // s), lx0 + 1)
+
+    def outlines(self, boxes: dict[int, np.ndarray]) -> dict[int, list[list[float]]]:
+        """Level-0 outlines of the superpixels `boxes` (id -> level-0 bbox), a window per tile."""
+        from histolabel.api.export import outlines
+
+        # The label image is (1, y, x) as the segment job writes it (NGFF's channel axis kept).
+        lead = (0,) * (self.array.ndim - 2)
+
+        def window(y0: int, x0: int, y1: int, x1: int) -> np.ndarray:
+            return np.asarray(self.array[(*lead, slice(y0, y1), slice(x0, x1))])
+
+        return outlines(window, {sp: self.box(b) for sp, b in boxes.items()}, self.scale)

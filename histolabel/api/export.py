@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -22,9 +22,7 @@ COLUMNS = [
 Names = Mapping[str, str]
 
 
-def anonymize(rows: list[Row]) -> list[Row]:
-    """Replace every user id by a pseudonym ("annotator-1", ...), stable within one export and
-    assigned in sorted order of the real ids, so nothing about them leaks through the order."""
+def users_of(rows: Iterable[Row]) -> set[str]:
     users: set[str] = set()
     for r in rows:
         users.update(r["labels"])
@@ -32,7 +30,19 @@ def anonymize(rows: list[Row]) -> list[Row]:
             users.add(r["labeled_by"])
         if r["review"] and r["review"].get("by"):
             users.add(r["review"]["by"])
-    alias = {u: f"annotator-{i}" for i, u in enumerate(sorted(users), start=1)}
+    return users
+
+
+def aliases(users: Iterable[str]) -> dict[str, str]:
+    """Pseudonyms ("annotator-1", ...) assigned in sorted order of the real ids, so nothing
+    about them leaks through the order."""
+    return {u: f"annotator-{i}" for i, u in enumerate(sorted(set(users)), start=1)}
+
+
+def anonymize(rows: list[Row], alias: Mapping[str, str] | None = None) -> list[Row]:
+    """Replace every user id by a pseudonym, stable within one export (`alias`: the whole
+    export's, when it is written a slide at a time; else from these rows)."""
+    alias = aliases(users_of(rows)) if alias is None else alias
     out = []
     for r in rows:
         review = r["review"]
@@ -82,16 +92,18 @@ def to_csv(rows: Iterable[Row], names: Names) -> str:
     return buf.getvalue()
 
 
+PARQUET_SCHEMA = pa.schema(
+    [("slide_id", pa.string()), ("id", pa.int64()), ("label", pa.string()), ("labeled_by", pa.string()),
+     ("labeled_at", pa.string()), ("review", pa.string()), ("reviewed_by", pa.string()),
+     ("reviewed_at", pa.string()), ("prediction", pa.string()), ("confidence", pa.float64()),
+     ("certainty", pa.float64()), ("labels", pa.string()), ("label_id", pa.string()),
+     ("prediction_id", pa.string())]
+)  # fmt: skip
+
+
 def to_parquet(rows: Iterable[Row], names: Names) -> bytes:
     flats = [flat(r, names) for r in rows]
-    schema = pa.schema(
-        [("slide_id", pa.string()), ("id", pa.int64()), ("label", pa.string()), ("labeled_by", pa.string()),
-         ("labeled_at", pa.string()), ("review", pa.string()), ("reviewed_by", pa.string()),
-         ("reviewed_at", pa.string()), ("prediction", pa.string()), ("confidence", pa.float64()),
-         ("certainty", pa.float64()), ("labels", pa.string()), ("label_id", pa.string()),
-         ("prediction_id", pa.string())]
-    )  # fmt: skip
-    table = pa.Table.from_pylist(flats, schema=schema)
+    table = pa.Table.from_pylist(flats, schema=PARQUET_SCHEMA)
     buf = io.BytesIO()
     pq.write_table(table, buf)
     return buf.getvalue()
@@ -103,16 +115,25 @@ def outline(mask: np.ndarray, y0: int, x0: int, scale: float = 1.0) -> list[list
     `mask` is the region's crop at some pyramid level whose top-left is (y0, x0) at that level;
     `scale` converts that level's pixels to level 0. The contour follows pixel edges' midpoints
     (marching squares on a zero-padded mask), so neighbouring outlines touch without overlap.
+    Points in the middle of a straight run are left out (the same polygon, a third of the points).
     """
-    padded = np.pad(mask.astype(np.uint8), 1)
+    padded = np.zeros((mask.shape[0] + 2, mask.shape[1] + 2), np.uint8)
+    padded[1:-1, 1:-1] = mask
     contours = find_contours(padded, 0.5)
     if not contours:
         return []
     ring = max(contours, key=len)
-    pts = [[(float(c) - 1 + 0.5 + x0) * scale, (float(r) - 1 + 0.5 + y0) * scale] for r, c in ring]
-    if pts[0] != pts[-1]:
-        pts.append(pts[0])
-    return pts
+    if len(ring) > 1 and (ring[0] == ring[-1]).all():
+        ring = ring[:-1]
+    pts = (ring[:, ::-1] - 0.5 + (x0, y0)) * scale  # (r, c) of the padded crop -> level-0 (x, y)
+    if len(pts) >= 3:
+        before, after = pts - np.roll(pts, 1, axis=0), np.roll(pts, -1, axis=0) - pts
+        turns = before[:, 0] * after[:, 1] - before[:, 1] * after[:, 0] != 0
+        if turns.sum() >= 3:
+            pts = pts[turns]
+    out: list[list[float]] = pts.tolist()
+    out.append(out[0])
+    return out
 
 
 def outlines(
@@ -158,7 +179,20 @@ def to_geojson(
     """`ring_of(slide, id)` gives the outline; rows without one are left out. `imported(slide,
     id)` gives an imported object's own (external id, geometry), which then replace the outline
     and the id, so a QuPath -> HistoLabel -> QuPath round trip keeps every object."""
-    features = []
+    return {
+        "type": "FeatureCollection",
+        "features": list(geojson_features(rows, ring_of, colors, names, imported)),
+    }
+
+
+def geojson_features(
+    rows: Iterable[Row],
+    ring_of: Callable[[str, int], list[list[float]]],
+    colors: Mapping[str, str],
+    names: Names,
+    imported: Callable[[str, int], tuple[str, dict[str, Any]] | None] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """to_geojson's features one at a time, for a writer that streams them to a file."""
     for r in rows:
         own = imported(r["slide_id"], r["id"]) if imported else None
         ring = [] if own else ring_of(r["slide_id"], r["id"])
@@ -174,12 +208,9 @@ def to_geojson(
         geometry = own[1] if own else {"type": "Polygon", "coordinates": [ring]}
         if own:
             props["external_id"] = own[0]
-        features.append(
-            {
-                "type": "Feature",
-                "id": own[0] if own else f"{r['slide_id']}:{r['id']}",
-                "geometry": geometry,
-                "properties": props,
-            }
-        )
-    return {"type": "FeatureCollection", "features": features}
+        yield {
+            "type": "Feature",
+            "id": own[0] if own else f"{r['slide_id']}:{r['id']}",
+            "geometry": geometry,
+            "properties": props,
+        }

@@ -145,6 +145,12 @@ ROUTES: list[Route] = [
           query=s.ReplayQuery, response=s.ReplayOut),
     Route("export", "GET", P + "/export", EXPORTERS, "Labels and predictions as GeoJSON, CSV or Parquet",
           query=s.ExportQuery, content_types=EXPORT_TYPES),
+    Route("start_export", "POST", P + "/exports", EXPORTERS,
+          "Export as a job (for large projects): a file in the data bucket, with progress",
+          body=s.ExportJobIn, response=s.ExportJobOut, status=202),
+    Route("export_status", "GET", P + "/exports/{job_id}", EXPORTERS,
+          "An export job's progress and, once done, its download link",
+          response=s.ExportStatusOut),
     # Self-service (histolabel/api/selfservice.py).
     Route("create_upload", "POST", P + "/uploads", OWNER,
           "Begin a browser upload of a slide file: a multipart upload straight to S3",

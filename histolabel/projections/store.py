@@ -24,6 +24,10 @@ class ProjectionStore(Protocol):
         """The slide's summary and checkpoint, with the entries of `buckets` (all when None)."""
         ...
 
+    def load_slides(self, project_id: str, buckets: dict[str, set[int]]) -> dict[str, SlideLabels]:
+        """load_slide of many slides (slide -> buckets) in as few batched reads as the store allows."""
+        ...
+
     def save_slide(self, state: SlideLabels, buckets: set[int], expected_seq: int, labels_delta: int) -> None:
         """Write the summary, the given buckets and the project's label total, atomically."""
         ...
@@ -44,6 +48,18 @@ class ProjectionStore(Protocol):
 
 def encode_bucket(state: SlideLabels, b: int) -> str:
     return json.dumps({str(i): e for i, e in sorted(state.bucket(b).items())}, separators=(",", ":"))
+
+
+def encode_buckets(state: SlideLabels) -> dict[int, str]:
+    """encode_bucket of every bucket holding an entry, grouping the entries once: O(entries),
+    where a bucket at a time scans every entry per bucket (887 s at 10^6 labels)."""
+    grouped: dict[int, dict[int, Any]] = {}
+    for i in sorted(state.entries):
+        grouped.setdefault(bucket_of(i), {})[i] = state.entries[i]
+    return {
+        b: json.dumps({str(i): e for i, e in entries.items()}, separators=(",", ":"))
+        for b, entries in grouped.items()
+    }
 
 
 def decode_bucket(body: str) -> dict[int, Any]:
@@ -90,6 +106,9 @@ class InMemoryProjectionStore:
                 state.entries.update(decode_bucket(stored[b]))
         return state
 
+    def load_slides(self, project_id: str, buckets: dict[str, set[int]]) -> dict[str, SlideLabels]:
+        return {sid: self.load_slide(project_id, sid, b) for sid, b in buckets.items()}
+
     def save_slide(self, state: SlideLabels, buckets: set[int], expected_seq: int, labels_delta: int) -> None:
         key = (state.project_id, state.slide_id)
         current = slide_from_summary(*key, self.summaries.get(key))
@@ -125,7 +144,7 @@ class InMemoryProjectionStore:
         for slide in slides:
             key = (slide.project_id, slide.slide_id)
             self.summaries[key] = encode_summary(slide)
-            self.buckets[key] = {b: encode_bucket(slide, b) for b in all_buckets(slide)}
+            self.buckets[key] = encode_buckets(slide)
 
 
 def all_buckets(state: SlideLabels) -> set[int]:

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from histolabel.adapters.batch import log_console_url
+from histolabel.composition import service_from_env
 from histolabel.localcloud.jobs import LocalJobRunner
-from histolabel.service import HistoLabel
 from tests.api.test_cloud import cloud_api, pool  # noqa: F401 - fixtures
 
 
@@ -53,7 +53,7 @@ def test_owner_cancels_a_running_job_and_reads_its_log(cloud_api, cloud, runner,
         cloud_api("POST", "/projects", "olivia", {"project_id": pid, "name": "x", "site": "nyc"}).status_code
         == 201
     )
-    svc = HistoLabel.from_env(cloud)
+    svc = service_from_env(cloud)
     source = (shared_data / "slides" / "CMU-1-Small-Region.svs").read_bytes()
     up = cloud_api("POST", f"/projects/{pid}/uploads", "olivia", {"filename": "cmu.svs", "size": len(source)})
     ref = {k: up.json_body[k] for k in ("upload_id", "slide_id", "filename")}

@@ -61,6 +61,8 @@ REQUESTS = {
     "audit_history": ("GET", P + "/audit/history", None),
     "audit_replay": ("GET", P + "/audit/replay?as_of=2100-01-01", None),
     "export": ("GET", P + "/export?format=csv&anonymize=true", None),
+    "start_export": ("POST", P + "/exports", {"format": "csv", "anonymize": True}),
+    "export_status": ("GET", P + "/exports/job-2", None),  # an export job recorded (below)
     "create_upload": ("POST", P + "/uploads", {"filename": "s2.svs", "size": 100}),
     "upload_parts": ("POST", P + "/uploads/parts", {"part_numbers": [1]}),  # + an upload (below)
     "complete_upload": ("POST", P + "/uploads/complete", {}),  # + an upload with a part (below)
@@ -128,6 +130,11 @@ def test_every_project_route_has_a_request():
 def test_access(api, route, caller, cloud):
     if route.name in ("job_status", "cancel_job", "job_log"):
         api.submitter.submit("ingest", [], "warm-up")
+    if route.name == "export_status":
+        from histolabel.commands import RecordJobSubmitted
+
+        job = api.submitter.submit("export", [], "export")
+        api.svc.execute(RecordJobSubmitted(project_id="proj", job="export", job_id=job), OWNER)
     if route.name == "include_category":
         api.svc.execute(ExcludeCategory(project_id="proj", category_id="necrosis"), OWNER)
     if route.name in ("superpixel_estimate", "retry_job"):

@@ -225,7 +225,6 @@ def test_histomics_label_layout_pixelmap_and_labels(slide: dict[str, str]) -> No
     partition: the pixelmap (index colours, boundaries) becomes the superpixels, keeping the
     index as external id; the pixelmap annotation's values become labels by that index."""
     from gpu_jobs.segment import segment_uri
-    from histolabel.service import HistoLabel
     from tests.imports.test_formats import _pixelmap_tiff
 
     p = slide["prefix"]
@@ -239,7 +238,7 @@ def test_histomics_label_layout_pixelmap_and_labels(slide: dict[str, str]) -> No
     np.testing.assert_array_equal(imported, slic + 1)  # index i is superpixel i + 1
     table = pyramids.read_table(got["table_uri"]).to_pydict()
     assert table["external_id"] == [str(i) for i in range(n)]
-    svc = HistoLabel.from_env()
+    svc = service_from_env()
     svc.record_job_event(
         slide["project"], "SegmentationCompleted", {"slide_id": "s", **got}, "import_segmentation"
     )

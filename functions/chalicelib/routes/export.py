@@ -12,13 +12,15 @@ import numpy as np
 from chalice import Response
 
 from chalicelib import data, views
-from chalicelib.context import Call, Handler, error
+from chalicelib.context import SERVICES, Call, Handler, error, fresh
 from chalicelib.responses import see_other
 from histolabel.api import export
 from histolabel.commands import (
     CommandRejected,
+    RecordJobSubmitted,
 )
 from histolabel.imports import api as imports
+from histolabel.jobs import job_name
 from histolabel.runtime.export_anchor import anchor_on_export
 
 EXPORT_TYPES = {
@@ -124,7 +126,47 @@ def _slide_mask(c: Call) -> Any:
     )
 
 
+def _start_export(c: Call) -> Any:
+    b, pid = c.body, c.project.project_id
+    if b.slide is not None:
+        views.require_slide(c.project, b.slide)
+    anchor_on_export(c.svc, pid)  # the audit trail is anchored at every export
+    args = ["--project", pid, "--format", b.format, "--progress", "off"]
+    args += ["--slide", b.slide] if b.slide else []
+    args += ["--anonymize"] if b.anonymize else []
+    job_id = SERVICES.submitter.submit("export", args, job_name("export", pid))
+    c.svc.execute(RecordJobSubmitted(project_id=pid, job="export", job_id=job_id), c.actor)
+    return {"job_id": job_id, "format": b.format, "status_path": f"/projects/{pid}/exports/{job_id}"}
+
+
+def _export_status(c: Call) -> Any:
+    from histolabel.adapters import exports as files
+    from histolabel.exports import PROGRESS, export_prefix
+    from histolabel.resources import EXPORT_TTL_DAYS
+
+    job_id, state = c.params["job_id"], fresh(c)
+    if state.jobs.get(job_id, {}).get("job") != "export":
+        raise CommandRejected("not_found", f"job {job_id!r} is not an export of this project", "job_id", 404)
+    ended = state.jobs[job_id]
+    status = SERVICES.submitter.status(job_id).get("status", "UNKNOWN")
+    if status == "UNKNOWN" and ended.get("status"):
+        status = ended["status"]
+    progress = files.get_json(f"{export_prefix(state.project_id, job_id)}/{PROGRESS}") or {}
+    out: dict[str, Any] = {"job_id": job_id, "status": status, "state": progress.get("state", "queued")}
+    shown = ("format", "slides", "slides_done", "rows", "bytes", "seconds", "cpu_s")
+    out.update({k: progress[k] for k in shown if k in progress})
+    if status == "FAILED" and progress.get("state") != "done":
+        out["state"], out["reason"] = "failed", ended.get("reason") or "the export job failed"
+    elif progress.get("state") == "done":
+        out.update(
+            url=data.presign_get(progress["key"]), expires_in=data.PRESIGN_TTL_S, expires_days=EXPORT_TTL_DAYS
+        )
+    return out
+
+
 HANDLERS: dict[str, Handler] = {
     "export": _export,
     "slide_mask": _slide_mask,
+    "start_export": _start_export,
+    "export_status": _export_status,
 }
