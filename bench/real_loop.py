@@ -100,12 +100,13 @@ def slide_done(api: Api, pid: str, sid: str, key: str) -> dict[str, Any]:
         slide = slide.get("slide", slide)
         return slide if slide.get(key) else None
 
-    out: dict[str, Any] = wait_for(f"{key} of {sid}", check, timeout=120)
+    out: dict[str, Any] = wait_for(f"{key} of {sid}", check, timeout=900, every=1.0)
     return out
 
 
 def add_images(api: Api, pid: str, images: list[Path]) -> dict[str, dict[str, Any]]:
-    """Upload, ingest, segment, embed through the API and the job runner; per slide its facts."""
+    """Upload and ingest through the API; segment and embed follow through the job runner; per
+    slide its facts."""
     out = {}
     for path in images:
         sid = path.stem.split("-")[1].lower() + path.stem.split("-")[2].lower()
@@ -118,12 +119,12 @@ def add_images(api: Api, pid: str, images: list[Path]) -> dict[str, dict[str, An
         )
         with urllib.request.urlopen(req, timeout=120):
             pass
+        # Ingest's success chains segment and embed (the job-events handler, with the project's
+        # settings), as after an upload in the browser.
         run_job(api, pid, sid, "ingest")
-        slide_done(api, pid, sid, "ingest")
-        run_job(api, pid, sid, "segment")
-        slide_done(api, pid, sid, "segmentation")
-        run_job(api, pid, sid, "embed")
-        out[sid] = {**slide_done(api, pid, sid, "features"), "path": path}
+        out[sid] = {"path": path}
+    for sid in out:
+        out[sid] = {**slide_done(api, pid, sid, "features"), **out[sid]}
     return out
 
 
@@ -177,19 +178,48 @@ class Curve:
     phases: list[dict[str, float]] = field(default_factory=list)
 
 
-def job_phases(pid: str, crossed_at: float, served_at: float) -> dict[str, float]:
-    """From the local job runner's records (one JSON per job in HISTOLABEL_LOCAL_DIR/jobs)."""
-    jobs = Path(os.environ["HISTOLABEL_LOCAL_DIR"]) / "jobs"
-    recs = [json.loads(f.read_text()) for f in jobs.glob("*.json")]
-    recs = [r for r in recs if r["job"] == "train" and pid in r["command"] and r.get("stopped_at")]
-    if not recs:
+def _epoch(at: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp()
+
+
+def job_phases(pid: str, round_at: float, crossed_at: float, served_at: float) -> dict[str, float]:
+    """Where one threshold -> ranking latency went, from the project's own events (their `at`)
+    and the local job runner's record and log of the train job the trigger submitted:
+    request (labels POSTed -> the projector's TrainingRequested), claim (-> the trigger's
+    TrainingStarted), start (-> the job's process started), job (process start -> predictions
+    published; its `timings:` line splits it), exit (-> process ended), served (published ->
+    GET /projects shows them)."""
+    from histolabel.events.envelope import project_stream
+    from histolabel.service import HistoLabel
+
+    events = [e for e in HistoLabel.from_env().events.read(project_stream(pid)) if _epoch(e.at) >= round_at]
+
+    def first(kind: str) -> Any:
+        return next((e for e in events if e.type == kind), None)
+
+    req, claim, pub = first("TrainingRequested"), first("TrainingStarted"), first("PredictionsPublished")
+    sub = next((e for e in events if e.type == "JobSubmitted" and e.payload.get("job") == "train"), None)
+    if not (req and claim and pub and sub):
         return {}
-    r = max(recs, key=lambda r: r["submitted_at"])
-    return {
-        "trigger_s": r["submitted_at"] - crossed_at,
-        "job_s": r["stopped_at"] - r["submitted_at"],
-        "publish_s": served_at - r["stopped_at"],
+    jobs = Path(os.environ["HISTOLABEL_LOCAL_DIR"]) / "jobs"
+    rec = json.loads((jobs / f"{sub.payload['job_id']}.json").read_text())
+    out = {
+        "request_s": _epoch(req.at) - crossed_at,
+        "claim_s": _epoch(claim.at) - _epoch(req.at),
+        "start_s": rec["started_at"] - _epoch(claim.at),
+        "job_s": _epoch(pub.at) - rec["started_at"],
+        "exit_s": rec.get("stopped_at", served_at) - _epoch(pub.at),
+        "served_s": served_at - _epoch(pub.at),
     }
+    log = jobs / f"{sub.payload['job_id']}.log"
+    lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.startswith("timings: ")]
+    if lines:
+        for part in lines[-1].removeprefix("timings: ").split(", "):
+            name, value, _unit = part.rsplit(" ", 2)
+            out[f"job.{name}_s"] = float(value)
+    return out
 
 
 def run_order(
@@ -224,6 +254,7 @@ def run_order(
         else:
             queue = api.call("GET", f"/projects/{pid}/queue?n={want}")
             items = [(q["slide_id"], int(q["id"])) for q in queue["items"]][:want]
+        round_at = time.time()
         by: dict[tuple[str, str], list[int]] = {}
         for sid, i in items:
             by.setdefault((sid, ["stroma", "nucleus"][int(truth[sid][i - 1])]), []).append(i)
@@ -242,12 +273,14 @@ def run_order(
 
         pred = wait_for(f"the ranking after {total} labels in {pid}", ranked)
         curve.latency.append(time.monotonic() - crossed)
-        curve.phases.append(job_phases(pid, crossed_at, time.time()))
+        curve.phases.append(job_phases(pid, round_at, crossed_at, time.time()))
         version = int(pred["model_version"])
         curve.labels.append(total)
         curve.f1.append(score_model(pid, version, *test))
         line = f"{order} seed {seed}: {total} labels -> model v{version}, F1 {curve.f1[-1]:.3f}"
-        print(f"{line}, ranking served {curve.latency[-1]:.1f} s after the threshold", file=log, flush=True)
+        split = " ".join(f"{k.removesuffix('_s')} {v:.1f}" for k, v in curve.phases[-1].items())
+        print(f"{line}, ranking served {curve.latency[-1]:.1f} s after the threshold ({split})", file=log,
+              flush=True)  # fmt: skip
     return curve, slides
 
 

@@ -13,14 +13,13 @@ pick order.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from gpu_jobs.common import JobError, parser, progress_bar, record, record_failure, run
+from gpu_jobs.common import JobError, Timings, exit_now, parser, progress_bar, record, record_failure, run
 
 IN_MEMORY_BYTES = 512 << 20  # feature arrays up to this size are read whole
 
@@ -32,12 +31,15 @@ def predict_project(
     samples: int | None = None,
     acquire: int | None = None,
     progress: str = "auto",
+    timings: Timings | None = None,
 ) -> dict[str, Any]:
     from histolabel.adapters import artifacts
     from histolabel.learning import acquisition, defaults, models
     from histolabel.learning.features import Standardized, column_stats
     from histolabel.service import HistoLabel
 
+    timings = timings or Timings()
+    timings.lap("imports")
     svc = HistoLabel.from_env()
     state = svc.require_project(project_id)
     if version is None:
@@ -55,6 +57,7 @@ def predict_project(
     slides = sorted(s for s, info in state.slides.items() if kind in info.features)
     if not slides:
         raise JobError(f"no slide of {project_id} has {kind} features; run the embed job")
+    timings.lap("model")
     mc_all: dict[str, np.ndarray] = {}
     with progress_bar(len(slides), "predict", progress, unit="slide") as update:
         for slide_id in slides:
@@ -68,12 +71,14 @@ def predict_project(
             batch = 262144 if kind != "patch" else 4096
             mc_all[slide_id] = models.predict_mc(model, x, samples=samples, batch_size=batch, seed=version)
             update(1)
+    timings.lap("mc")
     # Labeled superpixels (any category) are never acquired: the queue leaves them out.
     labeled = (
         {s: svc.slide_labels_fresh(project_id, s).current() for s in slides} if metric == "batchbald" else {}
     )
     size = defaults.acquisition_size(state.settings.retrain_threshold) if acquire is None else acquire
     ranked = acquisition.rank_slides(mc_all, labeled, metric, size, seed=version)
+    timings.lap("rank")
     uri_prefix = artifacts.predictions_prefix(project_id, version)
     for slide_id in slides:
         mc = mc_all[slide_id]
@@ -85,10 +90,12 @@ def predict_project(
         cols["batch"] = ranked[slide_id].batch
         cols["batch_rank"] = ranked[slide_id].batch_rank
         artifacts.write_predictions(f"{uri_prefix}/{slide_id}.parquet", pa.table(cols))
+    timings.lap("write")
     return {"model_version": version, "uri_prefix": uri_prefix, "slides": slides, "metric": metric}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, timings: Timings | None = None) -> int:
+    timings = timings or Timings()
     p = parser("predict", "Predict every superpixel of the project with a trained model.")
     p.add_argument("--version", type=int, help="model version (default: the current model)")
     p.add_argument("--samples", type=int, help="MC-dropout samples (default: the loop's, 12)")
@@ -99,6 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         data = predict_project(
             args.project, args.version, samples=args.samples, acquire=args.acquire, progress=args.progress,
+            timings=timings,
         )  # fmt: skip
     except JobError as exc:
         if not args.no_events:
@@ -106,11 +114,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise
     if not args.no_events:
         record(args.project, "PredictionsPublished", data, "predict")
+        timings.lap("publish")
     print(
         f"predictions of model v{data['model_version']} ({data['metric']}) for {len(data['slides'])} slide(s)"
     )
+    print(timings.line(), flush=True)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(run(main))
+    exit_now(run(main))
