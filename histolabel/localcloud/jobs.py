@@ -25,10 +25,14 @@ from typing import Any
 from histolabel.config import ALLOW_CPU, settings_from_env
 from histolabel.job_outcomes import DETAIL_TYPE, TIMEOUT_MARK, failure_reason, state_change_detail
 from histolabel.jobs import JOB_KINDS, JobKind, JobSubmissionError
+from histolabel.localcloud.warm import Spares
 
 MAX_PARALLEL = max(1, (os.cpu_count() or 2) // 2)
 LOCAL_QUEUE = "local"
 logger = logging.getLogger(__name__)
+
+# One warm spare interpreter per process, shared by its runners.
+SPARES = Spares()
 
 StateChangeHandler = Callable[[dict[str, Any], Any], Any]
 
@@ -75,8 +79,12 @@ class LocalJobRunner:
         wait: bool = False,
         on_state_change: StateChangeHandler | None = job_events_handler,
         timeout_s: float | None = None,
+        warm: bool = True,
     ) -> None:
+        """`warm`: start jobs in a spare interpreter that has imported the heavy modules while
+        the previous job ran (histolabel.localcloud.warm), when it fits the job."""
         self.directory = directory or jobs_dir()
+        self.warm = warm
         self.wait = wait
         self.on_state_change = on_state_change
         self.timeout_s = timeout_s
@@ -107,19 +115,22 @@ class LocalJobRunner:
         timed_out = False
         with self._slots:
             started = time.time()
-            with open(log_path, "wb") as log:
-                # AWS Batch tells a container its job id the same way; local jobs run where
-                # there may be no GPU: they may use the CPU.
-                env = {**os.environ, "AWS_BATCH_JOB_ID": job_id, ALLOW_CPU: "1"}
-                proc = subprocess.Popen(record["command"], stdout=log, stderr=subprocess.STDOUT, env=env)
-                record = {**record, "started_at": started, "pid": proc.pid}
-                self._write(job_id, {**record, "status": "RUNNING"})
-                try:
-                    proc.wait(timeout=self.timeout_s)
-                except subprocess.TimeoutExpired:
-                    timed_out = True
-                    proc.kill()
-                    proc.wait()
+            # AWS Batch tells a container its job id the same way; local jobs run where
+            # there may be no GPU: they may use the CPU.
+            env = {**os.environ, "AWS_BATCH_JOB_ID": job_id, ALLOW_CPU: "1"}
+            if self.warm:
+                proc = SPARES.start(record["command"], env, log_path)
+            else:
+                with open(log_path, "wb") as log:
+                    proc = subprocess.Popen(record["command"], stdout=log, stderr=subprocess.STDOUT, env=env)
+            record = {**record, "started_at": started, "pid": proc.pid}
+            self._write(job_id, {**record, "status": "RUNNING"})
+            try:
+                proc.wait(timeout=self.timeout_s)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                proc.kill()
+                proc.wait()
         code = _exit_code(proc.returncode)
         status = "SUCCEEDED" if code == 0 and not timed_out else "FAILED"
         tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or [""]
