@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         type=int,
         help="spread-order labels before the first model (default: --batch)",
     )
+    ap.add_argument(
+        "--folds", help="images to score on, by index, comma-separated (default: each in turn)"
+    )
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared/data/labeled/monuseg")
     ap.add_argument("--out", type=Path, default=Path("bench/out/learning_curve"))
     args = ap.parse_args(argv)
@@ -55,6 +58,14 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     console.print(f"{len(images)} images, {n_sp} superpixels ({time.perf_counter() - t0:.1f} s)")
     seeds = [0] if args.quick else list(range(args.seeds))
     folds = [0] if args.quick else list(range(len(images)))
+    if args.folds:
+        try:
+            folds = [int(f) for f in args.folds.split(",")]
+        except ValueError:
+            folds = [-1]
+        if any(not 0 <= f < len(images) for f in folds):
+            console.print(f"[red]--folds takes image indexes 0-{len(images) - 1}, got {args.folds!r}[/red]")
+            return 2
     cfg = S.SimConfig(initial=args.initial, batch=args.batch, budget=args.budget)
     with console.status("simulating") as status:
         curves = S.simulate(images, seeds=seeds, folds=folds, cfg=cfg, progress=lambda m: status.update(m))
