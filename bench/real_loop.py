@@ -1,25 +1,34 @@
 """The real labeling loop, end to end, as a user's session runs it: how fast the product learns.
 
-    python bench/real_loop.py [--quick] [--seeds 5] [--budget 400] [--orders random,batchbald]
+    python bench/real_loop.py [--quick] [--seeds 5] [--first-seed 0] [--budget 400] [--orders ...]
+    python bench/real_loop.py --report [--out DIR]     (recompute the report from a run's files)
 
 Starts the local cloud (histolabel.localcloud.up: moto, the stream runtime with the projector
 and training trigger, the API under `chalice local`), signs in through Cognito, and for every
-order x seed creates a project through the API (product defaults but the certainty metric),
-uploads the MoNuSeg images of the pool through the presigned upload, and runs ingest, segment
-and embed through the job runner. The simulated annotator then labels in queue order
-(GET /queue; for `random`, the spread order the queue serves before any model) through the
-labels route, answering from the nucleus polygons; the trigger retrains at the project's
-threshold, and the annotator waits for the new ranking before labeling on. Every model is scored
-(macro F1) on the MoNuSeg image left out (segmented and embedded by the same jobs in a project of
-its own).
+seed x order creates a project `loop-<order>-<seed>` through the API (product defaults but the
+certainty metric), uploads the MoNuSeg images of the pool through the presigned upload and
+ingests them (the job-events handler chains segment and embed, as after a browser upload). The
+simulated annotator then labels in queue order (GET /queue; for `random`, the spread order the
+queue serves before any model) through the labels route, answering from the nucleus polygons;
+the trigger retrains at the project's threshold, and the annotator waits for the new ranking
+before labeling on. Every model is scored (macro F1) on the MoNuSeg image left out (segmented
+and embedded by the same jobs in a project of its own).
 
---quick: orders random and batchbald, 1 seed, budget 150 (a few minutes on a loaded 2-core
-machine, not one: every retrain is a train + predict job process).
+Then `histolabel simulate`'s driver (simulation.run_curve) replays every project on the same
+slides' vectors and truth, under the same project id (so the same spread order) and cadence,
+and the report sets the two side by side against the seed-to-seed spread.
 
-Writes bench/out/real_loop/{curves.csv,curves.json,real_loop.png}; ends with `name: value` lines:
-`random_f1_at_<budget>`, `<order>_label_ratio` (labels to reach random's F1 at the budget / budget),
-`threshold_to_ranking_p50_s`/`_p95_s` (the labels POST that crosses the threshold -> GET
-/projects shows the new model's predictions), `pool_all_f1` (a model on every pool label).
+--quick: orders random and batchbald, 1 seed, budget 150 (several minutes on a loaded 2-core
+machine, not one: every project ingests, segments and embeds its slides through the jobs).
+
+Writes DIR (bench/out/real_loop)/{curves.json,curves.csv,simulated.json,real_loop.png,data/}
+after every project; ends with `name: value` lines: `random_f1_at_<budget>`,
+`<order>_label_ratio` (labels for the mean curve to reach random's mean F1 at the budget /
+budget) with its per-seed values and spread, `<order>_f1_at_200` against `pool_all_f1` (a model
+on every pool label), the simulation's `sim_*` figures, `f1_seed_sd` and
+`f1_sim_vs_real_mean_abs_diff`, and `threshold_to_ranking_p50_s`/`_p95_s` (the labels POST that
+crosses the threshold -> GET /projects shows the new model's predictions) with the median of
+each phase (`latency_*`: projector, trigger, job start, the job's own timings, publish).
 """
 
 from __future__ import annotations
@@ -311,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="random and batchbald, 1 seed, budget 150")
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed+seeds-1")
     ap.add_argument("--budget", type=int, default=400)
     ap.add_argument("--orders", default=",".join(ORDERS))
     ap.add_argument("--test", type=int, default=0, help="index of the MoNuSeg image left out")
@@ -323,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         return report(args.out)
     orders = ["random", "batchbald"] if args.quick else [o.strip() for o in args.orders.split(",")]
-    seeds = [0] if args.quick else list(range(args.seeds))
+    seeds = [0] if args.quick else list(range(args.first_seed, args.first_seed + args.seeds))
     budget = 150 if args.quick else args.budget
     images = sorted(args.data.glob("*.tif"))
     if len(images) < 2 or "random" not in orders or any(o not in ORDERS for o in orders):
@@ -387,10 +397,12 @@ def main(argv: list[str] | None = None) -> int:
     return report(out)
 
 
-def simulate_same(out: Path, curves: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
+def simulate_same(out: Path, runs: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
     """`histolabel simulate`'s driver (histolabel.learning.simulation.run_curve) on each real
     project's own slides (the product's segment and embed jobs' output, standardized as the jobs
-    do) and test image, under the same project id (so the same spread order) and cadence."""
+    do) and test image, under the same project id (so the same spread order) and cadence. A run
+    without a real project of its own (`data` names another project's slides) gives the
+    simulation's seed-to-seed spread."""
     from histolabel.events.catalogue import ProjectSettings
     from histolabel.learning import simulation as S
 
@@ -398,8 +410,8 @@ def simulate_same(out: Path, curves: list[dict[str, Any]], budget: int) -> list[
     test = S.LabeledImage("test", t["x"].astype(np.float32), t["y"].astype(np.int64))
     cfg = S.SimConfig(budget=budget, batch=ProjectSettings().retrain_threshold)
     sims = []
-    for c in curves:
-        d = np.load(out / "data" / f"{c['project']}.npz")
+    for c in runs:
+        d = np.load(out / "data" / f"{c.get('data', c['project'])}.npz")
         sids = sorted(k[2:] for k in d.files if k.startswith("x_"))
         pool = [S.LabeledImage(s, d[f"x_{s}"].astype(np.float32), d[f"y_{s}"].astype(np.int64)) for s in sids]
         sim = S.run_curve(pool, test, c["order"], c["seed"], cfg, project=c["project"])
@@ -434,6 +446,12 @@ def report(out: Path) -> int:
     t0 = time.perf_counter()
     sims = simulate_same(out, curves, labels[-1])
     sim = _by_order(sims, orders)
+    # Five seeds of the simulation on the first project's slides (the pool is the same images
+    # through the same jobs in every project): its seed-to-seed spread, however few real seeds.
+    first = curves[0]["project"]
+    extra = [{"order": o, "seed": s, "project": f"loop-{o}-{s}", "data": first}
+             for s in range(5) if s not in done for o in orders]  # fmt: skip
+    sim5 = _by_order([*sims, *simulate_same(out, extra, labels[-1])], orders)
     sim_seconds = time.perf_counter() - t0
 
     with (out / "curves.csv").open("w", newline="") as fh:
@@ -489,10 +507,16 @@ def report(out: Path) -> int:
         diffs.append(float(np.abs(real[o].mean(axis=0) - sim[o].mean(axis=0)).mean()))
         print(f"{o}_f1_seed_sd_mean: {spreads[-1]:.4f}")
         print(f"{o}_f1_sim_minus_real_mean_abs: {diffs[-1]:.4f}")
+    sim5_target = float(sim5["random"][:, -1].mean())
+    for o in orders:
+        if o != "random":
+            print(f"sim5_{o}_label_ratio: {_ratio(labels, sim5[o].mean(axis=0), sim5_target):.3f}")
+    sim_spread = float(np.mean([sim5[o].std(axis=0).mean() for o in orders]))
     spread, diff = float(np.mean(spreads)), float(np.mean(diffs))
-    print(f"f1_seed_sd: {spread:.4f}")
+    print(f"f1_seed_sd: {spread:.4f}" if seeds > 1 else "f1_seed_sd: n/a (one real seed)")
+    print(f"sim5_f1_seed_sd: {sim_spread:.4f}")
     print(f"f1_sim_vs_real_mean_abs_diff: {diff:.4f}")
-    print(f"sim_vs_real_within_seed_spread: {diff < spread if seeds > 1 else 'n/a (one seed)'}")
+    print(f"sim_vs_real_within_seed_spread: {diff < (spread if seeds > 1 else sim_spread)}")
     lat = np.concatenate([c["latency"] for c in curves])
     print(f"threshold_to_ranking_p50_s: {np.percentile(lat, 50):.1f}")
     print(f"threshold_to_ranking_p95_s: {np.percentile(lat, 95):.1f}")

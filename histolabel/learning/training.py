@@ -345,6 +345,31 @@ def _scored_folds(
     return y[scored], pred[scored]
 
 
+class _AdamW:
+    """torch.optim.AdamW's update (decoupled weight decay, bias-corrected moments, defaults
+    betas 0.9/0.999, eps 1e-8), for the stacked linear heads. Not torch.optim itself: building
+    any torch optimizer imports torch._dynamo and sympy (add_param_group is wrapped to disable
+    dynamo), 820 modules and 10 s of a retrain on loaded cores, measured; the small-set path
+    needs none of it. tests/learning/test_models.py pins it to torch's AdamW."""
+
+    def __init__(self, params: list[torch.Tensor], lr: float, weight_decay: float) -> None:
+        self.params, self.lr, self.wd = params, lr, weight_decay
+        self.m = [torch.zeros_like(q) for q in params]
+        self.v = [torch.zeros_like(q) for q in params]
+        self.t = 0
+
+    @torch.no_grad()
+    def __call__(self, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> None:
+        self.t += 1
+        c1, c2 = 1 - beta1**self.t, (1 - beta2**self.t) ** 0.5
+        for q, m, v in zip(self.params, self.m, self.v, strict=True):
+            assert q.grad is not None
+            q.mul_(1 - self.lr * self.wd)
+            m.lerp_(q.grad, 1 - beta1)
+            v.mul_(beta2).addcmul_(q.grad, q.grad, value=1 - beta2)
+            q.addcdiv_(m, (v.sqrt() / c2).add_(eps), value=-self.lr / c1)
+
+
 def _fit_linear_together(
     xt: torch.Tensor,
     yt: torch.Tensor,
@@ -377,16 +402,16 @@ def _fit_linear_together(
     sample_w = member * class_w[:, y]  # [k, n]: a row's class weight in the heads it trains
     denom = sample_w.sum(dim=1)
     z = (x[None] - mean[:, None]) / scale[:, None]  # [k, n, dim]
-    opt = torch.optim.AdamW([weight, bias], lr=cfg.lr, weight_decay=cfg.weight_decay)
+    step = _AdamW([weight, bias], lr=cfg.lr, weight_decay=cfg.weight_decay)
     with threads_for(k * n * dim):
         for _ in range(epochs):
-            opt.zero_grad(set_to_none=True)
+            weight.grad = bias.grad = None
             dropped = z * (torch.rand_like(z) >= p) * (1.0 / (1.0 - p)) if p > 0 else z
             logits = torch.baddbmm(bias[:, None], dropped, weight)
             nll = -torch.log_softmax(logits, dim=2).gather(2, y[None, :, None].expand(k, n, 1))[..., 0]
             loss = ((sample_w * nll).sum(dim=1) / denom).sum()
             loss.backward()
-            opt.step()
+            step()
     for i, head in enumerate(heads):
         with torch.no_grad():
             head.fc.weight.copy_(weight[i].detach().t().cpu())

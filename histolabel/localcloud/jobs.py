@@ -131,6 +131,8 @@ class LocalJobRunner:
                 timed_out = True
                 proc.kill()
                 proc.wait()
+            if self.warm:
+                SPARES.refill(env)
         code = _exit_code(proc.returncode)
         status = "SUCCEEDED" if code == 0 and not timed_out else "FAILED"
         tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or [""]

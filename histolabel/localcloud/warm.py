@@ -96,35 +96,32 @@ class Spare:
 
 
 class Spares:
-    """At most one spare per process (the runner starts one job at a time per slot); made after
-    a process's first job, so a process that never runs jobs holds none."""
+    """At most one spare per process (the runner starts one job at a time per slot), made when
+    a job has ended (`refill`), so that its imports do not take CPU from the job running and a
+    process that never runs jobs holds none."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._spare: Spare | None = None
 
     def start(self, command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-        """`command` ([python, -m, module, args...]) in a spare that fits, else a fresh process;
-        either way a new spare is made for the next job."""
-        cwd = os.getcwd()
+        """`command` ([python, -m, module, args...]) in the spare if it fits, else a fresh process."""
         with self._lock:
             spare, self._spare = self._spare, None
-        proc = None
-        if spare is not None and command[:2] == [sys.executable, "-m"] and spare.fits(env, cwd):
-            try:
-                proc = spare.run(command[2], command[3:], env, log)
-            except OSError:
-                proc = None
+        if spare is not None and command[:2] == [sys.executable, "-m"] and spare.fits(env, os.getcwd()):
+            with contextlib.suppress(OSError):
+                return spare.run(command[2], command[3:], env, log)
         elif spare is not None:
             threading.Thread(target=spare.close, daemon=True).start()
-        if proc is None:
-            with open(log, "wb") as out:
-                proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+        with open(log, "wb") as out:
+            return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+
+    def refill(self, env: dict[str, str]) -> None:
+        """A spare for the next job with this environment, unless one is there."""
         fresh = {k: v for k, v in env.items() if k not in PER_JOB_ENV}
         with self._lock:
             if self._spare is None:
-                self._spare = Spare(fresh, cwd)
-        return proc
+                self._spare = Spare(fresh, os.getcwd())
 
 
 def _serve() -> None:
