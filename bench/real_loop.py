@@ -329,8 +329,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--report", action="store_true", help="only report (and simulate) what --out holds from a run"
     )
+    ap.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        help="with --report: first gather these runs' files (other seeds) into --out",
+    )
     args = ap.parse_args(argv)
     if args.report:
+        if args.merge:
+            merge(args.merge, args.out)
         return report(args.out)
     orders = ["random", "batchbald"] if args.quick else [o.strip() for o in args.orders.split(",")]
     seeds = [0] if args.quick else list(range(args.first_seed, args.first_seed + args.seeds))
@@ -395,6 +403,24 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             local.down(out=io.StringIO())
     return report(out)
+
+
+def merge(runs: list[Path], out: Path) -> None:
+    """One run's files from several runs of the same budget and orders (each its own seeds)."""
+    import shutil
+
+    parts = [json.loads((d / "curves.json").read_text()) for d in runs]
+    if len({(p["budget"], tuple(p["orders"]), p["test"]) for p in parts}) != 1:
+        raise SystemExit("--merge takes runs of one budget, order list and test image")
+    (out / "data").mkdir(parents=True, exist_ok=True)
+    for d in runs:
+        for f in (d / "data").glob("*.npz"):
+            if (out / "data" / f.name).resolve() != f.resolve():
+                shutil.copy(f, out / "data" / f.name)
+    merged = {**parts[0], "seeds": sorted({s for p in parts for s in p["seeds"]}),
+              "curves": [c for p in parts for c in p["curves"]],
+              "seconds": max(p.get("seconds", 0) for p in parts)}  # fmt: skip
+    (out / "curves.json").write_text(json.dumps(merged, indent=1))
 
 
 def simulate_same(out: Path, runs: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:

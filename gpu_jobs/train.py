@@ -52,7 +52,10 @@ def assemble(
     index = {c: i for i, c in enumerate(class_ids)}
     xs, ys = [], []
     for slide_id in sorted(labels):
-        ids = np.fromiter(labels[slide_id], np.int64)
+        # In id order: the model depends on the label set, not on the order labels came in
+        # (row order decides which dropout draws a row gets), so a replay of the same labels
+        # (`histolabel simulate` of a real project) trains the same model.
+        ids = np.fromiter(sorted(labels[slide_id]), np.int64)
         array = artifacts.open_features(feature_uris[slide_id])
         bad = ids[(ids < 1) | (ids > array.shape[0])]
         if bad.size:

@@ -120,6 +120,10 @@ class LocalJobRunner:
             env = {**os.environ, "AWS_BATCH_JOB_ID": job_id, ALLOW_CPU: "1"}
             if self.warm:
                 proc = SPARES.start(record["command"], env, log_path)
+                # The next job's spare imports while this job runs: made after this job ended,
+                # it was still importing when the next retrain came (the loop labels on at once),
+                # and the retrain waited 25-30 s for it on loaded cores (measured).
+                SPARES.refill(env)
             else:
                 with open(log_path, "wb") as log:
                     proc = subprocess.Popen(record["command"], stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -131,8 +135,7 @@ class LocalJobRunner:
                 timed_out = True
                 proc.kill()
                 proc.wait()
-            if self.warm:
-                SPARES.refill(env)
+
         code = _exit_code(proc.returncode)
         status = "SUCCEEDED" if code == 0 and not timed_out else "FAILED"
         tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or [""]

@@ -96,9 +96,8 @@ class Spare:
 
 
 class Spares:
-    """At most one spare per process (the runner starts one job at a time per slot), made when
-    a job has ended (`refill`), so that its imports do not take CPU from the job running and a
-    process that never runs jobs holds none."""
+    """At most one spare per process, made when a job starts (`refill`), so that its imports
+    overlap the running job, and a process that never runs jobs holds none."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

@@ -41,7 +41,7 @@ def test_a_job_in_a_spare_runs_as_a_fresh_process_would(tmp_path: Path) -> None:
     cold = spares.start(cmd, {**env, "AWS_BATCH_JOB_ID": "j1"}, tmp_path / "1.log")
     assert cold.wait(timeout=300) == 3
     assert "torch already imported False" in (tmp_path / "1.log").read_text()
-    spares.refill(env)  # as the runner does once a job has ended
+    spares.refill(env)  # as the runner does when it starts a job
     spare_pid = _wait_ready(spares)
 
     warm = spares.start(cmd, {**env, "AWS_BATCH_JOB_ID": "j2"}, tmp_path / "2.log")
