@@ -42,9 +42,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         type=int,
         help="spread-order labels before the first model (default: --batch)",
     )
-    ap.add_argument(
-        "--folds", help="images to score on, by index, comma-separated (default: each in turn)"
-    )
+    ap.add_argument("--folds", help="images to score on, by index, comma-separated (default: each in turn)")
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared/data/labeled/monuseg")
     ap.add_argument("--out", type=Path, default=Path("bench/out/learning_curve"))
     args = ap.parse_args(argv)
