@@ -59,8 +59,10 @@ USER = "olivia"
 
 
 class Api:
-    def __init__(self, url: str, token: str) -> None:
-        self.url, self.token = url.rstrip("/"), token
+    def __init__(self, url: str, login: Any) -> None:
+        # Signed in again when the token expires (Cognito's last an hour; a full run takes hours).
+        self.url, self.login = url.rstrip("/"), login
+        self.token = login()
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
@@ -74,6 +76,10 @@ class Api:
                     raw = resp.read()
                     return json.loads(raw) if raw else None
             except urllib.error.HTTPError as exc:
+                if exc.code == 401 and attempt < 4:
+                    self.token = self.login()
+                    req.add_header("Authorization", f"Bearer {self.token}")
+                    continue
                 if exc.code in (502, 503) and attempt < 4:
                     time.sleep(1 + attempt)
                     continue
@@ -366,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         state = local.up(free_port(), free_port(), free_port(), "local", demo=False, out=io.StringIO())
         try:
             pool_cfg = cognito.Pool(state["user_pool_id"], state["client_id"])
-            api = Api(state["api_url"], cognito.login(pool_cfg, USER, local.DEMO_PASSWORD))
+            api = Api(state["api_url"], lambda: cognito.login(pool_cfg, USER, local.DEMO_PASSWORD))
             print(f"local cloud up ({time.perf_counter() - t0:.0f} s)", file=log, flush=True)
             tp = f"loop-test-{uuid.uuid4().hex[:6]}"
             api.call("POST", "/projects", {"project_id": tp, "name": "left out", "site": "nyc"})
