@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -74,6 +75,23 @@ def progress_bar(
         yield bar.update
 
 
+class Timings:
+    """Seconds per phase of a job, printed as one `timings:` line of its log (CloudWatch on AWS),
+    so where a job's time goes can be read from any run, not only a profiled one."""
+
+    def __init__(self) -> None:
+        self.phases: dict[str, float] = {}
+        self._mark = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.phases[phase] = self.phases.get(phase, 0.0) + now - self._mark
+        self._mark = now
+
+    def line(self) -> str:
+        return "timings: " + ", ".join(f"{k} {v:.2f} s" for k, v in self.phases.items())
+
+
 def record(project_id: str, event_type: str, data: dict[str, Any], job: str) -> None:
 
     service_from_env().record_job_event(project_id, event_type, data, job=job)
@@ -89,6 +107,15 @@ def record_failure(project_id: str, job: str, slide_id: str | None, reason: str)
         record(project_id, "JobFailed", data, job)
     except Exception as exc:  # the event store may be what failed
         print(f"warning: could not record JobFailed: {exc}", file=sys.stderr)
+
+
+def exit_now(code: int) -> None:
+    """End a finished job at once: its outputs and events are written, and the interpreter's
+    teardown with torch, s3fs and zarr loaded took 6-12 s on loaded cores (measured), time in
+    which the job still held its runner slot and its container."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:

@@ -13,14 +13,13 @@ pick order.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from gpu_jobs.common import JobError, parser, progress_bar, record, record_failure, run
+from gpu_jobs.common import JobError, Timings, exit_now, parser, progress_bar, record, record_failure, run
 from histolabel.composition import service_from_env
 
 IN_MEMORY_BYTES = 512 << 20  # feature arrays up to this size are read whole
@@ -33,6 +32,7 @@ def predict_project(
     samples: int | None = None,
     acquire: int | None = None,
     progress: str = "auto",
+    timings: Timings | None = None,
 ) -> dict[str, Any]:
     from histolabel.adapters import artifacts
     from histolabel.api.ranking import RANKING_FILE, ranking_table
@@ -40,6 +40,8 @@ def predict_project(
     from histolabel.learning import acquisition, defaults, models
     from histolabel.learning.features import Standardized, column_stats
 
+    timings = timings or Timings()
+    timings.lap("imports")
     svc = service_from_env()
     state = svc.require_project(project_id)
     if version is None:
@@ -57,6 +59,7 @@ def predict_project(
     slides = sorted(s for s, info in state.slides.items() if kind in info.features)
     if not slides:
         raise JobError(f"no slide of {project_id} has {kind} features; run the embed job")
+    timings.lap("model")
     mc_all: dict[str, np.ndarray] = {}
     with progress_bar(len(slides), "predict", progress, unit="slide") as update:
         for slide_id in slides:
@@ -70,12 +73,14 @@ def predict_project(
             batch = 262144 if kind != "patch" else 4096
             mc_all[slide_id] = models.predict_mc(model, x, samples=samples, batch_size=batch, seed=version)
             update(1)
+    timings.lap("mc")
     # Labeled superpixels (any category) are never acquired: the queue leaves them out.
     labeled = (
         {s: svc.slide_labels_fresh(project_id, s).current() for s in slides} if metric == "batchbald" else {}
     )
     size = defaults.acquisition_size(state.settings.retrain_threshold) if acquire is None else acquire
     ranked = acquisition.rank_slides(mc_all, labeled, metric, size, seed=version)
+    timings.lap("rank")
     uri_prefix = artifacts.predictions_prefix(project_id, version)
     tables = {}
     for slide_id in slides:
@@ -94,10 +99,12 @@ def predict_project(
     preds = {s: Predictions.from_arrow(t) for s, t in tables.items()}
     done = {s: set(v) for s, v in labeled.items()}
     artifacts.write_predictions(f"{uri_prefix}/{RANKING_FILE}", ranking_table(preds, done))
+    timings.lap("write")
     return {"model_version": version, "uri_prefix": uri_prefix, "slides": slides, "metric": metric}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, timings: Timings | None = None) -> int:
+    timings = timings or Timings()
     p = parser("predict", "Predict every superpixel of the project with a trained model.")
     p.add_argument("--version", type=int, help="model version (default: the current model)")
     p.add_argument("--samples", type=int, help="MC-dropout samples (default: the loop's, 12)")
@@ -108,6 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         data = predict_project(
             args.project, args.version, samples=args.samples, acquire=args.acquire, progress=args.progress,
+            timings=timings,
         )  # fmt: skip
     except JobError as exc:
         if not args.no_events:
@@ -115,11 +123,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise
     if not args.no_events:
         record(args.project, "PredictionsPublished", data, "predict")
+        timings.lap("publish")
     print(
         f"predictions of model v{data['model_version']} ({data['metric']}) for {len(data['slides'])} slide(s)"
     )
+    print(timings.line(), flush=True)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(run(main))
+    exit_now(run(main))

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from gpu_jobs.common import parser, record, run
+from gpu_jobs.common import Timings, exit_now, parser, record, run
 from histolabel.composition import service_from_env
 
 
@@ -53,7 +53,10 @@ def assemble(
     index = {c: i for i, c in enumerate(class_ids)}
     xs, ys = [], []
     for slide_id in sorted(labels):
-        ids = np.fromiter(labels[slide_id], np.int64)
+        # In id order: the model depends on the label set, not on the order labels came in
+        # (row order decides which dropout draws a row gets), so a replay of the same labels
+        # (`histolabel simulate` of a real project) trains the same model.
+        ids = np.fromiter(sorted(labels[slide_id]), np.int64)
         array = artifacts.open_features(feature_uris[slide_id])
         bad = ids[(ids < 1) | (ids > array.shape[0])]
         if bad.size:
@@ -73,12 +76,19 @@ def assemble(
 
 
 def train_project(
-    project_id: str, request_id: str, *, max_epochs: int | None = None, seed: int = 0
+    project_id: str,
+    request_id: str,
+    *,
+    max_epochs: int | None = None,
+    seed: int = 0,
+    timings: Timings | None = None,
 ) -> dict[str, Any]:
     """Train and save; returns TrainingCompleted data. Raises TrainingError with the reason."""
     from histolabel.adapters import artifacts
     from histolabel.learning import models, training
 
+    timings = timings or Timings()
+    timings.lap("imports")
     svc = service_from_env()
     state = svc.require_project(project_id)
     if request_id not in state.training:
@@ -97,12 +107,15 @@ def train_project(
     if total == 0:
         raise training.TrainingError("no labeled superpixels in trainable categories")
     uris = {s: info.features[kind]["uri"] for s, info in state.slides.items() if kind in info.features}
+    timings.lap("labels")
     x, y = assemble(labels, uris, class_ids, kind)
+    timings.lap("features")
     if max_epochs is None:
         result = training.fit_labels(x, y, class_ids, state.settings.model_kind, seed=seed)
     else:  # an operator's cap on the loop's rule (histolabel.learning.training.config_for)
         cfg = training.config_for(state.settings.model_kind, seed=seed, max_epochs=max_epochs)
         result = training.train(x, y, class_ids, cfg)
+    timings.lap("fit")
     version = max((int(m["model_version"]) for m in state.models), default=0) + 1
     while artifacts.exists(f"{artifacts.model_prefix(project_id, version)}/meta.json"):
         version += 1  # a concurrent run took it; never overwrite a published model
@@ -116,6 +129,7 @@ def train_project(
         "per_slide_standardized": kind != "patch",
     }
     uri = artifacts.write_model(project_id, version, models.to_bytes(result.model), meta)
+    timings.lap("save")
     return {
         "request_id": request_id,
         "model_version": version,
@@ -126,6 +140,7 @@ def train_project(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    timings = Timings()
     from histolabel.learning.training import TrainingError
 
     p = parser("train", "Train the project's classifier from its labels.")
@@ -137,7 +152,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.max_epochs is not None and args.max_epochs < 1:
         p.error("--max-epochs must be at least 1")
     try:
-        data = train_project(args.project, args.request, max_epochs=args.max_epochs, seed=args.seed)
+        data = train_project(
+            args.project, args.request, max_epochs=args.max_epochs, seed=args.seed, timings=timings
+        )
     except TrainingError as exc:
         if not args.no_events:
             record(
@@ -150,22 +167,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     if not args.no_events:
         record(args.project, "TrainingCompleted", data, "train")
+        timings.lap("record")
     m = data["metrics"]
     f1 = "n/a" if m["macro_f1"] is None else f"{m['macro_f1']:.3f}"
     few = " (too few to trust)" if m["few_heldout"] else ""
     print(
         f"model v{data['model_version']}: macro F1 {f1} on {m['heldout_n']} {m['heldout']}{few},"
-        f" {data['model_uri']}"
+        f" {data['model_uri']}",
+        flush=True,
     )
-    if not args.no_predict:
-        from gpu_jobs.predict import main as predict_main
+    if args.no_predict:
+        print(timings.line(), flush=True)
+        return 0
+    from gpu_jobs.predict import main as predict_main
 
-        return predict_main(
-            ["--project", args.project, "--version", str(data["model_version"]), "--progress", args.progress]
-            + (["--no-events"] if args.no_events else [])
-        )
-    return 0
+    # In this process: the modules, the service and its cached project state are already here
+    # (a second job would import torch and read the project again before it could rank).
+    return predict_main(
+        ["--project", args.project, "--version", str(data["model_version"]), "--progress", args.progress]
+        + (["--no-events"] if args.no_events else []),
+        timings=timings,
+    )
 
 
 if __name__ == "__main__":
-    sys.exit(run(main))
+    exit_now(run(main))

@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         type=int,
         help="spread-order labels before the first model (default: --batch)",
     )
+    ap.add_argument("--folds", help="images to score on, by index, comma-separated (default: each in turn)")
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared/data/labeled/monuseg")
     ap.add_argument("--out", type=Path, default=Path("bench/out/learning_curve"))
     args = ap.parse_args(argv)
@@ -49,12 +50,23 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if not args.data.is_dir():
         console.print(f"[red]no labeled images at {args.data}[/red]")
         return 2
+    count = sum(
+        1 for t in args.data.glob("*.tif") if t.with_suffix(".xml").exists()
+    )  # what load_monuseg loads
+    folds = [0] if args.quick else list(range(count))
+    if args.folds:
+        try:
+            folds = [int(f) for f in args.folds.split(",")]
+        except ValueError:
+            folds = [-1]
+        if any(not 0 <= f < count for f in folds):
+            console.print(f"[red]--folds takes image indexes 0-{count - 1}, got {args.folds!r}[/red]")
+            return 2
     t0 = time.perf_counter()
     images = S.load_monuseg(args.data)
     n_sp = sum(i.y.size for i in images)
     console.print(f"{len(images)} images, {n_sp} superpixels ({time.perf_counter() - t0:.1f} s)")
     seeds = [0] if args.quick else list(range(args.seeds))
-    folds = [0] if args.quick else list(range(len(images)))
     cfg = S.SimConfig(initial=args.initial, batch=args.batch, budget=args.budget)
     with console.status("simulating") as status:
         curves = S.simulate(images, seeds=seeds, folds=folds, cfg=cfg, progress=lambda m: status.update(m))

@@ -107,17 +107,23 @@ def _gather(
 
 
 def run_curve(
-    pool: Sequence[LabeledImage], test: LabeledImage, order: str, seed: int, cfg: SimConfig
+    pool: Sequence[LabeledImage],
+    test: LabeledImage,
+    order: str,
+    seed: int,
+    cfg: SimConfig,
+    project: str | None = None,
 ) -> Curve:
     """One annotator's session, driven through the product's own steps: the queue's spread order
     before any model (and throughout for `random`), the train job's `fit_labels`, the predict
     job's MC samples and `acquisition.rank_slides`, and the queue route's `uncertainty_queue`
     with its exclusions; a retrain every `cadence` labels (the training trigger's threshold).
-    `seed` only names the project, which fixes its spread order, as a new project would."""
+    `seed` only names the project, which fixes its spread order, as a new project would;
+    `project` names it instead (to replay a real project: its slides must be the images' names)."""
     from histolabel.api.queue import spread_queue, uncertainty_queue
     from histolabel.api.tables import Predictions
 
-    project = f"simulation-{seed}"
+    project = project or f"simulation-{seed}"
     counts = {im.name: int(im.y.size) for im in pool}
     labeled: dict[str, set[int]] = {im.name: set() for im in pool}
 

@@ -252,8 +252,18 @@ def train(
         # Too few labels to spare a validation set: train on all for the fixed budget, score by
         # k-fold cross-validation.
         epochs = min(cfg.fixed_epochs, cfg.max_epochs)
-        model, _ = fit_all(everything, epochs)
-        truth, pred = _cross_validate(y, cfg.cv_folds, cfg.seed, lambda tr: fit_all(tr, epochs)[0], xt, dev)
+        folds = _folds(y, cfg.cv_folds, cfg.seed)
+        if cfg.model_kind == "linear" and y.size <= cfg.batch_size:
+            # The final model and the k fold models trained as one stacked model: the same
+            # full-batch steps (AdamW is elementwise), one pass of small ops instead of k + 1,
+            # which on loaded cores was most of a retrain's training time.
+            rows = [everything, *(tr for tr, _te in folds)]
+            model, *fold_models = _fit_linear_together(xt, yt, rows, cfg, epochs, n_classes, dev)
+        else:
+            model, _ = fit_all(everything, epochs)
+            fold_models = [fit_all(tr, epochs)[0] for tr, _te in folds]
+        tests = [te for _tr, te in folds]
+        truth, pred = _scored_folds(y, list(zip(fold_models, tests, strict=True)), xt, dev)
         source = "cross-validation" if truth.size else "none"
         n_train = int(y.size)
     else:
@@ -301,29 +311,110 @@ def _predict(model: nn.Module, x: torch.Tensor, dev: torch.device) -> NDArray[np
         return model(x.to(dev)).argmax(dim=1).cpu().numpy().astype(np.int64)
 
 
-def _cross_validate(
-    y: NDArray[np.int64],
-    folds: int,
-    seed: int,
-    fit: Any,
-    xt: torch.Tensor,
-    dev: torch.device,
-) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """Every label predicted by a model trained without it (stratified folds); classes with
-    fewer labels than folds spread over as many folds as they have labels."""
+def _folds(y: NDArray[np.int64], folds: int, seed: int) -> list[tuple[NDArray[np.int64], NDArray[np.int64]]]:
+    """(train rows, test rows) of stratified folds that can train (two classes in the train
+    rows, a non-empty test); classes with fewer labels than folds spread over as many folds as
+    they have labels."""
     if folds < 2:
-        return y[:0], y[:0]
+        return []
     rng = np.random.default_rng(seed)
     fold = np.empty(y.size, np.int64)
     for c in np.unique(y):
         idx = rng.permutation(np.flatnonzero(y == c))
         fold[idx] = np.arange(idx.size) % folds
-    pred = np.full(y.size, -1, np.int64)
+    out = []
     for f in range(folds):
         test = np.flatnonzero(fold == f)
         train_rows = np.flatnonzero(fold != f)
-        if test.size == 0 or np.unique(y[train_rows]).size < 2:
-            continue
-        pred[test] = _predict(fit(train_rows), xt[test], dev)
+        if test.size and np.unique(y[train_rows]).size >= 2:
+            out.append((train_rows, test))
+    return out
+
+
+def _scored_folds(
+    y: NDArray[np.int64],
+    fitted: list[tuple[nn.Module, NDArray[np.int64]]],
+    xt: torch.Tensor,
+    dev: torch.device,
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Every label predicted by a model trained without it."""
+    pred = np.full(y.size, -1, np.int64)
+    for model, test in fitted:
+        pred[test] = _predict(model, xt[test], dev)
     scored = pred >= 0
     return y[scored], pred[scored]
+
+
+class _AdamW:
+    """torch.optim.AdamW's update (decoupled weight decay, bias-corrected moments, defaults
+    betas 0.9/0.999, eps 1e-8), for the stacked linear heads. Not torch.optim itself: building
+    any torch optimizer imports torch._dynamo and sympy (add_param_group is wrapped to disable
+    dynamo), 820 modules and 10 s of a retrain on loaded cores, measured; the small-set path
+    needs none of it. tests/learning/test_models.py pins it to torch's AdamW."""
+
+    def __init__(self, params: list[torch.Tensor], lr: float, weight_decay: float) -> None:
+        self.params, self.lr, self.wd = params, lr, weight_decay
+        self.m = [torch.zeros_like(q) for q in params]
+        self.v = [torch.zeros_like(q) for q in params]
+        self.t = 0
+
+    @torch.no_grad()
+    def __call__(self, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> None:
+        self.t += 1
+        c1, c2 = 1 - beta1**self.t, (1 - beta2**self.t) ** 0.5
+        for q, m, v in zip(self.params, self.m, self.v, strict=True):
+            assert q.grad is not None
+            q.mul_(1 - self.lr * self.wd)
+            m.lerp_(q.grad, 1 - beta1)
+            v.mul_(beta2).addcmul_(q.grad, q.grad, value=1 - beta2)
+            q.addcdiv_(m, (v.sqrt() / c2).add_(eps), value=-self.lr / c1)
+
+
+def _fit_linear_together(
+    xt: torch.Tensor,
+    yt: torch.Tensor,
+    row_sets: list[NDArray[np.int64]],
+    cfg: TrainConfig,
+    epochs: int,
+    n_classes: int,
+    dev: torch.device,
+) -> list[nn.Module]:
+    """Linear heads, one per row set, trained side by side as one stacked model for `epochs`
+    full-batch steps: each head has the standardization, class weights, initialization,
+    dropout rate and weighted cross-entropy it would have alone (`_fit` of `fresh(rows)`), and
+    since the loss is a sum of the heads' own losses and AdamW is elementwise, each head's
+    steps are its own."""
+    k, (n, dim) = len(row_sets), xt.shape
+    p = 0.25 if cfg.dropout is None else cfg.dropout
+    x, y = xt.to(dev), yt.to(dev)
+    member = torch.zeros(k, n, device=dev)
+    mean, scale = torch.zeros(k, dim, device=dev), torch.ones(k, dim, device=dev)
+    class_w = torch.zeros(k, n_classes, device=dev)
+    heads = [LinearHead(dim, n_classes, p) for _ in row_sets]  # as build("linear", ...) makes them
+    for i, (rows, head) in enumerate(zip(row_sets, heads, strict=True)):
+        r = torch.as_tensor(rows)
+        member[i, r.to(dev)] = 1.0
+        head.set_standardization(xt[r])
+        mean[i], scale[i] = head.mean.to(dev), head.scale.to(dev)
+        class_w[i] = _class_weights(yt[r].numpy(), n_classes, cfg.balance).to(dev)
+    weight = torch.stack([h.fc.weight.detach().t() for h in heads]).to(dev).requires_grad_()
+    bias = torch.stack([h.fc.bias.detach() for h in heads]).to(dev).requires_grad_()
+    sample_w = member * class_w[:, y]  # [k, n]: a row's class weight in the heads it trains
+    denom = sample_w.sum(dim=1)
+    z = (x[None] - mean[:, None]) / scale[:, None]  # [k, n, dim]
+    step = _AdamW([weight, bias], lr=cfg.lr, weight_decay=cfg.weight_decay)
+    with threads_for(k * n * dim):
+        for _ in range(epochs):
+            weight.grad = bias.grad = None
+            dropped = z * (torch.rand_like(z) >= p) * (1.0 / (1.0 - p)) if p > 0 else z
+            logits = torch.baddbmm(bias[:, None], dropped, weight)
+            nll = -torch.log_softmax(logits, dim=2).gather(2, y[None, :, None].expand(k, n, 1))[..., 0]
+            loss = ((sample_w * nll).sum(dim=1) / denom).sum()
+            loss.backward()
+            step()
+    for i, head in enumerate(heads):
+        with torch.no_grad():
+            head.fc.weight.copy_(weight[i].detach().t().cpu())
+            head.fc.bias.copy_(bias[i].detach().cpu())
+        head.to(dev).eval()
+    return list(heads)

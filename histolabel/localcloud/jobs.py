@@ -27,10 +27,14 @@ from typing import Any
 from histolabel.config import ALLOW_CPU, settings_from_env
 from histolabel.job_outcomes import DETAIL_TYPE, TIMEOUT_MARK, failure_reason, state_change_detail
 from histolabel.jobs import JOB_KINDS, JobKind, JobSubmissionError
+from histolabel.localcloud.warm import Spares
 
 MAX_PARALLEL = max(1, (os.cpu_count() or 2) // 2)
 LOCAL_QUEUE = "local"
 logger = logging.getLogger(__name__)
+
+# One warm spare interpreter per process, shared by its runners.
+SPARES = Spares()
 
 StateChangeHandler = Callable[[dict[str, Any], Any], Any]
 
@@ -77,8 +81,12 @@ class LocalJobRunner:
         # EventBridge delivers a Batch job's state change to the deployed one.
         on_state_change: StateChangeHandler | None = None,
         timeout_s: float | None = None,
+        warm: bool = True,
     ) -> None:
+        """`warm`: start jobs in a spare interpreter that has imported the heavy modules while
+        the previous job ran (histolabel.localcloud.warm), when it fits the job."""
         self.directory = directory or jobs_dir()
+        self.warm = warm
         self.wait = wait
         self.on_state_change = on_state_change
         self.timeout_s = timeout_s
@@ -117,26 +125,34 @@ class LocalJobRunner:
         code: int | None = None
         with self._slots:
             started = time.time()
-            with open(log_path, "wb") as log:
-                # AWS Batch tells a container its job id the same way; local jobs run where
-                # there may be no GPU: they may use the CPU.
-                env = {**os.environ, "AWS_BATCH_JOB_ID": job_id, ALLOW_CPU: "1"}
-                # A job cancelled while it waited for a slot never starts, as Batch's RUNNABLE.
-                if self._cancelled(job_id) is None:
-                    # Its own process group, so a cancel stops the workers it forks too.
-                    proc = subprocess.Popen(record["command"], stdout=log, stderr=subprocess.STDOUT,
-                                            env=env, start_new_session=True)  # fmt: skip
-                    record = {**record, "started_at": started, "pid": proc.pid}
-                    self._write(job_id, {**record, "status": "RUNNING"})
-                    if self._cancelled(job_id) is not None:  # cancelled while it was starting
-                        _terminate(proc.pid)
-                    try:
-                        proc.wait(timeout=self.timeout_s)
-                    except subprocess.TimeoutExpired:
-                        timed_out = True
-                        proc.kill()
-                        proc.wait()
-                    code = _exit_code(proc.returncode)
+            # AWS Batch tells a container its job id the same way; local jobs run where
+            # there may be no GPU: they may use the CPU.
+            env = {**os.environ, "AWS_BATCH_JOB_ID": job_id, ALLOW_CPU: "1"}
+            log_path.touch()
+            # A job cancelled while it waited for a slot never starts, as Batch's RUNNABLE.
+            if self._cancelled(job_id) is None:
+                if self.warm:
+                    proc = SPARES.start(record["command"], env, log_path)
+                    # The next job's spare imports while this job runs: made after this job ended,
+                    # it was still importing when the next retrain came (the loop labels on at once),
+                    # and the retrain waited 25-30 s for it on loaded cores (measured).
+                    SPARES.refill(env)
+                else:
+                    with open(log_path, "wb") as log:
+                        # Its own process group, so a cancel stops the workers it forks too.
+                        proc = subprocess.Popen(record["command"], stdout=log, stderr=subprocess.STDOUT,
+                                                env=env, start_new_session=True)  # fmt: skip
+                record = {**record, "started_at": started, "pid": proc.pid}
+                self._write(job_id, {**record, "status": "RUNNING"})
+                if self._cancelled(job_id) is not None:  # cancelled while it was starting
+                    _terminate(proc.pid)
+                try:
+                    proc.wait(timeout=self.timeout_s)
+                except subprocess.TimeoutExpired:
+                    timed_out = True
+                    proc.kill()
+                    proc.wait()
+                code = _exit_code(proc.returncode)
         cancelled = self._cancelled(job_id)
         status = "SUCCEEDED" if code == 0 and not timed_out and cancelled is None else "FAILED"
         tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or [""]

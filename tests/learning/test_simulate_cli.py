@@ -21,3 +21,16 @@ def test_histolabel_simulate_writes_curves_for_every_order(shared_data, tmp_path
 
 def test_simulate_refuses_a_missing_data_folder(tmp_path):
     assert main(["simulate", "--quick", "--data", str(tmp_path / "nope")]) == 2
+
+
+@pytest.mark.parametrize("folds", ["3", "x", "0,-1"])
+def test_simulate_refuses_folds_beyond_its_images(shared_data, tmp_path, capsys, folds):
+    out = tmp_path / "out"
+    assert (
+        main(
+            ["simulate", "--folds", folds, "--data", str(shared_data / "labeled/monuseg"), "--out", str(out)]
+        )
+        == 2
+    )
+    assert "--folds takes image indexes 0-2" in capsys.readouterr().err
+    assert not out.exists()
