@@ -49,6 +49,7 @@ from histolabel.commands import (
 from histolabel.config import get_settings
 from histolabel.events.catalogue import Actor
 from histolabel.events.envelope import label_stream, project_stream, verify_chain
+from histolabel.events.streams import stream_events
 from histolabel.imports import api as imports
 from histolabel.jobs import job_name
 from histolabel.leases import LEASE_S
@@ -548,7 +549,8 @@ def _slide_labels(c: Call) -> Any:
     views.require_slide(c.project, sid)
     labels = views.current_labels(c.svc, c.project.project_id, sid)
     entries, counts = resolved_entries(labels.entries, c.project.resolve)
-    out = {"slide_id": sid, "seq": labels.seq, "counts": counts, "entries": entries}
+    out = {"slide_id": sid, "seq": labels.seq, "cursor": changes.encode_cursor(labels.cursor()),
+           "counts": counts, "entries": entries}  # fmt: skip
     return _json_or_copy(out, f"projects/{c.project.project_id}/exports/labels/{sid}/seq{labels.seq}")
 
 
@@ -628,7 +630,11 @@ def _changes(c: Call) -> Any:
             return c.svc.projections.load_slide(pid, q.slide, buckets=buckets)
 
         out["slide_id"] = q.slide
-        out.update(changes.label_changes(c.svc.events, load, pid, q.slide, q.labels_seq, state.resolve))
+        out.update(
+            changes.label_changes(
+                c.svc.events, load, pid, q.slide, q.labels_seq, state.resolve, q.labels_cursor
+            )
+        )
     return out
 
 
@@ -801,9 +807,13 @@ def _history(c: Call) -> Any:
     q, pid = c.query, c.project.project_id
     if q.slide is not None:
         views.require_slide(c.project, q.slide)
-    stream = label_stream(pid, q.slide) if q.slide else project_stream(pid)
-    events = list(c.svc.events.read(stream))
-    return audit.history(stream, events, q.after_seq, q.limit, q.superpixel, q.user, q.type)
+    if q.slide is None:
+        stream = project_stream(pid)
+        events = list(c.svc.events.read(stream))
+        return audit.history(stream, events, q.after_seq, q.limit, q.superpixel, q.user, q.type)
+    streams = stream_events(c.svc.events, pid, q.slide)
+    return audit.slide_history(label_stream(pid, q.slide), streams, q.after_seq, q.limit, q.superpixel,
+                               q.user, q.type)  # fmt: skip
 
 
 @app.route("/projects/{project_id}/audit/history", methods=["GET"])
@@ -821,9 +831,9 @@ def _replay(c: Call) -> Any:
     for sid in [c.query.slide] if c.query.slide else sorted(then.slides):
         if sid not in then.slides:
             raise CommandRejected("not_found", f"slide {sid!r} did not exist at {as_of}", "slide", 404)
-        events = list(c.svc.events.read(label_stream(pid, sid)))
-        chains[label_stream(pid, sid)] = verify_chain(events) is None
-        slides[sid] = audit.replay_slide(pid, sid, events, as_of)
+        streams = stream_events(c.svc.events, pid, sid)
+        chains.update({stream: verify_chain(ev) is None for stream, ev in streams.items()})
+        slides[sid] = audit.replay_slide(pid, sid, [e for ev in streams.values() for e in ev], as_of)
     return {"as_of": as_of, "project": project_out(then) if then.exists else None, "slides": slides,
             "chains": chains}  # fmt: skip
 

@@ -23,12 +23,12 @@ from histolabel.events.envelope import (
     StoredEvent,
     canonical_json,
     idempotency_stream,
-    label_stream,
     project_stream,
 )
+from histolabel.events.streams import history_of, read_after, slide_events, slide_streams
 from histolabel.eventstore import AppendConflict, DuplicateCommand, EventStore
 from histolabel.leases import LeaseStore, lease_store_for
-from histolabel.projections.labels import SlideLabels, fold_labels
+from histolabel.projections.labels import SlideLabels, catch_up, fold_labels
 from histolabel.projections.project import ProjectState, apply_project_event
 from histolabel.projections.store import ProjectionStore
 
@@ -137,7 +137,15 @@ class HistoLabel:
 
     def slide_labels_fresh(self, project_id: str, slide_id: str) -> SlideLabels:
         """The slide's labels folded from the event store: no projection lag."""
-        return fold_labels(project_id, slide_id, self.events.read(label_stream(project_id, slide_id)))
+        return fold_labels(project_id, slide_id, slide_events(self.events, project_id, slide_id))
+
+    def slide_labels_current(self, project_id: str, slide_id: str) -> SlideLabels:
+        """The projection caught up with the label events it has not folded yet (every stream of
+        the slide): never stale, and cheap while the projector keeps up."""
+        labels = self.slide_labels(project_id, slide_id)
+        streams = slide_streams(self.events, project_id, slide_id)
+        catch_up(labels, read_after(self.events, streams, labels.cursor()), history_of(self.events))
+        return labels
 
     def labels_total(self, project_id: str) -> int:
         return self.projections.labels_total(project_id)

@@ -14,8 +14,7 @@ from histolabel.api.review import Row, rows_for_slide
 from histolabel.api.tables import Predictions
 from histolabel.commands import CommandRejected
 from histolabel.config import get_settings
-from histolabel.events.envelope import label_stream
-from histolabel.projections.labels import SlideLabels, apply_label_event
+from histolabel.projections.labels import SlideLabels
 from histolabel.projections.project import ProjectState
 from histolabel.service import HistoLabel
 
@@ -23,10 +22,7 @@ from histolabel.service import HistoLabel
 def current_labels(svc: HistoLabel, project_id: str, slide_id: str) -> SlideLabels:
     """The projection caught up with the events it has not seen yet: cheap and never stale, so
     what a user has just answered is already in it."""
-    labels = svc.slide_labels(project_id, slide_id)
-    for event in svc.events.read(label_stream(project_id, slide_id), after=labels.seq):
-        apply_label_event(labels, event)
-    return labels
+    return svc.slide_labels_current(project_id, slide_id)
 
 
 def segmented_slides(state: ProjectState) -> dict[str, dict[str, Any]]:

@@ -19,7 +19,14 @@ from botocore.exceptions import ClientError
 from histolabel.adapters.aws import client
 from histolabel.adapters.seals import KmsSeals
 from histolabel.config import Settings
-from histolabel.events.envelope import GENESIS_HASH, StoredEvent
+from histolabel.events.envelope import (
+    GENESIS_HASH,
+    StoredEvent,
+    directory_of,
+    directory_slot,
+    member_of,
+    slide_directory,
+)
 from histolabel.eventstore import AppendConflict, DuplicateCommand
 
 _STRING_FIELDS = (
@@ -153,6 +160,24 @@ class DynamoEventStore:
                     }
                 }
             )
+        for event in events:
+            if event.seq == 1 and member_of(event.stream):
+                # A member's first event on a slide lists its stream in the slide's directory, in
+                # the same transaction: a stream exists exactly when it is listed.
+                ops.append(
+                    {
+                        "Put": {
+                            "TableName": self.table,
+                            "Item": {
+                                "stream": {"S": directory_of(event.stream)},
+                                "seq": {"N": str(directory_slot(event.stream))},
+                                "member_stream": {"S": event.stream},
+                            },
+                            "ConditionExpression": "attribute_not_exists(#s)",
+                            "ExpressionAttributeNames": {"#s": "stream"},
+                        }
+                    }
+                )
         if guard is not None:
             ops.append(
                 {
@@ -207,6 +232,23 @@ class DynamoEventStore:
         )
         item = resp.get("Item")
         return json.loads(item["result"]["S"]) if item else None
+
+    def label_streams(self, project_id: str, slide_id: str) -> list[str]:
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "#s = :s",
+            "ExpressionAttributeNames": {"#s": "stream"},
+            "ExpressionAttributeValues": {":s": {"S": slide_directory(project_id, slide_id)}},
+            "ProjectionExpression": "member_stream",
+            "ConsistentRead": True,
+        }
+        streams: list[str] = []
+        while True:
+            resp = self.ddb.query(**kwargs)
+            streams.extend(i["member_stream"]["S"] for i in resp.get("Items", []))
+            if "LastEvaluatedKey" not in resp:
+                return sorted(streams)
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
 
     def scan_streams(self, prefix: str) -> list[str]:
         """Every stream whose name starts with prefix (an audit-time scan, not a hot path)."""

@@ -16,6 +16,7 @@ from histolabel.projections.labels import SlideLabels
 from histolabel.projections.project import HEAD, ProjectState, state_from_items, state_items
 from histolabel.projections.store import (
     ProjectionConflict,
+    all_buckets,
     decode_bucket,
     encode_bucket,
     encode_summary,
@@ -164,7 +165,7 @@ class DynamoProjectionStore:
             state = slide_from_summary(project_id, slide_id, summary["body"]["S"] if summary else None)
             for item in items:
                 if item["sk"]["S"].startswith("B#"):
-                    state.entries.update(decode_bucket(item["body"]["S"]))
+                    state.load_bucket(decode_bucket(item["body"]["S"]))
             return state
         keys = [{"pk": {"S": pk}, "sk": {"S": "summary"}}] + [
             {"pk": {"S": pk}, "sk": {"S": _bucket_key(b)}} for b in sorted(buckets)
@@ -180,7 +181,7 @@ class DynamoProjectionStore:
         state = slide_from_summary(project_id, slide_id, found.get("summary"))
         for sk, body in found.items():
             if sk.startswith("B#"):
-                state.entries.update(decode_bucket(body))
+                state.load_bucket(decode_bucket(body))
         return state
 
     def save_slide(self, state: SlideLabels, buckets: set[int], expected_seq: int, labels_delta: int) -> None:
@@ -268,7 +269,7 @@ class DynamoProjectionStore:
                     "body": {"S": encode_summary(slide)},
                 }
             )
-            for b in sorted({i // 256 for i in slide.entries}):
+            for b in sorted(all_buckets(slide)):
                 puts.append(
                     {"pk": {"S": pk}, "sk": {"S": _bucket_key(b)}, "body": {"S": encode_bucket(slide, b)}}
                 )

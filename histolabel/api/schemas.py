@@ -328,6 +328,7 @@ class LabelEntryOut(BaseModel):
 class SlideLabelsOut(BaseModel):
     slide_id: str
     seq: int
+    cursor: str = Field(description="the label cursor for GET .../changes (labels_cursor)")
     counts: dict[str, int]
     entries: list[LabelEntryOut]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol
 
+from histolabel.events.envelope import label_stream
 from histolabel.projections.labels import SlideLabels, bucket_of
 from histolabel.projections.project import ProjectState, head_body
 
@@ -61,6 +62,10 @@ def slide_from_summary(project_id: str, slide_id: str, body: str | None) -> Slid
         state.seq, state.hash = s["seq"], s["hash"]
         state.counts, state.user_counts = s["counts"], s["user_counts"]
         state.review_counts, state.label_actions = s["review_counts"], s["label_actions"]
+        # A summary written before label streams were kept per member folded the slide's own
+        # stream alone, up to its seq.
+        legacy = {label_stream(project_id, slide_id): [s["seq"], s["hash"], ""]} if s["seq"] else {}
+        state.heads = s.get("heads", legacy)
     return state
 
 
@@ -87,7 +92,7 @@ class InMemoryProjectionStore:
         stored = self.buckets.get(key, {})
         for b in stored if buckets is None else buckets:
             if b in stored:
-                state.entries.update(decode_bucket(stored[b]))
+                state.load_bucket(decode_bucket(stored[b]))
         return state
 
     def save_slide(self, state: SlideLabels, buckets: set[int], expected_seq: int, labels_delta: int) -> None:
@@ -129,4 +134,4 @@ class InMemoryProjectionStore:
 
 
 def all_buckets(state: SlideLabels) -> set[int]:
-    return {bucket_of(i) for i in state.entries}
+    return {bucket_of(i) for i in [*state.entries, *state.gone]}

@@ -1,9 +1,10 @@
 """The projector Lambda: DynamoDB stream records of the events table -> projections.
 
-A batch is grouped by stream and each stream's events applied together (one projection write
-per run, not per event). A stream that fails reports all its records of the batch as failures
-(ReportBatchItemFailures), so Lambda retries from the first of them; the projector's checkpoints
-make every retried or duplicated record harmless, and the other streams' work stands.
+A batch is grouped by stream (a slide's label streams as one group) and each group's events
+applied together (one projection write per run, not per event). A group that fails reports all
+its records of the batch as failures (ReportBatchItemFailures), so Lambda retries from the first
+of them; the projector's checkpoints make every retried or duplicated record harmless, and the
+other groups' work stands.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from histolabel.adapters.dynamo_events import from_item
-from histolabel.events.envelope import StoredEvent, stream_kind
+from histolabel.events.envelope import StoredEvent, label_stream, slide_of, stream_kind
 from histolabel.projections.projector import Projector
 from histolabel.service import HistoLabel
 
@@ -38,9 +39,13 @@ class ProjectorRuntime:
             if record.get("eventName") != "INSERT":
                 continue  # events are never updated in place; a MODIFY is tampering, left to audit
             image = record["dynamodb"]["NewImage"]
-            if stream_kind(image["stream"]["S"]) not in ("project", "labels"):
+            stream = image["stream"]["S"]
+            kind = stream_kind(stream)
+            if kind not in ("project", "labels"):
                 continue
-            by_stream.setdefault(image["stream"]["S"], []).append(
+            # A slide's label streams are folded together (one projection, in fold order).
+            group = label_stream(image["project"]["S"], slide_of(stream)) if kind == "labels" else stream
+            by_stream.setdefault(group, []).append(
                 (record["dynamodb"]["SequenceNumber"], from_item(image))
             )
         failures: list[dict[str, str]] = []
