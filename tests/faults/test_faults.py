@@ -16,7 +16,8 @@ import pytest
 
 from histolabel.auditing import rebuild, verify
 from histolabel.commands import LabelSuperpixels
-from histolabel.events.envelope import label_stream
+from histolabel.events.envelope import member_label_stream
+from histolabel.events.streams import slide_events
 from histolabel.localcloud.poller import StreamPoller
 from histolabel.runtime.anchorer import Anchorer
 from histolabel.runtime.projector import ProjectorRuntime
@@ -36,7 +37,7 @@ def _label(svc, project_id, slide, ids, key=None):
 
 def _converged(svc, project_id, slides, expected_events):
     for slide in slides:
-        events = list(svc.events.read(label_stream(project_id, slide)))
+        events = slide_events(svc.events, project_id, slide)
         assert len(events) == expected_events[slide]
         assert svc.slide_labels(project_id, slide).seq == len(events)
     Anchorer(svc).anchor_project(project_id)
@@ -164,7 +165,7 @@ def test_killed_runtime_and_killed_writer_converge(cloud, svc, project_id, tmp_p
     env = _env(tmp_path)
     positions = tmp_path / "poller-projector.json"
     runtime = _spawn(["-m", "histolabel.localcloud.runtime", "--start-at", "LATEST"], env)
-    stream = label_stream(project_id, "s1")
+    stream = member_label_stream(project_id, "s1", ANNOTATOR.user)
     total = 100
     try:
         _wait_until_projecting(svc, project_id)
@@ -222,7 +223,11 @@ def test_a_store_frozen_mid_write_loses_and_doubles_nothing(cloud, tmp_path):
 
         thread = threading.Thread(target=writer)
         thread.start()
-        _wait(lambda: svc.events.head(label_stream(project_id, "s1"))[0] >= 10, 60, "the first writes")
+        _wait(
+            lambda: svc.events.head(member_label_stream(project_id, "s1", ANNOTATOR.user))[0] >= 10,
+            60,
+            "the first writes",
+        )
         os.kill(server.pid, signal.SIGSTOP)
         time.sleep(3)
         os.kill(server.pid, signal.SIGCONT)

@@ -179,7 +179,7 @@ def test_member_streams_fold_to_the_single_stream_fold_of_before(commands):
     """The same label events written to one stream per (slide, member) and, as before, all to
     the slide's own stream in the order they were written: the same labels, per-user labels,
     reviews and counts."""
-    svc, events = build_history(commands)
+    _svc, events = build_history(commands)
     for slide in ("s1", "s2"):
         mine = [e for e in events if e.stream.startswith("L#") and slide_of(e.stream) == slide]
         # The order the writers wrote them in: the clock, then the command's own order.
