@@ -79,8 +79,9 @@ class ChangesQuery(BaseModel):
     @field_validator("labels_cursor")
     @classmethod
     def _cursor(cls, value: str | None) -> str | None:
-        if value is not None:
-            decode_cursor(value)
+        if not value:
+            return None  # an empty parameter is no cursor
+        decode_cursor(value)
         return value
 
 
