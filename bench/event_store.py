@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from histolabel.adapters.aws import client
-from histolabel.adapters.dynamo_events import DynamoEventStore, to_item
+from histolabel.adapters.dynamo_events import DynamoEventStore, items_of
 from histolabel.adapters.provision import provision
 from histolabel.auditing import rebuild
 from histolabel.commands import (
@@ -38,6 +38,7 @@ from histolabel.commands import (
 )
 from histolabel.config import Settings, get_settings, settings_from_env
 from histolabel.events.catalogue import Actor
+from histolabel.events.streams import slide_events, slide_streams
 from histolabel.eventstore import InMemoryEventStore
 from histolabel.localcloud.poller import StreamPoller
 from histolabel.localcloud.stack import local_environment, start_server
@@ -176,16 +177,11 @@ def bench_projector(settings: Settings, events: int, positions: Path) -> tuple[f
     )
     poller.poll_once()  # takes its position before the backlog is written
     ddb = client("dynamodb", settings)
-    for start in range(0, len(stored), 25):
-        request = {
-            settings.events_table: [{"PutRequest": {"Item": to_item(e)}} for e in stored[start : start + 25]]
-        }
-        while request:
-            request = ddb.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
+    store_raw(ddb, settings, stored)
     t0 = time.perf_counter()
     poller.drain(timeout=600, quiet=0.5)
     elapsed = time.perf_counter() - t0 - 0.5  # less the quiet period that ends the drain
-    expected = len(mem.events.streams[f"L#{project}#s0"])  # type: ignore[attr-defined]
+    expected = len(slide_events(mem.events, project, "s0"))
     assert svc.projections.load_slide(project, "s0", buckets=set()).seq == expected
     rate = len(stored) / elapsed
     # A restart: the new poller starts after the saved position, not at the stream's start.
@@ -234,15 +230,11 @@ def bench_rebuild(settings: Settings, events: int) -> tuple[float, float, float]
         mem.execute(cmd, OWNER)
     stored = [e for stream in mem.events.streams.values() for e in stream.values()]  # type: ignore[attr-defined]
     ddb = client("dynamodb", settings)
-    for start in range(0, len(stored), 25):
-        request = {
-            settings.events_table: [{"PutRequest": {"Item": to_item(e)}} for e in stored[start : start + 25]]
-        }
-        while request:
-            request = ddb.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
+    store_raw(ddb, settings, stored)
     store = DynamoEventStore(settings)
     t0 = time.perf_counter()
-    n = sum(1 for s in ["P#rebuild"] + [f"L#rebuild#s{i}" for i in range(slides)] for _ in store.read(s))
+    streams = ["P#rebuild"] + [s for i in range(slides) for s in slide_streams(store, "rebuild", f"s{i}")]
+    n = sum(1 for s in streams for _ in store.read(s))
     raw_read = time.perf_counter() - t0
     assert n == len(stored)
     svc = HistoLabel.from_env(settings)
@@ -255,6 +247,15 @@ def bench_rebuild(settings: Settings, events: int) -> tuple[float, float, float]
     check_s = time.perf_counter() - t0
     assert differences == [], differences
     return rebuild_s, raw_read, check_s
+
+
+def store_raw(ddb, settings: Settings, stored: list) -> None:  # type: ignore[no-untyped-def]
+    """Events made in memory written to the table as they are, with their directory entries."""
+    items = [i for e in stored for i in items_of(e)]
+    for start in range(0, len(items), 25):
+        request = {settings.events_table: [{"PutRequest": {"Item": i}} for i in items[start : start + 25]]}
+        while request:
+            request = ddb.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
 
 
 def pct(values: list[float], p: float) -> float:

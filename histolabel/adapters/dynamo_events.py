@@ -54,6 +54,21 @@ def to_item(event: StoredEvent) -> dict[str, Any]:
     return item
 
 
+def directory_item(stream: str) -> dict[str, Any]:
+    """A member label stream's entry in its slide's directory."""
+    return {
+        "stream": {"S": directory_of(stream)},
+        "seq": {"N": str(directory_slot(stream))},
+        "member_stream": {"S": stream},
+    }
+
+
+def items_of(event: StoredEvent) -> list[dict[str, Any]]:
+    """What an append stores for the event, less its MAC: for copying histories in raw (bench)."""
+    listed = event.seq == 1 and member_of(event.stream)
+    return [to_item(event)] + ([directory_item(event.stream)] if listed else [])
+
+
 def from_item(item: dict[str, Any]) -> StoredEvent:
     return StoredEvent(
         stream=item["stream"]["S"],
@@ -168,11 +183,7 @@ class DynamoEventStore:
                     {
                         "Put": {
                             "TableName": self.table,
-                            "Item": {
-                                "stream": {"S": directory_of(event.stream)},
-                                "seq": {"N": str(directory_slot(event.stream))},
-                                "member_stream": {"S": event.stream},
-                            },
+                            "Item": directory_item(event.stream),
                             "ConditionExpression": "attribute_not_exists(#s)",
                             "ExpressionAttributeNames": {"#s": "stream"},
                         }

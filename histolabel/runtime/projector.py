@@ -45,9 +45,7 @@ class ProjectorRuntime:
                 continue
             # A slide's label streams are folded together (one projection, in fold order).
             group = label_stream(image["project"]["S"], slide_of(stream)) if kind == "labels" else stream
-            by_stream.setdefault(group, []).append(
-                (record["dynamodb"]["SequenceNumber"], from_item(image))
-            )
+            by_stream.setdefault(group, []).append((record["dynamodb"]["SequenceNumber"], from_item(image)))
         failures: list[dict[str, str]] = []
         labelled: set[str] = set()
         applied = 0
