@@ -18,7 +18,7 @@ from histolabel.projections.store import (
     ProjectionConflict,
     all_buckets,
     decode_bucket,
-    encode_bucket,
+    encode_buckets,
     encode_summary,
     slide_from_summary,
 )
@@ -200,8 +200,7 @@ class DynamoProjectionStore:
                 }
             }
         ]
-        for b in sorted(buckets):
-            body = encode_bucket(state, b)
+        for b, body in sorted(encode_buckets(state, buckets).items()):
             key = {"pk": {"S": pk}, "sk": {"S": _bucket_key(b)}}
             if body == "{}":
                 ops.append({"Delete": {"TableName": self.table, "Key": key}})
@@ -269,10 +268,8 @@ class DynamoProjectionStore:
                     "body": {"S": encode_summary(slide)},
                 }
             )
-            for b in sorted(all_buckets(slide)):
-                puts.append(
-                    {"pk": {"S": pk}, "sk": {"S": _bucket_key(b)}, "body": {"S": encode_bucket(slide, b)}}
-                )
+            for b, body in sorted(encode_buckets(slide, all_buckets(slide)).items()):
+                puts.append({"pk": {"S": pk}, "sk": {"S": _bucket_key(b)}, "body": {"S": body}})
         for start in range(0, len(puts), 25):
             request = {self.table: [{"PutRequest": {"Item": i}} for i in puts[start : start + 25]]}
             while request:

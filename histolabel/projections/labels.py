@@ -82,9 +82,17 @@ class SlideLabels:
 
     def bucket(self, b: int) -> dict[int, Entry]:
         """The bucket as stored: its entries, and a bare {"k": key} for each emptied one."""
-        lo = b * BUCKET_SIZE
-        out = {i: e for i, e in self.entries.items() if lo <= i < lo + BUCKET_SIZE}
-        out.update({i: {"k": list(k)} for i, k in self.gone.items() if lo <= i < lo + BUCKET_SIZE})
+        return self.buckets({b}).get(b, {})
+
+    def buckets(self, wanted: set[int]) -> dict[int, dict[int, Entry]]:
+        """Several buckets as stored, in one pass over the entries (not one per bucket)."""
+        out: dict[int, dict[int, Entry]] = {b: {} for b in wanted}
+        for i, e in self.entries.items():
+            if (b := i // BUCKET_SIZE) in out:
+                out[b][i] = e
+        for i, k in self.gone.items():
+            if (b := i // BUCKET_SIZE) in out:
+                out[b][i] = {"k": list(k)}
         return out
 
     def load_bucket(self, stored: dict[int, Entry]) -> None:

@@ -29,7 +29,7 @@ from histolabel.projections.store import ProjectionConflict, ProjectionStore
 MAX_EVENTS_PER_SAVE = 25
 # One projection write holds the slide summary, the label total and at most this many buckets
 # (a DynamoDB transaction takes 100 items).
-MAX_BUCKETS_PER_WRITE = 64
+MAX_BUCKETS_PER_WRITE = 98
 
 
 @dataclass

@@ -44,7 +44,14 @@ class ProjectionStore(Protocol):
 
 
 def encode_bucket(state: SlideLabels, b: int) -> str:
-    return json.dumps({str(i): e for i, e in sorted(state.bucket(b).items())}, separators=(",", ":"))
+    return encode_buckets(state, {b})[b]
+
+
+def encode_buckets(state: SlideLabels, buckets: set[int]) -> dict[int, str]:
+    return {
+        b: json.dumps({str(i): e for i, e in sorted(body.items())}, separators=(",", ":"))
+        for b, body in state.buckets(buckets).items()
+    }
 
 
 def decode_bucket(body: str) -> dict[int, Any]:
@@ -102,8 +109,7 @@ class InMemoryProjectionStore:
             raise ProjectionConflict(key)
         self.summaries[key] = encode_summary(state)
         stored = self.buckets.setdefault(key, {})
-        for b in buckets:
-            body = encode_bucket(state, b)
+        for b, body in encode_buckets(state, buckets).items():
             if body == "{}":
                 stored.pop(b, None)
             else:
@@ -130,7 +136,7 @@ class InMemoryProjectionStore:
         for slide in slides:
             key = (slide.project_id, slide.slide_id)
             self.summaries[key] = encode_summary(slide)
-            self.buckets[key] = {b: encode_bucket(slide, b) for b in all_buckets(slide)}
+            self.buckets[key] = encode_buckets(slide, all_buckets(slide))
 
 
 def all_buckets(state: SlideLabels) -> set[int]:
