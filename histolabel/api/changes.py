@@ -73,16 +73,14 @@ class ChangesQuery(BaseModel):
         default=None,
         max_length=MAX_CURSOR,
         pattern=r"^[A-Za-z0-9_-]*$",
-        description="the label cursor the client holds (GET .../labels 'cursor', or the last answer's)",
+        description="the label cursor the client holds (GET .../labels 'cursor', or the last "
+        "answer's); one this API did not hand out answers reload",
     )
 
     @field_validator("labels_cursor")
     @classmethod
     def _cursor(cls, value: str | None) -> str | None:
-        if not value:
-            return None  # an empty parameter is no cursor
-        decode_cursor(value)
-        return value
+        return value or None  # an empty parameter is no cursor
 
 
 class ChangesOut(BaseModel):
@@ -108,9 +106,13 @@ def label_changes(
     client's cursor on the slide's label streams, the ids left with nothing, and the cursor and
     seq they bring the client to. `load(buckets)` reads the slide's projection with those
     buckets only. A client with a seq but no cursor is told to reload."""
-    if cursor_text is None and since:
+    try:
+        members = decode_cursor(cursor_text) if cursor_text else {}
+    except ValueError:
+        members = None  # not a cursor this API handed out: start again from GET .../labels
+    if members is None or (cursor_text is None and since):
         return {"labels_seq": since, "reload": True, "entries": [], "removed": []}
-    cursor = stream_cursor(project_id, slide_id, decode_cursor(cursor_text) if cursor_text else {})
+    cursor = stream_cursor(project_id, slide_id, members)
     streams = slide_streams(events, project_id, slide_id)
     new = list(islice(read_after(events, streams, cursor), MAX_EVENTS + 1))
     unchanged = {"labels_seq": sum(cursor.values()), "labels_cursor": encode_cursor(cursor)}

@@ -78,6 +78,9 @@ def slide_from_summary(project_id: str, slide_id: str, body: str | None) -> Slid
 
 class InMemoryProjectionStore:
     def __init__(self) -> None:
+        import threading
+
+        self._lock = threading.RLock()  # saves check and write as one step, as a transaction does
         self.projects: dict[str, str] = {}
         self.summaries: dict[tuple[str, str], str] = {}
         self.buckets: dict[tuple[str, str], dict[int, str]] = {}
@@ -88,10 +91,11 @@ class InMemoryProjectionStore:
         return ProjectState.model_validate_json(body) if body else None
 
     def save_project(self, state: ProjectState, expected_seq: int) -> None:
-        current = self.load_project(state.project_id)
-        if (current.seq if current else 0) != expected_seq:
-            raise ProjectionConflict(state.project_id)
-        self.projects[state.project_id] = state.model_dump_json()
+        with self._lock:
+            current = self.load_project(state.project_id)
+            if (current.seq if current else 0) != expected_seq:
+                raise ProjectionConflict(state.project_id)
+            self.projects[state.project_id] = state.model_dump_json()
 
     def load_slide(self, project_id: str, slide_id: str, buckets: set[int] | None = None) -> SlideLabels:
         key = (project_id, slide_id)
@@ -103,6 +107,10 @@ class InMemoryProjectionStore:
         return state
 
     def save_slide(self, state: SlideLabels, buckets: set[int], expected_seq: int, labels_delta: int) -> None:
+        with self._lock:
+            self._save_slide(state, buckets, expected_seq, labels_delta)
+
+    def _save_slide(self, state: SlideLabels, buckets: set[int], expected_seq: int, delta: int) -> None:
         key = (state.project_id, state.slide_id)
         current = slide_from_summary(*key, self.summaries.get(key))
         if current.seq != expected_seq:
@@ -114,7 +122,7 @@ class InMemoryProjectionStore:
                 stored.pop(b, None)
             else:
                 stored[b] = body
-        self.totals[state.project_id] = self.totals.get(state.project_id, 0) + labels_delta
+        self.totals[state.project_id] = self.totals.get(state.project_id, 0) + delta
 
     def labels_total(self, project_id: str) -> int:
         return self.totals.get(project_id, 0)

@@ -9,6 +9,7 @@ other groups' work stands.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -16,9 +17,10 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from histolabel.adapters.dynamo_events import from_item
 from histolabel.events.envelope import StoredEvent, label_stream, slide_of, stream_kind
-from histolabel.projections.projector import Projector
+from histolabel.projections.projector import Outcome, Projector
 from histolabel.service import HistoLabel
 
+PARALLEL_GROUPS = 8
 logger = Logger(service="projector")
 metrics = Metrics(namespace="HistoLabel", service="projector")
 
@@ -49,13 +51,22 @@ class ProjectorRuntime:
         failures: list[dict[str, str]] = []
         labelled: set[str] = set()
         applied = 0
-        for stream, records in by_stream.items():
+
+        def project(records: list[tuple[str, StoredEvent]]) -> Outcome | None:
             try:
-                outcome = self.projector.handle_stream([e for _seq, e in records])
+                return self.projector.handle_stream([e for _seq, e in records])
             except Exception:
-                logger.exception(
-                    "projecting failed; the stream's records are retried", extra={"stream": stream}
-                )
+                stream = records[0][1].stream
+                logger.exception("projecting failed; its records are retried", extra={"stream": stream})
+                return None
+
+        # Groups share nothing but the label total (an atomic ADD), so they go in parallel: the
+        # projector waits on the store, not on its CPU (bench/event_store.py).
+        groups = list(by_stream.values())
+        with ThreadPoolExecutor(max_workers=max(1, min(PARALLEL_GROUPS, len(groups)))) as pool:
+            outcomes = list(pool.map(project, groups))
+        for records, outcome in zip(groups, outcomes, strict=True):
+            if outcome is None:
                 failures.extend({"itemIdentifier": seq} for seq, _e in records)
                 continue
             applied += outcome.applied
