@@ -217,3 +217,40 @@ def test_a_label_arriving_behind_a_colleagues_later_one_is_refolded_in_fold_orde
     assert slide.current() == {7: "stroma"}
     assert slide.entries[7]["l"] == fold_labels("proj", "s1", labels).entries[7]["l"]
     assert same(projected(store), expected_state(svc, events))
+
+
+def test_a_slide_labeled_before_member_streams_reads_on_and_takes_new_labels():
+    """Data written before streams were per member (all of a slide's label events in its own
+    stream) still folds, projects and takes new labels on the members' streams."""
+    svc, events = build_history(
+        [
+            ("label", "s1", [1, 2, 3], "tumor", ANNOTATOR),
+            ("label", "s1", [2], "stroma", OWNER),
+            ("review", "s1", [3], "clear", REVIEWER),
+        ]
+    )
+    legacy = label_stream("proj", "s1")
+    written = sorted((e for e in events if e.stream.startswith("L#")), key=lambda e: (e.at, e.stream, e.seq))
+    svc.events.streams = {s: ev for s, ev in svc.events.streams.items() if not s.startswith("L#")}
+    svc.events.directories.clear()
+    svc._heads.clear()  # this process appended to the member streams just dropped
+    prev = "0" * 64
+    for n, e in enumerate(written, start=1):  # the old shape: one chained stream per slide
+        old = StoredEvent(
+            **{**e.as_dict(), "stream": legacy, "seq": n, "prev_hash": prev, "hash": ""}
+        ).sealed()
+        svc.events.streams.setdefault(legacy, {})[n] = old
+        prev = old.hash
+    before = svc.slide_labels_fresh("proj", "s1")
+    assert before.current() == {1: "tumor", 2: "stroma"} and before.heads == {
+        legacy: [3, prev, written[-1].at]
+    }
+    store = InMemoryProjectionStore()
+    Projector(store, svc.events).handle_all(e for ev in svc.events.streams.values() for e in ev.values())
+    svc.execute(LabelSuperpixels(project_id="proj", slide_id="s1", ids=[1], category_id="stroma"), OWNER)
+    after = svc.slide_labels_fresh("proj", "s1")
+    assert after.current() == {1: "stroma", 2: "stroma"} and after.seq == 4
+    assert set(after.heads) == {legacy, f"{legacy}#{OWNER.user}"}
+    projector = Projector(store, svc.events)
+    projector.handle_all(svc.events.read(f"{legacy}#{OWNER.user}"))
+    assert _shown(store.load_slide("proj", "s1")) == _shown(after)
