@@ -504,9 +504,11 @@ class ReviewQuery(Query):
     review: Literal["approve", "change", "clear", "none"] | None = None
     labeled_by: UserId | None = None
     reviewed_by: UserId | None = None
-    compare_a: Operand | None = None
-    compare_b: Operand | None = None
-    compare: Literal["matches", "differs"] | None = None
+    compare_a: Operand | None = Field(default=None, description="with compare; default label")
+    compare_b: Operand | None = Field(default=None, description="with compare; default prediction")
+    compare: Literal["matches", "differs"] | None = Field(
+        default=None, description="keep rows whose compare_a matches (or differs from) compare_b"
+    )
     sort: Literal["slide", "label", "prediction", "review", "confidence", "certainty"] = "slide"
     order: Literal["asc", "desc"] = "asc"
     group_by: Literal["slide", "label", "prediction", "review"] | None = None
@@ -515,9 +517,13 @@ class ReviewQuery(Query):
 
     @model_validator(mode="after")
     def _comparison_complete(self) -> ReviewQuery:
-        given = [self.compare_a is not None, self.compare_b is not None, self.compare is not None]
-        if any(given) and not all(given):
-            raise ValueError("compare_a, compare_b and compare go together")
+        # As the web app's review form asks: operands without `compare` compare nothing, and a
+        # `compare` without operands compares the label with the prediction.
+        if self.compare is None:
+            self.compare_a = self.compare_b = None
+        else:
+            self.compare_a = self.compare_a or "label"
+            self.compare_b = self.compare_b or "prediction"
         return self
 
 

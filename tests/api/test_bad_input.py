@@ -79,7 +79,7 @@ def test_expired_and_forged_tokens(api, forger):
         ("/projects/proj/queue?n=0", "n"),
         ("/projects/proj/queue?n=abc", "n"),
         ("/projects/proj/review?sort=color", "sort"),
-        ("/projects/proj/review?compare_a=label", None),
+        ("/projects/proj/review?compare=same", "compare"),
         ("/projects/proj/review?limit=100000", "limit"),
         ("/projects/proj/audit/replay?as_of=yesterday", "as_of"),
         ("/projects/proj/export?format=xlsx", "format"),
