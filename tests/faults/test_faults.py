@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -87,17 +88,23 @@ def test_a_projector_that_dies_mid_batch_converges_after_restart(cloud, svc, pro
     original_save = store.save_slide
     saves = {"n": 0}
 
+    lock = threading.Lock()
+
     def save_then_die(state, buckets, expected_seq, labels_delta):
         original_save(state, buckets, expected_seq, labels_delta)
-        saves["n"] += 1
-        if saves["n"] == 1:
+        with lock:
+            saves["n"] += 1
+            first = saves["n"] == 1
+        if first:
             raise Died(dies_at)
 
     store.save_slide = save_then_die  # type: ignore[method-assign]
     with pytest.raises(Died):
         poller.drain()
     store.save_slide = original_save  # type: ignore[method-assign]
-    assert saves["n"] == 1
+    # A batch's slides are projected in parallel: the other slide may have saved a write too
+    # before the death, as in a process killed at that moment.
+    assert 1 <= saves["n"] <= 2
     restarted = StreamPoller(cloud, ProjectorRuntime(svc).handle, start_at="LATEST", positions=positions)
     restarted.drain()
     assert restarted.delivered >= 30  # the whole unacknowledged batch came again
