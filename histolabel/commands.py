@@ -7,7 +7,6 @@ lost race is how concurrent writers are serialized.
 
 from __future__ import annotations
 
-import functools
 import re
 import unicodedata
 import uuid
@@ -77,40 +76,10 @@ def _clean_name(value: str) -> str:
     return name
 
 
-@functools.cache
-def name_pattern() -> str:
-    """The rule of `_clean_name` as a JSON Schema pattern, so the OpenAPI document says which
-    names are refused: no character of the refused categories, and one that is not white space
-    (names are stripped). Made when a schema is asked for (it walks every code point)."""
-
-    def char(cp: int) -> str:
-        return re.escape(chr(cp))
-
-    def bad(cp: int) -> bool:
-        category = unicodedata.category(chr(cp))
-        return category[0] == "C" or category in BREAKS
-
-    ranges: list[tuple[int, int]] = []
-    for cp in range(0x110000):
-        if bad(cp):
-            if ranges and ranges[-1][1] == cp - 1:
-                ranges[-1] = (ranges[-1][0], cp)
-            else:
-                ranges.append((cp, cp))
-    refused = "".join(char(a) if a == b else f"{char(a)}-{char(b)}" for a, b in ranges)
-    space = "".join(char(cp) for cp in range(0x110000) if chr(cp).isspace() and not bad(cp))
-    return f"^[^{refused}]*[^{refused}{space}][^{refused}]*$"
-
-
-def _name_schema(schema: dict[str, Any]) -> None:
-    schema["pattern"] = name_pattern()
-
-
 CategoryName = Annotated[
     str,
     StringConstraints(min_length=1, max_length=100, strip_whitespace=True),
     AfterValidator(_clean_name),
-    Field(json_schema_extra=_name_schema),
 ]
 
 
