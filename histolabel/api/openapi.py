@@ -22,8 +22,12 @@ PATH_PATTERNS = {
 STATE_RULES = {
     "change_role": "A project keeps at least one owner: demoting its last owner is 409 (field `role`).",
     "remove_member": "A project keeps at least one owner: removing its last owner is 409 (field `user`).",
-    "add_category": "Names are unique under NFKC, case folding and white space (409, field `name`).",
-    "update_category": "Names are unique under NFKC, case folding and white space (409, field `name`).",
+    "add_category": "Names are unique under NFKC, case folding and white space (409, field `name`); "
+    "a name with control, format (zero-width, bidi), separator, private-use or unassigned "
+    "characters is 422 (field `name`).",
+    "update_category": "Names are unique under NFKC, case folding and white space (409, field `name`); "
+    "a name with control, format (zero-width, bidi), separator, private-use or unassigned "
+    "characters is 422 (field `name`).",
 }
 IDEMPOTENCY = (
     "Repeats of the same request with the same key return the first result and write nothing; the key "
