@@ -55,7 +55,7 @@ def _whole_number(value: Any) -> Any:
     return value
 
 
-SuperpixelId = Annotated[int, BeforeValidator(_whole_number), Strict(), Field(ge=1, le=2**32 - 1)]
+SuperpixelId = Annotated[int, Strict(), Field(ge=1, le=2**32 - 1), BeforeValidator(_whole_number)]
 # In query strings everything is text; the value is parsed as an integer there.
 # A relative path inside the slide's data: no leading '/', no empty, '.' or '..' segment.
 DATA_KEY_SEGMENT = r"([^/.][^/]*|\.[^/.][^/]*|\.\.[^/]+)"
