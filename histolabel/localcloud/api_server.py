@@ -1,6 +1,7 @@
 """`chalice local`, as the local stack runs the API: the same command line, except that a method
-http.server has no handler for (TRACE, CONNECT) answers 405 with the path's methods in `Allow`,
-as the OpenAPI document says (http.server answers 501, a server error, to a client's mistake).
+http.server has no handler for (TRACE, CONNECT, QUERY, any other) answers 405 with the path's
+methods in `Allow`, as the OpenAPI document says (http.server answers 501, a server error, to a
+client's mistake).
 
     python -m histolabel.localcloud.api_server local --port 8000 ...
 """
@@ -12,8 +13,6 @@ from typing import Any
 
 from chalice import local
 from chalice.cli import main
-
-UNHANDLED = ("TRACE", "CONNECT")
 
 
 def _not_allowed(handler: Any) -> None:
@@ -32,8 +31,14 @@ def _not_allowed(handler: Any) -> None:
     handler.wfile.write(body)
 
 
-for _method in UNHANDLED:
-    setattr(local.ChaliceRequestHandler, f"do_{_method}", _not_allowed)
+def _any_method(handler: Any, name: str) -> Any:
+    # http.server looks up do_<METHOD>; only the methods chalice has no handler for get here.
+    if name.startswith("do_"):
+        return lambda: _not_allowed(handler)
+    raise AttributeError(name)
+
+
+local.ChaliceRequestHandler.__getattr__ = _any_method
 
 if __name__ == "__main__":
     sys.exit(main())
