@@ -40,6 +40,7 @@ class ImportUploadIn(BaseModel):
     filename: FileName
     size: int = Field(
         gt=0,
+        strict=True,  # true is not 1 byte
         description="bytes; refused above the import limit",
         # The deployment's limit, so the OpenAPI document states it (HISTOLABEL_MAX_IMPORT_BYTES).
         json_schema_extra=lambda schema: schema.update(maximum=max_import_bytes()),
