@@ -157,17 +157,20 @@ def main(argv: list[str] | None = None) -> int:
     # The stream projector, as Lambda would run it beside the API, so reads stay near the head.
     import threading
 
-    from histolabel.events.envelope import label_stream
+    from histolabel.events.streams import read_after, slide_streams
     from histolabel.projections.projector import Projector
 
     stop = threading.Event()
 
     def project() -> None:
-        projector, seen = Projector(svc.projections, svc.events), 0
+        projector, seen = Projector(svc.projections, svc.events), {}
         while not stop.is_set():
-            for event in list(svc.events.read(label_stream(pid, "s1"), after=seen)):
-                projector.handle(event)
-                seen = event.seq
+            # Every label stream of the slide (one per member), in one run as the runtime does.
+            new = list(read_after(svc.events, slide_streams(svc.events, pid, "s1"), seen))
+            if new:
+                projector.handle_stream(new)
+                for event in new:
+                    seen[event.stream] = max(seen.get(event.stream, 0), event.seq)
             stop.wait(0.1)
 
     projector_thread = threading.Thread(target=project, daemon=True)

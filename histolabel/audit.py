@@ -19,14 +19,12 @@ from histolabel.projections.project import ProjectState, fold_project
 class Cutoff:
     as_of: str | None = None  # ISO-8601 UTC; events at or before it count
     slide: str | None = None
-    seq: int | None = None  # with slide: that slide's stream up to this seq
+    # with slide: that slide's first `seq` label events in fold order (with one label stream,
+    # its events up to this seq)
+    seq: int | None = None
 
     def keeps(self, event: StoredEvent) -> bool:
-        if self.as_of is not None and event.at > self.as_of:
-            return False
-        if self.seq is not None and event.stream.startswith("L#") and slide_of(event.stream) == self.slide:
-            return event.seq <= self.seq
-        return True
+        return self.as_of is None or event.at <= self.as_of
 
 
 def as_of_instant(value: str) -> str:
@@ -56,10 +54,13 @@ def as_of_instant(value: str) -> str:
 def replay_state(
     project_events: list[StoredEvent], label_events: dict[str, list[StoredEvent]], cutoff: Cutoff
 ) -> tuple[ProjectState, dict[str, SlideLabels]]:
+    """`label_events`: slide -> its label events in fold order."""
     project = fold_project([e for e in project_events if cutoff.keeps(e)])
+    label_events = dict(label_events)
     if cutoff.seq is not None and cutoff.slide in label_events:
         # The project as it stood when that label event was written.
-        kept = [e for e in label_events[cutoff.slide] if e.seq <= cutoff.seq]
+        kept = label_events[cutoff.slide][: cutoff.seq]
+        label_events[cutoff.slide] = kept
         if kept:
             project = fold_project([e for e in project_events if e.at <= kept[-1].at])
     slides = {

@@ -16,8 +16,9 @@ from histolabel.audit import (
     replay_state,
     verify_streams,
 )
-from histolabel.events.envelope import StoredEvent, label_stream, project_stream, slide_of
-from histolabel.projections.labels import SlideLabels, fold_labels
+from histolabel.events.envelope import StoredEvent, project_stream, slide_of
+from histolabel.events.streams import slide_streams
+from histolabel.projections.labels import SlideLabels, fold_labels, in_fold_order
 from histolabel.projections.project import ProjectState, fold_project
 from histolabel.service import HistoLabel
 
@@ -25,20 +26,41 @@ from histolabel.service import HistoLabel
 @dataclass
 class ProjectHistory:
     project: list[StoredEvent]
-    labels: dict[str, list[StoredEvent]]
+    label_streams: dict[str, dict[str, list[StoredEvent]]]  # slide -> stream -> events by seq
+
+    @property
+    def labels(self) -> dict[str, list[StoredEvent]]:
+        """slide -> its label events (every stream) in fold order."""
+        return {
+            slide: [e for _key, e in in_fold_order({}, (e for ev in streams.values() for e in ev))]
+            for slide, streams in self.label_streams.items()
+        }
+
+    def streams(self) -> dict[str, list[StoredEvent]]:
+        """Every stream of the project (project, label) -> its events in seq order."""
+        out = {project_stream(self.project[0].project): self.project} if self.project else {}
+        for streams in self.label_streams.values():
+            out.update(streams)
+        return out
 
     def all_events(self) -> list[StoredEvent]:
-        return self.project + [e for events in self.labels.values() for e in events]
+        return self.project + [e for s in self.label_streams.values() for ev in s.values() for e in ev]
 
 
 def load_history(svc: HistoLabel, project_id: str, scan: bool = False) -> ProjectHistory:
     """Every event of the project. With scan, label streams are also found by scanning the
-    table, so a stream whose SlideRegistered was tampered with is still checked."""
+    table, so a stream whose SlideRegistered or directory entry was tampered with is still
+    checked."""
     project = list(svc.events.read(project_stream(project_id)))
     slides = set(fold_project(project).slides) if project else set()
+    streams = {s: set(slide_streams(svc.events, project_id, s)) for s in slides}
     if scan and hasattr(svc.events, "scan_streams"):
-        slides |= {slide_of(s) for s in svc.events.scan_streams(f"L#{project_id}#")}
-    labels = {s: list(svc.events.read(label_stream(project_id, s))) for s in sorted(slides)}
+        for stream in svc.events.scan_streams(f"L#{project_id}#"):
+            streams.setdefault(slide_of(stream), set()).add(stream)
+    labels = {}
+    for slide in sorted(streams):
+        found = {s: list(svc.events.read(s)) for s in sorted(streams[slide])}
+        labels[slide] = {s: ev for s, ev in found.items() if ev}
     return ProjectHistory(project, labels)
 
 
@@ -69,9 +91,7 @@ def fresh_fold(project_id: str, h: ProjectHistory) -> tuple[ProjectState, dict[s
 
 def verify(svc: HistoLabel, project_id: str, anchors: S3AnchorStore | None = None) -> Verification:
     h = load_history(svc, project_id, scan=True)
-    streams = {project_stream(project_id): h.project} | {
-        label_stream(project_id, s): ev for s, ev in h.labels.items()
-    }
+    streams = {project_stream(project_id): h.project} | h.streams()
     chain = verify_streams(streams)
     fresh_project, fresh_slides = fresh_fold(project_id, h)
     stored_project = svc.projections.load_project(project_id)

@@ -26,7 +26,7 @@ from histolabel.events.catalogue import (
     UserId,
     check_hotkey,
 )
-from histolabel.events.envelope import label_stream, project_stream
+from histolabel.events.envelope import member_label_stream, project_stream
 from histolabel.projections.labels import bucket_of
 from histolabel.projections.project import ProjectState
 
@@ -78,7 +78,9 @@ def _clean_name(value: str) -> str:
 
 
 CategoryName = Annotated[
-    str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True), AfterValidator(_clean_name)
+    str,
+    StringConstraints(min_length=1, max_length=100, strip_whitespace=True),
+    AfterValidator(_clean_name),
 ]
 
 
@@ -166,7 +168,7 @@ class ChangeRole(Command):
         if member is None:
             raise _not_found("member", self.user, "user")
         if member.role == "owner" and self.role != "owner" and not _owners_left(state, self.user):
-            raise CommandRejected("invalid", "a project must keep at least one owner", "role")
+            raise CommandRejected("conflict", "a project must keep at least one owner", "role", 409)
         return [(_stream(self), "RoleChanged", {"user": self.user, "role": self.role})]
 
 
@@ -178,7 +180,7 @@ class RemoveMember(Command):
         if member is None:
             raise _not_found("member", self.user, "user")
         if member.role == "owner" and not _owners_left(state, self.user):
-            raise CommandRejected("invalid", "a project must keep at least one owner", "user")
+            raise CommandRejected("conflict", "a project must keep at least one owner", "user", 409)
         return [(_stream(self), "MemberRemoved", {"user": self.user})]
 
 
@@ -411,8 +413,9 @@ class _LabelCommand(Command):
         if len(set(self.ids)) != len(self.ids):
             raise CommandRejected("invalid", "superpixel ids must be distinct", "ids")
 
-    def _events(self, event_type: str, extra: dict[str, Any]) -> list[NewEvent]:
-        stream = label_stream(self.project_id, self.slide_id)
+    def _events(self, user: str, event_type: str, extra: dict[str, Any]) -> list[NewEvent]:
+        # The actor's own stream on the slide: concurrent annotators never race for one seq.
+        stream = member_label_stream(self.project_id, self.slide_id, user)
         return [
             (stream, event_type, {"slide_id": self.slide_id, "ids": chunk, **extra})
             for chunk in chunk_ids(self.ids)
@@ -426,7 +429,8 @@ class LabelSuperpixels(_LabelCommand):
     def decide(self, state: ProjectState, user: str, site: str) -> list[NewEvent]:
         self._check_ids(state)
         _category(state, self.category_id)
-        return self._events("SuperpixelsLabeled", {"category_id": self.category_id, "source": self.source})
+        data = {"category_id": self.category_id, "source": self.source}
+        return self._events(user, "SuperpixelsLabeled", data)
 
 
 class UnlabelSuperpixels(_LabelCommand):
@@ -434,7 +438,7 @@ class UnlabelSuperpixels(_LabelCommand):
 
     def decide(self, state: ProjectState, user: str, site: str) -> list[NewEvent]:
         self._check_ids(state)
-        return self._events("SuperpixelsUnlabeled", {"source": self.source})
+        return self._events(user, "SuperpixelsUnlabeled", {"source": self.source})
 
 
 class ReviewLabels(_LabelCommand):
@@ -452,7 +456,7 @@ class ReviewLabels(_LabelCommand):
             raise CommandRejected(
                 "invalid", f"category_id is not allowed with {self.action!r}", "category_id"
             )
-        return self._events("LabelsReviewed", {"action": self.action, "category_id": self.category_id})
+        return self._events(user, "LabelsReviewed", {"action": self.action, "category_id": self.category_id})
 
 
 class RequestTraining(Command):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from histolabel.events.envelope import StoredEvent
+from histolabel.events.envelope import StoredEvent, directory_of, member_of, slide_directory
 
 
 class AppendConflict(Exception):
@@ -56,6 +56,10 @@ class EventStore(Protocol):
 
     def idempotent_result(self, stream: str) -> dict[str, Any] | None: ...
 
+    def label_streams(self, project_id: str, slide_id: str) -> list[str]:
+        """The slide's member label streams (its directory), sorted; every one that has an event."""
+        ...
+
 
 class InMemoryEventStore:
     """The same contract in memory: for unit tests and the auditor's offline replay."""
@@ -68,6 +72,7 @@ class InMemoryEventStore:
         self._genesis = GENESIS_HASH
         self.streams: dict[str, dict[int, StoredEvent]] = {}
         self.idem: dict[str, dict[str, Any]] = {}
+        self.directories: dict[str, set[str]] = {}
         self._lock = threading.Lock()
 
     def head(self, stream: str) -> tuple[int, str]:
@@ -104,8 +109,13 @@ class InMemoryEventStore:
                 raise AppendConflict(seen, moved)
             for e in events:
                 self.streams.setdefault(e.stream, {})[e.seq] = e
+                if e.seq == 1 and member_of(e.stream):
+                    self.directories.setdefault(directory_of(e.stream), set()).add(e.stream)
             if idempotency is not None:
                 self.idem[idempotency[0]] = idempotency[1]
 
     def idempotent_result(self, stream: str) -> dict[str, Any] | None:
         return self.idem.get(stream)
+
+    def label_streams(self, project_id: str, slide_id: str) -> list[str]:
+        return sorted(self.directories.get(slide_directory(project_id, slide_id), ()))

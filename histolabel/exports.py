@@ -55,7 +55,7 @@ def slide_rows(
 ) -> list[Row]:
     """Review rows (rows_for_slide) of one slide: current labels, the latest predictions' lookup
     for the labeled ids."""
-    labels = svc.current_labels(state.project_id, slide_id)
+    labels = svc.slide_labels_current(state.project_id, slide_id)
     pub = state.predictions
     lookup = None
     if pub and slide_id in pub["slides"]:

@@ -23,12 +23,12 @@ from histolabel.events.envelope import (
     StoredEvent,
     canonical_json,
     idempotency_stream,
-    label_stream,
     project_stream,
 )
+from histolabel.events.streams import history_of, read_after, slide_events, slide_streams
 from histolabel.eventstore import AppendConflict, DuplicateCommand, EventStore
 from histolabel.leases import InMemoryLeaseStore, LeaseStore
-from histolabel.projections.labels import SlideLabels, apply_label_event, fold_labels
+from histolabel.projections.labels import SlideLabels, catch_up, fold_labels
 from histolabel.projections.project import ProjectState, apply_project_event
 from histolabel.projections.store import ProjectionStore
 
@@ -145,17 +145,17 @@ class HistoLabel:
         """The slide's label projection as the projector has written it."""
         return self.projections.load_slide(project_id, slide_id)
 
-    def current_labels(self, project_id: str, slide_id: str) -> SlideLabels:
-        """The projection caught up with the events it has not folded yet: cheap and never
-        stale, so what a user has just answered is already in it."""
-        labels = self.slide_labels(project_id, slide_id)
-        for event in self.events.read(label_stream(project_id, slide_id), after=labels.seq):
-            apply_label_event(labels, event)
-        return labels
-
     def slide_labels_fresh(self, project_id: str, slide_id: str) -> SlideLabels:
         """The slide's labels folded from the event store: no projection lag."""
-        return fold_labels(project_id, slide_id, self.events.read(label_stream(project_id, slide_id)))
+        return fold_labels(project_id, slide_id, slide_events(self.events, project_id, slide_id))
+
+    def slide_labels_current(self, project_id: str, slide_id: str) -> SlideLabels:
+        """The projection caught up with the label events it has not folded yet (every stream of
+        the slide): never stale, and cheap while the projector keeps up."""
+        labels = self.slide_labels(project_id, slide_id)
+        streams = slide_streams(self.events, project_id, slide_id)
+        catch_up(labels, read_after(self.events, streams, labels.cursor()), history_of(self.events))
+        return labels
 
     def labels_total(self, project_id: str) -> int:
         return self.projections.labels_total(project_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -123,6 +124,9 @@ def run(app: Any, name: str, handler: Handler, params: dict[str, str]) -> Any:
     """Check and parse the current request for route `name`, then call the handler."""
     route = BY_NAME[name]
     request = app.current_request
+    # API Gateway hands path parameters decoded; `chalice local` hands them as sent ("0%400").
+    # No id may hold '%', so decoding is a no-op on the gateway's.
+    params = {k: urllib.parse.unquote(v) for k, v in params.items()}
     headers = {k.lower(): v for k, v in (request.headers or {}).items()}
     call = Call(route=route, params=params, headers=headers)
     try:

@@ -17,8 +17,8 @@ from histolabel.api.review import Row, rows_for_slide
 from histolabel.api.tables import Predictions
 from histolabel.commands import CommandRejected
 from histolabel.config import get_settings
-from histolabel.events.envelope import label_stream
-from histolabel.projections.labels import Entry, SlideLabels, apply_label_event, buckets_of
+from histolabel.events.streams import history_of, read_after, slide_streams
+from histolabel.projections.labels import Entry, SlideLabels, buckets_of, catch_up
 from histolabel.projections.project import ProjectState
 from histolabel.service import HistoLabel
 
@@ -26,7 +26,7 @@ from histolabel.service import HistoLabel
 def current_labels(svc: HistoLabel, project_id: str, slide_id: str) -> SlideLabels:
     """The projection caught up with the events it has not seen yet: cheap and never stale, so
     what a user has just answered is already in it."""
-    return svc.current_labels(project_id, slide_id)
+    return svc.slide_labels_current(project_id, slide_id)
 
 
 def entries_for(
@@ -41,12 +41,14 @@ def entries_for(
     if not want:
         return {}
     loaded = svc.projections.load_slides(project_id, {sid: buckets_of(ids) for sid, ids in want.items()})
-    streams = {label_stream(project_id, sid): sid for sid in loaded}
-    moved = svc.events.streams_after({s: loaded[sid].seq for s, sid in streams.items()})
-    for stream in moved:
-        labels = loaded[streams[stream]]
-        for event in svc.events.read(stream, after=labels.seq):
-            apply_label_event(labels, event)
+    # Every label stream of those slides (the slide's own and its members', from its directory),
+    # and the ones that moved past what the projection has folded: one batched check.
+    streams = {s: sid for sid in loaded for s in slide_streams(svc.events, project_id, sid)}
+    moved = svc.events.streams_after({s: loaded[sid].cursor().get(s, 0) for s, sid in streams.items()})
+    for sid in sorted({streams[s] for s in moved}):
+        labels = loaded[sid]
+        behind = [s for s in sorted(moved) if streams[s] == sid]
+        catch_up(labels, read_after(svc.events, behind, labels.cursor()), history_of(svc.events))
     return {
         sid: {i: loaded[sid].entries[i] for i in ids if i in loaded[sid].entries} for sid, ids in want.items()
     }

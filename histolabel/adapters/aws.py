@@ -21,8 +21,13 @@ from histolabel import config
 from histolabel.config import Settings, get_settings
 
 PROFILE_ENV = config.AWS_PROFILE
+# parameter_validation off: every service validates each request again, and botocore's own pass
+# over a large request (the projector's 100-item transactions of bucket bodies) cost about as
+# much client CPU as the request itself (cProfile of the projector, bench/event_store.py).
 PROFILES = {
-    "batch": Config(retries={"max_attempts": 8, "mode": "adaptive"}, max_pool_connections=64),
+    "batch": Config(
+        retries={"max_attempts": 8, "mode": "adaptive"}, max_pool_connections=64, parameter_validation=False
+    ),
     # Worst case about 1 s to connect and 3 s to read, two attempts: well inside 5 s for a
     # refused or unreachable store; DynamoDB and S3 answer in milliseconds when up.
     "api": Config(
@@ -30,6 +35,7 @@ PROFILES = {
         read_timeout=3,
         retries={"total_max_attempts": 2, "mode": "standard"},
         max_pool_connections=64,
+        parameter_validation=False,
     ),
 }
 IDENTITY_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN", "AWS_PROFILE")

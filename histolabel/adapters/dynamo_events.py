@@ -19,7 +19,14 @@ from botocore.exceptions import ClientError
 from histolabel.adapters.aws import client
 from histolabel.adapters.seals import KmsSeals
 from histolabel.config import Settings
-from histolabel.events.envelope import GENESIS_HASH, StoredEvent
+from histolabel.events.envelope import (
+    GENESIS_HASH,
+    StoredEvent,
+    directory_of,
+    directory_slot,
+    member_of,
+    slide_directory,
+)
 from histolabel.eventstore import AppendConflict, DuplicateCommand
 
 _STRING_FIELDS = (
@@ -45,6 +52,21 @@ def to_item(event: StoredEvent) -> dict[str, Any]:
     for name in _STRING_FIELDS:
         item[name] = {"S": getattr(event, name)}
     return item
+
+
+def directory_item(stream: str) -> dict[str, Any]:
+    """A member label stream's entry in its slide's directory."""
+    return {
+        "stream": {"S": directory_of(stream)},
+        "seq": {"N": str(directory_slot(stream))},
+        "member_stream": {"S": stream},
+    }
+
+
+def items_of(event: StoredEvent) -> list[dict[str, Any]]:
+    """What an append stores for the event, less its MAC: for copying histories in raw (bench)."""
+    listed = event.seq == 1 and member_of(event.stream)
+    return [to_item(event)] + ([directory_item(event.stream)] if listed else [])
 
 
 def from_item(item: dict[str, Any]) -> StoredEvent:
@@ -173,6 +195,20 @@ class DynamoEventStore:
                     }
                 }
             )
+        for event in events:
+            if event.seq == 1 and member_of(event.stream):
+                # A member's first event on a slide lists its stream in the slide's directory, in
+                # the same transaction: a stream exists exactly when it is listed.
+                ops.append(
+                    {
+                        "Put": {
+                            "TableName": self.table,
+                            "Item": directory_item(event.stream),
+                            "ConditionExpression": "attribute_not_exists(#s)",
+                            "ExpressionAttributeNames": {"#s": "stream"},
+                        }
+                    }
+                )
         if guard is not None:
             ops.append(
                 {
@@ -227,6 +263,23 @@ class DynamoEventStore:
         )
         item = resp.get("Item")
         return json.loads(item["result"]["S"]) if item else None
+
+    def label_streams(self, project_id: str, slide_id: str) -> list[str]:
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "#s = :s",
+            "ExpressionAttributeNames": {"#s": "stream"},
+            "ExpressionAttributeValues": {":s": {"S": slide_directory(project_id, slide_id)}},
+            "ProjectionExpression": "member_stream",
+            "ConsistentRead": True,
+        }
+        streams: list[str] = []
+        while True:
+            resp = self.ddb.query(**kwargs)
+            streams.extend(i["member_stream"]["S"] for i in resp.get("Items", []))
+            if "LastEvaluatedKey" not in resp:
+                return sorted(streams)
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
 
     def scan_streams(self, prefix: str) -> list[str]:
         """Every stream whose name starts with prefix (an audit-time scan, not a hot path)."""

@@ -16,8 +16,8 @@ from histolabel.projections.labels import SlideLabels
 from histolabel.projections.project import HEAD, ProjectState, state_from_items, state_items
 from histolabel.projections.store import (
     ProjectionConflict,
+    all_buckets,
     decode_bucket,
-    encode_bucket,
     encode_buckets,
     encode_summary,
     slide_from_summary,
@@ -165,7 +165,7 @@ class DynamoProjectionStore:
             state = slide_from_summary(project_id, slide_id, summary["body"]["S"] if summary else None)
             for item in items:
                 if item["sk"]["S"].startswith("B#"):
-                    state.entries.update(decode_bucket(item["body"]["S"]))
+                    state.load_bucket(decode_bucket(item["body"]["S"]))
             return state
         return self.load_slides(project_id, {slide_id: buckets})[slide_id]
 
@@ -191,7 +191,7 @@ class DynamoProjectionStore:
             state = slide_from_summary(project_id, pks[pk], bodies.get("summary"))
             for sk, body in bodies.items():
                 if sk.startswith("B#"):
-                    state.entries.update(decode_bucket(body))
+                    state.load_bucket(decode_bucket(body))
             out[pks[pk]] = state
         return out
 
@@ -211,8 +211,7 @@ class DynamoProjectionStore:
                 }
             }
         ]
-        for b in sorted(buckets):
-            body = encode_bucket(state, b)
+        for b, body in sorted(encode_buckets(state, buckets).items()):
             key = {"pk": {"S": pk}, "sk": {"S": _bucket_key(b)}}
             if body == "{}":
                 ops.append({"Delete": {"TableName": self.table, "Key": key}})
@@ -280,7 +279,7 @@ class DynamoProjectionStore:
                     "body": {"S": encode_summary(slide)},
                 }
             )
-            for b, body in sorted(encode_buckets(slide).items()):
+            for b, body in sorted(encode_buckets(slide, all_buckets(slide)).items()):
                 puts.append({"pk": {"S": pk}, "sk": {"S": _bucket_key(b)}, "body": {"S": body}})
         for start in range(0, len(puts), 25):
             request = {self.table: [{"PutRequest": {"Item": i}} for i in puts[start : start + 25]]}

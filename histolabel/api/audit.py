@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from histolabel.events.envelope import StoredEvent, verify_chain
-from histolabel.projections.labels import fold_labels
+from histolabel.projections.labels import fold_labels, in_fold_order
 from histolabel.projections.project import ProjectState, fold_project
 
 
@@ -47,6 +47,45 @@ def history(
         "events": picked,
         "chain_ok": bad is None,
         "first_bad_seq": None if bad is None else bad.seq,
+        "next_after_seq": next_after,
+    }
+
+
+def slide_history(
+    stream: str,
+    streams: dict[str, list[StoredEvent]],
+    after: int,
+    limit: int,
+    superpixel: int | None = None,
+    user: str | None = None,
+    event_type: str | None = None,
+) -> dict[str, Any]:
+    """A slide's label history: the events of all its label streams (each checked from its
+    start) in fold order. `after` and `next_after_seq` count positions in that order, which
+    for a slide with one label stream are its seqs."""
+    bad = [b for b in (verify_chain(ev) for _s, ev in sorted(streams.items())) if b is not None]
+    ordered = [e for _key, e in in_fold_order({}, (e for ev in streams.values() for e in ev))]
+    picked: list[dict[str, Any]] = []
+    last = after
+    next_after = None
+    for position, e in enumerate(ordered, start=1):
+        if position <= after:
+            continue
+        if len(picked) >= limit:
+            next_after = last
+            break
+        if (
+            (user is None or e.actor_user == user)
+            and (event_type is None or e.type == event_type)
+            and (superpixel is None or superpixel in e.payload.get("ids", []))
+        ):
+            picked.append(event_dict(e))
+            last = position
+    return {
+        "stream": stream,
+        "events": picked,
+        "chain_ok": not bad,
+        "first_bad_seq": bad[0].seq if bad else None,
         "next_after_seq": next_after,
     }
 

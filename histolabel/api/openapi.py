@@ -15,13 +15,19 @@ ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 PATH_PATTERNS = {
     "user": r"^[A-Za-z0-9][A-Za-z0-9_.@:+-]{0,127}$",
     "job_id": r"^[A-Za-z0-9][A-Za-z0-9_:.-]{0,199}$",
+    "version": r"^[1-9][0-9]{0,9}$",  # a model version: a positive whole number
+    "import_id": r"^[0-9a-f]{32}$",  # as POST .../imports hands it out
 }
 # Rules that rest on the project's state, so no schema can carry them: said in words.
 STATE_RULES = {
-    "change_role": "A project keeps at least one owner: demoting its last owner is 400 (field `role`).",
-    "remove_member": "A project keeps at least one owner: removing its last owner is 400 (field `user`).",
-    "add_category": "Names are unique under NFKC, case folding and white space (409, field `name`).",
-    "update_category": "Names are unique under NFKC, case folding and white space (409, field `name`).",
+    "change_role": "A project keeps at least one owner: demoting its last owner is 409 (field `role`).",
+    "remove_member": "A project keeps at least one owner: removing its last owner is 409 (field `user`).",
+    "add_category": "Names are unique under NFKC, case folding and white space (409, field `name`); "
+    "a name with control, format (zero-width, bidi), separator, private-use or unassigned "
+    "characters is 422 (field `name`).",
+    "update_category": "Names are unique under NFKC, case folding and white space (409, field `name`); "
+    "a name with control, format (zero-width, bidi), separator, private-use or unassigned "
+    "characters is 422 (field `name`).",
 }
 IDEMPOTENCY = (
     "Repeats of the same request with the same key return the first result and write nothing; the key "

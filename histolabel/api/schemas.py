@@ -6,7 +6,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+    model_validator,
+)
 
 from histolabel.commands import IDEMPOTENCY_KEY_PATTERN, MAX_IDS_PER_COMMAND, CategoryName
 from histolabel.events.catalogue import (
@@ -35,9 +44,23 @@ Hotkey = Annotated[
     str, StringConstraints(min_length=1, max_length=32, pattern=HOTKEY_PATTERN), AfterValidator(_hotkey)
 ]
 Site = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
 # In bodies, JSON integers only: "1", true and 1.0 are not superpixel 1.
-SuperpixelId = Annotated[int, Strict(), Field(ge=1, le=2**32 - 1)]
+def _whole_number(value: Any) -> Any:
+    """JSON Schema's integer includes 1.0, so a JSON 1.0 is the id 1; strings, booleans and
+    fractions stay refused (Strict)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+SuperpixelId = Annotated[int, Strict(), Field(ge=1, le=2**32 - 1), BeforeValidator(_whole_number)]
 # In query strings everything is text; the value is parsed as an integer there.
+# A relative path inside the slide's data: no leading '/', no empty, '.' or '..' segment.
+DATA_KEY_SEGMENT = r"([^/.][^/]*|\.[^/.][^/]*|\.\.[^/]+)"
+DATA_KEY_PATTERN = rf"^{DATA_KEY_SEGMENT}(/{DATA_KEY_SEGMENT})*$"
+DataKey = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=DATA_KEY_PATTERN)]
 SuperpixelIdParam = Annotated[int, Field(ge=1, le=2**32 - 1)]
 IdempotencyKey = Annotated[str, StringConstraints(pattern=IDEMPOTENCY_KEY_PATTERN)]
 Point = Annotated[list[Annotated[float, Strict(), Field(ge=-1e7, le=1e7)]], Field(min_length=2, max_length=2)]
@@ -139,9 +162,7 @@ class ExportJobIn(Body):
 
 
 class DataUrlsIn(Body):
-    keys: list[Annotated[str, StringConstraints(min_length=1, max_length=512)]] = Field(
-        min_length=1, max_length=MAX_DATA_KEYS
-    )
+    keys: list[DataKey] = Field(min_length=1, max_length=MAX_DATA_KEYS)
 
 
 class _Selection(Body):
@@ -357,6 +378,7 @@ class LabelEntryOut(BaseModel):
 class SlideLabelsOut(BaseModel):
     slide_id: str
     seq: int
+    cursor: str = Field(description="the label cursor for GET .../changes (labels_cursor)")
     counts: dict[str, int]
     entries: list[LabelEntryOut]
 
@@ -511,9 +533,11 @@ class ReviewQuery(Query):
     review: Literal["approve", "change", "clear", "none"] | None = None
     labeled_by: UserId | None = None
     reviewed_by: UserId | None = None
-    compare_a: Operand | None = None
-    compare_b: Operand | None = None
-    compare: Literal["matches", "differs"] | None = None
+    compare_a: Operand | None = Field(default=None, description="with compare; default label")
+    compare_b: Operand | None = Field(default=None, description="with compare; default prediction")
+    compare: Literal["matches", "differs"] | None = Field(
+        default=None, description="keep rows whose compare_a matches (or differs from) compare_b"
+    )
     sort: Literal["slide", "label", "prediction", "review", "confidence", "certainty"] = "slide"
     order: Literal["asc", "desc"] = "asc"
     group_by: Literal["slide", "label", "prediction", "review"] | None = None
@@ -522,9 +546,13 @@ class ReviewQuery(Query):
 
     @model_validator(mode="after")
     def _comparison_complete(self) -> ReviewQuery:
-        given = [self.compare_a is not None, self.compare_b is not None, self.compare is not None]
-        if any(given) and not all(given):
-            raise ValueError("compare_a, compare_b and compare go together")
+        # As the web app's review form asks: operands without `compare` compare nothing, and a
+        # `compare` without operands compares the label with the prediction.
+        if self.compare is None:
+            self.compare_a = self.compare_b = None
+        else:
+            self.compare_a = self.compare_a or "label"
+            self.compare_b = self.compare_b or "prediction"
         return self
 
 
@@ -565,12 +593,21 @@ def _calendar_instant(value: str) -> str:
     return value
 
 
+YEAR = r"([1-9]\d{3}|0[1-9]\d{2}|00[1-9]\d|000[1-9])"  # 0001-9999: there is no year 0
+LEAP_YEAR = r"(\d\d(0[48]|[2468][048]|[13579][26])|([2468][048]|[13579][26]|0[48])00)"
+# Every day the calendar has, so the document says what the handler accepts (29 February only
+# in leap years); the validator below checks the same with the calendar itself.
+CALENDAR_DATE = (
+    rf"({YEAR}-((0[13578]|1[02])-(0[1-9]|[12]\d|3[01])|(0[469]|11)-(0[1-9]|[12]\d|30)"
+    rf"|02-(0[1-9]|1\d|2[0-8]))|{LEAP_YEAR}-02-29)"
+)
+
+
 class ReplayQuery(Query):
     as_of: Annotated[
         str,
         StringConstraints(
-            pattern=r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])"
-            r"(T([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?Z?)?$"
+            pattern=rf"^{CALENDAR_DATE}(T([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{{1,6}})?)?Z?)?$"
         ),
         AfterValidator(_calendar_instant),
     ]
@@ -578,4 +615,4 @@ class ReplayQuery(Query):
 
 
 class DataQuery(Query):
-    key: Annotated[str, StringConstraints(min_length=1, max_length=512)]
+    key: DataKey

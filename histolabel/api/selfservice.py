@@ -62,7 +62,10 @@ class CompleteUploadOut(BaseModel):
 
 
 class InviteIn(_In):
-    email: Annotated[str, StringConstraints(pattern=r"^[^@\s\"]{1,64}@[^@\s\"]{1,255}$", max_length=254)]
+    # The address becomes the member's user id, so it takes what a user id may hold.
+    email: Annotated[
+        str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}@[A-Za-z0-9][A-Za-z0-9.-]{0,62}$")
+    ]
     role: Role
     site: Annotated[str, StringConstraints(min_length=1, max_length=64)]
 

@@ -19,7 +19,40 @@ def project_stream(project_id: str) -> str:
 
 
 def label_stream(project_id: str, slide_id: str) -> str:
+    """The slide's own label stream: where every label event went before streams were kept per
+    member (still read, never written), and the key the slide's label projection is stored under."""
     return f"L#{project_id}#{slide_id}"
+
+
+def member_label_stream(project_id: str, slide_id: str, user: str) -> str:
+    """One member's label events on one slide. Writers on a hot slide each append to their own
+    stream, so they never race for one sequence (ids and user ids hold no '#')."""
+    return f"{label_stream(project_id, slide_id)}#{user}"
+
+
+def slide_directory(project_id: str, slide_id: str) -> str:
+    """The slide's directory of member label streams, one item per stream, written in the same
+    transaction as that stream's first event (see histolabel/events/streams.py)."""
+    return f"D#{project_id}#{slide_id}"
+
+
+def directory_of(stream: str) -> str:
+    """The directory a member label stream is listed in."""
+    _kind, project_id, slide_id, _member = stream.split("#", 3)
+    return slide_directory(project_id, slide_id)
+
+
+def directory_slot(stream: str) -> int:
+    """The stream's key in its directory: 52 bits of its name's SHA-256, so listing a stream needs
+    no counter to race for (two members of one slide collide with odds ~n²/2^53; the collision
+    would refuse the second member's first label loudly, never hide a stream)."""
+    return int(hashlib.sha256(stream.encode()).hexdigest()[:13], 16) + 1
+
+
+def member_of(stream: str) -> str:
+    """The member a label stream belongs to; "" for a slide's own (single-stream) label stream."""
+    parts = stream.split("#", 3)
+    return parts[3] if len(parts) > 3 else ""
 
 
 def idempotency_stream(project_id: str, key: str) -> str:
@@ -27,11 +60,11 @@ def idempotency_stream(project_id: str, key: str) -> str:
 
 
 def stream_kind(stream: str) -> str:
-    return {"P": "project", "L": "labels", "I": "idempotency"}.get(stream[:1], "unknown")
+    return {"P": "project", "L": "labels", "I": "idempotency", "D": "directory"}.get(stream[:1], "unknown")
 
 
 def slide_of(stream: str) -> str:
-    return stream.split("#", 2)[2]
+    return stream.split("#")[2]
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,13 @@ class ImportUploadIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: ImportKind
     filename: FileName
-    size: int = Field(gt=0, description="bytes; refused above the import limit")
+    size: int = Field(
+        gt=0,
+        strict=True,  # true is not 1 byte
+        description="bytes; refused above the import limit",
+        # The deployment's limit, so the OpenAPI document states it (HISTOLABEL_MAX_IMPORT_BYTES).
+        json_schema_extra=lambda schema: schema.update(maximum=max_import_bytes()),
+    )
 
 
 class ImportStartIn(BaseModel):

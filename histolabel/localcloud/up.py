@@ -134,11 +134,13 @@ def up(
         print(f"provisioned {', '.join(made)} and user pool {pool.user_pool_id}", file=out, flush=True)
 
         pids["runtime"] = _spawn("runtime", [sys.executable, "-m", "histolabel.localcloud.runtime"], env)
-        chalice = str(Path(sys.executable).with_name("chalice"))
+        # chalice local, answering 405 (not 501) to methods http.server has no handler for
         pids["api"] = _spawn(
             "api",
             [
-                chalice,
+                sys.executable,
+                "-m",
+                "histolabel.localcloud.api_server",
                 "local",
                 "--no-autoreload",
                 "--host",

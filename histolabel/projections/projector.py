@@ -1,14 +1,16 @@
 """Apply stored events to the projection store, exactly once each, in stream order.
 
 Delivery is at-least-once and unordered across streams. Per stream the stored checkpoint (the
-seq the projection is folded up to) decides: an event at or below it is a duplicate and is
-skipped; one past a gap first pulls the missing events from the event store. Streams never
+seq the projection is folded up to; a slide's label projection holds one per label stream of
+the slide) decides: an event at or below it is a duplicate and is skipped; one past a gap first
+pulls the missing events from the event store. The project stream and the label streams never
 depend on each other's order: label projections hold raw category ids, which readers resolve
-through the project state (merges, deletions) at read time.
+through the project state (merges, deletions) at read time. A slide's label streams are folded
+in fold order (histolabel/projections/labels.py), whatever order they arrive in.
 
-A batch is applied a stream at a time: one read of the checkpoint and the touched buckets and
-one conditional write per run of events (up to MAX_BUCKETS_PER_WRITE buckets), not per event,
-which is what lets one projector keep up with a hot slide.
+A batch is applied a slide (or project stream) at a time: one read of the checkpoint and the
+touched buckets and one conditional write per run of events (up to MAX_BUCKETS_PER_WRITE
+buckets), not per event, which is what lets one projector keep up with a hot slide.
 """
 
 from __future__ import annotations
@@ -18,15 +20,16 @@ from dataclasses import dataclass
 
 from histolabel.events.catalogue import LABEL_EVENT_TYPES
 from histolabel.events.envelope import StoredEvent, slide_of, stream_kind
+from histolabel.events.streams import history_of
 from histolabel.eventstore import EventStore
-from histolabel.projections.labels import apply_label_event, buckets_of, event_ids
+from histolabel.projections.labels import buckets_of, catch_up, event_ids, in_fold_order
 from histolabel.projections.project import ProjectState, apply_project_event
 from histolabel.projections.store import ProjectionConflict, ProjectionStore
 
 MAX_EVENTS_PER_SAVE = 25
 # One projection write holds the slide summary, the label total and at most this many buckets
 # (a DynamoDB transaction takes 100 items).
-MAX_BUCKETS_PER_WRITE = 64
+MAX_BUCKETS_PER_WRITE = 98
 
 
 @dataclass
@@ -56,7 +59,7 @@ class Projector:
                 if kind == "project":
                     outcome = self._project(event)
                 elif kind == "labels":
-                    outcome = self._labels(event)
+                    outcome = self._labels_run([event])
                 else:
                     return Outcome(skipped=1)
                 break
@@ -70,9 +73,9 @@ class Projector:
         return outcome
 
     def handle_stream(self, events: list[StoredEvent]) -> Outcome:
-        """Apply events of one stream (any order, duplicates allowed) with as few writes as the
-        projection's transaction limit allows."""
-        ordered = sorted({e.seq: e for e in events}.values(), key=lambda e: e.seq)
+        """Apply events of one project stream, or of one slide's label streams (any order,
+        duplicates allowed), with as few writes as the projection's transaction limit allows."""
+        ordered = sorted({(e.stream, e.seq): e for e in events}.values(), key=lambda e: (e.stream, e.seq))
         if not ordered:
             return Outcome()
         kind = stream_kind(ordered[0].stream)
@@ -110,11 +113,21 @@ class Projector:
         return pending
 
     def _labels_run(self, events: list[StoredEvent]) -> Outcome:
-        stream, project = events[0].stream, events[0].project
-        slide = slide_of(stream)
+        """Events of one slide's label streams (any of them, any order) into its projection: one
+        load of the touched buckets, the events folded in fold order, and one conditional write
+        per MAX_BUCKETS_PER_WRITE buckets."""
+        project, slide = events[0].project, slide_of(events[0].stream)
+        by_stream: dict[str, list[StoredEvent]] = {}
+        for e in events:
+            by_stream.setdefault(e.stream, []).append(e)
         touched = buckets_of(i for e in events for i in event_ids(e))
         state = self.projections.load_slide(project, slide, buckets=touched)
-        pending = self._contiguous(events, state.seq)
+        folded = state.cursor()
+        pending = [
+            e
+            for stream, stream_events in sorted(by_stream.items())
+            for e in self._contiguous(sorted(stream_events, key=lambda e: e.seq), folded.get(stream, 0))
+        ]
         if not pending:
             return Outcome(skipped=len(events))
         extra = buckets_of(i for e in pending for i in event_ids(e)) - touched
@@ -122,12 +135,14 @@ class Projector:
             # A gap was filled from the store, and its events touch buckets not loaded yet.
             touched |= extra
             state = self.projections.load_slide(project, slide, buckets=touched)
+        ordered = [e for _key, e in in_fold_order(state.heads, pending)]
+        history = history_of(self.events)
         added = 0
         start = 0
-        while start < len(pending):
+        while start < len(ordered):
             run: list[StoredEvent] = []
             run_buckets: set[int] = set()
-            for e in pending[start:]:
+            for e in ordered[start:]:
                 if e.type not in LABEL_EVENT_TYPES:
                     raise ValueError(f"{e.type} does not belong on a label stream ({e.stream}#{e.seq})")
                 b = buckets_of(event_ids(e))
@@ -136,12 +151,11 @@ class Projector:
                 run.append(e)
                 run_buckets |= b
             expected, before = state.seq, state.label_actions
-            for e in run:
-                apply_label_event(state, e)
+            catch_up(state, run, history)
             self.projections.save_slide(state, run_buckets, expected, state.label_actions - before)
             added += state.label_actions - before
             start += len(run)
-        return Outcome(applied=len(pending), skipped=max(0, len(events) - len(pending)), labels_added=added)
+        return Outcome(applied=len(ordered), skipped=max(0, len(events) - len(ordered)), labels_added=added)
 
     def handle_all(self, events: Iterable[StoredEvent]) -> Outcome:
         total = Outcome()
@@ -173,21 +187,3 @@ class Projector:
             self.projections.save_project(state, expected)
             expected = state.seq
         return Outcome(applied=len(pending))
-
-    def _labels(self, event: StoredEvent) -> Outcome:
-        slide = slide_of(event.stream)
-        summary = self.projections.load_slide(event.project, slide, buckets=set())
-        pending = self._pending(event.stream, summary.seq, event)
-        if not pending:
-            return Outcome(skipped=1)
-        added = 0
-        for e in pending:
-            if e.type not in LABEL_EVENT_TYPES:
-                raise ValueError(f"{e.type} does not belong on a label stream ({e.stream}#{e.seq})")
-            touched = buckets_of(event_ids(e))
-            state = self.projections.load_slide(event.project, slide, buckets=touched)
-            before = state.label_actions
-            apply_label_event(state, e)
-            self.projections.save_slide(state, touched, e.seq - 1, state.label_actions - before)
-            added += state.label_actions - before
-        return Outcome(applied=len(pending), labels_added=added)

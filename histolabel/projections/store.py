@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol
 
+from histolabel.events.envelope import label_stream
 from histolabel.projections.labels import SlideLabels, bucket_of
 from histolabel.projections.project import ProjectState, head_body
 
@@ -47,18 +48,13 @@ class ProjectionStore(Protocol):
 
 
 def encode_bucket(state: SlideLabels, b: int) -> str:
-    return json.dumps({str(i): e for i, e in sorted(state.bucket(b).items())}, separators=(",", ":"))
+    return encode_buckets(state, {b})[b]
 
 
-def encode_buckets(state: SlideLabels) -> dict[int, str]:
-    """encode_bucket of every bucket holding an entry, grouping the entries once: O(entries),
-    where a bucket at a time scans every entry per bucket (887 s at 10^6 labels)."""
-    grouped: dict[int, dict[int, Any]] = {}
-    for i in sorted(state.entries):
-        grouped.setdefault(bucket_of(i), {})[i] = state.entries[i]
+def encode_buckets(state: SlideLabels, buckets: set[int]) -> dict[int, str]:
     return {
-        b: json.dumps({str(i): e for i, e in entries.items()}, separators=(",", ":"))
-        for b, entries in grouped.items()
+        b: json.dumps({str(i): e for i, e in sorted(body.items())}, separators=(",", ":"))
+        for b, body in state.buckets(buckets).items()
     }
 
 
@@ -77,11 +73,18 @@ def slide_from_summary(project_id: str, slide_id: str, body: str | None) -> Slid
         state.seq, state.hash = s["seq"], s["hash"]
         state.counts, state.user_counts = s["counts"], s["user_counts"]
         state.review_counts, state.label_actions = s["review_counts"], s["label_actions"]
+        # A summary written before label streams were kept per member folded the slide's own
+        # stream alone, up to its seq.
+        legacy = {label_stream(project_id, slide_id): [s["seq"], s["hash"], ""]} if s["seq"] else {}
+        state.heads = s.get("heads", legacy)
     return state
 
 
 class InMemoryProjectionStore:
     def __init__(self) -> None:
+        import threading
+
+        self._lock = threading.RLock()  # saves check and write as one step, as a transaction does
         self.projects: dict[str, str] = {}
         self.summaries: dict[tuple[str, str], str] = {}
         self.buckets: dict[tuple[str, str], dict[int, str]] = {}
@@ -92,10 +95,11 @@ class InMemoryProjectionStore:
         return ProjectState.model_validate_json(body) if body else None
 
     def save_project(self, state: ProjectState, expected_seq: int) -> None:
-        current = self.load_project(state.project_id)
-        if (current.seq if current else 0) != expected_seq:
-            raise ProjectionConflict(state.project_id)
-        self.projects[state.project_id] = state.model_dump_json()
+        with self._lock:
+            current = self.load_project(state.project_id)
+            if (current.seq if current else 0) != expected_seq:
+                raise ProjectionConflict(state.project_id)
+            self.projects[state.project_id] = state.model_dump_json()
 
     def load_slide(self, project_id: str, slide_id: str, buckets: set[int] | None = None) -> SlideLabels:
         key = (project_id, slide_id)
@@ -103,26 +107,29 @@ class InMemoryProjectionStore:
         stored = self.buckets.get(key, {})
         for b in stored if buckets is None else buckets:
             if b in stored:
-                state.entries.update(decode_bucket(stored[b]))
+                state.load_bucket(decode_bucket(stored[b]))
         return state
 
     def load_slides(self, project_id: str, buckets: dict[str, set[int]]) -> dict[str, SlideLabels]:
         return {sid: self.load_slide(project_id, sid, b) for sid, b in buckets.items()}
 
     def save_slide(self, state: SlideLabels, buckets: set[int], expected_seq: int, labels_delta: int) -> None:
+        with self._lock:
+            self._save_slide(state, buckets, expected_seq, labels_delta)
+
+    def _save_slide(self, state: SlideLabels, buckets: set[int], expected_seq: int, delta: int) -> None:
         key = (state.project_id, state.slide_id)
         current = slide_from_summary(*key, self.summaries.get(key))
         if current.seq != expected_seq:
             raise ProjectionConflict(key)
         self.summaries[key] = encode_summary(state)
         stored = self.buckets.setdefault(key, {})
-        for b in buckets:
-            body = encode_bucket(state, b)
+        for b, body in encode_buckets(state, buckets).items():
             if body == "{}":
                 stored.pop(b, None)
             else:
                 stored[b] = body
-        self.totals[state.project_id] = self.totals.get(state.project_id, 0) + labels_delta
+        self.totals[state.project_id] = self.totals.get(state.project_id, 0) + delta
 
     def labels_total(self, project_id: str) -> int:
         return self.totals.get(project_id, 0)
@@ -144,8 +151,8 @@ class InMemoryProjectionStore:
         for slide in slides:
             key = (slide.project_id, slide.slide_id)
             self.summaries[key] = encode_summary(slide)
-            self.buckets[key] = encode_buckets(slide)
+            self.buckets[key] = encode_buckets(slide, all_buckets(slide))
 
 
 def all_buckets(state: SlideLabels) -> set[int]:
-    return {bucket_of(i) for i in state.entries}
+    return {bucket_of(i) for i in [*state.entries, *state.gone]}

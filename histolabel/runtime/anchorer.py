@@ -16,7 +16,8 @@ from histolabel.adapters.anchor_store import S3AnchorStore
 from histolabel.adapters.dynamo_events import DynamoEventStore
 from histolabel.anchors import Anchor
 from histolabel.composition import service_from_env
-from histolabel.events.envelope import StoredEvent, label_stream, project_stream
+from histolabel.events.envelope import StoredEvent, project_stream
+from histolabel.events.streams import slide_streams
 from histolabel.service import HistoLabel
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,9 @@ class Anchorer:
         """Each stream's newest event whose MAC holds (or, failing that, the head anchored before)."""
         events = self.svc.events
         state = self.svc.project_state(project_id)
-        streams = [project_stream(project_id)] + [label_stream(project_id, s) for s in sorted(state.slides)]
+        streams = [project_stream(project_id)] + [
+            stream for s in sorted(state.slides) for stream in slide_streams(events, project_id, s)
+        ]
         heads = {}
         for stream in streams:
             seq, digest = events.head(stream)

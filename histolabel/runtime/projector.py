@@ -1,13 +1,15 @@
 """The projector Lambda: DynamoDB stream records of the events table -> projections.
 
-A batch is grouped by stream and each stream's events applied together (one projection write
-per run, not per event). A stream that fails reports all its records of the batch as failures
-(ReportBatchItemFailures), so Lambda retries from the first of them; the projector's checkpoints
-make every retried or duplicated record harmless, and the other streams' work stands.
+A batch is grouped by stream (a slide's label streams as one group) and each group's events
+applied together (one projection write per run, not per event). A group that fails reports all
+its records of the batch as failures (ReportBatchItemFailures), so Lambda retries from the first
+of them; the projector's checkpoints make every retried or duplicated record harmless, and the
+other groups' work stands.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -15,10 +17,11 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from histolabel.adapters.dynamo_events import from_item
 from histolabel.composition import service_from_env
-from histolabel.events.envelope import StoredEvent, stream_kind
-from histolabel.projections.projector import Projector
+from histolabel.events.envelope import StoredEvent, label_stream, slide_of, stream_kind
+from histolabel.projections.projector import Outcome, Projector
 from histolabel.service import HistoLabel
 
+PARALLEL_GROUPS = 8
 logger = Logger(service="projector")
 metrics = Metrics(namespace="HistoLabel", service="projector")
 
@@ -39,21 +42,32 @@ class ProjectorRuntime:
             if record.get("eventName") != "INSERT":
                 continue  # events are never updated in place; a MODIFY is tampering, left to audit
             image = record["dynamodb"]["NewImage"]
-            if stream_kind(image["stream"]["S"]) not in ("project", "labels"):
+            stream = image["stream"]["S"]
+            kind = stream_kind(stream)
+            if kind not in ("project", "labels"):
                 continue
-            by_stream.setdefault(image["stream"]["S"], []).append(
-                (record["dynamodb"]["SequenceNumber"], from_item(image))
-            )
+            # A slide's label streams are folded together (one projection, in fold order).
+            group = label_stream(image["project"]["S"], slide_of(stream)) if kind == "labels" else stream
+            by_stream.setdefault(group, []).append((record["dynamodb"]["SequenceNumber"], from_item(image)))
         failures: list[dict[str, str]] = []
         labelled: set[str] = set()
         applied = 0
-        for stream, records in by_stream.items():
+
+        def project(records: list[tuple[str, StoredEvent]]) -> Outcome | None:
             try:
-                outcome = self.projector.handle_stream([e for _seq, e in records])
+                return self.projector.handle_stream([e for _seq, e in records])
             except Exception:
-                logger.exception(
-                    "projecting failed; the stream's records are retried", extra={"stream": stream}
-                )
+                stream = records[0][1].stream
+                logger.exception("projecting failed; its records are retried", extra={"stream": stream})
+                return None
+
+        # Groups share nothing but the label total (an atomic ADD), so they go in parallel: the
+        # projector waits on the store, not on its CPU (bench/event_store.py).
+        groups = list(by_stream.values())
+        with ThreadPoolExecutor(max_workers=max(1, min(PARALLEL_GROUPS, len(groups)))) as pool:
+            outcomes = list(pool.map(project, groups))
+        for records, outcome in zip(groups, outcomes, strict=True):
+            if outcome is None:
                 failures.extend({"itemIdentifier": seq} for seq, _e in records)
                 continue
             applied += outcome.applied

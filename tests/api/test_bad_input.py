@@ -79,7 +79,7 @@ def test_expired_and_forged_tokens(api, forger):
         ("/projects/proj/queue?n=0", "n"),
         ("/projects/proj/queue?n=abc", "n"),
         ("/projects/proj/review?sort=color", "sort"),
-        ("/projects/proj/review?compare_a=label", None),
+        ("/projects/proj/review?compare=same", "compare"),
         ("/projects/proj/review?limit=100000", "limit"),
         ("/projects/proj/audit/replay?as_of=yesterday", "as_of"),
         ("/projects/proj/export?format=xlsx", "format"),
@@ -97,7 +97,7 @@ def test_bad_queries(api, path, field):
 def test_data_keys_cannot_escape_the_slide(api):
     for key in ("../../other/secret", "/abs", "a//b", "image.ome.zarr/../x"):
         r = api.request("GET", f"/projects/proj/slides/s1/data?key={key}", user="ana")
-        assert r.status_code == 400, key
+        assert r.status_code == 422, key  # the documented pattern refuses it
         assert r.json_body["field"] == "key"
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from histolabel.adapters.anchor_store import S3AnchorStore
-from histolabel.events.envelope import label_stream, project_stream
+from histolabel.events.envelope import member_label_stream, project_stream
 from tests.api.test_flows import P, label
 
 
@@ -26,5 +26,5 @@ def test_an_export_writes_a_signed_anchor_of_the_heads_it_was_made_from(api):
     assert r.status_code == 200
     anchor = S3AnchorStore(api.svc.settings).latest("proj")
     assert anchor is not None and anchor.reason == "export"
-    for stream in (project_stream("proj"), label_stream("proj", "s1")):
+    for stream in (project_stream("proj"), member_label_stream("proj", "s1", "ana")):
         assert anchor.heads[stream] == api.svc.events.head(stream)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from histolabel.commands import AddCategory, AddMember, CreateProject, LabelSuperpixels, RegisterSlide
 from histolabel.composition import service_from_env
 from histolabel.events.catalogue import Actor
-from histolabel.events.envelope import label_stream, project_stream
+from histolabel.events.envelope import project_stream
+from histolabel.events.streams import slide_events
 from histolabel.projections.projector import Projector
 from histolabel.service import HistoLabel
 from tests.unit.helpers import OWNER, segmented
@@ -17,7 +18,7 @@ def project_all(svc: HistoLabel, project_ids: list[str], slides: dict[str, list[
     for pid in project_ids:
         projector.handle_all(svc.events.read(project_stream(pid)))
         for sid in (slides or {}).get(pid, []):
-            projector.handle_all(svc.events.read(label_stream(pid, sid)))
+            projector.handle_all(slide_events(svc.events, pid, sid))
 
 
 def test_each_user_sees_their_projects_with_their_role(api):

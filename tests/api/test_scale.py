@@ -89,7 +89,9 @@ def test_rebuild_encodes_every_bucket_as_the_projector_does_in_one_pass() -> Non
     state = SlideLabels("p", "s")
     for i in rng.choice(np.arange(1, 200_000), 3000, replace=False).tolist():
         state.entries[int(i)] = {"l": {"u": ["c", "t"]}, "c": "c", "cb": "u", "ca": "t", "r": None}
-    assert encode_buckets(state) == {b: encode_bucket(state, b) for b in all_buckets(state)}
+    assert encode_buckets(state, all_buckets(state)) == {
+        b: encode_bucket(state, b) for b in all_buckets(state)
+    }
 
 
 def test_prediction_lookup_of_a_page_equals_the_slide_wide_lookup() -> None:
@@ -172,7 +174,7 @@ def test_queue_store_calls_do_not_grow_with_slides_and_labels_are_never_offered_
         labeled = {
             (sid, sp)
             for sid in made.slides
-            for sp, e in svc.current_labels(made.project_id, sid).entries.items()
+            for sp, e in svc.slide_labels_current(made.project_id, sid).entries.items()
             if e["l"]
         }
         assert not {(i["slide_id"], i["id"]) for i in body["items"]} & labeled

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -17,7 +18,8 @@ import pytest
 from histolabel.auditing import rebuild, verify
 from histolabel.commands import LabelSuperpixels
 from histolabel.composition import service_from_env
-from histolabel.events.envelope import label_stream
+from histolabel.events.envelope import member_label_stream
+from histolabel.events.streams import slide_events
 from histolabel.localcloud.poller import StreamPoller
 from histolabel.runtime.anchorer import Anchorer
 from histolabel.runtime.projector import ProjectorRuntime
@@ -37,7 +39,7 @@ def _label(svc, project_id, slide, ids, key=None):
 
 def _converged(svc, project_id, slides, expected_events):
     for slide in slides:
-        events = list(svc.events.read(label_stream(project_id, slide)))
+        events = slide_events(svc.events, project_id, slide)
         assert len(events) == expected_events[slide]
         assert svc.slide_labels(project_id, slide).seq == len(events)
     Anchorer(svc).anchor_project(project_id)
@@ -87,17 +89,23 @@ def test_a_projector_that_dies_mid_batch_converges_after_restart(cloud, svc, pro
     original_save = store.save_slide
     saves = {"n": 0}
 
+    lock = threading.Lock()
+
     def save_then_die(state, buckets, expected_seq, labels_delta):
         original_save(state, buckets, expected_seq, labels_delta)
-        saves["n"] += 1
-        if saves["n"] == 1:
+        with lock:
+            saves["n"] += 1
+            first = saves["n"] == 1
+        if first:
             raise Died(dies_at)
 
     store.save_slide = save_then_die  # type: ignore[method-assign]
     with pytest.raises(Died):
         poller.drain()
     store.save_slide = original_save  # type: ignore[method-assign]
-    assert saves["n"] == 1
+    # A batch's slides are projected in parallel: the other slide may have saved a write too
+    # before the death, as in a process killed at that moment.
+    assert 1 <= saves["n"] <= 2
     restarted = StreamPoller(cloud, ProjectorRuntime(svc).handle, start_at="LATEST", positions=positions)
     restarted.drain()
     assert restarted.delivered >= 30  # the whole unacknowledged batch came again
@@ -165,7 +173,7 @@ def test_killed_runtime_and_killed_writer_converge(cloud, svc, project_id, tmp_p
     env = _env(tmp_path)
     positions = tmp_path / "poller-projector.json"
     runtime = _spawn(["-m", "histolabel.localcloud.runtime", "--start-at", "LATEST"], env)
-    stream = label_stream(project_id, "s1")
+    stream = member_label_stream(project_id, "s1", ANNOTATOR.user)
     total = 100
     try:
         _wait_until_projecting(svc, project_id)
@@ -222,7 +230,11 @@ def test_a_store_frozen_mid_write_loses_and_doubles_nothing(cloud, tmp_path):
 
         thread = threading.Thread(target=writer)
         thread.start()
-        _wait(lambda: svc.events.head(label_stream(project_id, "s1"))[0] >= 10, 60, "the first writes")
+        _wait(
+            lambda: svc.events.head(member_label_stream(project_id, "s1", ANNOTATOR.user))[0] >= 10,
+            60,
+            "the first writes",
+        )
         os.kill(server.pid, signal.SIGSTOP)
         time.sleep(3)
         os.kill(server.pid, signal.SIGCONT)

@@ -22,6 +22,7 @@ from histolabel.adapters import pyramids
 from histolabel.adapters.s3 import filesystem, zarr_store
 from histolabel.composition import service_from_env
 from histolabel.config import Settings
+from histolabel.events.streams import slide_events
 from histolabel.imports.errors import ImportRefused
 from tests.imports.conftest import IMAGE, OWNER
 
@@ -180,7 +181,7 @@ def test_product_slic_label_image_round_trips_and_labels_refuse_clashes(slide: d
     with pytest.raises(ImportRefused, match=r"row 2: id 4294967297 overflows uint32"):
         import_labels(slide["project"], "s", over, OWNER.user, OWNER.site, progress="off")
     assert svc.events.head(f"P#{slide['project']}") == before  # no category was created
-    assert not list(svc.events.read(f"L#{slide['project']}#s"))
+    assert not slide_events(svc.events, slide["project"], "s")
 
     # polygons drawn elsewhere, matched to these superpixels by overlap (the product's own SLIC
     # table has no object ids, so "auto" would choose overlap there; here it is asked for)

@@ -22,6 +22,7 @@ from shapely.geometry import Polygon, shape
 from histolabel.adapters import artifacts, pyramids
 from histolabel.adapters.s3 import zarr_store
 from histolabel.composition import service_from_env
+from histolabel.events.streams import slide_events
 from tests.imports.conftest import IMAGE, OWNER, SLIDE, cli, monuseg_polygons, qupath_geojson, write_json
 
 pytestmark = pytest.mark.slow
@@ -88,7 +89,7 @@ def test_qupath_round_trip(project: str, shared_data: Path, tmp_path: Path, http
     labels = svc.slide_labels_fresh(project, SLIDE).current()
     classified = {f["id"] for f, c in zip(doc["features"], classes, strict=True) if c} & set(sp_of)
     assert len(labels) == len(classified)  # every kept object with a class, and no other
-    events = list(svc.events.read(f"L#{project}#{SLIDE}"))
+    events = slide_events(svc.events, project, SLIDE)
     assert {e.actor_user for e in events} == {OWNER.user}
     assert {json.loads(e.data)["source"] for e in events} == {"import"}
     for f, c in zip(doc["features"], classes, strict=True):
@@ -127,7 +128,7 @@ def test_qupath_round_trip(project: str, shared_data: Path, tmp_path: Path, http
     assert wrong.status_code == 422 and "format" in wrong.body.decode()
     # the same file again writes nothing
     assert cli("import", "labels", str(path), *base) == 0
-    assert len(list(svc.events.read(f"L#{project}#{SLIDE}"))) == len(events)
+    assert len(slide_events(svc.events, project, SLIDE)) == len(events)
 
     # features: the embed job's own output, exported as a table by external id, imported back
     from gpu_jobs import embed

@@ -19,7 +19,7 @@ from histolabel.adapters.dynamo_events import DynamoEventStore
 from histolabel.auditing import rebuild, verify
 from histolabel.cli import main as cli
 from histolabel.commands import LabelSuperpixels
-from histolabel.events.envelope import StoredEvent, label_stream
+from histolabel.events.envelope import StoredEvent, member_label_stream
 from histolabel.eventstore import AppendConflict
 from histolabel.runtime.anchorer import Anchorer
 from tests.integration.conftest import ANNOTATOR, make_project
@@ -42,7 +42,7 @@ def anchored(svc, poller, project_id):
         _label(svc, project_id, sp)
     second = anchorer.anchor_project(project_id)
     poller.drain()
-    stream = label_stream(project_id, "s1")
+    stream = member_label_stream(project_id, "s1", ANNOTATOR.user)
     assert first is not None and first.heads[stream][0] == 2
     assert second is not None and second.heads[stream][0] == 6
     assert verify(svc, project_id).ok
@@ -138,7 +138,7 @@ def test_the_append_path_refuses_to_overwrite_an_event(svc, project_id):
     make_project(svc, project_id)
     _label(svc, project_id, 9)
     store = DynamoEventStore(svc.settings)
-    stream = label_stream(project_id, "s1")
+    stream = member_label_stream(project_id, "s1", ANNOTATOR.user)
     original = next(iter(store.read(stream)))
     rewrite = dataclasses.replace(original, actor_user="mallory").sealed()
     with pytest.raises(AppendConflict) as refused:

@@ -12,7 +12,7 @@ from histolabel.auditing import rebuild, replay, verify
 from histolabel.cli import main as cli
 from histolabel.commands import LabelSuperpixels, ReviewLabels, UnlabelSuperpixels
 from histolabel.events.catalogue import Actor
-from histolabel.events.envelope import label_stream
+from histolabel.events.envelope import member_label_stream
 from tests.integration.conftest import ANNOTATOR, make_project
 
 REVIEWER = Actor(user="olivia", site="nyc")
@@ -59,16 +59,18 @@ def test_flipping_one_byte_of_one_event_fails_verify_and_names_it(svc, poller, p
     assert cli(["audit", "verify", "--project", project_id]) == 0
 
     store = DynamoEventStore(svc.settings)
-    victim = list(store.read(label_stream(project_id, "s1")))[2]
+    victim = list(store.read(member_label_stream(project_id, "s1", ANNOTATOR.user)))[2]
     flipped = victim.data.replace('"tumor"', '"tumot"')
     assert flipped != victim.data
     store.raw_put(dataclasses.replace(victim, data=flipped))
     result = verify(svc, project_id)
     assert not result.ok
-    assert [(f.stream, f.seq) for f in result.chain_findings] == [(label_stream(project_id, "s1"), 3)]
+    assert [(f.stream, f.seq) for f in result.chain_findings] == [
+        (member_label_stream(project_id, "s1", ANNOTATOR.user), 3)
+    ]
     assert cli(["audit", "verify", "--project", project_id]) == 1
     out = capsys.readouterr().out
-    assert f"TAMPERED {label_stream(project_id, 's1')} seq 3" in out
+    assert f"TAMPERED {member_label_stream(project_id, 's1', ANNOTATOR.user)} seq 3" in out
 
 
 def test_rebuild_from_zero_equals_the_live_projection(svc, poller, project_id, capsys):

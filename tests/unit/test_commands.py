@@ -12,6 +12,7 @@ from histolabel.commands import (
     chunk_ids,
 )
 from histolabel.events.catalogue import MAX_IDS_PER_EVENT, upcast
+from histolabel.events.streams import slide_events
 from histolabel.projections.labels import buckets_of
 from tests.unit.helpers import ANNOTATOR, AUDITOR, OWNER, REVIEWER, memory_service, seeded_project
 
@@ -83,7 +84,7 @@ def test_bulk_labels_are_split_below_item_and_transaction_limits():
         ANNOTATOR,
     )
     assert result.appended == len(chunk_ids(ids)) <= 99
-    stored = list(svc.events.read("L#proj#s1"))
+    stored = slide_events(svc.events, "proj", "s1")
     assert sorted(i for e in stored for i in e.payload["ids"]) == ids
     assert all(len(e.data.encode()) < 100_000 for e in stored)
     assert all(len(e.payload["ids"]) <= MAX_IDS_PER_EVENT for e in stored)

@@ -348,6 +348,7 @@ export async function loadLabels() {
   if (slideId !== state.slideId) return res; // another slide was opened meanwhile
   state.labelEntries = new Map(res.entries.map((e) => [e.id, e]));
   state.labelsSeq = res.seq;
+  state.labelsCursor = res.cursor; // what GET .../changes continues from (one seq per member stream)
   const maxId = res.entries.reduce((m, e) => Math.max(m, e.id), 0);
   if (maxId > state.colours.count) state.colours.resize(maxId);
   relabel();

@@ -1,5 +1,5 @@
 // Live updates: every POLL_MS the app asks GET .../changes what came after the project seq and
-// the open slide's label seq it holds, and shows it: colleagues' labels and reviews on the
+// the open slide's label cursor it holds (a seq per label stream), and shows it: colleagues' labels and reviews on the
 // overlay, category/member/slide/model changes in the panels. A poll with nothing new is two
 // empty DynamoDB queries; see docs/api.md for why this is polling and not WebSockets.
 import { applyServerEntries, loadLabels, loadPredictions, refreshProject } from "./app.js";
@@ -44,7 +44,7 @@ export class Live {
     if (!s.projectId || !s.api) return;
     const projectId = s.projectId;
     const slideId = s.labelsSeq == null ? null : s.slideId;
-    const query = slideId ? { slide: slideId, labels_seq: s.labelsSeq } : undefined;
+    const query = slideId ? { slide: slideId, labels_seq: s.labelsSeq, labels_cursor: s.labelsCursor } : undefined;
     const res = await s.api.request("GET", `/projects/${encodeURIComponent(projectId)}/changes`, undefined, { query, retries: [] });
     this.polls++;
     if (projectId !== s.projectId) return;
@@ -62,6 +62,9 @@ export class Live {
       return;
     }
     if (res.entries.length || res.removed.length) applyServerEntries(res.entries, res.removed);
-    s.labelsSeq = Math.max(s.labelsSeq, res.labels_seq);
+    if (res.labels_seq >= s.labelsSeq) {
+      s.labelsSeq = res.labels_seq;
+      s.labelsCursor = res.labels_cursor;
+    }
   }
 }

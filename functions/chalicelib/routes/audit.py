@@ -14,15 +14,20 @@ from histolabel.commands import (
     CommandRejected,
 )
 from histolabel.events.envelope import label_stream, project_stream, verify_chain
+from histolabel.events.streams import stream_events
 
 
 def _history(c: Call) -> Any:
     q, pid = c.query, c.project.project_id
     if q.slide is not None:
         views.require_slide(c.project, q.slide)
-    stream = label_stream(pid, q.slide) if q.slide else project_stream(pid)
-    events = list(c.svc.events.read(stream))
-    return audit.history(stream, events, q.after_seq, q.limit, q.superpixel, q.user, q.type)
+    if q.slide is None:
+        stream = project_stream(pid)
+        events = list(c.svc.events.read(stream))
+        return audit.history(stream, events, q.after_seq, q.limit, q.superpixel, q.user, q.type)
+    streams = stream_events(c.svc.events, pid, q.slide)
+    return audit.slide_history(label_stream(pid, q.slide), streams, q.after_seq, q.limit, q.superpixel,
+                               q.user, q.type)  # fmt: skip
 
 
 def _replay(c: Call) -> Any:
@@ -35,8 +40,9 @@ def _replay(c: Call) -> Any:
     for sid in [c.query.slide] if c.query.slide else sorted(then.slides):
         if sid not in then.slides:
             raise CommandRejected("not_found", f"slide {sid!r} did not exist at {as_of}", "slide", 404)
-        events = list(c.svc.events.read(label_stream(pid, sid)))
-        chains[label_stream(pid, sid)] = verify_chain(events) is None
+        streams = stream_events(c.svc.events, pid, sid)
+        chains.update({stream: verify_chain(ev) is None for stream, ev in streams.items()})
+        events = [e for ev in streams.values() for e in ev]
         slides[sid] = audit.replay_slide(pid, sid, events, as_of, with_labels=c.query.slide is not None)
     out = {"as_of": as_of, "project": project_out(then) if then.exists else None, "slides": slides,
            "chains": chains}  # fmt: skip

@@ -25,7 +25,8 @@ def _slide_labels(c: Call) -> Any:
     views.require_slide(c.project, sid)
     labels = views.current_labels(c.svc, c.project.project_id, sid)
     entries, counts = resolved_entries(labels.entries, c.project.resolve)
-    out = {"slide_id": sid, "seq": labels.seq, "counts": counts, "entries": entries}
+    out = {"slide_id": sid, "seq": labels.seq, "cursor": changes.encode_cursor(labels.cursor()),
+           "counts": counts, "entries": entries}  # fmt: skip
     return json_or_copy(out, f"projects/{c.project.project_id}/exports/labels/{sid}/seq{labels.seq}")
 
 
@@ -86,7 +87,11 @@ def _changes(c: Call) -> Any:
             return c.svc.projections.load_slide(pid, q.slide, buckets=buckets)
 
         out["slide_id"] = q.slide
-        out.update(changes.label_changes(c.svc.events, load, pid, q.slide, q.labels_seq, state.resolve))
+        out.update(
+            changes.label_changes(
+                c.svc.events, load, pid, q.slide, q.labels_seq, state.resolve, q.labels_cursor
+            )
+        )
     return out
 
 
