@@ -35,12 +35,12 @@ def runner(cloud_api, tmp_path, monkeypatch) -> LocalJobRunner:  # noqa: F811
     """The API's submitter is the local job runner, reporting ends to the job-events handler."""
     from chalicelib.context import SERVICES
 
-    from histolabel.runtime import job_events
+    from histolabel import composition
 
     monkeypatch.setenv("HISTOLABEL_JOB_RUNNER", "local")
     monkeypatch.setenv("HISTOLABEL_LOCAL_DIR", str(tmp_path))
-    monkeypatch.setattr(job_events, "_svc", None)
-    local = LocalJobRunner(directory=tmp_path / "jobs")
+    monkeypatch.setattr(composition, "_job_events_service", None)
+    local = LocalJobRunner(directory=tmp_path / "jobs", on_state_change=composition.job_events_handler)
     local.directory.mkdir()
     SERVICES.submitter = local
     return local

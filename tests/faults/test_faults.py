@@ -179,16 +179,16 @@ def test_killed_runtime_and_killed_writer_converge(cloud, svc, project_id, tmp_p
         _wait_until_projecting(svc, project_id)
         make_project(svc, project_id)
         writer = _spawn(["-c", WRITER, project_id, str(total)], env)
-        _wait(lambda: positions.exists() and svc.events.head(stream)[0] >= 30, 90, "the first labels")
+        _wait(lambda: positions.exists() and svc.events.head(stream)[0] >= 30, 240, "the first labels")
         runtime.send_signal(signal.SIGKILL)
         runtime.wait()
-        _wait(lambda: svc.events.head(stream)[0] >= 45, 90, "more labels while the runtime is down")
+        _wait(lambda: svc.events.head(stream)[0] >= 45, 240, "more labels while the runtime is down")
         writer.send_signal(signal.SIGKILL)
         writer.wait()
         runtime = _spawn(["-m", "histolabel.localcloud.runtime", "--start-at", "LATEST"], env)
         resend = _spawn(["-c", WRITER, project_id, str(total)], env)
-        assert resend.wait(timeout=120) == 0, resend.stderr.read() if resend.stderr else ""
-        _wait(lambda: svc.slide_labels(project_id, "s1").seq == total, 90, "the projection to catch up")
+        assert resend.wait(timeout=300) == 0, resend.stderr.read() if resend.stderr else ""
+        _wait(lambda: svc.slide_labels(project_id, "s1").seq == total, 240, "the projection to catch up")
     finally:
         runtime.send_signal(signal.SIGTERM)
         runtime.wait(timeout=30)
