@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 
@@ -19,6 +17,7 @@ from histolabel.events.envelope import (
     project_stream,
 )
 from histolabel.eventstore import AppendConflict, DuplicateCommand, EventStore
+from tests.contracts.checks import Checks
 
 
 def new_stream(kind: str = "project") -> str:
@@ -44,13 +43,8 @@ def chain(stream: str, count: int, after: tuple[int, str] = (0, GENESIS_HASH)) -
     return out
 
 
-Check = Callable[[EventStore], None]
-CHECKS: dict[str, Check] = {}
-
-
-def check(fn: Check) -> Check:
-    CHECKS[fn.__name__] = fn
-    return fn
+CHECKS = Checks()
+check = CHECKS.check
 
 
 @check
@@ -152,13 +146,4 @@ def concurrent_writers_never_share_a_seq(store: EventStore) -> None:
         prev = e.hash
 
 
-def run_all(store_factory: Callable[[], Any]) -> dict[str, BaseException | None]:
-    """Each check's failure (None where it passed), for proving a broken store is caught."""
-    outcome: dict[str, BaseException | None] = {}
-    for name, fn in CHECKS.items():
-        try:
-            fn(store_factory())
-            outcome[name] = None
-        except (Exception, pytest.fail.Exception) as exc:  # a broken store may fail by raising anything
-            outcome[name] = exc
-    return outcome
+run_all = CHECKS.run_all

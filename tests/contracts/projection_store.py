@@ -5,7 +5,6 @@ and a rebuild writes wholesale."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -13,14 +12,10 @@ import pytest
 from histolabel.projections.labels import BUCKET_SIZE, SlideLabels
 from histolabel.projections.project import ProjectState
 from histolabel.projections.store import ProjectionConflict, ProjectionStore
+from tests.contracts.checks import Checks
 
-Check = Callable[[ProjectionStore], None]
-CHECKS: dict[str, Check] = {}
-
-
-def check(fn: Check) -> Check:
-    CHECKS[fn.__name__] = fn
-    return fn
+CHECKS = Checks()
+check = CHECKS.check
 
 
 def project(seq: int = 1, name: str = "Lung") -> ProjectState:
@@ -132,12 +127,4 @@ def a_rebuild_is_written_wholesale(store: ProjectionStore) -> None:
     assert store.labels_total(p.project_id) == 1
 
 
-def run_all(store_factory: Callable[[], Any]) -> dict[str, BaseException | None]:
-    outcome: dict[str, BaseException | None] = {}
-    for name, fn in CHECKS.items():
-        try:
-            fn(store_factory())
-            outcome[name] = None
-        except (Exception, pytest.fail.Exception) as exc:  # a broken store may fail by raising anything
-            outcome[name] = exc
-    return outcome
+run_all = CHECKS.run_all
