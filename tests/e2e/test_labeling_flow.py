@@ -147,7 +147,10 @@ def test_full_session(stack: Stack, browser_context: Any, artifacts: Path) -> No
     wait_until(lambda: a["id"] not in labels_of(stack, project, slide), what="click unlabel")
     page.mouse.click(x, y)
     wait_until(lambda: labels_of(stack, project, slide).get(a["id"]) == tumor, what="click relabel")
-    assert page.inner_text(f"[data-count='{tumor}']") == "1", (labels_of(stack, project, slide), a["id"])
+    # The count follows the saved edit (and the live feed's catch-up): wait for it, as for the API.
+    page.wait_for_function(
+        f"document.querySelector(\"[data-count='{tumor}']\")?.textContent === '1'", timeout=60_000
+    )
 
     # --- brush: shift-drag paints whole superpixels in one edit ---
     page.keyboard.press("2")

@@ -157,7 +157,7 @@ WRITER = """
 import sys
 from histolabel.commands import LabelSuperpixels
 from histolabel.events.catalogue import Actor
-from histolabel.service import HistoLabel
+from histolabel.composition import service_from_env
 project, n = sys.argv[1], int(sys.argv[2])
 svc = service_from_env()
 for i in range(n):
