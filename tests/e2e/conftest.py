@@ -234,6 +234,8 @@ def browser_context(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> I
             args=CHROMIUM_ARGS,
             viewport={"width": 1280, "height": 720},
         )
+        # Waits are deadlines sized for a loaded machine (two test workers share two cores).
+        context.set_default_timeout(90_000)
         try:
             yield context
         finally:

@@ -95,7 +95,7 @@ def test_full_session(stack: Stack, browser_context: Any, artifacts: Path) -> No
     page.fill("#new-project-form [name=name]", "E2E project")
     page.click("#new-project-form button[type=submit]")
     try:
-        page.wait_for_selector("#new-project-dialog:not([open])", state="attached", timeout=10_000)
+        page.wait_for_selector("#new-project-dialog:not([open])", state="attached", timeout=60_000)
     except Exception as err:
         page.screenshot(path=str(artifacts / "failed-new-project.png"))
         detail = page.inner_text("#new-project-form .error") + " | " + page.inner_text("#alert")
@@ -107,7 +107,7 @@ def test_full_session(stack: Stack, browser_context: Any, artifacts: Path) -> No
     slide = stack.add_slide(project, "pat")
     page.fill("#project-id", project)
     page.click("#project-form button[type=submit]")
-    page.wait_for_function("window.__firstViewportMs !== undefined", timeout=20_000)
+    page.wait_for_function("window.__firstViewportMs !== undefined", timeout=90_000)
     first_ms = page.evaluate("window.__firstViewportMs")
     # A speed target belongs in a benchmark: on a loaded machine this took 1.8 s once (budget 1.5 s).
     print(f"\nfirst full viewport drawn in {first_ms:.0f} ms (target {FIRST_VIEW_BUDGET_MS} ms)")
@@ -322,7 +322,7 @@ def test_flaky_network_saves_each_edit_once(stack: Stack, browser_context: Any, 
     page = browser_context.new_page()
     sign_in(page, stack, "pat", project)
     overlay_drawn = "window.histolabel.overlay && window.histolabel.overlay.chunks.size > 0"
-    page.wait_for_function(overlay_drawn, timeout=20_000)
+    page.wait_for_function(overlay_drawn, timeout=90_000)
     page.focus("#viewer")
     page.keyboard.press("1")
     page.wait_for_selector(f"#cat-list [data-id='{tumor_id}'][aria-current=true]")
@@ -376,7 +376,7 @@ def test_flaky_network_saves_each_edit_once(stack: Stack, browser_context: Any, 
     keys.clear()
     mode["now"] = "down"
     page.mouse.click(*centroid_screen(page, second))
-    page.wait_for_selector("#outbox .failed:has-text('not saved')", timeout=20_000)
+    page.wait_for_selector("#outbox .failed:has-text('not saved')", timeout=90_000)
     assert page.is_visible("#alert") and "failed" in page.inner_text("#alert").lower()
     assert second["id"] not in labels_of(stack, project, slide)
     assert len(keys) >= 2 and keys[0] and len(set(keys)) == 1, keys
@@ -397,7 +397,7 @@ def test_flaky_network_saves_each_edit_once(stack: Stack, browser_context: Any, 
     keys.clear()
     mode["now"] = "refuse"
     page.mouse.click(*centroid_screen(page, third))
-    page.wait_for_selector("#alert:has-text('refused')", timeout=10_000)
+    page.wait_for_selector("#alert:has-text('refused')", timeout=60_000)
     page.wait_for_function(f"!window.histolabel.labelEntries.has({third['id']})")
     page.wait_for_selector(saved)
     assert len(keys) == 1, keys
@@ -583,6 +583,7 @@ def test_review_everything_that_matches(stack: Stack, browser_context: Any, arti
             for (let i = 1; i <= 125000; i++) m.selected.add(`big:${i}`); }"""
     )
     page.click("#rv-approve")
-    page.wait_for_selector("#rv-msg:has-text('approve: 125000 superpixel(s)')", timeout=30_000)
+    # 125,000 ids sent in bounded requests: seconds alone, longer beside another test worker.
+    page.wait_for_selector("#rv-msg:has-text('approve: 125000 superpixel(s)')", timeout=180_000)
     assert sizes == [20000] * 6 + [5000], sizes
     page.close()
