@@ -157,7 +157,7 @@ class StartJobIn(Body):
 
 class ExportJobIn(Body):
     format: Literal["geojson", "csv", "parquet"] = "geojson"
-    anonymize: bool = False
+    anonymize: Annotated[bool, Strict()] = False  # a JSON 0 or "yes" is refused, not read as a flag
     slide: Identifier | None = None
 
 

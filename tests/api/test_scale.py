@@ -210,6 +210,11 @@ def test_export_job_writes_what_the_export_route_answers(scale_api, tmp_path) ->
     assert started.status_code == 202, started.body
     status_path = started.json_body["status_path"]
     assert scale_api("POST", f"/projects/{pid}/exports", made.annotators[0], {}).status_code == 403
+    jobs_before = set(scale_api.svc.project_state(pid).jobs)
+    for bad in ({"anonymize": 0}, {"anonymize": "yes"}, {"format": "xlsx"}):
+        refused = scale_api("POST", f"/projects/{pid}/exports", made.owner, bad)
+        assert refused.status_code == 422 and refused.json_body["field"] == next(iter(bad)), refused.body
+    assert set(scale_api.svc.project_state(pid).jobs) == jobs_before  # a refused export starts nothing
     deadline = time.time() + 240
     while time.time() < deadline:
         status = scale_api("GET", status_path, made.owner).json_body
