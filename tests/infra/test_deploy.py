@@ -16,6 +16,8 @@ from histolabel.adapters.aws import client
 from histolabel.jobs import JOB_SPECS
 from infra.functions import FUNCTIONS
 from infra.stacks import stack_names
+from tests.contracts.job_submitter import CHECKS as SUBMITTER_CHECKS
+from tests.contracts.job_submitter import Harness
 from tests.infra.conftest import HOSTED_UI_URL, STAGE, STUB_APP, run_cli
 
 
@@ -251,3 +253,19 @@ def test_jobs_are_submitted_to_the_deployed_queues_and_a_wrong_queue_fails(deplo
     wrong = BatchSubmitter(deployed_settings.model_copy(update={"job_queue_gpu": f"{settings.prefix}-jobs"}))
     with pytest.raises(JobSubmissionError, match=f"{settings.prefix}-jobs"):
         wrong.submit("train", ["--project", "p1"], "parity-wrong")
+
+
+@pytest.mark.parametrize("check", sorted(SUBMITTER_CHECKS))
+def test_the_batch_submitter_keeps_the_submitter_contract(deployed, check):
+    """tests/contracts/job_submitter.py against the deployed stack's queues and definitions."""
+    from histolabel.adapters.batch import BatchSubmitter
+    from histolabel.config import settings_from_env
+
+    settings, _ = deployed
+    env = client("lambda", settings).get_function_configuration(FunctionName=f"{settings.prefix}-api")[
+        "Environment"
+    ]["Variables"]
+    deployed_settings = settings_from_env(
+        {**env, "AWS_ENDPOINT_URL": settings.endpoint_url or "", "AWS_REGION": settings.region}
+    )
+    SUBMITTER_CHECKS[check](Harness(BatchSubmitter(deployed_settings), deadline_s=60))
