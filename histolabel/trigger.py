@@ -41,14 +41,13 @@ def claim_request(svc: HistoLabel, project_id: str, request_id: str, job_id: str
     """Append TrainingStarted only while the request is still "requested" in fresh state; the
     idempotency key makes a second claim of the same request a duplicate that writes nothing.
     record_job_event has no status precondition, so the claim brings its own decide."""
-    started = TrainingStarted(request_id=request_id, job_id=job_id)
 
     def decide(state: ProjectState) -> list[NewEvent]:
         run = state.training.get(request_id)
         if run is None or run.status != "requested":
             status = run.status if run else "unknown"
             raise CommandRejected("conflict", f"training {request_id} is {status}", "request_id", 409)
-        return [NewEvent(project_stream(project_id), started)]
+        return [NewEvent(project_stream(project_id), TrainingStarted(request_id=request_id, job_id=job_id))]
 
     actor = Actor(user="job:trigger", site=SYSTEM_SITE)
     return svc.append_decided(project_id, decide, actor, f"train-claim-{request_id}")
