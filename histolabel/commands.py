@@ -12,9 +12,10 @@ import unicodedata
 import uuid
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from histolabel.events import catalogue as ev
+from histolabel.events import fields
 from histolabel.events.catalogue import (
     MAX_IDS_PER_EVENT,
     Color,
@@ -78,11 +79,7 @@ def _clean_name(value: str) -> str:
     return name
 
 
-CategoryName = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=100, strip_whitespace=True),
-    AfterValidator(_clean_name),
-]
+CategoryName = Annotated[fields.CategoryName, AfterValidator(_clean_name)]
 
 
 def name_key(name: str) -> str:
@@ -120,7 +117,7 @@ def _stream(cmd: Command) -> str:
 
 
 class CreateProject(Command):
-    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    name: fields.ProjectName
     settings: ProjectSettings = Field(default_factory=ProjectSettings)
 
     def authorize(self, state: ProjectState, user: str) -> None:
@@ -149,7 +146,7 @@ class ChangeSettings(Command):
 class AddMember(Command):
     user: UserId
     role: Role
-    site: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    site: fields.Site
 
     def decide(self, state: ProjectState, user: str, site: str) -> list[NewEvent]:
         if self.user in state.members:
@@ -316,8 +313,8 @@ class DeleteCategory(Command):
 
 
 class RegisterSlide(Command):
-    name: Annotated[str, StringConstraints(min_length=1, max_length=255)]
-    source_uri: Annotated[str, StringConstraints(pattern=r"^s3://[a-z0-9.-]{3,63}/.+")]
+    name: fields.SlideName
+    source_uri: fields.SourceUri
     slide_id: Identifier | None = None
 
     def decide(self, state: ProjectState, user: str, site: str) -> list[NewEvent]:
@@ -350,7 +347,7 @@ class RecordJobSubmitted(Command):
     """A job someone started, so its id is auditable and its status scoped to the project."""
 
     job: JobKindName
-    job_id: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    job_id: fields.JobId
     slide_id: Identifier | None = None
 
     def authorize(self, state: ProjectState, user: str) -> None:
@@ -386,9 +383,7 @@ def chunk_ids(ids: list[int]) -> list[list[int]]:
     return chunks
 
 
-SuperpixelIds = Annotated[
-    list[Annotated[int, Field(ge=1, le=2**32 - 1)]], Field(min_length=1, max_length=MAX_IDS_PER_COMMAND)
-]
+SuperpixelIds = Annotated[list[fields.SuperpixelId], Field(min_length=1, max_length=MAX_IDS_PER_COMMAND)]
 
 
 class _LabelCommand(Command):

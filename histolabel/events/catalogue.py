@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from histolabel.events.envelope import StoredEvent
 from histolabel.events.fields import (
     MAX_IDS_PER_EVENT,
+    CategoryName,
     CertaintyMetric,
     Color,
     FeatureKind,
@@ -26,10 +27,15 @@ from histolabel.events.fields import (
     JobId,
     JobKindName,
     LabelSource,
+    ProjectName,
     ProjectSettings,
+    Reason,
     ReviewAction,
     Role,
     Site,
+    SlideName,
+    SourceUri,
+    SuperpixelId,
     UserId,
     check_hotkey,
 )
@@ -98,7 +104,7 @@ class ProjectEvent(EventData):
 
 class ProjectCreated(ProjectEvent):
     project_id: Identifier
-    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    name: ProjectName
     settings: ProjectSettings
 
     @staticmethod
@@ -142,9 +148,6 @@ class MemberRemoved(ProjectEvent):
     @staticmethod
     def fold(state: ProjectState, d: dict[str, Any], event: StoredEvent) -> None:
         state.members.pop(d["user"], None)
-
-
-CategoryName = Annotated[str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True)]
 
 
 class CategoryAdded(ProjectEvent):
@@ -246,8 +249,8 @@ class CategoryDeleted(ProjectEvent):
 
 class SlideRegistered(ProjectEvent):
     slide_id: Identifier
-    name: Annotated[str, StringConstraints(min_length=1, max_length=255)]
-    source_uri: Annotated[str, StringConstraints(pattern=r"^s3://[a-z0-9.-]{3,63}/.+")]
+    name: SlideName
+    source_uri: SourceUri
 
     @staticmethod
     def fold(state: ProjectState, d: dict[str, Any], event: StoredEvent) -> None:
@@ -338,7 +341,7 @@ class JobSubmitted(ProjectEvent):
 class JobFailed(ProjectEvent):
     job: JobKindName
     slide_id: Identifier | None = None
-    reason: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+    reason: Reason
     # The runner's id of the job that reported (AWS_BATCH_JOB_ID), so its JobEnded adds no twin.
     job_id: JobId | None = None
 
@@ -356,7 +359,7 @@ class JobEnded(ProjectEvent):
     job_id: JobId
     status: Literal["SUCCEEDED", "FAILED"]
     cause: JobCause
-    reason: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+    reason: Reason
     exit_code: int | None = None
     slide_id: Identifier | None = None
     request_id: Identifier | None = None
@@ -382,7 +385,7 @@ class LabelEvent(EventData):
 
     BASE: ClassVar[bool] = True
     slide_id: Identifier
-    ids: list[Annotated[int, Field(ge=1, le=2**32 - 1)]] = Field(min_length=1, max_length=MAX_IDS_PER_EVENT)
+    ids: list[SuperpixelId] = Field(min_length=1, max_length=MAX_IDS_PER_EVENT)
 
     @field_validator("ids")
     @classmethod
@@ -461,7 +464,7 @@ class TrainingCompleted(ProjectEvent):
 
 class TrainingFailed(ProjectEvent):
     request_id: Identifier
-    reason: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+    reason: Reason
 
     @staticmethod
     def fold(state: ProjectState, d: dict[str, Any], event: StoredEvent) -> None:

@@ -15,6 +15,13 @@ Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.
 UserId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@:+-]{0,127}$")]
 Site = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 Color = Annotated[str, StringConstraints(pattern=r"^#[0-9a-fA-F]{6}$")]
+ProjectName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+# Commands add the check for invisible characters (histolabel.commands.CategoryName).
+CategoryName = Annotated[str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True)]
+SlideName = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+SourceUri = Annotated[str, StringConstraints(pattern=r"^s3://[a-z0-9.-]{3,63}/.+")]
+SuperpixelId = Annotated[int, Field(ge=1, le=2**32 - 1)]
+Reason = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
 Role = Literal["owner", "annotator", "reviewer", "auditor"]
 CertaintyMetric = Literal["confidence", "margin", "entropy", "batchbald"]
 # "imported": vectors computed elsewhere and imported per object (histolabel import features).
