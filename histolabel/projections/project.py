@@ -8,7 +8,7 @@ import json
 
 from histolabel.events.catalogue import ProjectEvent, model_for, upcast
 from histolabel.events.envelope import StoredEvent
-from histolabel.projections.state import Category as Category  # re-exported: the state's home before
+from histolabel.projections.state import Category as Category  # re-exported: callers import them from here
 from histolabel.projections.state import Member as Member
 from histolabel.projections.state import ProjectState, SlideInfo, TrainingRun
 
