@@ -1,8 +1,8 @@
 """Commands: what a user asks for, validated against current state and turned into events.
 
 `decide` is pure: it takes the project state and the actor and returns the events to append
-(stream, type, data), or raises CommandRejected. Running it again on fresher state after a
-lost race is how concurrent writers are serialized.
+(`NewEvent`: a stream and an event model instance), or raises CommandRejected. Running it
+again on fresher state after a lost race is how concurrent writers are serialized.
 """
 
 from __future__ import annotations
@@ -12,14 +12,18 @@ import unicodedata
 import uuid
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from histolabel.events import catalogue as ev
+from histolabel.events import fields
 from histolabel.events.catalogue import (
     MAX_IDS_PER_EVENT,
     Color,
     Identifier,
     JobKindName,
+    LabelEvent,
     LabelSource,
+    NewEvent,
     ProjectSettings,
     ReviewAction,
     Role,
@@ -44,8 +48,6 @@ DEFAULT_HOTKEYS = [*"123456789", *"qwertyuiopasdfghjklzxcvbnm"]
 WRITE_ROLES = ("owner", "annotator")
 ALL_ROLES = ("owner", "annotator", "reviewer", "auditor")
 EXPORT_ROLES = ("owner", "reviewer", "auditor")
-
-NewEvent = tuple[str, str, dict[str, Any]]
 
 
 class CommandRejected(ValueError):
@@ -77,11 +79,7 @@ def _clean_name(value: str) -> str:
     return name
 
 
-CategoryName = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=100, strip_whitespace=True),
-    AfterValidator(_clean_name),
-]
+CategoryName = Annotated[fields.CategoryName, AfterValidator(_clean_name)]
 
 
 def name_key(name: str) -> str:
@@ -119,7 +117,7 @@ def _stream(cmd: Command) -> str:
 
 
 class CreateProject(Command):
-    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    name: fields.ProjectName
     settings: ProjectSettings = Field(default_factory=ProjectSettings)
 
     def authorize(self, state: ProjectState, user: str) -> None:
@@ -131,28 +129,29 @@ class CreateProject(Command):
     def decide(self, state: ProjectState, user: str, site: str) -> list[NewEvent]:
         s = _stream(self)
         return [
-            (s, "ProjectCreated", {"project_id": self.project_id, "name": self.name,
-                                   "settings": self.settings.model_dump()}),
-            (s, "MemberAdded", {"user": user, "role": "owner", "site": site}),
-        ]  # fmt: skip
+            NewEvent(
+                s, ev.ProjectCreated(project_id=self.project_id, name=self.name, settings=self.settings)
+            ),
+            NewEvent(s, ev.MemberAdded(user=user, role="owner", site=site)),
+        ]
 
 
 class ChangeSettings(Command):
     settings: ProjectSettings
 
     def decide(self, state: ProjectState, user: str, site: str) -> list[NewEvent]:
-        return [(_stream(self), "SettingsChanged", {"settings": self.settings.model_dump()})]
+        return [NewEvent(_stream(self), ev.SettingsChanged(settings=self.settings))]
 
 
 class AddMember(Command):
     user: UserId
     role: Role
-    site: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    site: fields.Site
 
     def decide(self, state: ProjectState, user: str, site: str) -> list[NewEvent]:
         if self.user in state.members:
             raise CommandRejected("conflict", f"{self.user} is already a member", "user", 409)
-        return [(_stream(self), "MemberAdded", {"user": self.user, "role": self.role, "site": self.site})]
+        return [NewEvent(_stream(self), ev.MemberAdded(user=self.user, role=self.role, site=self.site))]
 
 
 def _owners_left(state: ProjectState, without: str) -> int:
@@ -169,7 +168,7 @@ class ChangeRole(Command):
             raise _not_found("member", self.user, "user")
         if member.role == "owner" and self.role != "owner" and not _owners_left(state, self.user):
             raise CommandRejected("conflict", "a project must keep at least one owner", "role", 409)
-        return [(_stream(self), "RoleChanged", {"user": self.user, "role": self.role})]
+        return [NewEvent(_stream(self), ev.RoleChanged(user=self.user, role=self.role))]
 
 
 class RemoveMember(Command):
@@ -181,7 +180,7 @@ class RemoveMember(Command):
             raise _not_found("member", self.user, "user")
         if member.role == "owner" and not _owners_left(state, self.user):
             raise CommandRejected("conflict", "a project must keep at least one owner", "user", 409)
-        return [(_stream(self), "MemberRemoved", {"user": self.user})]
+        return [NewEvent(_stream(self), ev.MemberRemoved(user=self.user))]
 
 
 def _category(state: ProjectState, category_id: str, field: str = "category_id") -> Any:
@@ -234,8 +233,8 @@ class AddCategory(Command):
             used = {c.hotkey for c in state.live_categories()}
             hotkey = next((k for k in DEFAULT_HOTKEYS if k not in used), None)
         color = self.color or PALETTE[len(state.categories) % len(PALETTE)]
-        data = {"category_id": cid, "name": self.name, "color": color, "hotkey": hotkey}
-        return [(_stream(self), "CategoryAdded", data)]
+        added = ev.CategoryAdded(category_id=cid, name=self.name, color=color, hotkey=hotkey)
+        return [NewEvent(_stream(self), added)]
 
 
 class RenameCategory(Command):
@@ -246,7 +245,7 @@ class RenameCategory(Command):
     def decide(self, state: ProjectState, user: str, site: str) -> list[NewEvent]:
         _category(state, self.category_id)
         _check_name_free(state, self.name, self.category_id)
-        return [(_stream(self), "CategoryRenamed", {"category_id": self.category_id, "name": self.name})]
+        return [NewEvent(_stream(self), ev.CategoryRenamed(category_id=self.category_id, name=self.name))]
 
 
 class RecolorCategory(Command):
@@ -256,7 +255,7 @@ class RecolorCategory(Command):
 
     def decide(self, state: ProjectState, user: str, site: str) -> list[NewEvent]:
         _category(state, self.category_id)
-        return [(_stream(self), "CategoryRecolored", {"category_id": self.category_id, "color": self.color})]
+        return [NewEvent(_stream(self), ev.CategoryRecolored(category_id=self.category_id, color=self.color))]
 
 
 class SetHotkey(Command):
@@ -268,7 +267,7 @@ class SetHotkey(Command):
         _category(state, self.category_id)
         hotkey = check_hotkey(self.hotkey)
         _check_hotkey_free(state, hotkey, self.category_id)
-        return [(_stream(self), "CategoryHotkeySet", {"category_id": self.category_id, "hotkey": hotkey})]
+        return [NewEvent(_stream(self), ev.CategoryHotkeySet(category_id=self.category_id, hotkey=hotkey))]
 
 
 class ExcludeCategory(Command):
@@ -277,7 +276,7 @@ class ExcludeCategory(Command):
     def decide(self, state: ProjectState, user: str, site: str) -> list[NewEvent]:
         if _category(state, self.category_id).excluded:
             return []
-        return [(_stream(self), "CategoryExcluded", {"category_id": self.category_id})]
+        return [NewEvent(_stream(self), ev.CategoryExcluded(category_id=self.category_id))]
 
 
 class IncludeCategory(Command):
@@ -286,7 +285,7 @@ class IncludeCategory(Command):
     def decide(self, state: ProjectState, user: str, site: str) -> list[NewEvent]:
         if not _category(state, self.category_id).excluded:
             return []
-        return [(_stream(self), "CategoryIncluded", {"category_id": self.category_id})]
+        return [NewEvent(_stream(self), ev.CategoryIncluded(category_id=self.category_id))]
 
 
 class MergeCategories(Command):
@@ -299,7 +298,7 @@ class MergeCategories(Command):
             _category(state, source, "sources")
         if self.target in self.sources or len(set(self.sources)) != len(self.sources):
             raise CommandRejected("invalid", "sources must be distinct and exclude the target", "sources")
-        return [(_stream(self), "CategoriesMerged", {"sources": self.sources, "target": self.target})]
+        return [NewEvent(_stream(self), ev.CategoriesMerged(sources=self.sources, target=self.target))]
 
 
 class DeleteCategory(Command):
@@ -309,21 +308,21 @@ class DeleteCategory(Command):
 
     def decide(self, state: ProjectState, user: str, site: str) -> list[NewEvent]:
         _category(state, self.category_id)
-        data = {"category_id": self.category_id, "labels_cleared": self.labels_cleared}
-        return [(_stream(self), "CategoryDeleted", data)]
+        deleted = ev.CategoryDeleted(category_id=self.category_id, labels_cleared=self.labels_cleared)
+        return [NewEvent(_stream(self), deleted)]
 
 
 class RegisterSlide(Command):
-    name: Annotated[str, StringConstraints(min_length=1, max_length=255)]
-    source_uri: Annotated[str, StringConstraints(pattern=r"^s3://[a-z0-9.-]{3,63}/.+")]
+    name: fields.SlideName
+    source_uri: fields.SourceUri
     slide_id: Identifier | None = None
 
     def decide(self, state: ProjectState, user: str, site: str) -> list[NewEvent]:
         sid = self.slide_id or f"s{uuid.uuid4().hex[:10]}"
         if sid in state.slides or sid in state.removed_slides:
             raise CommandRejected("conflict", f"slide {sid!r} exists or existed", "slide_id", 409)
-        data = {"slide_id": sid, "name": self.name, "source_uri": self.source_uri}
-        return [(_stream(self), "SlideRegistered", data)]
+        registered = ev.SlideRegistered(slide_id=sid, name=self.name, source_uri=self.source_uri)
+        return [NewEvent(_stream(self), registered)]
 
 
 class RemoveSlide(Command):
@@ -332,7 +331,7 @@ class RemoveSlide(Command):
     def decide(self, state: ProjectState, user: str, site: str) -> list[NewEvent]:
         if self.slide_id not in state.slides:
             raise _not_found("slide", self.slide_id, "slide_id")
-        return [(_stream(self), "SlideRemoved", {"slide_id": self.slide_id})]
+        return [NewEvent(_stream(self), ev.SlideRemoved(slide_id=self.slide_id))]
 
 
 class SelectModel(Command):
@@ -341,14 +340,14 @@ class SelectModel(Command):
     def decide(self, state: ProjectState, user: str, site: str) -> list[NewEvent]:
         if not any(m["model_version"] == self.model_version for m in state.models):
             raise _not_found("model version", str(self.model_version), "model_version")
-        return [(_stream(self), "ModelSelected", {"model_version": self.model_version})]
+        return [NewEvent(_stream(self), ev.ModelSelected(model_version=self.model_version))]
 
 
 class RecordJobSubmitted(Command):
     """A job someone started, so its id is auditable and its status scoped to the project."""
 
     job: JobKindName
-    job_id: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    job_id: fields.JobId
     slide_id: Identifier | None = None
 
     def authorize(self, state: ProjectState, user: str) -> None:
@@ -361,8 +360,8 @@ class RecordJobSubmitted(Command):
     def decide(self, state: ProjectState, user: str, site: str) -> list[NewEvent]:
         if self.slide_id is not None and self.slide_id not in state.slides:
             raise _not_found("slide", self.slide_id, "slide_id")
-        data = {"job": self.job, "job_id": self.job_id, "slide_id": self.slide_id}
-        return [(_stream(self), "JobSubmitted", data)]
+        submitted = ev.JobSubmitted(job=self.job, job_id=self.job_id, slide_id=self.slide_id)
+        return [NewEvent(_stream(self), submitted)]
 
 
 def chunk_ids(ids: list[int]) -> list[list[int]]:
@@ -384,9 +383,7 @@ def chunk_ids(ids: list[int]) -> list[list[int]]:
     return chunks
 
 
-SuperpixelIds = Annotated[
-    list[Annotated[int, Field(ge=1, le=2**32 - 1)]], Field(min_length=1, max_length=MAX_IDS_PER_COMMAND)
-]
+SuperpixelIds = Annotated[list[fields.SuperpixelId], Field(min_length=1, max_length=MAX_IDS_PER_COMMAND)]
 
 
 class _LabelCommand(Command):
@@ -413,11 +410,12 @@ class _LabelCommand(Command):
         if len(set(self.ids)) != len(self.ids):
             raise CommandRejected("invalid", "superpixel ids must be distinct", "ids")
 
-    def _events(self, user: str, event_type: str, extra: dict[str, Any]) -> list[NewEvent]:
-        # The actor's own stream on the slide: concurrent annotators never race for one seq.
+    def _events(self, user: str, model: type[LabelEvent], **fields: Any) -> list[NewEvent]:
+        """One event of `model` per chunk of the ids, on the actor's own stream on the slide
+        (concurrent annotators never race for one seq)."""
         stream = member_label_stream(self.project_id, self.slide_id, user)
         return [
-            (stream, event_type, {"slide_id": self.slide_id, "ids": chunk, **extra})
+            NewEvent(stream, model(slide_id=self.slide_id, ids=chunk, **fields))
             for chunk in chunk_ids(self.ids)
         ]
 
@@ -429,8 +427,7 @@ class LabelSuperpixels(_LabelCommand):
     def decide(self, state: ProjectState, user: str, site: str) -> list[NewEvent]:
         self._check_ids(state)
         _category(state, self.category_id)
-        data = {"category_id": self.category_id, "source": self.source}
-        return self._events(user, "SuperpixelsLabeled", data)
+        return self._events(user, ev.SuperpixelsLabeled, category_id=self.category_id, source=self.source)
 
 
 class UnlabelSuperpixels(_LabelCommand):
@@ -438,7 +435,7 @@ class UnlabelSuperpixels(_LabelCommand):
 
     def decide(self, state: ProjectState, user: str, site: str) -> list[NewEvent]:
         self._check_ids(state)
-        return self._events(user, "SuperpixelsUnlabeled", {"source": self.source})
+        return self._events(user, ev.SuperpixelsUnlabeled, source=self.source)
 
 
 class ReviewLabels(_LabelCommand):
@@ -456,7 +453,7 @@ class ReviewLabels(_LabelCommand):
             raise CommandRejected(
                 "invalid", f"category_id is not allowed with {self.action!r}", "category_id"
             )
-        return self._events(user, "LabelsReviewed", {"action": self.action, "category_id": self.category_id})
+        return self._events(user, ev.LabelsReviewed, action=self.action, category_id=self.category_id)
 
 
 class RequestTraining(Command):
@@ -474,8 +471,9 @@ class RequestTraining(Command):
         if active and self.reason == "manual":
             raise CommandRejected("conflict", f"training {active[0].request_id} is still running", status=409)
         total = max(self.labels_total, state.last_request_labels_total)
-        data = {"request_id": f"t{uuid.uuid4().hex[:12]}", "reason": self.reason, "labels_total": total}
-        return [(_stream(self), "TrainingRequested", data)]
+        request_id = f"t{uuid.uuid4().hex[:12]}"
+        requested = ev.TrainingRequested(request_id=request_id, reason=self.reason, labels_total=total)
+        return [NewEvent(_stream(self), requested)]
 
 
 COMMANDS: dict[str, type[Command]] = {

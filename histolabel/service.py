@@ -16,9 +16,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from histolabel.commands import Command, CommandRejected, DeleteCategory, NewEvent, RequestTraining
+from histolabel.commands import Command, CommandRejected, DeleteCategory, RequestTraining
 from histolabel.config import Settings
-from histolabel.events.catalogue import Actor, model_for
+from histolabel.events.catalogue import Actor, EventData, NewEvent, model_for
 from histolabel.events.envelope import (
     StoredEvent,
     canonical_json,
@@ -199,7 +199,28 @@ class HistoLabel:
     def record_job_event(
         self, project_id: str, event_type: str, data: dict[str, Any], job: str
     ) -> CommandResult:
-        """Append an event a batch job reports (ingest, segment, embed, train, predict)."""
+        """Append an event a batch job reports (ingest, segment, embed, train, predict), by its
+        type's name and its data, as a job's command line sends them."""
+
+        def build() -> EventData:
+            return model_for(event_type).model_validate(data)
+
+        return self._record(project_id, event_type, data.get("slide_id"), data.get("request_id"), build, job)
+
+    def record(self, project_id: str, event: EventData, job: str) -> CommandResult:
+        """record_job_event for an event already built."""
+        slide, request = getattr(event, "slide_id", None), getattr(event, "request_id", None)
+        return self._record(project_id, type(event).__name__, slide, request, lambda: event, job)
+
+    def _record(
+        self,
+        project_id: str,
+        event_type: str,
+        slide: str | None,
+        request: str | None,
+        build: Callable[[], EventData],
+        job: str,
+    ) -> CommandResult:
         actor = Actor(user=f"job:{job}", site=SYSTEM_SITE)
 
         def decide(state: ProjectState) -> list[NewEvent]:
@@ -207,15 +228,13 @@ class HistoLabel:
                 raise CommandRejected(
                     "not_found", f"project {project_id!r} does not exist", "project_id", 404
                 )
-            slide = data.get("slide_id")
             if slide is not None and slide not in state.slides:
                 raise CommandRejected("not_found", f"slide {slide!r} does not exist", "slide_id", 404)
-            request = data.get("request_id")
             if event_type.startswith("Training") and request not in state.training:
                 raise CommandRejected(
                     "not_found", f"training request {request!r} does not exist", "request_id", 404
                 )
-            return [(project_stream(project_id), event_type, data)]
+            return [NewEvent(project_stream(project_id), build())]
 
         return self.append_decided(project_id, decide, actor, None)
 
@@ -271,9 +290,9 @@ class HistoLabel:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             state = self.project_state(project_id) if fresh else self._cached_state(project_id)
             try:
+                # Events are built (and so validated) by the decision: a clear error before
+                # anything is written.
                 new_events = decide(state)
-                for _stream, event_type, data in new_events:
-                    model_for(event_type).model_validate(data)  # a clear error before anything is written
             except CommandRejected:
                 if not fresh:
                     fresh = True  # a refusal must rest on the latest state
@@ -342,21 +361,20 @@ class HistoLabel:
         heads: dict[str, tuple[int, str]] = {}
         at = self.clock()
         sealed = []
-        for stream, event_type, data in new_events:
+        for new in new_events:
+            stream = new.stream
             if stream not in heads:
                 if stream == project_stream(project_id):
                     heads[stream] = (state.seq, state.hash)
                 else:
                     heads[stream] = self._heads.get(stream) or self.events.head(stream)
             seq, prev = heads[stream]
-            model = model_for(event_type)
-            payload = model.model_validate(data).model_dump(mode="json")
             event = StoredEvent(
                 stream=stream,
                 seq=seq + 1,
-                type=event_type,
-                v=model.VERSION,
-                data=canonical_json(payload),
+                type=new.type,
+                v=new.data.VERSION,
+                data=canonical_json(new.data.model_dump(mode="json")),
                 project=project_id,
                 actor_user=actor.user,
                 actor_site=actor.site,

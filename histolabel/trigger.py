@@ -11,8 +11,14 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from histolabel.commands import CommandRejected, NewEvent
-from histolabel.events.catalogue import Actor
+from histolabel.commands import CommandRejected
+from histolabel.events.catalogue import (
+    Actor,
+    JobSubmitted,
+    NewEvent,
+    TrainingFailed,
+    TrainingStarted,
+)
 from histolabel.events.envelope import StoredEvent, project_stream
 from histolabel.jobs import JobSubmitter, job_name
 from histolabel.projections.project import ProjectState
@@ -35,14 +41,13 @@ def claim_request(svc: HistoLabel, project_id: str, request_id: str, job_id: str
     """Append TrainingStarted only while the request is still "requested" in fresh state; the
     idempotency key makes a second claim of the same request a duplicate that writes nothing.
     record_job_event has no status precondition, so the claim brings its own decide."""
-    data = {"request_id": request_id, "job_id": job_id}
 
     def decide(state: ProjectState) -> list[NewEvent]:
         run = state.training.get(request_id)
         if run is None or run.status != "requested":
             status = run.status if run else "unknown"
             raise CommandRejected("conflict", f"training {request_id} is {status}", "request_id", 409)
-        return [(project_stream(project_id), "TrainingStarted", data)]
+        return [NewEvent(project_stream(project_id), TrainingStarted(request_id=request_id, job_id=job_id))]
 
     actor = Actor(user="job:trigger", site=SYSTEM_SITE)
     return svc.append_decided(project_id, decide, actor, f"train-claim-{request_id}")
@@ -69,10 +74,9 @@ def handle_training_requested(svc: HistoLabel, submitter: JobSubmitter, event: S
     try:
         job_id = submitter.submit("train", train_args(project_id, request_id), claim_id)
     except Exception as exc:  # any submission failure must end the request visibly
-        failed = {"request_id": request_id, "reason": f"submit failed: {exc}"[:2000]}
-        svc.record_job_event(project_id, "TrainingFailed", failed, job="trigger")
+        failed = TrainingFailed(request_id=request_id, reason=f"submit failed: {exc}"[:2000])
+        svc.record(project_id, failed, job="trigger")
         return TriggerOutcome(request_id, False, reason=str(exc))
     # The claim named the job before it existed; the run now answers for the runner's own id.
-    submitted = {"job": "train", "job_id": job_id, "request_id": request_id}
-    svc.record_job_event(project_id, "JobSubmitted", submitted, job="trigger")
+    svc.record(project_id, JobSubmitted(job="train", job_id=job_id, request_id=request_id), job="trigger")
     return TriggerOutcome(request_id, True, job_id=job_id)

@@ -1,95 +1,158 @@
-"""One pydantic model per event type. An event's `data` is validated against its model on
-the way in and upcast from older schema versions on the way out."""
+"""One pydantic model per event type: its data fields, schema version and upcasters, and for an
+event of the project stream how it changes the project's state (`fold`). The class name is the
+type stored with every event (never rename one); defining the class registers it.
+
+An event's `data` is validated against its model on the way in and upcast from older schema
+versions on the way out. Label events' effect on a superpixel's entry lives with the entry's
+storage shape, in histolabel/projections/labels.py.
+"""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
-from histolabel.jobs import JobKind
-
-Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
-UserId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@:+-]{0,127}$")]
-Color = Annotated[str, StringConstraints(pattern=r"^#[0-9a-fA-F]{6}$")]
-Role = Literal["owner", "annotator", "reviewer", "auditor"]
-CertaintyMetric = Literal["confidence", "margin", "entropy", "batchbald"]
-# "imported": vectors computed elsewhere and imported per object (histolabel import features).
-FeatureKind = Literal["handcrafted", "patch", "foundation", "imported"]
-ModelKind = Literal["linear", "cnn"]
-LabelSource = Literal["click", "brush", "guided", "bulk", "import"]
-ReviewAction = Literal["approve", "change", "clear"]
-
-# One key, optionally with modifiers: "1", "q", "shift+a", "ctrl+alt+3".
-HOTKEY = re.compile(r"^((ctrl|alt|shift|meta)\+){0,3}([a-z0-9]|f[1-9]|f1[0-2])$")
-MAX_IDS_PER_EVENT = 4096
+from histolabel.events.envelope import StoredEvent
+from histolabel.events.fields import (
+    MAX_IDS_PER_EVENT,
+    CategoryName,
+    CertaintyMetric,
+    Color,
+    FeatureKind,
+    Identifier,
+    JobCause,
+    JobId,
+    JobKindName,
+    LabelSource,
+    ProjectName,
+    ProjectSettings,
+    Reason,
+    ReviewAction,
+    Role,
+    Site,
+    SlideName,
+    SourceUri,
+    SuperpixelId,
+    UserId,
+    check_hotkey,
+)
+from histolabel.projections.state import Category, Member, ProjectState, SlideInfo, TrainingRun, add_failure
 
 
 class Actor(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     user: UserId
-    site: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    site: Site
+
+
+EVENT_TYPES: dict[str, type[EventData]] = {}
 
 
 class EventData(BaseModel):
-    """Base of every event payload."""
+    """Base of every event payload. A subclass is an event type, registered under its class name
+    (the bases below, which set `BASE`, are not)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     VERSION: ClassVar[int] = 1
     # Upcasters turn a payload of version N into one of version N+1.
     UPCASTERS: ClassVar[dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {}
+    BASE: ClassVar[bool] = True
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if cls.__dict__.get("BASE", False):
+            return
+        if cls.__name__ in EVENT_TYPES:
+            raise TypeError(f"event type {cls.__name__} is defined twice")
+        EVENT_TYPES[cls.__name__] = cls
 
 
-class ProjectSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    superpixel_size: int = Field(
-        default=64, ge=8, le=1024, description="SLIC region side, px at magnification"
-    )
-    magnification: float = Field(default=20.0, gt=0, le=100)
-    compactness: float = Field(default=10.0, gt=0, le=1000)
-    certainty_metric: CertaintyMetric = "confidence"
-    feature_kind: FeatureKind = "handcrafted"
-    model_kind: ModelKind = "linear"
-    retrain_threshold: int = Field(default=50, ge=1, le=100_000)
-    label_overlap: float = Field(
-        default=0.0,
-        ge=0,
-        le=1,
-        strict=True,
-        description="share of superpixels the guided queue gives two annotators",
-    )
+@dataclass(frozen=True)
+class NewEvent:
+    """An event a decision asks to append: the stream it goes on and its typed data. The stored
+    type is the model's class name and `v` its VERSION."""
+
+    stream: str
+    data: EventData
+
+    def __post_init__(self) -> None:
+        if EVENT_TYPES.get(self.type) is not type(self.data):
+            raise TypeError(f"{self.type} is not a registered event type")
+
+    @property
+    def type(self) -> str:
+        return type(self.data).__name__
 
 
-class ProjectCreated(EventData):
+class ProjectEvent(EventData):
+    """An event of the project stream (`P#{project}`)."""
+
+    BASE: ClassVar[bool] = True
+
+    @staticmethod
+    def fold(state: ProjectState, d: dict[str, Any], event: StoredEvent) -> None:
+        """Change `state` (in place) by this event. `d` is its data as stored, upcast to this
+        version and not validated again: a fold reads what was written (validating would cost
+        every read and add to the state the defaults of fields an older event never had);
+        `event` is the envelope (`at`, `actor_user`)."""
+        raise NotImplementedError(f"{event.type} has no fold")
+
+
+class ProjectCreated(ProjectEvent):
     project_id: Identifier
-    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    name: ProjectName
     settings: ProjectSettings
 
+    @staticmethod
+    def fold(state: ProjectState, d: dict[str, Any], event: StoredEvent) -> None:
+        state.project_id = d["project_id"]
+        state.name = d["name"]
+        state.created_at = event.at
+        state.settings = ProjectSettings(**d["settings"])
 
-class SettingsChanged(EventData):
+
+class SettingsChanged(ProjectEvent):
     settings: ProjectSettings
 
+    @staticmethod
+    def fold(state: ProjectState, d: dict[str, Any], event: StoredEvent) -> None:
+        state.settings = ProjectSettings(**d["settings"])
 
-class MemberAdded(EventData):
+
+class MemberAdded(ProjectEvent):
     user: UserId
     role: Role
-    site: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    site: Site
+
+    @staticmethod
+    def fold(state: ProjectState, d: dict[str, Any], event: StoredEvent) -> None:
+        state.members[d["user"]] = Member(role=d["role"], site=d["site"], since=event.at)
 
 
-class RoleChanged(EventData):
+class RoleChanged(ProjectEvent):
     user: UserId
     role: Role
 
+    @staticmethod
+    def fold(state: ProjectState, d: dict[str, Any], event: StoredEvent) -> None:
+        state.members[d["user"]].role = d["role"]
 
-class MemberRemoved(EventData):
+
+class MemberRemoved(ProjectEvent):
     user: UserId
 
+    @staticmethod
+    def fold(state: ProjectState, d: dict[str, Any], event: StoredEvent) -> None:
+        state.members.pop(d["user"], None)
 
-class CategoryAdded(EventData):
+
+class CategoryAdded(ProjectEvent):
     category_id: Identifier
-    name: Annotated[str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True)]
+    name: CategoryName
     color: Color
     hotkey: str | None = None
 
@@ -98,18 +161,32 @@ class CategoryAdded(EventData):
     def _hotkey(cls, v: str | None) -> str | None:
         return check_hotkey(v)
 
+    @staticmethod
+    def fold(state: ProjectState, d: dict[str, Any], event: StoredEvent) -> None:
+        state.categories[d["category_id"]] = Category(
+            id=d["category_id"], name=d["name"], color=d["color"], hotkey=d.get("hotkey")
+        )
 
-class CategoryRenamed(EventData):
+
+class CategoryRenamed(ProjectEvent):
     category_id: Identifier
-    name: Annotated[str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True)]
+    name: CategoryName
+
+    @staticmethod
+    def fold(state: ProjectState, d: dict[str, Any], event: StoredEvent) -> None:
+        state.categories[d["category_id"]].name = d["name"]
 
 
-class CategoryRecolored(EventData):
+class CategoryRecolored(ProjectEvent):
     category_id: Identifier
     color: Color
 
+    @staticmethod
+    def fold(state: ProjectState, d: dict[str, Any], event: StoredEvent) -> None:
+        state.categories[d["category_id"]].color = d["color"]
 
-class CategoryHotkeySet(EventData):
+
+class CategoryHotkeySet(ProjectEvent):
     category_id: Identifier
     hotkey: str | None
 
@@ -118,16 +195,28 @@ class CategoryHotkeySet(EventData):
     def _hotkey(cls, v: str | None) -> str | None:
         return check_hotkey(v)
 
+    @staticmethod
+    def fold(state: ProjectState, d: dict[str, Any], event: StoredEvent) -> None:
+        state.categories[d["category_id"]].hotkey = d["hotkey"]
 
-class CategoryExcluded(EventData):
+
+class CategoryExcluded(ProjectEvent):
     category_id: Identifier
 
+    @staticmethod
+    def fold(state: ProjectState, d: dict[str, Any], event: StoredEvent) -> None:
+        state.categories[d["category_id"]].excluded = True
 
-class CategoryIncluded(EventData):
+
+class CategoryIncluded(ProjectEvent):
     category_id: Identifier
 
+    @staticmethod
+    def fold(state: ProjectState, d: dict[str, Any], event: StoredEvent) -> None:
+        state.categories[d["category_id"]].excluded = False
 
-class CategoriesMerged(EventData):
+
+class CategoriesMerged(ProjectEvent):
     sources: list[Identifier] = Field(min_length=1, max_length=100)
     target: Identifier
 
@@ -139,21 +228,38 @@ class CategoriesMerged(EventData):
             raise ValueError("sources must be distinct")
         return self
 
+    @staticmethod
+    def fold(state: ProjectState, d: dict[str, Any], event: StoredEvent) -> None:
+        for source in d["sources"]:
+            state.categories[source].merged_into = d["target"]
+            state.categories[source].hotkey = None
 
-class CategoryDeleted(EventData):
+
+class CategoryDeleted(ProjectEvent):
     category_id: Identifier
     # Labels in a deleted category become unlabeled; the count is recorded so the
     # consequence is explicit in the history.
     labels_cleared: int = Field(default=0, ge=0)
 
+    @staticmethod
+    def fold(state: ProjectState, d: dict[str, Any], event: StoredEvent) -> None:
+        state.categories[d["category_id"]].deleted = True
+        state.categories[d["category_id"]].hotkey = None
 
-class SlideRegistered(EventData):
+
+class SlideRegistered(ProjectEvent):
     slide_id: Identifier
-    name: Annotated[str, StringConstraints(min_length=1, max_length=255)]
-    source_uri: Annotated[str, StringConstraints(pattern=r"^s3://[a-z0-9.-]{3,63}/.+")]
+    name: SlideName
+    source_uri: SourceUri
+
+    @staticmethod
+    def fold(state: ProjectState, d: dict[str, Any], event: StoredEvent) -> None:
+        state.slides[d["slide_id"]] = SlideInfo(
+            slide_id=d["slide_id"], name=d["name"], source_uri=d["source_uri"], registered_at=event.at
+        )
 
 
-class SlideIngested(EventData):
+class SlideIngested(ProjectEvent):
     slide_id: Identifier
     zarr_uri: str
     width: int = Field(gt=0)
@@ -165,8 +271,12 @@ class SlideIngested(EventData):
     source_bytes: int = Field(default=0, ge=0)
     pyramid_bytes: int = Field(default=0, ge=0)
 
+    @staticmethod
+    def fold(state: ProjectState, d: dict[str, Any], event: StoredEvent) -> None:
+        state.slides[d["slide_id"]].ingest = {**d, "at": event.at}
 
-class SegmentationCompleted(EventData):
+
+class SegmentationCompleted(ProjectEvent):
     VERSION: ClassVar[int] = 2
     # v1 knew only SLIC; v2 also records imported segmentations (source "import"), which have
     # no superpixel size or compactness, and what the import kept and dropped.
@@ -197,39 +307,51 @@ class SegmentationCompleted(EventData):
             raise ValueError("a SLIC segmentation records its superpixel_size and compactness")
         return self
 
+    @staticmethod
+    def fold(state: ProjectState, d: dict[str, Any], event: StoredEvent) -> None:
+        state.slides[d["slide_id"]].segmentation = {**d, "at": event.at}
 
-class FeaturesCompleted(EventData):
+
+class FeaturesCompleted(ProjectEvent):
     slide_id: Identifier
     kind: FeatureKind
     uri: str
     dim: int = Field(gt=0)
 
-
-# The job kinds are the job table's (`histolabel.jobs`): one list for events, infra and submitters.
-JobKindName = JobKind
-
-
-JobId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-JobCause = Literal["succeeded", "exit", "signal", "timeout", "oom", "host", "cancelled", "unknown"]
+    @staticmethod
+    def fold(state: ProjectState, d: dict[str, Any], event: StoredEvent) -> None:
+        state.slides[d["slide_id"]].features[d["kind"]] = {**d, "at": event.at}
 
 
-class JobSubmitted(EventData):
+class JobSubmitted(ProjectEvent):
     job: JobKindName
     job_id: JobId
     slide_id: Identifier | None = None
     # A train job's request: the run then answers for the id the runner returned.
     request_id: Identifier | None = None
 
+    @staticmethod
+    def fold(state: ProjectState, d: dict[str, Any], event: StoredEvent) -> None:
+        state.jobs[d["job_id"]] = {**d, "at": event.at, "by": event.actor_user}
+        run = state.training.get(d.get("request_id") or "")
+        if run is not None and run.status in ("requested", "started"):
+            run.job_id = d["job_id"]  # the runner's id, which GET .../jobs/{id} answers for
 
-class JobFailed(EventData):
+
+class JobFailed(ProjectEvent):
     job: JobKindName
     slide_id: Identifier | None = None
-    reason: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+    reason: Reason
     # The runner's id of the job that reported (AWS_BATCH_JOB_ID), so its JobEnded adds no twin.
     job_id: JobId | None = None
 
+    @staticmethod
+    def fold(state: ProjectState, d: dict[str, Any], event: StoredEvent) -> None:
+        if d.get("slide_id") in state.slides:
+            add_failure(state.slides[d["slide_id"]], {**d, "at": event.at})
 
-class JobEnded(EventData):
+
+class JobEnded(ProjectEvent):
     """A job's terminal state as its runner saw it (AWS Batch, or the local runner), however
     it ended: exit, signal, timeout, out of memory, host termination."""
 
@@ -237,15 +359,33 @@ class JobEnded(EventData):
     job_id: JobId
     status: Literal["SUCCEEDED", "FAILED"]
     cause: JobCause
-    reason: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+    reason: Reason
     exit_code: int | None = None
     slide_id: Identifier | None = None
     request_id: Identifier | None = None
 
+    @staticmethod
+    def fold(state: ProjectState, d: dict[str, Any], event: StoredEvent) -> None:
+        at = event.at
+        job = state.jobs.setdefault(d["job_id"], {"job": d["job"], "job_id": d["job_id"], "at": at})
+        job.update({k: d[k] for k in ("status", "cause", "reason", "exit_code")}, ended_at=at)
+        if d["status"] == "FAILED" and d.get("slide_id") in state.slides:
+            failure = {k: d.get(k) for k in ("job", "slide_id", "reason", "job_id", "cause", "exit_code")}
+            add_failure(state.slides[d["slide_id"]], {**failure, "at": at})
+        run = state.training.get(d.get("request_id") or "")
+        if run is not None and run.status in ("requested", "started"):
+            # The job is over and reported no model: whatever its exit status, the run has failed,
+            # so nothing waits on it and a new run may start.
+            run.status = "failed"
+            run.reason_failed = d["reason"] if d["status"] == "FAILED" else "the job ended without a model"
 
-class _Ids(EventData):
+
+class LabelEvent(EventData):
+    """An event of a slide's label streams: it names superpixels of one slide."""
+
+    BASE: ClassVar[bool] = True
     slide_id: Identifier
-    ids: list[Annotated[int, Field(ge=1, le=2**32 - 1)]] = Field(min_length=1, max_length=MAX_IDS_PER_EVENT)
+    ids: list[SuperpixelId] = Field(min_length=1, max_length=MAX_IDS_PER_EVENT)
 
     @field_validator("ids")
     @classmethod
@@ -255,7 +395,7 @@ class _Ids(EventData):
         return ids
 
 
-class SuperpixelsLabeled(_Ids):
+class SuperpixelsLabeled(LabelEvent):
     VERSION: ClassVar[int] = 2
     # v1 carried no source: every label then came from a click.
     UPCASTERS: ClassVar[dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {
@@ -265,11 +405,11 @@ class SuperpixelsLabeled(_Ids):
     source: LabelSource
 
 
-class SuperpixelsUnlabeled(_Ids):
+class SuperpixelsUnlabeled(LabelEvent):
     source: LabelSource = "click"
 
 
-class LabelsReviewed(_Ids):
+class LabelsReviewed(LabelEvent):
     action: ReviewAction
     category_id: Identifier | None = None
 
@@ -280,96 +420,93 @@ class LabelsReviewed(_Ids):
         return self
 
 
-class TrainingRequested(EventData):
+class TrainingRequested(ProjectEvent):
     request_id: Identifier
     reason: Literal["manual", "threshold"]
     labels_total: int = Field(ge=0)
 
+    @staticmethod
+    def fold(state: ProjectState, d: dict[str, Any], event: StoredEvent) -> None:
+        state.training[d["request_id"]] = TrainingRun(
+            request_id=d["request_id"],
+            reason=d["reason"],
+            labels_total=d["labels_total"],
+            requested_at=event.at,
+            requested_by=event.actor_user,
+        )
+        state.last_request_labels_total = max(state.last_request_labels_total, d["labels_total"])
 
-class TrainingStarted(EventData):
+
+class TrainingStarted(ProjectEvent):
     request_id: Identifier
-    job_id: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    job_id: JobId
+
+    @staticmethod
+    def fold(state: ProjectState, d: dict[str, Any], event: StoredEvent) -> None:
+        run = state.training[d["request_id"]]
+        run.status, run.job_id = "started", d["job_id"]
 
 
-class TrainingCompleted(EventData):
+class TrainingCompleted(ProjectEvent):
     request_id: Identifier
     model_version: int = Field(ge=1)
     model_uri: str
     metrics: dict[str, Any]
     label_count: int = Field(default=0, ge=0)
 
+    @staticmethod
+    def fold(state: ProjectState, d: dict[str, Any], event: StoredEvent) -> None:
+        run = state.training[d["request_id"]]
+        run.status, run.model_version = "completed", d["model_version"]
+        state.models.append({**d, "at": event.at})
+        state.selected_model = None  # a new model is the one in use until an owner chooses again
 
-class TrainingFailed(EventData):
+
+class TrainingFailed(ProjectEvent):
     request_id: Identifier
-    reason: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+    reason: Reason
+
+    @staticmethod
+    def fold(state: ProjectState, d: dict[str, Any], event: StoredEvent) -> None:
+        run = state.training[d["request_id"]]
+        run.status, run.reason_failed = "failed", d["reason"]
 
 
-class SlideRemoved(EventData):
+class SlideRemoved(ProjectEvent):
     """An owner took a slide out of the project (a failed upload, a wrong file); its events stay
     in the log, and its id is never used again."""
 
     slide_id: Identifier
 
+    @staticmethod
+    def fold(state: ProjectState, d: dict[str, Any], event: StoredEvent) -> None:
+        state.slides.pop(d["slide_id"], None)
+        state.removed_slides.append(d["slide_id"])
 
-class ModelSelected(EventData):
+
+class ModelSelected(ProjectEvent):
     """An owner chose which trained model version the project uses (the queue and overlay follow
     once its predictions are published)."""
 
     model_version: int = Field(ge=1)
 
+    @staticmethod
+    def fold(state: ProjectState, d: dict[str, Any], event: StoredEvent) -> None:
+        state.selected_model = d["model_version"]
 
-class PredictionsPublished(EventData):
+
+class PredictionsPublished(ProjectEvent):
     model_version: int = Field(ge=1)
     uri_prefix: str
     slides: list[Identifier]
     metric: CertaintyMetric
 
-
-def check_hotkey(value: str | None) -> str | None:
-    if value is None:
-        return None
-    v = value.strip().lower()
-    if not HOTKEY.match(v):
-        raise ValueError(f"hotkey {value!r} is not a key with optional ctrl/alt/shift/meta modifiers")
-    return v
+    @staticmethod
+    def fold(state: ProjectState, d: dict[str, Any], event: StoredEvent) -> None:
+        state.predictions = {**d, "at": event.at}
 
 
-EVENT_TYPES: dict[str, type[EventData]] = {
-    cls.__name__: cls
-    for cls in (
-        ProjectCreated,
-        SettingsChanged,
-        MemberAdded,
-        RoleChanged,
-        MemberRemoved,
-        CategoryAdded,
-        CategoryRenamed,
-        CategoryRecolored,
-        CategoryHotkeySet,
-        CategoryExcluded,
-        CategoryIncluded,
-        CategoriesMerged,
-        CategoryDeleted,
-        SlideRegistered,
-        SlideIngested,
-        SegmentationCompleted,
-        FeaturesCompleted,
-        JobSubmitted,
-        JobFailed,
-        JobEnded,
-        SuperpixelsLabeled,
-        SuperpixelsUnlabeled,
-        LabelsReviewed,
-        TrainingRequested,
-        TrainingStarted,
-        TrainingCompleted,
-        TrainingFailed,
-        PredictionsPublished,
-        SlideRemoved,
-        ModelSelected,
-    )
-}
-LABEL_EVENT_TYPES = frozenset({"SuperpixelsLabeled", "SuperpixelsUnlabeled", "LabelsReviewed"})
+LABEL_EVENT_TYPES = frozenset(name for name, model in EVENT_TYPES.items() if issubclass(model, LabelEvent))
 
 
 class UnknownEventType(ValueError):

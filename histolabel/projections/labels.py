@@ -28,7 +28,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from histolabel.events.catalogue import LABEL_EVENT_TYPES, upcast
+from histolabel.events.catalogue import (
+    LABEL_EVENT_TYPES,
+    EventData,
+    LabelEvent,
+    LabelsReviewed,
+    SuperpixelsLabeled,
+    SuperpixelsUnlabeled,
+    model_for,
+    upcast,
+)
 from histolabel.events.envelope import GENESIS_HASH, StoredEvent, member_of
 
 BUCKET_SIZE = 256
@@ -168,10 +177,62 @@ def in_fold_order(
     return out
 
 
+# An entry's change by one label event, per event type: (entry, the event's data, its actor, its at).
+EntryFold = Callable[[Entry, dict[str, Any], str, str], None]
+ENTRY_FOLDS: dict[type[EventData], EntryFold] = {}
+
+
+def folds(model: type[LabelEvent]) -> Callable[[EntryFold], EntryFold]:
+    """Register the function as the effect of `model`'s events on a superpixel's entry."""
+
+    def register(fold: EntryFold) -> EntryFold:
+        ENTRY_FOLDS[model] = fold
+        return fold
+
+    return register
+
+
+@folds(SuperpixelsLabeled)
+def _labeled(entry: Entry, d: dict[str, Any], user: str, at: str) -> None:
+    entry["l"].pop(user, None)
+    entry["l"][user] = [d["category_id"], at]
+    entry["c"], entry["cb"], entry["ca"], entry["r"] = d["category_id"], user, at, None
+
+
+@folds(SuperpixelsUnlabeled)
+def _unlabeled(entry: Entry, d: dict[str, Any], user: str, at: str) -> None:
+    if user in entry["l"]:
+        del entry["l"][user]
+        if entry["cb"] == user:
+            # The label shown falls back to the latest remaining user's label.
+            if entry["l"]:
+                last_user = next(reversed(entry["l"]))
+                entry["c"], entry["ca"] = entry["l"][last_user]
+                entry["cb"] = last_user
+            else:
+                entry["c"] = entry["cb"] = entry["ca"] = None
+            entry["r"] = None
+
+
+@folds(LabelsReviewed)
+def _reviewed(entry: Entry, d: dict[str, Any], user: str, at: str) -> None:
+    action = d["action"]
+    if action == "approve":
+        if entry["c"] is not None:
+            entry["r"] = {"by": user, "a": "approve", "c": entry["c"], "at": at}
+    elif action == "change":
+        entry["c"] = d["category_id"]
+        entry["r"] = {"by": user, "a": "change", "c": d["category_id"], "at": at}
+    else:
+        entry["c"] = None
+        entry["r"] = {"by": user, "a": "clear", "c": None, "at": at}
+
+
 def _apply(state: SlideLabels, event: StoredEvent, key: Key, skip: set[int] | frozenset[int] = frozenset(),
            only: set[int] | None = None) -> None:  # fmt: skip
     d = upcast(event.type, event.v, event.payload)
-    user, at, t = event.actor_user, event.at, event.type
+    user, at = event.actor_user, event.at
+    fold = ENTRY_FOLDS[model_for(event.type)]
     for sp in d["ids"]:
         if sp in skip or (only is not None and sp not in only):
             continue
@@ -181,33 +242,7 @@ def _apply(state: SlideLabels, event: StoredEvent, key: Key, skip: set[int] | fr
             state.gone.pop(sp, None)
         else:
             _account(state, entry, -1)
-        if t == "SuperpixelsLabeled":
-            entry["l"].pop(user, None)
-            entry["l"][user] = [d["category_id"], at]
-            entry["c"], entry["cb"], entry["ca"], entry["r"] = d["category_id"], user, at, None
-        elif t == "SuperpixelsUnlabeled":
-            if user in entry["l"]:
-                del entry["l"][user]
-                if entry["cb"] == user:
-                    # The label shown falls back to the latest remaining user's label.
-                    if entry["l"]:
-                        last_user = next(reversed(entry["l"]))
-                        entry["c"], entry["ca"] = entry["l"][last_user]
-                        entry["cb"] = last_user
-                    else:
-                        entry["c"] = entry["cb"] = entry["ca"] = None
-                    entry["r"] = None
-        elif t == "LabelsReviewed":
-            action = d["action"]
-            if action == "approve":
-                if entry["c"] is not None:
-                    entry["r"] = {"by": user, "a": "approve", "c": entry["c"], "at": at}
-            elif action == "change":
-                entry["c"] = d["category_id"]
-                entry["r"] = {"by": user, "a": "change", "c": d["category_id"], "at": at}
-            else:
-                entry["c"] = None
-                entry["r"] = {"by": user, "a": "clear", "c": None, "at": at}
+        fold(entry, d, user, at)
         entry["k"] = list(key)
         if is_empty(entry):
             # Its key is kept: an event arriving later with an earlier key must see that this

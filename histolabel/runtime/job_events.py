@@ -14,8 +14,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from histolabel.commands import CommandRejected, NewEvent
-from histolabel.events.catalogue import Actor
+from histolabel.commands import CommandRejected
+from histolabel.events.catalogue import Actor, JobEnded, JobFailed, JobSubmitted, NewEvent
 from histolabel.events.envelope import project_stream
 from histolabel.job_outcomes import DETAIL_TYPE, JobOutcome, NotOurJob, outcome_of
 from histolabel.jobs import JobSubmitter, job_name
@@ -50,7 +50,7 @@ def record_outcome(svc: HistoLabel, outcome: JobOutcome, actor: Actor = ACTOR) -
             data["request_id"] = None
         if state.jobs.get(outcome.job_id, {}).get("status") in ("SUCCEEDED", "FAILED"):
             return []
-        return [(project_stream(project_id), "JobEnded", dict(data))]
+        return [NewEvent(project_stream(project_id), JobEnded.model_validate(data))]
 
     return bool(svc.append_decided(project_id, decide, actor, None).events)
 
@@ -67,13 +67,9 @@ def chain(svc: HistoLabel, submitter: JobSubmitter, outcome: JobOutcome) -> str 
         job_id = submitter.submit(step, args, job_name(step, ctx.project_id, ctx.slide_id))
     except Exception as exc:  # any submission failure must reach the slide
         reason = f"could not submit {step} after {ctx.job}: {exc}"[:2000]
-        svc.record_job_event(
-            ctx.project_id, "JobFailed", {"job": step, "slide_id": ctx.slide_id, "reason": reason}, "events"
-        )
+        svc.record(ctx.project_id, JobFailed(job=step, slide_id=ctx.slide_id, reason=reason), "events")
         return None
-    svc.record_job_event(
-        ctx.project_id, "JobSubmitted", {"job": step, "job_id": job_id, "slide_id": ctx.slide_id}, "events"
-    )
+    svc.record(ctx.project_id, JobSubmitted(job=step, job_id=job_id, slide_id=ctx.slide_id), "events")
     return job_id
 
 

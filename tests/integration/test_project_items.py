@@ -17,9 +17,9 @@ import pytest
 
 from histolabel.adapters.aws import client
 from histolabel.adapters.dynamo_events import to_item
-from histolabel.commands import NewEvent
 from histolabel.composition import service_from_env
-from histolabel.events.catalogue import Actor
+from histolabel.events import catalogue as ev
+from histolabel.events.catalogue import Actor, NewEvent
 from histolabel.events.envelope import StoredEvent, project_stream
 from histolabel.eventstore import InMemoryEventStore
 from histolabel.projections.project import ProjectState, fold_project
@@ -40,9 +40,8 @@ def slide_events(project_id: str, i: int) -> list[NewEvent]:
     sid = f"slide-{i:04d}"
     uri = f"s3://histolabel-test-data/projects/{project_id}/slides/{sid}"
     return [
-        (p, "SlideRegistered", {"slide_id": sid, "name": f"{sid}.svs",
-                                "source_uri": f"{uri}/source/{sid}.svs"}),
-    ]  # fmt: skip
+        NewEvent(p, ev.SlideRegistered(slide_id=sid, name=f"{sid}.svs", source_uri=f"{uri}/source/{sid}.svs"))
+    ]
 
 
 def run_events(project_id: str, i: int) -> list[NewEvent]:
@@ -52,12 +51,13 @@ def run_events(project_id: str, i: int) -> list[NewEvent]:
     per_class = {c: {"precision": 0.8, "recall": 0.8, "f1": 0.8} for c in ("tumor", "stroma")}
     metrics = {"macro_f1": 0.8, "accuracy": 0.85, "n_train": 400, "n_val": 100, "per_class": per_class}
     return [
-        (p, "TrainingRequested", {"request_id": rid, "reason": "threshold", "labels_total": 50 * i}),
-        (p, "TrainingStarted", {"request_id": rid, "job_id": f"histolabel-train-{project_id}-{rid}"}),
-        (p, "TrainingCompleted", {"request_id": rid, "model_version": i + 1, "metrics": metrics,
-                                  "model_uri": f"{models}/{i + 1}/model.safetensors", "label_count": 50 * i}),
-        (p, "JobEnded", {"job": "train", "job_id": job_id, "status": "SUCCEEDED", "cause": "succeeded",
-                         "reason": "succeeded", "exit_code": 0, "request_id": rid}),
+        NewEvent(p, ev.TrainingRequested(request_id=rid, reason="threshold", labels_total=50 * i)),
+        NewEvent(p, ev.TrainingStarted(request_id=rid, job_id=f"histolabel-train-{project_id}-{rid}")),
+        NewEvent(p, ev.TrainingCompleted(request_id=rid, model_version=i + 1, metrics=metrics,
+                                         model_uri=f"{models}/{i + 1}/model.safetensors",
+                                         label_count=50 * i)),
+        NewEvent(p, ev.JobEnded(job="train", job_id=job_id, status="SUCCEEDED", cause="succeeded",
+                                reason="succeeded", exit_code=0, request_id=rid)),
     ]  # fmt: skip
 
 
