@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from histolabel.commands import IDEMPOTENCY_KEY_PATTERN, MAX_IDS_PER_COMMAND, CategoryName
+from histolabel.events import fields
 from histolabel.events.catalogue import (
     Color,
     Identifier,
@@ -28,6 +29,7 @@ from histolabel.events.catalogue import (
     UserId,
     check_hotkey,
 )
+from histolabel.events.fields import Site
 
 
 def _hotkey(value: str | None) -> str | None:
@@ -43,7 +45,6 @@ HOTKEY_PATTERN = (
 Hotkey = Annotated[
     str, StringConstraints(min_length=1, max_length=32, pattern=HOTKEY_PATTERN), AfterValidator(_hotkey)
 ]
-Site = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 
 # In bodies, JSON integers only: "1", true and 1.0 are not superpixel 1.
@@ -55,13 +56,13 @@ def _whole_number(value: Any) -> Any:
     return value
 
 
-SuperpixelId = Annotated[int, Strict(), Field(ge=1, le=2**32 - 1), BeforeValidator(_whole_number)]
+SuperpixelId = Annotated[fields.SuperpixelId, Strict(), BeforeValidator(_whole_number)]
 # In query strings everything is text; the value is parsed as an integer there.
 # A relative path inside the slide's data: no leading '/', no empty, '.' or '..' segment.
 DATA_KEY_SEGMENT = r"([^/.][^/]*|\.[^/.][^/]*|\.\.[^/]+)"
 DATA_KEY_PATTERN = rf"^{DATA_KEY_SEGMENT}(/{DATA_KEY_SEGMENT})*$"
 DataKey = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=DATA_KEY_PATTERN)]
-SuperpixelIdParam = Annotated[int, Field(ge=1, le=2**32 - 1)]
+SuperpixelIdParam = fields.SuperpixelId
 IdempotencyKey = Annotated[str, StringConstraints(pattern=IDEMPOTENCY_KEY_PATTERN)]
 Point = Annotated[list[Annotated[float, Strict(), Field(ge=-1e7, le=1e7)]], Field(min_length=2, max_length=2)]
 MAX_POLYGON_POINTS = 10_000
@@ -85,7 +86,7 @@ class Body(BaseModel):
 
 class CreateProjectIn(Body):
     project_id: Identifier
-    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    name: fields.ProjectName
     site: Site
     settings: ProjectSettings = Field(default_factory=ProjectSettings)
 
@@ -137,11 +138,9 @@ class MergeCategoriesIn(Body):
 class RegisterSlideIn(Body):
     model_config = ConfigDict(json_schema_extra=exactly_one(("filename", "string"), ("source_uri", "string")))
 
-    name: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    name: fields.SlideName
     filename: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_. -]{0,200}$")] | None = None
-    source_uri: (
-        Annotated[str, StringConstraints(pattern=r"^s3://[a-z0-9.-]{3,63}/.+", max_length=1024)] | None
-    ) = None
+    source_uri: Annotated[fields.SourceUri, StringConstraints(max_length=1024)] | None = None
     slide_id: Identifier | None = None
 
     @model_validator(mode="after")
