@@ -29,8 +29,8 @@ def _superpixel(value: str) -> tuple[str, int]:
 
 
 def cmd_audit_replay(args: argparse.Namespace) -> int:
-    from histolabel.audit import Cutoff, as_of_instant, render
-    from histolabel.auditing import replay
+    from histolabel.audit.as_of import as_of_instant
+    from histolabel.audit.replay import Cutoff, render, replay
 
     if args.seq is not None and not args.slide:
         raise CliError("--seq needs --slide: sequence numbers are per slide's label stream")
@@ -46,7 +46,7 @@ def cmd_audit_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from histolabel.auditing import verify
+    from histolabel.audit.verify import verify
 
     svc = _service()
     svc.require_project(args.project)
@@ -69,7 +69,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_history(args: argparse.Namespace) -> int:
-    from histolabel.auditing import project_history
+    from histolabel.audit.history import project_history
 
     svc = _service()
     svc.require_project(args.project)
@@ -83,7 +83,7 @@ def cmd_audit_history(args: argparse.Namespace) -> int:
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
-    from histolabel.auditing import rebuild
+    from histolabel.audit.rebuild import rebuild
 
     svc = _service()
     svc.require_project(args.project)

@@ -374,8 +374,7 @@ def status(out: Any = sys.stdout) -> int:
 
 
 def print_replay_summary(svc: Any, project_id: str, out: Any = sys.stdout) -> None:
-    from histolabel.audit import Cutoff
-    from histolabel.auditing import replay
+    from histolabel.audit.replay import Cutoff, replay
 
     rows = replay(svc, project_id, Cutoff())
     by_category = Counter(r["category_name"] or "(unlabeled)" for r in rows)
