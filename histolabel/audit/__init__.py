@@ -8,4 +8,7 @@
 - `streams`: a project's streams read from the store, for replay, history, verify and rebuild.
 - `rebuild`: the projections folded from zero (`histolabel projections rebuild`).
 
-Every module but `streams`, `verify` and `rebuild` is pure: the API imports only those."""
+Pure values and functions over events, but for what reads a project's events through a service
+(`streams.load_history`, and `replay.replay`, `history.project_history`, `verify.verify`,
+`rebuild.rebuild` over it). Only `verify` imports adapters (the anchors bucket, the MAC check):
+the API imports `as_of`, `replay` and `history`, so its role is not granted what verify calls."""
