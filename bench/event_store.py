@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from histolabel.adapters.aws import client
 from histolabel.adapters.dynamo_events import DynamoEventStore, items_of
 from histolabel.adapters.provision import provision
-from histolabel.auditing import rebuild
+from histolabel.audit.rebuild import rebuild
 from histolabel.commands import (
     AddCategory,
     AddMember,

@@ -370,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         from histolabel.localcloud import up as local
         from histolabel.localcloud.stack import free_port
 
-        state = local.up(free_port(), free_port(), free_port(), "local", demo=False, out=io.StringIO())
+        state = local.up(free_port(), free_port(), free_port(), "local", demo=None, out=io.StringIO())
         try:
             pool_cfg = cognito.Pool(state["user_pool_id"], state["client_id"])
             api = Api(state["api_url"], lambda: cognito.login(pool_cfg, USER, local.DEMO_PASSWORD))

@@ -217,7 +217,7 @@ def generate(
     """Write the project into the stores `svc` talks to (its settings name the data bucket);
     without `files` only events and projections (for a service on in-memory stores)."""
     from histolabel.adapters import pyramids
-    from histolabel.auditing import rebuild
+    from histolabel.audit.rebuild import rebuild
     from histolabel.commands import (
         AddCategory,
         AddMember,

@@ -4,7 +4,7 @@ every superpixel labeled and its label pyramid written, at two sizes, in the loc
 - export: POST /projects/{p}/exports (GeoJSON) through the Chalice app, the export job run by the
   local job runner as Batch would run it, polled through GET .../exports/{job} until its link
   is served; the time from request to link, and superpixels/s.
-- rebuild: `histolabel projections rebuild` (histolabel.auditing.rebuild, write=True) of the
+- rebuild: `histolabel projections rebuild` (histolabel.audit.rebuild.rebuild, write=True) of the
   project: every label event folded from zero and the projection written anew.
 
 Each figure's slope in superpixels extrapolates to 10^6 (the targets: export under 5 min,
@@ -57,7 +57,7 @@ def rebuild_in_memory(n: int) -> int:
     written) on in-memory stores, with n/10 as the baseline in the same run."""
     from scale_data import generate
 
-    from histolabel.auditing import rebuild
+    from histolabel.audit.rebuild import rebuild
     from histolabel.config import Settings
     from histolabel.eventstore import InMemoryEventStore
     from histolabel.projections.store import InMemoryProjectionStore
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     from scale_data import generate, local_cloud
 
     from histolabel.adapters.pyramids import read_table
-    from histolabel.auditing import rebuild
+    from histolabel.audit.rebuild import rebuild
 
     # Jobs run as `histolabel local up` runs them: processes started by the local job runner.
     os.environ["HISTOLABEL_JOB_RUNNER"] = "local"

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from histolabel.events.catalogue import JobCause, JobKindName
+from histolabel.jobs import JOB_KINDS
 
 TERMINAL = ("SUCCEEDED", "FAILED")
-KINDS: tuple[JobKindName, ...] = ("ingest", "segment", "embed", "train", "predict", "export")
+# Every kind of the job table: each one's end becomes a JobEnded (the import kinds were missing).
+KINDS: tuple[JobKindName, ...] = JOB_KINDS
 DETAIL_TYPE = "Batch Job State Change"
 MAX_REASON = 2000
 # What AWS Batch writes in statusReason / container.reason for the ends it knows.

@@ -14,8 +14,16 @@ JobKind = Literal[
 Queue = Literal["cpu", "gpu"]
 
 
+# Where a job's S3 keys lie in the data bucket (the layout in docs/architecture.md).
+SLIDE = "projects/*/slides/*"
+
+
 @dataclass(frozen=True)
 class JobSpec:
+    """Everything about a kind of job but its code (gpu_jobs/<kind>.py): infra builds its queue,
+    job definition and role from this row, the submitters and the events take the kind from it,
+    and the job-events handler records the end of every kind listed here."""
+
     kind: JobKind
     queue: Queue
     vcpus: int
@@ -24,6 +32,13 @@ class JobSpec:
     timeout_s: int
     # Whether the job may run without CUDA where its definition asks for a GPU.
     cpu_fallback: bool
+    # The data bucket's keys it reads and writes (its IAM role grants these and no others;
+    # tests/infra/test_permissions.py checks them against the job's call sites).
+    reads: tuple[str, ...] = ()
+    writes: tuple[str, ...] = ()
+    # Whether it deletes what it writes (a rerun replaces its outputs); jobs that only add
+    # (models, predictions, exports) are not granted s3:DeleteObject.
+    deletes: bool = True
     # Whether it may run on Spot capacity: it restarts from scratch if the host goes away.
     interruptible: bool = True
 
@@ -31,32 +46,41 @@ class JobSpec:
 JOB_SPECS: dict[JobKind, JobSpec] = {
     spec.kind: spec
     for spec in (
-        JobSpec("ingest", "cpu", vcpus=4, memory_mib=15000, gpus=0, timeout_s=4 * 3600, cpu_fallback=True),
+        JobSpec("ingest", "cpu", vcpus=4, memory_mib=15000, gpus=0, timeout_s=4 * 3600, cpu_fallback=True,
+                reads=(f"{SLIDE}/source/*",), writes=(f"{SLIDE}/image.ome.zarr/*",)),
         # Segment runs tiled SLIC on every vCPU of the instance it gets.
-        JobSpec("segment", "cpu", vcpus=16, memory_mib=30000, gpus=0, timeout_s=4 * 3600, cpu_fallback=True),
-        JobSpec("embed", "gpu", vcpus=4, memory_mib=15000, gpus=1, timeout_s=4 * 3600, cpu_fallback=False),
-        JobSpec("train", "gpu", vcpus=4, memory_mib=15000, gpus=1, timeout_s=2 * 3600, cpu_fallback=False),
-        JobSpec("predict", "gpu", vcpus=4, memory_mib=15000, gpus=1, timeout_s=2 * 3600, cpu_fallback=False),
+        JobSpec("segment", "cpu", vcpus=16, memory_mib=30000, gpus=0, timeout_s=4 * 3600, cpu_fallback=True,
+                reads=(f"{SLIDE}/image.ome.zarr/*",),
+                writes=(f"{SLIDE}/image.ome.zarr/labels/*", f"{SLIDE}/superpixels.parquet")),
+        JobSpec("embed", "gpu", vcpus=4, memory_mib=15000, gpus=1, timeout_s=4 * 3600, cpu_fallback=False,
+                reads=(f"{SLIDE}/image.ome.zarr/*", f"{SLIDE}/superpixels.parquet", "weights/*"),
+                writes=(f"{SLIDE}/features/*",)),
+        JobSpec("train", "gpu", vcpus=4, memory_mib=15000, gpus=1, timeout_s=2 * 3600, cpu_fallback=False,
+                reads=(f"{SLIDE}/features/*", f"{SLIDE}/superpixels.parquet", f"{SLIDE}/image.ome.zarr/*",
+                       "projects/*/models/*"),
+                writes=("projects/*/models/*", "projects/*/predictions/*"), deletes=False),
+        JobSpec("predict", "gpu", vcpus=4, memory_mib=15000, gpus=1, timeout_s=2 * 3600, cpu_fallback=False,
+                reads=(f"{SLIDE}/features/*", f"{SLIDE}/superpixels.parquet", "projects/*/models/*"),
+                writes=("projects/*/predictions/*",), deletes=False),
         # Imports of other tools' segmentations, labels and features: streamed, CPU only.
-        JobSpec(
-            "import_segmentation",
-            "cpu",
-            vcpus=4,
-            memory_mib=15000,
-            gpus=0,
-            timeout_s=4 * 3600,
-            cpu_fallback=True,
-        ),
-        JobSpec(
-            "import_labels", "cpu", vcpus=2, memory_mib=4000, gpus=0, timeout_s=2 * 3600, cpu_fallback=True
-        ),
-        JobSpec(
-            "import_features", "cpu", vcpus=2, memory_mib=8000, gpus=0, timeout_s=2 * 3600, cpu_fallback=True
-        ),
+        JobSpec("import_segmentation", "cpu", vcpus=4, memory_mib=15000, gpus=0, timeout_s=4 * 3600,
+                cpu_fallback=True, reads=(f"{SLIDE}/imports/*", f"{SLIDE}/image.ome.zarr/*"),
+                writes=(f"{SLIDE}/image.ome.zarr/labels/*", f"{SLIDE}/superpixels.parquet",
+                        f"{SLIDE}/objects.parquet")),
+        JobSpec("import_labels", "cpu", vcpus=2, memory_mib=4000, gpus=0, timeout_s=2 * 3600,
+                cpu_fallback=True,
+                reads=(f"{SLIDE}/imports/*", f"{SLIDE}/image.ome.zarr/*", f"{SLIDE}/superpixels.parquet"),
+                writes=(f"{SLIDE}/imports/*",)),
+        JobSpec("import_features", "cpu", vcpus=2, memory_mib=8000, gpus=0, timeout_s=2 * 3600,
+                cpu_fallback=True, reads=(f"{SLIDE}/imports/*", f"{SLIDE}/superpixels.parquet"),
+                writes=(f"{SLIDE}/features/*",)),
         # Exports too large for an API request (GeoJSON of 10^6 outlines): a process per vCPU.
-        JobSpec("export", "cpu", vcpus=8, memory_mib=15000, gpus=0, timeout_s=2 * 3600, cpu_fallback=True),
+        JobSpec("export", "cpu", vcpus=8, memory_mib=15000, gpus=0, timeout_s=2 * 3600, cpu_fallback=True,
+                reads=(f"{SLIDE}/superpixels.parquet", f"{SLIDE}/objects.parquet",
+                       f"{SLIDE}/image.ome.zarr/*", "projects/*/predictions/*"),
+                writes=("projects/*/exports/*",), deletes=False),
     )
-}
+}  # fmt: skip
 JOB_KINDS: tuple[JobKind, ...] = tuple(JOB_SPECS)
 
 

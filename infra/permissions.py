@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from histolabel.config import Settings
-from histolabel.jobs import JOB_SPECS
+from histolabel.jobs import JOB_SPECS, SLIDE, JobSpec
 from histolabel.resources import anchor_key_alias, event_mac_key_alias
 from infra.cfn import get_att, ref, sub
 from infra.iam import WILDCARD_ONLY, Statement, allow
@@ -26,7 +26,6 @@ STREAM_READ = (
     "dynamodb:GetShardIterator",
     "dynamodb:ListStreams",
 )
-SLIDE = "projects/*/slides/*"
 
 
 @dataclass(frozen=True)
@@ -54,19 +53,20 @@ STREAM_CONSUMER = (
 )
 
 
-def _job(kind: str, reads: tuple[str, ...], writes: tuple[str, ...], deletes: bool = True) -> Role:
+def _job(spec: JobSpec) -> Role:
+    """A job's role, from its row of the job table (histolabel/jobs.py: the S3 keys it uses)."""
     return Role(
-        entries=(f"gpu_jobs.{kind}",),
+        entries=(f"gpu_jobs.{spec.kind}",),
         factories=("service_from_env",),
         grants=(
             Grant("events", EVENTS_APPEND),
             Grant("event_mac_key", ("kms:GenerateMac",)),
             Grant("projections", ("dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query")),
-            Grant("data", ("s3:GetObject",), reads),
+            Grant("data", ("s3:GetObject",), spec.reads),
             Grant(
                 "data",
-                ("s3:AbortMultipartUpload", "s3:PutObject", *(("s3:DeleteObject",) if deletes else ())),
-                writes,
+                ("s3:AbortMultipartUpload", "s3:PutObject", *(("s3:DeleteObject",) if spec.deletes else ())),
+                spec.writes,
             ),
             Grant("data_bucket", ("s3:ListBucket",)),
         ),
@@ -191,60 +191,7 @@ ROLES: dict[str, Role] = {
             ),
         ),
     ),
-    "job:import_segmentation": _job(
-        "import_segmentation",
-        (f"{SLIDE}/imports/*", f"{SLIDE}/image.ome.zarr/*"),
-        (f"{SLIDE}/image.ome.zarr/labels/*", f"{SLIDE}/superpixels.parquet", f"{SLIDE}/objects.parquet"),
-    ),
-    "job:import_labels": _job(
-        "import_labels",
-        (f"{SLIDE}/imports/*", f"{SLIDE}/image.ome.zarr/*", f"{SLIDE}/superpixels.parquet"),
-        (f"{SLIDE}/imports/*",),
-    ),
-    "job:import_features": _job(
-        "import_features",
-        (f"{SLIDE}/imports/*", f"{SLIDE}/superpixels.parquet"),
-        (f"{SLIDE}/features/*",),
-    ),
-    "job:export": _job(
-        "export",
-        (
-            f"{SLIDE}/superpixels.parquet",
-            f"{SLIDE}/objects.parquet",
-            f"{SLIDE}/image.ome.zarr/*",
-            "projects/*/predictions/*",
-        ),
-        ("projects/*/exports/*",),
-        deletes=False,
-    ),
-    "job:ingest": _job("ingest", (f"{SLIDE}/source/*",), (f"{SLIDE}/image.ome.zarr/*",)),
-    "job:segment": _job(
-        "segment",
-        (f"{SLIDE}/image.ome.zarr/*",),
-        (f"{SLIDE}/image.ome.zarr/labels/*", f"{SLIDE}/superpixels.parquet"),
-    ),
-    "job:embed": _job(
-        "embed",
-        (f"{SLIDE}/image.ome.zarr/*", f"{SLIDE}/superpixels.parquet", "weights/*"),
-        (f"{SLIDE}/features/*",),
-    ),
-    "job:train": _job(
-        "train",
-        (
-            f"{SLIDE}/features/*",
-            f"{SLIDE}/superpixels.parquet",
-            f"{SLIDE}/image.ome.zarr/*",
-            "projects/*/models/*",
-        ),
-        ("projects/*/models/*", "projects/*/predictions/*"),
-        deletes=False,
-    ),
-    "job:predict": _job(
-        "predict",
-        (f"{SLIDE}/features/*", f"{SLIDE}/superpixels.parquet", "projects/*/models/*"),
-        ("projects/*/predictions/*",),
-        deletes=False,
-    ),
+    **{f"job:{spec.kind}": _job(spec) for spec in JOB_SPECS.values()},
 }
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from histolabel.adapters.aws import client
 from histolabel.adapters.seals import KmsSeals
-from histolabel.anchors import Anchor, StoredAnchor, payload
+from histolabel.audit.anchors import Anchor, StoredAnchor, payload
 from histolabel.config import Settings
 from histolabel.resources import (
     ANCHOR_RETENTION_DAYS,

@@ -14,7 +14,7 @@ from typing import Any
 
 from histolabel.adapters.anchor_store import S3AnchorStore
 from histolabel.adapters.dynamo_events import DynamoEventStore
-from histolabel.anchors import Anchor
+from histolabel.audit.anchors import Anchor
 from histolabel.composition import service_from_env
 from histolabel.events.envelope import StoredEvent, project_stream
 from histolabel.events.streams import slide_streams

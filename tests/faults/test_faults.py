@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from histolabel.auditing import rebuild, verify
+from histolabel.audit.rebuild import rebuild
+from histolabel.audit.verify import verify
 from histolabel.commands import LabelSuperpixels
 from histolabel.composition import service_from_env
 from histolabel.events.envelope import member_label_stream

@@ -61,8 +61,8 @@ def jobs(cloud: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pa
 @pytest.fixture
 def project(cloud: Settings, project_id: str, shared_data: Path, jobs: Path) -> str:
     """A project with the MoNuSeg image ingested as slide `nuclei` (no segmentation yet)."""
+    from histolabel.cli.slides import add_arguments, add_slide
     from histolabel.commands import CreateProject
-    from histolabel.slides.cli import add_arguments, add_slide
 
     service_from_env().execute(CreateProject(project_id=project_id, name="imports"), OWNER)
     p = argparse.ArgumentParser()

@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def slide(cloud: Settings, shared_data: Path) -> dict[str, str]:
     """One ingested MoNuSeg slide (1000x1000) for the module, and where its outputs would go."""
+    from histolabel.cli.slides import add_arguments, add_slide
     from histolabel.commands import CreateProject
-    from histolabel.slides.cli import add_arguments, add_slide
 
     project = f"p{uuid.uuid4().hex[:12]}"
     service_from_env().execute(CreateProject(project_id=project, name="bad input"), OWNER)

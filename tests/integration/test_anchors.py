@@ -16,7 +16,8 @@ from botocore.exceptions import ClientError
 from histolabel.adapters.anchor_store import S3AnchorStore
 from histolabel.adapters.aws import client
 from histolabel.adapters.dynamo_events import DynamoEventStore
-from histolabel.auditing import rebuild, verify
+from histolabel.audit.rebuild import rebuild
+from histolabel.audit.verify import verify
 from histolabel.cli import main as cli
 from histolabel.commands import LabelSuperpixels
 from histolabel.events.envelope import StoredEvent, member_label_stream

@@ -7,8 +7,9 @@ import json
 import time
 
 from histolabel.adapters.dynamo_events import DynamoEventStore
-from histolabel.audit import Cutoff
-from histolabel.auditing import rebuild, replay, verify
+from histolabel.audit.rebuild import rebuild
+from histolabel.audit.replay import Cutoff, replay
+from histolabel.audit.verify import verify
 from histolabel.cli import main as cli
 from histolabel.commands import LabelSuperpixels, ReviewLabels, UnlabelSuperpixels
 from histolabel.events.catalogue import Actor

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from histolabel.learning import cli
+from histolabel import cli
 from tests.learning.helpers import OWNER, label, make_project
 
 pytestmark = pytest.mark.slow

@@ -23,7 +23,7 @@ def project(cloud: Settings, project_id: str) -> str:
 
 
 def _args(path: Path, project: str, **extra: object) -> argparse.Namespace:
-    from histolabel.slides.cli import add_arguments
+    from histolabel.cli.slides import add_arguments
 
     p = argparse.ArgumentParser()
     add_arguments(p)
@@ -36,7 +36,7 @@ def _args(path: Path, project: str, **extra: object) -> argparse.Namespace:
 @pytest.mark.slow
 def test_add_slide_registers_ingests_and_segments(project: str, shared_data: Path) -> None:
     from gpu_jobs import segment as segment_job
-    from histolabel.slides.cli import add_slide
+    from histolabel.cli.slides import add_slide
 
     path = shared_data / "slides" / "OS-1-detail.ome.tif"
     assert add_slide(_args(path, project)) == 0
@@ -76,13 +76,14 @@ def test_add_slide_refuses_bad_files_and_writes_nothing(
     project: str, tmp_path: Path, cloud: Settings, shared_data: Path
 ) -> None:
     from gpu_jobs.common import JobError
-    from histolabel.slides.cli import SlideCommandError, add_slide
+    from histolabel.cli.errors import CliError
+    from histolabel.cli.slides import add_slide
 
     bad = tmp_path / "broken.svs"
     bad.write_bytes(b"II*\x00" + b"\x00" * 64)
-    with pytest.raises(SlideCommandError, match=r"broken\.svs"):
+    with pytest.raises(CliError, match=r"broken\.svs"):
         add_slide(_args(bad, project))
-    with pytest.raises(SlideCommandError, match="no such file"):
+    with pytest.raises(CliError, match="no such file"):
         add_slide(_args(tmp_path / "missing.svs", project))
     # a header that parses over tiles that do not: refused at ingest, upload removed
     import tifffile

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from histolabel.audit import as_of_instant
+from histolabel.audit.as_of import as_of_instant
 
 
 @pytest.mark.parametrize(

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from histolabel.job_outcomes import NotOurJob, job_context, outcome_of, state_change_detail
+from histolabel.jobs import JOB_KINDS
 
 TRAIN = ["python", "-m", "gpu_jobs.train", "--project", "p1", "--request", "t1"]
 SEGMENT = ["python", "-m", "gpu_jobs.segment", "--project", "p1", "--slide", "s1", "--superpixel-size", "64"]
@@ -83,3 +86,14 @@ def test_the_job_events_lambda_loads_no_heavy_module():
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "functions")])}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.split() == ["True", "[]"], out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("kind", JOB_KINDS)
+def test_every_kind_of_the_job_table_is_ours(kind):
+    """The job table is the one list of kinds: each one's end is recorded (the import kinds'
+    ends were once dropped as "not ours": job_outcomes kept its own shorter list)."""
+    command = ["python", "-m", f"gpu_jobs.{kind}", "--project", "p1", "--slide", "s1"]
+    ended = outcome_of(aws_detail(command, exitCode=1))
+    assert ended is not None and ended.context.job == kind and ended.context.slide_id == "s1"
+    assert ended.reason.startswith(f"{kind} job ")
+    assert (Path(__file__).parents[2] / "gpu_jobs" / f"{kind}.py").is_file()

@@ -7,9 +7,10 @@ from typing import Any
 from chalicelib import views
 from chalicelib.context import Call, Handler
 from chalicelib.responses import json_or_copy
-from histolabel.api import audit
 from histolabel.api.views import project_out
-from histolabel.audit import as_of_instant
+from histolabel.audit.as_of import as_of_instant
+from histolabel.audit.history import slide_history, stream_history
+from histolabel.audit.replay import replay_project, replay_slide
 from histolabel.commands import (
     CommandRejected,
 )
@@ -24,10 +25,10 @@ def _history(c: Call) -> Any:
     if q.slide is None:
         stream = project_stream(pid)
         events = list(c.svc.events.read(stream))
-        return audit.history(stream, events, q.after_seq, q.limit, q.superpixel, q.user, q.type)
+        return stream_history(stream, events, q.after_seq, q.limit, q.superpixel, q.user, q.type)
     streams = stream_events(c.svc.events, pid, q.slide)
-    return audit.slide_history(label_stream(pid, q.slide), streams, q.after_seq, q.limit, q.superpixel,
-                               q.user, q.type)  # fmt: skip
+    return slide_history(label_stream(pid, q.slide), streams, q.after_seq, q.limit, q.superpixel,
+                         q.user, q.type)  # fmt: skip
 
 
 def _replay(c: Call) -> Any:
@@ -35,7 +36,7 @@ def _replay(c: Call) -> Any:
     as_of = as_of_instant(c.query.as_of)
     p_events = list(c.svc.events.read(project_stream(pid)))
     chains = {project_stream(pid): verify_chain(p_events) is None}
-    then = audit.replay_project(p_events, as_of)
+    then = replay_project(p_events, as_of)
     slides = {}
     for sid in [c.query.slide] if c.query.slide else sorted(then.slides):
         if sid not in then.slides:
@@ -43,7 +44,7 @@ def _replay(c: Call) -> Any:
         streams = stream_events(c.svc.events, pid, sid)
         chains.update({stream: verify_chain(ev) is None for stream, ev in streams.items()})
         events = [e for ev in streams.values() for e in ev]
-        slides[sid] = audit.replay_slide(pid, sid, events, as_of, with_labels=c.query.slide is not None)
+        slides[sid] = replay_slide(pid, sid, events, as_of, with_labels=c.query.slide is not None)
     out = {"as_of": as_of, "project": project_out(then) if then.exists else None, "slides": slides,
            "chains": chains}  # fmt: skip
     # One slide's labels can outgrow a Lambda response: then the answer is a copy in the bucket.

@@ -1,21 +1,76 @@
-"""The auditor's view: a stream's events with its hash chain checked, and the project and label
-state replayed from the events as of any moment."""
+"""History: who did what, when. The CLI's project-wide rows, and the API's pages of one stream
+(or of a slide's label streams in fold order) with each chain checked from its start."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from histolabel.events.envelope import StoredEvent, verify_chain
-from histolabel.projections.labels import fold_labels, in_fold_order
-from histolabel.projections.project import ProjectState, fold_project
+from histolabel.audit.streams import load_history
+from histolabel.events.envelope import StoredEvent, slide_of, verify_chain
+from histolabel.projections.labels import in_fold_order
+
+if TYPE_CHECKING:
+    from histolabel.service import HistoLabel
+
+
+def history_rows(
+    events: Iterable[StoredEvent], user: str | None = None, superpixel: tuple[str, int] | None = None
+) -> list[dict[str, Any]]:
+    rows = []
+    for e in sorted(events, key=lambda e: (e.at, e.stream, e.seq)):
+        if user is not None and e.actor_user != user:
+            continue
+        payload = e.payload
+        if superpixel is not None:
+            slide, sp = superpixel
+            if (
+                not e.stream.startswith("L#")
+                or slide_of(e.stream) != slide
+                or sp not in payload.get("ids", [])
+            ):
+                continue
+        rows.append(
+            {
+                "at": e.at,
+                "user": e.actor_user,
+                "site": e.actor_site,
+                "type": e.type,
+                "stream": e.stream,
+                "seq": e.seq,
+                "summary": summarize(e.type, payload),
+            }
+        )
+    return rows
+
+
+def summarize(event_type: str, d: dict[str, Any]) -> str:
+    ids = d.get("ids")
+    if ids is not None:
+        n = len(ids)
+        shown = ",".join(map(str, ids[:5])) + ("..." if n > 5 else "")
+        what = d.get("category_id") or d.get("action") or ""
+        return f"{n} superpixel(s) [{shown}] on {d['slide_id']} {what}".strip()
+    keys = [
+        k
+        for k in ("name", "category_id", "user", "role", "slide_id", "request_id", "model_version")
+        if k in d
+    ]
+    return ", ".join(f"{k}={d[k]}" for k in keys)
+
+
+def project_history(
+    svc: HistoLabel, project_id: str, user: str | None = None, superpixel: tuple[str, int] | None = None
+) -> list[dict[str, Any]]:
+    """Every event of the project in time order (`histolabel audit history`)."""
+    return history_rows(load_history(svc, project_id).all_events(), user, superpixel)
 
 
 def event_dict(e: StoredEvent) -> dict[str, Any]:
     return {**e.as_dict(), "data": e.payload}
 
 
-def history(
+def stream_history(
     stream: str,
     events: list[StoredEvent],
     after_seq: int,
@@ -88,24 +143,3 @@ def slide_history(
         "first_bad_seq": bad[0].seq if bad else None,
         "next_after_seq": next_after,
     }
-
-
-def upto(events: Iterable[StoredEvent], as_of: str) -> list[StoredEvent]:
-    return [e for e in events if e.at <= as_of]
-
-
-def replay_project(events: list[StoredEvent], as_of: str) -> ProjectState:
-    return fold_project(upto(events, as_of))
-
-
-def replay_slide(
-    project_id: str, slide_id: str, events: list[StoredEvent], as_of: str, with_labels: bool = False
-) -> dict[str, Any]:
-    """A slide's label state as of `as_of`, folded by the projection's own fold; `with_labels`
-    adds each labeled superpixel's shown category (the web app paints it: no second fold in JS)."""
-    labels = fold_labels(project_id, slide_id, upto(events, as_of))
-    current = labels.current()
-    out = {**labels.summary(), "labeled": len(current)}
-    if with_labels:
-        out["labels"] = {str(i): c for i, c in sorted(current.items())}
-    return out

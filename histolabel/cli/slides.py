@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 from pathlib import Path
+from typing import Any
 
+from histolabel.cli.errors import CliError
 from histolabel.composition import service_from_env
 from histolabel.config import settings_from_env
 from histolabel.slides.readers import SlideError, open_slide
 
 
-class SlideCommandError(ValueError):
-    """A refusal the CLI prints as one line (exit status 2)."""
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Arguments of `histolabel slides add` (the lead's cli.py wires the subcommand)."""
+    """Arguments of `histolabel slides add`."""
     p.add_argument("path", type=Path, help="slide file: SVS, OME-TIFF, TIFF, DICOM WSI, PNG or JPEG")
     p.add_argument("--project", required=True)
     p.add_argument("--slide", help="slide id (default: from the file name)")
@@ -50,13 +47,13 @@ def add_slide(args: argparse.Namespace) -> int:
     path: Path = args.path
     try:
         if not path.is_file():
-            raise SlideCommandError(f"{path}: no such file")
+            raise CliError(f"{path}: no such file")
         with path.open("rb") as fh:
             open_slide(fh)  # refuse a corrupt or unsupported file before anything is written
     except SlideError as exc:
-        raise SlideCommandError(f"{path}: {exc}") from exc
+        raise CliError(f"{path}: {exc}") from exc
     except OSError as exc:
-        raise SlideCommandError(f"{path}: {exc.strerror}") from exc
+        raise CliError(f"{path}: {exc.strerror}") from exc
     settings = get_settings()
     svc = service_from_env(settings)
     slide = args.slide or slide_id_for(path)
@@ -67,7 +64,7 @@ def add_slide(args: argparse.Namespace) -> int:
     state = svc.require_project(args.project)
     if not args.user:
         owners = sorted(u for u, m in state.members.items() if m.role == "owner")
-        raise SlideCommandError(
+        raise CliError(
             f"--user is missing: name the owner of {args.project} who adds the slide "
             f"(owners: {', '.join(owners) or 'none'}), or set HISTOLABEL_USER"
         )
@@ -92,19 +89,10 @@ def add_slide(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (`python -m histolabel.slides.cli PATH --project P`)."""
-    from gpu_jobs.common import JobError
-
-    p = argparse.ArgumentParser(prog="histolabel slides add")
-    add_arguments(p)
-    args = p.parse_args(argv)
-    try:
-        return add_slide(args)
-    except (SlideCommandError, JobError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def add_commands(sub: Any) -> None:
+    slides = sub.add_parser("slides", help="register and ingest slides").add_subparsers(
+        dest="slides_command", required=True
+    )
+    add = slides.add_parser("add", help="upload, register and ingest a slide")
+    add_arguments(add)
+    add.set_defaults(func=add_slide)

@@ -1,8 +1,5 @@
 """`histolabel embed|train|predict --project P`: run the learning jobs through the job runner
-(the local runner in the local cloud, AWS Batch otherwise) and wait for them.
-
-The lead's histolabel/cli.py wires each subcommand: `add_<name>_arguments(parser)` and
-`<name>(args) -> exit status`. Refusals raise LearningCommandError (print one line, exit 2)."""
+(the local runner in the local cloud, AWS Batch otherwise) and wait for them."""
 
 from __future__ import annotations
 
@@ -11,12 +8,9 @@ import sys
 import time
 from typing import Any
 
+from histolabel.cli.errors import CliError
 from histolabel.composition import service_from_env
 from histolabel.config import settings_from_env
-
-
-class LearningCommandError(ValueError):
-    """A refusal the CLI prints as one line (exit status 2)."""
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -74,16 +68,16 @@ def embed(args: argparse.Namespace) -> int:
     state = service_from_env().require_project(args.project)
     slides = args.slide or sorted(s for s, i in state.slides.items() if i.segmentation is not None)
     if not slides:
-        raise LearningCommandError(f"project {args.project} has no segmented slide to embed")
+        raise CliError(f"project {args.project} has no segmented slide to embed")
     for s in slides:
         info = state.slides.get(s)
         if info is None:
-            raise LearningCommandError(f"slide {s!r} is not registered in {args.project}")
+            raise CliError(f"slide {s!r} is not registered in {args.project}")
         if info.segmentation is None:
-            raise LearningCommandError(f"slide {s!r} is not segmented yet")
+            raise CliError(f"slide {s!r} is not segmented yet")
     kind = args.kind or state.settings.feature_kind
     if kind == "foundation" and not (args.weights or settings_from_env().foundation_weights):
-        raise LearningCommandError("foundation features need --weights or HISTOLABEL_FOUNDATION_WEIGHTS")
+        raise CliError("foundation features need --weights or HISTOLABEL_FOUNDATION_WEIGHTS")
     extra = ["--kind", kind, "--progress", "off"] + (["--weights", args.weights] if args.weights else [])
     submitter = submitter_from_env()
     ids = [
@@ -109,7 +103,7 @@ def train(args: argparse.Namespace) -> int:
     try:
         svc.request_training(args.project, Actor(user=args.user, site=args.site))
     except CommandRejected as exc:
-        raise LearningCommandError(exc.detail) from None
+        raise CliError(exc.detail) from None
     # A manual request is refused while another is active, so the newest active one is ours
     # (a running training trigger may already have claimed it).
     runs = svc.project_state(args.project).training.values()
@@ -137,7 +131,7 @@ def train(args: argparse.Namespace) -> int:
             {"request_id": request_id, "reason": f"submit failed: {exc}"[:2000]},
             "cli",
         )
-        raise LearningCommandError(f"could not submit the train job: {exc}") from None
+        raise CliError(f"could not submit the train job: {exc}") from None
     code = _wait(submitter, [job_id], args.wait, "train")
     if args.wait:
         run = svc.project_state(args.project).training[request_id]
@@ -166,9 +160,9 @@ def predict(args: argparse.Namespace) -> int:
 
     state = service_from_env().require_project(args.project)
     if state.current_model is None and args.version is None:
-        raise LearningCommandError(f"project {args.project} has no trained model yet; run `histolabel train`")
+        raise CliError(f"project {args.project} has no trained model yet; run `histolabel train`")
     if args.version is not None and args.version < 1:
-        raise LearningCommandError("--version must be at least 1")
+        raise CliError("--version must be at least 1")
     job_args = ["--project", args.project, "--progress", "off"]
     if args.version is not None:
         job_args += ["--version", str(args.version)]
@@ -181,23 +175,12 @@ def predict(args: argparse.Namespace) -> int:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry: `python -m histolabel.learning.cli embed|train|predict --project P`."""
-    p = argparse.ArgumentParser(prog="histolabel")
-    sub = p.add_subparsers(dest="command", required=True)
-    for name, add in (
-        ("embed", add_embed_arguments),
-        ("train", add_train_arguments),
-        ("predict", add_predict_arguments),
+def add_commands(sub: Any) -> None:
+    for name, adder, func, text in (
+        ("embed", add_embed_arguments, embed, "compute per-superpixel features"),
+        ("train", add_train_arguments, train, "train the project's model"),
+        ("predict", add_predict_arguments, predict, "predict every superpixel"),
     ):
-        add(sub.add_parser(name))
-    args = p.parse_args(argv)
-    try:
-        return {"embed": embed, "train": train, "predict": predict}[args.command](args)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        p = sub.add_parser(name, help=text)
+        adder(p)
+        p.set_defaults(func=func)

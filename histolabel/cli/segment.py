@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
+from histolabel.cli.errors import CliError
 from histolabel.composition import service_from_env
 
 
-class SegmentCommandError(ValueError):
-    """A refusal the CLI prints as one line (exit status 2)."""
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Arguments of `histolabel segment` (the lead's cli.py wires the subcommand)."""
+    """Arguments of `histolabel segment`."""
     p.add_argument("--project", required=True)
     p.add_argument("--slide", required=True)
     p.add_argument("--superpixel-size", type=float, help="default: the project's setting (px)")
@@ -35,9 +33,9 @@ def job_args(args: argparse.Namespace) -> list[str]:
     state = service_from_env().require_project(args.project)
     slide = state.slides.get(args.slide)
     if slide is None:
-        raise SegmentCommandError(f"slide {args.slide!r} is not registered in {args.project}")
+        raise CliError(f"slide {args.slide!r} is not registered in {args.project}")
     if slide.ingest is None:
-        raise SegmentCommandError(f"slide {args.slide!r} is not ingested yet")
+        raise CliError(f"slide {args.slide!r} is not ingested yet")
     settings = state.settings
     size = args.superpixel_size if args.superpixel_size is not None else settings.superpixel_size
     # The project's size is applied by the segmentation.sizing rule (µm where the slide has a
@@ -46,7 +44,7 @@ def job_args(args: argparse.Namespace) -> list[str]:
     mag = args.magnification if args.magnification is not None else settings.magnification
     compactness = args.compactness if args.compactness is not None else settings.compactness
     if size <= 0 or mag <= 0 or compactness <= 0 or args.workers < 0:
-        raise SegmentCommandError("superpixel size, magnification and compactness must be positive")
+        raise CliError("superpixel size, magnification and compactness must be positive")
     return [
         "--project", args.project, "--slide", args.slide, "--image", slide.ingest["zarr_uri"],
         "--superpixel-size", str(size), "--unit", unit, "--magnification", str(mag),
@@ -80,16 +78,7 @@ def segment_slide(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="histolabel segment")
-    add_arguments(p)
-    args = p.parse_args(argv)
-    try:
-        return segment_slide(args)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def add_commands(sub: Any) -> None:
+    seg = sub.add_parser("segment", help="run tiled SLIC on a slide through the job runner")
+    add_arguments(seg)
+    seg.set_defaults(func=segment_slide)

@@ -1,0 +1,7 @@
+"""`python -m histolabel.cli ...`: the same command as the `histolabel` console script."""
+
+import sys
+
+from histolabel.cli.entry import main
+
+sys.exit(main())
