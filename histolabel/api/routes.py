@@ -62,7 +62,9 @@ C = P + "/categories/{category_id}"
 
 ROUTES: list[Route] = [
     Route("health", "GET", "/health", "open", "Liveness", response=s.HealthOut),
-    Route("config", "GET", "/config", "open", "Login configuration for the web app", response=s.ConfigOut),
+    Route("config", "GET", "/config", "open",
+          "Login configuration and the vocabulary: roles, who may do what, palette, job kinds",
+          response=s.ConfigOut),
     Route("openapi", "GET", "/openapi.json", "open", "This document"),
     Route("me", "GET", "/me", "user", "The signed-in user", response=s.MeOut),
     Route("list_projects", "GET", "/projects", "user", "The caller's projects and role in each",
