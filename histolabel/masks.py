@@ -17,11 +17,13 @@ from typing import Any
 
 import numpy as np
 
+from histolabel import commands
 from histolabel.slides.ngff import NGFF_VERSION, multiscales
 from histolabel.slides.pyramid import SHARD, blocks, create_level, level_shapes
 
 Reader = Callable[[int, int, int, int], np.ndarray]
-EXPORT_ROLES = ("owner", "reviewer", "auditor")  # who may export a mask (as any export)
+# who may export a mask: as any export
+EXPORT_ROLES = commands.EXPORT_ROLES
 
 
 @dataclass(frozen=True)

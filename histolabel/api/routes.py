@@ -8,18 +8,20 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
+from histolabel import commands
 from histolabel.api import schemas as s
 from histolabel.api import selfservice as ss
 from histolabel.api.changes import ChangesOut, ChangesQuery
 from histolabel.imports import api as imports
 
+# Where a command holds who may run it, the route lets the same roles through (one rule each).
 OWNER = ("owner",)
-WRITERS = ("owner", "annotator")
-REVIEWERS = ("owner", "reviewer")
-ALL = ("owner", "annotator", "reviewer", "auditor")
-LEARNERS = ("owner", "annotator", "reviewer")
+WRITERS = commands.WRITE_ROLES
+REVIEWERS = commands.ReviewLabels.ROLES
+ALL = commands.ALL_ROLES
+LEARNERS = commands.RequestTraining.ROLES
 AUDITORS = ("owner", "auditor")
-EXPORTERS = ("owner", "reviewer", "auditor")
+EXPORTERS = commands.EXPORT_ROLES
 
 
 def _roles(roles: tuple[str, ...]) -> str:
@@ -62,7 +64,9 @@ C = P + "/categories/{category_id}"
 
 ROUTES: list[Route] = [
     Route("health", "GET", "/health", "open", "Liveness", response=s.HealthOut),
-    Route("config", "GET", "/config", "open", "Login configuration for the web app", response=s.ConfigOut),
+    Route("config", "GET", "/config", "open",
+          "Login configuration and the vocabulary: roles, who may do what, palette, job kinds",
+          response=s.ConfigOut),
     Route("openapi", "GET", "/openapi.json", "open", "This document"),
     Route("me", "GET", "/me", "user", "The signed-in user", response=s.MeOut),
     Route("list_projects", "GET", "/projects", "user", "The caller's projects and role in each",

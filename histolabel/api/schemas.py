@@ -20,9 +20,13 @@ from pydantic import (
 from histolabel.commands import IDEMPOTENCY_KEY_PATTERN, MAX_IDS_PER_COMMAND, CategoryName
 from histolabel.events import fields
 from histolabel.events.catalogue import (
+    CertaintyMetric,
     Color,
+    FeatureKind,
     Identifier,
+    JobKindName,
     LabelSource,
+    ModelKind,
     ProjectSettings,
     ReviewAction,
     Role,
@@ -227,12 +231,38 @@ class HealthOut(BaseModel):
     status: Literal["ok"]
 
 
+class MayOut(BaseModel):
+    """Which roles may do each thing the web app offers: the roles of the route that does it."""
+
+    label: list[Role] = Field(description="label and unlabel superpixels, add and edit categories")
+    review: list[Role] = Field(description="approve, change or clear labels")
+    guided: list[Role] = Field(description="the guided queue of superpixels to label next")
+    train: list[Role] = Field(description="ask for a retraining")
+    audit: list[Role] = Field(description="the audit trail: history and replay")
+    export: list[Role] = Field(description="export labels and predictions, download masks")
+    manage: list[Role] = Field(description="project settings, slides, members and jobs")
+    merge_categories: list[Role] = Field(description="merge, exclude and delete categories")
+
+
+class VocabularyOut(BaseModel):
+    """The product's vocabulary, for clients that must not keep a copy of it."""
+
+    roles: list[Role]
+    may: MayOut
+    palette: list[Color] = Field(description="colours offered to new categories, in order")
+    job_kinds: list[JobKindName]
+    certainty_metrics: list[CertaintyMetric]
+    feature_kinds: list[FeatureKind]
+    model_kinds: list[ModelKind]
+
+
 class ConfigOut(BaseModel):
     region: str
     userPoolId: str | None
     clientId: str | None
     cognitoEndpoint: str | None
     hostedUiUrl: str | None = None
+    vocabulary: VocabularyOut
 
 
 class MeOut(BaseModel):

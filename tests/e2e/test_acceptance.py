@@ -610,12 +610,12 @@ def test_reviewer_and_auditor_see_no_tools_they_cannot_use(product: Product, bro
     message = aud.evaluate(
         """async () => { const s = window.histolabel;
              try { await s.api.get(`/projects/${s.projectId}/queue`); }
-             catch (e) { const m = await import('./js/app.js'); return m.describeError(e); } }"""
+             catch (e) { const m = await import('./js/ui.js'); return m.describeError(e); } }"""
     )
     assert message.startswith("An auditor cannot use this") and "(" in message and "'" not in message, message
     bad = aud.evaluate(
         """async () => { try { await window.histolabel.api.post('/projects', {project_id: 'x y', name: ''}); }
-             catch (e) { const m = await import('./js/app.js'); return m.describeError(e); } }"""
+             catch (e) { const m = await import('./js/ui.js'); return m.describeError(e); } }"""
     )
     assert "[object Object]" not in bad and "project id" in bad, bad
     aud.click("[data-mode=audit]")

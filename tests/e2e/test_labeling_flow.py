@@ -587,3 +587,44 @@ def test_review_everything_that_matches(stack: Stack, browser_context: Any, arti
     page.wait_for_selector("#rv-msg:has-text('approve: 125000 superpixel(s)')", timeout=180_000)
     assert sizes == [20000] * 6 + [5000], sizes
     page.close()
+
+
+def test_the_app_is_built_from_the_api_vocabulary(
+    stack: Stack, browser_context: Any, artifacts: Path
+) -> None:
+    """GET /config's vocabulary, not a copy in web/js, decides the palette and what a role is
+    offered: the real one first, then one the test changes on its way to the page."""
+    project = f"voc{uuid.uuid4().hex[:8]}"
+    stack.call("POST", "/projects", "rex", {"project_id": project, "name": "Vocabulary", "site": "rome"})
+    vocabulary = stack.call("GET", "/config", "rex")["vocabulary"]
+
+    def open_as_owner(page: Any) -> None:
+        sign_in(page, stack, "rex", project)
+        opened = f"window.histolabel.project && window.histolabel.project.project_id === '{project}'"
+        page.wait_for_function(f"window.histolabel.ready && {opened}", timeout=60_000)
+
+    page = browser_context.new_page()
+    open_as_owner(page)
+    assert page.input_value("#add-cat-form input[name=color]") == vocabulary["palette"][0]
+    assert page.locator("[data-mode=audit]").is_visible() and "owner" in vocabulary["may"]["audit"]
+    page.click("[data-mode=manage]")
+    page.wait_for_selector("#mg-settings")
+    page.close()
+
+    may = {**vocabulary["may"], "audit": ["auditor"], "manage": []}
+    changed = {**vocabulary, "palette": ["#123456", "#654321"], "may": may}
+
+    def serve_changed(route: Any) -> None:
+        response = route.fetch()
+        route.fulfill(response=response, json={**response.json(), "vocabulary": changed})
+
+    page = browser_context.new_page()
+    page.route(f"{stack.api_url}/config", serve_changed)
+    open_as_owner(page)
+    assert page.input_value("#add-cat-form input[name=color]") == "#123456"
+    assert not page.locator("[data-mode=audit]").is_visible()
+    page.click("[data-mode=manage]")
+    page.wait_for_selector("#manage-panel h2, #manage-panel section", state="attached")
+    assert page.locator("#mg-settings").count() == 0
+    page.screenshot(path=str(artifacts / "9-vocabulary-from-the-api.png"))
+    page.close()

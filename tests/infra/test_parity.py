@@ -29,6 +29,7 @@ import pytest
 
 from histolabel.adapters import cognito
 from histolabel.adapters.aws import client
+from histolabel.commands import WRITE_ROLES
 from histolabel.composition import service_from_env
 from histolabel.config import Settings
 from infra.package import ROOT, context_digest
@@ -217,6 +218,9 @@ def test_api_flow_against_the_functions_as_deployed(stage, runtime_boto3, tmp_pa
 
     pid, sid = f"p{uuid.uuid4().hex[:10]}", "s1"
     assert call("GET", "/health")[0] == 200
+    # The web app's vocabulary, as the deployed artifact serves it (histolabel/api/vocabulary.py).
+    code, config = call("GET", "/config")
+    assert code == 200 and config["vocabulary"]["may"]["label"] == list(WRITE_ROLES), config
     code, project = call("POST", "/projects", "olivia", {"project_id": pid, "name": "parity", "site": "nyc"})
     assert code == 201, project
     for user, role in (("ana", "annotator"), ("rex", "reviewer")):

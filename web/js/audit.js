@@ -1,7 +1,9 @@
 // Audit view (owner, auditor): the event timeline of the project or a slide with who/when/what
 // and the hash-chain check, and the overlay replayed as of a chosen moment.
-import { describeError, memberOptions, relabel, slideName, who } from "./app.js";
-import { $, el, fmtTime, toast } from "./ui.js";
+import { relabel } from "./labels.js";
+import { memberOptions, slideName, who } from "./names.js";
+import { $, describeError, el, fmtTime, toast } from "./ui.js";
+import { may, mayRoles, rolesInWords } from "./vocabulary.js";
 
 function describe(e) {
   const d = e.data || {};
@@ -24,7 +26,7 @@ export class AuditMode {
   }
 
   get allowed() {
-    return ["owner", "auditor"].includes(this.state.role);
+    return may("audit", this.state.role);
   }
 
   enter() {
@@ -38,7 +40,7 @@ export class AuditMode {
 
   render() {
     if (!this.allowed) {
-      this.root.replaceChildren(el("h2", {}, "Audit"), el("p", {}, "The audit view is for owners and auditors."));
+      this.root.replaceChildren(el("h2", {}, "Audit"), el("p", {}, `The audit view is for ${rolesInWords(mayRoles("audit"))}.`));
       return;
     }
     const form = el("form", { id: "audit-form", class: "field" },

@@ -1,9 +1,12 @@
 // Guided mode: a film strip of the superpixels the model is least sure of. A category hotkey
 // labels the selected card and moves on; arrows move; "agree with all" accepts the page's
 // predictions; selecting a card zooms the viewer to it (switching slide when needed).
-import { categoryById, describeError, openSlide, sendLabels, showAlert, slideName, slidePyramids, zoomTo } from "./app.js";
+import { sendLabels } from "./labels.js";
+import { categoryById, slideName } from "./names.js";
+import { openSlide, slidePyramids, zoomTo } from "./session.js";
 import { readRegion } from "./pyramid.js";
-import { $, el } from "./ui.js";
+import { $, describeError, el, showAlert } from "./ui.js";
+import { may } from "./vocabulary.js";
 
 const THUMB = 120;
 const CARD_W = 140;
@@ -40,7 +43,7 @@ export class GuidedMode {
       el("ul", { class: "cats" }, ((this.state.project && this.state.project.categories) || []).filter((c) => !c.excluded).map((c) =>
         el("li", { class: "row" }, el("span", { class: "swatch", style: `background:${c.color}` }), el("kbd", {}, c.hotkey || "—"), ` ${c.name}`))),
       el("div", { class: "row" },
-        ["owner", "annotator"].includes(this.state.role) ? el("button", { type: "button", id: "agree-all", class: "primary", onclick: () => this.agreeAll() }, "Agree with all on this page") : "",
+        may("label", this.state.role) ? el("button", { type: "button", id: "agree-all", class: "primary", onclick: () => this.agreeAll() }, "Agree with all on this page") : "",
         el("button", { type: "button", id: "reload-queue", onclick: () => this.load() }, "Refresh")),
       el("p", { id: "guided-msg", role: "status" }, message),
     );
@@ -174,7 +177,7 @@ export class GuidedMode {
     if (key === "enter") return this.select(this.selected), true;
     const cat = ((this.state.project && this.state.project.categories) || []).find((c) => c.hotkey && c.hotkey.toLowerCase() === key);
     if (cat) {
-      if (!["owner", "annotator"].includes(this.state.role)) return showAlert("Your role cannot label."), true;
+      if (!may("label", this.state.role)) return showAlert("Your role cannot label."), true;
       this.label(cat.id);
       return true;
     }

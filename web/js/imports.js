@@ -4,9 +4,9 @@
 // (the API's two import routes), and the panel follows the job to its outcome: objects imported,
 // repaired and dropped by reason, labels per category, or the job's reason in words.
 // Also the slide's label mask (TIFF) for download.
-import { describeError, refreshProject, state as app } from "./app.js";
-import { plainReason } from "./manage.js";
-import { $, el, toast } from "./ui.js";
+import { refreshProject } from "./session.js";
+import { state as app } from "./state.js";
+import { $, describeError, el, plainReason, toast } from "./ui.js";
 
 const enc = encodeURIComponent;
 const POLL_MS = 1000;

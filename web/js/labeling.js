@@ -1,10 +1,11 @@
 // Labeling mode: the category panel (add, rename, colour, hotkey, exclude, merge, delete) with
 // per-category counts, click to label/unlabel, and brush painting of whole superpixels.
-import { categoryById, describeError, myLabel, refreshProject, sendLabels, showAlert, who } from "./app.js";
+import { loadLabels, myLabel, sendLabels } from "./labels.js";
+import { categoryById, who } from "./names.js";
+import { refreshProject } from "./session.js";
 import { imagePointAt } from "./viewer.js";
-import { $, confirmDialog, el, toast } from "./ui.js";
-
-const PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"];
+import { $, confirmDialog, describeError, el, showAlert, toast } from "./ui.js";
+import { may, palette } from "./vocabulary.js";
 
 export class LabelMode {
   constructor(state) {
@@ -22,11 +23,11 @@ export class LabelMode {
   }
 
   get canEdit() {
-    return ["owner", "annotator"].includes(this.state.role);
+    return may("label", this.state.role);
   }
 
   get isOwner() {
-    return this.state.role === "owner";
+    return may("merge_categories", this.state.role);
   }
 
   path(suffix = "") {
@@ -60,7 +61,7 @@ export class LabelMode {
     const list = el("ul", { class: "cats", id: "cat-list", "aria-label": "Categories" }, cats.map((c) => this.catRow(c)));
     const add = el("form", { id: "add-cat-form", class: "row", "aria-label": "Add category" },
       el("input", { name: "name", placeholder: "New category", required: true, size: 12, "aria-label": "New category name" }),
-      el("input", { name: "color", type: "color", value: PALETTE[cats.length % PALETTE.length], "aria-label": "New category colour" }),
+      el("input", { name: "color", type: "color", value: palette()[cats.length % palette().length], "aria-label": "New category colour" }),
       el("input", { name: "hotkey", size: 3, placeholder: "key", "aria-label": "New category hotkey" }),
       el("button", { type: "submit" }, "Add"));
     add.addEventListener("submit", (ev) => this.addCategory(ev, msg));
@@ -184,7 +185,6 @@ export class LabelMode {
     const res = await this.call(() => this.state.api.del(this.path(`/${encodeURIComponent(c.id)}`)));
     if (res) {
       toast($("#cat-msg", this.root), `Deleted ${c.name}; ${res.labels_cleared} label(s) cleared`);
-      const { loadLabels } = await import("./app.js");
       await loadLabels();
     }
   }
@@ -197,7 +197,6 @@ export class LabelMode {
     if (!sources.length) return toast($("#cat-msg", this.root), "Tick at least one category other than the target", false);
     if (!(await confirmDialog(`Merge ${sources.length} categor${sources.length > 1 ? "ies" : "y"} into ${target}?`))) return;
     if (await this.call(() => this.state.api.post(this.path("/merge"), { sources, target }))) {
-      const { loadLabels } = await import("./app.js");
       await loadLabels();
     }
   }

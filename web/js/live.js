@@ -2,7 +2,8 @@
 // the open slide's label cursor it holds (a seq per label stream), and shows it: colleagues' labels and reviews on the
 // overlay, category/member/slide/model changes in the panels. A poll with nothing new is two
 // empty DynamoDB queries; see docs/api.md for why this is polling and not WebSockets.
-import { applyServerEntries, loadLabels, loadPredictions, refreshProject } from "./app.js";
+import { applyServerEntries, loadLabels, loadPredictions } from "./labels.js";
+import { refreshProject } from "./session.js";
 
 const POLL_MS = 2000;
 const HIDDEN_POLL_MS = 15000; // a background tab still catches up, slowly

@@ -3,10 +3,14 @@
 // reason of a failed step, Retry, Remove), members (invite by email, role, remove), jobs and
 // models (state, duration, reason, Retry; model versions with metrics and "Use this version"),
 // and export. Reviewers and auditors see the export only.
-import { describeError, loadPredictions, openSlide, refreshProject, showAlert, state as app, who } from "./app.js";
+import { loadPredictions } from "./labels.js";
+import { who } from "./names.js";
+import { openSlide, refreshProject } from "./session.js";
+import { state as app } from "./state.js";
 import { downloadMask, ImportPanel } from "./imports.js";
 import { readSettings, settingsFields, SEGMENTATION } from "./setup.js";
-import { $, confirmDialog, el, fmtTime, toast } from "./ui.js";
+import { $, confirmDialog, describeError, el, fmtTime, plainReason, showAlert, toast } from "./ui.js";
+import { inviteRoles, may, roles } from "./vocabulary.js";
 
 const POLL_MS = 2000;
 // Superpixels in the project from which an export runs as a job (GET .../export answers within a
@@ -21,11 +25,6 @@ const enc = encodeURIComponent;
 export function safeFilename(name) {
   const s = name.replace(/[^A-Za-z0-9_.\- ]/g, "_").replace(/^[^A-Za-z0-9]+/, "").slice(0, 200);
   return s || "slide";
-}
-
-// A job's reason names objects by s3:// URI; people know them by file name.
-export function plainReason(reason) {
-  return String(reason || "").replace(/s3:\/\/[^\s:]*\/([^/\s:]+)/g, "$1");
 }
 
 function putPart(url, blob, onProgress) {
@@ -57,7 +56,7 @@ export class ManageMode {
   }
 
   get owner() {
-    return this.state.role === "owner";
+    return may("manage", this.state.role);
   }
 
   // Slides uploaded from this browser whose pipeline is still running, kept across reloads.
@@ -93,7 +92,7 @@ export class ManageMode {
         el("ul", { id: "mg-member-list", class: "mg-list" }),
         el("form", { id: "mg-invite-form", class: "mg-invite" },
           el("label", { class: "field" }, "Email", el("input", { name: "email", type: "email", required: true, autocomplete: "off" })),
-          el("label", { class: "field" }, "Role", el("select", { name: "role" }, ...["annotator", "reviewer", "auditor", "owner"].map((r) => el("option", { value: r }, r)))),
+          el("label", { class: "field" }, "Role", el("select", { name: "role" }, ...inviteRoles().map((r) => el("option", { value: r }, r)))),
           el("label", { class: "field" }, "Site", el("input", { name: "site", required: true, value: "site-a" })),
           el("div", { class: "row" }, el("button", { type: "submit" }, "Invite"), el("span", { id: "mg-invite-msg", role: "status" })))) : null,
       owner ? section("mg-jobs", "Jobs",
@@ -433,7 +432,7 @@ export class ManageMode {
     list.replaceChildren(...members.map((m) => el("li", { class: "row mg-member", "data-user": m.user },
       el("span", { class: "mg-name", title: m.user }, who(m.user)),
       el("select", { "aria-label": `Role of ${who(m.user)}`, disabled: m.user === this.state.user, onchange: (e) => this.changeRole(m.user, e.target.value) },
-        ...["owner", "annotator", "reviewer", "auditor"].map((r) => el("option", { value: r, selected: r === m.role }, r))),
+        ...roles().map((r) => el("option", { value: r, selected: r === m.role }, r))),
       el("span", { class: "muted" }, m.site),
       m.user === this.state.user ? el("span", { class: "muted" }, "you") : el("button", { type: "button", class: "danger", onclick: () => this.removeMember(m.user) }, "Remove"))));
   }

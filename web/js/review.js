@@ -1,9 +1,12 @@
 // Review mode: the API's filters, sort and grouping; bulk approve / change / clear; a summary of
 // the selected row; agreement between users (and with the model) per category.
-import { categoryById, describeError, loadLabels, memberOptions, openSlide, slideName, who, zoomTo } from "./app.js";
+import { loadLabels } from "./labels.js";
+import { categoryById, memberOptions, slideName, who } from "./names.js";
+import { openSlide, zoomTo } from "./session.js";
 import { newKey } from "./api.js";
 import { drawThumbnail } from "./guided.js";
-import { $, el, fmtTime, toast } from "./ui.js";
+import { $, describeError, el, fmtTime, toast } from "./ui.js";
+import { may } from "./vocabulary.js";
 
 const THUMB = 84;
 
@@ -27,7 +30,7 @@ export class ReviewMode {
   }
 
   get canReview() {
-    return ["owner", "reviewer"].includes(this.state.role);
+    return may("review", this.state.role);
   }
 
   onProject() {

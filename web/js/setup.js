@@ -3,14 +3,24 @@
 // dialog and, later, by the owner's Project panel. Limits mirror ProjectSettings on the server,
 // which checks them again and names the field it refuses.
 import { el } from "./ui.js";
+import { choices } from "./vocabulary.js";
+
+// How each choice the API lists (GET /config) reads in the form; a choice without words here is
+// still offered, by its name.
+const WORDS = {
+  confidence: "Confidence", margin: "Margin", entropy: "Negative entropy", batchbald: "BatchBALD",
+  handcrafted: "Hand-crafted colour/texture (no weights)", patch: "Image patches (small CNN)",
+  foundation: "Foundation model (weights by the deployer)", imported: "Imported per object (Import from other tools)",
+  linear: "Linear head", cnn: "Small CNN",
+};
 
 export const FIELDS = [
   { name: "superpixel_size", label: "Superpixel size (px at the magnification)", type: "number", min: 8, max: 1024, step: 1, value: 64 },
   { name: "compactness", label: "Compactness (SLIC: higher is squarer)", type: "number", min: 0.01, max: 1000, step: "any", value: 10 },
   { name: "magnification", label: "Magnification to segment at (×)", type: "number", min: 0.1, max: 100, step: "any", value: 20 },
-  { name: "certainty_metric", label: "Certainty metric (guided order)", options: [["confidence", "Confidence"], ["margin", "Margin"], ["entropy", "Negative entropy"], ["batchbald", "BatchBALD"]] },
-  { name: "feature_kind", label: "Features", options: [["handcrafted", "Hand-crafted colour/texture (no weights)"], ["patch", "Image patches (small CNN)"], ["foundation", "Foundation model (weights by the deployer)"]] },
-  { name: "model_kind", label: "Model", options: [["linear", "Linear head"], ["cnn", "Small CNN"]] },
+  { name: "certainty_metric", label: "Certainty metric (guided order)", choices: "certainty_metrics" },
+  { name: "feature_kind", label: "Features", choices: "feature_kinds" },
+  { name: "model_kind", label: "Model", choices: "model_kinds" },
   { name: "retrain_threshold", label: "Retrain after this many new labels", type: "number", min: 1, max: 100000, step: 1, value: 50 },
 ];
 // Changing these after slides are segmented only affects slides segmented afterwards.
@@ -20,8 +30,9 @@ export function settingsFields(values = {}, prefix = "st") {
   return FIELDS.map((f) => {
     const id = `${prefix}-${f.name}`;
     const current = values[f.name] ?? f.value;
-    const input = f.options
-      ? el("select", { id, name: f.name }, ...f.options.map(([v, t]) => el("option", { value: v, selected: v === (values[f.name] ?? f.options[0][0]) }, t)))
+    const options = f.choices ? choices(f.choices) : null;
+    const input = options
+      ? el("select", { id, name: f.name }, ...options.map((v) => el("option", { value: v, selected: v === (values[f.name] ?? options[0]) }, WORDS[v] || v)))
       : el("input", { id, name: f.name, type: f.type, min: f.min, max: f.max, step: f.step, value: current, required: true });
     return el("label", { class: "field", for: id }, f.label, input);
   });
@@ -33,7 +44,7 @@ export function readSettings(form) {
   for (const f of FIELDS) {
     const input = form.elements[f.name];
     if (!input) continue;
-    if (f.options) {
+    if (f.choices) {
       out[f.name] = input.value;
       continue;
     }

@@ -1,7 +1,10 @@
 // Training panel: current model, per-class scores, the learning curve (score vs labels), job
 // status with a visible alert when a run failed, and a manual retrain button.
-import { describeError, loadPredictions, refreshProject, showAlert, categoryById } from "./app.js";
-import { $, el, fmtTime, toast } from "./ui.js";
+import { loadPredictions } from "./labels.js";
+import { categoryById } from "./names.js";
+import { refreshProject } from "./session.js";
+import { $, describeError, el, fmtTime, showAlert, toast } from "./ui.js";
+import { may } from "./vocabulary.js";
 
 const POLL_MS = 2000;
 
@@ -110,7 +113,7 @@ export class TrainingMode {
       el("p", { id: "tr-counts" }, this.data
         ? `${d.labeled_superpixels ?? "?"} labeled superpixel(s). ${d.labels_total ?? 0} label edit(s) in all (relabels and each member's count), ${d.labels_since_request ?? 0} since the last training request; it retrains every ${d.threshold ?? "?"} edits.`
         : "Loading…"),
-      ["owner", "annotator", "reviewer"].includes(this.state.role) ? el("button", { type: "button", id: "retrain", class: "primary", onclick: () => this.retrain() }, "Retrain now") : "",
+      may("train", this.state.role) ? el("button", { type: "button", id: "retrain", class: "primary", onclick: () => this.retrain() }, "Retrain now") : "",
       el("p", { id: "tr-msg", role: "status" }, message),
       el("h3", {}, "Scores"),
       el("table", { id: "tr-scores" },

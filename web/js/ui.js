@@ -1,4 +1,6 @@
-// Small DOM helpers shared by the modes.
+// Small DOM helpers shared by the modes, and errors in words.
+import { ApiError } from "./api.js";
+
 export const $ = (sel, root = document) => root.querySelector(sel);
 
 export function el(tag, attrs = {}, ...children) {
@@ -52,4 +54,39 @@ export function fmtTime(iso) {
   if (!iso) return "";
   const d = new Date(iso);
   return Number.isNaN(d.getTime()) ? iso : d.toLocaleString();
+}
+
+export function showAlert(message) {
+  const box = $("#alert");
+  if (!message) {
+    box.hidden = true;
+    box.textContent = "";
+    return;
+  }
+  box.hidden = false;
+  box.textContent = message;
+}
+
+// An error in words: a 422's field messages, never "[object Object]", and no storage paths
+// (s3://bucket/key means nothing to a pathologist and tells an outsider where data lives).
+export function describeError(err) {
+  let text;
+  if (err instanceof ApiError) {
+    const detail = err.body && err.body.detail;
+    if (Array.isArray(detail)) {
+      text = detail.map((d) => (d && typeof d === "object" ? `${fieldName(d.field)}: ${d.msg}` : String(d))).join("; ");
+    } else if (detail && typeof detail === "object") text = JSON.stringify(detail);
+    else if (err.status === 0) text = "The server cannot be reached; check the connection and try again.";
+    else text = err.message;
+  } else text = String(err && err.message ? err.message : err);
+  return text.replace(/s3:\/\/[^\s'",;)]+/g, "the stored file");
+}
+
+function fieldName(field) {
+  return String(field || "input").split(".").filter((p) => !/^\d+$/.test(p)).join(" ").replace(/_/g, " ") || "input";
+}
+
+// A job's reason names objects by s3:// URI; people know them by file name.
+export function plainReason(reason) {
+  return String(reason || "").replace(/s3:\/\/[^\s:]*\/([^/\s:]+)/g, "$1");
 }

@@ -11,6 +11,7 @@ from chalice import Response
 from chalicelib.context import RETRY_AFTER_S, Call, Handler, login_config
 from chalicelib.people import person
 from histolabel.api.openapi import openapi_document
+from histolabel.api.vocabulary import vocabulary
 
 
 def _health(c: Call) -> Any:
@@ -43,7 +44,7 @@ def _me(c: Call) -> Any:
 
 HANDLERS: dict[str, Handler] = {
     "health": _health,
-    "config": lambda c: login_config(),
+    "config": lambda c: {**login_config(), "vocabulary": vocabulary()},
     "openapi": lambda c: openapi_document(),
     "me": _me,
 }
