@@ -19,7 +19,7 @@ from pydantic import (
 
 from histolabel.commands import IDEMPOTENCY_KEY_PATTERN, MAX_IDS_PER_COMMAND, CategoryName
 from histolabel.events import fields
-from histolabel.events.catalogue import (
+from histolabel.events.fields import (
     CertaintyMetric,
     Color,
     FeatureKind,
@@ -30,10 +30,10 @@ from histolabel.events.catalogue import (
     ProjectSettings,
     ReviewAction,
     Role,
+    Site,
     UserId,
     check_hotkey,
 )
-from histolabel.events.fields import Site
 
 
 def _hotkey(value: str | None) -> str | None:

@@ -13,7 +13,7 @@ from typing import Any, get_args
 
 from histolabel.api.routes import BY_NAME
 from histolabel.commands import PALETTE
-from histolabel.events.catalogue import CertaintyMetric, FeatureKind, ModelKind, Role
+from histolabel.events.fields import CertaintyMetric, FeatureKind, ModelKind, Role
 from histolabel.jobs import JOB_KINDS
 
 # What the app offers -> the route that does it; who may is that route's access.

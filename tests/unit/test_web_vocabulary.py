@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import get_args
 
 from histolabel.commands import PALETTE
-from histolabel.events.catalogue import CertaintyMetric, ModelKind, Role
+from histolabel.events.fields import CertaintyMetric, ModelKind, Role
 
 JS = Path(__file__).resolve().parents[2] / "web" / "js"
 STRING = re.compile(r""""([^"\\\n]*)"|'([^'\\\n]*)'""")
