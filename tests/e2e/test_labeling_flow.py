@@ -584,7 +584,10 @@ def test_review_everything_that_matches(stack: Stack, browser_context: Any, arti
     )
     page.click("#rv-approve")
     # 125,000 ids sent in bounded requests: seconds alone, longer beside another test worker.
-    page.wait_for_selector("#rv-msg:has-text('approve: 125000 superpixel(s)')", timeout=180_000)
+    try:
+        page.wait_for_selector("#rv-msg:has-text('approve: 125000 superpixel(s)')", timeout=180_000)
+    except Exception as exc:  # say where it stopped: the message shown and the requests seen
+        raise AssertionError(f"message {page.inner_text('#rv-msg')!r}, requests {sizes}") from exc
     assert sizes == [20000] * 6 + [5000], sizes
     page.close()
 
