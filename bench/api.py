@@ -69,9 +69,8 @@ def setup(backend: str, superpixels: int) -> tuple[Any, Any, str]:
         provision(settings)
         svc = service_from_env(settings)
     else:
+        from histolabel.adapters.memory import InMemoryEventStore, InMemoryProjectionStore
         from histolabel.config import Settings
-        from histolabel.eventstore import InMemoryEventStore
-        from histolabel.projections.store import InMemoryProjectionStore
         from histolabel.service import HistoLabel
 
         server = None

@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from histolabel.adapters.aws import client
 from histolabel.adapters.dynamo_events import DynamoEventStore, items_of
+from histolabel.adapters.memory import InMemoryEventStore, InMemoryProjectionStore
 from histolabel.adapters.provision import provision
 from histolabel.audit.rebuild import rebuild
 from histolabel.commands import (
@@ -42,10 +43,8 @@ from histolabel.commands import (
 from histolabel.config import Settings, get_settings, settings_from_env
 from histolabel.events.catalogue import Actor
 from histolabel.events.streams import slide_events, slide_streams
-from histolabel.eventstore import InMemoryEventStore
 from histolabel.localcloud.poller import StreamPoller
 from histolabel.localcloud.stack import local_environment, start_server
-from histolabel.projections.store import InMemoryProjectionStore
 from histolabel.runtime.projector import ProjectorRuntime
 from histolabel.service import MAX_ATTEMPTS, HistoLabel
 

@@ -57,10 +57,9 @@ def rebuild_in_memory(n: int) -> int:
     written) on in-memory stores, with n/10 as the baseline in the same run."""
     from scale_data import generate
 
+    from histolabel.adapters.memory import InMemoryEventStore, InMemoryProjectionStore
     from histolabel.audit.rebuild import rebuild
     from histolabel.config import Settings
-    from histolabel.eventstore import InMemoryEventStore
-    from histolabel.projections.store import InMemoryProjectionStore
     from histolabel.service import HistoLabel
 
     times, cpu = {}, {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from histolabel.events.envelope import StoredEvent, directory_of, member_of, slide_directory
+from histolabel.events.envelope import StoredEvent
 
 
 class AppendConflict(Exception):
@@ -59,63 +59,3 @@ class EventStore(Protocol):
     def label_streams(self, project_id: str, slide_id: str) -> list[str]:
         """The slide's member label streams (its directory), sorted; every one that has an event."""
         ...
-
-
-class InMemoryEventStore:
-    """The same contract in memory: for unit tests and the auditor's offline replay."""
-
-    def __init__(self) -> None:
-        import threading
-
-        from histolabel.events.envelope import GENESIS_HASH
-
-        self._genesis = GENESIS_HASH
-        self.streams: dict[str, dict[int, StoredEvent]] = {}
-        self.idem: dict[str, dict[str, Any]] = {}
-        self.directories: dict[str, set[str]] = {}
-        self._lock = threading.Lock()
-
-    def head(self, stream: str) -> tuple[int, str]:
-        events = self.streams.get(stream)
-        if not events:
-            return 0, self._genesis
-        last = max(events)
-        return last, events[last].hash
-
-    def read(self, stream: str, after: int = 0, upto: int | None = None) -> Iterator[StoredEvent]:
-        events = self.streams.get(stream, {})
-        for seq in sorted(events):
-            if seq > after and (upto is None or seq <= upto):
-                yield events[seq]
-
-    def streams_after(self, heads: dict[str, int]) -> set[str]:
-        return {s for s, seq in heads.items() if seq + 1 in self.streams.get(s, {})}
-
-    def append(
-        self,
-        events: list[StoredEvent],
-        idempotency: tuple[str, dict[str, Any]] | None = None,
-        guard: tuple[str, int] | None = None,
-    ) -> None:
-        with self._lock:
-            if idempotency is not None and idempotency[0] in self.idem:
-                raise DuplicateCommand(self.idem[idempotency[0]])
-            taken = [e for e in events if e.seq in self.streams.get(e.stream, {})]
-            moved = {e.stream for e in taken}
-            if guard is not None and guard[1] in self.streams.get(guard[0], {}):
-                moved.add(guard[0])
-            if moved:
-                seen = {e.stream: (e.seq, self.streams[e.stream][e.seq].hash) for e in taken}
-                raise AppendConflict(seen, moved)
-            for e in events:
-                self.streams.setdefault(e.stream, {})[e.seq] = e
-                if e.seq == 1 and member_of(e.stream):
-                    self.directories.setdefault(directory_of(e.stream), set()).add(e.stream)
-            if idempotency is not None:
-                self.idem[idempotency[0]] = idempotency[1]
-
-    def idempotent_result(self, stream: str) -> dict[str, Any] | None:
-        return self.idem.get(stream)
-
-    def label_streams(self, project_id: str, slide_id: str) -> list[str]:
-        return sorted(self.directories.get(slide_directory(project_id, slide_id), ()))

@@ -4,12 +4,11 @@ the project wants labeled twice (the overlap setting) has two slots. Taking a sl
 conditional write that succeeds only if the slot is free, expired, already the taker's, or
 held by someone who has since labeled it, so leases hold across API instances without a lock.
 
-The port, and an in-memory store with the same semantics (tests and the in-memory service).
+The port; its adapters are histolabel.adapters.memory and histolabel.adapters.dynamo_leases.
 """
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -35,22 +34,3 @@ class LeaseStore(Protocol):
         """Hold `lease` if its slot is free, expired, the holder's own, or held by `spent` (a
         member who has labeled the superpixel since). False: someone else holds it."""
         ...
-
-
-class InMemoryLeaseStore:
-    def __init__(self) -> None:
-        self.slots: dict[tuple[str, str, int, int], Lease] = {}
-        self._lock = threading.Lock()
-
-    def held(self, project_id: str, now: float) -> list[Lease]:
-        with self._lock:
-            return [lease for (p, *_), lease in self.slots.items() if p == project_id and lease.until > now]
-
-    def take(self, project_id: str, lease: Lease, now: float, spent: str | None = None) -> bool:
-        key = (project_id, lease.slide_id, lease.id, lease.slot)
-        with self._lock:
-            held = self.slots.get(key)
-            if held is not None and held.until > now and held.holder not in (lease.holder, spent):
-                return False
-            self.slots[key] = lease
-            return True

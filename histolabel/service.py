@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from histolabel.adapters.memory import InMemoryLeaseStore
 from histolabel.commands import Command, CommandRejected, DeleteCategory, RequestTraining
 from histolabel.config import Settings
 from histolabel.events.catalogue import Actor, EventData, NewEvent, model_for
@@ -27,7 +28,7 @@ from histolabel.events.envelope import (
 )
 from histolabel.events.streams import history_of, read_after, slide_events, slide_streams
 from histolabel.eventstore import AppendConflict, DuplicateCommand, EventStore
-from histolabel.leases import InMemoryLeaseStore, LeaseStore
+from histolabel.leases import LeaseStore
 from histolabel.projections.labels import SlideLabels, catch_up, fold_labels
 from histolabel.projections.project import ProjectState, apply_project_event
 from histolabel.projections.store import ProjectionStore

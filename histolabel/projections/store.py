@@ -1,6 +1,6 @@
-"""The projection store port, and an in-memory store with the same semantics (used by the
-auditor's fresh fold and by tests). Saves are conditional on the checkpoint, the stream seq the
-stored state was folded up to, so a stale or duplicated write can never land."""
+"""The projection store port and the codecs its adapters share (histolabel.adapters.memory and
+histolabel.adapters.dynamo_projections). Saves are conditional on the checkpoint, the stream seq
+the stored state was folded up to, so a stale or duplicated write can never land."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from histolabel.events.envelope import label_stream
 from histolabel.projections.labels import SlideLabels, bucket_of
-from histolabel.projections.project import ProjectState, head_body
+from histolabel.projections.project import ProjectState
 
 
 class ProjectionConflict(Exception):
@@ -78,80 +78,6 @@ def slide_from_summary(project_id: str, slide_id: str, body: str | None) -> Slid
         legacy = {label_stream(project_id, slide_id): [s["seq"], s["hash"], ""]} if s["seq"] else {}
         state.heads = s.get("heads", legacy)
     return state
-
-
-class InMemoryProjectionStore:
-    def __init__(self) -> None:
-        import threading
-
-        self._lock = threading.RLock()  # saves check and write as one step, as a transaction does
-        self.projects: dict[str, str] = {}
-        self.summaries: dict[tuple[str, str], str] = {}
-        self.buckets: dict[tuple[str, str], dict[int, str]] = {}
-        self.totals: dict[str, int] = {}
-
-    def load_project(self, project_id: str) -> ProjectState | None:
-        body = self.projects.get(project_id)
-        return ProjectState.model_validate_json(body) if body else None
-
-    def save_project(self, state: ProjectState, expected_seq: int) -> None:
-        with self._lock:
-            current = self.load_project(state.project_id)
-            if (current.seq if current else 0) != expected_seq:
-                raise ProjectionConflict(state.project_id)
-            self.projects[state.project_id] = state.model_dump_json()
-
-    def load_slide(self, project_id: str, slide_id: str, buckets: set[int] | None = None) -> SlideLabels:
-        key = (project_id, slide_id)
-        state = slide_from_summary(project_id, slide_id, self.summaries.get(key))
-        stored = self.buckets.get(key, {})
-        for b in stored if buckets is None else buckets:
-            if b in stored:
-                state.load_bucket(decode_bucket(stored[b]))
-        return state
-
-    def load_slides(self, project_id: str, buckets: dict[str, set[int]]) -> dict[str, SlideLabels]:
-        return {sid: self.load_slide(project_id, sid, b) for sid, b in buckets.items()}
-
-    def save_slide(self, state: SlideLabels, buckets: set[int], expected_seq: int, labels_delta: int) -> None:
-        with self._lock:
-            self._save_slide(state, buckets, expected_seq, labels_delta)
-
-    def _save_slide(self, state: SlideLabels, buckets: set[int], expected_seq: int, delta: int) -> None:
-        key = (state.project_id, state.slide_id)
-        current = slide_from_summary(*key, self.summaries.get(key))
-        if current.seq != expected_seq:
-            raise ProjectionConflict(key)
-        self.summaries[key] = encode_summary(state)
-        stored = self.buckets.setdefault(key, {})
-        for b, body in encode_buckets(state, buckets).items():
-            if body == "{}":
-                stored.pop(b, None)
-            else:
-                stored[b] = body
-        self.totals[state.project_id] = self.totals.get(state.project_id, 0) + delta
-
-    def labels_total(self, project_id: str) -> int:
-        return self.totals.get(project_id, 0)
-
-    def list_projects(self) -> list[ProjectState]:
-        states = [ProjectState.model_validate_json(self.projects[p]) for p in sorted(self.projects)]
-        return [ProjectState.model_validate_json(head_body(s)) for s in states]
-
-    def drop_project(self, project_id: str, slide_ids: list[str]) -> None:
-        self.projects.pop(project_id, None)
-        self.totals.pop(project_id, None)
-        for key in [k for k in self.summaries if k[0] == project_id]:
-            self.summaries.pop(key)
-            self.buckets.pop(key, None)
-
-    def put_rebuilt(self, project: ProjectState, slides: list[SlideLabels], total: int) -> None:
-        self.projects[project.project_id] = project.model_dump_json()
-        self.totals[project.project_id] = total
-        for slide in slides:
-            key = (slide.project_id, slide.slide_id)
-            self.summaries[key] = encode_summary(slide)
-            self.buckets[key] = encode_buckets(slide, all_buckets(slide))
 
 
 def all_buckets(state: SlideLabels) -> set[int]:

@@ -9,7 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from histolabel.leases import InMemoryLeaseStore, Lease
+from histolabel.adapters.memory import InMemoryLeaseStore
+from histolabel.leases import Lease
 
 P = "/projects/proj"
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from histolabel.eventstore import InMemoryEventStore
+from histolabel.adapters.memory import InMemoryEventStore
 from tests.contracts.event_store import CHECKS, run_all
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from histolabel.projections.store import InMemoryProjectionStore
+from histolabel.adapters.memory import InMemoryProjectionStore
 from tests.contracts.projection_store import CHECKS, run_all
 
 

@@ -17,14 +17,13 @@ import pytest
 
 from histolabel.adapters.aws import client
 from histolabel.adapters.dynamo_events import to_item
+from histolabel.adapters.memory import InMemoryEventStore, InMemoryProjectionStore
 from histolabel.composition import service_from_env
 from histolabel.events import catalogue as ev
 from histolabel.events.catalogue import Actor, NewEvent
 from histolabel.events.envelope import StoredEvent, project_stream
-from histolabel.eventstore import InMemoryEventStore
 from histolabel.projections.project import ProjectState, fold_project
 from histolabel.projections.projector import Projector
-from histolabel.projections.store import InMemoryProjectionStore
 from histolabel.service import HistoLabel
 from tests.api.conftest import POOL, Signer
 from tests.integration.conftest import OWNER, make_project

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from itertools import count
 
+from histolabel.adapters.memory import InMemoryEventStore, InMemoryProjectionStore
 from histolabel.commands import AddCategory, AddMember, CreateProject, RegisterSlide
 from histolabel.config import Settings, get_settings
 from histolabel.events.catalogue import Actor
-from histolabel.eventstore import InMemoryEventStore
-from histolabel.projections.store import InMemoryProjectionStore
 from histolabel.service import HistoLabel
 
 OWNER = Actor(user="olivia", site="nyc")

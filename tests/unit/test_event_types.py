@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from histolabel import commands as C
+from histolabel.adapters.memory import InMemoryEventStore
 from histolabel.events import catalogue as ev
 from histolabel.events.envelope import StoredEvent, canonical_json, verify_chain
-from histolabel.eventstore import InMemoryEventStore
 from histolabel.projections.labels import ENTRY_FOLDS, fold_labels
 from histolabel.projections.project import ProjectState, fold_project
 from histolabel.runtime.job_events import handle_state_change

@@ -7,6 +7,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from histolabel.adapters.memory import InMemoryProjectionStore
 from histolabel.commands import (
     AddCategory,
     CommandRejected,
@@ -22,7 +23,6 @@ from histolabel.events.envelope import StoredEvent, label_stream, slide_of
 from histolabel.projections.labels import fold_labels
 from histolabel.projections.project import fold_project
 from histolabel.projections.projector import Projector
-from histolabel.projections.store import InMemoryProjectionStore
 from tests.unit.helpers import ANNOTATOR, OWNER, REVIEWER, memory_service, seeded_project, segmented
 
 ids_st = st.lists(st.integers(min_value=1, max_value=600), min_size=1, max_size=40, unique=True)

@@ -16,7 +16,7 @@ from histolabel.api.vocabulary import vocabulary
 
 def _health(c: Call) -> Any:
     from histolabel.adapters.health import check
-    from histolabel.eventstore import InMemoryEventStore
+    from histolabel.adapters.memory import InMemoryEventStore
 
     if isinstance(c.svc.events, InMemoryEventStore):  # an in-process service has no stores to reach
         return {"status": "ok", "checks": {"stores": "in memory"}}

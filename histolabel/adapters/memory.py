@@ -1,0 +1,171 @@
+"""In-memory adapters of the store ports, with the semantics of the DynamoDB ones (conditional
+appends and saves, one lock standing in for a transaction): the in-process service, the auditor's
+offline replay and fresh fold, the benchmarks' baselines and the unit tests. The ports' contract
+suites (tests/contracts/) run against these and the DynamoDB adapters alike."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from histolabel.events.envelope import GENESIS_HASH, StoredEvent, directory_of, member_of, slide_directory
+from histolabel.eventstore import AppendConflict, DuplicateCommand
+from histolabel.leases import Lease
+from histolabel.projections.labels import SlideLabels
+from histolabel.projections.project import ProjectState, head_body
+from histolabel.projections.store import (
+    ProjectionConflict,
+    all_buckets,
+    decode_bucket,
+    encode_buckets,
+    encode_summary,
+    slide_from_summary,
+)
+
+
+class InMemoryEventStore:
+    """The same contract in memory: for unit tests and the auditor's offline replay."""
+
+    def __init__(self) -> None:
+        self._genesis = GENESIS_HASH
+        self.streams: dict[str, dict[int, StoredEvent]] = {}
+        self.idem: dict[str, dict[str, Any]] = {}
+        self.directories: dict[str, set[str]] = {}
+        self._lock = threading.Lock()
+
+    def head(self, stream: str) -> tuple[int, str]:
+        events = self.streams.get(stream)
+        if not events:
+            return 0, self._genesis
+        last = max(events)
+        return last, events[last].hash
+
+    def read(self, stream: str, after: int = 0, upto: int | None = None) -> Iterator[StoredEvent]:
+        events = self.streams.get(stream, {})
+        for seq in sorted(events):
+            if seq > after and (upto is None or seq <= upto):
+                yield events[seq]
+
+    def streams_after(self, heads: dict[str, int]) -> set[str]:
+        return {s for s, seq in heads.items() if seq + 1 in self.streams.get(s, {})}
+
+    def append(
+        self,
+        events: list[StoredEvent],
+        idempotency: tuple[str, dict[str, Any]] | None = None,
+        guard: tuple[str, int] | None = None,
+    ) -> None:
+        with self._lock:
+            if idempotency is not None and idempotency[0] in self.idem:
+                raise DuplicateCommand(self.idem[idempotency[0]])
+            taken = [e for e in events if e.seq in self.streams.get(e.stream, {})]
+            moved = {e.stream for e in taken}
+            if guard is not None and guard[1] in self.streams.get(guard[0], {}):
+                moved.add(guard[0])
+            if moved:
+                seen = {e.stream: (e.seq, self.streams[e.stream][e.seq].hash) for e in taken}
+                raise AppendConflict(seen, moved)
+            for e in events:
+                self.streams.setdefault(e.stream, {})[e.seq] = e
+                if e.seq == 1 and member_of(e.stream):
+                    self.directories.setdefault(directory_of(e.stream), set()).add(e.stream)
+            if idempotency is not None:
+                self.idem[idempotency[0]] = idempotency[1]
+
+    def idempotent_result(self, stream: str) -> dict[str, Any] | None:
+        return self.idem.get(stream)
+
+    def label_streams(self, project_id: str, slide_id: str) -> list[str]:
+        return sorted(self.directories.get(slide_directory(project_id, slide_id), ()))
+
+
+class InMemoryProjectionStore:
+    def __init__(self) -> None:
+        self._lock = threading.RLock()  # saves check and write as one step, as a transaction does
+        self.projects: dict[str, str] = {}
+        self.summaries: dict[tuple[str, str], str] = {}
+        self.buckets: dict[tuple[str, str], dict[int, str]] = {}
+        self.totals: dict[str, int] = {}
+
+    def load_project(self, project_id: str) -> ProjectState | None:
+        body = self.projects.get(project_id)
+        return ProjectState.model_validate_json(body) if body else None
+
+    def save_project(self, state: ProjectState, expected_seq: int) -> None:
+        with self._lock:
+            current = self.load_project(state.project_id)
+            if (current.seq if current else 0) != expected_seq:
+                raise ProjectionConflict(state.project_id)
+            self.projects[state.project_id] = state.model_dump_json()
+
+    def load_slide(self, project_id: str, slide_id: str, buckets: set[int] | None = None) -> SlideLabels:
+        key = (project_id, slide_id)
+        state = slide_from_summary(project_id, slide_id, self.summaries.get(key))
+        stored = self.buckets.get(key, {})
+        for b in stored if buckets is None else buckets:
+            if b in stored:
+                state.load_bucket(decode_bucket(stored[b]))
+        return state
+
+    def load_slides(self, project_id: str, buckets: dict[str, set[int]]) -> dict[str, SlideLabels]:
+        return {sid: self.load_slide(project_id, sid, b) for sid, b in buckets.items()}
+
+    def save_slide(self, state: SlideLabels, buckets: set[int], expected_seq: int, labels_delta: int) -> None:
+        with self._lock:
+            self._save_slide(state, buckets, expected_seq, labels_delta)
+
+    def _save_slide(self, state: SlideLabels, buckets: set[int], expected_seq: int, delta: int) -> None:
+        key = (state.project_id, state.slide_id)
+        current = slide_from_summary(*key, self.summaries.get(key))
+        if current.seq != expected_seq:
+            raise ProjectionConflict(key)
+        self.summaries[key] = encode_summary(state)
+        stored = self.buckets.setdefault(key, {})
+        for b, body in encode_buckets(state, buckets).items():
+            if body == "{}":
+                stored.pop(b, None)
+            else:
+                stored[b] = body
+        self.totals[state.project_id] = self.totals.get(state.project_id, 0) + delta
+
+    def labels_total(self, project_id: str) -> int:
+        return self.totals.get(project_id, 0)
+
+    def list_projects(self) -> list[ProjectState]:
+        states = [ProjectState.model_validate_json(self.projects[p]) for p in sorted(self.projects)]
+        return [ProjectState.model_validate_json(head_body(s)) for s in states]
+
+    def drop_project(self, project_id: str, slide_ids: list[str]) -> None:
+        self.projects.pop(project_id, None)
+        self.totals.pop(project_id, None)
+        for key in [k for k in self.summaries if k[0] == project_id]:
+            self.summaries.pop(key)
+            self.buckets.pop(key, None)
+
+    def put_rebuilt(self, project: ProjectState, slides: list[SlideLabels], total: int) -> None:
+        self.projects[project.project_id] = project.model_dump_json()
+        self.totals[project.project_id] = total
+        for slide in slides:
+            key = (slide.project_id, slide.slide_id)
+            self.summaries[key] = encode_summary(slide)
+            self.buckets[key] = encode_buckets(slide, all_buckets(slide))
+
+
+class InMemoryLeaseStore:
+    def __init__(self) -> None:
+        self.slots: dict[tuple[str, str, int, int], Lease] = {}
+        self._lock = threading.Lock()
+
+    def held(self, project_id: str, now: float) -> list[Lease]:
+        with self._lock:
+            return [lease for (p, *_), lease in self.slots.items() if p == project_id and lease.until > now]
+
+    def take(self, project_id: str, lease: Lease, now: float, spent: str | None = None) -> bool:
+        key = (project_id, lease.slide_id, lease.id, lease.slot)
+        with self._lock:
+            held = self.slots.get(key)
+            if held is not None and held.until > now and held.holder not in (lease.holder, spent):
+                return False
+            self.slots[key] = lease
+            return True
