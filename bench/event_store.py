@@ -45,7 +45,7 @@ from histolabel.events.catalogue import Actor
 from histolabel.events.streams import slide_events, slide_streams
 from histolabel.localcloud.poller import StreamPoller
 from histolabel.localcloud.stack import local_environment, start_server
-from histolabel.runtime.projector import ProjectorRuntime
+from histolabel.runtime.projector_lambda import ProjectorRuntime
 from histolabel.service import MAX_ATTEMPTS, HistoLabel
 
 OWNER = Actor(user="olivia", site="nyc")

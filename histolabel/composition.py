@@ -32,7 +32,7 @@ def submitter_from_env(settings: Settings | None = None) -> CancellableSubmitter
     """The local job runner when HISTOLABEL_JOB_RUNNER=local, else AWS Batch."""
     s = settings or settings_from_env()
     if s.job_runner == "local":
-        from histolabel.localcloud.jobs import LocalJobRunner
+        from histolabel.localcloud.job_runner import LocalJobRunner
 
         return LocalJobRunner(on_state_change=job_events_handler)
     from histolabel.adapters.batch import BatchSubmitter
@@ -147,7 +147,7 @@ def job_events_handler(event: dict[str, Any], context: Any = None) -> dict[str, 
     too when a job process ends: one service and its clients per process. An error propagates, so
     EventBridge retries the event; `handle_state_change` decides on fresh state, so a retry is
     harmless."""
-    from histolabel.runtime.job_events import handle_state_change, logger
+    from histolabel.runtime.job_events_lambda import handle_state_change, logger
 
     global _job_events_service
     if _job_events_service is None:

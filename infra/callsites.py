@@ -387,7 +387,7 @@ MODULE_RESOURCE = {
     "histolabel.adapters.dynamo_events": "events",
     "histolabel.adapters.dynamo_leases": "projections",
     "histolabel.adapters.anchor_store": "anchors",
-    "histolabel.runtime.export_anchor": "anchor_function",
+    "histolabel.runtime.export_anchor_lambda": "anchor_function",
     "histolabel.adapters.dynamo_projections": "projections",
     "histolabel.adapters.batch": "batch",
     "histolabel.adapters.cognito": "user_pool",

@@ -113,7 +113,7 @@ ROLES: dict[str, Role] = {
         ),
         skip=(
             (
-                "histolabel.runtime.anchorer",
+                "histolabel.runtime.anchorer_lambda",
                 "deployed, HISTOLABEL_ANCHOR_FUNCTION is set and the API invokes the anchorer; it "
                 "anchors in-process (and so signs) only in the local cloud",
             ),
@@ -186,7 +186,7 @@ ROLES: dict[str, Role] = {
         ),
         skip=(
             (
-                "histolabel.runtime.export_anchor",
+                "histolabel.runtime.export_anchor_lambda",
                 "the API's way of asking for an anchor: the anchorer itself never calls it",
             ),
         ),

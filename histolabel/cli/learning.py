@@ -96,7 +96,7 @@ def train(args: argparse.Namespace) -> int:
     from histolabel.composition import submitter_from_env
     from histolabel.events.catalogue import Actor
     from histolabel.jobs import job_name
-    from histolabel.trigger import claim_request, train_args
+    from histolabel.training_requests import claim_request, train_args
 
     svc = service_from_env()
     svc.require_project(args.project)

@@ -18,13 +18,13 @@ from histolabel.config import Settings, get_settings, settings_from_env
 from histolabel.localcloud.poller import StreamPoller
 
 if TYPE_CHECKING:
-    from histolabel.runtime.anchorer import AnchorTimer
+    from histolabel.runtime.anchorer_lambda import AnchorTimer
 
 
 def start_pollers(settings: Settings, start_at: str = "TRIM_HORIZON") -> list[StreamPoller]:
     from histolabel.composition import service_from_env, submitter_from_env
-    from histolabel.runtime.projector import ProjectorRuntime
-    from histolabel.runtime.trigger import TriggerRuntime
+    from histolabel.runtime.projector_lambda import ProjectorRuntime
+    from histolabel.runtime.trigger_lambda import TriggerRuntime
 
     projector = ProjectorRuntime(service_from_env(settings))
     trigger = TriggerRuntime(service_from_env(settings), submitter_from_env())
@@ -47,7 +47,7 @@ def _positions(name: str) -> Path | None:
 def start_anchor_timer(settings: Settings) -> AnchorTimer:
     """What the scheduled rule does in AWS: anchor every project's stream heads each minute."""
 
-    from histolabel.runtime.anchorer import Anchorer, AnchorTimer
+    from histolabel.runtime.anchorer_lambda import Anchorer, AnchorTimer
 
     interval = settings.anchor_interval_s
     return AnchorTimer(Anchorer(service_from_env(settings)), interval).start()

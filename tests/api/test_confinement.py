@@ -20,7 +20,7 @@ from histolabel.adapters.aws import client
 from histolabel.commands import AddCategory, RegisterSlide
 from histolabel.composition import job_events_handler, service_from_env
 from histolabel.events.catalogue import Actor
-from histolabel.localcloud.jobs import LocalJobRunner
+from histolabel.localcloud.job_runner import LocalJobRunner
 from tests.api.conftest import POOL, Signer, directory
 
 OSCAR = Actor(user="oscar", site="oslo")

@@ -16,7 +16,7 @@ import pytest
 
 from histolabel.adapters.batch import log_console_url
 from histolabel.composition import service_from_env
-from histolabel.localcloud.jobs import LocalJobRunner
+from histolabel.localcloud.job_runner import LocalJobRunner
 from tests.api.test_cloud import cloud_api, pool  # noqa: F401 - fixtures
 
 

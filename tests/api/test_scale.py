@@ -201,7 +201,7 @@ def test_export_job_writes_what_the_export_route_answers(scale_api, tmp_path) ->
     from scale_data import generate
 
     from histolabel.composition import job_events_handler
-    from histolabel.localcloud.jobs import LocalJobRunner
+    from histolabel.localcloud.job_runner import LocalJobRunner
 
     SERVICES.submitter = LocalJobRunner(directory=tmp_path, on_state_change=job_events_handler)
     made = generate(scale_api.svc, 1, 600, labeled=0.5, annotators=2, label_pyramids=1)

@@ -16,7 +16,7 @@ from histolabel.events.catalogue import Actor, ProjectSettings
 from histolabel.events.envelope import project_stream
 from histolabel.projections.projector import Projector
 from histolabel.projections.store import ProjectionConflict
-from histolabel.trigger import handle_training_requested
+from histolabel.training_requests import handle_training_requested
 from tests.api.conftest import RecordingSubmitter
 from tests.unit.helpers import ANNOTATOR, OWNER, memory_service, seeded_project
 

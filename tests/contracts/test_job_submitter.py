@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from histolabel.jobs import JOB_KINDS, JobKind
-from histolabel.localcloud.jobs import LocalJobRunner
+from histolabel.localcloud.job_runner import LocalJobRunner
 from tests.contracts.job_submitter import CHECKS, Harness
 
 

@@ -22,8 +22,8 @@ from histolabel.composition import service_from_env
 from histolabel.events.envelope import member_label_stream
 from histolabel.events.streams import slide_events
 from histolabel.localcloud.poller import StreamPoller
-from histolabel.runtime.anchorer import Anchorer
-from histolabel.runtime.projector import ProjectorRuntime
+from histolabel.runtime.anchorer_lambda import Anchorer
+from histolabel.runtime.projector_lambda import ProjectorRuntime
 from tests.integration.conftest import ANNOTATOR, make_project
 
 ROOT = Path(__file__).resolve().parents[2]

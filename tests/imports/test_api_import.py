@@ -22,7 +22,7 @@ def http(cloud: Any, jobs: Path) -> Any:
     from chalicelib.context import SERVICES
 
     from histolabel.composition import job_events_handler, service_from_env
-    from histolabel.localcloud.jobs import LocalJobRunner
+    from histolabel.localcloud.job_runner import LocalJobRunner
     from tests.api.conftest import Api, Signer
 
     api = Api(Signer("import-api-test"))

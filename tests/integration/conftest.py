@@ -6,7 +6,7 @@ from histolabel.commands import AddCategory, AddMember, CreateProject, RegisterS
 from histolabel.composition import service_from_env
 from histolabel.events.catalogue import Actor
 from histolabel.localcloud.poller import StreamPoller
-from histolabel.runtime.projector import ProjectorRuntime
+from histolabel.runtime.projector_lambda import ProjectorRuntime
 from histolabel.service import HistoLabel
 
 OWNER = Actor(user="olivia", site="nyc")

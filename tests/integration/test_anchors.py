@@ -22,7 +22,7 @@ from histolabel.cli import main as cli
 from histolabel.commands import LabelSuperpixels
 from histolabel.events.envelope import StoredEvent, member_label_stream
 from histolabel.eventstore import AppendConflict
-from histolabel.runtime.anchorer import Anchorer
+from histolabel.runtime.anchorer_lambda import Anchorer
 from tests.integration.conftest import ANNOTATOR, make_project
 
 

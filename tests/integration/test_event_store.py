@@ -131,7 +131,7 @@ def test_partial_batch_failure_is_redelivered_and_projects_once(cloud, svc, proj
     """A record that fails is reported in batchItemFailures; the poller delivers again from it,
     and the records after it (delivered twice) still count once."""
     from histolabel.localcloud.poller import StreamPoller
-    from histolabel.runtime.projector import ProjectorRuntime
+    from histolabel.runtime.projector_lambda import ProjectorRuntime
 
     runtime = ProjectorRuntime(svc)
     failures = {"left": 1}

@@ -17,9 +17,9 @@ import pytest
 from histolabel.commands import ChangeSettings, RegisterSlide
 from histolabel.events.catalogue import ProjectSettings
 from histolabel.events.envelope import project_stream
-from histolabel.localcloud.jobs import LocalJobRunner
+from histolabel.localcloud.job_runner import LocalJobRunner
 from histolabel.service import HistoLabel
-from histolabel.trigger import handle_training_requested
+from histolabel.training_requests import handle_training_requested
 from tests.api.conftest import POOL, Signer
 from tests.integration.conftest import OWNER, make_project
 
@@ -138,7 +138,7 @@ def test_a_job_that_exits_non_zero_leaves_one_failure_on_its_slide(svc, runner, 
 def test_a_repeated_state_change_records_nothing_twice(svc, runner, project_id):
     from histolabel.composition import job_events_handler as handler
     from histolabel.job_outcomes import state_change_detail
-    from histolabel.localcloud.jobs import state_change_event
+    from histolabel.localcloud.job_runner import state_change_event
 
     make_project(svc, project_id)
     command = ["python", "-m", "gpu_jobs.embed", "--project", project_id, "--slide", "s1"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from histolabel.localcloud.jobs import SPARES, LocalJobRunner
+from histolabel.localcloud.job_runner import SPARES, LocalJobRunner
 from histolabel.localcloud.warm import Spares
 
 pytestmark = pytest.mark.slow  # four interpreters importing torch

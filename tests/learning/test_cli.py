@@ -33,7 +33,7 @@ def test_cli_runs_the_jobs_through_the_local_runner(
 def test_cli_train_follows_a_request_the_trigger_claimed(
     cloud, svc, project_id, monuseg_crop, monkeypatch, capsys
 ):
-    import histolabel.trigger as trigger
+    import histolabel.training_requests as trigger
     from gpu_jobs import embed, train
 
     make_project(svc, project_id, monuseg_crop)

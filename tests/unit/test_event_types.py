@@ -17,8 +17,8 @@ from histolabel.events import catalogue as ev
 from histolabel.events.envelope import StoredEvent, canonical_json, verify_chain
 from histolabel.projections.labels import ENTRY_FOLDS, fold_labels
 from histolabel.projections.project import ProjectState, fold_project
-from histolabel.runtime.job_events import handle_state_change
-from histolabel.trigger import handle_training_requested
+from histolabel.runtime.job_events_lambda import handle_state_change
+from histolabel.training_requests import handle_training_requested
 from tests.unit.helpers import ANNOTATOR, OWNER, REVIEWER, memory_service, ticking_clock
 
 # Written by the code at b30e92b (before typed events) from `write_scenario`, a line per event.

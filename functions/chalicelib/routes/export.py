@@ -21,7 +21,7 @@ from histolabel.commands import (
 )
 from histolabel.imports import api as imports
 from histolabel.jobs import job_name
-from histolabel.runtime.export_anchor import anchor_on_export
+from histolabel.runtime.export_anchor_lambda import anchor_on_export
 
 EXPORT_TYPES = {
     "geojson": "application/geo+json",

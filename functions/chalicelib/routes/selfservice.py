@@ -150,7 +150,7 @@ def _retry_job(c: Call) -> Any:
 
 
 def _cancel_job(c: Call) -> Any:
-    from histolabel.runtime.job_events import record_outcome
+    from histolabel.runtime.job_events_lambda import record_outcome
 
     job_id, state = c.params["job_id"], fresh(c)
     runner = SERVICES.submitter.status(job_id) if state.owns_job(job_id) else {}

@@ -26,7 +26,7 @@ def anchor_on_export(svc: HistoLabel, project_id: str) -> None:
             body = json.dumps({"project_id": project_id, "reason": "export"}).encode()
             client("lambda", svc.settings).invoke(FunctionName=function, Payload=body)
         else:
-            from histolabel.runtime.anchorer import Anchorer
+            from histolabel.runtime.anchorer_lambda import Anchorer
 
             Anchorer(svc).anchor_project(project_id, reason="export")
     except Exception:

@@ -2,7 +2,7 @@
 
 Its own event source mapping on the events table (filtered to the event types it acts on), so
 that a slow job submission never holds up the projections. A TrainingRequested record becomes
-exactly one train job (histolabel.trigger claims the request before submitting).
+exactly one train job (histolabel.training_requests claims the request before submitting).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from histolabel.composition import service_from_env, submitter_from_env
 from histolabel.events.envelope import stream_kind
 from histolabel.jobs import JobSubmitter
 from histolabel.service import HistoLabel
-from histolabel.trigger import handle_training_requested
+from histolabel.training_requests import handle_training_requested
 
 logger = Logger(service="trigger")
 
