@@ -17,10 +17,9 @@ from chalicelib.responses import see_other
 from histolabel.api import export
 from histolabel.commands import (
     CommandRejected,
-    RecordJobSubmitted,
 )
 from histolabel.imports import api as imports
-from histolabel.jobs import job_name
+from histolabel.job_starts import start_job
 from histolabel.runtime.export_anchor_lambda import anchor_on_export
 
 EXPORT_TYPES = {
@@ -134,8 +133,7 @@ def _start_export(c: Call) -> Any:
     args = ["--project", pid, "--format", b.format, "--progress", "off"]
     args += ["--slide", b.slide] if b.slide else []
     args += ["--anonymize"] if b.anonymize else []
-    job_id = SERVICES.submitter.submit("export", args, job_name("export", pid))
-    c.svc.execute(RecordJobSubmitted(project_id=pid, job="export", job_id=job_id), c.actor)
+    job_id = start_job(c.svc, SERVICES.submitter, c.actor, pid, "export", args)
     return {"job_id": job_id, "format": b.format, "status_path": f"/projects/{pid}/exports/{job_id}"}
 
 

@@ -13,12 +13,11 @@ from histolabel.api.views import slide_out
 from histolabel.commands import (
     AddMember,
     CommandRejected,
-    RecordJobSubmitted,
     RegisterSlide,
     RemoveSlide,
     SelectModel,
 )
-from histolabel.jobs import job_name
+from histolabel.job_starts import start_job
 
 
 def _upload_key(c: Call, slide_id: str, filename: str) -> str:
@@ -181,8 +180,7 @@ def _select_model(c: Call) -> Any:
     if not published or int(published["model_version"]) != version:
         # Predictions of the chosen version, so the queue and the overlay follow it.
         args = ["--project", pid, "--version", str(version), "--progress", "off"]
-        job_id = SERVICES.submitter.submit("predict", args, job_name("predict", pid))
-        c.svc.execute(RecordJobSubmitted(project_id=pid, job="predict", job_id=job_id), c.actor)
+        job_id = start_job(c.svc, SERVICES.submitter, c.actor, pid, "predict", args)
     return {"model_version": version, "job_id": job_id}
 
 

@@ -16,12 +16,12 @@ from histolabel import confinement
 from histolabel.api.views import slide_out
 from histolabel.commands import (
     CommandRejected,
-    RecordJobSubmitted,
     RegisterSlide,
 )
 from histolabel.config import get_settings
 from histolabel.imports import api as imports
-from histolabel.jobs import JobKind, job_name
+from histolabel.job_starts import start_job
+from histolabel.jobs import JobKind
 from histolabel.pipeline import slide_job_args
 
 JOB_OUTCOME_FIELDS = ("status", "cause", "reason", "exit_code", "ended_at")
@@ -57,8 +57,7 @@ def slide_job(c: Call, sid: str, job: JobKind, state: Any = None) -> Any:
     pid = state.project_id
     views.require_slide(state, sid)
     args = slide_job_args(job, state, sid)  # the same arguments the pipeline chains with
-    job_id = SERVICES.submitter.submit(job, args, job_name(job, pid, sid))
-    c.svc.execute(RecordJobSubmitted(project_id=pid, job=job, job_id=job_id, slide_id=sid), c.actor)
+    job_id = start_job(c.svc, SERVICES.submitter, c.actor, pid, job, args, sid)
     return {"job_id": job_id, "job": job, "slide_id": sid}
 
 
@@ -102,8 +101,7 @@ def _import_start(c: Call) -> Any:
         raise CommandRejected("too_large", problem, "size", 413)
     job = cast(JobKind, f"import_{body.kind}")
     args = imports.job_args(body.kind, pid, sid, data.data_uri(key), body.options, c.user, c.actor.site)
-    job_id = SERVICES.submitter.submit(job, args, job_name(job, pid, sid))
-    c.svc.execute(RecordJobSubmitted(project_id=pid, job=job, job_id=job_id, slide_id=sid), c.actor)
+    job_id = start_job(c.svc, SERVICES.submitter, c.actor, pid, job, args, sid)
     return {"job_id": job_id, "job": job, "slide_id": sid}
 
 
