@@ -103,7 +103,7 @@ def category_name_pattern() -> str:
     and the first and last are not trimmed. Surrogates never reach it (JSON text is UTF-8)."""
     limits = next(m for m in get_args(CategoryName)[1:] if isinstance(m, StringConstraints))
     assert limits.max_length is not None and limits.max_length >= 2
-    trim = TypeAdapter(Annotated[str, StringConstraints(strip_whitespace=True)])
+    trim: TypeAdapter[str] = TypeAdapter(Annotated[str, StringConstraints(strip_whitespace=True)])
     scalars = [cp for cp in range(0x110000) if not 0xD800 <= cp <= 0xDFFF]
     trimmed = [cp for cp in scalars if cp < 0x10000 and not trim.validate_python(chr(cp))]
     stripped = set(trimmed)
