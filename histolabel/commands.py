@@ -67,12 +67,19 @@ class CommandRejected(ValueError):
 BREAKS = ("Zl", "Zp")  # line and paragraph separators
 
 
+def refused_in_name(char: str) -> bool:
+    """Whether a category name may not hold this character (the OpenAPI document's name pattern
+    is made from this rule too)."""
+    category = unicodedata.category(char)
+    return category[0] == "C" or category in BREAKS
+
+
 def _clean_name(value: str) -> str:
     """A category name as people read it: NFC, and none of the characters that make two names
     look alike or rearrange the text around them (controls, format characters such as
     zero-width and bidi marks, separators, private use, unassigned)."""
     name = unicodedata.normalize("NFC", value)
-    bad = sorted({c for c in name if unicodedata.category(c)[0] == "C" or unicodedata.category(c) in BREAKS})
+    bad = sorted({c for c in name if refused_in_name(c)})
     if bad:
         codes = ", ".join(f"U+{ord(c):04X}" for c in bad[:5])
         raise ValueError(f"name has invisible or control characters ({codes})")

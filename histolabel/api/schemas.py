@@ -3,8 +3,9 @@ generated from them)."""
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -14,10 +15,11 @@ from pydantic import (
     Field,
     Strict,
     StringConstraints,
+    TypeAdapter,
     model_validator,
 )
 
-from histolabel.commands import IDEMPOTENCY_KEY_PATTERN, MAX_IDS_PER_COMMAND, CategoryName
+from histolabel.commands import IDEMPOTENCY_KEY_PATTERN, MAX_IDS_PER_COMMAND, CategoryName, refused_in_name
 from histolabel.events import fields
 from histolabel.events.fields import (
     CertaintyMetric,
@@ -51,16 +53,17 @@ Hotkey = Annotated[
 ]
 
 
-# In bodies, JSON integers only: "1", true and 1.0 are not superpixel 1.
-def _whole_number(value: Any) -> Any:
-    """JSON Schema's integer includes 1.0, so a JSON 1.0 is the id 1; strings, booleans and
-    fractions stay refused (Strict)."""
+# In bodies, JSON integers only: "1", true and 1.5 are not superpixel 1.
+def whole_number(value: Any) -> Any:
+    """JSON Schema's integer includes 1.0, so a JSON 1.0 is the integer 1; strings, booleans and
+    fractions stay refused (Strict). After Strict and the bounds (so they stay minimum/maximum
+    in the document): Annotated[int, Strict(), Field(...), BeforeValidator(whole_number)]."""
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
 
 
-SuperpixelId = Annotated[fields.SuperpixelId, Strict(), BeforeValidator(_whole_number)]
+SuperpixelId = Annotated[fields.SuperpixelId, Strict(), BeforeValidator(whole_number)]
 # In query strings everything is text; the value is parsed as an integer there.
 # A relative path inside the slide's data: no leading '/', no empty, '.' or '..' segment.
 DATA_KEY_SEGMENT = r"([^/.][^/]*|\.[^/.][^/]*|\.\.[^/]+)"
@@ -79,6 +82,50 @@ def exactly_one(*fields: tuple[str, str]) -> dict[str, Any]:
 
 
 ONE_SELECTION = exactly_one(("ids", "array"), ("polygon", "array"))
+
+
+def _class(chars: list[int]) -> str:
+    """A regex character class of these code points, in ranges; BMP ones as \\uXXXX and the others
+    as themselves, which Python's re, Rust's regex (schemathesis' validator) and ECMA-262 all read."""
+    runs: list[list[int]] = []
+    for cp in chars:
+        if runs and runs[-1][1] == cp - 1:
+            runs[-1][1] = cp
+        else:
+            runs.append([cp, cp])
+
+    def one(cp: int) -> str:
+        return f"\\u{cp:04X}" if cp < 0x10000 else chr(cp)
+
+    return "[" + "".join(one(a) if a == b else f"{one(a)}-{one(b)}" for a, b in runs) + "]"
+
+
+@functools.cache
+def category_name_pattern() -> str:
+    """What a category name accepts, as a JSON Schema pattern, made from the validator's own
+    rules: white space it trims (pydantic trims Unicode White_Space, not Python's isspace; all of
+    it in the BMP) around 1..max_length characters of which none is refused (refused_in_name)
+    and the first and last are not trimmed. Surrogates never reach it (JSON text is UTF-8)."""
+    limits = next(m for m in get_args(CategoryName)[1:] if isinstance(m, StringConstraints))
+    assert limits.max_length is not None and limits.max_length >= 2
+    trim: TypeAdapter[str] = TypeAdapter(Annotated[str, StringConstraints(strip_whitespace=True)])
+    scalars = [cp for cp in range(0x110000) if not 0xD800 <= cp <= 0xDFFF]
+    trimmed = [cp for cp in scalars if cp < 0x10000 and not trim.validate_python(chr(cp))]
+    stripped = set(trimmed)
+    allowed = [cp for cp in scalars if not refused_in_name(chr(cp))]
+    edge = [cp for cp in allowed if cp not in stripped]
+    w, a, e = _class(trimmed), _class(allowed), _class(edge)
+    return f"^{w}*{e}({a}{{0,{limits.max_length - 2}}}{e})?{w}*$"
+
+
+def _name_schema(schema: dict[str, Any]) -> None:
+    # The length limit is on the trimmed name: the pattern holds it, not maxLength.
+    schema.pop("maxLength", None)
+    schema["pattern"] = category_name_pattern()
+
+
+# The category name as the document states it (the validator is commands.CategoryName's).
+DocumentedName = Annotated[CategoryName, Field(json_schema_extra=_name_schema)]
 
 
 class Body(BaseModel):
@@ -110,7 +157,7 @@ class ChangeRoleIn(Body):
 
 
 class AddCategoryIn(Body):
-    name: CategoryName
+    name: DocumentedName
     color: Color | None = None
     hotkey: Hotkey | None = None
     category_id: Identifier | None = None
@@ -129,7 +176,7 @@ class UpdateCategoryIn(Body):
         }
     )
 
-    name: CategoryName | None = None
+    name: DocumentedName | None = None
     color: Color | None = None
     hotkey: Hotkey | None = None
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints
 
+from histolabel.api.schemas import whole_number
 from histolabel.events.catalogue import Identifier, JobKindName, Role
 
 # S3: parts of 5 MiB to 5 GiB, at most 10,000 of them; 16 MiB keeps a part retry cheap.
@@ -24,7 +25,10 @@ class _In(BaseModel):
 
 class CreateUploadIn(_In):
     filename: Filename = Field(description="the file's name: letters, digits, '_', '.', '-', spaces")
-    size: int = Field(gt=0, le=MAX_UPLOAD_BYTES, description="bytes")
+    # A JSON integer (6878.0 is 6878 bytes); "5" and true are not sizes.
+    size: Annotated[
+        int, Strict(), Field(gt=0, le=MAX_UPLOAD_BYTES, description="bytes"), BeforeValidator(whole_number)
+    ]
     name: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
 
 

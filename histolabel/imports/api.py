@@ -7,8 +7,9 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints
 
+from histolabel.api.schemas import whole_number
 from histolabel.events.catalogue import Color, FeatureKind
 from histolabel.imports.errors import max_import_bytes
 
@@ -39,13 +40,17 @@ class ImportUploadIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: ImportKind
     filename: FileName
-    size: int = Field(
-        gt=0,
-        strict=True,  # true is not 1 byte
-        description="bytes; refused above the import limit",
-        # The deployment's limit, so the OpenAPI document states it (HISTOLABEL_MAX_IMPORT_BYTES).
-        json_schema_extra=lambda schema: schema.update(maximum=max_import_bytes()),
-    )
+    size: Annotated[
+        int,
+        Strict(),  # true is not 1 byte
+        Field(
+            gt=0,
+            description="bytes; refused above the import limit",
+            # The deployment's limit, so the OpenAPI document states it (HISTOLABEL_MAX_IMPORT_BYTES).
+            json_schema_extra=lambda schema: schema.update(maximum=max_import_bytes()),
+        ),
+        BeforeValidator(whole_number),  # JSON Schema's integer: 6878.0 is 6878 bytes
+    ]
 
 
 class ImportStartIn(BaseModel):

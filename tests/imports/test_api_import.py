@@ -55,7 +55,7 @@ def test_upload_and_import_job_through_the_api(project: str, shared_data: Path, 
     big = http.request(
         "POST", base, OWNER.user, {"kind": "segmentation", "filename": "n.geojson", "size": 2 << 30}
     )
-    assert big.status_code == 413 and json.loads(big.body)["field"] == "size"
+    assert big.status_code == 422 and json.loads(big.body)["field"] == "size"
     bad_name = http.request("POST", base, OWNER.user, {"kind": "segmentation", "filename": "../x", "size": 9})
     assert bad_name.status_code == 422 and "filename" in bad_name.body.decode()
 

@@ -73,7 +73,8 @@ def _import_upload(c: Call) -> Any:
     views.require_slide(c.project, sid)
     _import_role(c, body.kind)
     if (problem := imports.too_large(body.size)) is not None:
-        raise CommandRejected("too_large", problem, "size", 413)
+        # A declared size over the document's maximum: a field's wrong value (the body is small).
+        raise CommandRejected("too_large", problem, "size", 422)
     import_id = imports.new_import_id()
     key = imports.upload_key(pid, sid, import_id, body.filename)
     return {"import_id": import_id, "upload_url": data.presign_put(key), "key": key}
