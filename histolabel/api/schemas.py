@@ -135,15 +135,30 @@ class Body(BaseModel):
 # ---- requests ------------------------------------------------------------------------------
 
 
+class ProjectSettingsIn(ProjectSettings):
+    """The settings as a request sends them: JSON numbers and booleans only ("64" is not 64 and
+    true is not a threshold of 1). Stored settings stay lax, so events read back as written."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _whole_numbers(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        ints = {name for name, f in cls.model_fields.items() if f.annotation is int}
+        return {k: whole_number(v) if k in ints else v for k, v in data.items()}
+
+
 class CreateProjectIn(Body):
     project_id: Identifier
     name: fields.ProjectName
     site: Site
-    settings: ProjectSettings = Field(default_factory=ProjectSettings)
+    settings: ProjectSettingsIn = Field(default_factory=ProjectSettingsIn)
 
 
 class SettingsIn(Body):
-    settings: ProjectSettings
+    settings: ProjectSettingsIn
 
 
 class AddMemberIn(Body):

@@ -24,7 +24,8 @@ ImportId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
 
 
 class ImportOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # JSON numbers and booleans only: "2" is not level 2, 0 is not lenient=false.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
     format: Literal["auto", "geojson", "histomics", "tiff"] = "auto"
     level: int | None = Field(default=None, ge=0, le=20)
     lenient: bool = False
