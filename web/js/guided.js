@@ -40,8 +40,7 @@ export class GuidedMode {
         el("kbd", {}, "←"), el("kbd", {}, "→"), " move, a category hotkey labels the selected card and moves on, ",
         el("kbd", {}, "Enter"), " zooms to it."),
       el("p", {}, `Model version: ${this.modelVersion ?? "none yet (spread order)"}`),
-      el("ul", { class: "cats" }, ((this.state.project && this.state.project.categories) || []).filter((c) => !c.excluded).map((c) =>
-        el("li", { class: "row" }, el("span", { class: "swatch", style: `background:${c.color}` }), el("kbd", {}, c.hotkey || "—"), ` ${c.name}`))),
+      el("ul", { class: "cats" }, this.categoryRows()),
       el("div", { class: "row" },
         may("label", this.state.role) ? el("button", { type: "button", id: "agree-all", class: "primary", onclick: () => this.agreeAll() }, "Agree with all on this page") : "",
         el("button", { type: "button", id: "reload-queue", onclick: () => this.load() }, "Refresh")),
@@ -49,8 +48,19 @@ export class GuidedMode {
     );
   }
 
+  categoryRows() {
+    return ((this.state.project && this.state.project.categories) || []).filter((c) => !c.excluded).map((c) =>
+      el("li", { class: "row" }, el("span", { class: "swatch", style: `background:${c.color}` }), el("kbd", {}, c.hotkey || "—"), ` ${c.name}`));
+  }
+
+  // A colleague's change to the project (a category renamed, excluded, included) updates the
+  // category list in place: rebuilding the panel would drop a click on "Agree with all" under
+  // way and wipe the message of the last action.
   onProject() {
-    if (this.state.mode === "guided") this.renderPanel();
+    if (this.state.mode !== "guided") return;
+    const list = $("ul.cats", this.root);
+    if (list) list.replaceChildren(...this.categoryRows());
+    else this.renderPanel();
   }
 
   async enter() {
