@@ -475,6 +475,11 @@ class RequestTraining(Command):
         if self.reason == "threshold" and since < state.settings.retrain_threshold:
             return []
         active = [r for r in state.training.values() if r.status in ("requested", "started")]
+        if self.reason == "threshold" and any(r.status == "requested" for r in active):
+            # One waiting request is enough: its job trains on every label there is when it
+            # starts. Without this, a hot project queued a request (and a job) per threshold
+            # while the first waited to start.
+            return []
         if active and self.reason == "manual":
             raise CommandRejected("conflict", f"training {active[0].request_id} is still running", status=409)
         total = max(self.labels_total, state.last_request_labels_total)

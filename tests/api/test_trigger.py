@@ -114,3 +114,30 @@ def test_below_threshold_asks_nothing_and_a_failed_submit_is_recorded():
     assert run.status == "failed" and "does not exist" in run.reason_failed
     # A failed request is not claimed again on redelivery.
     assert not handle_training_requested(svc, RecordingSubmitter(), request).submitted
+
+
+def test_crossings_while_a_request_waits_to_start_add_no_second_request():
+    """A hot project crosses the threshold again and again before the trigger starts the first
+    request's job; that job trains on every label there is when it starts, so one waiting request
+    is enough. Once it has started, the next crossing asks again."""
+    svc = memory_service()
+    seeded_project(svc)
+    svc.execute(ChangeSettings(project_id="proj", settings=ProjectSettings(retrain_threshold=10)), OWNER)
+    projector = Projector(svc.projections, svc.events, on_labels=lambda p: svc.maybe_request_training(p))
+
+    def label(first: int, n: int) -> None:
+        cmd = LabelSuperpixels(
+            project_id="proj", slide_id="s1", ids=list(range(first, first + n)), category_id="tumor"
+        )
+        for ref in svc.execute(cmd, ANNOTATOR).events:
+            projector.handle_all(svc.events.read(ref["stream"], after=ref["seq"] - 1, upto=ref["seq"]))
+
+    for k in range(5):  # five crossings of 10
+        label(1 + 10 * k, 10)
+    (waiting,) = training_events(svc, "proj")
+    assert handle_training_requested(svc, RecordingSubmitter(), waiting).submitted
+    label(100, 10)
+    requests = training_events(svc, "proj")
+    assert len(requests) == 2 and requests[1].payload["labels_total"] == 60
+    label(200, 10)  # the second waits: no third
+    assert len(training_events(svc, "proj")) == 2
