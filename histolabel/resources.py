@@ -137,12 +137,14 @@ def web_bucket(settings: Settings) -> Resource:
 # ---- the audit trail's anchors -------------------------------------------------------------
 # Stream heads are signed with an asymmetric KMS key (auditors verify offline with its public
 # key) and kept in a bucket under Object Lock in compliance mode: no role, root included, can
-# rewrite or delete an anchor before its retention ends. Every appended command's last event per
-# stream carries an HMAC from a second KMS key that only the append path may use, so an event
+# rewrite or delete an anchor before its retention ends. Every appended event carries an HMAC
+# made with a data key from a second KMS key that only the append path may use, so an event
 # written around that path (a forged append) is told apart from a real one.
 ANCHOR_RETENTION_DAYS = 3650
 ANCHOR_SIGNING_ALGORITHM = "ECDSA_SHA_256"
-EVENT_MAC_ALGORITHM = "HMAC_SHA_256"
+# The append path MACs events (HMAC-SHA-256) with data keys wrapped by the event MAC key, each
+# used this long by one process (histolabel/adapters/seals.py).
+EVENT_MAC_KEY_SECONDS = 300
 
 
 def anchors_bucket_name(settings: Settings) -> str:
@@ -154,7 +156,7 @@ def anchor_key_alias(settings: Settings) -> str:
 
 
 def event_mac_key_alias(settings: Settings) -> str:
-    return f"alias/{settings.prefix}-events-mac"
+    return f"alias/{settings.prefix}-event-mac-keys"
 
 
 def anchors_bucket(settings: Settings) -> Resource:
@@ -201,7 +203,11 @@ def anchor_key(settings: Settings) -> Resource:
 
 
 def event_mac_key(settings: Settings) -> Resource:
-    return _kms_key(f"{settings.prefix}: MACs appended events", "HMAC_256", "GENERATE_VERIFY_MAC")
+    return _kms_key(
+        f"{settings.prefix}: wraps the data keys that MAC appended events",
+        "SYMMETRIC_DEFAULT",
+        "ENCRYPT_DECRYPT",
+    )
 
 
 def key_alias(alias: str, key_logical_id: str) -> Resource:

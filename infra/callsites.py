@@ -382,6 +382,8 @@ def s3fs_functions() -> set[str]:
     return names
 
 
+EVENT_MAC_KEY_ACTIONS = frozenset({"kms:GenerateDataKey", "kms:Decrypt"})
+
 # Which resource an adapter's calls act on (the table, bucket, queue or pool it is bound to).
 MODULE_RESOURCE = {
     "histolabel.adapters.dynamo_events": "events",
@@ -401,8 +403,8 @@ def by_resource(calls: Calls) -> dict[str, set[str]]:
         for site in sites:
             module = site.rsplit(":", 1)[0]
             if module == "histolabel.adapters.seals":
-                # one adapter, two keys: MACs of events, signatures of anchors
-                resource = "event_mac_key" if action.endswith("Mac") else "anchor_key"
+                # one adapter, two keys: the data keys that MAC events, signatures of anchors
+                resource = "event_mac_key" if action in EVENT_MAC_KEY_ACTIONS else "anchor_key"
             elif module == "histolabel.adapters.health":
                 # /health reads one key of each table (the events table stands for both: GetItem
                 # is granted on both wherever it runs) and heads an object of the data bucket

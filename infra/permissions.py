@@ -60,7 +60,7 @@ def _job(spec: JobSpec) -> Role:
         factories=("service_from_env",),
         grants=(
             Grant("events", EVENTS_APPEND),
-            Grant("event_mac_key", ("kms:GenerateMac",)),
+            Grant("event_mac_key", ("kms:GenerateDataKey",)),
             Grant("projections", ("dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query")),
             Grant("data", ("s3:GetObject",), spec.reads),
             Grant(
@@ -107,7 +107,7 @@ ROLES: dict[str, Role] = {
                 ("cognito-idp:AdminCreateUser", "cognito-idp:AdminGetUser", "cognito-idp:ListUsers"),
             ),
             # Every appended event is MACed.
-            Grant("event_mac_key", ("kms:GenerateMac",)),
+            Grant("event_mac_key", ("kms:GenerateDataKey",)),
             # An export anchors the heads it was made from, through the anchoring function.
             Grant("anchor_function", ("lambda:InvokeFunction",)),
         ),
@@ -133,7 +133,7 @@ ROLES: dict[str, Role] = {
         grants=(
             # It appends TrainingRequested when enough labels arrived (was read-only: AccessDenied).
             Grant("events", EVENTS_APPEND),
-            Grant("event_mac_key", ("kms:GenerateMac",)),
+            Grant("event_mac_key", ("kms:GenerateDataKey",)),
             Grant(
                 "projections",
                 (
@@ -153,7 +153,7 @@ ROLES: dict[str, Role] = {
         factories=("service_from_env", "submitter_from_env"),
         grants=(
             Grant("events", EVENTS_APPEND),
-            Grant("event_mac_key", ("kms:GenerateMac",)),
+            Grant("event_mac_key", ("kms:GenerateDataKey",)),
             Grant("projections", ("dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query")),
             Grant("batch", ("batch:DescribeJobs", "batch:SubmitJob")),
         ),
@@ -165,7 +165,7 @@ ROLES: dict[str, Role] = {
         factories=("job_events_handler", "service_from_env", "submitter_from_env"),
         grants=(
             Grant("events", EVENTS_APPEND),
-            Grant("event_mac_key", ("kms:GenerateMac",)),
+            Grant("event_mac_key", ("kms:GenerateDataKey",)),
             Grant("projections", ("dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query")),
             Grant("batch", ("batch:DescribeJobs", "batch:SubmitJob")),
         ),
@@ -174,13 +174,13 @@ ROLES: dict[str, Role] = {
         entries=("handlers.anchorer",),
         factories=("service_from_env",),
         grants=(
-            # Append and GenerateMac: the scan counts the service's append path as reachable
+            # Append and GenerateDataKey: the scan counts the service's append path as reachable
             # (it matches method names); the anchorer itself only reads events.
             Grant("events", EVENTS_APPEND),
-            Grant("event_mac_key", ("kms:GenerateMac",)),
+            Grant("event_mac_key", ("kms:GenerateDataKey",)),
             Grant("projections", ("dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query")),
             # It anchors only events whose MAC holds, and signs what it anchors.
-            Grant("event_mac_key", ("kms:VerifyMac",)),
+            Grant("event_mac_key", ("kms:Decrypt",)),
             Grant("anchor_key", ("kms:GetPublicKey", "kms:Sign", "kms:Verify")),
             Grant("anchors", ("s3:GetObject", "s3:ListBucketVersions", "s3:PutObject")),
         ),

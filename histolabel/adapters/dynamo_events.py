@@ -2,7 +2,8 @@
 
 `append` is the only write path, and the only holder of the event MAC key: every put is
 conditional on the (stream, seq) being free, so it can add events but never overwrite one, and
-every event carries a KMS MAC of its hash. IAM cannot force a
+every event carries a MAC of its hash, made with a KMS data key whose wrapped copy is stored as
+`K#{key id}` (histolabel/adapters/seals.py). IAM cannot force a
 ConditionExpression on PutItem (no condition key says "only if absent"), so in AWS this path
 runs under a role that alone may write the events table and use the MAC key; the API and jobs
 reach it through it, never with table write grants of their own. An event written any other way
@@ -17,7 +18,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from histolabel.adapters.aws import client
-from histolabel.adapters.seals import KmsSeals
+from histolabel.adapters.seals import KmsSeals, MacKey, mac_key_id, mac_with
 from histolabel.config import Settings
 from histolabel.events.envelope import (
     GENESIS_HASH,
@@ -69,6 +70,10 @@ def items_of(event: StoredEvent) -> list[dict[str, Any]]:
     return [to_item(event)] + ([directory_item(event.stream)] if listed else [])
 
 
+def mac_key_stream(key_id: str) -> str:
+    return f"K#{key_id}"
+
+
 def from_item(item: dict[str, Any]) -> StoredEvent:
     return StoredEvent(
         stream=item["stream"]["S"],
@@ -83,6 +88,41 @@ class DynamoEventStore:
         self.table = settings.events_table
         self.ddb = client("dynamodb", settings)
         self.seals = seals or KmsSeals(settings)
+        self._stored_keys: set[str] = set()
+
+    def _mac_key(self) -> MacKey:
+        """The seals' current data key, its wrapped copy stored before its first MAC is."""
+        key = self.seals.current_mac_key()
+        if key.id not in self._stored_keys:
+            try:
+                self.ddb.put_item(
+                    TableName=self.table,
+                    Item={
+                        "stream": {"S": mac_key_stream(key.id)},
+                        "seq": {"N": "0"},
+                        "created": {"S": key.created},
+                        "wrapped": {"B": key.wrapped},
+                    },
+                    ConditionExpression="attribute_not_exists(#s)",
+                    ExpressionAttributeNames={"#s": "stream"},
+                )
+            except ClientError as err:
+                # Another store sharing these seals stored it first (ids are random).
+                if err.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise
+            self._stored_keys.add(key.id)
+        return key
+
+    def stored_mac_key(self, key_id: str) -> MacKey | None:
+        resp = self.ddb.get_item(
+            TableName=self.table,
+            Key={"stream": {"S": mac_key_stream(key_id)}, "seq": {"N": "0"}},
+            ConsistentRead=True,
+        )
+        item = resp.get("Item")
+        if not item or "wrapped" not in item or "created" not in item:
+            return None
+        return MacKey(key_id, item["created"]["S"], bytes(item["wrapped"]["B"]), b"")
 
     def mac_of(self, stream: str, seq: int) -> str | None:
         resp = self.ddb.get_item(
@@ -95,8 +135,12 @@ class DynamoEventStore:
         return mac["S"] if mac else None
 
     def mac_valid(self, event: StoredEvent) -> bool:
-        """Whether the stored event carries the append path's MAC of its hash."""
-        return self.seals.mac_valid(event.hash, self.mac_of(event.stream, event.seq))
+        """Whether the stored event carries the append path's MAC of its hash, made with a key
+        the append path stored while the event was made."""
+        mac = self.mac_of(event.stream, event.seq)
+        key_id = mac_key_id(mac) if mac else None
+        key = self.stored_mac_key(key_id) if key_id else None
+        return self.seals.mac_valid(event.hash, event.at, mac, key)
 
     def head(self, stream: str) -> tuple[int, str]:
         resp = self.ddb.query(
@@ -178,11 +222,13 @@ class DynamoEventStore:
                     }
                 }
             )
+        # Every event, not only a command's last: an honest append on top of a forged event
+        # must not lend the forgery its MAC (its hash commits to the forged one).
+        mac_key = self._mac_key() if events else None
         for event in events:
             stored = to_item(event)
-            # Every event, not only a command's last: an honest append on top of a forged event
-            # must not lend the forgery its MAC (its hash commits to the forged one).
-            stored["mac"] = {"S": self.seals.mac(event.hash)}
+            if mac_key is not None:
+                stored["mac"] = {"S": mac_with(mac_key, event.hash)}
             ops.append(
                 {
                     "Put": {

@@ -1,12 +1,28 @@
-"""KMS seals: the append path's MAC on events, and the anchorer's signature on stream heads.
+"""KMS seals: the append path's MACs on events, and the anchorer's signature on stream heads.
 
-The MAC key may be used only by the append path's role, the signing key only by the anchorer's;
-anyone may verify an anchor offline with the signing key's public key."""
+Events are MACed with data keys (envelope MACs): the append path asks KMS for a data key
+(GenerateDataKey under the event MAC key, which only the append path's roles may use), keeps
+its plaintext in memory for EVENT_MAC_KEY_SECONDS, MACs each event's hash with it locally
+(HMAC-SHA-256) and stores the key's wrapped copy in the events table. A verifier unwraps the key
+(kms:Decrypt, granted to the anchorer and auditors) and checks the MAC. One KMS call per command
+had been a third of a label's cost in the API (bench/event_store.py's hot slide); now it is one
+call per process every few minutes. The key's creation time is bound into its encryption context
+and an event's time must fall within the key's life, so a key copied out of a process's memory
+cannot MAC events after it expired.
+
+The signing key is used only by the anchorer; anyone may verify an anchor offline with its
+public key."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
 
@@ -16,41 +32,103 @@ from histolabel.adapters.aws import client
 from histolabel.config import Settings
 from histolabel.resources import (
     ANCHOR_SIGNING_ALGORITHM,
-    EVENT_MAC_ALGORITHM,
+    EVENT_MAC_KEY_SECONDS,
     anchor_key_alias,
     event_mac_key_alias,
 )
+
+MAC_FORMAT = "v2"
+# How far an event's time may lie outside its key's life: clocks of different processes.
+CLOCK_SLACK = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class MacKey:
+    """A data key: `wrapped` is what is stored; `plain` never leaves the process."""
+
+    id: str
+    created: str  # ISO-8601 UTC, bound into the encryption context
+    wrapped: bytes
+    plain: bytes
+
+    def context(self, stage: str) -> dict[str, str]:
+        return mac_key_context(stage, self.id, self.created)
+
+    def covers(self, at: str) -> bool:
+        """Whether an event stamped `at` was made while this key was in use."""
+        try:
+            when = datetime.fromisoformat(at)
+        except ValueError:
+            return False
+        start = datetime.fromisoformat(self.created)
+        return start - CLOCK_SLACK <= when <= start + timedelta(seconds=EVENT_MAC_KEY_SECONDS) + CLOCK_SLACK
+
+
+def mac_key_context(stage: str, key_id: str, created: str) -> dict[str, str]:
+    return {"histolabel": "event-mac", "stage": stage, "key": key_id, "created": created}
+
+
+def mac_with(key: MacKey, event_hash: str) -> str:
+    digest = hmac.new(key.plain, event_hash.encode(), hashlib.sha256).digest()
+    return f"{MAC_FORMAT}:{key.id}:{base64.b64encode(digest).decode()}"
+
+
+def mac_key_id(mac: str) -> str | None:
+    parts = mac.split(":")
+    return parts[1] if len(parts) == 3 and parts[0] == MAC_FORMAT else None
 
 
 class KmsSeals:
     def __init__(self, settings: Settings) -> None:
         self.kms = client("kms", settings)
+        self.stage = settings.prefix
         self.mac_key = event_mac_key_alias(settings)
         self.signing_key = anchor_key_alias(settings)
+        self._lock = threading.Lock()
+        self._current: tuple[MacKey, float] | None = None
+        self._unwrapped: dict[str, bytes] = {}
 
-    def mac(self, event_hash: str) -> str:
-        resp = self.kms.generate_mac(
-            KeyId=self.mac_key, Message=event_hash.encode(), MacAlgorithm=EVENT_MAC_ALGORITHM
-        )
-        return base64.b64encode(resp["Mac"]).decode()
-
-    def mac_valid(self, event_hash: str, mac: str | None) -> bool:
-        if not mac:
-            return False
-        try:
-            resp = self.kms.verify_mac(
+    def current_mac_key(self) -> MacKey:
+        """The data key this process MACs with, renewed after EVENT_MAC_KEY_SECONDS."""
+        with self._lock:
+            if self._current is not None and time.monotonic() - self._current[1] < EVENT_MAC_KEY_SECONDS:
+                return self._current[0]
+            key_id = uuid.uuid4().hex
+            created = datetime.now(UTC).isoformat(timespec="microseconds")
+            resp = self.kms.generate_data_key(
                 KeyId=self.mac_key,
-                Message=event_hash.encode(),
-                Mac=base64.b64decode(mac),
-                MacAlgorithm=EVENT_MAC_ALGORITHM,
+                KeySpec="AES_256",
+                EncryptionContext=mac_key_context(self.stage, key_id, created),
+            )
+            key = MacKey(key_id, created, resp["CiphertextBlob"], resp["Plaintext"])
+            self._current = (key, time.monotonic())
+            return key
+
+    def mac_valid(self, event_hash: str, at: str, mac: str | None, key: MacKey | None) -> bool:
+        """`key`: the stored (wrapped) key the MAC names, `plain` empty; None when absent."""
+        if not mac or key is None or mac_key_id(mac) != key.id or not key.covers(at):
+            return False
+        plain = self._unwrap(key)
+        if plain is None:
+            return False
+        return hmac.compare_digest(mac, mac_with(MacKey(key.id, key.created, key.wrapped, plain), event_hash))
+
+    def _unwrap(self, key: MacKey) -> bytes | None:
+        with self._lock:
+            if key.id in self._unwrapped:
+                return self._unwrapped[key.id]
+        try:
+            resp = self.kms.decrypt(
+                KeyId=self.mac_key, CiphertextBlob=key.wrapped, EncryptionContext=key.context(self.stage)
             )
         except ClientError as err:
-            if err.response["Error"]["Code"] in ("KMSInvalidMacException", "ValidationException"):
-                return False
+            # A key wrapped under another key, or its context (id, time) changed.
+            if err.response["Error"]["Code"] in ("InvalidCiphertextException", "IncorrectKeyException"):
+                return None
             raise
-        except ValueError:  # not base64
-            return False
-        return bool(resp["MacValid"])
+        with self._lock:
+            self._unwrapped[key.id] = resp["Plaintext"]
+        return bytes(resp["Plaintext"])
 
     @staticmethod
     def _signed_bytes(message: bytes) -> bytes:

@@ -60,7 +60,9 @@ def idempotency_stream(project_id: str, key: str) -> str:
 
 
 def stream_kind(stream: str) -> str:
-    return {"P": "project", "L": "labels", "I": "idempotency", "D": "directory"}.get(stream[:1], "unknown")
+    return {"P": "project", "L": "labels", "I": "idempotency", "D": "directory", "K": "mac_key"}.get(
+        stream[:1], "unknown"
+    )
 
 
 def slide_of(stream: str) -> str:

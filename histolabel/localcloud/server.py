@@ -26,7 +26,9 @@ class SerializeDynamoDB:
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         target = environ.get("HTTP_X_AMZ_TARGET", "")
-        if target.startswith("DynamoDB"):
+        # DynamoDB_20120810.*, not DynamoDBStreams_20120810.*: stream reads only slice the
+        # shard's append-only record list.
+        if target.startswith("DynamoDB_"):
             with self.lock:
                 # Drain the body inside the lock so the whole response is produced atomically.
                 return list(self.app(environ, start_response))

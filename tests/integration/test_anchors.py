@@ -9,13 +9,15 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from botocore.exceptions import ClientError
 
 from histolabel.adapters.anchor_store import S3AnchorStore
 from histolabel.adapters.aws import client
-from histolabel.adapters.dynamo_events import DynamoEventStore
+from histolabel.adapters.dynamo_events import DynamoEventStore, to_item
+from histolabel.adapters.seals import MacKey, mac_key_id, mac_with
 from histolabel.audit.rebuild import rebuild
 from histolabel.audit.verify import verify
 from histolabel.cli import main as cli
@@ -101,6 +103,73 @@ def test_a_forged_event_appended_at_the_end_as_another_user_is_caught(svc, proje
     assert code == 1
     assert f"TAMPERED {stream} seq 7: no valid append-path MAC" in out and "'mallory'" in out
     assert "first event after the last good anchor" in out and "seq 7" in out
+
+
+def _forge_at_end(store: DynamoEventStore, stream: str, mac: str | None = None, **changes) -> StoredEvent:
+    head = list(store.read(stream))[-1]
+    forged = dataclasses.replace(
+        head, seq=head.seq + 1, prev_hash=head.hash, actor_user="mallory", cmd="x", **changes
+    ).sealed()
+    item = to_item(forged)
+    if mac is not None:
+        item["mac"] = {"S": mac}
+    store.ddb.put_item(TableName=store.table, Item=item)
+    return forged
+
+
+def _put_mac_key(store: DynamoEventStore, key: MacKey) -> None:
+    item = {"stream": {"S": f"K#{key.id}"}, "seq": {"N": "0"}, "created": {"S": key.created},
+            "wrapped": {"B": key.wrapped}}  # fmt: skip
+    store.ddb.put_item(TableName=store.table, Item=item)
+
+
+def test_a_mac_copied_from_a_real_event_or_made_with_a_key_of_ones_own_is_refused(svc, project_id, anchored):
+    _anchorer, stream = anchored
+    store = DynamoEventStore(svc.settings)
+    real_mac = store.mac_of(stream, 6)
+    assert real_mac and store.mac_valid(list(store.read(stream))[-1])
+    copied = _forge_at_end(store, stream, mac=real_mac)
+    assert not store.mac_valid(copied)
+    # A key item of the forger's own: random bytes for a wrapped key, which KMS will not unwrap.
+    own = MacKey("f" * 32, datetime.now(UTC).isoformat(), os.urandom(184), os.urandom(32))
+    _put_mac_key(store, own)
+    forged = _forge_at_end(store, stream, mac=mac_with(own, "x"))
+    forged_item_mac = mac_with(own, forged.hash)
+    store.ddb.put_item(TableName=store.table, Item={**to_item(forged), "mac": {"S": forged_item_mac}})
+    assert not store.mac_valid(forged)
+    result = verify(svc, project_id)
+    assert [(f.stream, f.seq) for f in result.anchor_findings if "MAC" in f.problem] == [(stream, 7)]
+
+
+def test_a_mac_key_taken_from_memory_vouches_only_for_events_of_its_life(svc, project_id, anchored):
+    """A data key's plaintext copied out of a process: events stamped inside its five minutes
+    pass (that is what anchors every minute are for), events stamped later do not, and moving
+    its creation time forward breaks its unwrapping (the time is in the encryption context)."""
+    _anchorer, stream = anchored
+    store = svc.events  # the process whose memory the key is taken from
+    head = list(store.read(stream))[-1]
+    key_id = mac_key_id(store.mac_of(stream, head.seq) or "")
+    stolen = store.seals.current_mac_key()
+    assert key_id is not None
+    later = (datetime.fromisoformat(head.at) + timedelta(hours=1)).isoformat(timespec="microseconds")
+    late = dataclasses.replace(head, seq=head.seq + 1, prev_hash=head.hash, actor_user="mallory", at=later)
+    late = late.sealed()
+    store.ddb.put_item(
+        TableName=store.table, Item={**to_item(late), "mac": {"S": mac_with(stolen, late.hash)}}
+    )
+    assert stolen.id == key_id  # the key the real events were MACed with
+    assert not store.mac_valid(late)
+    in_life = dataclasses.replace(late, at=head.at).sealed()
+    store.ddb.put_item(
+        TableName=store.table, Item={**to_item(in_life), "mac": {"S": mac_with(stolen, in_life.hash)}}
+    )
+    assert store.mac_valid(in_life)
+    # Extending the key's life in its stored item: KMS no longer unwraps it.
+    moved = dataclasses.replace(stolen, created=later, plain=b"")
+    _put_mac_key(store, moved)
+    fresh = DynamoEventStore(svc.settings)  # no unwrapped copy cached
+    assert not fresh.mac_valid(late)
+    assert not fresh.mac_valid(in_life)
 
 
 def test_deleting_the_last_event_is_caught(svc, project_id, anchored, capsys):
