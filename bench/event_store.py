@@ -2,7 +2,9 @@
 
 Prints appended commands/s with 1 and 16 writers next to raw put_item with as many writers,
 100 annotators labeling one slide at once (throughput and p95 next to raw put_item with 100
-writers, refused conditional writes per acknowledged command), projection lag (append ->
+writers, refused conditional writes per acknowledged command), both as fast as the answers come
+(saturation: 100 requests always in flight) and at an annotator's pace (one command a second
+each, p95 next to raw put_item at the same pace), projection lag (append ->
 visible in the projection) next to a raw put -> get round trip, the projector's events/s over
 a backlog on the stream (in its handler, and end to end with the local stream poller) and
 what a restarted poller delivers again, and the rebuild time of a
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -49,6 +52,8 @@ from histolabel.runtime.projector_lambda import ProjectorRuntime
 from histolabel.service import MAX_ATTEMPTS, HistoLabel
 
 OWNER = Actor(user="olivia", site="nyc")
+# A fast annotator's pace in guided mode: a hotkey a second (a brush stroke is one command too).
+HUMAN_PACE_S = 1.0
 
 
 def setup_project(svc: HistoLabel, project: str, slides: int, count: int = 100_000) -> None:
@@ -67,6 +72,27 @@ def parallel(writers: int, per_writer: int, work) -> float:  # type: ignore[no-u
     threads = [
         threading.Thread(target=lambda n=n: [work(n, i) for i in range(per_writer)]) for n in range(writers)
     ]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return writers * per_writer / (time.perf_counter() - t0)
+
+
+def paced(writers: int, per_writer: int, work, interval: float) -> float:  # type: ignore[no-untyped-def]
+    """Like `parallel`, but each writer starts its next command `interval` seconds after the last
+    one started (an annotator's pace), from a random offset; returns the achieved rate."""
+
+    def writer(n: int) -> None:
+        rng = random.Random(n)
+        time.sleep(rng.uniform(0, interval))
+        for i in range(per_writer):
+            t0 = time.perf_counter()
+            work(n, i)
+            time.sleep(max(0.0, interval - (time.perf_counter() - t0)))
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(writers)]
     t0 = time.perf_counter()
     for t in threads:
         t.start()
@@ -98,8 +124,11 @@ def bench_appends(settings: Settings, writers: int, per_writer: int) -> tuple[fl
     return parallel(writers, per_writer, append), raw_rate
 
 
-def bench_hot_slide(settings: Settings, annotators: int, per_annotator: int) -> dict[str, float]:
-    """`annotators` members label distinct superpixels of one slide at the same time."""
+def bench_hot_slide(
+    settings: Settings, annotators: int, per_annotator: int, pace: float | None = None
+) -> dict[str, float]:
+    """`annotators` members label distinct superpixels of one slide at the same time: each as
+    fast as the answers come (saturation), or with `pace` one command every `pace` seconds."""
     ddb = client("dynamodb", settings)
     payload = "x" * 300
 
@@ -111,8 +140,9 @@ def bench_hot_slide(settings: Settings, annotators: int, per_annotator: int) -> 
         ddb.put_item(TableName=settings.events_table, Item=item)
         raw_latencies.append(time.perf_counter() - t0)
 
-    raw_rate = parallel(annotators, per_annotator, raw)
-    project = "hot"
+    run = parallel if pace is None else (lambda w, k, work: paced(w, k, work, pace))
+    raw_rate = run(annotators, per_annotator, raw)
+    project = "hot" if pace is None else "hot-paced"
     owner_svc = service_from_env(settings)
     setup_project(owner_svc, project, slides=1)
     users = [Actor(user=f"annotator{n:03d}", site=f"site{n % 4}") for n in range(annotators)]
@@ -144,7 +174,7 @@ def bench_hot_slide(settings: Settings, annotators: int, per_annotator: int) -> 
             latencies.append(elapsed)
             refused[0] += result.attempts - 1
 
-    rate = parallel(annotators, per_annotator, label)
+    rate = run(annotators, per_annotator, label)
     acked = annotators * per_annotator - gave_up[0]
     latencies = latencies or [float("nan")]
     return {
@@ -304,6 +334,11 @@ def main() -> int:
         sixteen, raw_sixteen = bench_appends(settings, 16, per_writer_16)
         print(f"16 writers: {sixteen:.0f} commands/s, raw put_item {raw_sixteen:.0f}/s", flush=True)
         hot = bench_hot_slide(settings, 100, per_annotator)
+        calm = bench_hot_slide(settings, 100, per_annotator, pace=HUMAN_PACE_S)
+        print(f"100 annotators on one slide, one command each per {HUMAN_PACE_S:g} s: "
+              f"{calm['rate']:.0f} commands/s, p95 {calm['p95_ms']:.0f} ms "
+              f"(raw put_item at that pace p95 {calm['raw_p95_ms']:.0f} ms), "
+              f"{calm['refused_per_ack']:.2f} refused writes per acknowledged one", flush=True)  # fmt: skip
         print(f"100 annotators on one slide: {hot['rate']:.0f} commands/s "
               f"(raw put_item {hot['raw_rate']:.0f}/s), "
               f"p50 {hot['p50_ms']:.0f} ms p95 {hot['p95_ms']:.0f} ms "
@@ -336,6 +371,10 @@ def main() -> int:
     print(f"hot_slide_p95_vs_raw_put_p95: {hot['p95_ms'] / hot['raw_p95_ms']:.2f}")
     print(f"hot_slide_refused_per_ack: {hot['refused_per_ack']:.2f}")
     print(f"hot_slide_gave_up: {hot['gave_up']}")
+    print(f"hot_slide_paced_rate: {calm['rate']:.1f}")
+    print(f"hot_slide_paced_p95_ms: {calm['p95_ms']:.1f}")
+    print(f"hot_slide_paced_raw_put_p95_ms: {calm['raw_p95_ms']:.1f}")
+    print(f"hot_slide_paced_refused_per_ack: {calm['refused_per_ack']:.2f}")
     print(f"projector_events_per_s: {projector_rate:.1f}")
     print(f"projector_end_to_end_events_per_s: {end_to_end:.1f}")
     print(f"projector_restart_redelivered: {replayed}")

@@ -154,8 +154,13 @@ class HistoLabel:
         """The projection caught up with the label events it has not folded yet (every stream of
         the slide): never stale, and cheap while the projector keeps up."""
         labels = self.slide_labels(project_id, slide_id)
+        cursor = labels.cursor()
+        # One batched check of which streams moved past the projection, then a read of those
+        # only: a Query per member stream made a slide's labels cost a round trip per annotator.
         streams = slide_streams(self.events, project_id, slide_id)
-        catch_up(labels, read_after(self.events, streams, labels.cursor()), history_of(self.events))
+        moved = self.events.streams_after({s: cursor.get(s, 0) for s in streams})
+        behind = [s for s in streams if s in moved]
+        catch_up(labels, read_after(self.events, behind, cursor), history_of(self.events))
         return labels
 
     def labels_total(self, project_id: str) -> int:

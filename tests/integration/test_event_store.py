@@ -9,13 +9,13 @@ from collections import Counter
 import pytest
 
 from histolabel.adapters.dynamo_events import DynamoEventStore
-from histolabel.commands import LabelSuperpixels
+from histolabel.commands import AddMember, LabelSuperpixels
 from histolabel.composition import service_from_env
 from histolabel.events.catalogue import Actor
 from histolabel.events.envelope import member_label_stream, verify_chain
 from histolabel.events.streams import slide_events
 from histolabel.projections.labels import fold_labels
-from tests.integration.conftest import ANNOTATOR, make_project
+from tests.integration.conftest import ANNOTATOR, OWNER, make_project
 
 
 def test_labels_flow_through_stream_into_projection(svc, poller, project_id):
@@ -165,3 +165,34 @@ def test_partial_batch_failure_is_redelivered_and_projects_once(cloud, svc, proj
     labels = svc.slide_labels(project_id, "s1")
     assert labels.current() == {i + 1: "tumor" for i in range(6)}
     assert labels.label_actions == 6 == svc.labels_total(project_id)
+
+
+def test_a_slides_current_labels_read_only_the_streams_that_moved(svc, poller, project_id):
+    """Six annotators' streams on one slide, projected; then one of them labels again. The
+    current labels (what GET .../labels serves) read that one stream, not all seven, and equal
+    a fresh fold of the slide's events."""
+    make_project(svc, project_id)
+    members = [Actor(user=f"member{n}", site="nyc") for n in range(6)]
+    for m in members:
+        svc.execute(AddMember(project_id=project_id, user=m.user, role="annotator", site=m.site), OWNER)
+        svc.execute(
+            LabelSuperpixels(
+                project_id=project_id, slide_id="s1", ids=[1 + len(m.user)], category_id="tumor"
+            ),
+            m,
+        )
+    poller.drain()
+    again = LabelSuperpixels(project_id=project_id, slide_id="s1", ids=[77], category_id="stroma")
+    svc.execute(again, members[3])
+    reads: list[str] = []
+    original = svc.events.read
+
+    def counted(stream, after=0, upto=None):
+        reads.append(stream)
+        return original(stream, after, upto)
+
+    svc.events.read = counted  # type: ignore[method-assign]
+    current = svc.slide_labels_current(project_id, "s1")
+    assert reads == [member_label_stream(project_id, "s1", members[3].user)]
+    fresh = fold_labels(project_id, "s1", slide_events(svc.events, project_id, "s1"))
+    assert current.entries == fresh.entries and 77 in current.entries
