@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from skimage.measure import find_contours
 
 Row = dict[str, Any]
 COLUMNS = [
@@ -114,23 +113,17 @@ def outline(mask: np.ndarray, y0: int, x0: int, scale: float = 1.0) -> list[list
 
     `mask` is the region's crop at some pyramid level whose top-left is (y0, x0) at that level;
     `scale` converts that level's pixels to level 0. The contour follows pixel edges' midpoints
-    (marching squares on a zero-padded mask), so neighbouring outlines touch without overlap.
-    Points in the middle of a straight run are left out (the same polygon, a third of the points).
+    (marching squares on a zero-padded mask, histolabel/contours.py), so neighbouring outlines
+    touch without overlap. Points in the middle of a straight run are left out (the same polygon,
+    a third of the points).
     """
-    padded = np.zeros((mask.shape[0] + 2, mask.shape[1] + 2), np.uint8)
-    padded[1:-1, 1:-1] = mask
-    contours = find_contours(padded, 0.5)
-    if not contours:
+    # Imported here: the compiled tracer (numba) costs an API cold start only when it exports.
+    from histolabel.contours import outer_ring
+
+    ring = outer_ring(mask)
+    if not len(ring):
         return []
-    ring = max(contours, key=len)
-    if len(ring) > 1 and (ring[0] == ring[-1]).all():
-        ring = ring[:-1]
     pts = (ring[:, ::-1] - 0.5 + (x0, y0)) * scale  # (r, c) of the padded crop -> level-0 (x, y)
-    if len(pts) >= 3:
-        before, after = pts - np.roll(pts, 1, axis=0), np.roll(pts, -1, axis=0) - pts
-        turns = before[:, 0] * after[:, 1] - before[:, 1] * after[:, 0] != 0
-        if turns.sum() >= 3:
-            pts = pts[turns]
     out: list[list[float]] = pts.tolist()
     out.append(out[0])
     return out
