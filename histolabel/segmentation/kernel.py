@@ -40,6 +40,7 @@ from skimage.util import regular_grid
 Kernel = Literal["numba", "skimage"]
 KERNELS: tuple[Kernel, ...] = ("numba", "skimage")
 DEFAULT_KERNEL: Kernel = "numba"
+SEARCH = 1.0  # how far (in grid steps) each centre looks for its pixels
 
 # sRGB (D65) to XYZ, and the D65 white point, as skimage.color uses them
 _RGB_TO_XYZ = np.array(
@@ -66,6 +67,7 @@ def slic(
     start_label: int = 1,
     enforce_connectivity: bool = True,
     min_size_factor: float = 0.5,
+    search: float = SEARCH,
 ) -> np.ndarray:
     """Superpixel labels (int32, h x w) of an RGB uint8 image (h x w x 3)."""
     if kernel not in KERNELS:
@@ -90,7 +92,9 @@ def slic(
             min_size_factor=min_size_factor,
         )
         return np.asarray(out, np.int32)
-    rgb = np.ascontiguousarray(image, np.uint8)
+    if image.dtype != np.uint8:
+        raise ValueError(f"the numba SLIC kernel takes uint8 RGB, got {image.dtype}")
+    rgb = np.ascontiguousarray(image)
     h, w = rgb.shape[:2]
     lab = _lab(rgb, _LINEAR, _RGB_TO_XYZ, _WHITE)
     slices = regular_grid((1, h, w), n_segments)  # skimage's seeds, exactly
@@ -102,7 +106,9 @@ def slic(
     centres = np.zeros((cy.size, 5), np.float32)
     centres[:, 0], centres[:, 1] = cy.ravel(), cx.ravel()
     centres[:, 2:] = lab[:, cy.ravel().astype(np.int64), cx.ravel().astype(np.int64)].T
-    labels = _iterate(lab, centres, np.float32(step), np.float32(1.0 / compactness**2), max_num_iter)
+    labels = _iterate(
+        lab, centres, np.float32(step), np.float32(1.0 / compactness**2), max_num_iter, np.float32(search)
+    )
     if enforce_connectivity:
         min_size = int(min_size_factor * h * w / len(centres))
         return _connect(labels, min_size, start_label)
@@ -147,7 +153,12 @@ def _lab(rgb: np.ndarray, linear: np.ndarray, m: np.ndarray, white: np.ndarray) 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
 def _iterate(
-    lab: np.ndarray, centres: np.ndarray, step: np.float32, colour_weight: np.float32, max_iter: int
+    lab: np.ndarray,
+    centres: np.ndarray,
+    step: np.float32,
+    colour_weight: np.float32,
+    max_iter: int,
+    search: np.float32,
 ) -> np.ndarray:
     """k-means over (y, x, L, a, b): each centre claims the pixels within +-step that it is the
     nearest centre to; returns 0-based centre indices (int32)."""
@@ -158,7 +169,7 @@ def _iterate(
     before = np.empty((h, w), np.int32)
     dist = np.empty((h, w), np.float32)
     spatial_weight = np.float32(1.0) / (step * step)
-    reach = int(math.ceil(step))
+    reach = int(math.ceil(search * step))
     sums = np.zeros((n, 6), np.float64)
     xs = np.arange(w).astype(np.float32)
     row = np.empty(2 * reach + 1, np.float32)

@@ -1,6 +1,7 @@
 """Tiled SLIC with seamless tiles, run in parallel processes.
 
-Each tile runs `skimage.segmentation.slic` on its window (core plus halo) and keeps only
+Each tile runs SLIC (`kernel.slic`: our numba kernel by default, or skimage's, chosen by
+`SlicParams.kernel`) on its window (core plus halo) and keeps only
 superpixels that are complete: connected pieces of SLIC segments over tissue that no
 earlier tile claimed, and that do not touch the window's open border (a window edge that
 is not an image edge). Kept pixels become claimed; later tiles see them as off-limits, so
@@ -30,9 +31,9 @@ from typing import Protocol
 import imagecodecs
 import numpy as np
 from skimage.measure import label as connected
-from skimage.segmentation import slic
 
 from histolabel.cpus import available_cpus
+from histolabel.segmentation.kernel import DEFAULT_KERNEL, KERNELS, Kernel, slic
 from histolabel.segmentation.table import BlockStats, block_stats
 from histolabel.segmentation.tiling import Grid, Tile
 
@@ -65,8 +66,11 @@ class SlicParams:
     compactness: float = 10.0
     tile: int = 0  # core side; 0 chooses 24 superpixels per side (at least 512 px)
     halo: int = 0  # 0 chooses 2 superpixel sides
+    kernel: Kernel = DEFAULT_KERNEL  # the SLIC implementation (histolabel.segmentation.kernel)
 
     def __post_init__(self) -> None:
+        if self.kernel not in KERNELS:
+            raise ValueError(f"unknown SLIC kernel {self.kernel!r}: choose one of {', '.join(KERNELS)}")
         if self.superpixel_size < 2:
             raise ValueError("superpixel_size must be at least 2 px")
         if self.compactness <= 0:
@@ -182,14 +186,7 @@ def segment_tile(
         return keys, 0
     s = params.superpixel_size
     n_segments = max(1, round(free.size / (s * s)))
-    seg = slic(
-        image,
-        n_segments=n_segments,
-        compactness=params.compactness,
-        start_label=1,
-        channel_axis=-1,
-        enforce_connectivity=True,
-    )
+    seg = slic(image, n_segments, params.compactness, kernel=params.kernel, start_label=1)
     seg[~free] = 0
     comp = connected(seg, background=0, connectivity=1)
     n = int(comp.max())
