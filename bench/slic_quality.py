@@ -33,7 +33,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
@@ -44,72 +44,9 @@ KERNELS = ("skimage", "numba")
 MATCHED = "numba_matched"
 
 
-def nucleus_ids(xml_path: Path, shape: tuple[int, int]) -> np.ndarray:
-    """Ground truth as instances: 0 background, i for the i-th polygon (later ones on top)."""
-    import xml.etree.ElementTree as ET
-
-    from skimage.draw import polygon as draw_polygon
-
-    out = np.zeros(shape, np.int32)
-    regions = ET.parse(xml_path).getroot().iter("Region")
-    for i, region in enumerate(regions, start=1):
-        pts = [(float(v.get("Y", 0)), float(v.get("X", 0))) for v in region.iter("Vertex")]
-        if len(pts) >= 3:
-            ys, xs = zip(*pts, strict=True)
-            rr, cc = draw_polygon(np.asarray(ys), np.asarray(xs), shape)
-            out[rr, cc] = i
-    return out
-
-
-def boundaries(labels: np.ndarray) -> np.ndarray:
-    """Pixels with a 4-neighbour of another label."""
-    b = np.zeros(labels.shape, bool)
-    dy = labels[1:] != labels[:-1]
-    dx = labels[:, 1:] != labels[:, :-1]
-    b[1:] |= dy
-    b[:-1] |= dy
-    b[:, 1:] |= dx
-    b[:, :-1] |= dx
-    return b
-
-
-def boundary_recall(labels: np.ndarray, truth: np.ndarray, tolerance: float = 2.0) -> tuple[int, int]:
-    """(ground-truth boundary pixels recalled, ground-truth boundary pixels)."""
-    from scipy.ndimage import distance_transform_edt
-
-    gt = boundaries(truth)
-    near = distance_transform_edt(~boundaries(labels)) <= tolerance
-    return int((gt & near).sum()), int(gt.sum())
-
-
-def undersegmentation(labels: np.ndarray, truth: np.ndarray) -> float:
-    """Sum over (G, S) overlaps of min(|S & G|, |S - G|): the error's numerator, in pixels."""
-    s = labels.ravel().astype(np.int64)
-    g = truth.ravel().astype(np.int64)
-    pair = s * (int(g.max()) + 1) + g
-    keys, overlap = np.unique(pair, return_counts=True)
-    size = np.bincount(s)
-    outside = size[keys // (int(g.max()) + 1)] - overlap
-    return float(np.minimum(overlap, outside).sum())
-
-
-def compactness(labels: np.ndarray) -> float:
-    """Schick et al.'s compactness times N: sum over superpixels of |S| * 4 pi A / P^2."""
-    s = labels.astype(np.int64)
-    n = int(s.max()) + 1
-    area = np.bincount(s.ravel(), minlength=n).astype(np.float64)
-    perimeter = np.zeros(n)
-    for a, b in ((s[1:], s[:-1]), (s[:, 1:], s[:, :-1])):
-        diff = a != b
-        perimeter += np.bincount(a[diff], minlength=n) + np.bincount(b[diff], minlength=n)
-    for edge in (s[0], s[-1], s[:, 0], s[:, -1]):
-        perimeter += np.bincount(edge, minlength=n)
-    present = area > 0
-    q = 4 * np.pi * area[present] / perimeter[present] ** 2
-    return float((area[present] * q).sum())
-
-
-def timed(kernel: str, image: np.ndarray, n_segments: int, repeat: int, iterations: int) -> tuple[np.ndarray, float]:
+def timed(
+    kernel: str, image: np.ndarray, n_segments: int, repeat: int, iterations: int
+) -> tuple[np.ndarray, float]:
     from histolabel.segmentation.kernel import slic
 
     best, labels = float("inf"), np.zeros(0)
@@ -138,7 +75,7 @@ def matched(
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="MoNuSeg only, one timing each (under a minute)")
-    p.add_argument("--repeat", type=int, default=0, help="timings per image, best kept (default 1 quick, 3 full)")
+    p.add_argument("--repeat", type=int, default=0, help="timings per image, best kept (1 quick, 3 full)")
     p.add_argument("--iterations", type=int, default=10, help="k-means iterations of both kernels")
     args = p.parse_args()
     repeat = args.repeat or (1 if args.quick else 3)
@@ -147,6 +84,7 @@ def main() -> int:
     sys.path.insert(0, str(ROOT))
     from histolabel.events.catalogue import ProjectSettings
     from histolabel.segmentation.kernel import slic
+    from histolabel.segmentation.quality import boundary_recall, compactness, nucleus_ids, undersegmentation
     from histolabel.segmentation.sizing import superpixel_px
 
     t0 = time.perf_counter()
@@ -166,7 +104,9 @@ def main() -> int:
         counts: dict[str, int] = {}
         for run in runs:
             if run == MATCHED:
-                labels, seconds = matched(rgb, n_segments, counts["skimage"], counts["numba"], repeat, args.iterations)
+                labels, seconds = matched(
+                    rgb, n_segments, counts["skimage"], counts["numba"], repeat, args.iterations
+                )
             else:
                 labels, seconds = timed(run, rgb, n_segments, repeat, args.iterations)
             counts[run] = int(labels.max())
@@ -179,9 +119,10 @@ def main() -> int:
             t["px"] += h * w
             t["s"] += seconds
             t["n"] += int(labels.max())
+            ue, co = undersegmentation(labels, truth) / (h * w), compactness(labels) / (h * w)
             line.append(
-                f"{run} {seconds:.2f} s, {int(labels.max())} sp, BR {recalled / gt:.3f}, "
-                f"UE {undersegmentation(labels, truth) / (h * w):.4f}, CO {compactness(labels) / (h * w):.3f};"
+                f"{run} {seconds:.2f} s, {int(labels.max())} sp, "
+                f"BR {recalled / gt:.3f}, UE {ue:.4f}, CO {co:.3f};"
             )
         print(" ".join(line), flush=True)
     scores = {
@@ -221,12 +162,15 @@ def main() -> int:
         n_segments = max(1, round(h * w / size**2))
         seconds = {}
         for kernel in KERNELS:
-            _, seconds[kernel] = timed(kernel, rgb, n_segments, 1 if kernel == "skimage" else repeat, args.iterations)
+            _, seconds[kernel] = timed(
+                kernel, rgb, n_segments, 1 if kernel == "skimage" else repeat, args.iterations
+            )
         region_speedup = seconds["skimage"] / seconds["numba"]
         mpx = h * w / 1e6
+        sk_s, nb_s = seconds["skimage"], seconds["numba"]
         print(
-            f"{TCGA.name} level 0: {w}x{h} ({mpx:.2f} MP), superpixel {size} px: skimage {seconds['skimage']:.2f} s "
-            f"({mpx / seconds['skimage']:.2f} MP/s), numba {seconds['numba']:.2f} s ({mpx / seconds['numba']:.2f} MP/s)"
+            f"{TCGA.name} level 0: {w}x{h} ({mpx:.2f} MP), superpixel {size} px: "
+            f"skimage {sk_s:.2f} s ({mpx / sk_s:.2f} MP/s), numba {nb_s:.2f} s ({mpx / nb_s:.2f} MP/s)"
         )
     for k in runs:
         s = scores[k]

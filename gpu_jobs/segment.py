@@ -140,7 +140,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--halo", type=int, default=0, help="halo in px (0: 2 superpixels)")
     p.add_argument("--workers", type=int, default=0, help="processes (0: all cores)")
     p.add_argument(
-        "--kernel", choices=KERNELS, default=DEFAULT_KERNEL, help="SLIC implementation (bench/slic_quality.py)"
+        "--kernel",
+        choices=KERNELS,
+        default=DEFAULT_KERNEL,
+        help="SLIC implementation (see bench/slic_quality.py)",
     )
     args = p.parse_args(argv)
     if not args.slide:

@@ -30,7 +30,6 @@ boundary recall, undersegmentation error and compactness on the MoNuSeg images.
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import numba
@@ -169,7 +168,7 @@ def _iterate(
     before = np.empty((h, w), np.int32)
     dist = np.empty((h, w), np.float32)
     spatial_weight = np.float32(1.0) / (step * step)
-    reach = int(math.ceil(search * step))
+    reach = int(np.ceil(search * step))
     sums = np.zeros((n, 6), np.float64)
     xs = np.arange(w).astype(np.float32)
     row = np.empty(2 * reach + 1, np.float32)

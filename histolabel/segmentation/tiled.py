@@ -510,12 +510,13 @@ def _settings_env() -> dict[str, str]:
 
 
 def _forkserver() -> multiprocessing.context.ForkServerContext:
-    """Workers fork from a server that already imported everything a tile needs, with
-    one BLAS thread each: the processes are the parallelism, threads would oversubscribe."""
+    """Workers fork from a server that already imported everything a tile needs (the SLIC
+    kernel compiled), with one BLAS thread each: the processes are the parallelism, threads
+    would oversubscribe."""
     from multiprocessing import forkserver
 
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["histolabel.segmentation.tiled"])
+    ctx.set_forkserver_preload(["histolabel.segmentation.tiled", "histolabel.segmentation.warm"])
     saved = {k: os.environ.get(k) for k in _THREAD_VARS}
     os.environ.update(dict.fromkeys(_THREAD_VARS, "1"))
     try:
