@@ -23,9 +23,10 @@ S the grid step and m the compactness, up to `max_num_iter` k-means iterations (
 no pixel changes), and skimage's connectivity rule (components smaller than
 `min_size_factor` of a superpixel join the neighbour met first in raster order; labels are
 renumbered in raster order of their first pixel). What differs, for speed: float32 throughout,
-and each centre searches +-S around itself (SLIC's paper, and fast-slic) where skimage searches
-+-2S, a quarter of the work per iteration. `bench/slic_quality.py` measures what that costs in
-boundary recall, undersegmentation error and compactness on the MoNuSeg images.
+each centre searches +-S around itself (SLIC's paper, and fast-slic) where skimage searches
++-2S, a quarter of the work per iteration, and 5 iterations rather than 10 by default.
+`bench/slic_quality.py` measures what that costs in boundary recall, undersegmentation error
+and compactness on the MoNuSeg images: nothing beyond 5% (the numbers are in its output).
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ Kernel = Literal["numba", "skimage"]
 KERNELS: tuple[Kernel, ...] = ("numba", "skimage")
 DEFAULT_KERNEL: Kernel = "numba"
 SEARCH = 1.0  # how far (in grid steps) each centre looks for its pixels
+# k-means iterations when not given: skimage's own default, and 5 for ours, where MoNuSeg shows
+# it within 5% of skimage at 10 on every measure (at 3 the undersegmentation error is 7% worse)
+ITERATIONS: dict[str, int] = {"skimage": 10, "numba": 5}
 
 # sRGB (D65) to XYZ, and the D65 white point, as skimage.color uses them
 _RGB_TO_XYZ = np.array(
@@ -62,7 +66,7 @@ def slic(
     n_segments: int,
     compactness: float = 10.0,
     kernel: Kernel = DEFAULT_KERNEL,
-    max_num_iter: int = 10,
+    max_num_iter: int | None = None,
     start_label: int = 1,
     enforce_connectivity: bool = True,
     min_size_factor: float = 0.5,
@@ -71,6 +75,9 @@ def slic(
     """Superpixel labels (int32, h x w) of an RGB uint8 image (h x w x 3)."""
     if kernel not in KERNELS:
         raise ValueError(f"unknown SLIC kernel {kernel!r}: choose one of {', '.join(KERNELS)}")
+    iterations = ITERATIONS[kernel] if max_num_iter is None else max_num_iter
+    if iterations < 1:
+        raise ValueError("max_num_iter must be at least 1")
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"SLIC needs an RGB image (h, w, 3), got shape {image.shape}")
     if n_segments < 1:
@@ -84,7 +91,7 @@ def slic(
             image,
             n_segments=n_segments,
             compactness=compactness,
-            max_num_iter=max_num_iter,
+            max_num_iter=iterations,
             start_label=start_label,
             channel_axis=-1,
             enforce_connectivity=enforce_connectivity,
@@ -106,7 +113,7 @@ def slic(
     centres[:, 0], centres[:, 1] = cy.ravel(), cx.ravel()
     centres[:, 2:] = lab[:, cy.ravel().astype(np.int64), cx.ravel().astype(np.int64)].T
     labels = _iterate(
-        lab, centres, np.float32(step), np.float32(1.0 / compactness**2), max_num_iter, np.float32(search)
+        lab, centres, np.float32(step), np.float32(1.0 / compactness**2), iterations, np.float32(search)
     )
     if enforce_connectivity:
         min_size = int(min_size_factor * h * w / len(centres))
