@@ -244,7 +244,8 @@ def _connect(labels: np.ndarray, min_size: int, start_label: int) -> np.ndarray:
     before it in raster order (left, else above), as skimage's connectivity step does."""
     h, w = labels.shape
     out = np.full((h, w), -1, np.int32)
-    queue = np.empty(h * w, np.int64)
+    qy = np.empty(h * w, np.int32)  # the component's pixels, rows and columns apart: no division
+    qx = np.empty(h * w, np.int32)
     current = start_label
     for y in range(h):
         for x in range(w):
@@ -257,32 +258,30 @@ def _connect(labels: np.ndarray, min_size: int, start_label: int) -> np.ndarray:
                 adjacent = out[y - 1, x]
             label = labels[y, x]
             out[y, x] = current
-            queue[0] = y * w + x
+            qy[0], qx[0] = y, x
             head, tail = 0, 1
             while head < tail:
-                p = queue[head]
+                py, px = qy[head], qx[head]
                 head += 1
-                py, px = p // w, p % w
                 if py > 0 and out[py - 1, px] < 0 and labels[py - 1, px] == label:
                     out[py - 1, px] = current
-                    queue[tail] = p - w
+                    qy[tail], qx[tail] = py - 1, px
                     tail += 1
                 if py < h - 1 and out[py + 1, px] < 0 and labels[py + 1, px] == label:
                     out[py + 1, px] = current
-                    queue[tail] = p + w
+                    qy[tail], qx[tail] = py + 1, px
                     tail += 1
                 if px > 0 and out[py, px - 1] < 0 and labels[py, px - 1] == label:
                     out[py, px - 1] = current
-                    queue[tail] = p - 1
+                    qy[tail], qx[tail] = py, px - 1
                     tail += 1
                 if px < w - 1 and out[py, px + 1] < 0 and labels[py, px + 1] == label:
                     out[py, px + 1] = current
-                    queue[tail] = p + 1
+                    qy[tail], qx[tail] = py, px + 1
                     tail += 1
             if tail < min_size and adjacent >= 0:
                 for i in range(tail):
-                    p = queue[i]
-                    out[p // w, p % w] = adjacent
+                    out[qy[i], qx[i]] = adjacent
             else:
                 current += 1
     return out
