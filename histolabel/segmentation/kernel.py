@@ -92,6 +92,8 @@ def slic(
         raise ValueError("n_segments must be at least 1")
     if compactness <= 0:
         raise ValueError("compactness must be positive")
+    if search <= 0:
+        raise ValueError("search must be positive")
     if kernel == "skimage":
         from skimage.segmentation import slic as skimage_slic
 
