@@ -296,9 +296,13 @@ def _run_tile(job: _Job, image: WindowReader, mask: MaskReader | None) -> tuple[
     workdir = Path(job.workdir)
     if job.sweep:
         box = tile.core
-        claimed = _compose(job, box)
-        tissue = np.ones(claimed.shape, bool) if mask is None else mask(*box)
         n_tiles = -(-height // job.params.tile_px) * -(-width // job.params.tile_px)
+        tissue = np.ones((box[2] - box[0], box[3] - box[1]), bool) if mask is None else mask(*box)
+        if _claimed_in_core(workdir, job) == int(tissue.sum()):
+            # the phases claimed all of the core's tissue (the rule): nothing to load or close
+            _save(workdir, n_tiles + tile.index, np.zeros((0, 0), np.int64))
+            return n_tiles + tile.index, 0
+        claimed = _compose(job, box)
         keys, count = sweep_tile(
             tissue & (claimed == 0), claimed, job.params, (n_tiles + tile.index + 1) << KEY_SHIFT
         )
@@ -328,6 +332,7 @@ def _run_tile(job: _Job, image: WindowReader, mask: MaskReader | None) -> tuple[
     at_core = _present(comps[cy0 - ry0 : cy1 - ry0, cx0 - rx0 : cx1 - rx0], int(comps.max()))
     if not len(at_core):
         _save(workdir, tile.index, np.zeros((0, 0), np.int64))
+        _save_claims(workdir, job, np.zeros((0, 0), np.int64), (0, 0, 0, 0))
         return tile.index, 0
     touches_core = np.zeros(int(comps.max()) + 1, bool)
     touches_core[at_core] = True
@@ -358,7 +363,41 @@ def _run_tile(job: _Job, image: WindowReader, mask: MaskReader | None) -> tuple[
         job.keep_all,
     )
     _save(workdir, tile.index, keys, (y0, x0, y1, x1))
+    _save_claims(workdir, job, keys, (y0, x0, y1, x1))
     return tile.index, count
+
+
+def _claims_path(workdir: Path, index: int) -> Path:
+    return workdir / f"tile-{index:07d}.claims.npy"
+
+
+def _save_claims(workdir: Path, job: _Job, keys: np.ndarray, box: tuple[int, int, int, int]) -> None:
+    """(core index, pixels this tile claimed in it) for each tile core its output overlaps, so
+    that a sweep can tell from a few numbers that its core has nothing left (claims are
+    disjoint: a tile claims only free pixels)."""
+    t, cols = job.params.tile_px, -(-job.shape[1] // job.params.tile_px)
+    y0, x0, y1, x1 = box
+    rows = []
+    if y1 > y0 and x1 > x0:
+        for r in range(y0 // t, (y1 - 1) // t + 1):
+            for c in range(x0 // t, (x1 - 1) // t + 1):
+                ys, ye = max(y0, r * t) - y0, min(y1, (r + 1) * t) - y0
+                xs, xe = max(x0, c * t) - x0, min(x1, (c + 1) * t) - x0
+                rows.append((r * cols + c, int(np.count_nonzero(keys[ys:ye, xs:xe]))))
+    tmp = workdir / f".tile-{job.tile.index:07d}.claims.tmp"
+    with open(tmp, "wb") as f:
+        np.save(f, np.asarray(rows, np.int64).reshape(-1, 2))
+    os.replace(tmp, _claims_path(workdir, job.tile.index))
+
+
+def _claimed_in_core(workdir: Path, job: _Job) -> int:
+    """Pixels of the sweep's core that its own and its neighbours' tiles claimed (only they
+    reach it: a window extends at most two halos, a quarter tile, beyond its core)."""
+    total = 0
+    for index, _ in job.deps:
+        claims = np.load(_claims_path(workdir, index))
+        total += int(claims[claims[:, 0] == job.tile.index, 1].sum())
+    return total
 
 
 def _reach(tile: Tile, job: _Job, halo: int) -> tuple[int, int, int, int]:
