@@ -1,9 +1,11 @@
 """Do tile edges show in the tiled segmentation? Share of superpixel boundary on tile lines.
 
-    python bench/seams.py [--quick] [--slide PATH] [--size 32]
+    python bench/seams.py [--quick] [--slide PATH] [--size 32] [--kernel numba|skimage]
 
 Runs the product's tiled SLIC (`histolabel.segmentation.tiled.segment`, one worker) and one
-untiled skimage SLIC with the same parameters on the same real tissue, then measures, for
+untiled SLIC of the same kernel with the same parameters on the same real tissue (skimage's with
+the tissue as its mask; the numba kernel has no mask, and edges off tissue are not counted
+either way), then measures, for
 each, the share of boundary edges (neighbouring pixels with different ids) that lie on the
 tiled run's tile lines (between rows/columns k*tile - 1 and k*tile). The untiled run gives
 the chance level of boundary on those lines; seams that show push the tiled share above it.
@@ -48,17 +50,23 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="a small region (under a minute)")
     p.add_argument("--slide", type=Path, default=DEFAULT_SLIDE)
     p.add_argument("--size", type=int, default=32, help="superpixel side in px")
+    sys.path.insert(0, str(ROOT))
+    from histolabel.segmentation.kernel import DEFAULT_KERNEL, KERNELS
+    from histolabel.segmentation.kernel import slic as kernel_slic
+
+    p.add_argument("--kernel", choices=KERNELS, default=DEFAULT_KERNEL, help="SLIC kernel, tiled and untiled")
     args = p.parse_args()
     import tifffile
     from skimage.segmentation import slic
 
-    sys.path.insert(0, str(ROOT))
     from histolabel.segmentation.tiled import ArrayWindow, ScaledMask, SlicParams, segment
     from histolabel.slides.tissue import tissue_mask
 
     full = np.asarray(tifffile.imread(args.slide))
     region = full[:1024, :1536] if args.quick else full[:3072, :3072]
-    params = SlicParams(args.size, 10.0, tile=12 * args.size if args.quick else 24 * args.size)
+    params = SlicParams(
+        args.size, 10.0, tile=12 * args.size if args.quick else 24 * args.size, kernel=args.kernel
+    )
     h, w = region.shape[:2]
     # the tissue mask as the segment job uses it: found on a 4x smaller image, read back scaled
     small = tissue_mask(region[::4, ::4])
@@ -71,19 +79,25 @@ def main() -> int:
             tiled[y : y + ids.shape[0], x : x + ids.shape[1]] = ids
 
         segment(ArrayWindow(region), (h, w), params, mask, workers=1, workdir=Path(work), sink=sink)
-    untiled = slic(
-        region,
-        mask=tissue,
-        n_segments=h * w // args.size**2,
-        compactness=10.0,
-        start_label=1,
-        channel_axis=-1,
-        enforce_connectivity=True,
-    )
+    if args.kernel == "skimage":
+        untiled = slic(
+            region,
+            mask=tissue,
+            n_segments=h * w // args.size**2,
+            compactness=10.0,
+            start_label=1,
+            channel_axis=-1,
+            enforce_connectivity=True,
+        )
+    else:
+        untiled = kernel_slic(region, h * w // args.size**2, 10.0, kernel=args.kernel)
     tile = params.tile_px
     share_t, run_t = boundary_on_lines(tiled, tile, tissue)
     share_u, run_u = boundary_on_lines(untiled, tile, tissue)
-    print(f"region {h}x{w} ({tissue.mean():.0%} tissue), tile {tile} px, superpixel side {args.size} px")
+    print(
+        f"region {h}x{w} ({tissue.mean():.0%} tissue), tile {tile} px, superpixel side {args.size} px, "
+        f"{args.kernel} kernel"
+    )
     print(f"tiled:   {share_t:.4f} of boundary on tile lines, longest straight run {run_t} px")
     print(f"untiled: {share_u:.4f} of boundary on the same lines, longest straight run {run_u} px")
     print(f"seam_share_tiled: {share_t:.4f}")

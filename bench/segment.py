@@ -1,11 +1,13 @@
 """Tiled SLIC vs one monolithic skimage.segmentation.slic call, on the same slide region.
 
-    python bench/segment.py [--quick] [--slide PATH] [--size 32]
+    python bench/segment.py [--quick] [--slide PATH] [--size 32] [--kernel numba|skimage]
 
 Prints the tiled overhead with one worker (time ratio vs the monolithic call), the
 speed-up with all cores vs one (also on 4x the area, where fixed costs weigh less), and peak
 memory (resident set, parent plus workers) as the image grows 4x. Every measurement runs in a
-fresh process so peaks do not mix.
+fresh process so peaks do not mix. The monolithic call and the tiles use the same SLIC kernel
+(`--kernel`); with the numba kernel, skimage's monolithic and all-core tiled runs are measured
+too, as the baseline of the kernel's speed-up.
 """
 
 from __future__ import annotations
@@ -76,11 +78,12 @@ def _discard(y: int, x: int, ids: np.ndarray) -> None:
     """A block sink that keeps nothing (the monolithic baseline writes nothing either)."""
 
 
-def _child(kind: str, npy: str, size: int, tile: int, workers: int, sample: bool) -> dict[str, float]:
+def _child(
+    kind: str, npy: str, size: int, tile: int, workers: int, sample: bool, kernel: str
+) -> dict[str, float]:
     """One measurement in this (fresh) process. Memory sampling scans /proc and costs CPU, so
     timed runs go without it and memory is measured in runs of its own."""
-    from skimage.segmentation import slic
-
+    from histolabel.segmentation.kernel import slic
     from histolabel.segmentation.tiled import NpyWindow, SlicParams, segment
 
     shape = np.load(npy, mmap_mode="r").shape
@@ -88,14 +91,7 @@ def _child(kind: str, npy: str, size: int, tile: int, workers: int, sample: bool
     t0, c0 = time.perf_counter(), time.process_time()
     if kind == "mono":
         image = np.load(npy)
-        labels = slic(
-            image,
-            n_segments=shape[0] * shape[1] // size**2,
-            compactness=10.0,
-            start_label=1,
-            channel_axis=-1,
-            enforce_connectivity=True,
-        )
+        labels = slic(image, shape[0] * shape[1] // size**2, 10.0, kernel=kernel)  # type: ignore[arg-type]
         count = int(labels.max())
     else:
         with tempfile.TemporaryDirectory() as work:
@@ -103,7 +99,7 @@ def _child(kind: str, npy: str, size: int, tile: int, workers: int, sample: bool
             result = segment(
                 NpyWindow(npy),
                 shape[:2],
-                SlicParams(size, 10.0, tile=tile),
+                SlicParams(size, 10.0, tile=tile, kernel=kernel),  # type: ignore[arg-type]
                 workers=workers,
                 workdir=Path(work),
                 sink=_discard,
@@ -118,7 +114,7 @@ def _child(kind: str, npy: str, size: int, tile: int, workers: int, sample: bool
 
 
 def measure(
-    kind: str, npy: Path, size: int, tile: int, workers: int, sample: bool = False
+    kind: str, npy: Path, size: int, tile: int, workers: int, sample: bool = False, kernel: str = "numba"
 ) -> dict[str, float]:
     out = subprocess.run(
         [
@@ -131,6 +127,7 @@ def measure(
             str(tile),
             str(workers),
             str(int(sample)),
+            kernel,
         ],
         capture_output=True,
         text=True,
@@ -174,8 +171,8 @@ def best(repeat: int, *args: object) -> dict[str, float]:
 
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        kind, npy, size, tile, workers, sample = sys.argv[2:8]
-        print(json.dumps(_child(kind, npy, int(size), int(tile), int(workers), sample == "1")))
+        kind, npy, size, tile, workers, sample, kernel = sys.argv[2:9]
+        print(json.dumps(_child(kind, npy, int(size), int(tile), int(workers), sample == "1", kernel)))
         return 0
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="a small region (under a minute)")
@@ -183,7 +180,9 @@ def main() -> int:
     p.add_argument("--size", type=int, default=32, help="superpixel side in px")
     p.add_argument("--tile", type=int, default=0, help="tile core side (0: 24 superpixels)")
     p.add_argument("--repeat", type=int, default=2, help="runs of each timing, best kept (shared machines)")
+    p.add_argument("--kernel", choices=("numba", "skimage"), default="numba", help="SLIC kernel")
     args = p.parse_args()
+    k = args.kernel
     import tifffile
 
     sys.path.insert(0, str(ROOT))
@@ -211,28 +210,38 @@ def main() -> int:
             f"superpixel {args.size} px, tile {tile} px, {cores} cores",
             flush=True,
         )
-        mono = best(args.repeat, "mono", small_npy, args.size, tile, 1)
-        print(f"monolithic slic : {mono['seconds']:.2f} s, {mono['count']} superpixels", flush=True)
-        one = best(args.repeat, "tiled", small_npy, args.size, tile, 1)
+        mono = best(args.repeat, "mono", small_npy, args.size, tile, 1, False, k)
+        print(f"monolithic slic ({k}): {mono['seconds']:.2f} s, {mono['count']} superpixels", flush=True)
+        one = best(args.repeat, "tiled", small_npy, args.size, tile, 1, False, k)
         print(f"tiled, 1 worker : {one['seconds']:.2f} s, {one['count']} superpixels", flush=True)
-        allc = best(args.repeat, "tiled", small_npy, args.size, tile, cores)
+        allc = best(args.repeat, "tiled", small_npy, args.size, tile, cores, False, k)
         capacity = machine_parallel_capacity(cores)
         print(f"tiled, {cores} workers: {allc['seconds']:.2f} s", flush=True)
         big_speedup = None
         if not args.quick:
             # The pool's start and the last round of each tile phase are fixed costs that a
             # whole slide (gigapixels) spreads thin; the same tiles on 4x the area show that.
-            big_one = measure("tiled", big_npy, args.size, tile, 1)
-            big_all = measure("tiled", big_npy, args.size, tile, cores)
+            big_one = measure("tiled", big_npy, args.size, tile, 1, False, k)
+            big_all = measure("tiled", big_npy, args.size, tile, cores, False, k)
             big_speedup = big_one["seconds"] / big_all["seconds"]
             print(
                 f"4x the image: tiled 1 worker {big_one['seconds']:.2f} s, "
                 f"{cores} workers {big_all['seconds']:.2f} s",
                 flush=True,
             )
-        mono_mem = measure("mono", small_npy, args.size, tile, 1, sample=True)
-        small_mem = measure("tiled", small_npy, args.size, tile, cores, sample=True)
-        big_mem = measure("tiled", big_npy, args.size, tile, cores, sample=True)
+        base_mono = base_all = None
+        if k != "skimage":
+            base_mono = best(args.repeat, "mono", small_npy, args.size, tile, 1, False, "skimage")
+            base_all = best(args.repeat, "tiled", small_npy, args.size, tile, cores, False, "skimage")
+            print(
+                f"skimage baseline: monolithic {base_mono['seconds']:.2f} s, {base_mono['count']} "
+                f"superpixels; tiled, {cores} workers {base_all['seconds']:.2f} s, "
+                f"{base_all['count']} superpixels",
+                flush=True,
+            )
+        mono_mem = measure("mono", small_npy, args.size, tile, 1, True, k)
+        small_mem = measure("tiled", small_npy, args.size, tile, cores, True, k)
+        big_mem = measure("tiled", big_npy, args.size, tile, cores, True, k)
         print(
             f"peak memory: monolithic {mono_mem['peak_mib']:.0f} MiB, tiled {small_mem['peak_mib']:.0f} MiB, "
             f"tiled at 4x the image {big_mem['peak_mib']:.0f} MiB",
@@ -245,6 +254,12 @@ def main() -> int:
     # CPU seconds of this process: less sensitive to other load on a shared machine
     print(f"overhead_ratio_cpu: {one['cpu'] / mono['cpu']:.3f}")
     print(f"speedup_all_cores: {one['seconds'] / allc['seconds']:.3f}")
+    if base_mono is not None and base_all is not None:
+        print(f"skimage_mono_mpx_per_s: {mpx / base_mono['seconds']:.3f}")
+        print(f"skimage_tiled_all_cores_mpx_per_s: {mpx / base_all['seconds']:.3f}")
+        print(f"mono_speedup_vs_skimage: {base_mono['seconds'] / mono['seconds']:.3f}")
+        print(f"tiled_all_cores_speedup_vs_skimage: {base_all['seconds'] / allc['seconds']:.3f}")
+        print(f"count_ratio_vs_skimage_tiled: {allc['count'] / base_all['count']:.3f}")
     if big_speedup is not None:
         print(f"speedup_all_cores_4x_image: {big_speedup:.3f}")
     # what a perfectly parallel CPU-bound job achieved on this machine at the same time

@@ -2,7 +2,7 @@
 
     python -m gpu_jobs.segment --project P --slide S [--image s3://.../image.ome.zarr]
         [--superpixel-size 64 --unit px|um|auto] [--magnification 20] [--compactness 10]
-        [--tile 0] [--halo 0] [--workers 0]
+        [--tile 0] [--halo 0] [--workers 0] [--kernel numba|skimage]
 
 Writes image.ome.zarr/labels/superpixels (uint32 ids, dense 1..count) and
 superpixels.parquet beside the image; a rerun replaces both with the same result, and a
@@ -25,6 +25,7 @@ from histolabel.composition import service_from_env
 from histolabel.confinement import OutsideProject, require_in_project
 from histolabel.events.catalogue import ProjectSettings
 from histolabel.segmentation import sizing
+from histolabel.segmentation.kernel import DEFAULT_KERNEL, KERNELS, Kernel
 from histolabel.segmentation.output import (
     choose_level,
     create_label_pyramid,
@@ -48,6 +49,7 @@ def segment_uri(
     halo: int = 0,
     workers: int = 0,
     progress: str = "auto",
+    kernel: Kernel = DEFAULT_KERNEL,
 ) -> dict[str, Any]:
     """Segment the image at `image_uri`; returns the facts for SegmentationCompleted."""
     try:
@@ -68,7 +70,7 @@ def segment_uri(
         size_px = sizing.superpixel_px(int(shape[1]), int(shape[0]), level.mpp, rule)
     else:
         size_px = superpixel_px(superpixel_size, unit, level)
-    params = SlicParams(size_px, compactness, tile, halo)
+    params = SlicParams(size_px, compactness, tile, halo, kernel)
     try:
         tissue, tissue_level = read_tissue(group)
         mask: ScaledMask | None = ScaledMask(tissue, 2.0 ** (tissue_level - level.index))
@@ -94,6 +96,7 @@ def segment_uri(
             "compactness": compactness,
             "tile": params.tile_px,
             "halo": params.halo_px,
+            "slic_kernel": params.kernel,
             "magnification": level.magnification,
         }
         table = finish_label_pyramid(image, result, level.index, attrs["histolabel"].get("mpp"), meta)
@@ -136,6 +139,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--tile", type=int, default=0, help="tile core side in px (0: 24 superpixels)")
     p.add_argument("--halo", type=int, default=0, help="halo in px (0: 2 superpixels)")
     p.add_argument("--workers", type=int, default=0, help="processes (0: all cores)")
+    p.add_argument(
+        "--kernel",
+        choices=KERNELS,
+        default=DEFAULT_KERNEL,
+        help="SLIC implementation (see bench/slic_quality.py)",
+    )
     args = p.parse_args(argv)
     if not args.slide:
         p.error("--slide is required")
@@ -180,6 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.halo,
             args.workers,
             args.progress,
+            args.kernel,
         )
     except (JobError, ValueError) as exc:
         if not args.no_events:

@@ -1,6 +1,7 @@
 """Tiled SLIC with seamless tiles, run in parallel processes.
 
-Each tile runs `skimage.segmentation.slic` on its window (core plus halo) and keeps only
+Each tile runs SLIC (`kernel.slic`: our numba kernel by default, or skimage's, chosen by
+`SlicParams.kernel`) on its window (core plus halo) and keeps only
 superpixels that are complete: connected pieces of SLIC segments over tissue that no
 earlier tile claimed, and that do not touch the window's open border (a window edge that
 is not an image edge). Kept pixels become claimed; later tiles see them as off-limits, so
@@ -30,9 +31,9 @@ from typing import Protocol
 import imagecodecs
 import numpy as np
 from skimage.measure import label as connected
-from skimage.segmentation import slic
 
 from histolabel.cpus import available_cpus
+from histolabel.segmentation.kernel import DEFAULT_KERNEL, KERNELS, Kernel, slic
 from histolabel.segmentation.table import BlockStats, block_stats
 from histolabel.segmentation.tiling import Grid, Tile
 
@@ -65,8 +66,11 @@ class SlicParams:
     compactness: float = 10.0
     tile: int = 0  # core side; 0 chooses 24 superpixels per side (at least 512 px)
     halo: int = 0  # 0 chooses 2 superpixel sides
+    kernel: Kernel = DEFAULT_KERNEL  # the SLIC implementation (histolabel.segmentation.kernel)
 
     def __post_init__(self) -> None:
+        if self.kernel not in KERNELS:
+            raise ValueError(f"unknown SLIC kernel {self.kernel!r}: choose one of {', '.join(KERNELS)}")
         if self.superpixel_size < 2:
             raise ValueError("superpixel_size must be at least 2 px")
         if self.compactness <= 0:
@@ -182,14 +186,7 @@ def segment_tile(
         return keys, 0
     s = params.superpixel_size
     n_segments = max(1, round(free.size / (s * s)))
-    seg = slic(
-        image,
-        n_segments=n_segments,
-        compactness=params.compactness,
-        start_label=1,
-        channel_axis=-1,
-        enforce_connectivity=True,
-    )
+    seg = slic(image, n_segments, params.compactness, kernel=params.kernel, start_label=1)
     seg[~free] = 0
     comp = connected(seg, background=0, connectivity=1)
     n = int(comp.max())
@@ -299,9 +296,13 @@ def _run_tile(job: _Job, image: WindowReader, mask: MaskReader | None) -> tuple[
     workdir = Path(job.workdir)
     if job.sweep:
         box = tile.core
-        claimed = _compose(job, box)
-        tissue = np.ones(claimed.shape, bool) if mask is None else mask(*box)
         n_tiles = -(-height // job.params.tile_px) * -(-width // job.params.tile_px)
+        tissue = np.ones((box[2] - box[0], box[3] - box[1]), bool) if mask is None else mask(*box)
+        if _claimed_in_core(workdir, job) == int(tissue.sum()):
+            # the phases claimed all of the core's tissue (the rule): nothing to load or close
+            _save(workdir, n_tiles + tile.index, np.zeros((0, 0), np.int64))
+            return n_tiles + tile.index, 0
+        claimed = _compose(job, box)
         keys, count = sweep_tile(
             tissue & (claimed == 0), claimed, job.params, (n_tiles + tile.index + 1) << KEY_SHIFT
         )
@@ -331,6 +332,7 @@ def _run_tile(job: _Job, image: WindowReader, mask: MaskReader | None) -> tuple[
     at_core = _present(comps[cy0 - ry0 : cy1 - ry0, cx0 - rx0 : cx1 - rx0], int(comps.max()))
     if not len(at_core):
         _save(workdir, tile.index, np.zeros((0, 0), np.int64))
+        _save_claims(workdir, job, np.zeros((0, 0), np.int64), (0, 0, 0, 0))
         return tile.index, 0
     touches_core = np.zeros(int(comps.max()) + 1, bool)
     touches_core[at_core] = True
@@ -361,7 +363,41 @@ def _run_tile(job: _Job, image: WindowReader, mask: MaskReader | None) -> tuple[
         job.keep_all,
     )
     _save(workdir, tile.index, keys, (y0, x0, y1, x1))
+    _save_claims(workdir, job, keys, (y0, x0, y1, x1))
     return tile.index, count
+
+
+def _claims_path(workdir: Path, index: int) -> Path:
+    return workdir / f"tile-{index:07d}.claims.npy"
+
+
+def _save_claims(workdir: Path, job: _Job, keys: np.ndarray, box: tuple[int, int, int, int]) -> None:
+    """(core index, pixels this tile claimed in it) for each tile core its output overlaps, so
+    that a sweep can tell from a few numbers that its core has nothing left (claims are
+    disjoint: a tile claims only free pixels)."""
+    t, cols = job.params.tile_px, -(-job.shape[1] // job.params.tile_px)
+    y0, x0, y1, x1 = box
+    rows = []
+    if y1 > y0 and x1 > x0:
+        for r in range(y0 // t, (y1 - 1) // t + 1):
+            for c in range(x0 // t, (x1 - 1) // t + 1):
+                ys, ye = max(y0, r * t) - y0, min(y1, (r + 1) * t) - y0
+                xs, xe = max(x0, c * t) - x0, min(x1, (c + 1) * t) - x0
+                rows.append((r * cols + c, int(np.count_nonzero(keys[ys:ye, xs:xe]))))
+    tmp = workdir / f".tile-{job.tile.index:07d}.claims.tmp"
+    with open(tmp, "wb") as f:
+        np.save(f, np.asarray(rows, np.int64).reshape(-1, 2))
+    os.replace(tmp, _claims_path(workdir, job.tile.index))
+
+
+def _claimed_in_core(workdir: Path, job: _Job) -> int:
+    """Pixels of the sweep's core that its own and its neighbours' tiles claimed (only they
+    reach it: a window extends at most two halos, a quarter tile, beyond its core)."""
+    total = 0
+    for index, _ in job.deps:
+        claims = np.load(_claims_path(workdir, index))
+        total += int(claims[claims[:, 0] == job.tile.index, 1].sum())
+    return total
 
 
 def _reach(tile: Tile, job: _Job, halo: int) -> tuple[int, int, int, int]:
@@ -513,12 +549,13 @@ def _settings_env() -> dict[str, str]:
 
 
 def _forkserver() -> multiprocessing.context.ForkServerContext:
-    """Workers fork from a server that already imported everything a tile needs, with
-    one BLAS thread each: the processes are the parallelism, threads would oversubscribe."""
+    """Workers fork from a server that already imported everything a tile needs (the SLIC
+    kernel compiled), with one BLAS thread each: the processes are the parallelism, threads
+    would oversubscribe."""
     from multiprocessing import forkserver
 
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["histolabel.segmentation.tiled"])
+    ctx.set_forkserver_preload(["histolabel.segmentation.tiled", "histolabel.segmentation.warm"])
     saved = {k: os.environ.get(k) for k in _THREAD_VARS}
     os.environ.update(dict.fromkeys(_THREAD_VARS, "1"))
     try:

@@ -10,8 +10,8 @@ import tifffile
 from scipy import ndimage as ndi
 from skimage.measure import label as connected
 from skimage.measure import regionprops
-from skimage.segmentation import slic
 
+from histolabel.segmentation.kernel import slic as kernel_slic
 from histolabel.segmentation.table import TableBuilder
 from histolabel.segmentation.tiled import ArrayWindow, ScaledMask, SlicParams, segment
 from histolabel.segmentation.tiling import Grid
@@ -57,14 +57,8 @@ def test_seams_on_a_real_slide(tcga: np.ndarray, tmp_path: Path) -> None:
     image = tcga[:1536, :2048]
     size, tile = 32, 512  # 12 tiles, each 16 superpixels across
     tiled = run(image, SlicParams(size, 10.0, tile=tile), workers=2, tmp=tmp_path)
-    mono = slic(
-        image,
-        n_segments=image.shape[0] * image.shape[1] // size**2,
-        compactness=10.0,
-        start_label=1,
-        channel_axis=-1,
-        enforce_connectivity=True,
-    )
+    # untiled, the same kernel as the tiles (the kernel's own quality: test_kernel.py)
+    mono = kernel_slic(image, image.shape[0] * image.shape[1] // size**2, 10.0)
 
     # dense ids, every pixel labelled, every superpixel one 4-connected piece
     ids = np.unique(tiled)
