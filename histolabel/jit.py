@@ -16,3 +16,4 @@ if not getattr(numba.config, "CACHE_DIR", "") and not os.access(Path(__file__).p
     numba.config.CACHE_DIR = str(Path(tempfile.gettempdir()) / "histolabel-numba-cache")  # type: ignore[attr-defined]
 
 njit = numba.njit
+__all__ = ["njit", "numba"]

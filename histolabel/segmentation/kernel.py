@@ -31,19 +31,12 @@ and compactness on the MoNuSeg images: nothing beyond 5% (the numbers are in its
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
 from typing import Literal
 
-import numba
 import numpy as np
 from skimage.util import regular_grid
 
-if not getattr(numba.config, "CACHE_DIR", "") and not os.access(Path(__file__).parent, os.W_OK):
-    # numba caches beside the source, or in the user's cache folder; where neither is writable
-    # (a read-only install, as in a Lambda image) it would refuse to cache at all: use a temp dir
-    numba.config.CACHE_DIR = str(Path(tempfile.gettempdir()) / "histolabel-numba-cache")  # type: ignore[attr-defined]
+from histolabel.jit import numba  # configured: its cache where the install is read-only
 
 Kernel = Literal["numba", "skimage"]
 KERNELS: tuple[Kernel, ...] = ("numba", "skimage")
