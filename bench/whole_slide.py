@@ -153,7 +153,9 @@ def make_mosaic(rows: int, cols: int, seed: int = 7) -> Mosaic:
     rng = np.random.default_rng(seed)
     tissue, glass = real_windows(rng)
     inside = island_layout(rows, cols, rng)
-    pick = np.where(inside, rng.integers(0, len(tissue), (rows, cols)), rng.integers(0, len(glass), (rows, cols)))
+    pick = np.where(
+        inside, rng.integers(0, len(tissue), (rows, cols)), rng.integers(0, len(glass), (rows, cols))
+    )
     return Mosaic(tissue, glass, inside, pick, rng.integers(0, 8, (rows, cols)))
 
 
@@ -341,7 +343,9 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="a ~31 MP mosaic (under a minute)")
     p.add_argument("--workers", default="1,2", help="comma-separated job vCPUs (default 1,2)")
-    p.add_argument("--stages", default=",".join(STAGES), help="stages to time (segment runs anyway for embed)")
+    p.add_argument(
+        "--stages", default=",".join(STAGES), help="stages to time (segment runs anyway for embed)"
+    )
     p.add_argument("--before", type=Path, help="a checkout of earlier code to run each stage from too")
     args = p.parse_args()
     workers = sorted({int(w) for w in args.workers.split(",") if w.strip()})
@@ -438,7 +442,9 @@ def main() -> int:
         lines.append((f"{stage}_{unit[stage]}_per_s", items[stage] / best.seconds))
         lines.append((f"{stage}_peak_mib", best.peak_bytes / 2**20))
         if len(workers) > 1:
-            lines.append((f"{stage}_speedup_{workers[-1]}_vs_{workers[0]}", mine[workers[0]].seconds / best.seconds))
+            lines.append(
+                (f"{stage}_speedup_{workers[-1]}_vs_{workers[0]}", mine[workers[0]].seconds / best.seconds)
+            )
         lines.append((f"{floor_name[stage]}_mp_per_s", floor[stage]))
         lines.append((f"{stage}_vs_{floor_name[stage]}", (mp / best.seconds) / floor[stage]))
         before = [r for r in results if r.stage == stage and r.code != str(ROOT)]

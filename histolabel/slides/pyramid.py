@@ -133,7 +133,9 @@ def write_pyramid(
             for di, dj in _children(shapes[k - 1], i, j):
                 piece = build(k - 1, 2 * i + di, 2 * j + dj)
                 assert piece is not None
-                shard[:, di * half : di * half + piece.shape[1], dj * half : dj * half + piece.shape[2]] = piece
+                shard[:, di * half : di * half + piece.shape[1], dj * half : dj * half + piece.shape[2]] = (
+                    piece
+                )
             write(k, i * SHARD, j * SHARD, shard)
             return downsample2(shard) if k < top else None
 
