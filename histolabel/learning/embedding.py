@@ -68,10 +68,32 @@ def _tile_stats(
 ) -> features.TileStats | None:
     (ys, xs) = t.read
     lab = labels(ys.start, xs.start, ys.stop, xs.stop)
-    if not lab[t.core[0], t.core[1]].any():
+    part = _labelled_part(t, lab[t.core[0], t.core[1]] > 0)
+    if part is None:
         return None
-    channels = features.pixel_channels(rgb(ys.start, xs.start, ys.stop, xs.stop), h_threshold)
-    return features.tile_stats(channels, lab, t.origin, t.core, count)
+    ry, rx = part.read
+    cut = lab[ry.start - ys.start : ry.stop - ys.start, rx.start - xs.start : rx.stop - xs.start]
+    channels = features.pixel_channels(rgb(ry.start, rx.start, ry.stop, rx.stop), h_threshold)
+    return features.tile_stats(channels, cut, part.origin, part.core, count)
+
+
+def _labelled_part(t: features.Tile, labelled: NDArray[np.bool_]) -> features.Tile | None:
+    """The tile cut to the box of its labelled core pixels, with the halo around that box (the
+    filters reach HALO px, so every labelled pixel's channels are the same bit for bit: glass
+    at a tissue edge is not filtered for nothing). None if nothing in the core is labelled."""
+    rows, cols = np.flatnonzero(labelled.any(axis=1)), np.flatnonzero(labelled.any(axis=0))
+    if rows.size == 0:
+        return None
+    (ys, xs), (cy, cx) = t.read, t.core
+    y0, y1 = ys.start + cy.start + int(rows[0]), ys.start + cy.start + int(rows[-1]) + 1
+    x0, x1 = xs.start + cx.start + int(cols[0]), xs.start + cx.start + int(cols[-1]) + 1
+    ry0, ry1 = max(y0 - features.HALO, ys.start), min(y1 + features.HALO, ys.stop)
+    rx0, rx1 = max(x0 - features.HALO, xs.start), min(x1 + features.HALO, xs.stop)
+    return features.Tile(
+        read=(slice(ry0, ry1), slice(rx0, rx1)),
+        core=(slice(y0 - ry0, y1 - ry0), slice(x0 - rx0, x1 - rx0)),
+        origin=(y0, x0),
+    )
 
 
 _WORKER: tuple[Window, Window, float, int] | None = None
