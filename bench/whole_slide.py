@@ -1,26 +1,32 @@
 """One whole slide of real tissue through ingest -> segment -> embed, as the job runner starts them.
 
-    python bench/whole_slide.py [--quick] [--workers 1,2] [--stages ingest,segment,embed]
-        [--before DIR]
+    python bench/whole_slide.py [--quick] [--workers 1,2] [--segment-workers N]
+        [--stages ingest,segment,embed] [--before DIR]
 
-The slide: a pyramidal tiled JPEG TIFF (>= 0.5 gigapixel; --quick ~31 MP) mosaicked from the
+The slide: a pyramidal tiled JPEG TIFF (0.5 gigapixel; --quick 31 MP) mosaicked from the
 shared H&E slides' real 1024 px regions (tissue windows >= 70% tissue, glass windows from the
-same slides' background), laid out as tissue islands on glass (about half tissue, as a real
-slide), cached under bench/out/whole_slide/.
+same slides' background, each turned or flipped), laid out as tissue islands on glass (about
+half tissue, as a real slide), cached under bench/out/whole_slide/.
 
 The stages: a local cloud (the moto server the tests use) is started and provisioned, the slide
 uploaded and registered, and each stage runs as the local job runner runs it: `python -m
 gpu_jobs.<stage>` with the arguments the pipeline gives it (histolabel.pipeline.slide_job_args)
 and the job's vCPUs declared in HISTOLABEL_JOB_VCPUS (1, 2, ...), so the S3 emulator's costs are
-in the numbers, as the process start and imports are. For every stage and worker count:
-seconds, megapixels/s, items/s and the peak resident memory of the job's process tree (job
-plus its pool processes, sampled), then the speed-up of the largest worker count over one.
+in the numbers, as the process start and imports are. The S3 emulator runs on the same cores
+and is most of ingest's time, so ingest is also timed through the same writer (`ingest()`) on a
+local zarr store (`ingest_local_*`). For every stage and worker count: seconds, megapixels/s,
+items/s, CPU seconds (the job and the pool processes it waited for: on a loaded machine the
+wall-clock speed-up hides what the code does, CPU seconds do not) and the peak resident memory
+of the job's process tree (sampled every 0.2 s), then the speed-up of the largest worker count
+over the smallest. Segment (the SLIC kernel has its own bench/segment.py) runs once, at the
+largest worker count, unless --segment-workers lists more.
 
 Baselines measured in the same run: ingest against decoding the source alone in one thread (the
 floor bench/ingest.py uses); segment against skimage's SLIC on one untiled 2048 px tissue
 region in this process; embed against the per-pixel filters of one 2048 px tile in one thread.
-With --before DIR (a checkout of an earlier commit), every stage also runs from that code at the
-largest worker count, and `<stage>_vs_before` is the speed-up over it.
+With --before DIR (a checkout of an earlier commit, e.g. `git archive 0f24933 | tar -x -C DIR`),
+ingest and embed also run from that code at the largest worker count, and `<stage>_vs_before`
+(`_cpu_vs_before`) is the wall-clock (CPU-time) speed-up over it.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -246,23 +253,24 @@ def tree_rss(root: int) -> int:
 
 @dataclass
 class Run:
-    stage: str
+    stage: str  # ingest, ingest_local, segment or embed
     workers: int
-    code: str
+    before: bool  # run from the --before checkout
     seconds: float
+    cpu_seconds: float  # user + system of the process and the children it waited for
     peak_bytes: int
 
 
-def run_job(stage: str, args: list[str], workers: int, code: Path, log: Path) -> Run:
+def run_process(argv: list[str], workers: int, code: Path, log: Path) -> tuple[float, float, int]:
+    """Run `argv` with `code` on the path and `workers` job vCPUs declared, as the runner would;
+    (wall seconds, CPU seconds, peak RSS of its process tree)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = f"{code}{os.pathsep}{code / 'functions'}"
     env["HISTOLABEL_JOB_VCPUS"] = str(workers)
     peak = 0
     t0 = time.perf_counter()
     with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", f"gpu_jobs.{stage}", *args], cwd=code, env=env, stdout=out, stderr=out
-        )
+        proc = subprocess.Popen([sys.executable, *argv], cwd=code, env=env, stdout=out, stderr=out)
         done = threading.Event()
 
         def sample() -> None:
@@ -272,13 +280,20 @@ def run_job(stage: str, args: list[str], workers: int, code: Path, log: Path) ->
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        code_rc = proc.wait()
+        _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
         done.set()
         sampler.join()
-    if code_rc != 0:
-        raise SystemExit(f"{stage} (workers {workers}, code {code}) failed with {code_rc}; see {log}")
-    return Run(stage, workers, str(code), seconds, peak)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(argv[:3])} (workers {workers}, code {code}) failed; see {log}")
+    return seconds, usage.ru_utime + usage.ru_stime, peak
+
+
+LOCAL_INGEST = (
+    "import sys, zarr; from histolabel.slides.ingest import ingest; "
+    "g = zarr.open_group(sys.argv[2], mode='w', zarr_format=3); ingest(open(sys.argv[1], 'rb'), g, 'ws')"
+)
 
 
 # --- baselines in this process ----------------------------------------------------------------
@@ -346,12 +361,14 @@ def main() -> int:
     p.add_argument(
         "--stages", default=",".join(STAGES), help="stages to time (segment runs anyway for embed)"
     )
+    p.add_argument("--segment-workers", help="job vCPUs for segment (default: the largest of --workers)")
     p.add_argument("--before", type=Path, help="a checkout of earlier code to run each stage from too")
     args = p.parse_args()
     workers = sorted({int(w) for w in args.workers.split(",") if w.strip()})
     stages = [s for s in STAGES if s in args.stages.split(",")]
     if not workers or min(workers) < 1 or not stages:
         p.error("--workers takes positive integers and --stages some of ingest,segment,embed")
+    segment_workers = sorted({int(w) for w in (args.segment_workers or str(workers[-1])).split(",")})
     if args.before is not None and not (args.before / "gpu_jobs").is_dir():
         p.error(f"--before {args.before}: not a checkout (no gpu_jobs/)")
     sys.path.insert(0, str(ROOT))
@@ -394,21 +411,32 @@ def main() -> int:
         filesystem(settings).put_file(str(path), source[5:])
         svc.execute(RegisterSlide(project_id=project, slide_id="ws", name="whole", source_uri=source), owner)
 
-        codes = [(w, ROOT) for w in workers]
+        plan = [(w, False) for w in workers]
         if args.before is not None:
-            codes = [(workers[-1], args.before.resolve()), *codes]
+            plan = [(workers[-1], True), *plan]
         for stage in STAGES:
-            runs = codes if stage in stages else [(workers[-1], ROOT)]
-            for w, code in runs:
+            if stage not in stages:
+                runs = [(workers[-1], False)]
+            elif stage == "segment":
+                runs = [(w, False) for w in segment_workers]
+            else:
+                runs = plan
+            for w, before in runs:
+                code = args.before.resolve() if before else ROOT
                 job_args = slide_job_args(stage, svc.project_state(project), "ws")  # type: ignore[arg-type]
-                run = run_job(stage, job_args, w, code, log)
-                results.append(run)
-                tag = "before" if code != ROOT else "this code"
-                print(
-                    f"  {stage:8s} workers {w} ({tag}): {run.seconds:7.1f} s  {mp / run.seconds:6.2f} MP/s  "
-                    f"peak {run.peak_bytes / 2**20:6.0f} MiB",
-                    flush=True,
-                )
+                timed = [(stage, ["-m", f"gpu_jobs.{stage}", *job_args])]
+                if stage == "ingest":  # the same writer on a local store: no S3 emulator
+                    timed.append(("ingest_local", ["-c", LOCAL_INGEST, str(path), str(work / "local.zarr")]))
+                for name, argv in timed:
+                    run = Run(name, w, before, *run_process(argv, w, code, log))
+                    results.append(run)
+                    shutil.rmtree(work / "local.zarr", ignore_errors=True)
+                    print(
+                        f"  {name:12s} workers {w} ({'before' if before else 'this code'}): "
+                        f"{run.seconds:7.1f} s  {mp / run.seconds:6.2f} MP/s  cpu {run.cpu_seconds:7.1f} s  "
+                        f"peak {run.peak_bytes / 2**20:6.0f} MiB",
+                        flush=True,
+                    )
         state = svc.project_state(project).slides["ws"]
         count = int(state.segmentation["count"]) if state.segmentation else 0
     finally:
@@ -431,26 +459,35 @@ def main() -> int:
         ("tissue_fraction", tissue_fraction),
         ("superpixels", float(count)),
     ]
-    for stage in stages:
-        mine = {r.workers: r for r in results if r.stage == stage and r.code == str(ROOT)}
-        best = mine[workers[-1]]
-        for w in workers:
+    floor["ingest_local"], floor_name["ingest_local"] = floor["ingest"], floor_name["ingest"]
+    items["ingest_local"], unit["ingest_local"] = items["ingest"], unit["ingest"]
+    for stage in [k for k in ("ingest", "ingest_local", "segment", "embed") if k.split("_")[0] in stages]:
+        mine = {r.workers: r for r in results if r.stage == stage and not r.before}
+        counts = sorted(mine)
+        best = mine[counts[-1]]
+        for w in counts:
             r = mine[w]
             lines.append((f"{stage}_seconds_{w}w", r.seconds))
+            lines.append((f"{stage}_cpu_seconds_{w}w", r.cpu_seconds))
             lines.append((f"{stage}_peak_mib_{w}w", r.peak_bytes / 2**20))
         lines.append((f"{stage}_mp_per_s", mp / best.seconds))
         lines.append((f"{stage}_{unit[stage]}_per_s", items[stage] / best.seconds))
+        lines.append((f"{stage}_mp_per_cpu_s", mp / best.cpu_seconds))
         lines.append((f"{stage}_peak_mib", best.peak_bytes / 2**20))
-        if len(workers) > 1:
+        if len(counts) > 1:
             lines.append(
-                (f"{stage}_speedup_{workers[-1]}_vs_{workers[0]}", mine[workers[0]].seconds / best.seconds)
+                (f"{stage}_speedup_{counts[-1]}_vs_{counts[0]}", mine[counts[0]].seconds / best.seconds)
             )
-        lines.append((f"{floor_name[stage]}_mp_per_s", floor[stage]))
         lines.append((f"{stage}_vs_{floor_name[stage]}", (mp / best.seconds) / floor[stage]))
-        before = [r for r in results if r.stage == stage and r.code != str(ROOT)]
-        if before:
-            lines.append((f"{stage}_seconds_before", before[0].seconds))
-            lines.append((f"{stage}_vs_before", before[0].seconds / best.seconds))
+        prior = [r for r in results if r.stage == stage and r.before]
+        if prior:
+            lines.append((f"{stage}_seconds_before", prior[0].seconds))
+            lines.append((f"{stage}_cpu_seconds_before", prior[0].cpu_seconds))
+            lines.append((f"{stage}_peak_mib_before", prior[0].peak_bytes / 2**20))
+            lines.append((f"{stage}_vs_before", prior[0].seconds / best.seconds))
+            lines.append((f"{stage}_cpu_vs_before", prior[0].cpu_seconds / best.cpu_seconds))
+    for stage in stages:
+        lines.append((f"{floor_name[stage]}_mp_per_s", floor[stage]))
     for name, value in lines:
         print(f"{name}: {value:.3f}" if not float(value).is_integer() else f"{name}: {int(value)}")
     return 0
