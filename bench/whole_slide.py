@@ -51,6 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SLIDES = ROOT.parent / "shared" / "data" / "slides"
 OUT = ROOT / "bench" / "out" / "whole_slide"
 CELL = 1024  # side of one real region in the mosaic
+GLASS = 256  # side of the tissue-free patches a glass cell is made of
 TILE = 512  # the TIFF's tile side
 SOURCES = ("tcga-cr-7395-01a-01-ts1.svs", "CMU-1-Small-Region.svs", "pathml_small_dicom.dcm")
 STAGES = ("ingest", "segment", "embed")
@@ -61,39 +62,45 @@ MPP = 0.5  # 20x, written into the TIFF's resolution tags
 
 
 def real_windows(rng: np.random.Generator) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """CELL x CELL regions of the shared H&E slides: (mostly tissue, glass), read by our reader."""
+    """CELL x CELL regions of the shared H&E slides, read by our reader: (mostly tissue, glass).
+    The sources have no CELL-sized window free of tissue, so a glass window is 4 x 4 of their
+    GLASS-sized tissue-free patches."""
     from histolabel.slides.readers import open_slide
     from histolabel.slides.tissue import tissue_mask
 
     tissue: list[np.ndarray] = []
-    glass: list[np.ndarray] = []
-    step = CELL // 2
-    for name in SOURCES:  # up to 16 windows of each slide's tissue, 6 of its glass
+    bare: list[np.ndarray] = []
+    for name in SOURCES:  # up to 16 windows of each slide's tissue
         mine: list[np.ndarray] = []
-        bare: list[np.ndarray] = []
         with open(SLIDES / name, "rb") as fh:
             src = open_slide(fh)
             img = src.read_region(0, 0, src.height, src.width)
         mask = tissue_mask(img[::8, ::8])
-        for y in range(0, img.shape[0] - CELL + 1, step // 2):
-            for x in range(0, img.shape[1] - CELL + 1, step // 2):
-                frac = float(mask[y // 8 : (y + CELL) // 8, x // 8 : (x + CELL) // 8].mean())
+        for y in range(0, img.shape[0] - CELL + 1, CELL // 4):
+            for x in range(0, img.shape[1] - CELL + 1, CELL // 4):
                 win = img[y : y + CELL, x : x + CELL]
-                if frac >= 0.7:
+                frac = float(mask[y // 8 : (y + CELL) // 8, x // 8 : (x + CELL) // 8].mean())
+                # the DICOM's unscanned frames are black, which the tissue mask counts as tissue
+                if frac >= 0.7 and (win[::4, ::4].max(axis=-1) < 40).mean() < 0.02:
                     mine.append(np.ascontiguousarray(win))
-                elif frac <= 0.01:
-                    bare.append(np.ascontiguousarray(win))
-        for found, into, keep in ((mine, tissue, 16), (bare, glass, 6)):
-            order = rng.permutation(len(found))[:keep]
-            into.extend(found[i] for i in order)
-    if not tissue:
-        raise SystemExit("no tissue windows found in the shared slides")
-    if not glass:  # every slide here has glass; this only guards the layout below
-        glass = [np.full((CELL, CELL, 3), 240, np.uint8)]
+        for y in range(0, img.shape[0] - GLASS + 1, GLASS // 2):
+            for x in range(0, img.shape[1] - GLASS + 1, GLASS // 2):
+                if not mask[y // 8 : (y + GLASS) // 8, x // 8 : (x + GLASS) // 8].any():
+                    bare.append(np.ascontiguousarray(img[y : y + GLASS, x : x + GLASS]))
+        tissue.extend(mine[i] for i in rng.permutation(len(mine))[:16])
+    if not tissue or not bare:
+        raise SystemExit("the shared slides gave no tissue or no glass windows")
+    k = CELL // GLASS
+    glass = []
+    for _ in range(12):
+        picks = [np.rot90(bare[i], int(rng.integers(4))) for i in rng.integers(0, len(bare), k * k)]
+        glass.append(
+            np.ascontiguousarray(np.block([[[p] for p in picks[r * k : (r + 1) * k]] for r in range(k)]))
+        )
     return tissue, glass
 
 
-def island_layout(rows: int, cols: int, rng: np.random.Generator, cover: float = 0.62) -> np.ndarray:
+def island_layout(rows: int, cols: int, rng: np.random.Generator, cover: float = 0.55) -> np.ndarray:
     """(rows, cols) bool: cells inside a few elliptical tissue islands, about `cover` of them."""
     centres = rng.uniform([0.15, 0.1], [0.85, 0.9], size=(4, 2)) * [rows, cols]
     radii = rng.uniform(0.5, 1.0, size=(4, 2)) * [rows, cols] / 3
