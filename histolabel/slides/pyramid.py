@@ -100,6 +100,7 @@ def write_pyramid(
     shapes = level_shapes(source.height, source.width)
     arrays = [create_level(group, str(k), (3, h, w), np.uint8) for k, (h, w) in enumerate(shapes)]
     top = len(shapes) - 1
+    assert max(shapes[top]) <= SHARD, "the quadtree walk starts from a top level of one shard"
     workers = available_cpus()
 
     def leaf(i: int, j: int) -> np.ndarray | None:
