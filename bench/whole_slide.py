@@ -266,6 +266,13 @@ class Run:
     seconds: float
     cpu_seconds: float  # user + system of the process and the children it waited for
     peak_bytes: int
+    emulator_cpu_seconds: float  # the S3 emulator's CPU meanwhile (on the same cores)
+
+
+def cpu_seconds_of(pid: int) -> float:
+    """User + system CPU seconds a live process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_process(argv: list[str], workers: int, code: Path, log: Path) -> tuple[float, float, int]:
@@ -382,6 +389,7 @@ def main() -> int:
     sys.path.insert(0, str(ROOT / "functions"))
 
     path, tissue_fraction = slide_file(args.quick)
+    load_at_start = os.getloadavg()[1]
     from histolabel.slides.readers import open_slide
 
     with open(path, "rb") as fh:
@@ -435,12 +443,15 @@ def main() -> int:
                 if stage == "ingest":  # the same writer on a local store: no S3 emulator
                     timed.append(("ingest_local", ["-c", LOCAL_INGEST, str(path), str(work / "local.zarr")]))
                 for name, argv in timed:
-                    run = Run(name, w, before, *run_process(argv, w, code, log))
+                    emulator0 = cpu_seconds_of(server.pid)
+                    timed_run = run_process(argv, w, code, log)
+                    run = Run(name, w, before, *timed_run, cpu_seconds_of(server.pid) - emulator0)
                     results.append(run)
                     shutil.rmtree(work / "local.zarr", ignore_errors=True)
                     print(
                         f"  {name:12s} workers {w} ({'before' if before else 'this code'}): "
                         f"{run.seconds:7.1f} s  {mp / run.seconds:6.2f} MP/s  cpu {run.cpu_seconds:7.1f} s  "
+                        f"(emulator {run.emulator_cpu_seconds:5.1f} s)  "
                         f"peak {run.peak_bytes / 2**20:6.0f} MiB",
                         flush=True,
                     )
@@ -462,6 +473,9 @@ def main() -> int:
     floor_name = {"ingest": "decode_only", "segment": "untiled_slic_1core", "embed": "filters_1thread"}
 
     lines: list[tuple[str, float]] = [
+        ("cpus", float(os.cpu_count() or 1)),
+        ("load_average_at_start", load_at_start),
+        ("load_average_at_end", os.getloadavg()[1]),  # 5 min: other work on these cores
         ("slide_megapixels", mp),
         ("tissue_fraction", tissue_fraction),
         ("superpixels", float(count)),
@@ -476,6 +490,7 @@ def main() -> int:
             r = mine[w]
             lines.append((f"{stage}_seconds_{w}w", r.seconds))
             lines.append((f"{stage}_cpu_seconds_{w}w", r.cpu_seconds))
+            lines.append((f"{stage}_emulator_cpu_seconds_{w}w", r.emulator_cpu_seconds))
             lines.append((f"{stage}_peak_mib_{w}w", r.peak_bytes / 2**20))
         lines.append((f"{stage}_mp_per_s", mp / best.seconds))
         lines.append((f"{stage}_{unit[stage]}_per_s", items[stage] / best.seconds))
