@@ -30,8 +30,9 @@ def handcrafted_slide(
     """[count, HANDCRAFTED_DIM]; `h_threshold` is the slide-wide haematoxylin Otsu level (from a
     low-resolution level), so every tile thresholds alike.
 
-    With `workers` > 1, tiles are read, filtered and summed in that many processes (the filters
-    hold the GIL; `rgb` and `labels` must then pickle, and each process reads its own tiles).
+    With `workers` > 1, tiles are read, filtered and summed in that many processes, the sums
+    too, which run in Python between numpy calls (`rgb` and `labels` must then pickle, and each
+    process reads its own tiles).
     A tile's statistics cover the ids present in it, and they are merged in tile order here,
     so the result is the same, bit for bit, for any number of workers. Each worker holds one
     tile at a time."""
