@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from gpu_jobs.common import JobError, parser, progress_bar, record, record_failure, run
+from gpu_jobs.windows import SlideWindows
 from histolabel.composition import service_from_env
 from histolabel.config import get_settings, settings_from_env
 from histolabel.confinement import OutsideProject, require_in_project
@@ -101,14 +102,9 @@ def embed_slide(
     image = pyramids.open_group(slide.ingest["zarr_uri"], "r")
     labels_arr: Any = pyramids.open_group(seg["labels_uri"], "r")["0"]
     level = _label_level(image, labels_arr)
-    img_arr: Any = image[str(level)]
     shape = (int(labels_arr.shape[-2]), int(labels_arr.shape[-1]))
-
-    def rgb(y0: int, x0: int, y1: int, x1: int) -> np.ndarray:
-        return np.ascontiguousarray(np.moveaxis(np.asarray(img_arr[:, y0:y1, x0:x1]), 0, -1))
-
-    def lab(y0: int, x0: int, y1: int, x1: int) -> np.ndarray:
-        return np.asarray(labels_arr[..., y0:y1, x0:x1]).reshape(y1 - y0, x1 - x0)
+    windows = SlideWindows(slide.ingest["zarr_uri"], level, seg["labels_uri"])
+    rgb, lab = windows.rgb, windows.labels
 
     if kind == "handcrafted":
         smallest: Any = image[max((k for k in image.array_keys() if k.isdigit()), key=int)]
@@ -160,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--patch-size", type=int, default=64, help="masked patch side (default 64)")
     p.add_argument("--context", type=float, default=2.0, help="foundation crop side / bbox side")
     p.add_argument("--tile", type=int, default=2048)
-    p.add_argument("--workers", type=int, help="threads for handcrafted features (default: the job's CPUs)")
+    p.add_argument("--workers", type=int, help="processes for handcrafted features (default: the job's CPUs)")
     args = p.parse_args(argv)
     if not args.slide:
         p.error("--slide is required")

@@ -30,43 +30,84 @@ def handcrafted_slide(
     """[count, HANDCRAFTED_DIM]; `h_threshold` is the slide-wide haematoxylin Otsu level (from a
     low-resolution level), so every tile thresholds alike.
 
-    With `workers` > 1, tiles are read and filtered in that many threads (zarr decoding and
-    the numpy/scipy filters release the GIL); statistics are added in tile order in the
-    caller's thread, so the result is the same for any number of workers, and at most
-    2 x workers tiles are in memory at once."""
+    With `workers` > 1, tiles are read, filtered and summed in that many processes, the sums
+    too, which run in Python between numpy calls (`rgb` and `labels` must then pickle, and each
+    process reads its own tiles).
+    A tile's statistics cover the ids present in it, and they are merged in tile order here,
+    so the result is the same, bit for bit, for any number of workers. Each worker holds one
+    tile at a time."""
     acc = features.HandcraftedAccumulator(count)
+    todo = list(features.tiles(shape[0], shape[1], tile))
 
-    def compute(t: features.Tile) -> tuple[features.Tile, NDArray[Any], NDArray[np.float32] | None]:
-        (ys, xs) = t.read
-        lab = labels(ys.start, xs.start, ys.stop, xs.stop)
-        if not lab[t.core[0], t.core[1]].any():
-            return t, lab, None
-        img = rgb(ys.start, xs.start, ys.stop, xs.stop)
-        return t, lab, features.pixel_channels(img, h_threshold)
-
-    def add(t: features.Tile, lab: NDArray[Any], channels: NDArray[np.float32] | None) -> None:
-        if channels is not None:
-            acc.add(channels, lab, origin=t.origin, core=t.core)
+    def merge(t: features.Tile, stats: features.TileStats | None) -> None:
+        if stats is not None:
+            acc.merge(stats)
         if progress:
             progress((t.core[0].stop - t.core[0].start) * (t.core[1].stop - t.core[1].start))
 
-    todo = features.tiles(shape[0], shape[1], tile)
-    if workers <= 1:
+    if workers <= 1 or len(todo) <= 1:
         for t in todo:
-            add(*compute(t))
+            merge(t, _tile_stats(rgb, labels, h_threshold, count, t))
         return acc.result()
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
-    with ThreadPoolExecutor(workers) as pool:
-        pending: deque[Any] = deque()
-        for t in todo:
-            pending.append(pool.submit(compute, t))
-            if len(pending) >= 2 * workers:
-                add(*pending.popleft().result())
-        while pending:
-            add(*pending.popleft().result())
+    # spawn, not fork: the job's process has threads (s3fs, zarr) that a fork would copy mid-call.
+    with ProcessPoolExecutor(
+        min(workers, len(todo)),
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_set_worker,
+        initargs=(rgb, labels, h_threshold, count),
+    ) as pool:
+        for t, stats in zip(todo, pool.map(_worker_tile_stats, todo), strict=True):
+            merge(t, stats)
     return acc.result()
+
+
+def _tile_stats(
+    rgb: Window, labels: Window, h_threshold: float, count: int, t: features.Tile
+) -> features.TileStats | None:
+    (ys, xs) = t.read
+    lab = labels(ys.start, xs.start, ys.stop, xs.stop)
+    part = _labelled_part(t, lab[t.core[0], t.core[1]] > 0)
+    if part is None:
+        return None
+    ry, rx = part.read
+    cut = lab[ry.start - ys.start : ry.stop - ys.start, rx.start - xs.start : rx.stop - xs.start]
+    channels = features.pixel_channels(rgb(ry.start, rx.start, ry.stop, rx.stop), h_threshold)
+    return features.tile_stats(channels, cut, part.origin, part.core, count)
+
+
+def _labelled_part(t: features.Tile, labelled: NDArray[np.bool_]) -> features.Tile | None:
+    """The tile cut to the box of its labelled core pixels, with the halo around that box (the
+    filters reach HALO px, so every labelled pixel's channels are the same bit for bit: glass
+    at a tissue edge is not filtered for nothing). None if nothing in the core is labelled."""
+    rows, cols = np.flatnonzero(labelled.any(axis=1)), np.flatnonzero(labelled.any(axis=0))
+    if rows.size == 0:
+        return None
+    (ys, xs), (cy, cx) = t.read, t.core
+    y0, y1 = ys.start + cy.start + int(rows[0]), ys.start + cy.start + int(rows[-1]) + 1
+    x0, x1 = xs.start + cx.start + int(cols[0]), xs.start + cx.start + int(cols[-1]) + 1
+    ry0, ry1 = max(y0 - features.HALO, ys.start), min(y1 + features.HALO, ys.stop)
+    rx0, rx1 = max(x0 - features.HALO, xs.start), min(x1 + features.HALO, xs.stop)
+    return features.Tile(
+        read=(slice(ry0, ry1), slice(rx0, rx1)),
+        core=(slice(y0 - ry0, y1 - ry0), slice(x0 - rx0, x1 - rx0)),
+        origin=(y0, x0),
+    )
+
+
+_WORKER: tuple[Window, Window, float, int] | None = None
+
+
+def _set_worker(rgb: Window, labels: Window, h_threshold: float, count: int) -> None:
+    global _WORKER
+    _WORKER = (rgb, labels, h_threshold, count)
+
+
+def _worker_tile_stats(t: features.Tile) -> features.TileStats | None:
+    assert _WORKER is not None, "a pool worker starts through _set_worker"
+    return _tile_stats(*_WORKER, t)
 
 
 Sink = Callable[[NDArray[np.int64], NDArray[Any]], None]  # (row indices, their values)

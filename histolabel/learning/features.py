@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from numpy.typing import NDArray
 from scipy import ndimage as ndi
 from skimage.color import rgb2hed, rgb2lab
@@ -57,7 +55,7 @@ def pixel_channels(rgb: NDArray[np.uint8], h_threshold: float | None = None) -> 
         *ctx,
         hdark,
     ]
-    return np.stack(stack).astype(np.float32)
+    return np.stack(stack).astype(np.float32, copy=False)
 
 
 def otsu(values: NDArray[np.floating]) -> float:
@@ -69,8 +67,79 @@ def otsu(values: NDArray[np.floating]) -> float:
     return float(threshold_otsu(v)) if np.ptp(v) > 0 else float(v[0])
 
 
+@dataclass(frozen=True)
+class TileStats:
+    """One tile's sufficient statistics, for the superpixel ids present in its core only (a few
+    thousand at 10^6 superpixels a slide), so they travel cheaply between processes and merge
+    into a `HandcraftedAccumulator` in any process."""
+
+    ids: NDArray[np.int64]  # (m,) ids present
+    count: NDArray[np.float64]  # (m,)
+    sums: NDArray[np.float64]  # (channels + mean-only, m)
+    sq: NDArray[np.float64]  # (channels, m)
+    moments: NDArray[np.float64]  # (5, m): y, x, yy, xx, xy in slide coordinates
+    lo: NDArray[np.int64]  # (2, m): smallest y, x
+    hi: NDArray[np.int64]  # (2, m): largest y, x
+
+
+def tile_stats(
+    channels: NDArray[np.float32],
+    labels: NDArray[np.integer],
+    origin: tuple[int, int] = (0, 0),
+    core: tuple[slice, slice] | None = None,
+    n: int | None = None,
+) -> TileStats | None:
+    """Statistics of one tile: `channels` from `pixel_channels` of the tile, `labels` its
+    superpixel ids; only pixels inside `core` count (the rest is halo). `origin` is the core's
+    top-left in slide coordinates. None for an empty core. Each sum runs over the tile's pixels
+    in raster order, as one bincount over the whole slide's ids would."""
+    if core is not None:
+        channels = channels[:, core[0], core[1]]
+        labels = labels[core[0], core[1]]
+    lab = np.asarray(labels).ravel().astype(np.int64)
+    if lab.size == 0:
+        return None
+    top = int(lab.max())
+    if n is not None and top > n:
+        raise ValueError(f"superpixel id {top} exceeds the count {n}")
+    # Renumber the ids present 0..m-1 through a table as long as the tile's id range (ids
+    # are assigned tile by tile, so the range is short), not the slide's 10^6.
+    low = int(lab.min())
+    seen = np.bincount(lab - low)
+    ids = np.flatnonzero(seen) + low
+    table = np.zeros(top - low + 1, np.int64)
+    table[ids - low] = np.arange(len(ids))
+    local = table[lab - low]
+    m = len(ids)
+    count = seen[ids - low].astype(np.float64)
+    nc = len(_CHANNELS)
+    k = channels.shape[0]
+    flat = channels.reshape(k, -1)
+    sums = np.empty((k, m))
+    sq = np.empty((nc, m))
+    for i in range(k):
+        row = flat[i].astype(np.float64)
+        sums[i] = np.bincount(local, row, minlength=m)
+        if i < nc:
+            sq[i] = np.bincount(local, row * row, minlength=m)
+    h, w = labels.shape
+    y = np.repeat(np.arange(origin[0], origin[0] + h, dtype=np.float64), w)
+    x = np.tile(np.arange(origin[1], origin[1] + w, dtype=np.float64), h)
+    moments = np.stack([np.bincount(local, v, minlength=m) for v in (y, x, y * y, x * x, y * x)]).astype(
+        np.float64, copy=False
+    )
+    lo = np.empty((2, m), np.int64)
+    hi = np.empty((2, m), np.int64)
+    for j, box in enumerate(ndi.find_objects(local.reshape(h, w) + 1, max_label=m)):
+        assert box is not None  # every renumbered id occurs
+        lo[0, j], hi[0, j] = origin[0] + box[0].start, origin[0] + box[0].stop - 1
+        lo[1, j], hi[1, j] = origin[1] + box[1].start, origin[1] + box[1].stop - 1
+    return TileStats(ids, count, sums, sq, moments, lo, hi)
+
+
 class HandcraftedAccumulator:
-    """Accumulates per-superpixel statistics over tiles; `result()` gives [n, HANDCRAFTED_DIM]."""
+    """Accumulates per-superpixel statistics over tiles; `result()` gives [n, HANDCRAFTED_DIM].
+    Tiles merged in the same order give the same result wherever their statistics came from."""
 
     def __init__(self, n: int) -> None:
         self.n = n
@@ -89,43 +158,21 @@ class HandcraftedAccumulator:
         origin: tuple[int, int] = (0, 0),
         core: tuple[slice, slice] | None = None,
     ) -> None:
-        """Add one tile: `channels` from `pixel_channels` of the tile, `labels` its superpixel
-        ids; only pixels inside `core` count (the rest is halo). `origin` is the core's
-        top-left in slide coordinates."""
-        if core is not None:
-            channels = channels[:, core[0], core[1]]
-            labels = labels[core[0], core[1]]
-        lab = np.asarray(labels).ravel().astype(np.int64)
-        if lab.size == 0:
-            return
-        if lab.max() > self.n:
-            raise ValueError(f"superpixel id {int(lab.max())} exceeds the count {self.n}")
-        # Bincounts as long as the tile's own ids, not the slide's: at 10^6 superpixels a
-        # tile holds a few thousand, and length-n sums per channel cost ~1 s a tile.
-        if self.n + 1 > lab.size // 4:
-            ids, local = np.unique(lab, return_inverse=True)
-        else:
-            ids, local = np.arange(self.n + 1), lab
-        m = len(ids)
-        self.count[ids] += np.bincount(local, minlength=m)
-        flat = channels.reshape(channels.shape[0], -1).astype(np.float64)
-        nc = len(_CHANNELS)
-        for i in range(flat.shape[0]):
-            self.sums[i, ids] += np.bincount(local, flat[i], minlength=m)
-            if i < nc:
-                self.sq[i, ids] += np.bincount(local, flat[i] * flat[i], minlength=m)
-        h, w = labels.shape
-        yy, xx = np.mgrid[origin[0] : origin[0] + h, origin[1] : origin[1] + w]
-        y, x = yy.ravel().astype(np.float64), xx.ravel().astype(np.float64)
-        for j, v in enumerate((y, x, y * y, x * x, y * x)):
-            self.moments[j, ids] += np.bincount(local, v, minlength=m)
-        for j, v in enumerate((yy.ravel(), xx.ravel())):
-            lo = np.full(m, np.iinfo(np.int64).max, dtype=np.int64)
-            hi = np.full(m, -1, dtype=np.int64)
-            np.minimum.at(lo, local, v)
-            np.maximum.at(hi, local, v)
-            self.lo[j, ids] = np.minimum(self.lo[j, ids], lo)
-            self.hi[j, ids] = np.maximum(self.hi[j, ids], hi)
+        """Add one tile (see `tile_stats`)."""
+        stats = tile_stats(channels, labels, origin, core, self.n)
+        if stats is not None:
+            self.merge(stats)
+
+    def merge(self, t: TileStats) -> None:
+        if t.ids.size and int(t.ids.max()) > self.n:
+            raise ValueError(f"superpixel id {int(t.ids.max())} exceeds the count {self.n}")
+        ids = t.ids
+        self.count[ids] += t.count
+        self.sums[:, ids] += t.sums
+        self.sq[:, ids] += t.sq
+        self.moments[:, ids] += t.moments
+        self.lo[:, ids] = np.minimum(self.lo[:, ids], t.lo)
+        self.hi[:, ids] = np.maximum(self.hi[:, ids], t.hi)
 
     def result(self) -> NDArray[np.float32]:
         c = np.maximum(self.count[1:], 1)
@@ -204,6 +251,9 @@ def crop_patches(
 ) -> NDArray[np.uint8]:
     """[m, 3, size, size] uint8 crops of `boxes` (image coordinates; zero outside the image),
     resized with area averaging. With `labels` and `ids`, pixels of other superpixels are blanked."""
+    import torch  # here, not at the top: the handcrafted pool's workers never load it
+    import torch.nn.functional as F
+
     out = np.zeros((len(boxes), 3, size, size), np.uint8)
     h, w = rgb.shape[:2]
     for i, (y0, x0, y1, x1) in enumerate(np.asarray(boxes) - np.array([*origin, *origin])):

@@ -2,8 +2,8 @@
 
 The writer takes any zarr store (S3 through s3fs in jobs, memory in unit tests), so this
 module stays free of AWS. Memory is bounded by two level-0 shards per worker thread (the
-job's CPUs), never by the slide size: level 0 is written from source regions, each further level from the
-level below it, a shard at a time.
+job's CPUs) and one shard per level, never by the slide size: level 0 is written from source
+regions, each further level from the halves of the shards below it, kept in memory.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import zarr
@@ -86,35 +86,103 @@ def write_pyramid(
 ) -> PyramidInfo:
     """Write levels 0..n of `source` into `group` (arrays "0", "1", ...) as uint8 (3, y, x).
 
+    Level-0 shards are read, decoded, compressed and uploaded in as many threads as the job has
+    CPUs (the readers are safe to read from several threads; decoding, zstd and S3 release the
+    GIL). The lower levels never read anything back: each level-0 block is halved in memory
+    and the halves are stitched into the next level's shards, walking the shards in quadtree
+    order so that one shard per level is open at a time. Memory is bounded by the in-flight
+    blocks (2 per worker) plus one shard per level, never by the slide. Every shard is written
+    once, whole, with the same bytes as halving each finished level would give.
+
     The group's `ome` attribute is written last, so a reader never sees a half-written
     image as complete.
     """
     shapes = level_shapes(source.height, source.width)
     arrays = [create_level(group, str(k), (3, h, w), np.uint8) for k, (h, w) in enumerate(shapes)]
-
-    def store(y: int, x: int, region: np.ndarray) -> None:
-        arrays[0][:, y : y + region.shape[0], x : x + region.shape[1]] = np.moveaxis(region, -1, 0)
-
-    # Decode in this thread (the source is only ever read from here) while up to `workers`
-    # shards are compressed and uploaded at once: shards are independent objects, and at most
-    # 2 x workers decoded blocks wait in memory.
+    top = len(shapes) - 1
+    assert max(shapes[top]) <= SHARD, "the quadtree walk starts from a top level of one shard"
     workers = available_cpus()
-    with ThreadPoolExecutor(workers) as writer:
-        pending: deque[Future[None]] = deque()
-        for y, x, h, w in blocks(source.height, source.width):
-            region = source.read_region(y, x, h, w)
-            if region.shape != (h, w, 3):
-                raise ValueError(f"source returned {region.shape} for a {h}x{w} region")
-            while len(pending) >= 2 * workers:
-                pending.popleft().result()
-            pending.append(writer.submit(store, y, x, region))
-            if progress:
-                progress(h * w)
-        while pending:
-            pending.popleft().result()
-    for k in range(1, len(shapes)):
-        write_downsampled(arrays[k - 1], arrays[k], progress)
+
+    def leaf(i: int, j: int) -> np.ndarray | None:
+        y, x = i * SHARD, j * SHARD
+        h, w = min(SHARD, source.height - y), min(SHARD, source.width - x)
+        region = source.read_region(y, x, h, w)
+        if region.shape != (h, w, 3):
+            raise ValueError(f"source returned {region.shape} for a {h}x{w} region")
+        block = np.ascontiguousarray(np.moveaxis(region, -1, 0))
+        arrays[0][:, y : y + h, x : x + w] = block
+        if progress:
+            progress(h * w)
+        return downsample2(block) if top > 0 else None
+
+    with ThreadPoolExecutor(workers) as pool:
+        halves = _ordered(pool, leaf, list(_leaves(shapes, top, 0, 0)), 2 * workers)
+        writes: deque[Future[None]] = deque()
+
+        def write(k: int, y: int, x: int, shard: np.ndarray) -> None:
+            while len(writes) >= 2 * workers:
+                writes.popleft().result()
+            writes.append(pool.submit(_store, arrays[k], y, x, shard, progress))
+
+        def build(k: int, i: int, j: int) -> np.ndarray | None:
+            """Shard (i, j) of level k, written; returns its half for level k + 1."""
+            if k == 0:
+                return next(halves)
+            h, w = min(SHARD, shapes[k][0] - i * SHARD), min(SHARD, shapes[k][1] - j * SHARD)
+            shard = np.empty((3, h, w), np.uint8)
+            half = SHARD // 2
+            for di, dj in _children(shapes[k - 1], i, j):
+                piece = build(k - 1, 2 * i + di, 2 * j + dj)
+                assert piece is not None
+                shard[:, di * half : di * half + piece.shape[1], dj * half : dj * half + piece.shape[2]] = (
+                    piece
+                )
+            write(k, i * SHARD, j * SHARD, shard)
+            return downsample2(shard) if k < top else None
+
+        build(top, 0, 0)
+        while writes:
+            writes.popleft().result()
     return PyramidInfo(source.width, source.height, len(shapes), source.mpp, source.magnification)
+
+
+def _store(array: zarr.Array, y: int, x: int, shard: np.ndarray, progress: Progress | None) -> None:
+    array[:, y : y + shard.shape[1], x : x + shard.shape[2]] = shard
+    if progress:
+        progress(shard.shape[1] * shard.shape[2])
+
+
+def _children(below: tuple[int, int], i: int, j: int) -> Iterator[tuple[int, int]]:
+    """The shards of the level below (shape `below`) that halve into shard (i, j), in order."""
+    for di in (0, 1):
+        for dj in (0, 1):
+            if (2 * i + di) * SHARD < below[0] and (2 * j + dj) * SHARD < below[1]:
+                yield di, dj
+
+
+def _leaves(shapes: list[tuple[int, int]], k: int, i: int, j: int) -> Iterator[tuple[int, int]]:
+    """Level-0 shards under shard (i, j) of level k, in the order `build` takes them."""
+    if k == 0:
+        yield i, j
+        return
+    for di, dj in _children(shapes[k - 1], i, j):
+        yield from _leaves(shapes, k - 1, 2 * i + di, 2 * j + dj)
+
+
+T = TypeVar("T")
+
+
+def _ordered(
+    pool: ThreadPoolExecutor, fn: Callable[[int, int], T], todo: list[tuple[int, int]], ahead: int
+) -> Iterator[T]:
+    """fn over `todo` in the pool, results in order, at most `ahead` submitted and not taken."""
+    pending: deque[Future[T]] = deque()
+    for item in todo:
+        pending.append(pool.submit(fn, *item))
+        if len(pending) >= ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 def write_downsampled(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import re
 import struct
+import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -66,6 +67,8 @@ def check_budget(kind: str, width: int, height: int, unit: tuple[int, ...], item
 
 
 class SlideSource(Protocol):
+    """A slide's level 0; `read_region` may be called from several threads at once."""
+
     width: int
     height: int
     mpp: float | None
@@ -107,7 +110,8 @@ class TiffSlide:
     """SVS (JPEG or JPEG 2000 tiles), OME-TIFF (either byte order) and generic TIFF.
 
     Level 0 is the first series' first page; tiles or strips are decoded on demand
-    through tifffile's zarr view of that page.
+    through tifffile's zarr view of that page (which locks the file around each seek and
+    read, so several threads may read regions at once).
     """
 
     fh: IO[bytes]
@@ -223,6 +227,7 @@ class DicomSlide:
     def __post_init__(self) -> None:
         import pydicom
 
+        self._lock = threading.Lock()
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -303,8 +308,9 @@ class DicomSlide:
 
     def _tile(self, row: int, col: int) -> np.ndarray:
         offset, size = self._index[row * self._cols + col]
-        self.fh.seek(offset)
-        data = self.fh.read(size)
+        with self._lock:  # regions are read from several threads; frames decode outside the lock
+            self.fh.seek(offset)
+            data = self.fh.read(size)
         if len(data) < size:
             raise SlideError("DICOM frame is truncated")
         try:

@@ -85,3 +85,16 @@ def request(svc, project_id: str) -> str:
     svc.request_training(project_id, OWNER)
     state = svc.project_state(project_id)
     return next(r.request_id for r in state.training.values() if r.status == "requested")
+
+
+class ArrayWindows:
+    """Window readers of an in-memory image and labels that pickle (for pooled embedding)."""
+
+    def __init__(self, rgb: np.ndarray, labels: np.ndarray) -> None:
+        self.image, self.labels_array = rgb, labels
+
+    def rgb(self, y0: int, x0: int, y1: int, x1: int) -> np.ndarray:
+        return np.ascontiguousarray(self.image[y0:y1, x0:x1])
+
+    def labels(self, y0: int, x0: int, y1: int, x1: int) -> np.ndarray:
+        return self.labels_array[y0:y1, x0:x1]

@@ -79,26 +79,32 @@ def test_crop_patches_pad_outside_image_and_bad_input() -> None:
         F.handcrafted(rgb, np.ones((5, 5), np.uint32))
 
 
-def test_threaded_slide_embedding_equals_one_thread(shared_data: Path) -> None:
+def test_pooled_slide_embedding_equals_one_process(shared_data: Path) -> None:
     from histolabel.learning.embedding import handcrafted_slide
+    from tests.learning.helpers import ArrayWindows
 
     img = tifffile.imread(shared_data / "labeled/monuseg/TCGA-2Z-A9J9-01A-01-TS1.tif")[:600, :520, :3]
     labels = slic(img, n_segments=300, compactness=10, start_label=1).astype(np.uint32)
+    labels[:200, :200] = 0  # outside tissue: a tile with no superpixel is skipped
     n = int(labels.max())
-
-    def rgb(y0: int, x0: int, y1: int, x1: int) -> np.ndarray:
-        return np.ascontiguousarray(img[y0:y1, x0:x1])
-
-    def lab(y0: int, x0: int, y1: int, x1: int) -> np.ndarray:
-        return labels[y0:y1, x0:x1]
-
+    win = ArrayWindows(img, labels)
     seen: list[int] = []
-    one = handcrafted_slide(rgb, lab, labels.shape, n, h_threshold=0.05, tile=256)
-    three = handcrafted_slide(
-        rgb, lab, labels.shape, n, h_threshold=0.05, tile=256, workers=3, progress=seen.append
+    one = handcrafted_slide(win.rgb, win.labels, labels.shape, n, h_threshold=0.05, tile=192)
+    pooled = handcrafted_slide(
+        win.rgb, win.labels, labels.shape, n, h_threshold=0.05, tile=192, workers=2, progress=seen.append
     )
-    np.testing.assert_array_equal(one, three)
+    np.testing.assert_array_equal(one, pooled)  # bit for bit: tiles merge in order
     assert sum(seen) == labels.size
+    # The same tiles' statistics, ids restricted to each tile, give the whole image's vectors.
+    acc = F.HandcraftedAccumulator(n)
+    acc.add(F.pixel_channels(img, 0.05), labels)
+    whole = acc.result()
+    present = np.bincount(labels.ravel(), minlength=n + 1)[1:] > 0
+    np.testing.assert_allclose(pooled[present], whole[present], rtol=1e-4, atol=1e-4)
+    # Padded to 10^6 ids (a consortium slide's count), the rows present are unchanged.
+    big = handcrafted_slide(win.rgb, win.labels, labels.shape, 10**6, h_threshold=0.05, tile=192)
+    np.testing.assert_array_equal(big[:n], one)
+    assert not big[n:].any()
 
 
 def test_available_cpus_follows_the_jobs_declared_vcpus(monkeypatch: pytest.MonkeyPatch) -> None:
