@@ -18,8 +18,16 @@ from histolabel.resources import anchor_key_alias, event_mac_key_alias
 from infra.cfn import get_att, ref, sub
 from infra.iam import WILDCARD_ONLY, Statement, allow
 
-EVENTS_APPEND = ("dynamodb:ConditionCheckItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query")
-EVENTS_READ = ("dynamodb:GetItem", "dynamodb:Query")
+# BatchGetItem: which of a slide's label streams moved past its projection, in one call
+# (DynamoEventStore.streams_after, from the service's current labels).
+EVENTS_APPEND = (
+    "dynamodb:BatchGetItem",
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:Query",
+)
+EVENTS_READ = ("dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query")
 STREAM_READ = (
     "dynamodb:DescribeStream",
     "dynamodb:GetRecords",
@@ -79,9 +87,6 @@ ROLES: dict[str, Role] = {
         factories=("Services", "service_from_env", "submitter_from_env", "pool_from_env", "jwks_url"),
         grants=(
             Grant("events", EVENTS_APPEND),
-            # BatchGetItem: the queue asks which label streams moved past their projection in one
-            # call (DynamoEventStore.streams_after), not a Query per slide.
-            Grant("events", ("dynamodb:BatchGetItem",)),
             # PutItem: guided-queue leases (histolabel/adapters/dynamo_leases.py), conditional
             # puts of LEASE# items; the projections themselves stay the projector's to write.
             Grant(
