@@ -73,16 +73,19 @@ def setup_project(svc: HistoLabel, project: str, slides: int, count: int = 100_0
                               "superpixel_size": 64, "compactness": 10}, job="segment")  # fmt: skip
 
 
-def parallel(writers: int, per_writer: int, work) -> float:  # type: ignore[no-untyped-def]
-    threads = [
-        threading.Thread(target=lambda n=n: [work(n, i) for i in range(per_writer)]) for n in range(writers)
-    ]
+def run_writers(writers: int, per_writer: int, writer) -> float:  # type: ignore[no-untyped-def]
+    """`writer(n)` in a thread per writer, all at once; returns commands per second."""
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(writers)]
     t0 = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     return writers * per_writer / (time.perf_counter() - t0)
+
+
+def parallel(writers: int, per_writer: int, work) -> float:  # type: ignore[no-untyped-def]
+    return run_writers(writers, per_writer, lambda n: [work(n, i) for i in range(per_writer)])
 
 
 def paced(writers: int, per_writer: int, work, interval: float, join: float) -> float:  # type: ignore[no-untyped-def]
@@ -98,13 +101,7 @@ def paced(writers: int, per_writer: int, work, interval: float, join: float) -> 
             work(n, i)
             time.sleep(max(0.0, interval - (time.perf_counter() - t0)))
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(writers)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return writers * per_writer / (time.perf_counter() - t0)
+    return run_writers(writers, per_writer, writer)
 
 
 def bench_appends(settings: Settings, writers: int, per_writer: int) -> tuple[float, float]:

@@ -8,7 +8,6 @@ loop's defaults) and the queue route's ordering (`histolabel.api.queue`)."""
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,11 +16,11 @@ from typing import Any
 import numpy as np
 import tifffile
 from numpy.typing import NDArray
-from skimage.draw import polygon as draw_polygon
 from skimage.segmentation import slic
 
 from histolabel.events.catalogue import ProjectSettings
 from histolabel.learning import acquisition, defaults, features, models, training
+from histolabel.segmentation.quality import nucleus_ids
 
 CLASSES = ["stroma", "nucleus"]
 ORDERS: tuple[str, ...] = ("random", "confidence", "margin", "entropy", "batchbald")
@@ -35,15 +34,8 @@ class LabeledImage:
 
 
 def nucleus_mask(xml_path: Path, shape: tuple[int, int]) -> NDArray[np.bool_]:
-    """Rasterize the Aperio XML polygons (<Region><Vertices><Vertex X= Y=/>) into a mask."""
-    mask = np.zeros(shape, bool)
-    for region in ET.parse(xml_path).getroot().iter("Region"):
-        pts = [(float(v.get("Y", 0)), float(v.get("X", 0))) for v in region.iter("Vertex")]
-        if len(pts) >= 3:
-            ys, xs = zip(*pts, strict=True)
-            rr, cc = draw_polygon(np.asarray(ys), np.asarray(xs), shape)
-            mask[rr, cc] = True
-    return mask
+    """The Aperio XML polygons (<Region><Vertices><Vertex X= Y=/>) as one mask."""
+    return nucleus_ids(xml_path, shape) > 0
 
 
 def load_monuseg(
