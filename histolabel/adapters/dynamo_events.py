@@ -89,6 +89,8 @@ class DynamoEventStore:
         self.ddb = client("dynamodb", settings)
         self.seals = seals or KmsSeals(settings)
         self._stored_keys: set[str] = set()
+        # Key items are written once (conditional put): a verifier reads each once, not per event.
+        self._read_keys: dict[str, MacKey] = {}
 
     def _mac_key(self) -> MacKey:
         """The seals' current data key, its wrapped copy stored before its first MAC is."""
@@ -114,6 +116,12 @@ class DynamoEventStore:
         return key
 
     def stored_mac_key(self, key_id: str) -> MacKey | None:
+        key = self._read_keys.get(key_id) or self._read_mac_key(key_id)
+        if key is not None:
+            self._read_keys[key_id] = key
+        return key
+
+    def _read_mac_key(self, key_id: str) -> MacKey | None:
         resp = self.ddb.get_item(
             TableName=self.table,
             Key={"stream": {"S": mac_key_stream(key_id)}, "seq": {"N": "0"}},

@@ -21,7 +21,7 @@ import hmac
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
@@ -111,7 +111,7 @@ class KmsSeals:
         plain = self._unwrap(key)
         if plain is None:
             return False
-        return hmac.compare_digest(mac, mac_with(MacKey(key.id, key.created, key.wrapped, plain), event_hash))
+        return hmac.compare_digest(mac, mac_with(replace(key, plain=plain), event_hash))
 
     def _unwrap(self, key: MacKey) -> bytes | None:
         with self._lock:
@@ -126,9 +126,10 @@ class KmsSeals:
             if err.response["Error"]["Code"] in ("InvalidCiphertextException", "IncorrectKeyException"):
                 return None
             raise
+        plain = bytes(resp["Plaintext"])
         with self._lock:
-            self._unwrapped[key.id] = resp["Plaintext"]
-        return bytes(resp["Plaintext"])
+            self._unwrapped[key.id] = plain
+        return plain
 
     @staticmethod
     def _signed_bytes(message: bytes) -> bytes:
