@@ -24,6 +24,7 @@ lets the projector work on such a partial view.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -136,6 +137,19 @@ def _account(state: SlideLabels, entry: Entry, sign: int) -> None:
         _bump(state.review_counts, entry["r"]["a"], sign)
 
 
+def recount(state: SlideLabels) -> None:
+    """The slide's counts from its entries, in one pass: a fold from zero counts once at the end
+    instead of un- and re-counting an entry at every event (half a 10^6-label rebuild's time)."""
+    entries = state.entries.values()
+    by_user: dict[str, dict[str, int]] = {}
+    for (user, cat), n in Counter((u, c) for e in entries for u, (c, _at) in e["l"].items()).items():
+        if cat is not None:
+            by_user.setdefault(user, {})[cat] = n
+    state.counts = dict(Counter(c for e in entries if (c := e["c"]) is not None))
+    state.user_counts = by_user
+    state.review_counts = dict(Counter(r["a"] for e in entries if (r := e["r"]) is not None))
+
+
 def resolved(entry: Entry, resolve: Callable[[str | None], str | None]) -> Entry:
     """`entry` with its categories as the project knows them now (`resolve`: merged -> target,
     deleted -> None); per-user labels of a deleted category drop out. The stored entry keeps the
@@ -229,7 +243,7 @@ def _reviewed(entry: Entry, d: dict[str, Any], user: str, at: str) -> None:
 
 
 def _apply(state: SlideLabels, event: StoredEvent, key: Key, skip: set[int] | frozenset[int] = frozenset(),
-           only: set[int] | None = None) -> None:  # fmt: skip
+           only: set[int] | None = None, account: bool = True) -> None:  # fmt: skip
     d = upcast(event.type, event.v, event.payload)
     user, at = event.actor_user, event.at
     fold = ENTRY_FOLDS[model_for(event.type)]
@@ -240,7 +254,7 @@ def _apply(state: SlideLabels, event: StoredEvent, key: Key, skip: set[int] | fr
         if entry is None:
             entry = _new_entry()
             state.gone.pop(sp, None)
-        else:
+        elif account:
             _account(state, entry, -1)
         fold(entry, d, user, at)
         entry["k"] = list(key)
@@ -251,14 +265,17 @@ def _apply(state: SlideLabels, event: StoredEvent, key: Key, skip: set[int] | fr
             state.gone[sp] = key
         else:
             state.entries[sp] = entry
-            _account(state, entry, +1)
+            if account:
+                _account(state, entry, +1)
 
 
-def catch_up(state: SlideLabels, events: Iterable[StoredEvent], history: History | None = None) -> set[int]:
+def catch_up(
+    state: SlideLabels, events: Iterable[StoredEvent], history: History | None = None, *, account: bool = True
+) -> set[int]:
     """Fold `events` (any of the slide's streams, any order, duplicates allowed; each stream's
     continuing its head in `state`) into `state` in fold order, in place. A superpixel that has
     already folded an event later in fold order is folded again from `history`. Returns the
-    superpixel ids the events name."""
+    superpixel ids the events name. Without `account` the counts are left for `recount`."""
     touched: set[int] = set()
     late: set[int] = set()
     for key, e in in_fold_order(state.heads, events):
@@ -271,7 +288,7 @@ def catch_up(state: SlideLabels, events: Iterable[StoredEvent], history: History
             seen = entry_key(entry) if entry is not None else state.gone.get(sp, NO_KEY)
             if seen > key:
                 late.add(sp)
-        _apply(state, e, key, skip=late)
+        _apply(state, e, key, skip=late, account=account)
         if e.type == "SuperpixelsLabeled":
             state.label_actions += len(ids)
         before = int(state.heads[e.stream][0]) if e.stream in state.heads else 0
@@ -309,7 +326,8 @@ def apply_label_event(state: SlideLabels, event: StoredEvent) -> SlideLabels:
 def fold_labels(project_id: str, slide_id: str, events: Iterable[StoredEvent]) -> SlideLabels:
     """A slide's labels from all its label events (every stream, any order)."""
     state = SlideLabels(project_id=project_id, slide_id=slide_id)
-    catch_up(state, events)
+    catch_up(state, events, account=False)
+    recount(state)
     return state
 
 
