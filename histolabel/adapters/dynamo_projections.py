@@ -16,7 +16,7 @@ from histolabel.projections.labels import SlideLabels
 from histolabel.projections.project import HEAD, ProjectState, state_from_items, state_items
 from histolabel.projections.store import (
     ProjectionConflict,
-    all_buckets,
+    SlideRewrite,
     decode_bucket,
     encode_buckets,
     encode_summary,
@@ -241,47 +241,54 @@ class DynamoProjectionStore:
         item = self._get(project_stream(project_id), "labels_total")
         return int(item["n"]["N"]) if item else 0
 
-    def drop_project(self, project_id: str, slide_ids: list[str]) -> None:
+    def put_rebuilt(self, project: ProjectState, slides: list[SlideRewrite], total: int) -> None:
+        """The project's items (and a delete for any it no longer has), then each slide's changed
+        buckets, then its summary; written in place, so the live projection never goes missing."""
         with self._lock:
-            self._known.pop(project_id, None)
-        self.ddb.delete_item(TableName=self.table, Key={"pk": {"S": PROJECTS_PK}, "sk": {"S": project_id}})
-        for pk in [project_stream(project_id)] + [label_stream(project_id, s) for s in slide_ids]:
-            keys = [{"pk": i["pk"], "sk": i["sk"]} for i in self._query(pk, ProjectionExpression="pk, sk")]
-            for start in range(0, len(keys), 25):
-                request = {self.table: [{"DeleteRequest": {"Key": k}} for k in keys[start : start + 25]]}
-                while request:
-                    request = self.ddb.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
-
-    def put_rebuilt(self, project: ProjectState, slides: list[SlideLabels], total: int) -> None:
-        """Write a freshly folded projection wholesale (after drop_project)."""
+            self._known.pop(project.project_id, None)
         ppk = project_stream(project.project_id)
         bodies = state_items(project)
-        puts: list[dict[str, Any]] = [
-            {
-                "pk": {"S": PROJECTS_PK},
-                "sk": {"S": project.project_id},
-                "seq": {"N": str(project.seq)},
-                "body": {"S": bodies[HEAD]},
-            },
-            {"pk": {"S": ppk}, "sk": {"S": "labels_total"}, "n": {"N": str(total)}},
-        ] + [
-            {"pk": {"S": ppk}, "sk": {"S": sk}, "body": {"S": body}}
-            | ({"seq": {"N": str(project.seq)}} if sk == HEAD else {})
-            for sk, body in bodies.items()
-        ]
-        for slide in slides:
-            pk = label_stream(slide.project_id, slide.slide_id)
-            puts.append(
+        writes: list[dict[str, Any]] = [
+            {"PutRequest": {"Item": item}}
+            for item in [
                 {
-                    "pk": {"S": pk},
-                    "sk": {"S": "summary"},
-                    "seq": {"N": str(slide.seq)},
-                    "body": {"S": encode_summary(slide)},
-                }
+                    "pk": {"S": PROJECTS_PK},
+                    "sk": {"S": project.project_id},
+                    "seq": {"N": str(project.seq)},
+                    "body": {"S": bodies[HEAD]},
+                },
+                {"pk": {"S": ppk}, "sk": {"S": "labels_total"}, "n": {"N": str(total)}},
+            ]
+            + [
+                {"pk": {"S": ppk}, "sk": {"S": sk}, "body": {"S": body}}
+                | ({"seq": {"N": str(project.seq)}} if sk == HEAD else {})
+                for sk, body in bodies.items()
+            ]
+        ]
+        stored = {i["sk"]["S"] for i in self._query(ppk, ProjectionExpression="pk, sk")}
+        stale = stored - {*bodies, "labels_total"}
+        writes += [{"DeleteRequest": {"Key": {"pk": {"S": ppk}, "sk": {"S": sk}}}} for sk in sorted(stale)]
+        self._batch_write(writes)
+        for rewrite in slides:
+            slide = rewrite.state
+            pk = label_stream(slide.project_id, slide.slide_id)
+            keys = {b: {"pk": {"S": pk}, "sk": {"S": _bucket_key(b)}} for b in rewrite.buckets}
+            self._batch_write(
+                [
+                    {"DeleteRequest": {"Key": keys[b]}}
+                    if body == "{}"
+                    else {"PutRequest": {"Item": {**keys[b], "body": {"S": body}}}}
+                    for b, body in sorted(rewrite.buckets.items())
+                ]
             )
-            for b, body in sorted(encode_buckets(slide, all_buckets(slide)).items()):
-                puts.append({"pk": {"S": pk}, "sk": {"S": _bucket_key(b)}, "body": {"S": body}})
-        for start in range(0, len(puts), 25):
-            request = {self.table: [{"PutRequest": {"Item": i}} for i in puts[start : start + 25]]}
+            # The summary (the slide's checkpoint) last: a projector that saves meanwhile from
+            # the old checkpoint is refused and folds again from this one.
+            summary = {"pk": {"S": pk}, "sk": {"S": "summary"}, "seq": {"N": str(slide.seq)},
+                       "body": {"S": encode_summary(slide)}}  # fmt: skip
+            self.ddb.put_item(TableName=self.table, Item=summary)
+
+    def _batch_write(self, requests: list[dict[str, Any]]) -> None:
+        for start in range(0, len(requests), 25):
+            request = {self.table: requests[start : start + 25]}
             while request:
                 request = self.ddb.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}

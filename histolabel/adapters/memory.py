@@ -16,7 +16,7 @@ from histolabel.projections.labels import SlideLabels
 from histolabel.projections.project import ProjectState, head_body
 from histolabel.projections.store import (
     ProjectionConflict,
-    all_buckets,
+    SlideRewrite,
     decode_bucket,
     encode_buckets,
     encode_summary,
@@ -136,20 +136,19 @@ class InMemoryProjectionStore:
         states = [ProjectState.model_validate_json(self.projects[p]) for p in sorted(self.projects)]
         return [ProjectState.model_validate_json(head_body(s)) for s in states]
 
-    def drop_project(self, project_id: str, slide_ids: list[str]) -> None:
-        self.projects.pop(project_id, None)
-        self.totals.pop(project_id, None)
-        for key in [k for k in self.summaries if k[0] == project_id]:
-            self.summaries.pop(key)
-            self.buckets.pop(key, None)
-
-    def put_rebuilt(self, project: ProjectState, slides: list[SlideLabels], total: int) -> None:
-        self.projects[project.project_id] = project.model_dump_json()
-        self.totals[project.project_id] = total
-        for slide in slides:
-            key = (slide.project_id, slide.slide_id)
-            self.summaries[key] = encode_summary(slide)
-            self.buckets[key] = encode_buckets(slide, all_buckets(slide))
+    def put_rebuilt(self, project: ProjectState, slides: list[SlideRewrite], total: int) -> None:
+        with self._lock:
+            self.projects[project.project_id] = project.model_dump_json()
+            self.totals[project.project_id] = total
+            for rewrite in slides:
+                key = (rewrite.state.project_id, rewrite.state.slide_id)
+                stored = self.buckets.setdefault(key, {})
+                for b, body in rewrite.buckets.items():
+                    if body == "{}":
+                        stored.pop(b, None)
+                    else:
+                        stored[b] = body
+                self.summaries[key] = encode_summary(rewrite.state)
 
 
 class InMemoryLeaseStore:

@@ -5,6 +5,7 @@ the stored state was folded up to, so a stale or duplicated write can never land
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from histolabel.events.envelope import label_stream
@@ -40,10 +41,11 @@ class ProjectionStore(Protocol):
         or models), in id order (consortium scale: tens of projects)."""
         ...
 
-    def drop_project(self, project_id: str, slide_ids: list[str]) -> None: ...
-
-    def put_rebuilt(self, project: ProjectState, slides: list[SlideLabels], total: int) -> None:
-        """Write a freshly folded projection wholesale (after drop_project)."""
+    def put_rebuilt(self, project: ProjectState, slides: list[SlideRewrite], total: int) -> None:
+        """Put a freshly folded projection in place of the stored one: the project's items and
+        label total, and of each slide the buckets that differ (`rewrite`), then its summary.
+        The live projection is never dropped first: readers see the old state or the new one,
+        bucket by bucket, never an empty project."""
         ...
 
 
@@ -52,10 +54,30 @@ def encode_bucket(state: SlideLabels, b: int) -> str:
 
 
 def encode_buckets(state: SlideLabels, buckets: set[int]) -> dict[int, str]:
-    return {
-        b: json.dumps({str(i): e for i, e in sorted(body.items())}, separators=(",", ":"))
-        for b, body in state.buckets(buckets).items()
-    }
+    return {b: _encode_body(body) for b, body in state.buckets(buckets).items()}
+
+
+def _encode_body(body: dict[int, Any]) -> str:
+    return json.dumps({str(i): e for i, e in sorted(body.items())}, separators=(",", ":"))
+
+
+@dataclass
+class SlideRewrite:
+    """A rebuilt slide and the buckets to write for it: bucket -> body, "{}" to delete."""
+
+    state: SlideLabels
+    buckets: dict[int, str]
+
+
+def rewrite(fresh: SlideLabels, stored: SlideLabels | None) -> SlideRewrite:
+    """What replacing `stored` by `fresh` writes: only the buckets whose entries differ (a rebuild
+    that finds the projection sound writes its summaries alone), and deletes for the buckets
+    `fresh` no longer has."""
+    new = fresh.buckets(all_buckets(fresh))
+    old = stored.buckets(all_buckets(stored)) if stored is not None else {}
+    changed = {b: _encode_body(body) for b, body in new.items() if old.get(b) != body}
+    changed.update({b: "{}" for b in old.keys() - new.keys()})
+    return SlideRewrite(fresh, changed)
 
 
 def decode_bucket(body: str) -> dict[int, Any]:

@@ -1,6 +1,6 @@
 """The projection store contract (`histolabel.projections.store.ProjectionStore`): checkpointed
-saves refuse a stale writer, slides load whole or by bucket, totals add up, a drop leaves nothing
-and a rebuild writes wholesale."""
+saves refuse a stale writer, slides load whole or by bucket, totals add up, and a rebuild is put
+in place of the stored projection, stale buckets deleted."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from histolabel.projections.labels import BUCKET_SIZE, SlideLabels
 from histolabel.projections.project import ProjectState
-from histolabel.projections.store import ProjectionConflict, ProjectionStore
+from histolabel.projections.store import ProjectionConflict, ProjectionStore, rewrite
 from tests.contracts.checks import Checks
 
 CHECKS = Checks()
@@ -102,29 +102,27 @@ def a_stale_slide_checkpoint_is_refused(store: ProjectionStore) -> None:
 
 
 @check
-def a_dropped_project_leaves_nothing(store: ProjectionStore) -> None:
+def a_rebuild_is_put_in_place(store: ProjectionStore) -> None:
     p = project()
     store.save_project(p, expected_seq=0)
-    store.save_slide(slide(p.project_id, 1, {1: "tumor"}), {0}, expected_seq=0, labels_delta=1)
-    store.drop_project(p.project_id, ["s1"])
-    assert store.load_project(p.project_id) is None
-    assert store.load_slide(p.project_id, "s1").entries == {}
-    assert store.load_slide(p.project_id, "s1").seq == 0
-    assert store.labels_total(p.project_id) == 0
-
-
-@check
-def a_rebuild_is_written_wholesale(store: ProjectionStore) -> None:
-    p = project(seq=7, name="rebuilt")
-    s = slide(p.project_id, 4, {1: "tumor", BUCKET_SIZE + 1: "stroma"})
-    store.put_rebuilt(p, [s], total=2)
+    far = 2 * BUCKET_SIZE + 3
+    live = slide(p.project_id, 3, {1: "tumor", 2: "tumor", BUCKET_SIZE + 1: "stroma"})
+    store.save_slide(live, {0, 1}, expected_seq=0, labels_delta=3)
+    stored = store.load_slide(p.project_id, "s1")
+    rebuilt_project = project(seq=7, name="rebuilt").model_copy(update={"project_id": p.project_id})
+    fresh = slide(p.project_id, 4, {1: "tumor", 2: "stroma", far: "necrosis"})
+    change = rewrite(fresh, stored)
+    assert set(change.buckets) == {0, 1, 2} and change.buckets[1] == "{}"
+    store.put_rebuilt(rebuilt_project, [change], total=4)
     back = store.load_project(p.project_id)
     assert back is not None and back.seq == 7 and back.name == "rebuilt"
-    assert store.load_slide(p.project_id, "s1").entries == s.entries
-    assert store.labels_total(p.project_id) == 2
+    again = store.load_slide(p.project_id, "s1")
+    assert again.entries == fresh.entries and again.seq == 4
+    assert store.load_slide(p.project_id, "s1", {1}).entries == {}
+    assert store.labels_total(p.project_id) == 4
     # and the projector can go on from the rebuilt checkpoints
-    store.save_slide(slide(p.project_id, 5, {1: "tumor"}), {1}, expected_seq=4, labels_delta=-1)
-    assert store.labels_total(p.project_id) == 1
+    store.save_slide(slide(p.project_id, 5, {1: "tumor"}), {0}, expected_seq=4, labels_delta=-1)
+    assert store.labels_total(p.project_id) == 3
 
 
 run_all = CHECKS.run_all

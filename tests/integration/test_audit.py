@@ -103,3 +103,46 @@ def test_history_lists_who_did_what(svc, project_id, capsys):
     assert [(r["user"], r["type"]) for r in rows] == [("ana", "SuperpixelsLabeled")]
     assert cli(["audit", "history", "--project", "nope-" + project_id]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_rebuild_repairs_a_damaged_projection_in_place_and_rewrites_only_what_differs(
+    svc, poller, project_id, capsys
+):
+    """`histolabel projections rebuild` on a projection with a wrong bucket and a stray one:
+    both are put right (the stray deleted) and a sound bucket is not written at all (an extra
+    attribute on its item survives), so the live projection is never dropped wholesale."""
+    from histolabel.adapters.aws import client
+    from histolabel.events.envelope import label_stream
+
+    make_project(svc, project_id)
+    _label(svc, project_id, [1, 2, 3], "tumor")
+    _label(svc, project_id, [300, 301], "stroma")
+    poller.drain()
+    ddb, table = client("dynamodb", svc.settings), svc.settings.projections_table
+    pk = label_stream(project_id, "s1")
+
+    def item(sk):
+        key = {"pk": {"S": pk}, "sk": {"S": sk}}
+        return ddb.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item")
+
+    wrong = item("B#00000000")
+    wrong["body"]["S"] = wrong["body"]["S"].replace("tumor", "stroma")
+    ddb.put_item(TableName=table, Item=wrong)
+    # a label on superpixel 9 * 256 + 1 that no event ever made
+    ghost = json.dumps({"2305": json.loads(item("B#00000001")["body"]["S"])["300"]})
+    ddb.put_item(TableName=table, Item={"pk": {"S": pk}, "sk": {"S": "B#00000009"}, "body": {"S": ghost}})
+    ddb.update_item(
+        TableName=table,
+        Key={"pk": {"S": pk}, "sk": {"S": "B#00000001"}},
+        UpdateExpression="SET marker = :m",
+        ExpressionAttributeValues={":m": {"S": "untouched"}},
+    )
+    assert not verify(svc, project_id).ok
+    assert cli(["projections", "rebuild", "--project", project_id]) == 0
+    assert verify(svc, project_id).ok
+    assert svc.projections.load_slide(project_id, "s1").current() == {
+        1: "tumor", 2: "tumor", 3: "tumor", 300: "stroma", 301: "stroma"
+    }  # fmt: skip
+    assert item("B#00000009") is None
+    assert item("B#00000001")["marker"]["S"] == "untouched"
+    capsys.readouterr()
