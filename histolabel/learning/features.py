@@ -16,6 +16,8 @@ from numpy.typing import NDArray
 from scipy import ndimage as ndi
 from skimage.color import rgb2hed, rgb2lab
 
+from histolabel.jit import njit
+
 # Per-pixel channels whose per-superpixel mean and std enter the vector.
 _CHANNELS = ("H", "E", "D", "L", "a", "b", "grad", "log1", "log2", "log4", "ctxH", "ctxE")
 _MEAN_ONLY = ("hdark",)  # fraction of pixels darker in haematoxylin than the image's Otsu level
@@ -112,29 +114,45 @@ def tile_stats(
     local = table[lab - low]
     m = len(ids)
     count = seen[ids - low].astype(np.float64)
-    nc = len(_CHANNELS)
-    k = channels.shape[0]
-    flat = channels.reshape(k, -1)
-    sums = np.empty((k, m))
-    sq = np.empty((nc, m))
-    for i in range(k):
-        row = flat[i].astype(np.float64)
-        sums[i] = np.bincount(local, row, minlength=m)
-        if i < nc:
-            sq[i] = np.bincount(local, row * row, minlength=m)
-    h, w = labels.shape
-    y = np.repeat(np.arange(origin[0], origin[0] + h, dtype=np.float64), w)
-    x = np.tile(np.arange(origin[1], origin[1] + w, dtype=np.float64), h)
-    moments = np.stack([np.bincount(local, v, minlength=m) for v in (y, x, y * y, x * x, y * x)]).astype(
-        np.float64, copy=False
-    )
-    lo = np.empty((2, m), np.int64)
-    hi = np.empty((2, m), np.int64)
-    for j, box in enumerate(ndi.find_objects(local.reshape(h, w) + 1, max_label=m)):
-        assert box is not None  # every renumbered id occurs
-        lo[0, j], hi[0, j] = origin[0] + box[0].start, origin[0] + box[0].stop - 1
-        lo[1, j], hi[1, j] = origin[1] + box[1].start, origin[1] + box[1].stop - 1
+    w = labels.shape[1]
+    flat = np.ascontiguousarray(channels.reshape(channels.shape[0], -1), dtype=np.float32)
+    sums, sq, moments, lo, hi = _accumulate(flat, local, m, len(_CHANNELS), w, origin[0], origin[1])
     return TileStats(ids, count, sums, sq, moments, lo, hi)
+
+
+@njit(cache=True, nogil=True)
+def _accumulate(
+    flat: NDArray[np.float32], local: NDArray[np.int64], m: int, nc: int, w: int, oy: int, ox: int
+) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any], NDArray[Any], NDArray[Any]]:
+    """One pass over the tile's pixels for every sum a tile's statistics need: per id the
+    channels' sums (and squares for the first `nc`), the position moments and the bounding box.
+    Each sum adds its pixels in raster order in float64, as `np.bincount` does, so the result is
+    bit-identical to one bincount per channel (31 passes over the tile, 30% of embed's time)."""
+    k, n = flat.shape
+    sums = np.zeros((k, m))
+    sq = np.zeros((nc, m))
+    moments = np.zeros((5, m))
+    lo = np.full((2, m), np.iinfo(np.int64).max, np.int64)
+    hi = np.full((2, m), np.iinfo(np.int64).min, np.int64)
+    for i in range(n):
+        j = local[i]
+        for c in range(k):
+            v = np.float64(flat[c, i])
+            sums[c, j] += v
+            if c < nc:
+                sq[c, j] += v * v
+        yi, xi = oy + i // w, ox + i % w
+        y, x = np.float64(yi), np.float64(xi)
+        moments[0, j] += y
+        moments[1, j] += x
+        moments[2, j] += y * y
+        moments[3, j] += x * x
+        moments[4, j] += y * x
+        lo[0, j] = min(lo[0, j], yi)
+        lo[1, j] = min(lo[1, j], xi)
+        hi[0, j] = max(hi[0, j], yi)
+        hi[1, j] = max(hi[1, j], xi)
+    return sums, sq, moments, lo, hi
 
 
 class HandcraftedAccumulator:

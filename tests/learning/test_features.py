@@ -114,3 +114,42 @@ def test_available_cpus_follows_the_jobs_declared_vcpus(monkeypatch: pytest.Monk
     assert cpus.available_cpus() == 3
     monkeypatch.delenv(cpus.JOB_VCPUS_ENV)
     assert 1 <= cpus.available_cpus() <= (os.cpu_count() or 1)
+
+
+def _bincount_tile_stats(channels, labels, origin, core):
+    """The accumulation as it was, one np.bincount per sum: the compiled pass must equal it bit
+    for bit (embedding vectors must not move with the implementation)."""
+    from scipy import ndimage as ndi
+
+    channels, labels = channels[:, core[0], core[1]], labels[core[0], core[1]]
+    lab = labels.ravel().astype(np.int64)
+    low = int(lab.min())
+    seen = np.bincount(lab - low)
+    ids = np.flatnonzero(seen) + low
+    table = np.zeros(int(lab.max()) - low + 1, np.int64)
+    table[ids - low] = np.arange(len(ids))
+    local = table[lab - low]
+    m, nc, flat = len(ids), len(F._CHANNELS), channels.reshape(channels.shape[0], -1)
+    rows = [flat[i].astype(np.float64) for i in range(flat.shape[0])]
+    sums = np.stack([np.bincount(local, r, minlength=m) for r in rows])
+    sq = np.stack([np.bincount(local, r * r, minlength=m) for r in rows[:nc]])
+    h, w = labels.shape
+    y = np.repeat(np.arange(origin[0], origin[0] + h, dtype=np.float64), w)
+    x = np.tile(np.arange(origin[1], origin[1] + w, dtype=np.float64), h)
+    moments = np.stack([np.bincount(local, v, minlength=m) for v in (y, x, y * y, x * x, y * x)])
+    boxes = ndi.find_objects(local.reshape(h, w) + 1, max_label=m)
+    lo = np.array([[origin[0] + b[0].start for b in boxes], [origin[1] + b[1].start for b in boxes]])
+    hi = np.array([[origin[0] + b[0].stop - 1 for b in boxes], [origin[1] + b[1].stop - 1 for b in boxes]])
+    return ids, sums, sq, moments, lo, hi
+
+
+def test_compiled_tile_statistics_equal_one_bincount_per_sum_bit_for_bit(shared_data: Path) -> None:
+    img = tifffile.imread(shared_data / "labeled/monuseg/TCGA-2Z-A9J9-01A-01-TS1.tif")[:400, :360, :3]
+    labels = slic(img, n_segments=200, compactness=10, start_label=1)
+    channels = F.pixel_channels(img)
+    for t in F.tiles(400, 360, 128):
+        got = F.tile_stats(channels[:, t.read[0], t.read[1]], labels[t.read], t.origin, t.core)
+        want = _bincount_tile_stats(channels[:, t.read[0], t.read[1]], labels[t.read], t.origin, t.core)
+        assert got is not None
+        for a, b in zip((got.ids, got.sums, got.sq, got.moments, got.lo, got.hi), want, strict=True):
+            np.testing.assert_array_equal(a, b)
