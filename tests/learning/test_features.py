@@ -153,3 +153,20 @@ def test_compiled_tile_statistics_equal_one_bincount_per_sum_bit_for_bit(shared_
         assert got is not None
         for a, b in zip((got.ids, got.sums, got.sq, got.moments, got.lo, got.hi), want, strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+def test_pixel_channels_are_as_before(shared_data: Path) -> None:
+    """The channels written into one array equal the former stack of separately filtered
+    planes, bit for bit (recomputed here the former way)."""
+    from scipy import ndimage as ndi
+    from skimage.color import rgb2hed, rgb2lab
+
+    rgb = tifffile.imread(shared_data / "labeled/monuseg/TCGA-2Z-A9J9-01A-01-TS1.tif")[:300, :200, :3]
+    img = rgb.astype(np.float32) / 255.0
+    hed, lab = rgb2hed(img).astype(np.float32), rgb2lab(img).astype(np.float32)
+    logs = [-ndi.gaussian_laplace(hed[..., 0], s) * s * s for s in (1.0, 2.0, 4.0)]
+    ctx = [ndi.gaussian_filter(hed[..., i], 6.0) for i in (0, 1)]
+    hdark = (hed[..., 0] > F.otsu(hed[..., 0])).astype(np.float32)
+    grad = ndi.gaussian_gradient_magnitude(lab[..., 0], 1.0)
+    before = np.stack([*hed.transpose(2, 0, 1), *lab.transpose(2, 0, 1), grad, *logs, *ctx, hdark])
+    np.testing.assert_array_equal(F.pixel_channels(rgb), before)
