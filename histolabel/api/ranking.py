@@ -109,8 +109,9 @@ class RankingBuilder:
     BatchBALD picks. `reserve` is the most picks the round can make: picks go first and are
     taken out of the rest, so the rest needs that many spare rows. Slides come in sorted order."""
 
-    def __init__(self, size: int = RANKING_SIZE, reserve: int = 0) -> None:
-        self.size, self.keep = size, size + max(reserve, 0)
+    def __init__(self, size: int | None = None, reserve: int = 0) -> None:
+        self.size = RANKING_SIZE if size is None else size
+        self.keep = self.size + max(reserve, 0)
         self.slides: list[str] = []
         self.categories: list[str] | None = None
         self._slide = np.empty(0, np.int64)
