@@ -231,3 +231,30 @@ def test_the_ranking_built_a_slide_at_a_time_is_the_ranking_of_every_slide() -> 
         assert builder.table().equals(ranking.ranking_table(whole, labeled, size)), size
     with pytest.raises(ValueError, match="sorted order"):
         builder.add("a", whole["m"], ())
+
+
+class _CountingArray:
+    """A chunked [n, d] array that counts the rows read from it."""
+
+    def __init__(self, values: np.ndarray, chunk: int) -> None:
+        self.values, self.chunks, self.read = values, (chunk, values.shape[1]), 0
+        self.shape, self.dtype = values.shape, values.dtype
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        out = self.values[key]
+        self.read += out.shape[0]
+        return out
+
+
+def test_train_takes_a_slides_labeled_rows_and_statistics_from_one_read() -> None:
+    from histolabel.learning.features import column_stats, stats_and_rows
+
+    x = np.random.default_rng(1).normal(size=(1003, 7)).astype(np.float32)
+    rows = np.array([0, 5, 99, 100, 101, 550, 1002])
+    arr = _CountingArray(x, 100)
+    mean, scale, picked = stats_and_rows(arr, rows)
+    assert arr.read == x.shape[0]  # every row once: no second read for the labeled rows
+    np.testing.assert_array_equal(picked, x[rows])
+    ref_mean, ref_scale = column_stats(x, 100)
+    np.testing.assert_array_equal(mean, ref_mean)
+    np.testing.assert_array_equal(scale, ref_scale)
