@@ -9,6 +9,12 @@ margin, negative entropy, or -BALD); for BatchBALD one greedy acquisition across
 picks the labels until the next retrain (the project's retrain threshold), each pick
 conditioned on the earlier ones (histolabel.learning.acquisition), and the queue serves them in
 pick order.
+
+Slides go one at a time: a slide's MC-dropout array lives while its table is written (with no
+batches yet); what outlives it is the BatchBALD pool's columns and the rows that can reach the
+merged ranking, both bounded whatever the slide count. After the joint acquisition only the
+slides that received picks are written again. (Timings: `mc` is the per-slide pass with its
+writes, `rank` the joint BatchBALD, `write` the picked slides and the ranking.)
 """
 
 from __future__ import annotations
