@@ -201,9 +201,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{job}_peak_mb_{a}: {pa_:.1f}")
         print(f"{job}_peak_mb_{b}: {pb:.1f}")
         print(f"{job}_peak_ratio_{b}_vs_{a}: {pb / pa_:.3f}")
-        # Above the interpreter's imports: what the job itself holds.
-        print(f"{job}_working_mb_per_slide_slope: {(pb - pa_) / (b - a):.3f}")
+        print(f"{job}_peak_mb_per_slide: {(pb - pa_) / (b - a):.3f}")
         print(f"{job}_s_{b}: {figures[b][f'{job}_s']:.1f}")
+    if old is not None:
+        for job in ("predict", "train"):
+            new, was = figures[b][f"{job}_peak_mb"], figures[b][f"{job}_old_peak_mb"]
+            print(f"{job}_peak_vs_old_{b}: {new / was:.3f}")
+    # What the old predict job's mc_all held at the end of its MC pass (samples x n x 3 float32).
     print(f"mc_all_mb_{a}: {figures[a]['mc_all_mb']:.1f}")
     print(f"mc_all_mb_{b}: {figures[b]['mc_all_mb']:.1f}")
     print(f"features_mb_{b}: {figures[b]['features_mb']:.1f}")
