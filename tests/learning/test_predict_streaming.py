@@ -156,6 +156,7 @@ def _whole_in_memory(
     return tables, ranking.ranking_table(preds, labeled, size)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("metric", ["batchbald", "margin"])
 def test_predict_streams_slides_and_publishes_what_the_whole_in_memory_round_did(
     cloud, svc, project_id, metric, monkeypatch
