@@ -9,12 +9,18 @@ margin, negative entropy, or -BALD); for BatchBALD one greedy acquisition across
 picks the labels until the next retrain (the project's retrain threshold), each pick
 conditioned on the earlier ones (histolabel.learning.acquisition), and the queue serves them in
 pick order.
+
+Slides go one at a time: a slide's MC-dropout array lives while its table is written (with no
+batches yet); what outlives it is the BatchBALD pool's columns and the rows that can reach the
+merged ranking, both bounded whatever the slide count. After the joint acquisition only the
+slides that received picks are written again. (Timings: `mc` is the per-slide pass with its
+writes, `rank` the joint BatchBALD, `write` the picked slides and the ranking.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -22,7 +28,32 @@ import pyarrow as pa
 from gpu_jobs.common import JobError, Timings, exit_now, parser, progress_bar, record, record_failure, run
 from histolabel.composition import service_from_env
 
+if TYPE_CHECKING:
+    from histolabel.learning.acquisition import Pick
+    from histolabel.learning.queue import SlideScores
+
 IN_MEMORY_BYTES = 512 << 20  # feature arrays up to this size are read whole
+
+
+def prediction_table(mean: np.ndarray, class_ids: list[str], scores: SlideScores) -> pa.Table:
+    """One slide's published table: id, prob_<category>..., certainty, batch, batch_rank."""
+    cols: dict[str, Any] = {"id": np.arange(1, mean.shape[0] + 1, dtype=np.int64)}
+    for i, cid in enumerate(class_ids):
+        cols[f"prob_{cid}"] = mean[:, i]
+    cols["certainty"] = scores.certainty
+    cols["batch"] = scores.batch
+    cols["batch_rank"] = scores.batch_rank
+    return pa.table(cols)
+
+
+def with_picks(table: pa.Table, picks: Sequence[Pick]) -> pa.Table:
+    """A slide's table with its BatchBALD picks' batch and batch_rank set (row = id - 1)."""
+    batch = table.column("batch").to_numpy().copy()
+    rank = table.column("batch_rank").to_numpy().copy()
+    for p in picks:
+        batch[p.row], rank[p.row] = p.batch, p.batch_rank
+    table = table.set_column(table.column_names.index("batch"), "batch", pa.array(batch))
+    return table.set_column(table.column_names.index("batch_rank"), "batch_rank", pa.array(rank))
 
 
 def predict_project(
@@ -35,7 +66,7 @@ def predict_project(
     timings: Timings | None = None,
 ) -> dict[str, Any]:
     from histolabel.adapters import artifacts
-    from histolabel.api.ranking import RANKING_FILE, ranking_table
+    from histolabel.api.ranking import RANKING_FILE, RankingBuilder
     from histolabel.api.tables import Predictions
     from histolabel.learning import acquisition, defaults, models
     from histolabel.learning.features import Standardized, column_stats
@@ -60,7 +91,12 @@ def predict_project(
     if not slides:
         raise JobError(f"no slide of {project_id} has {kind} features; run the embed job")
     timings.lap("model")
-    mc_all: dict[str, np.ndarray] = {}
+    size = defaults.acquisition_size(state.settings.retrain_threshold) if acquire is None else acquire
+    # One slide at a time: its MC array lives only while its table is written; what outlives it
+    # is bounded whatever the slide count (the BatchBALD pool and the ranking's candidates).
+    acq = acquisition.Acquisition(metric, size, seed=version)
+    ranking = RankingBuilder(reserve=size if metric == "batchbald" else 0)
+    uri_prefix = artifacts.predictions_prefix(project_id, version)
     with progress_bar(len(slides), "predict", progress, unit="slide") as update:
         for slide_id in slides:
             # A large array is read a batch at a time by predict_mc (a slide of a million 1024-d
@@ -71,34 +107,35 @@ def predict_project(
             if meta.get("per_slide_standardized"):
                 x = Standardized(x, *column_stats(x))
             batch = 262144 if kind != "patch" else 4096
-            mc_all[slide_id] = models.predict_mc(model, x, samples=samples, batch_size=batch, seed=version)
+            mc = models.predict_mc(model, x, samples=samples, batch_size=batch, seed=version)
+            del x
+            # Labeled superpixels (any category) are never acquired: the queue leaves them out.
+            labeled = (
+                set(svc.slide_labels_fresh(project_id, slide_id).current())
+                if metric == "batchbald"
+                else set()
+            )
+            scores = acq.add(slide_id, mc, labeled)
+            table = prediction_table(mc.mean(axis=0), class_ids, scores)
+            del mc
+            artifacts.write_predictions(f"{uri_prefix}/{slide_id}.parquet", table)
+            ranking.add(slide_id, Predictions.from_arrow(table), labeled)
             update(1)
     timings.lap("mc")
-    # Labeled superpixels (any category) are never acquired: the queue leaves them out.
-    labeled = (
-        {s: svc.slide_labels_fresh(project_id, s).current() for s in slides} if metric == "batchbald" else {}
-    )
-    size = defaults.acquisition_size(state.settings.retrain_threshold) if acquire is None else acquire
-    ranked = acquisition.rank_slides(mc_all, labeled, metric, size, seed=version)
+    picks = acq.picks()
     timings.lap("rank")
-    uri_prefix = artifacts.predictions_prefix(project_id, version)
-    tables = {}
-    for slide_id in slides:
-        mc = mc_all[slide_id]
-        mean = mc.mean(axis=0)
-        cols: dict[str, Any] = {"id": np.arange(1, mc.shape[1] + 1, dtype=np.int64)}
-        for i, cid in enumerate(class_ids):
-            cols[f"prob_{cid}"] = mean[:, i]
-        cols["certainty"] = ranked[slide_id].certainty
-        cols["batch"] = ranked[slide_id].batch
-        cols["batch_rank"] = ranked[slide_id].batch_rank
-        tables[slide_id] = pa.table(cols)
-        artifacts.write_predictions(f"{uri_prefix}/{slide_id}.parquet", tables[slide_id])
+    # The slides that received picks are written again with their batches.
+    by_slide: dict[str, list[acquisition.Pick]] = {}
+    for p in picks:
+        by_slide.setdefault(p.slide_id, []).append(p)
+    for slide_id, mine in by_slide.items():
+        uri = f"{uri_prefix}/{slide_id}.parquet"
+        table = with_picks(artifacts.read_predictions(uri), mine)
+        artifacts.write_predictions(uri, table)
+        ranking.add_picks(slide_id, Predictions.from_arrow(table))
     # The merged ranking the queue serves (histolabel/api/queue.py): its first items across
     # every slide, so a queue request reads one small table, not every slide's.
-    preds = {s: Predictions.from_arrow(t) for s, t in tables.items()}
-    done = {s: set(v) for s, v in labeled.items()}
-    artifacts.write_predictions(f"{uri_prefix}/{RANKING_FILE}", ranking_table(preds, done))
+    artifacts.write_predictions(f"{uri_prefix}/{RANKING_FILE}", ranking.table())
     timings.lap("write")
     return {"model_version": version, "uri_prefix": uri_prefix, "slides": slides, "metric": metric}
 

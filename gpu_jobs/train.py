@@ -42,7 +42,7 @@ def assemble(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rows and class indices for every labeled superpixel of every slide."""
     from histolabel.adapters import artifacts
-    from histolabel.learning.features import column_stats, standardize_with
+    from histolabel.learning.features import standardize_with, stats_and_rows
     from histolabel.learning.training import TrainingError
 
     missing = sorted(s for s in labels if s not in feature_uris)
@@ -63,11 +63,14 @@ def assemble(
             raise TrainingError(
                 f"labels on slide {slide_id} name superpixels beyond its features ({bad[:3].tolist()})"
             )
-        # Only the labeled rows (and, for vectors, the slide's statistics read a chunk at a
-        # time): a slide's patches or 1024-d vectors need not fit in memory.
-        rows = artifacts.feature_rows(array, ids - 1)
-        if kind != "patch":
-            rows = standardize_with(rows, *column_stats(array))
+        # Only the labeled rows: a slide's patches or 1024-d vectors need not fit in memory. For
+        # vectors they come out of the one pass, a chunk at a time, that the slide's statistics
+        # read (each slide's features read once); patches read only the chunks that hold them.
+        if kind == "patch":
+            rows = artifacts.feature_rows(array, ids - 1)
+        else:
+            mean, scale, rows = stats_and_rows(array, ids - 1)
+            rows = standardize_with(rows, mean, scale)
         xs.append(rows)
         ys.append(np.array([index[labels[slide_id][int(i)]] for i in ids], np.int64))
     if not xs:

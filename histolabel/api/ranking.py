@@ -4,13 +4,14 @@ ranking the predict job publishes so that a queue request reads one small table.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from histolabel.api.tables import Predictions
+from histolabel.learning.certainty import least_certain
 from histolabel.learning.queue import SlideScores, guided_order
 
 if TYPE_CHECKING:
@@ -99,3 +100,80 @@ def ranking_items(table: pa.Table) -> list[QueueItem]:
     return [
         QueueItem(s, int(i), p, None if c is None else float(c)) for s, i, p, c in zip(*cols, strict=True)
     ]
+
+
+class RankingBuilder:
+    """`ranking_table` of every slide's predictions, fed a slide at a time and holding only the
+    rows that can reach the ranking: the `size + reserve` least certain unlabeled superpixels
+    across the slides so far (ties by slide, then id, as the guided order breaks them), and the
+    BatchBALD picks. `reserve` is the most picks the round can make: picks go first and are
+    taken out of the rest, so the rest needs that many spare rows. Slides come in sorted order."""
+
+    def __init__(self, size: int | None = None, reserve: int = 0) -> None:
+        self.size = RANKING_SIZE if size is None else size
+        self.keep = self.size + max(reserve, 0)
+        self.slides: list[str] = []
+        self.categories: list[str] | None = None
+        self._slide = np.empty(0, np.int64)
+        self._id = np.empty(0, np.int64)
+        self._cert = np.empty(0, np.float32)
+        self._probs: np.ndarray | None = None
+        self._picked: dict[str, Predictions] = {}
+
+    def add(self, slide_id: str, pred: Predictions, labeled: Collection[int] = ()) -> None:
+        """A slide's predictions with no batches yet; `labeled`: its ids the ranking leaves out."""
+        if self.slides and slide_id <= self.slides[-1]:
+            raise ValueError(f"slides must come in sorted order: {slide_id!r} after {self.slides[-1]!r}")
+        self.slides.append(slide_id)
+        self.categories = list(pred.categories)
+        cert = np.asarray(pred.certainty, np.float32)
+        out = ~np.isfinite(cert) | np.isin(pred.ids, np.fromiter(labeled, np.int64))
+        mine = np.flatnonzero(~out)
+        mine = mine[least_certain(cert[mine], self.keep)]
+        cert_all = np.concatenate([self._cert, cert[mine]])
+        slide_all = np.concatenate([self._slide, np.full(mine.size, len(self.slides) - 1)])
+        id_all = np.concatenate([self._id, pred.ids[mine]])
+        order = np.lexsort((id_all, slide_all, cert_all))[: self.keep]
+        probs = pred.probs[mine] if self._probs is None else np.concatenate([self._probs, pred.probs[mine]])
+        self._cert, self._slide, self._id, self._probs = (
+            cert_all[order],
+            slide_all[order],
+            id_all[order],
+            probs[order],
+        )
+
+    def add_picks(self, slide_id: str, pred: Predictions) -> None:
+        """A slide's predictions again once the joint acquisition gave it batches: its picks."""
+        if pred.batch is None or pred.batch_rank is None:
+            return
+        rows = np.flatnonzero(pred.batch >= 0)
+        if rows.size:
+            self._picked[slide_id] = Predictions(
+                pred.ids[rows], list(pred.categories), pred.probs[rows], pred.certainty[rows],
+                pred.batch[rows], pred.batch_rank[rows],
+            )  # fmt: skip
+
+    def table(self) -> pa.Table:
+        """`ranking_table` of the rows kept (the same table as of every slide's whole predictions)."""
+        preds: dict[str, Predictions] = {}
+        cats = list(self.categories or [])
+        for si, slide_id in enumerate(self.slides):
+            rows = np.flatnonzero(self._slide == si)
+            picked = self._picked.get(slide_id)
+            ids, certs = self._id[rows], self._cert[rows]
+            probs = self._probs[rows] if self._probs is not None else np.zeros((0, len(cats)), np.float32)
+            batch, rank = np.full(rows.size, -1, np.int32), np.zeros(rows.size, np.int32)
+            if picked is not None and picked.batch is not None and picked.batch_rank is not None:
+                rest = ~np.isin(ids, picked.ids)  # a kept row that is also a pick is kept as the pick
+                ids = np.concatenate([ids[rest], picked.ids])
+                certs = np.concatenate([certs[rest], picked.certainty])
+                probs = np.concatenate([probs[rest], picked.probs])
+                batch = np.concatenate([batch[rest], picked.batch])
+                rank = np.concatenate([rank[rest], picked.batch_rank])
+            if ids.size == 0:
+                continue
+            order = np.argsort(ids)
+            preds[slide_id] = Predictions(
+                ids[order], cats, probs[order], certs[order], batch[order], rank[order]
+            )
+        return ranking_table(preds, {}, self.size)

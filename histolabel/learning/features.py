@@ -371,13 +371,27 @@ class ColumnStats:
 def column_stats(array: Any, step: int | None = None) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """`standardize_per_slide`'s (mean, scale) of a sliceable [n, dim] array, read `step` rows at a
     time (default: its chunk, for a Zarr array; all of it, for one in memory)."""
+    mean, scale, _ = stats_and_rows(array, np.empty(0, np.int64), step)
+    return mean, scale
+
+
+def stats_and_rows(
+    array: Any, rows: NDArray[np.int64], step: int | None = None
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[Any]]:
+    """`column_stats` and `array[rows]` (rows sorted, unique) in one read of the array: the train
+    job's labeled rows come out of the blocks the statistics read anyway."""
     n = int(array.shape[0])
     chunks = getattr(array, "chunks", None)
     step = max(1, step or (int(chunks[0]) if chunks else n))
     stats = ColumnStats()
+    picked = np.empty((rows.size, *array.shape[1:]), array.dtype)
     for start in range(0, n, step):
-        stats.add(np.asarray(array[start : start + step]))
-    return stats.result(int(np.prod(array.shape[1:])))
+        block = np.asarray(array[start : start + step])
+        stats.add(block)
+        lo, hi = np.searchsorted(rows, [start, start + step])
+        picked[lo:hi] = block[rows[lo:hi] - start]
+    mean, scale = stats.result(int(np.prod(array.shape[1:])))
+    return mean, scale, picked
 
 
 class Standardized:
