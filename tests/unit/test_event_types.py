@@ -15,6 +15,7 @@ from histolabel import commands as C
 from histolabel.adapters.memory import InMemoryEventStore
 from histolabel.events import catalogue as ev
 from histolabel.events.envelope import StoredEvent, canonical_json, verify_chain
+from histolabel.events.fields import ProjectSettings
 from histolabel.projections.labels import ENTRY_FOLDS, fold_labels
 from histolabel.projections.project import ProjectState, fold_project
 from histolabel.runtime.job_events_lambda import handle_state_change
@@ -39,10 +40,13 @@ def write_scenario(svc) -> None:
     """Every path that appends: commands of each kind, job reports, the trigger's claim and its
     failure, job outcomes."""
     p, ex = "proj", svc.execute
-    ex(C.CreateProject(project_id=p, name="Demo"), OWNER)
+    # The settings as the golden file's code defaulted them (the default metric changed since).
+    settings = ProjectSettings(certainty_metric="confidence")
+    ex(C.CreateProject(project_id=p, name="Demo", settings=settings), OWNER)
     ex(C.AddMember(project_id=p, user=ANNOTATOR.user, role="annotator", site=ANNOTATOR.site), OWNER)
     ex(C.AddMember(project_id=p, user=REVIEWER.user, role="reviewer", site=REVIEWER.site), OWNER)
-    ex(C.ChangeSettings(project_id=p, settings={"superpixel_size": 32, "label_overlap": 0.25}), OWNER)
+    changed = {"superpixel_size": 32, "label_overlap": 0.25, "certainty_metric": "confidence"}
+    ex(C.ChangeSettings(project_id=p, settings=changed), OWNER)
     ex(C.AddCategory(project_id=p, name="tumor"), OWNER)
     ex(C.AddCategory(project_id=p, name="Fat", color="#112233", hotkey="Shift+A", category_id="fat"), OWNER)
     ex(C.AddCategory(project_id=p, name="bone"), OWNER)
