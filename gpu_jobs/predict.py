@@ -144,7 +144,7 @@ def main(argv: Sequence[str] | None = None, timings: Timings | None = None) -> i
     timings = timings or Timings()
     p = parser("predict", "Predict every superpixel of the project with a trained model.")
     p.add_argument("--version", type=int, help="model version (default: the current model)")
-    p.add_argument("--samples", type=int, help="MC-dropout samples (default: the loop's, 12)")
+    p.add_argument("--samples", type=int, help="MC-dropout samples (default: the loop's, learning.defaults)")
     p.add_argument("--acquire", type=int, help="BatchBALD picks (default: the project's retrain threshold)")
     args = p.parse_args(argv)
     if (args.samples is not None and args.samples < 1) or (args.acquire is not None and args.acquire < 0):
