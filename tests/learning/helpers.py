@@ -37,21 +37,31 @@ def write_slide(svc, project_id: str, slide_id: str, rgb: np.ndarray, labels: np
     sink = pa.BufferOutputStream()
     pq.write_table(pa.table(cols), sink)
     artifacts.write_bytes(f"{base}/superpixels.parquet", sink.getvalue().to_pybytes())
-    svc.execute(
-        RegisterSlide(
-            project_id=project_id, slide_id=slide_id, name=slide_id, source_uri=f"{base}/source/x.tif"
-        ),
-        OWNER,
-    )
     h, w = labels.shape
+    register_segmented(svc, project_id, slide_id, f"{base}/source/x.tif", (h, w, 2), n)
+
+
+def register_segmented(
+    svc, project_id: str, slide_id: str, source_uri: str, size: tuple[int, int, int], count: int
+) -> None:
+    """Register the slide and record it ingested (`size`: height, width, levels) and segmented
+    into `count` superpixels, at the artifact paths the jobs write."""
+    from histolabel.adapters import artifacts
+
+    base = f"{artifacts.project_prefix(project_id)}/slides/{slide_id}"
+    h, w, levels = size
+    zarr_uri = f"{base}/image.ome.zarr"
+    svc.execute(
+        RegisterSlide(project_id=project_id, slide_id=slide_id, name=slide_id, source_uri=source_uri), OWNER
+    )
     svc.record_job_event(
         project_id, "SlideIngested",
-        {"slide_id": slide_id, "zarr_uri": f"{base}/image.ome.zarr", "width": w, "height": h, "levels": 2},
+        {"slide_id": slide_id, "zarr_uri": zarr_uri, "width": w, "height": h, "levels": levels},
         job="ingest",
     )  # fmt: skip
     svc.record_job_event(
         project_id, "SegmentationCompleted",
-        {"slide_id": slide_id, "count": n, "labels_uri": f"{base}/image.ome.zarr/labels/superpixels",
+        {"slide_id": slide_id, "count": count, "labels_uri": f"{zarr_uri}/labels/superpixels",
          "table_uri": f"{base}/superpixels.parquet", "superpixel_size": 20, "compactness": 10},
         job="segment",
     )  # fmt: skip

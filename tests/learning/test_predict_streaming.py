@@ -14,12 +14,12 @@ import pytest
 
 from histolabel.api import ranking
 from histolabel.api.tables import Predictions
-from histolabel.commands import AddCategory, CreateProject, LabelSuperpixels, RegisterSlide
-from histolabel.events.catalogue import Actor, ProjectSettings
+from histolabel.commands import AddCategory, CreateProject, LabelSuperpixels
+from histolabel.events.catalogue import ProjectSettings
 from histolabel.learning import batchbald, certainty, defaults, models
 from histolabel.learning.queue import SlideScores
+from tests.learning.helpers import OWNER, register_segmented
 
-OWNER = Actor(user="olivia", site="nyc")
 SLIDES = ("s1", "s2", "s3")
 N = 400  # superpixels a slide: 3 x 400 BALD candidates overflow the joint pool's 500
 
@@ -75,20 +75,7 @@ def _project(svc: Any, project_id: str, metric: str) -> dict[str, np.ndarray]:
         x = (centers[y] + rng.normal(size=(N, 6)) * 1.5).astype(np.float32)
         x[:40] = x[0]  # tied certainties: the ranking and the pool break ties by slide, then id
         base = f"{artifacts.project_prefix(project_id)}/slides/{sid}"
-        svc.execute(
-            RegisterSlide(project_id=project_id, slide_id=sid, name=sid, source_uri=f"{base}/x.tif"), OWNER
-        )
-        svc.record_job_event(
-            project_id, "SlideIngested",
-            {"slide_id": sid, "zarr_uri": f"{base}/image.ome.zarr", "width": 64, "height": 64, "levels": 1},
-            job="ingest",
-        )  # fmt: skip
-        svc.record_job_event(
-            project_id, "SegmentationCompleted",
-            {"slide_id": sid, "count": N, "labels_uri": f"{base}/image.ome.zarr/labels/superpixels",
-             "table_uri": f"{base}/superpixels.parquet", "superpixel_size": 20, "compactness": 10},
-            job="segment",
-        )  # fmt: skip
+        register_segmented(svc, project_id, sid, f"{base}/x.tif", (64, 64, 1), N)
         uri = artifacts.features_uri(project_id, sid, "handcrafted")
         artifacts.write_features(uri, x)
         svc.record_job_event(
