@@ -121,13 +121,17 @@ class InMemoryProjectionStore:
         if current.seq != expected_seq:
             raise ProjectionConflict(key)
         self.summaries[key] = encode_summary(state)
+        self._write_buckets(key, encode_buckets(state, buckets))
+        self.totals[state.project_id] = self.totals.get(state.project_id, 0) + delta
+
+    def _write_buckets(self, key: tuple[str, str], bodies: dict[int, str]) -> None:
+        """Each body stored, an empty one ("{}") as a deleted bucket, as the DynamoDB store does."""
         stored = self.buckets.setdefault(key, {})
-        for b, body in encode_buckets(state, buckets).items():
+        for b, body in bodies.items():
             if body == "{}":
                 stored.pop(b, None)
             else:
                 stored[b] = body
-        self.totals[state.project_id] = self.totals.get(state.project_id, 0) + delta
 
     def labels_total(self, project_id: str) -> int:
         return self.totals.get(project_id, 0)
@@ -142,12 +146,7 @@ class InMemoryProjectionStore:
             self.totals[project.project_id] = total
             for rewrite in slides:
                 key = (rewrite.state.project_id, rewrite.state.slide_id)
-                stored = self.buckets.setdefault(key, {})
-                for b, body in rewrite.buckets.items():
-                    if body == "{}":
-                        stored.pop(b, None)
-                    else:
-                        stored[b] = body
+                self._write_buckets(key, rewrite.buckets)
                 self.summaries[key] = encode_summary(rewrite.state)
 
 
