@@ -9,6 +9,7 @@ The port; its adapters are histolabel.adapters.memory and histolabel.adapters.dy
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -25,12 +26,18 @@ class Lease:
 
 
 class LeaseStore(Protocol):
-    def held(self, project_id: str, now: float) -> list[Lease]:
-        """The project's leases still running at `now` (one read: the queue skips what others
-        hold without a refused write per superpixel)."""
+    def held(self, project_id: str, now: float, slots: Mapping[tuple[str, int], int]) -> list[Lease]:
+        """The leases still running at `now` on the slots of the given superpixels ((slide, id) ->
+        its slot count): one batched read of a page's candidates, so the queue skips what others
+        hold without a refused write per superpixel, and reads no more when the project holds
+        thousands of leases."""
         ...
 
     def take(self, project_id: str, lease: Lease, now: float, spent: str | None = None) -> bool:
         """Hold `lease` if its slot is free, expired, the holder's own, or held by `spent` (a
         member who has labeled the superpixel since). False: someone else holds it."""
+        ...
+
+    def take_all(self, project_id: str, attempts: list[tuple[Lease, str | None]], now: float) -> list[bool]:
+        """take of each (lease, spent), at once: a page's leases in one round trip."""
         ...

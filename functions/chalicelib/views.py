@@ -17,7 +17,8 @@ from histolabel.api.review import Row, rows_for_slide
 from histolabel.api.tables import Predictions
 from histolabel.commands import CommandRejected
 from histolabel.config import get_settings
-from histolabel.events.streams import history_of, read_after, slide_streams
+from histolabel.events.envelope import label_stream, member_label_stream
+from histolabel.events.streams import history_of, read_after
 from histolabel.projections.labels import Entry, SlideLabels, buckets_of, catch_up
 from histolabel.projections.project import ProjectState
 from histolabel.service import HistoLabel
@@ -30,20 +31,26 @@ def current_labels(svc: HistoLabel, project_id: str, slide_id: str) -> SlideLabe
 
 
 def entries_for(
-    svc: HistoLabel, project_id: str, wanted: Mapping[str, Iterable[int]]
+    svc: HistoLabel, project_id: str, wanted: Mapping[str, Iterable[int]], user: str
 ) -> dict[str, dict[int, Entry]]:
-    """slide -> the current entries (current_labels') of the ids `wanted` there, reading only
-    the label buckets they lie in (batched across slides), then the events the projection has
-    not folded yet for the slides whose stream moved past it (one batched check; a Query only
-    for those). The fold never reads an entry an event does not name, so this partial view is
-    exact for the ids asked about."""
+    """slide -> the current entries of the ids `wanted` there, for `user`'s queue: the label
+    buckets they lie in (batched across slides), caught up with the events the projection has
+    not folded yet on the streams it knows of and on the user's own (one batched check; a
+    Query only for the streams that moved). A colleague's first label on a slide (a stream the
+    projection has not seen yet) is seen once the projector folds it, its lag, which is far
+    under a lease's life: a guided label's superpixel stays leased to its labeler meanwhile.
+    Listing each slide's directory instead cost a Query per slide a page touches. The fold
+    never reads an entry an event does not name, so this partial view is exact for the ids
+    asked about up to those streams."""
     want = {sid: set(ids) for sid, ids in wanted.items()}
     if not want:
         return {}
     loaded = svc.projections.load_slides(project_id, {sid: buckets_of(ids) for sid, ids in want.items()})
-    # Every label stream of those slides (the slide's own and its members', from its directory),
-    # and the ones that moved past what the projection has folded: one batched check.
-    streams = {s: sid for sid in loaded for s in slide_streams(svc.events, project_id, sid)}
+    streams = {
+        s: sid
+        for sid, labels in loaded.items()
+        for s in (label_stream(project_id, sid), member_label_stream(project_id, sid, user), *labels.heads)
+    }
     moved = svc.events.streams_after({s: loaded[sid].cursor().get(s, 0) for s, sid in streams.items()})
     for sid in sorted({streams[s] for s in moved}):
         labels = loaded[sid]
@@ -132,7 +139,7 @@ def queue_candidates(
         by_slide: dict[str, list[int]] = {}
         for item in batch:
             by_slide.setdefault(item.slide_id, []).append(item.id)
-        for sid, found in entries_for(svc, state.project_id, by_slide).items():
+        for sid, found in entries_for(svc, state.project_id, by_slide, user).items():
             entries.setdefault(sid, {}).update(found)
         for item in batch:
             slots = queue.slots_for(state.project_id, item.slide_id, item.id, overlap)

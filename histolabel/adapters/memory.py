@@ -6,7 +6,7 @@ suites (tests/contracts/) run against these and the DynamoDB adapters alike."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from histolabel.events.envelope import GENESIS_HASH, StoredEvent, directory_of, member_of, slide_directory
@@ -155,9 +155,10 @@ class InMemoryLeaseStore:
         self.slots: dict[tuple[str, str, int, int], Lease] = {}
         self._lock = threading.Lock()
 
-    def held(self, project_id: str, now: float) -> list[Lease]:
+    def held(self, project_id: str, now: float, slots: Mapping[tuple[str, int], int]) -> list[Lease]:
         with self._lock:
-            return [lease for (p, *_), lease in self.slots.items() if p == project_id and lease.until > now]
+            found = (self.slots.get((project_id, s, i, k)) for (s, i), n in slots.items() for k in range(n))
+            return [lease for lease in found if lease is not None and lease.until > now]
 
     def take(self, project_id: str, lease: Lease, now: float, spent: str | None = None) -> bool:
         key = (project_id, lease.slide_id, lease.id, lease.slot)
@@ -167,3 +168,6 @@ class InMemoryLeaseStore:
                 return False
             self.slots[key] = lease
             return True
+
+    def take_all(self, project_id: str, attempts: list[tuple[Lease, str | None]], now: float) -> list[bool]:
+        return [self.take(project_id, lease, now, spent) for lease, spent in attempts]

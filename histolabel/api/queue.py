@@ -155,7 +155,7 @@ def is_done(entry: Mapping[str, object] | None, slots: int, user: str) -> bool:
     return user in users or not users or len(users) >= slots
 
 
-Take = Callable[[Lease, str | None], bool]
+TakeAll = Callable[[list[tuple[Lease, str | None]]], list[bool]]
 
 
 def lease_items(
@@ -163,26 +163,34 @@ def lease_items(
     labelers: Callable[[str, int], set[str]],
     slots: Callable[[str, int], int],
     user: str,
-    take: Take,
+    take_all: TakeAll,
     until: float,
     n: int,
-    held: Iterable[Lease] = (),
-    run: Callable[
-        [Callable[[tuple[Lease, str | None]], bool], list[tuple[Lease, str | None]]], Iterable[bool]
-    ]
-    | None = None,
+    held: Callable[[list[QueueItem]], Iterable[Lease]] | None = None,
 ) -> list[QueueItem]:
     """The first `n` candidates whose lease `user` gets. A superpixel wanted k more times is
-    skipped once k slots are found held by others (`held`: leases read beforehand, so most
-    of those cost no write); the slot tried first depends on the user, so renewing a lease
-    finds the user's own slot first. Takes go in waves of at most the leases still wanted,
-    each wave's writes at once through `run` (a map, e.g. a thread pool's; default in turn):
-    a page costs a few round trips, not one per superpixel, and never more than `n` leases."""
+    skipped once k slots are found held by others (`held`, asked about each stretch of
+    candidates as the page reaches it, so most of those cost no write and a page reads only
+    what it considers); the slot tried first depends on the user, so renewing a lease finds the
+    user's own slot first. Takes go in waves of at most the leases still wanted, each wave's
+    writes at once through `take_all` ((lease, who already spent one) -> taken): a page costs a
+    few round trips, not one per superpixel, and never more than `n` leases."""
     start = int.from_bytes(hashlib.sha256(user.encode()).digest()[:2], "little")
     holders: dict[tuple[str, int], set[str]] = {}
-    for lease in held:
-        holders.setdefault((lease.slide_id, lease.id), set()).add(lease.holder)
     source = enumerate(candidates)
+    ahead: list[tuple[int, QueueItem]] = []  # read, with what others hold of them, not yet judged
+    stretch = [0]
+
+    def read_ahead(k: int) -> bool:
+        # Each stretch at least twice the last: where colleagues hold the top of the order, a
+        # page reads a few growing stretches, not one per few candidates.
+        stretch[0] = max(k, 2 * stretch[0])
+        chunk = list(itertools.islice(source, stretch[0]))
+        for lease in held([item for _i, item in chunk]) if held is not None and chunk else ():
+            holders.setdefault((lease.slide_id, lease.id), set()).add(lease.holder)
+        ahead.extend(reversed(chunk))
+        return bool(chunk)
+
     got: list[tuple[int, QueueItem]] = []
     # (candidate index, item, slots tried, slots to try, who already spent one, slot count)
     retry: list[tuple[int, QueueItem, int, int, str | None, int]] = []
@@ -190,11 +198,10 @@ def lease_items(
     while len(got) < n and (retry or not exhausted):
         wave, retry = retry[: n - len(got)], retry[n - len(got) :]
         while len(wave) < n - len(got) and not exhausted:
-            nxt = next(source, None)
-            if nxt is None:
+            if not ahead and not read_ahead(max(8, n - len(got) - len(wave))):
                 exhausted = True
                 break
-            index, item = nxt
+            index, item = ahead.pop()
             others = labelers(item.slide_id, item.id) - {user}
             total = slots(item.slide_id, item.id)
             wanted = total - len(others)
@@ -206,7 +213,7 @@ def lease_items(
             break
         attempts = [(Lease(it.slide_id, it.id, (start + k) % total, user, until), spent)
                     for _i, it, k, _w, spent, total in wave]  # fmt: skip
-        results = list((run or map)(lambda a: take(*a), attempts))
+        results = take_all(attempts)
         for (index, item, k, wanted, spent, total), ok in zip(wave, results, strict=True):
             if ok:
                 got.append((index, item))

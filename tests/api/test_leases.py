@@ -92,9 +92,36 @@ def _store_contract(store, now=1000.0):
     for t in threads:
         t.join()
     assert len(wins) == 1
-    running = {(x.slide_id, x.id, x.slot, x.holder) for x in store.held("p", now + 20)}
+    asked = {("s1", 7): 2, ("s2", 1): 1, ("s3", 5): 2}
+    running = {(x.slide_id, x.id, x.slot, x.holder) for x in store.held("p", now + 20, asked)}
     assert running == {("s1", 7, 1, "olivia"), ("s1", 7, 0, "rex"), ("s2", 1, 0, wins[0])}
-    assert {x.holder for x in store.held("p", now + 400)} == {"rex"}
+    assert {x.holder for x in store.held("p", now + 400, asked)} == {"rex"}
+    # Only the slots asked about: one slot of s1/7 leaves the other's lease out.
+    assert {(x.slot, x.holder) for x in store.held("p", now + 20, {("s1", 7): 1})} == {(0, "rex")}
+    assert store.held("p", now + 20, {}) == []
+    # Many at once: the free slots are taken, the held one refused, in the order asked.
+    page = [(Lease("s4", i, 0, "ben", now + 300), None) for i in (1, 2, 3)]
+    page.insert(1, (Lease("s1", 7, 1, "ben", now + 300), None))  # olivia's
+    page.append((Lease("s1", 7, 0, "ben", now + 300), "rex"))  # rex's, but rex labeled it
+    assert store.take_all("p", page, now + 20) == [True, False, True, True, True]
+    assert {x.holder for x in store.held("p", now + 20, {("s4", 2): 1, ("s1", 7): 2})} == {"ben", "olivia"}
+    # Pages racing for overlapping slots: each slot is won once.
+    won: list[tuple[str, int]] = []
+    barrier = threading.Barrier(4)
+
+    def race_page(user):
+        barrier.wait()
+        wanted = [(Lease("s5", i, 0, user, now + 300), None) for i in range(1, 9)]
+        for (lease, _), ok in zip(wanted, store.take_all("p", wanted, now), strict=True):
+            if ok:
+                won.append((user, lease.id))
+
+    threads = [threading.Thread(target=race_page, args=(f"w{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(i for _u, i in won) == list(range(1, 9))
 
 
 def test_in_memory_lease_store_contract():

@@ -73,12 +73,27 @@ def test_lease_waves_keep_the_order_and_never_take_more_than_asked() -> None:
             return True
 
     two_slots = {5}
+    waves: list[int] = []
+    asked: list[int] = []
+
+    def take_all(attempts: list[tuple[Lease, str | None]]) -> list[bool]:
+        waves.append(len(attempts))
+        return [take(lease, spent) for lease, spent in attempts]
+
+    def held(some: list[queue.QueueItem]) -> list[Lease]:
+        asked.extend(i.id for i in some)
+        return [Lease("s", 4, 0, "other", 2.0)] if any(i.id == 4 for i in some) else []
+
     out = queue.lease_items(
         items, labelers=lambda s, i: set(), slots=lambda s, i: 2 if i in two_slots else 1, user="u",
-        take=take, until=1.0, n=8,
+        take_all=take_all, until=1.0, n=8, held=held,
     )  # fmt: skip
     assert [i.id for i in out] == [1, 2, 5, 6, 7, 8, 9, 11]
     assert len(taken) == 8
+    assert 4 not in {lease.id for lease in taken}  # known held: skipped without a write
+    assert len(waves) <= 3 and max(waves) <= 8
+    # Only the stretches the page reached (8, then twice that), not all 39.
+    assert asked == list(range(1, 25))
 
 
 def test_rebuild_encodes_every_bucket_as_the_projector_does_in_one_pass() -> None:

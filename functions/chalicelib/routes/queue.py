@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from chalicelib import views
@@ -19,17 +18,20 @@ def _queue(c: Call) -> Any:
     candidates, entries, from_model = views.queue_candidates(c.svc, state, c.user, room)
     overlap = state.settings.label_overlap
     now = time.time()
-    leases = c.svc.leases
+    leases, pid = c.svc.leases, state.project_id
+
+    def slots(sid: str, sp: int) -> int:
+        return queue.slots_for(pid, sid, sp, overlap)
+
     items = queue.lease_items(
         candidates,
         labelers=lambda sid, sp: set((entries[sid].get(sp) or {}).get("l") or {}),
-        slots=lambda sid, sp: queue.slots_for(state.project_id, sid, sp, overlap),
+        slots=slots,
         user=c.user,
-        take=lambda lease, spent: leases.take(state.project_id, lease, now, spent),
+        take_all=lambda attempts: leases.take_all(pid, attempts, now),
         until=now + LEASE_S,
         n=n,
-        held=leases.held(state.project_id, now),
-        run=LEASE_WRITERS.map,
+        held=lambda some: leases.held(pid, now, {(i.slide_id, i.id): slots(i.slide_id, i.id) for i in some}),
     )
     by_slide: dict[str, list[int]] = {}
     for item in items:
@@ -74,9 +76,6 @@ def _agreement(c: Call) -> Any:
         "users": agreement.user_agreement(by_user, cats),
         "predictions": agreement.pair_agreement(labels, preds, cats) if labels else None,
     }
-
-
-LEASE_WRITERS = ThreadPoolExecutor(16, thread_name_prefix="lease")
 
 
 HANDLERS: dict[str, Handler] = {
