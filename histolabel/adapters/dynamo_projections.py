@@ -169,6 +169,12 @@ class DynamoProjectionStore:
             return state
         return self.load_slides(project_id, {slide_id: buckets})[slide_id]
 
+    def load_bodies(self, project_id: str, slide_id: str) -> tuple[SlideLabels, dict[int, str]]:
+        items = self._query(label_stream(project_id, slide_id))
+        bodies = {i["sk"]["S"]: i["body"]["S"] for i in items}
+        state = slide_from_summary(project_id, slide_id, bodies.get("summary"))
+        return state, {int(sk[2:]): body for sk, body in bodies.items() if sk.startswith("B#")}
+
     def load_slides(self, project_id: str, buckets: dict[str, set[int]]) -> dict[str, SlideLabels]:
         """Summaries and the given buckets of many slides: BatchGetItem, 100 keys a call, across
         slides (a queue page touching many slides costs a few calls, not one per slide)."""

@@ -111,6 +111,12 @@ class InMemoryProjectionStore:
     def load_slides(self, project_id: str, buckets: dict[str, set[int]]) -> dict[str, SlideLabels]:
         return {sid: self.load_slide(project_id, sid, b) for sid, b in buckets.items()}
 
+    def load_bodies(self, project_id: str, slide_id: str) -> tuple[SlideLabels, dict[int, str]]:
+        key = (project_id, slide_id)
+        return slide_from_summary(project_id, slide_id, self.summaries.get(key)), dict(
+            self.buckets.get(key, {})
+        )
+
     def save_slide(self, state: SlideLabels, buckets: set[int], expected_seq: int, labels_delta: int) -> None:
         with self._lock:
             self._save_slide(state, buckets, expected_seq, labels_delta)

@@ -26,6 +26,11 @@ class ProjectionStore(Protocol):
         """The slide's summary and checkpoint, with the entries of `buckets` (all when None)."""
         ...
 
+    def load_bodies(self, project_id: str, slide_id: str) -> tuple[SlideLabels, dict[int, str]]:
+        """The slide's summary and checkpoint (no entries), and each stored bucket's body as
+        stored: what a rebuild compares the fresh fold's encoding with, decoding none."""
+        ...
+
     def load_slides(self, project_id: str, buckets: dict[str, set[int]]) -> dict[str, SlideLabels]:
         """load_slide of many slides (slide -> buckets) in as few batched reads as the store allows."""
         ...
@@ -58,7 +63,9 @@ def encode_buckets(state: SlideLabels, buckets: set[int]) -> dict[int, str]:
 
 
 def _encode_body(body: dict[int, Any]) -> str:
-    return json.dumps({str(i): e for i, e in sorted(body.items())}, separators=(",", ":"))
+    # Canonical (keys sorted inside each entry too), so equal entries are equal bodies: a
+    # rebuild compares the stored strings instead of decoding 10^6 entries.
+    return json.dumps({str(i): e for i, e in sorted(body.items())}, separators=(",", ":"), sort_keys=True)
 
 
 @dataclass
@@ -69,15 +76,26 @@ class SlideRewrite:
     buckets: dict[int, str]
 
 
-def rewrite(fresh: SlideLabels, stored: SlideLabels | None) -> SlideRewrite:
-    """What replacing `stored` by `fresh` writes: only the buckets whose entries differ (a rebuild
-    that finds the projection sound writes its summaries alone), and deletes for the buckets
-    `fresh` no longer has."""
-    new = fresh.buckets(all_buckets(fresh))
-    old = stored.buckets(all_buckets(stored)) if stored is not None else {}
-    changed = {b: _encode_body(body) for b, body in new.items() if old.get(b) != body}
-    changed.update({b: "{}" for b in old.keys() - new.keys()})
+def rewrite(fresh: SlideLabels, stored: dict[int, str]) -> SlideRewrite:
+    """What replacing the stored buckets (bucket -> body, load_bodies) by `fresh` writes: only
+    the buckets whose bodies differ (a rebuild that finds the projection sound writes its
+    summaries alone), and deletes for the buckets `fresh` no longer has."""
+    new = encode_buckets(fresh, all_buckets(fresh))
+    changed = {b: body for b, body in new.items() if stored.get(b) != body}
+    changed.update({b: "{}" for b in stored.keys() - new.keys()})
     return SlideRewrite(fresh, changed)
+
+
+def first_difference(fresh: SlideLabels, stored: dict[int, str], changed: dict[int, str]) -> int | None:
+    """The lowest superpixel whose stored entry differs from the fresh one, decoding only the
+    `changed` buckets (rewrite's); None where they differ in none (a body's encoding alone)."""
+    for b in sorted(changed):
+        old = decode_bucket(stored[b]) if b in stored else {}
+        new = decode_bucket(changed[b])
+        for sp in sorted(old.keys() | new.keys()):
+            if old.get(sp) != new.get(sp):
+                return sp
+    return None
 
 
 def decode_bucket(body: str) -> dict[int, Any]:
