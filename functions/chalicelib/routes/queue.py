@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from chalicelib import views
@@ -36,7 +37,9 @@ def _queue(c: Call) -> Any:
     by_slide: dict[str, list[int]] = {}
     for item in items:
         by_slide.setdefault(item.slide_id, []).append(item.id)
-    shapes = {sid: views.geometry(state, sid, ids) for sid, ids in by_slide.items()}
+    # A page's slides' row groups at once: each a cache miss or two S3 reads.
+    read = GEOMETRY_READERS.map(lambda kv: views.geometry(state, *kv), by_slide.items())
+    shapes = dict(zip(by_slide, read, strict=True))
     out = []
     for item in items:
         prediction = state.resolve(item.prediction) if item.prediction else None
@@ -76,6 +79,9 @@ def _agreement(c: Call) -> Any:
         "users": agreement.user_agreement(by_user, cats),
         "predictions": agreement.pair_agreement(labels, preds, cats) if labels else None,
     }
+
+
+GEOMETRY_READERS = ThreadPoolExecutor(8, thread_name_prefix="geometry")
 
 
 HANDLERS: dict[str, Handler] = {
