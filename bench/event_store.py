@@ -12,12 +12,20 @@ what a restarted poller delivers again, and the rebuild time of a
 project of 100k events next to reading those items raw. Every ratio is against a baseline
 measured in the same run on the same server.
 
+First, without the server: what a hot slide (100 annotators at a label a second, the declared
+peak of infra/write_rates.py) costs DynamoDB, from the items the product itself builds (event
+with its MAC, idempotency record, directory item, the project guard; the projector's summary
+and buckets, and the batches the stream mapping makes): WCUs per append, WCU/s per partition
+key, and the hottest key's share of a partition's 1,000 WCU/s. Member label streams are each
+their own partition key, so the hottest is the slide's label projection `L#{project}#{slide}`.
+
     python bench/event_store.py [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import random
 import statistics
@@ -25,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 
 from histolabel.composition import service_from_env
@@ -32,9 +41,11 @@ from histolabel.composition import service_from_env
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from histolabel.adapters.aws import client
-from histolabel.adapters.dynamo_events import DynamoEventStore, items_of
+from histolabel.adapters.dynamo_events import DynamoEventStore, idempotency_item, items_of, to_item
+from histolabel.adapters.dynamo_projections import _bucket_key
 from histolabel.adapters.memory import InMemoryEventStore, InMemoryProjectionStore
 from histolabel.adapters.provision import provision
+from histolabel.adapters.seals import MacKey, mac_with
 from histolabel.audit.rebuild import rebuild
 from histolabel.commands import (
     AddCategory,
@@ -46,11 +57,17 @@ from histolabel.commands import (
 )
 from histolabel.config import Settings, get_settings, settings_from_env
 from histolabel.events.catalogue import Actor
+from histolabel.events.envelope import idempotency_stream, label_stream, member_of, project_stream
 from histolabel.events.streams import slide_events, slide_streams
 from histolabel.localcloud.poller import StreamPoller
 from histolabel.localcloud.stack import local_environment, start_server
+from histolabel.projections.labels import BUCKET_SIZE
+from histolabel.projections.projector import Projector
+from histolabel.projections.store import all_buckets, encode_bucket, encode_summary
 from histolabel.runtime.projector_lambda import ProjectorRuntime
 from histolabel.service import MAX_ATTEMPTS, HistoLabel
+from infra.functions import lambdas
+from infra.write_rates import PEAK
 
 OWNER = Actor(user="olivia", site="nyc")
 # A fast annotator's pace in guided mode: a hotkey a second (a brush stroke is one command too).
@@ -312,6 +329,134 @@ def store_raw(ddb, settings: Settings, stored: list) -> None:  # type: ignore[no
             request = ddb.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
 
 
+# DynamoDB's per-partition throughput (a partition key's items, a single item at most).
+PARTITION_WCU_PER_S, PARTITION_RCU_PER_S = 1000, 3000
+
+
+def item_bytes(item: dict) -> int:  # type: ignore[type-arg]
+    """DynamoDB's size of an item: every attribute's name and value (strings and binaries by
+    their bytes, numbers about a byte per two significant digits plus one)."""
+    size = 0
+    for name, value in item.items():
+        ((kind, v),) = value.items()
+        if kind == "N":
+            digits = len(v.lstrip("-").replace(".", "").strip("0")) or 1
+            size += len(name.encode()) + (digits + 1) // 2 + 1
+        else:
+            size += len(name.encode()) + len(v.encode() if kind == "S" else v)
+    return size
+
+
+def write_units(item: dict, transactional: bool = True) -> int:  # type: ignore[type-arg]
+    """WCUs of writing `item`: one per started KB, twice that in a transaction."""
+    units = max(1, math.ceil(item_bytes(item) / 1024))
+    return 2 * units if transactional else units
+
+
+def read_units(item: dict) -> int:  # type: ignore[type-arg]
+    """RCUs of a strongly consistent read: one per started 4 KB."""
+    return max(1, math.ceil(item_bytes(item) / 4096))
+
+
+def hot_slide_capacity(annotators: int, labels_each: int) -> dict[str, float | str]:
+    """What a hot slide costs DynamoDB per second, from the items the product writes: each of
+    `annotators` members labels `labels_each` random superpixels of one slide (in memory, through
+    the same commands a browser sends, with an idempotency key), then the projector folds them.
+    Rates are the declared peak (infra/write_rates.py): every annotator at a label a second."""
+    mem = HistoLabel(Settings(stage="bench"), InMemoryEventStore(), InMemoryProjectionStore())
+    project, slide, superpixels = "capacity", "s0", 100_000
+    setup_project(mem, project, slides=1, count=superpixels)
+    users = [Actor(user=f"annotator{n:03d}", site=f"site{n % 4}") for n in range(annotators)]
+    for actor in users:
+        mem.execute(AddMember(project_id=project, user=actor.user, role="annotator", site=actor.site), OWNER)
+    rng = random.Random(7)
+    picked = rng.sample(range(1, superpixels), annotators * labels_each)
+    for i, sp in enumerate(picked):
+        cmd = LabelSuperpixels(project_id=project, slide_id=slide, ids=[sp], category_id="tumor")
+        mem.execute(cmd, users[i % annotators], idempotency_key=f"cap-{i}")
+    key = MacKey(uuid.uuid4().hex, "2026-12-01T00:00:00.000000Z", b"", os.urandom(32))
+    events = [e for stream, ev in mem.events.streams.items() if member_of(stream) for e in ev.values()]  # type: ignore[attr-defined]
+
+    def command_units(event) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+        """(WCUs of the command's transaction, WCUs of its event item) as DynamoEventStore.append
+        writes them: the event with its MAC, its idempotency record, the directory item on the
+        member's first label, and the ConditionCheck on the project stream's next seq (the guard,
+        billed as a transactional write of a key)."""
+        item = {**to_item(event), "mac": {"S": mac_with(key, event.hash)}}
+        idem_stream = idempotency_stream(project, event.idem)
+        idem = idempotency_item(idem_stream, mem.events.idem[idem_stream])  # type: ignore[attr-defined]
+        guard = guard_key(project)
+        listed = items_of(event)[1:]
+        units = sum(write_units(i) for i in [item, idem, guard, *listed])
+        return units, write_units(item)
+
+    steady = [command_units(e) for e in events if e.seq > 1]
+    first = [command_units(e) for e in events if e.seq == 1]
+    event_bytes = statistics.mean(item_bytes(to_item(e)) + len(f"mac{mac_with(key, e.hash)}") for e in events)
+    append_wcu = statistics.mean(u for u, _ in steady)
+    first_wcu = statistics.mean(u for u, _ in first)
+    event_wcu = statistics.mean(u for _, u in steady)
+
+    # The projection: the projector's fold, then a bucket filled as a brush over a region does.
+    projector = Projector(mem.projections, mem.events)
+    projector.handle_all(mem.events.read(project_stream(project)))
+    projector.handle_all(slide_events(mem.events, project, slide))
+    for i in range(BUCKET_SIZE):
+        sp = BUCKET_SIZE * 3 + i
+        cmd = LabelSuperpixels(project_id=project, slide_id=slide, ids=[sp], category_id="tumor")
+        mem.execute(cmd, users[i % annotators])
+    projector.handle_all(slide_events(mem.events, project, slide))
+    state = mem.projections.load_slide(project, slide)
+    pk = {"pk": {"S": label_stream(project, slide)}}
+    summary = {
+        **pk,
+        "sk": {"S": "summary"},
+        "seq": {"N": str(state.seq)},
+        "body": {"S": encode_summary(state)},
+    }
+    buckets = {b: {**pk, "sk": {"S": _bucket_key(b)}, "body": {"S": encode_bucket(state, b)}}
+               for b in all_buckets(state)}  # fmt: skip
+    full = buckets.pop(3)
+    bucket_wcu = statistics.mean(write_units(i) for i in buckets.values())
+    bucket_bytes = statistics.mean(item_bytes(i) for i in buckets.values())
+
+    # How often the projector saves the slide: once per stream batch holding its records (one
+    # shard, the mapping's batch size and window), each save the summary and one bucket a label.
+    mapping = lambdas(Settings(stage="bench"), 7)["ProjectorStream"]["Properties"]
+    labels_per_s = annotators * PEAK.labels_per_s
+    records_per_s = labels_per_s * PEAK.records_per_label
+    saves_per_s = max(records_per_s / mapping["BatchSize"], 1 / mapping["MaximumBatchingWindowInSeconds"])
+    projection_wcu = saves_per_s * write_units(summary) + labels_per_s * bucket_wcu
+    worst_wcu = labels_per_s * (write_units(summary) + bucket_wcu)  # a save per label: many shards
+    full_wcu = saves_per_s * write_units(summary) + labels_per_s * write_units(full)
+    projection_rcu = saves_per_s * read_units(summary) + labels_per_s * statistics.mean(
+        read_units(i) for i in buckets.values()
+    )
+    return {
+        "annotators": annotators,
+        "labels": len(events),
+        "event_bytes": event_bytes,
+        "append_wcu": append_wcu,
+        "first_wcu": first_wcu,
+        "event_wcu": event_wcu,
+        "events_wcu_per_s": labels_per_s * append_wcu,
+        "member_stream_wcu_per_s": PEAK.labels_per_s * event_wcu,
+        "guard_wcu_per_s": labels_per_s * write_units(guard_key(project)),
+        "summary_bytes": item_bytes(summary),
+        "bucket_bytes": bucket_bytes,
+        "full_bucket_bytes": item_bytes(full),
+        "saves_per_s": saves_per_s,
+        "projection_wcu_per_s": projection_wcu,
+        "projection_rcu_per_s": projection_rcu,
+        "worst_wcu_per_s": worst_wcu,
+        "full_wcu_per_s": full_wcu,
+    }
+
+
+def guard_key(project: str) -> dict:  # type: ignore[type-arg]
+    return {"stream": {"S": project_stream(project)}, "seq": {"N": "1000"}}
+
+
 def pct(values: list[float], p: float) -> float:
     return statistics.quantiles(values, n=100)[int(p) - 1] if len(values) > 1 else values[0]
 
@@ -327,6 +472,17 @@ def main() -> int:
     )
     per_annotator, projector_events = (3, 1_000) if args.quick else (10, 20_000)
     paced_per_annotator = 4 if args.quick else 30  # at one a second, all 100 at work for a while
+    cap = hot_slide_capacity(100, 3 if args.quick else 20)
+    print(f"capacity of a hot slide ({cap['annotators']} annotators, a label a second each, "
+          f"sizes from {cap['labels']} labels): a label append {cap['append_wcu']:.1f} WCU "
+          f"({cap['first_wcu']:.1f} on a member's first label, with its directory item), "
+          f"{cap['events_wcu_per_s']:.0f} WCU/s on the events table spread over "
+          f"{cap['annotators']} member streams ({cap['member_stream_wcu_per_s']:.0f} WCU/s each) and "
+          f"the project stream's guard ({cap['guard_wcu_per_s']:.0f} WCU/s on P#); the projection "
+          f"L#project#slide: {cap['saves_per_s']:.0f} saves/s of a {cap['summary_bytes']:.0f} B summary "
+          f"and a {cap['bucket_bytes']:.0f} B bucket a label = {cap['projection_wcu_per_s']:.0f} WCU/s "
+          f"(a save per label: {cap['worst_wcu_per_s']:.0f}; full {cap['full_bucket_bytes']:.0f} B buckets: "
+          f"{cap['full_wcu_per_s']:.0f}) of {PARTITION_WCU_PER_S} WCU/s a partition", flush=True)  # fmt: skip
     server = start_server()
     try:
         os.environ.update(local_environment(server.endpoint, Settings(stage="bench")))
@@ -365,6 +521,28 @@ def main() -> int:
               f"raw read of the same items {raw_read:.1f} s", flush=True)  # fmt: skip
     finally:
         server.stop()
+    hottest = max(
+        [("L#project#slide", cap["projection_wcu_per_s"]), ("P#project", cap["guard_wcu_per_s"]),
+         ("L#project#slide#member", cap["member_stream_wcu_per_s"])], key=lambda kv: kv[1],
+    )  # fmt: skip
+    print(f"hot_slide_label_event_item_bytes: {cap['event_bytes']:.0f}")
+    print(f"hot_slide_label_append_wcu: {cap['append_wcu']:.1f}")
+    print(f"hot_slide_label_append_wcu_first: {cap['first_wcu']:.1f}")
+    print(f"hot_slide_wcu_per_s: {cap['events_wcu_per_s']:.0f}")
+    print(f"hot_slide_member_stream_wcu_per_s: {cap['member_stream_wcu_per_s']:.0f}")
+    print(f"hot_slide_project_guard_wcu_per_s: {cap['guard_wcu_per_s']:.0f}")
+    print(f"hot_slide_projection_summary_bytes: {cap['summary_bytes']:.0f}")
+    print(f"hot_slide_projection_bucket_bytes: {cap['bucket_bytes']:.0f}")
+    print(f"hot_slide_projection_saves_per_s: {cap['saves_per_s']:.1f}")
+    print(f"hot_slide_projection_wcu_per_s: {cap['projection_wcu_per_s']:.0f}")
+    print(f"hot_slide_projection_rcu_per_s: {cap['projection_rcu_per_s']:.0f}")
+    print(f"hot_slide_projection_wcu_per_s_save_per_label: {cap['worst_wcu_per_s']:.0f}")
+    print(f"hot_slide_projection_wcu_per_s_full_buckets: {cap['full_wcu_per_s']:.0f}")
+    print(f"hot_slide_hottest_partition: {hottest[0]}")
+    print(f"hot_slide_partition_share: {hottest[1] / PARTITION_WCU_PER_S:.2f}")
+    print(f"hot_slide_partition_read_share: {cap['projection_rcu_per_s'] / PARTITION_RCU_PER_S:.2f}")
+    print(f"hot_slide_partition_share_save_per_label: {cap['worst_wcu_per_s'] / PARTITION_WCU_PER_S:.2f}")
+    print(f"hot_slide_partition_share_full_buckets: {cap['full_wcu_per_s'] / PARTITION_WCU_PER_S:.2f}")
     print(f"append_rate_1_writer: {one:.1f}")
     print(f"append_vs_raw_put_1_writer: {one / raw_one:.2f}")
     print(f"append_rate_16_writers: {sixteen:.1f}")

@@ -14,6 +14,7 @@ from histolabel.config import Settings
 from infra.cfn import Resources, get_att, on_aws, ref, sub
 from infra.iam import log_writer, role
 from infra.permissions import ROLES, statements_for
+from infra.write_rates import PROJECTOR_PARALLELIZATION, TRIGGER_PARALLELIZATION
 
 # Lambda's Python runtime on Amazon Linux 2023 (python3.11 runs on Amazon Linux 2).
 RUNTIME = "python3.12"
@@ -87,7 +88,7 @@ def function_environment(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _stream_mapping(fn: Function, *, filters: list[str] | None) -> dict[str, Any]:
+def _stream_mapping(fn: Function, *, filters: list[str] | None, parallelization: int) -> dict[str, Any]:
     props: dict[str, Any] = {
         "FunctionName": ref(fn.logical),
         "EventSourceArn": ref("EventsStreamArn"),
@@ -99,7 +100,9 @@ def _stream_mapping(fn: Function, *, filters: list[str] | None) -> dict[str, Any
         "BisectBatchOnFunctionError": True,
         "MaximumRetryAttempts": 10,
         "MaximumRecordAgeInSeconds": 86400,
-        "ParallelizationFactor": 1,
+        # Concurrent batches per shard, from the declared peak write rate (infra/write_rates.py,
+        # which says why the projector folds concurrent batches of one slide safely).
+        "ParallelizationFactor": parallelization,
         "DestinationConfig": {"OnFailure": {"Destination": get_att("StreamFailures", "Arn")}},
         "Enabled": True,
     }
@@ -154,8 +157,12 @@ def lambdas(settings: Settings, log_retention_days: int) -> Resources:
                 }
             )
         resources[fn.logical] = {"Type": "AWS::Lambda::Function", "Properties": props}
-    resources["ProjectorStream"] = _stream_mapping(PROJECTOR, filters=None)
-    resources["TriggerStream"] = _stream_mapping(TRIGGER, filters=JOB_STARTING_EVENTS)
+    resources["ProjectorStream"] = _stream_mapping(
+        PROJECTOR, filters=None, parallelization=PROJECTOR_PARALLELIZATION
+    )
+    resources["TriggerStream"] = _stream_mapping(
+        TRIGGER, filters=JOB_STARTING_EVENTS, parallelization=TRIGGER_PARALLELIZATION
+    )
     resources.update(job_state_rule(settings))
     resources.update(anchor_schedule(settings))
     return resources

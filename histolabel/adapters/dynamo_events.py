@@ -70,6 +70,11 @@ def items_of(event: StoredEvent) -> list[dict[str, Any]]:
     return [to_item(event)] + ([directory_item(event.stream)] if listed else [])
 
 
+def idempotency_item(stream: str, result: dict[str, Any]) -> dict[str, Any]:
+    """The command's idempotency record, stored with its events: the result a retry is given."""
+    return {"stream": {"S": stream}, "seq": {"N": "0"}, "result": {"S": json.dumps(result)}}
+
+
 def mac_key_stream(key_id: str) -> str:
     return f"K#{key_id}"
 
@@ -220,11 +225,7 @@ class DynamoEventStore:
                 {
                     "Put": {
                         "TableName": self.table,
-                        "Item": {
-                            "stream": {"S": stream},
-                            "seq": {"N": "0"},
-                            "result": {"S": json.dumps(result)},
-                        },
+                        "Item": idempotency_item(stream, result),
                         "ConditionExpression": "attribute_not_exists(#s)",
                         "ExpressionAttributeNames": {"#s": "stream"},
                     }

@@ -15,18 +15,36 @@ from histolabel.events.envelope import label_stream, project_stream
 from histolabel.projections.labels import SlideLabels
 from histolabel.projections.project import HEAD, ProjectState, state_from_items, state_items
 from histolabel.projections.store import (
+    Membership,
     ProjectionConflict,
     SlideRewrite,
     decode_bucket,
     encode_buckets,
     encode_summary,
+    membership_changes,
+    memberships_of,
     slide_from_summary,
 )
 
-# Project states share one partition, so listing the projects is one query; project-stream
-# events are rare next to label events, so the partition stays cool.
+# Project states share one partition, so listing every project (the anchorer) is one query;
+# project-stream events are rare next to label events, so the partition stays cool. A member's
+# own list reads their membership items instead (`projects_of`): one small partition per member.
 PROJECTS_PK = "PROJECTS"
 MAX_TRANSACTION_ITEMS = 100
+
+
+def _member_pk(user: str) -> str:
+    return f"M#{user}"
+
+
+def _membership_item(user: str, m: Membership) -> dict[str, Any]:
+    return {"pk": {"S": _member_pk(user)}, "sk": {"S": m.project_id}, "name": {"S": m.name},
+            "role": {"S": m.role}}  # fmt: skip
+
+
+def _stored_memberships(head_body: str | None) -> dict[str, Membership]:
+    """The membership items a stored head was written with (none before the project's first)."""
+    return memberships_of(ProjectState.model_validate_json(head_body)) if head_body else {}
 
 
 def _bucket_key(b: int) -> str:
@@ -117,9 +135,15 @@ class DynamoProjectionStore:
         listed_item = {"pk": {"S": PROJECTS_PK}, "sk": {"S": state.project_id}, "seq": {"N": str(state.seq)},
                        "body": {"S": bodies[HEAD]}}  # fmt: skip
         listed = {"Put": {"TableName": self.table, "Item": listed_item}}
+        # The members' items, written with the head that lists them: the stored head says which
+        # items exist, so only the memberships this save changes are written.
+        if stored.get(HEAD) != bodies[HEAD]:
+            changes = membership_changes(_stored_memberships(stored.get(HEAD)), memberships_of(state))
+            changed += [self._membership_op(state.project_id, user, m) for user, m in sorted(changes.items())]
         if len(changed) + 2 > MAX_TRANSACTION_ITEMS:
             # Never from the projector (it saves every MAX_EVENTS_PER_SAVE events, each touching
-            # at most three entries); written in parts, a reader could see entries ahead of it.
+            # at most three entries or one membership); written in parts, a reader could see
+            # entries ahead of it.
             raise ValueError(f"a project save of {len(changed)} changed items exceeds one transaction")
         try:
             self.ddb.transact_write_items(TransactItems=[head, listed, *changed])
@@ -133,6 +157,17 @@ class DynamoProjectionStore:
             raise
         with self._lock:
             self._known[state.project_id] = (state.seq, bodies)
+
+    def _membership_op(self, project_id: str, user: str, m: Membership | None) -> dict[str, Any]:
+        if m is None:
+            key = {"pk": {"S": _member_pk(user)}, "sk": {"S": project_id}}
+            return {"Delete": {"TableName": self.table, "Key": key}}
+        return {"Put": {"TableName": self.table, "Item": _membership_item(user, m)}}
+
+    def projects_of(self, user: str) -> list[Membership]:
+        """One Query of the member's partition (sorted by project id)."""
+        items = self._query(_member_pk(user))
+        return [Membership(i["sk"]["S"], i["name"]["S"], i["role"]["S"]) for i in items]
 
     def _query(self, pk: str, **extra: Any) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
@@ -274,6 +309,7 @@ class DynamoProjectionStore:
         stored = {i["sk"]["S"] for i in self._query(ppk, ProjectionExpression="pk, sk")}
         stale = stored - {*bodies, "labels_total"}
         writes += [{"DeleteRequest": {"Key": {"pk": {"S": ppk}, "sk": {"S": sk}}}} for sk in sorted(stale)]
+        writes += self._membership_rewrites(project)
         self._batch_write(writes)
         for rewrite in slides:
             slide = rewrite.state
@@ -292,6 +328,32 @@ class DynamoProjectionStore:
             summary = {"pk": {"S": pk}, "sk": {"S": "summary"}, "seq": {"N": str(slide.seq)},
                        "body": {"S": encode_summary(slide)}}  # fmt: skip
             self.ddb.put_item(TableName=self.table, Item=summary)
+
+    def _membership_rewrites(self, project: ProjectState) -> list[dict[str, Any]]:
+        """The batch writes that make the membership items of the members of the stored head and
+        of `project` those of `project`: missing or wrong ones put, non-members' deleted. (An item
+        of someone in neither is not looked for: only a save writes them, with the head.)"""
+        pid = project.project_id
+        head = self._get(project_stream(pid), HEAD)
+        wanted = memberships_of(project)
+        before = _stored_memberships(head["body"]["S"] if head and "body" in head else None)
+        users = sorted({*before, *wanted})
+        keys = [{"pk": {"S": _member_pk(u)}, "sk": {"S": pid}} for u in users]
+        stored: dict[str, Membership] = {}
+        for start in range(0, len(keys), 100):
+            batch = keys[start : start + 100]
+            request: dict[str, Any] = {self.table: {"Keys": batch, "ConsistentRead": True}}
+            while request:
+                resp = self.ddb.batch_get_item(RequestItems=request)
+                for i in resp["Responses"].get(self.table, []):
+                    stored[i["pk"]["S"][2:]] = Membership(pid, i["name"]["S"], i["role"]["S"])
+                request = resp.get("UnprocessedKeys") or {}
+        return [
+            {"DeleteRequest": {"Key": {"pk": {"S": _member_pk(u)}, "sk": {"S": pid}}}}
+            if m is None
+            else {"PutRequest": {"Item": _membership_item(u, m)}}
+            for u, m in sorted(membership_changes(stored, wanted).items())
+        ]
 
     def _batch_write(self, requests: list[dict[str, Any]]) -> None:
         for start in range(0, len(requests), 25):

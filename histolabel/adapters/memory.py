@@ -15,11 +15,14 @@ from histolabel.leases import Lease
 from histolabel.projections.labels import SlideLabels
 from histolabel.projections.project import ProjectState, head_body
 from histolabel.projections.store import (
+    Membership,
     ProjectionConflict,
     SlideRewrite,
     decode_bucket,
     encode_buckets,
     encode_summary,
+    membership_changes,
+    memberships_of,
     slide_from_summary,
 )
 
@@ -87,6 +90,9 @@ class InMemoryProjectionStore:
         self.summaries: dict[tuple[str, str], str] = {}
         self.buckets: dict[tuple[str, str], dict[int, str]] = {}
         self.totals: dict[str, int] = {}
+        # member -> project -> membership, kept beside the states as the DynamoDB store keeps
+        # its items (written by the saves, not derived from the states when read)
+        self.memberships: dict[str, dict[str, Membership]] = {}
 
     def load_project(self, project_id: str) -> ProjectState | None:
         body = self.projects.get(project_id)
@@ -98,6 +104,19 @@ class InMemoryProjectionStore:
             if (current.seq if current else 0) != expected_seq:
                 raise ProjectionConflict(state.project_id)
             self.projects[state.project_id] = state.model_dump_json()
+            before = memberships_of(current) if current else {}
+            self._write_memberships(state.project_id, membership_changes(before, memberships_of(state)))
+
+    def _write_memberships(self, project_id: str, changes: dict[str, Membership | None]) -> None:
+        for user, m in changes.items():
+            if m is None:
+                self.memberships.get(user, {}).pop(project_id, None)
+            else:
+                self.memberships.setdefault(user, {})[project_id] = m
+
+    def projects_of(self, user: str) -> list[Membership]:
+        mine = self.memberships.get(user, {})
+        return [mine[p] for p in sorted(mine)]
 
     def load_slide(self, project_id: str, slide_id: str, buckets: set[int] | None = None) -> SlideLabels:
         key = (project_id, slide_id)
@@ -150,6 +169,9 @@ class InMemoryProjectionStore:
         with self._lock:
             self.projects[project.project_id] = project.model_dump_json()
             self.totals[project.project_id] = total
+            pid = project.project_id
+            stored = {u: mine[pid] for u, mine in self.memberships.items() if pid in mine}
+            self._write_memberships(pid, membership_changes(stored, memberships_of(project)))
             for rewrite in slides:
                 key = (rewrite.state.project_id, rewrite.state.slide_id)
                 self._write_buckets(key, rewrite.buckets)

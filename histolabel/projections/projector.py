@@ -100,9 +100,13 @@ class Projector:
         pending = self._contiguous(events, expected)
         if not pending:
             return Outcome(skipped=len(events))
-        for e in pending:
-            apply_project_event(state, e)
-        self.projections.save_project(state, expected)
+        # Saved every few events, as in `_project`: a batch of a hundred members added (each a
+        # membership item) or slides registered would not fit one transaction.
+        for start in range(0, len(pending), MAX_EVENTS_PER_SAVE):
+            for e in pending[start : start + MAX_EVENTS_PER_SAVE]:
+                apply_project_event(state, e)
+            self.projections.save_project(state, expected)
+            expected = state.seq
         return Outcome(applied=len(pending), skipped=max(0, len(events) - len(pending)))
 
     def _contiguous(self, events: list[StoredEvent], checkpoint: int) -> list[StoredEvent]:

@@ -43,15 +43,47 @@ class ProjectionStore(Protocol):
 
     def list_projects(self) -> list[ProjectState]:
         """Every projected project's head (settings, members, categories; no slides, runs, jobs
-        or models), in id order (consortium scale: tens of projects)."""
+        or models), in id order: for background work over all projects (the anchorer), not for
+        a member's list (`projects_of`)."""
+        ...
+
+    def projects_of(self, user: str) -> list[Membership]:
+        """The projects `user` is a member of, with their role, in project id order: one read
+        of the member's own items, written with each project save that changes its members."""
         ...
 
     def put_rebuilt(self, project: ProjectState, slides: list[SlideRewrite], total: int) -> None:
-        """Put a freshly folded projection in place of the stored one: the project's items and
+        """Put a freshly folded projection in place of the stored one: the project's items, its
+        members' membership items (missing ones written, those of non-members deleted) and
         label total, and of each slide the buckets that differ (`rewrite`), then its summary.
         The live projection is never dropped first: readers see the old state or the new one,
         bucket by bucket, never an empty project."""
         ...
+
+
+@dataclass(frozen=True)
+class Membership:
+    """A member's entry for one project, stored under the member (one item per membership) so
+    listing a member's projects reads their own partition, never every project's."""
+
+    project_id: str
+    name: str
+    role: str
+
+
+def memberships_of(state: ProjectState) -> dict[str, Membership]:
+    """member -> their membership item's value in `state`."""
+    return {user: Membership(state.project_id, state.name, m.role) for user, m in state.members.items()}
+
+
+def membership_changes(
+    stored: dict[str, Membership], wanted: dict[str, Membership]
+) -> dict[str, Membership | None]:
+    """What turns the `stored` membership items into `wanted`: member -> item to put, or None to
+    delete; only those that differ (a save that changes no member writes none)."""
+    changes: dict[str, Membership | None] = {u: m for u, m in wanted.items() if stored.get(u) != m}
+    changes.update({u: None for u in stored.keys() - wanted.keys()})
+    return changes
 
 
 def encode_bucket(state: SlideLabels, b: int) -> str:

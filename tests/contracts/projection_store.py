@@ -1,6 +1,7 @@
 """The projection store contract (`histolabel.projections.store.ProjectionStore`): checkpointed
-saves refuse a stale writer, slides load whole or by bucket, totals add up, and a rebuild is put
-in place of the stored projection, stale buckets deleted."""
+saves refuse a stale writer, slides load whole or by bucket, totals add up, a member's projects
+follow the saves (a removed member's entry deleted), and a rebuild is put in place of the stored
+projection, stale buckets and memberships deleted, missing memberships written."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from typing import Any
 import pytest
 
 from histolabel.projections.labels import BUCKET_SIZE, SlideLabels
-from histolabel.projections.project import ProjectState
-from histolabel.projections.store import ProjectionConflict, ProjectionStore, rewrite
+from histolabel.projections.project import Member, ProjectState
+from histolabel.projections.store import Membership, ProjectionConflict, ProjectionStore, rewrite
 from tests.contracts.checks import Checks
 
 CHECKS = Checks()
@@ -21,6 +22,19 @@ check = CHECKS.check
 def project(seq: int = 1, name: str = "Lung") -> ProjectState:
     pid = f"c{uuid.uuid4().hex[:12]}"
     return ProjectState(project_id=pid, name=name, created_at="2026-12-01T00:00:00Z", seq=seq)
+
+
+def members(state: ProjectState, seq: int, **roles: str) -> ProjectState:
+    """`state` at `seq` with exactly these members (user=role)."""
+    at = "2026-12-01T00:00:00Z"
+    listed = {u: Member(role=r, site="nyc", since=at) for u, r in roles.items()}
+    return state.model_copy(update={"seq": seq, "members": listed})
+
+
+def users(n: int) -> list[str]:
+    """Fresh user ids: the DynamoDB checks share one table."""
+    tag = uuid.uuid4().hex[:8]
+    return [f"u{tag}{i}" for i in range(n)]
 
 
 def entry(category: str | None, user: str = "alice") -> dict[str, Any]:
@@ -128,6 +142,48 @@ def a_rebuild_is_put_in_place(store: ProjectionStore) -> None:
     # and the projector can go on from the rebuilt checkpoints
     store.save_slide(slide(p.project_id, 5, {1: "tumor"}), {0}, expected_seq=4, labels_delta=-1)
     assert store.labels_total(p.project_id) == 3
+
+
+@check
+def a_members_projects_follow_the_saves(store: ProjectionStore) -> None:
+    ana, bob, cy = users(3)
+    p, q = project(name="Lung"), project(name="Skin")
+    store.save_project(members(p, 1, **{ana: "owner", bob: "annotator"}), expected_seq=0)
+    store.save_project(members(q, 1, **{ana: "reviewer"}), expected_seq=0)
+    assert store.projects_of(ana) == sorted(
+        [Membership(p.project_id, "Lung", "owner"), Membership(q.project_id, "Skin", "reviewer")],
+        key=lambda m: m.project_id,
+    )
+    assert store.projects_of(bob) == [Membership(p.project_id, "Lung", "annotator")]
+    # bob's role changes, ana is removed from p, cy joins it
+    store.save_project(members(p, 2, **{bob: "reviewer", cy: "annotator"}), expected_seq=1)
+    assert store.projects_of(ana) == [Membership(q.project_id, "Skin", "reviewer")]
+    assert store.projects_of(bob) == [Membership(p.project_id, "Lung", "reviewer")]
+    assert store.projects_of(cy) == [Membership(p.project_id, "Lung", "annotator")]
+    # a refused save changes no membership
+    with pytest.raises(ProjectionConflict):
+        store.save_project(members(p, 3, **{cy: "owner"}), expected_seq=1)
+    assert store.projects_of(bob) == [Membership(p.project_id, "Lung", "reviewer")]
+    assert store.projects_of(users(1)[0]) == []
+
+
+@check
+def a_rebuild_puts_memberships_in_place(store: ProjectionStore) -> None:
+    ana, bob, cy, dee = users(4)
+    p = project(name="Lung")
+    store.save_project(members(p, 1, **{ana: "owner", bob: "annotator"}), expected_seq=0)
+    store.put_rebuilt(members(p, 5, **{ana: "reviewer", cy: "annotator"}), [], total=0)
+    assert store.projects_of(ana) == [Membership(p.project_id, "Lung", "reviewer")]
+    assert store.projects_of(bob) == []
+    assert store.projects_of(cy) == [Membership(p.project_id, "Lung", "annotator")]
+    # a project whose projection was lost (no items at all) gets its members' items
+    q = project(name="Skin")
+    store.put_rebuilt(members(q, 3, **{dee: "owner"}), [], total=0)
+    assert store.projects_of(dee) == [Membership(q.project_id, "Skin", "owner")]
+    # and the saves go on from the rebuilt items
+    store.save_project(members(p, 6, **{cy: "annotator"}), expected_seq=5)
+    assert store.projects_of(ana) == []
+    assert store.projects_of(cy) == [Membership(p.project_id, "Lung", "annotator")]
 
 
 run_all = CHECKS.run_all

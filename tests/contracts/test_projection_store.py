@@ -46,12 +46,31 @@ class KeepsStaleBuckets(InMemoryProjectionStore):
         super().put_rebuilt(project, slides, total)
 
 
+class KeepsRemovedMembers(InMemoryProjectionStore):
+    """Writes memberships but never deletes one: a removed member still has the project listed."""
+
+    def _write_memberships(self, project_id: str, changes: dict[str, Any]) -> None:
+        super()._write_memberships(project_id, {u: m for u, m in changes.items() if m is not None})
+
+
+class RebuildSkipsMemberships(InMemoryProjectionStore):
+    """Rebuilds the project's items but leaves its membership items as they were."""
+
+    def put_rebuilt(self, project: Any, slides: list[Any], total: int) -> None:
+        kept = {u: dict(ms) for u, ms in self.memberships.items()}
+        super().put_rebuilt(project, slides, total)
+        self.memberships = kept
+
+
 @pytest.mark.parametrize(
     ("broken", "caught_by"),
     [
         (NoCheckpoint, "a_stale_project_checkpoint_is_refused"),
         (NoCheckpoint, "a_stale_slide_checkpoint_is_refused"),
         (KeepsStaleBuckets, "a_rebuild_is_put_in_place"),
+        (KeepsRemovedMembers, "a_members_projects_follow_the_saves"),
+        (KeepsRemovedMembers, "a_rebuild_puts_memberships_in_place"),
+        (RebuildSkipsMemberships, "a_rebuild_puts_memberships_in_place"),
     ],
 )
 def test_a_broken_store_fails_the_contract(broken: type, caught_by: str) -> None:

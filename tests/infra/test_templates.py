@@ -152,6 +152,15 @@ def test_stream_consumers_report_partial_failures_and_bisect(app):
     assert "FilterCriteria" not in app["Resources"]["ProjectorStream"]["Properties"]
 
 
+def test_stream_consumers_run_as_many_batches_per_shard_as_the_declared_write_rate_needs(app):
+    from infra.write_rates import PROJECTOR_PARALLELIZATION, TRIGGER_PARALLELIZATION
+
+    resources = app["Resources"]
+    assert resources["ProjectorStream"]["Properties"]["ParallelizationFactor"] == PROJECTOR_PARALLELIZATION
+    assert resources["TriggerStream"]["Properties"]["ParallelizationFactor"] == TRIGGER_PARALLELIZATION
+    assert PROJECTOR_PARALLELIZATION > 1  # 100 annotators at a label a second, with headroom
+
+
 def test_function_zips_are_reproducible():
     from infra.functions import PROJECTOR
 

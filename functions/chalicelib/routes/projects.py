@@ -26,13 +26,12 @@ def _create_project(c: Call) -> Any:
 
 
 def _list_projects(c: Call) -> Any:
-    # Membership from the projections (a project created a moment ago may lag by the projector's
-    # delay); the role from the event stream, so a removed member is never shown the project.
+    # Membership from the caller's own membership items (one Query however many projects there
+    # are; a project joined a moment ago may lag by the projector's delay); the role from the
+    # event stream, so a removed member is never shown the project.
     out = []
-    for projected in c.svc.projections.list_projects():
-        if projected.role_of(c.user) is None:
-            continue
-        state = c.svc.project_state(projected.project_id)
+    for membership in c.svc.projections.projects_of(c.user):
+        state = c.svc.project_state(membership.project_id)
         role = state.role_of(c.user)
         if role is not None:
             out.append({"project_id": state.project_id, "name": state.name, "role": role})
