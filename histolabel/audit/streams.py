@@ -4,6 +4,7 @@ of every slide, with the label events in fold order."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -40,6 +41,9 @@ class ProjectHistory:
         return self.project + [e for s in self.label_streams.values() for ev in s.values() for e in ev]
 
 
+READERS = 8  # streams read at once
+
+
 def load_history(svc: HistoLabel, project_id: str, more: Iterable[str] = ()) -> ProjectHistory:
     """Every event of the project: its slides' label streams as their directories list them,
     and `more` label streams found otherwise (verify scans the table, so a stream whose
@@ -50,10 +54,14 @@ def load_history(svc: HistoLabel, project_id: str, more: Iterable[str] = ()) -> 
     streams = {s: set(slide_streams(svc.events, project_id, s)) for s in slides}
     for stream in more:
         streams.setdefault(slide_of(stream), set()).add(stream)
-    labels = {}
-    for slide in sorted(streams):
-        found = {s: list(svc.events.read(s)) for s in sorted(streams[slide])}
-        labels[slide] = {s: ev for s, ev in found.items() if ev}
+    # Every stream read at once: a slide's streams are one per member, each its own partition.
+    names = [(slide, s) for slide in sorted(streams) for s in sorted(streams[slide])]
+    with ThreadPoolExecutor(max_workers=READERS) as pool:
+        read = pool.map(lambda name: list(svc.events.read(name[1])), names)
+        labels: dict[str, dict[str, list[StoredEvent]]] = {slide: {} for slide in sorted(streams)}
+        for (slide, s), ev in zip(names, read, strict=True):
+            if ev:
+                labels[slide][s] = ev
     return ProjectHistory(project, labels)
 
 
