@@ -50,24 +50,39 @@ def compare_projections(
     fresh_slides: dict[str, SlideLabels],
     stored_slides: dict[str, SlideLabels],
 ) -> list[str]:
-    problems = []
-    if stored_project is None or stored_project.model_dump() != fresh_project.model_dump():
-        problems.append(f"project projection of {fresh_project.project_id} differs from a fresh fold")
+    problem = project_problem(fresh_project, stored_project)
+    problems = [problem] if problem else []
     for slide, fresh in fresh_slides.items():
         stored = stored_slides.get(slide)
         if stored is None or stored.entries != fresh.entries or stored.summary() != fresh.summary():
-            first = _first_difference(fresh, stored)
-            problems.append(f"label projection of slide {slide} differs from a fresh fold{first}")
+            problems.append(slide_problem(slide, _first_difference(fresh, stored)))
     return problems
+
+
+def project_problem(fresh: ProjectState, stored: ProjectState | None) -> str | None:
+    """The report's line for a project projection that differs from a fresh fold (verify's and
+    rebuild's), None where it does not."""
+    if stored is not None and stored.model_dump() == fresh.model_dump():
+        return None
+    return f"project projection of {fresh.project_id} differs from a fresh fold"
+
+
+def slide_problem(slide: str, where: str) -> str:
+    """The report's line for a slide's label projection that differs (verify's and rebuild's)."""
+    return f"label projection of slide {slide} differs from a fresh fold ({where})"
+
+
+def first_at(sp: int | None) -> str:
+    """slide_problem's `where` for the lowest superpixel that differs (None: only the counts)."""
+    return "summary counts" if sp is None else f"first at superpixel {sp}"
 
 
 def _first_difference(fresh: SlideLabels, stored: SlideLabels | None) -> str:
     if stored is None:
-        return " (missing)"
-    for sp in sorted(set(fresh.entries) | set(stored.entries)):
-        if fresh.entries.get(sp) != stored.entries.get(sp):
-            return f" (first at superpixel {sp})"
-    return " (summary counts)"
+        return "missing"
+    differ = (sp for sp in sorted(set(fresh.entries) | set(stored.entries))
+              if fresh.entries.get(sp) != stored.entries.get(sp))  # fmt: skip
+    return first_at(next(differ, None))
 
 
 @dataclass

@@ -118,9 +118,9 @@ def rewrite(fresh: SlideLabels, stored: dict[int, str]) -> SlideRewrite:
     return SlideRewrite(fresh, changed)
 
 
-def first_difference(fresh: SlideLabels, stored: dict[int, str], changed: dict[int, str]) -> int | None:
-    """The lowest superpixel whose stored entry differs from the fresh one, decoding only the
-    `changed` buckets (rewrite's); None where they differ in none (a body's encoding alone)."""
+def first_difference(stored: dict[int, str], changed: dict[int, str]) -> int | None:
+    """The lowest superpixel whose stored entry differs from the one `rewrite` would write,
+    decoding only the `changed` buckets; None where they differ in none (encoding alone)."""
     for b in sorted(changed):
         old = decode_bucket(stored[b]) if b in stored else {}
         new = decode_bucket(changed[b])
