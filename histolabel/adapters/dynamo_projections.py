@@ -37,9 +37,12 @@ def _member_pk(user: str) -> str:
     return f"M#{user}"
 
 
+def _membership_key(user: str, project_id: str) -> dict[str, Any]:
+    return {"pk": {"S": _member_pk(user)}, "sk": {"S": project_id}}
+
+
 def _membership_item(user: str, m: Membership) -> dict[str, Any]:
-    return {"pk": {"S": _member_pk(user)}, "sk": {"S": m.project_id}, "name": {"S": m.name},
-            "role": {"S": m.role}}  # fmt: skip
+    return {**_membership_key(user, m.project_id), "name": {"S": m.name}, "role": {"S": m.role}}
 
 
 def _stored_memberships(head_body: str | None) -> dict[str, Membership]:
@@ -160,8 +163,7 @@ class DynamoProjectionStore:
 
     def _membership_op(self, project_id: str, user: str, m: Membership | None) -> dict[str, Any]:
         if m is None:
-            key = {"pk": {"S": _member_pk(user)}, "sk": {"S": project_id}}
-            return {"Delete": {"TableName": self.table, "Key": key}}
+            return {"Delete": {"TableName": self.table, "Key": _membership_key(user, project_id)}}
         return {"Put": {"TableName": self.table, "Item": _membership_item(user, m)}}
 
     def projects_of(self, user: str) -> list[Membership]:
@@ -338,7 +340,7 @@ class DynamoProjectionStore:
         wanted = memberships_of(project)
         before = _stored_memberships(head["body"]["S"] if head and "body" in head else None)
         users = sorted({*before, *wanted})
-        keys = [{"pk": {"S": _member_pk(u)}, "sk": {"S": pid}} for u in users]
+        keys = [_membership_key(u, pid) for u in users]
         stored: dict[str, Membership] = {}
         for start in range(0, len(keys), 100):
             batch = keys[start : start + 100]
@@ -349,7 +351,7 @@ class DynamoProjectionStore:
                     stored[i["pk"]["S"][2:]] = Membership(pid, i["name"]["S"], i["role"]["S"])
                 request = resp.get("UnprocessedKeys") or {}
         return [
-            {"DeleteRequest": {"Key": {"pk": {"S": _member_pk(u)}, "sk": {"S": pid}}}}
+            {"DeleteRequest": {"Key": _membership_key(u, pid)}}
             if m is None
             else {"PutRequest": {"Item": _membership_item(u, m)}}
             for u, m in sorted(membership_changes(stored, wanted).items())

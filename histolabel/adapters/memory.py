@@ -132,9 +132,8 @@ class InMemoryProjectionStore:
 
     def load_bodies(self, project_id: str, slide_id: str) -> tuple[SlideLabels, dict[int, str]]:
         key = (project_id, slide_id)
-        return slide_from_summary(project_id, slide_id, self.summaries.get(key)), dict(
-            self.buckets.get(key, {})
-        )
+        summary = slide_from_summary(project_id, slide_id, self.summaries.get(key))
+        return summary, dict(self.buckets.get(key, {}))
 
     def save_slide(self, state: SlideLabels, buckets: set[int], expected_seq: int, labels_delta: int) -> None:
         with self._lock:

@@ -179,13 +179,14 @@ def lease_items(
     holders: dict[tuple[str, int], set[str]] = {}
     source = enumerate(candidates)
     ahead: list[tuple[int, QueueItem]] = []  # read, with what others hold of them, not yet judged
-    stretch = [0]
+    stretch = 0
 
     def read_ahead(k: int) -> bool:
+        nonlocal stretch
         # Each stretch at least twice the last: where colleagues hold the top of the order, a
         # page reads a few growing stretches, not one per few candidates.
-        stretch[0] = max(k, 2 * stretch[0])
-        chunk = list(itertools.islice(source, stretch[0]))
+        stretch = max(k, 2 * stretch)
+        chunk = list(itertools.islice(source, stretch))
         for lease in held([item for _i, item in chunk]) if held is not None and chunk else ():
             holders.setdefault((lease.slide_id, lease.id), set()).add(lease.holder)
         ahead.extend(reversed(chunk))
