@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from histolabel.adapters.aws import client
 from histolabel.adapters.dynamo_events import DynamoEventStore, idempotency_item, items_of, to_item
-from histolabel.adapters.dynamo_projections import _bucket_key
+from histolabel.adapters.dynamo_projections import _bucket_key, summary_item
 from histolabel.adapters.memory import InMemoryEventStore, InMemoryProjectionStore
 from histolabel.adapters.provision import provision
 from histolabel.adapters.seals import MacKey, mac_with
@@ -63,7 +63,7 @@ from histolabel.localcloud.poller import StreamPoller
 from histolabel.localcloud.stack import local_environment, start_server
 from histolabel.projections.labels import BUCKET_SIZE
 from histolabel.projections.projector import Projector
-from histolabel.projections.store import all_buckets, encode_bucket, encode_summary
+from histolabel.projections.store import all_buckets, encode_bucket
 from histolabel.runtime.projector_lambda import ProjectorRuntime
 from histolabel.service import MAX_ATTEMPTS, HistoLabel
 from infra.functions import lambdas
@@ -408,12 +408,7 @@ def hot_slide_capacity(annotators: int, labels_each: int) -> dict[str, float | s
     projector.handle_all(slide_events(mem.events, project, slide))
     state = mem.projections.load_slide(project, slide)
     pk = {"pk": {"S": label_stream(project, slide)}}
-    summary = {
-        **pk,
-        "sk": {"S": "summary"},
-        "seq": {"N": str(state.seq)},
-        "body": {"S": encode_summary(state)},
-    }
+    summary = summary_item(state)
     buckets = {b: {**pk, "sk": {"S": _bucket_key(b)}, "body": {"S": encode_bucket(state, b)}}
                for b in all_buckets(state)}  # fmt: skip
     full = buckets.pop(3)

@@ -54,6 +54,12 @@ def _bucket_key(b: int) -> str:
     return f"B#{b:08d}"
 
 
+def summary_item(state: SlideLabels) -> dict[str, Any]:
+    """A slide's summary item: its counts and checkpoint (`seq`, which saves are conditional on)."""
+    return {"pk": {"S": label_stream(state.project_id, state.slide_id)}, "sk": {"S": "summary"},
+            "seq": {"N": str(state.seq)}, "body": {"S": encode_summary(state)}}  # fmt: skip
+
+
 def _checkpoint_condition(expected_seq: int) -> dict[str, Any]:
     if expected_seq == 0:
         return {"ConditionExpression": "attribute_not_exists(pk)"}
@@ -244,12 +250,7 @@ class DynamoProjectionStore:
             {
                 "Put": {
                     "TableName": self.table,
-                    "Item": {
-                        "pk": {"S": pk},
-                        "sk": {"S": "summary"},
-                        "seq": {"N": str(state.seq)},
-                        "body": {"S": encode_summary(state)},
-                    },
+                    "Item": summary_item(state),
                     **_checkpoint_condition(expected_seq),
                 }
             }
@@ -327,9 +328,7 @@ class DynamoProjectionStore:
             )
             # The summary (the slide's checkpoint) last: a projector that saves meanwhile from
             # the old checkpoint is refused and folds again from this one.
-            summary = {"pk": {"S": pk}, "sk": {"S": "summary"}, "seq": {"N": str(slide.seq)},
-                       "body": {"S": encode_summary(slide)}}  # fmt: skip
-            self.ddb.put_item(TableName=self.table, Item=summary)
+            self.ddb.put_item(TableName=self.table, Item=summary_item(slide))
 
     def _membership_rewrites(self, project: ProjectState) -> list[dict[str, Any]]:
         """The batch writes that make the membership items of the members of the stored head and
