@@ -325,9 +325,10 @@ def generate(
 def publish_predictions(svc: Any, made: ScaleProject, seed: int = 0, version: int = 1) -> None:
     """Model `version` as a training run records it (requested, started, completed), then its
     predictions of every slide as the predict job writes them (per-slide tables and the merged
-    ranking) and PredictionsPublished."""
+    ranking, through the job's own publish_ranking) and PredictionsPublished."""
+    from gpu_jobs.predict import publish_ranking
     from histolabel.adapters import artifacts
-    from histolabel.api.ranking import RANKING_FILE, ranking_table
+    from histolabel.api.ranking import ranking_table
     from histolabel.api.tables import Predictions
     from histolabel.events.catalogue import Actor
 
@@ -348,7 +349,7 @@ def publish_predictions(svc: Any, made: ScaleProject, seed: int = 0, version: in
         table = slide_predictions(rng, made.superpixels, cats)
         artifacts.write_predictions(f"{uri_prefix}/{sid}.parquet", table)
         preds[sid] = Predictions.from_arrow(table)
-    artifacts.write_predictions(f"{uri_prefix}/{RANKING_FILE}", ranking_table(preds, {}))
+    publish_ranking(made.project_id, state, uri_prefix, ranking_table(preds, {}))
     data = {"model_version": version, "uri_prefix": uri_prefix, "slides": made.slides, "metric": "confidence"}
     svc.record_job_event(made.project_id, "PredictionsPublished", data, job="predict")
 

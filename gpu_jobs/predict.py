@@ -27,10 +27,14 @@ import pyarrow as pa
 
 from gpu_jobs.common import JobError, Timings, exit_now, parser, progress_bar, record, record_failure, run
 from histolabel.composition import service_from_env
+from histolabel.config import get_settings
+from histolabel.confinement import OutsideProject, require_in_project
 
 if TYPE_CHECKING:
+    from histolabel.api.tables import SuperpixelTable
     from histolabel.learning.acquisition import Pick
     from histolabel.learning.queue import SlideScores
+    from histolabel.projections.state import ProjectState
 
 IN_MEMORY_BYTES = 512 << 20  # feature arrays up to this size are read whole
 
@@ -56,6 +60,31 @@ def with_picks(table: pa.Table, picks: Sequence[Pick]) -> pa.Table:
     return table.set_column(table.column_names.index("batch_rank"), "batch_rank", pa.array(rank))
 
 
+def publish_ranking(project_id: str, state: ProjectState, uri_prefix: str, table: pa.Table) -> None:
+    """The merged ranking the queue serves (histolabel/api/queue.py), beside the slides' tables:
+    its first items across every slide with their geometry, so a queue request reads one small
+    table, not every slide's."""
+    from histolabel.adapters import artifacts
+    from histolabel.api.ranking import RANKING_FILE, with_geometry
+
+    ranked = with_geometry(table, lambda sid, ids: ranked_geometry(project_id, state, sid, ids))
+    artifacts.write_predictions(f"{uri_prefix}/{RANKING_FILE}", ranked)
+
+
+def ranked_geometry(project_id: str, state: ProjectState, slide_id: str, ids: list[int]) -> SuperpixelTable:
+    """The rows of `ids` of a slide's superpixel table (only the row groups holding them); none
+    where it cannot be read, as the API treats geometry: the queue then reads it itself."""
+    from histolabel.adapters import pyramids
+    from histolabel.api.tables import GEOMETRY, SuperpixelTable
+
+    seg = state.slides[slide_id].segmentation or {}
+    try:  # the state names what the project's jobs wrote; never read another project's object
+        uri = require_in_project(seg.get("table_uri", ""), project_id, get_settings())
+        return SuperpixelTable.from_arrow(pyramids.read_rows(uri, ids, list(GEOMETRY)))
+    except (OutsideProject, OSError, ValueError):
+        return SuperpixelTable.from_arrow(pa.table({c: pa.array([], pa.int64()) for c in GEOMETRY}))
+
+
 def predict_project(
     project_id: str,
     version: int | None = None,
@@ -66,7 +95,7 @@ def predict_project(
     timings: Timings | None = None,
 ) -> dict[str, Any]:
     from histolabel.adapters import artifacts
-    from histolabel.api.ranking import RANKING_FILE, RankingBuilder
+    from histolabel.api.ranking import RankingBuilder
     from histolabel.api.tables import Predictions
     from histolabel.learning import acquisition, defaults, models
     from histolabel.learning.features import Standardized, column_stats
@@ -133,9 +162,7 @@ def predict_project(
         table = with_picks(artifacts.read_predictions(uri), mine)
         artifacts.write_predictions(uri, table)
         ranking.add_picks(slide_id, Predictions.from_arrow(table))
-    # The merged ranking the queue serves (histolabel/api/queue.py): its first items across
-    # every slide, so a queue request reads one small table, not every slide's.
-    artifacts.write_predictions(f"{uri_prefix}/{RANKING_FILE}", ranking.table())
+    publish_ranking(project_id, state, uri_prefix, ranking.table())
     timings.lap("write")
     return {"model_version": version, "uri_prefix": uri_prefix, "slides": slides, "metric": metric}
 

@@ -12,7 +12,7 @@ from botocore.exceptions import ClientError
 
 from histolabel.adapters import pyramids
 from histolabel.adapters.aws import client
-from histolabel.api.tables import Predictions, SuperpixelTable
+from histolabel.api.tables import GEOMETRY, Predictions, SuperpixelTable
 from histolabel.config import get_settings, settings_from_env
 from histolabel.resources import EXPORT_TAG
 
@@ -73,9 +73,6 @@ def superpixel_rows(uri: str, version: str, ids: list[int]) -> SuperpixelTable:
     order = np.argsort(ids_all)
     bbox = np.concatenate([p.bbox for p in parts])[order]
     return SuperpixelTable(ids_all[order], bbox, np.concatenate([p.centroid for p in parts])[order])
-
-
-GEOMETRY = ("id", "y0", "x0", "y1", "x1", "cy", "cx")
 
 
 def ranking(uri: str) -> list[Any] | None:

@@ -6,6 +6,7 @@ from typing import IO, Any, Literal
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import zarr
 
@@ -64,11 +65,7 @@ def open_group(uri: str, mode: Literal["r", "a", "w"] = "r", settings: Settings 
 TABLE_ROW_GROUP = 16384  # rows per Parquet row group: a reader of a few ids reads ~0.5 MB, not all
 
 
-def table_row_groups(uri: str, settings: Settings | None = None) -> list[tuple[int, int]]:
-    """(min id, max id) of each row group of a superpixel table, from its footer alone."""
-    bucket, key = require_in_bucket(uri, settings)
-    with filesystem(settings).open(f"{bucket}/{key}", "rb") as fh:
-        meta = pq.ParquetFile(fh).metadata
+def _id_ranges(meta: pq.FileMetaData) -> list[tuple[int, int]]:
     col = meta.schema.names.index("id")
     out = []
     for g in range(meta.num_row_groups):
@@ -79,12 +76,32 @@ def table_row_groups(uri: str, settings: Settings | None = None) -> list[tuple[i
     return out
 
 
+def table_row_groups(uri: str, settings: Settings | None = None) -> list[tuple[int, int]]:
+    """(min id, max id) of each row group of a superpixel table, from its footer alone."""
+    bucket, key = require_in_bucket(uri, settings)
+    with filesystem(settings).open(f"{bucket}/{key}", "rb") as fh:
+        return _id_ranges(pq.ParquetFile(fh).metadata)
+
+
 def read_row_group(
     uri: str, group: int, columns: list[str] | None = None, settings: Settings | None = None
 ) -> pa.Table:
     bucket, key = require_in_bucket(uri, settings)
     with filesystem(settings).open(f"{bucket}/{key}", "rb") as fh:
         return pq.ParquetFile(fh).read_row_group(group, columns=columns)
+
+
+def read_rows(uri: str, ids: list[int], columns: list[str], settings: Settings | None = None) -> pa.Table:
+    """The rows of a table (its `columns`, "id" among them) whose id is one of `ids`, reading
+    only the row groups whose id range (the footer's statistics) may hold one."""
+    bucket, key = require_in_bucket(uri, settings)
+    want = np.unique(np.asarray(ids, np.int64))
+    with filesystem(settings).open(f"{bucket}/{key}", "rb") as fh:
+        pf = pq.ParquetFile(fh)
+        ranges = _id_ranges(pf.metadata)
+        groups = [g for g, (lo, hi) in enumerate(ranges) if ((want >= lo) & (want <= hi)).any()]
+        table = pf.read_row_groups(groups, columns=columns) if groups else pf.schema_arrow.empty_table()
+    return table.filter(pc.is_in(table.column("id"), value_set=pa.array(want))).select(columns)
 
 
 def write_table(table: pa.Table, uri: str, settings: Settings | None = None) -> None:

@@ -4,13 +4,13 @@ ranking the predict job publishes so that a queue request reads one small table.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from histolabel.api.tables import Predictions
+from histolabel.api.tables import GEOMETRY, Predictions, SuperpixelTable
 from histolabel.learning.certainty import least_certain
 from histolabel.learning.queue import SlideScores, guided_order
 
@@ -24,6 +24,10 @@ class QueueItem:
     id: int
     prediction: str | None = None
     certainty: float | None = None
+    # Level-0 box (y0, x0, y1, x1) and centroid (cy, cx) where the ranking carries them: a
+    # page of such items reads no superpixel table.
+    bbox: tuple[int, int, int, int] | None = None
+    centroid: tuple[float, float] | None = None
 
 
 def slide_scores(slide_id: str, pred: Predictions) -> SlideScores:
@@ -92,14 +96,51 @@ def ranking_table(predictions: Mapping[str, Predictions], labeled: Mapping[str, 
     )
 
 
+GEOMETRY_COLUMNS = GEOMETRY[1:]
+
+
+def with_geometry(table: pa.Table, geometry: Callable[[str, list[int]], SuperpixelTable]) -> pa.Table:
+    """A ranking table with each item's level-0 box and centroid (GEOMETRY_COLUMNS, null where
+    `geometry` (slide, ids) -> rows found does not hold the id), read once by the job that
+    publishes it instead of by every queue request."""
+    import pyarrow as pa
+
+    slides = table.column("slide_id").to_pylist()
+    ids = np.asarray(table.column("id").to_pylist(), np.int64)
+    values = np.zeros((len(ids), 6), np.float64)
+    found = np.zeros(len(ids), bool)
+    for slide_id in sorted(set(slides)):
+        rows = np.flatnonzero(np.asarray(slides, object) == slide_id)
+        sp = geometry(slide_id, ids[rows].tolist())
+        at = sp.rows(ids[rows])
+        hit = at >= 0
+        values[rows[hit], :4] = sp.bbox[at[hit]]
+        values[rows[hit], 4:] = sp.centroid[at[hit]]
+        found[rows[hit]] = True
+    for k, name in enumerate(GEOMETRY_COLUMNS):
+        kind = pa.int64() if k < 4 else pa.float64()
+        col = values[:, k].astype(np.int64) if k < 4 else values[:, k]
+        table = table.append_column(name, pa.array(col, kind, mask=~found))
+    return table
+
+
 def ranking_items(table: pa.Table) -> list[QueueItem]:
     missing = {"slide_id", "id", "prediction", "certainty"} - set(table.column_names)
     if missing:
         raise ValueError(f"ranking table lacks columns {sorted(missing)}")
     cols = [table.column(c).to_pylist() for c in ("slide_id", "id", "prediction", "certainty")]
-    return [
-        QueueItem(s, int(i), p, None if c is None else float(c)) for s, i, p, c in zip(*cols, strict=True)
-    ]
+    # Rankings published before they carried geometry: their items get it from the table.
+    shapes = (
+        zip(*(table.column(c).to_pylist() for c in GEOMETRY_COLUMNS), strict=True)
+        if set(GEOMETRY_COLUMNS) <= set(table.column_names)
+        else ((None,) * 6 for _ in range(table.num_rows))
+    )
+    out = []
+    for (s, i, p, c), g in zip(zip(*cols, strict=True), shapes, strict=True):
+        box = None if g[0] is None else (int(g[0]), int(g[1]), int(g[2]), int(g[3]))
+        centroid = None if g[4] is None else (float(g[4]), float(g[5]))
+        out.append(QueueItem(s, int(i), p, None if c is None else float(c), box, centroid))
+    return out
 
 
 class RankingBuilder:

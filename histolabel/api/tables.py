@@ -11,6 +11,7 @@ import pyarrow as pa
 from numpy.typing import NDArray
 
 PROB_PREFIX = "prob_"
+GEOMETRY = ("id", "y0", "x0", "y1", "x1", "cy", "cx")  # a superpixel table's columns the API reads
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class SuperpixelTable:
 
     @classmethod
     def from_arrow(cls, table: pa.Table) -> SuperpixelTable:
-        missing = {"id", "y0", "x0", "y1", "x1", "cy", "cx"} - set(table.column_names)
+        missing = set(GEOMETRY) - set(table.column_names)
         if missing:
             raise ValueError(f"superpixel table lacks columns {sorted(missing)}")
         ids = table.column("id").to_numpy().astype(np.int64)

@@ -192,7 +192,11 @@ class LocalJobRunner:
         record = self.status(job_id)
         if record["status"] in ("SUCCEEDED", "FAILED", "UNKNOWN"):
             return
-        self._cancel_path(job_id).write_text(reason)
+        # Atomic, as the record is: the thread that runs the job, reading a file just created
+        # and not yet written, took the cancel for one without a reason (seen under load).
+        tmp = self.directory / f"{job_id}.cancel.tmp"
+        tmp.write_text(reason)
+        tmp.replace(self._cancel_path(job_id))
         record = self.status(job_id)
         if record["status"] == "RUNNING" and record.get("pid"):
             _terminate(int(record["pid"]))

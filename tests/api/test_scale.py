@@ -18,7 +18,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from histolabel.adapters import pyramids
 from histolabel.api import queue
+from histolabel.api.ranking import RANKING_FILE
+from histolabel.api.tables import SuperpixelTable
 from histolabel.composition import service_from_env
 from histolabel.leases import Lease
 
@@ -121,6 +124,42 @@ def test_prediction_lookup_of_a_page_equals_the_slide_wide_lookup() -> None:
     assert pred.lookup([7, 499, 1000, 3]) == {i: full[i] for i in (7, 499, 3)}
 
 
+def test_the_ranking_carries_the_geometry_it_was_given_and_reads_rankings_without_it() -> None:
+    import pyarrow as pa
+
+    from histolabel.api import ranking
+    from histolabel.api.tables import Predictions
+
+    rng = np.random.default_rng(2)
+    preds = {}
+    for s in ("a", "b"):
+        probs = rng.dirichlet([1, 1], 50).astype(np.float32)
+        preds[s] = Predictions.from_arrow(pa.table({"id": np.arange(1, 51), "prob_x": probs[:, 0],
+                                                    "prob_y": probs[:, 1]}))  # fmt: skip
+    table = ranking.ranking_table(preds, {}, 30)
+    asked: list[tuple[str, list[int]]] = []
+
+    def geometry(slide_id: str, ids: list[int]) -> SuperpixelTable:
+        asked.append((slide_id, sorted(ids)))
+        have = np.array(sorted(i for i in ids if i % 3), np.int64)  # ids divisible by 3: not in the table
+        return SuperpixelTable(have, np.stack([have, have + 1, have + 2, have + 3], 1),
+                               np.stack([have + 0.5, have + 1.5], 1))  # fmt: skip
+
+    items = ranking.ranking_items(ranking.with_geometry(table, geometry))
+    assert [(i.slide_id, i.id, i.prediction, i.certainty) for i in items] == [
+        (i.slide_id, i.id, i.prediction, i.certainty) for i in ranking.ranking_items(table)
+    ]
+    assert sorted(s for s, _ids in asked) == sorted({i.slide_id for i in items})  # one read a slide
+    for item in items:
+        if item.id % 3:
+            assert item.bbox == (item.id, item.id + 1, item.id + 2, item.id + 3)
+            assert item.centroid == (item.id + 0.5, item.id + 1.5)
+        else:
+            assert item.bbox is None and item.centroid is None
+    # A ranking published before it carried geometry: its items have none.
+    assert all(i.bbox is None for i in ranking.ranking_items(table))
+
+
 # ---- through the API, on the local cloud ----------------------------------------------------
 
 
@@ -164,7 +203,18 @@ def store_calls(fn: Any) -> tuple[Any, int]:
         BaseClient._make_api_call = original  # type: ignore[method-assign]
 
 
-def test_queue_store_calls_do_not_grow_with_slides_and_labels_are_never_offered_again(scale_api) -> None:
+def recorded(fn: Any, uris: list[str]) -> Any:
+    def call(uri: str, *args: Any, **kwargs: Any) -> Any:
+        uris.append(uri)
+        return fn(uri, *args, **kwargs)
+
+    return call
+
+
+def test_queue_store_calls_do_not_grow_with_slides_and_labels_are_never_offered_again(
+    scale_api, monkeypatch
+) -> None:
+    from chalicelib import data
     from scale_data import generate, publish_predictions
 
     svc = scale_api.svc
@@ -178,11 +228,26 @@ def test_queue_store_calls_do_not_grow_with_slides_and_labels_are_never_offered_
         assert spread.status_code == 200, spread.body
         assert len(spread.json_body["items"]) == 10 and spread.json_body["model_version"] is None
         publish_predictions(svc, made)
-        scale_api("GET", path, user)
+        # A container's first ranked page reads the ranking and no superpixel table: the predict
+        # job published each ranked item's geometry with it.
+        data._cache.clear()
+        data._small.clear()
+        read: list[str] = []
+        for name in ("read_table", "read_row_group", "table_row_groups"):
+            monkeypatch.setattr(pyramids, name, recorded(getattr(pyramids, name), read))
+        assert scale_api("GET", path, user).status_code == 200
+        monkeypatch.undo()
+        assert read and all(uri.endswith(RANKING_FILE) for uri in read), read
         ranked, calls_ranked = store_calls(lambda p=path, u=user: scale_api("GET", p, u))
         body = ranked.json_body
         assert ranked.status_code == 200 and len(body["items"]) == 10 and body["model_version"] == 1
-        assert all(i["bbox"] and i["centroid"] for i in body["items"])
+        state = svc.project_state(made.project_id)
+        for item in body["items"]:  # the table's own geometry of each item
+            seg = state.slides[item["slide_id"]].segmentation
+            table = SuperpixelTable.from_arrow(pyramids.read_table(seg["table_uri"]))
+            row = int(table.rows(np.array([item["id"]]))[0])
+            assert item["bbox"] == table.bbox[row].tolist(), item
+            assert item["centroid"] == table.centroid[row].tolist(), item
         # The merged ranking's order (least confident first), minus what is labeled.
         certainty = [i["certainty"] for i in body["items"]]
         assert certainty == sorted(certainty)

@@ -184,7 +184,9 @@ def test_predict_streams_slides_and_publishes_what_the_whole_in_memory_round_did
         assert got.equals(tables[sid]), sid
     got = artifacts.read_predictions(f"{prefix}/{ranking.RANKING_FILE}")
     assert got.num_rows == 300
-    assert got.equals(ranked)
+    assert got.select(ranked.column_names).equals(ranked)
+    # These slides' superpixel tables were never written: their geometry is left to the queue.
+    assert all(got.column(c).null_count == 300 for c in ranking.GEOMETRY_COLUMNS)
     if metric == "batchbald":
         picked = sum(int((t.column("batch").to_numpy() >= 0).sum()) for t in tables.values())
         assert picked == defaults.acquisition_size(state.settings.retrain_threshold)

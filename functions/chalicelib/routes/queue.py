@@ -34,16 +34,23 @@ def _queue(c: Call) -> Any:
         n=n,
         held=lambda some: leases.held(pid, now, {(i.slide_id, i.id): slots(i.slide_id, i.id) for i in some}),
     )
+    # The published ranking carries its items' geometry; the other orders' items (and a ranking
+    # published before it did) read their slides' row groups, a page's slides at once.
     by_slide: dict[str, list[int]] = {}
     for item in items:
-        by_slide.setdefault(item.slide_id, []).append(item.id)
-    # A page's slides' row groups at once: each a cache miss or two S3 reads.
+        if item.bbox is None:
+            by_slide.setdefault(item.slide_id, []).append(item.id)
     read = GEOMETRY_READERS.map(lambda kv: views.geometry(state, *kv), by_slide.items())
     shapes = dict(zip(by_slide, read, strict=True))
     out = []
     for item in items:
         prediction = state.resolve(item.prediction) if item.prediction else None
-        bbox, centroid = shapes[item.slide_id].get(item.id, (None, None))
+        bbox: list[int] | None
+        centroid: list[float] | None
+        if item.bbox is not None:
+            bbox, centroid = list(item.bbox), list(item.centroid or ())
+        else:
+            bbox, centroid = shapes[item.slide_id].get(item.id, (None, None))
         out.append({"slide_id": item.slide_id, "id": item.id, "prediction": prediction,
                     "certainty": item.certainty, "bbox": bbox, "centroid": centroid})  # fmt: skip
     model = state.current_model
