@@ -6,8 +6,10 @@ extrapolates to 500 slides.
 
     python bench/api_scale.py [--quick] [--requests 30] [--scales 100,10]
 
---scales are divisors of the target (100: 5 slides x 10^4 superpixels); --quick uses
-1/1000-size slides at 2 and 12 slides.
+--scales are divisors of the target (100: 5 slides x 10^4 superpixels). Between them slides and
+superpixels per slide both grow, so a third point grows the slides alone (the larger scale's
+count of the smaller scale's slides: 50 x 10^4) and its slope says how a route grows with slides
+only. --quick uses 1/1000-size slides at 2 and 12 slides.
 """
 
 from __future__ import annotations
@@ -108,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         points = [(TARGET_SLIDES // d, TARGET_SUPERPIXELS // d) for d in divisors]
         requests, warm = args.requests, 2
+    # Between the two scales slides and superpixels per slide both grow; the third point grows
+    # the slides alone (the larger count of the smaller slides), so the slope in slides is seen.
+    (s_a, m_a), (s_b, m_b) = points
+    wide = (s_b, m_a) if m_a != m_b else None
 
     from api import Keys  # bench/api.py: tokens the in-process app verifies
     from app import app
@@ -124,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         SERVICES.service, SERVICES.pool = svc, keys.pool
         SERVICES.jwks = lambda kid: keys.jwk if kid == "bench" else None
         client = Client(app)
-        for slides, superpixels in points:
+        for slides, superpixels in [*points, *([wide] if wide else [])]:
             t0 = time.perf_counter()
             made = generate(svc, slides, superpixels, predictions=False)
             made_s[(slides, superpixels)] = time.perf_counter() - t0
@@ -146,7 +152,6 @@ def main(argv: list[str] | None = None) -> int:
             }
             print(f"generated {slides} x {superpixels} in {made_s[(slides, superpixels)]:.1f} s "
                   f"({made.labels} labels, {made.events} label events)")  # fmt: skip
-    (s_a, _), (s_b, _) = points
     lines: list[tuple[str, float]] = []
     print(f"{'route':>14} {'p95 ms @' + str(s_a):>12} {'p95 ms @' + str(s_b):>12} {'ms/slide':>9} "
           f"{'@500 ms':>8} {'x me':>6}")  # fmt: skip
@@ -164,12 +169,27 @@ def main(argv: list[str] | None = None) -> int:
             (f"{kind}_p95_ms_at_500_slides", at_target),
             (f"{kind}_p95_vs_me", b / me),
         ]
+    if wide:
+        print(f"slides alone, {m_a} superpixels each:")
+        print(f"{'route':>14} {'p95 ms @' + str(s_a):>12} {'p95 ms @' + str(s_b):>12} "
+              f"{'ms/slide':>9} {'@500 ms':>8}")  # fmt: skip
+        for kind in results[wide]:
+            a = 1000 * percentile(results[points[0]][kind], 0.95)
+            b = 1000 * percentile(results[wide][kind], 0.95)
+            slope = (b - a) / (s_b - s_a)
+            at_target = b + slope * (TARGET_SLIDES - s_b)
+            print(f"{kind:>14} {a:12.1f} {b:12.1f} {slope:9.2f} {at_target:8.0f}")
+            lines += [
+                (f"{kind}_p95_ms_{s_b}_slides_of_{m_a}", b),
+                (f"{kind}_slope_ms_per_slide_of_{m_a}", slope),
+                (f"{kind}_p95_ms_at_500_slides_of_{m_a}", at_target),
+            ]
     for kind in calls[points[0]]:
         a, b = calls[points[0]][kind], calls[points[1]][kind]
         name = "queue_model" if kind == "queue" else kind
         print(f"{name:>14} store calls per request: {a:.1f} at {s_a} slides, {b:.1f} at {s_b}")
         lines += [(f"{name}_store_calls_{s_a}_slides", a), (f"{name}_store_calls_{s_b}_slides", b)]
-    print(json.dumps({"points": points, "requests": requests}))
+    print(json.dumps({"points": points, "slides_alone": wide, "requests": requests}))
     for name, value in lines:
         print(f"{name}: {value:.2f}")
     return 0

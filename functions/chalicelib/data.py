@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,8 @@ _lock = threading.Lock()
 # apart, so they never evict the whole tables and predictions the review reads.
 _SMALL_SIZE = 256  # ~0.9 MB each (16,384 rows of id, box, centroid): ~230 MB at most
 _small: OrderedDict[str, Any] = OrderedDict()
+# Its own pool: the queue's geometry readers (one thread per slide) call superpixel_rows.
+ROW_GROUP_READERS = ThreadPoolExecutor(16, thread_name_prefix="row-group")
 
 
 def _cached(key: str, load: Any, small: bool = False) -> Any:
@@ -57,16 +60,17 @@ def superpixel_rows(uri: str, version: str, ids: list[int]) -> SuperpixelTable:
     a page of the queue or the review costs a page of rows, not the slide's table."""
     ranges = _cached(f"spgroups|{uri}|{version}", lambda: pyramids.table_row_groups(uri), small=True)
     want = np.asarray(sorted(set(ids)), np.int64)
-    parts = []
-    for g, (lo, hi) in enumerate(ranges):
-        if len(want) and ((want >= lo) & (want <= hi)).any():
-            parts.append(
-                _cached(
-                    f"sprg|{uri}|{version}|{g}",
-                    lambda g=g: SuperpixelTable.from_arrow(pyramids.read_row_group(uri, g, list(GEOMETRY))),
-                    small=True,
-                )
-            )
+    groups = [g for g, (lo, hi) in enumerate(ranges) if len(want) and ((want >= lo) & (want <= hi)).any()]
+
+    def group(g: int) -> SuperpixelTable:
+        return _cached(
+            f"sprg|{uri}|{version}|{g}",
+            lambda: SuperpixelTable.from_arrow(pyramids.read_row_group(uri, g, list(GEOMETRY))),
+            small=True,
+        )
+
+    # A page in the spread order holds ids from all over a slide: its groups are read at once.
+    parts = list(ROW_GROUP_READERS.map(group, groups)) if len(groups) > 1 else [group(g) for g in groups]
     if not parts:
         return SuperpixelTable(np.zeros(0, np.int64), np.zeros((0, 4), np.int64), np.zeros((0, 2)))
     ids_all = np.concatenate([p.ids for p in parts])

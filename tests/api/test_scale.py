@@ -211,6 +211,17 @@ def recorded(fn: Any, uris: list[str]) -> Any:
     return call
 
 
+def assert_table_geometry(svc: Any, project_id: str, items: list[dict[str, Any]]) -> None:
+    """Each queue item's box and centroid are its slide table's own."""
+    state = svc.project_state(project_id)
+    for item in items:
+        seg = state.slides[item["slide_id"]].segmentation
+        table = SuperpixelTable.from_arrow(pyramids.read_table(seg["table_uri"]))
+        row = int(table.rows(np.array([item["id"]]))[0])
+        assert item["bbox"] == table.bbox[row].tolist(), item
+        assert item["centroid"] == table.centroid[row].tolist(), item
+
+
 def test_queue_store_calls_do_not_grow_with_slides_and_labels_are_never_offered_again(
     scale_api, monkeypatch
 ) -> None:
@@ -218,6 +229,8 @@ def test_queue_store_calls_do_not_grow_with_slides_and_labels_are_never_offered_
     from scale_data import generate, publish_predictions
 
     svc = scale_api.svc
+    # Small row groups, so a spread page's ids span several of a slide's groups (read at once).
+    monkeypatch.setattr(pyramids, "TABLE_ROW_GROUP", 128)
     calls: dict[int, dict[str, int]] = {}
     for slides in (1, 5):
         made = generate(svc, slides, 1000, labeled=0.05, annotators=2, predictions=False)
@@ -227,27 +240,22 @@ def test_queue_store_calls_do_not_grow_with_slides_and_labels_are_never_offered_
         spread, calls_spread = store_calls(lambda p=path, u=user: scale_api("GET", p, u))
         assert spread.status_code == 200, spread.body
         assert len(spread.json_body["items"]) == 10 and spread.json_body["model_version"] is None
+        assert_table_geometry(svc, made.project_id, spread.json_body["items"])
         publish_predictions(svc, made)
         # A container's first ranked page reads the ranking and no superpixel table: the predict
         # job published each ranked item's geometry with it.
         data._cache.clear()
         data._small.clear()
         read: list[str] = []
-        for name in ("read_table", "read_row_group", "table_row_groups"):
-            monkeypatch.setattr(pyramids, name, recorded(getattr(pyramids, name), read))
-        assert scale_api("GET", path, user).status_code == 200
-        monkeypatch.undo()
+        with monkeypatch.context() as m:
+            for name in ("read_table", "read_row_group", "table_row_groups"):
+                m.setattr(pyramids, name, recorded(getattr(pyramids, name), read))
+            assert scale_api("GET", path, user).status_code == 200
         assert read and all(uri.endswith(RANKING_FILE) for uri in read), read
         ranked, calls_ranked = store_calls(lambda p=path, u=user: scale_api("GET", p, u))
         body = ranked.json_body
         assert ranked.status_code == 200 and len(body["items"]) == 10 and body["model_version"] == 1
-        state = svc.project_state(made.project_id)
-        for item in body["items"]:  # the table's own geometry of each item
-            seg = state.slides[item["slide_id"]].segmentation
-            table = SuperpixelTable.from_arrow(pyramids.read_table(seg["table_uri"]))
-            row = int(table.rows(np.array([item["id"]]))[0])
-            assert item["bbox"] == table.bbox[row].tolist(), item
-            assert item["centroid"] == table.centroid[row].tolist(), item
+        assert_table_geometry(svc, made.project_id, body["items"])
         # The merged ranking's order (least confident first), minus what is labeled.
         certainty = [i["certainty"] for i in body["items"]]
         assert certainty == sorted(certainty)
