@@ -82,7 +82,7 @@ def ranked_geometry(project_id: str, state: ProjectState, slide_id: str, ids: li
         uri = require_in_project(seg.get("table_uri", ""), project_id, get_settings())
         return SuperpixelTable.from_arrow(pyramids.read_rows(uri, ids, list(GEOMETRY)))
     except (OutsideProject, OSError, ValueError):
-        return SuperpixelTable.from_arrow(pa.table({c: pa.array([], pa.int64()) for c in GEOMETRY}))
+        return SuperpixelTable.empty()
 
 
 def predict_project(

@@ -60,7 +60,7 @@ def superpixel_rows(uri: str, version: str, ids: list[int]) -> SuperpixelTable:
     a page of the queue or the review costs a page of rows, not the slide's table."""
     ranges = _cached(f"spgroups|{uri}|{version}", lambda: pyramids.table_row_groups(uri), small=True)
     want = np.asarray(sorted(set(ids)), np.int64)
-    groups = [g for g, (lo, hi) in enumerate(ranges) if len(want) and ((want >= lo) & (want <= hi)).any()]
+    groups = pyramids.groups_holding(ranges, want)
 
     def group(g: int) -> SuperpixelTable:
         return _cached(
@@ -72,7 +72,7 @@ def superpixel_rows(uri: str, version: str, ids: list[int]) -> SuperpixelTable:
     # A page in the spread order holds ids from all over a slide: its groups are read at once.
     parts = list(ROW_GROUP_READERS.map(group, groups)) if len(groups) > 1 else [group(g) for g in groups]
     if not parts:
-        return SuperpixelTable(np.zeros(0, np.int64), np.zeros((0, 4), np.int64), np.zeros((0, 2)))
+        return SuperpixelTable.empty()
     ids_all = np.concatenate([p.ids for p in parts])
     order = np.argsort(ids_all)
     bbox = np.concatenate([p.bbox for p in parts])[order]

@@ -76,6 +76,11 @@ def _id_ranges(meta: pq.FileMetaData) -> list[tuple[int, int]]:
     return out
 
 
+def groups_holding(ranges: list[tuple[int, int]], ids: np.ndarray) -> list[int]:
+    """The row groups whose (min id, max id) range may hold one of `ids`."""
+    return [g for g, (lo, hi) in enumerate(ranges) if len(ids) and ((ids >= lo) & (ids <= hi)).any()]
+
+
 def table_row_groups(uri: str, settings: Settings | None = None) -> list[tuple[int, int]]:
     """(min id, max id) of each row group of a superpixel table, from its footer alone."""
     bucket, key = require_in_bucket(uri, settings)
@@ -98,8 +103,7 @@ def read_rows(uri: str, ids: list[int], columns: list[str], settings: Settings |
     want = np.unique(np.asarray(ids, np.int64))
     with filesystem(settings).open(f"{bucket}/{key}", "rb") as fh:
         pf = pq.ParquetFile(fh)
-        ranges = _id_ranges(pf.metadata)
-        groups = [g for g, (lo, hi) in enumerate(ranges) if ((want >= lo) & (want <= hi)).any()]
+        groups = groups_holding(_id_ranges(pf.metadata), want)
         table = pf.read_row_groups(groups, columns=columns) if groups else pf.schema_arrow.empty_table()
     return table.filter(pc.is_in(table.column("id"), value_set=pa.array(want))).select(columns)
 

@@ -105,12 +105,12 @@ def with_geometry(table: pa.Table, geometry: Callable[[str, list[int]], Superpix
     publishes it instead of by every queue request."""
     import pyarrow as pa
 
-    slides = table.column("slide_id").to_pylist()
+    slides = np.asarray(table.column("slide_id").to_pylist(), object)
     ids = np.asarray(table.column("id").to_pylist(), np.int64)
     values = np.zeros((len(ids), 6), np.float64)
     found = np.zeros(len(ids), bool)
-    for slide_id in sorted(set(slides)):
-        rows = np.flatnonzero(np.asarray(slides, object) == slide_id)
+    for slide_id in sorted(set(slides.tolist())):
+        rows = np.flatnonzero(slides == slide_id)
         sp = geometry(slide_id, ids[rows].tolist())
         at = sp.rows(ids[rows])
         hit = at >= 0
@@ -129,7 +129,7 @@ def ranking_items(table: pa.Table) -> list[QueueItem]:
     if missing:
         raise ValueError(f"ranking table lacks columns {sorted(missing)}")
     cols = [table.column(c).to_pylist() for c in ("slide_id", "id", "prediction", "certainty")]
-    # Rankings published before they carried geometry: their items get it from the table.
+    # Rankings published before they carried geometry: their items have none (the queue reads it).
     shapes = (
         zip(*(table.column(c).to_pylist() for c in GEOMETRY_COLUMNS), strict=True)
         if set(GEOMETRY_COLUMNS) <= set(table.column_names)

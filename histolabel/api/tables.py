@@ -33,6 +33,10 @@ class SuperpixelTable:
         order = np.argsort(ids)
         return cls(ids[order], bbox[order], cen[order])
 
+    @classmethod
+    def empty(cls) -> SuperpixelTable:
+        return cls(np.zeros(0, np.int64), np.zeros((0, 4), np.int64), np.zeros((0, 2)))
+
     def rows(self, ids: NDArray[np.int64]) -> NDArray[np.int64]:
         """Row index of each id (-1 where absent)."""
         pos = np.searchsorted(self.ids, ids)

@@ -93,9 +93,12 @@ class LocalJobRunner:
         self._slots = threading.BoundedSemaphore(MAX_PARALLEL)
 
     def _write(self, job_id: str, record: dict[str, Any]) -> None:
-        tmp = self.directory / f"{job_id}.json.tmp"
-        tmp.write_text(json.dumps(record))
-        tmp.replace(self.directory / f"{job_id}.json")  # atomic, so readers never see half a record
+        self._replace(self.directory / f"{job_id}.json", json.dumps(record))
+
+    def _replace(self, path: Path, text: str) -> None:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)  # atomic, so a reader never sees a file created and not yet written
 
     def submit(self, job: JobKind, args: list[str], name: str) -> str:
         if job not in JOB_KINDS:
@@ -194,9 +197,7 @@ class LocalJobRunner:
             return
         # Atomic, as the record is: the thread that runs the job, reading a file just created
         # and not yet written, took the cancel for one without a reason (seen under load).
-        tmp = self.directory / f"{job_id}.cancel.tmp"
-        tmp.write_text(reason)
-        tmp.replace(self._cancel_path(job_id))
+        self._replace(self._cancel_path(job_id), reason)
         record = self.status(job_id)
         if record["status"] == "RUNNING" and record.get("pid"):
             _terminate(int(record["pid"]))
