@@ -55,6 +55,8 @@ S3FS_ACTIONS: dict[str, tuple[str, ...]] = {
     "LabelReader": READ,
     "table_row_groups": READ,
     "read_row_group": READ,
+    "read_rows": READ,
+    "groups_holding": (),
     "S3LabelSink": WRITE,
     "S3PathError": (),
     # histolabel.adapters.artifacts

@@ -565,6 +565,16 @@ def test_review_everything_that_matches(stack: Stack, browser_context: Any, arti
 
     wait_until(lambda: approved() == set(range(1, n - 29)), what="approvals of every match")
 
+    # Another edit refreshes the project (the changes poll): the panel shows the new choice in
+    # place and keeps its filter, its rows and its message.
+    stack.call("POST", f"/projects/{project}/categories", "pat", {"name": "Necrosis"})
+    page.wait_for_function(
+        "[...document.querySelectorAll('#rv-label option')].some((o) => o.text === 'Necrosis')"
+    )
+    assert page.input_value("#rv-label") == tumor
+    assert page.locator("#rv-table tbody tr").count() == 50
+    assert "done" in page.inner_text("#rv-msg")
+
     # The client side at scale: 125,000 selected ids leave in requests of at most 20,000.
     sizes: list[int] = []
 

@@ -7,10 +7,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import zarr
-from scipy import ndimage as ndi
 
 from histolabel.commands import AddCategory, CreateProject, LabelSuperpixels, RegisterSlide
 from histolabel.events.catalogue import Actor, ProjectSettings
+from histolabel.segmentation.table import TableBuilder
 
 OWNER = Actor(user="olivia", site="nyc")
 SIZE = 320
@@ -28,14 +28,10 @@ def write_slide(svc, project_id: str, slide_id: str, rgb: np.ndarray, labels: np
     lab = zarr.open_group(store=zarr_store(f"{base}/image.ome.zarr/labels/superpixels", mode="w"), mode="w")
     lab.create_array("0", data=labels[None], chunks=(1, 128, 128))
     n = int(labels.max())
-    boxes = [(s[0].start, s[1].start, s[0].stop, s[1].stop) for s in ndi.find_objects(labels)]
-    cols = {
-        "id": np.arange(1, n + 1),
-        **{k: np.array([b[i] for b in boxes]) for i, k in enumerate(("y0", "x0", "y1", "x1"))},
-        "level": np.zeros(n, np.int64),
-    }
+    builder = TableBuilder(n, level=0)  # the segment job's own table: every column it writes
+    builder.add(labels, 0, 0)
     sink = pa.BufferOutputStream()
-    pq.write_table(pa.table(cols), sink)
+    pq.write_table(builder.table(), sink)
     artifacts.write_bytes(f"{base}/superpixels.parquet", sink.getvalue().to_pybytes())
     h, w = labels.shape
     register_segmented(svc, project_id, slide_id, f"{base}/source/x.tif", (h, w, 2), n)

@@ -33,8 +33,28 @@ export class ReviewMode {
     return may("review", this.state.role);
   }
 
+  // A project refresh (the changes poll after any edit, a colleague's included) updates the
+  // choices in place: rebuilding the panel dropped the filters, the rows, the selection and the
+  // message of a bulk action still running.
   onProject() {
-    if (this.state.mode === "review") this.render();
+    if (this.state.mode !== "review") return;
+    const same = this.renderedRole === this.state.role && this.renderedProject === this.state.projectId;
+    if (!$("#review-form", this.root) || !same) return this.enter();
+    const slides = (this.state.project && this.state.project.slides) || [];
+    const keep = (id, options) => {
+      const sel = $(`#${id}`, this.root);
+      if (!sel) return;
+      const value = sel.value;
+      sel.replaceChildren(...options.filter(Boolean));
+      sel.value = value;
+      if (sel.value !== value) sel.selectedIndex = 0;
+    };
+    keep("rv-slide", [el("option", { value: "" }, "all"), ...slides.map((s) => el("option", { value: s.slide_id }, s.name))]);
+    keep("rv-label", this.catOptions());
+    keep("rv-prediction", this.catOptions());
+    keep("rv-labeled_by", memberOptions());
+    keep("rv-reviewed_by", memberOptions());
+    keep("rv-change-to", this.catOptions(false));
   }
 
   enter() {
@@ -48,6 +68,8 @@ export class ReviewMode {
   }
 
   render() {
+    this.renderedRole = this.state.role;
+    this.renderedProject = this.state.projectId;
     const slides = (this.state.project && this.state.project.slides) || [];
     const select = (name, options) => el("select", { name, id: `rv-${name}` }, options);
     const field = (name, label, input) => el("label", { class: "field" }, label, input);
