@@ -4,6 +4,7 @@ selections, predictions of the current model, review rows."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -253,15 +254,21 @@ def slide_predictions(state: ProjectState, slide_id: str) -> tuple[int, Predicti
         ) from None
 
 
+# Review and agreement over every slide read each slide's projection and predictions: at once,
+# since each is a few round trips (a Query, a batched streams check, the predictions file).
+SLIDE_READERS = ThreadPoolExecutor(16, thread_name_prefix="slide-read")
+
+
 def review_rows(svc: HistoLabel, state: ProjectState, slide: str | None = None) -> list[Row]:
     slides = [slide] if slide else sorted(state.slides)
-    preds = model_predictions(state, slides)
-    rows: list[Row] = []
-    for sid in slides:
+
+    def rows(sid: str) -> list[Row]:
         labels = current_labels(svc, state.project_id, sid)
-        lookup = preds[sid].lookup(labels.entries) if sid in preds else None
-        rows.extend(rows_for_slide(labels, state.resolve, lookup))
-    return rows
+        preds = model_predictions(state, [sid]).get(sid) if labels.entries else None
+        return rows_for_slide(labels, state.resolve, preds.lookup(labels.entries) if preds else None)
+
+    parts = SLIDE_READERS.map(rows, slides) if len(slides) > 1 else map(rows, slides)
+    return [row for part in parts for row in part]
 
 
 def query_rows(c: Any) -> list[Row]:
