@@ -12,7 +12,7 @@ import unicodedata
 import uuid
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from histolabel.events import catalogue as ev
 from histolabel.events import fields
@@ -148,6 +148,25 @@ class ChangeSettings(Command):
 
     def decide(self, state: ProjectState, user: str, site: str) -> list[NewEvent]:
         return [NewEvent(_stream(self), ev.SettingsChanged(settings=self.settings))]
+
+
+class UpdateSettings(Command):
+    """The settings named in `changes` set, the others kept as the state holds them when this is
+    decided (again on fresh state after a lost race): two owners at two sites changing different
+    settings at once both keep their change, where a whole-settings replace undid one."""
+
+    changes: dict[str, Any]
+
+    def decide(self, state: ProjectState, user: str, site: str) -> list[NewEvent]:
+        try:
+            settings = ProjectSettings.model_validate({**state.settings.model_dump(), **self.changes})
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(part) for part in err["loc"])
+            raise CommandRejected("invalid", f"settings.{where}: {err['msg']}", f"settings.{where}") from None
+        if settings == state.settings:
+            return []
+        return [NewEvent(_stream(self), ev.SettingsChanged(settings=settings))]
 
 
 class AddMember(Command):
@@ -491,9 +510,9 @@ class RequestTraining(Command):
 COMMANDS: dict[str, type[Command]] = {
     cls.__name__: cls
     for cls in (
-        CreateProject, ChangeSettings, AddMember, ChangeRole, RemoveMember, AddCategory, RenameCategory,
-        RecolorCategory, SetHotkey, ExcludeCategory, IncludeCategory, MergeCategories, DeleteCategory,
-        RegisterSlide, LabelSuperpixels, UnlabelSuperpixels, ReviewLabels, RequestTraining,
+        CreateProject, ChangeSettings, UpdateSettings, AddMember, ChangeRole, RemoveMember, AddCategory,
+        RenameCategory, RecolorCategory, SetHotkey, ExcludeCategory, IncludeCategory, MergeCategories,
+        DeleteCategory, RegisterSlide, LabelSuperpixels, UnlabelSuperpixels, ReviewLabels, RequestTraining,
         RecordJobSubmitted,
     )
 }  # fmt: skip

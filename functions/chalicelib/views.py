@@ -261,6 +261,10 @@ SLIDE_READERS = ThreadPoolExecutor(16, thread_name_prefix="slide-read")
 
 def review_rows(svc: HistoLabel, state: ProjectState, slide: str | None = None) -> list[Row]:
     slides = [slide] if slide else sorted(state.slides)
+    pub = state.predictions
+    for sid in slides if pub else []:  # refused if any names another project's object, read or not
+        if sid in pub["slides"]:
+            own(state, data.prediction_uri(pub["uri_prefix"], sid))
 
     def rows(sid: str) -> list[Row]:
         labels = current_labels(svc, state.project_id, sid)

@@ -16,8 +16,10 @@ from pydantic import (
     Strict,
     StringConstraints,
     TypeAdapter,
+    create_model,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 
 from histolabel.commands import IDEMPOTENCY_KEY_PATTERN, MAX_IDS_PER_COMMAND, CategoryName, refused_in_name
 from histolabel.events import fields
@@ -159,6 +161,22 @@ class CreateProjectIn(Body):
 
 class SettingsIn(Body):
     settings: ProjectSettingsIn
+
+
+# The same fields, types and bounds, each optional: a change names only what it changes.
+ProjectSettingsPatch = create_model(
+    "ProjectSettingsPatch",
+    __base__=ProjectSettingsIn,
+    __doc__="The settings to change; those left out keep their current values.",
+    **{
+        name: (f.annotation, FieldInfo.merge_field_infos(f, default=None))
+        for name, f in ProjectSettingsIn.model_fields.items()
+    },
+)  # type: ignore[call-overload]
+
+
+class SettingsPatchIn(Body):
+    settings: ProjectSettingsPatch  # type: ignore[valid-type]
 
 
 class AddMemberIn(Body):

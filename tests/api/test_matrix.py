@@ -18,6 +18,7 @@ IMPORT_ID = "0" * 32
 REQUESTS = {
     "get_project": ("GET", P, None),
     "change_settings": ("PUT", P + "/settings", {"settings": {"retrain_threshold": 20}}),
+    "update_settings": ("PATCH", P + "/settings", {"settings": {"retrain_threshold": 20}}),
     "add_member": ("POST", P + "/members", {"user": "newbie", "role": "annotator", "site": "rome"}),
     "change_role": ("PATCH", P + "/members/ana", {"role": "reviewer"}),
     "remove_member": ("DELETE", P + "/members/audrey", None),

@@ -622,6 +622,14 @@ def test_the_app_is_built_from_the_api_vocabulary(
     assert page.locator("[data-mode=audit]").is_visible() and "owner" in vocabulary["may"]["audit"]
     page.click("[data-mode=manage]")
     page.wait_for_selector("#mg-settings")
+    # A change saved elsewhere (another owner; here the same one in another tab) after this form
+    # was drawn survives this form's save: it sends only what it changed.
+    stack.call("PATCH", f"/projects/{project}/settings", "rex", {"settings": {"certainty_metric": "margin"}})
+    page.fill("#mg-superpixel_size", "48")
+    page.click("#mg-settings-form button[type=submit]")
+    page.wait_for_selector("#mg-settings-msg:has-text('Saved')")
+    settings = stack.call("GET", f"/projects/{project}", "rex")["settings"]
+    assert (settings["superpixel_size"], settings["certainty_metric"]) == (48, "margin"), settings
     page.close()
 
     may = {**vocabulary["may"], "audit": ["auditor"], "manage": []}

@@ -23,6 +23,8 @@ def _examples() -> list[tuple[c.Command, str]]:
     return [
         (c.CreateProject(project_id=P, name="again"), OWNER.user),
         (c.ChangeSettings(project_id=P, settings={"retrain_threshold": 7}), OWNER.user),
+        (c.UpdateSettings(project_id=P, changes={"retrain_threshold": 7}), OWNER.user),
+        (c.UpdateSettings(project_id=P, changes={"superpixel_size": 2}), OWNER.user),
         (c.AddMember(project_id=P, user="newbie", role="annotator", site="x"), OWNER.user),
         (c.AddMember(project_id=P, user=ANNOTATOR.user, role="annotator", site="x"), OWNER.user),
         (c.ChangeRole(project_id=P, user=ANNOTATOR.user, role="reviewer"), OWNER.user),

@@ -8,7 +8,7 @@ import { who } from "./names.js";
 import { openSlide, refreshProject } from "./session.js";
 import { state as app } from "./state.js";
 import { downloadMask, ImportPanel } from "./imports.js";
-import { readSettings, settingsFields, SEGMENTATION } from "./setup.js";
+import { changedSettings, markSaved, readSettings, settingsFields, SEGMENTATION } from "./setup.js";
 import { $, confirmDialog, describeError, el, fmtTime, plainReason, showAlert, toast } from "./ui.js";
 import { inviteRoles, may, roles } from "./vocabulary.js";
 
@@ -273,11 +273,13 @@ export class ManageMode {
       form.elements[read.field].focus();
       return;
     }
+    const changes = changedSettings(form, read.settings);
+    if (!Object.keys(changes).length) return toast(msg, "Nothing changed.");
     try {
-      const before = this.state.project.settings;
-      await this.state.api.put(`/projects/${enc(this.pid)}/settings`, { settings: read.settings });
+      await this.state.api.patch(`/projects/${enc(this.pid)}/settings`, { settings: changes });
+      markSaved(form);
       await refreshProject();
-      const resegment = SEGMENTATION.some((k) => before[k] !== read.settings[k]);
+      const resegment = SEGMENTATION.some((k) => k in changes);
       toast(msg, resegment ? "Saved; new slides are segmented with these settings." : "Saved.");
     } catch (err) {
       toast(msg, describeError(err), false);

@@ -38,6 +38,24 @@ export function settingsFields(values = {}, prefix = "st") {
   });
 }
 
+// The settings a form's user changed: those whose input differs from what it was filled with
+// (the DOM's default value), so a save sends only them and a colleague's change to another
+// setting since the form was drawn is kept.
+export function changedSettings(form, settings) {
+  const initial = (input) => (input.tagName === "SELECT"
+    ? ([...input.options].find((o) => o.defaultSelected) || input.options[0] || {}).value
+    : input.defaultValue);
+  return Object.fromEntries(Object.entries(settings).filter(([k, v]) => String(v) !== String(initial(form.elements[k]))));
+}
+
+// After a save: what the form shows now is what it was filled with.
+export function markSaved(form) {
+  for (const input of form.elements) {
+    if (input.tagName === "SELECT") for (const o of input.options) o.defaultSelected = o.selected;
+    else if (input.tagName === "INPUT") input.defaultValue = input.value;
+  }
+}
+
 // The settings of a form, or a message naming the first bad field (nothing is sent then).
 export function readSettings(form) {
   const out = {};

@@ -14,6 +14,7 @@ from histolabel.commands import (
     CommandRejected,
     CreateProject,
     RemoveMember,
+    UpdateSettings,
 )
 from histolabel.events.catalogue import Actor
 
@@ -40,6 +41,12 @@ def _list_projects(c: Call) -> Any:
 
 def _change_settings(c: Call) -> Any:
     c.svc.execute(ChangeSettings(project_id=c.project.project_id, settings=c.body.settings), c.actor)
+    return project_out(fresh(c), c.user)
+
+
+def _update_settings(c: Call) -> Any:
+    changes = c.body.settings.model_dump(exclude_unset=True)
+    c.svc.execute(UpdateSettings(project_id=c.project.project_id, changes=changes), c.actor)
     return project_out(fresh(c), c.user)
 
 
@@ -87,6 +94,7 @@ HANDLERS: dict[str, Handler] = {
     "create_project": _create_project,
     "get_project": lambda c: project_out(c.project, c.user),
     "change_settings": _change_settings,
+    "update_settings": _update_settings,
     "add_member": _add_member,
     "people": _people,
     "change_role": _change_role,
