@@ -7,9 +7,10 @@ extrapolates to 500 slides.
     python bench/api_scale.py [--quick] [--requests 30] [--scales 100,10]
 
 --scales are divisors of the target (100: 5 slides x 10^4 superpixels). Between them slides and
-superpixels per slide both grow, so a third point grows the slides alone (the larger scale's
-count of the smaller scale's slides: 50 x 10^4) and its slope says how a route grows with slides
-only. --quick uses 1/1000-size slides at 2 and 12 slides.
+superpixels per slide both grow, so two more points grow the slides alone (the larger scale's
+count of the smaller scale's slides, 50 x 10^4, and 4x that, 200 x 10^4): their slopes say how a
+route grows with slides only, and whether it stops growing once past the slides a page touches.
+--quick uses 1/1000-size slides at 2, 12 and 48 slides.
 """
 
 from __future__ import annotations
@@ -113,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     # Between the two scales slides and superpixels per slide both grow; the third point grows
     # the slides alone (the larger count of the smaller slides), so the slope in slides is seen.
     (s_a, m_a), (s_b, m_b) = points
-    wide = (s_b, m_a) if m_a != m_b else None
+    # Where a route is bounded by its page, its cost stops growing past the slides a page can
+    # touch: a point at 4x those slides shows whether the slope flattens.
+    alone = [(s_b, m_a), (4 * s_b, m_a)] if m_a != m_b else [(4 * s_b, m_a)]
 
     from api import Keys  # bench/api.py: tokens the in-process app verifies
     from app import app
@@ -130,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         SERVICES.service, SERVICES.pool = svc, keys.pool
         SERVICES.jwks = lambda kid: keys.jwk if kid == "bench" else None
         client = Client(app)
-        for slides, superpixels in [*points, *([wide] if wide else [])]:
+        for slides, superpixels in [*points, *alone]:
             t0 = time.perf_counter()
             made = generate(svc, slides, superpixels, predictions=False)
             made_s[(slides, superpixels)] = time.perf_counter() - t0
@@ -169,27 +172,34 @@ def main(argv: list[str] | None = None) -> int:
             (f"{kind}_p95_ms_at_500_slides", at_target),
             (f"{kind}_p95_vs_me", b / me),
         ]
-    if wide:
-        print(f"slides alone, {m_a} superpixels each:")
-        print(f"{'route':>14} {'p95 ms @' + str(s_a):>12} {'p95 ms @' + str(s_b):>12} "
-              f"{'ms/slide':>9} {'@500 ms':>8}")  # fmt: skip
-        for kind in results[wide]:
-            a = 1000 * percentile(results[points[0]][kind], 0.95)
-            b = 1000 * percentile(results[wide][kind], 0.95)
-            slope = (b - a) / (s_b - s_a)
-            at_target = b + slope * (TARGET_SLIDES - s_b)
-            print(f"{kind:>14} {a:12.1f} {b:12.1f} {slope:9.2f} {at_target:8.0f}")
+    print(f"slides alone, {m_a} superpixels each (slope from the point before):")
+    print(f"{'route':>14} " + " ".join(f"{'p95 ms @' + str(n):>12} {'ms/slide':>9}" for n, _ in alone)
+          + f" {'@500 ms':>8}")  # fmt: skip
+    for kind in results[points[0]]:
+        start = points[1] if m_a == m_b else points[0]  # the last point of these slides' size
+        row, (before, a) = [], (start[0], 1000 * percentile(results[start][kind], 0.95))
+        for n, m in alone:
+            b = 1000 * percentile(results[(n, m)][kind], 0.95)
+            slope = (b - a) / (n - before)
+            row.append(f"{b:12.1f} {slope:9.2f}")
             lines += [
-                (f"{kind}_p95_ms_{s_b}_slides_of_{m_a}", b),
-                (f"{kind}_slope_ms_per_slide_of_{m_a}", slope),
-                (f"{kind}_p95_ms_at_500_slides_of_{m_a}", at_target),
+                (f"{kind}_p95_ms_{n}_slides_of_{m}", b),
+                (f"{kind}_slope_ms_per_slide_{before}_to_{n}_of_{m}", slope),
             ]
+            before, a = n, b
+        at_target = a + slope * (TARGET_SLIDES - before)
+        print(f"{kind:>14} " + " ".join(row) + f" {at_target:8.0f}")
+        lines.append((f"{kind}_p95_ms_at_500_slides_of_{m_a}", at_target))
     for kind in calls[points[0]]:
         a, b = calls[points[0]][kind], calls[points[1]][kind]
         name = "queue_model" if kind == "queue" else kind
-        print(f"{name:>14} store calls per request: {a:.1f} at {s_a} slides, {b:.1f} at {s_b}")
-        lines += [(f"{name}_store_calls_{s_a}_slides", a), (f"{name}_store_calls_{s_b}_slides", b)]
-    print(json.dumps({"points": points, "slides_alone": wide, "requests": requests}))
+        far = alone[-1]
+        c = calls[far][kind]
+        print(f"{name:>14} store calls per request: {a:.1f} at {s_a} slides, {b:.1f} at {s_b}, "
+              f"{c:.1f} at {far[0]} of {far[1]}")  # fmt: skip
+        lines += [(f"{name}_store_calls_{s_a}_slides", a), (f"{name}_store_calls_{s_b}_slides", b),
+                  (f"{name}_store_calls_{far[0]}_slides_of_{far[1]}", c)]  # fmt: skip
+    print(json.dumps({"points": points, "slides_alone": alone, "requests": requests}))
     for name, value in lines:
         print(f"{name}: {value:.2f}")
     return 0
