@@ -261,8 +261,8 @@ SLIDE_READERS = ThreadPoolExecutor(16, thread_name_prefix="slide-read")
 
 def review_rows(svc: HistoLabel, state: ProjectState, slide: str | None = None) -> list[Row]:
     slides = [slide] if slide else sorted(state.slides)
-    pub = state.predictions
-    for sid in slides if pub else []:  # refused if any names another project's object, read or not
+    pub = state.predictions or {"slides": []}
+    for sid in slides:  # refused if any names another project's object, read or not
         if sid in pub["slides"]:
             own(state, data.prediction_uri(pub["uri_prefix"], sid))
 
