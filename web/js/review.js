@@ -40,7 +40,6 @@ export class ReviewMode {
     if (this.state.mode !== "review") return;
     const same = this.renderedRole === this.state.role && this.renderedProject === this.state.projectId;
     if (!$("#review-form", this.root) || !same) return this.enter();
-    const slides = (this.state.project && this.state.project.slides) || [];
     const keep = (id, options) => {
       const sel = $(`#${id}`, this.root);
       if (!sel) return;
@@ -49,12 +48,20 @@ export class ReviewMode {
       sel.value = value;
       if (sel.value !== value) sel.selectedIndex = 0;
     };
-    keep("rv-slide", [el("option", { value: "" }, "all"), ...slides.map((s) => el("option", { value: s.slide_id }, s.name))]);
-    keep("rv-label", this.catOptions());
-    keep("rv-prediction", this.catOptions());
-    keep("rv-labeled_by", memberOptions());
-    keep("rv-reviewed_by", memberOptions());
+    for (const [name, options] of Object.entries(this.choices())) keep(`rv-${name}`, options);
     keep("rv-change-to", this.catOptions(false));
+  }
+
+  // The filters' choices that follow the project (its slides, categories and members), by name.
+  choices() {
+    const slides = (this.state.project && this.state.project.slides) || [];
+    return {
+      slide: [el("option", { value: "" }, "all"), ...slides.map((s) => el("option", { value: s.slide_id }, s.name))],
+      label: this.catOptions(),
+      prediction: this.catOptions(),
+      labeled_by: memberOptions(),
+      reviewed_by: memberOptions(),
+    };
   }
 
   enter() {
@@ -70,16 +77,16 @@ export class ReviewMode {
   render() {
     this.renderedRole = this.state.role;
     this.renderedProject = this.state.projectId;
-    const slides = (this.state.project && this.state.project.slides) || [];
+    const choices = this.choices();
     const select = (name, options) => el("select", { name, id: `rv-${name}` }, options);
     const field = (name, label, input) => el("label", { class: "field" }, label, input);
     const form = el("form", { id: "review-form", "aria-label": "Review filters" },
-      field("slide", "Slide", select("slide", [el("option", { value: "" }, "all"), ...slides.map((s) => el("option", { value: s.slide_id }, s.name))])),
-      field("label", "Label", select("label", this.catOptions())),
-      field("prediction", "Prediction", select("prediction", this.catOptions())),
+      field("slide", "Slide", select("slide", choices.slide)),
+      field("label", "Label", select("label", choices.label)),
+      field("prediction", "Prediction", select("prediction", choices.prediction)),
       field("review", "Review", select("review", ["", "none", "approve", "change", "clear"].map((v) => el("option", { value: v }, v || "any")))),
-      field("labeled_by", "Labeled by", select("labeled_by", memberOptions())),
-      field("reviewed_by", "Reviewed by", select("reviewed_by", memberOptions())),
+      field("labeled_by", "Labeled by", select("labeled_by", choices.labeled_by)),
+      field("reviewed_by", "Reviewed by", select("reviewed_by", choices.reviewed_by)),
       el("fieldset", {}, el("legend", {}, "Compare"),
         el("div", { class: "row" },
           el("input", { name: "compare_a", id: "rv-compare_a", placeholder: "label", size: 9, "aria-label": "Compare operand A (label, prediction, review, user:ID)" }),
