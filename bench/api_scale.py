@@ -111,12 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     else:
         points = [(TARGET_SLIDES // d, TARGET_SUPERPIXELS // d) for d in divisors]
         requests, warm = args.requests, 2
-    # Between the two scales slides and superpixels per slide both grow; the third point grows
-    # the slides alone (the larger count of the smaller slides), so the slope in slides is seen.
+    # Between the two scales slides and superpixels per slide both grow; the points after them
+    # grow the slides alone (the larger count of the smaller slides, then 4x it), so the slope in
+    # slides is seen, and whether a route bounded by its page stops growing past the slides a page
+    # can touch. `start` is the last point of those slides' size, each slope's first baseline.
     (s_a, m_a), (s_b, m_b) = points
-    # Where a route is bounded by its page, its cost stops growing past the slides a page can
-    # touch: a point at 4x those slides shows whether the slope flattens.
     alone = [(s_b, m_a), (4 * s_b, m_a)] if m_a != m_b else [(4 * s_b, m_a)]
+    start = points[1] if m_a == m_b else points[0]
 
     from api import Keys  # bench/api.py: tokens the in-process app verifies
     from app import app
@@ -176,7 +177,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'route':>14} " + " ".join(f"{'p95 ms @' + str(n):>12} {'ms/slide':>9}" for n, _ in alone)
           + f" {'@500 ms':>8}")  # fmt: skip
     for kind in results[points[0]]:
-        start = points[1] if m_a == m_b else points[0]  # the last point of these slides' size
         row, (before, a) = [], (start[0], 1000 * percentile(results[start][kind], 0.95))
         for n, m in alone:
             b = 1000 * percentile(results[(n, m)][kind], 0.95)
