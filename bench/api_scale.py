@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "functions"), str(ROOT / "bench")]
 
 TARGET_SLIDES, TARGET_SUPERPIXELS = 500, 1_000_000
+ROUTES = ("review_slide", "review_all", "review_labeling", "labels")  # measured after predictions
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -86,7 +87,28 @@ def measure(
         for k in range(requests + warm):
             user = made.annotators[k % len(made.annotators)] if kind != "review_all" else made.reviewer
             call(kind, path(k), user, timed=k >= warm)
+    if only is None:
+        # The review of every slide while annotators label: before each, a label on each of
+        # LABELED_BETWEEN slides (untimed), which that review reads fresh beside the snapshot.
+        from chalicelib.context import SERVICES
+
+        cats = sorted(SERVICES.service.project_state(pid).categories)
+        for k in range(requests + warm):
+            for j in range(LABELED_BETWEEN):
+                n = k * LABELED_BETWEEN + j
+                body = json.dumps({"category_id": cats[n % len(cats)], "source": "click",
+                                   "ids": [1 + (n * 7919) % made.superpixels]})  # fmt: skip
+                user = made.annotators[n % len(made.annotators)]
+                r = client.http.request("POST", f"/projects/{pid}/slides/{slides[n % len(slides)]}/labels",
+                                        headers={"Authorization": f"Bearer {tokens[user]}",
+                                                 "Content-Type": "application/json"}, body=body)  # fmt: skip
+                if r.status_code >= 400:
+                    raise RuntimeError(f"label: {r.status_code} {r.body[:300]!r}")
+            call("review_labeling", routes["review_all"](k), made.reviewer, timed=k >= warm)
     return timings
+
+
+LABELED_BETWEEN = 4  # slides labeled between two reviews of every slide (review_labeling)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,14 +167,11 @@ def main(argv: list[str] | None = None) -> int:
                 "me": spread["me"] + ranked["me"],
                 "queue_spread": spread["queue"],
                 "queue_model": ranked["queue"],
-                **{k: v for k, v in ranked.items() if k in ("review_slide", "review_all", "labels")},
+                **{k: v for k, v in ranked.items() if k in ROUTES},
             }
             calls[(slides, superpixels)] = {
                 "queue_spread": statistics.mean(spread["queue_calls"]),
-                **{
-                    k: statistics.mean(ranked[f"{k}_calls"])
-                    for k in ("queue", "review_slide", "review_all", "labels")
-                },
+                **{k: statistics.mean(ranked[f"{k}_calls"]) for k in ("queue", *ROUTES)},
             }
             print(f"generated {slides} x {superpixels} in {made_s[(slides, superpixels)]:.1f} s "
                   f"({made.labels} labels, {made.events} label events)")  # fmt: skip

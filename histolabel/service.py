@@ -25,6 +25,8 @@ from histolabel.events.envelope import (
     canonical_json,
     idempotency_stream,
     project_stream,
+    slide_of,
+    stream_kind,
 )
 from histolabel.events.streams import history_of, read_after, slide_events, slide_streams
 from histolabel.eventstore import AppendConflict, DuplicateCommand, EventStore
@@ -326,6 +328,11 @@ class HistoLabel:
                 self.events.append(sealed, idem, guard)
                 for e in sealed:
                     self._heads[e.stream] = (e.seq, e.hash)
+                labeled = {slide_of(e.stream) for e in sealed if stream_kind(e.stream) == "labels"}
+                if labeled:
+                    # After the append: a review read while the command is in flight may miss
+                    # it, never one that starts after it returned.
+                    self.projections.mark_labeled(project_id, labeled)
                 return result
             except DuplicateCommand as dup:
                 return _replayed(dup.result, request, idempotency_key)

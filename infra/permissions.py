@@ -55,6 +55,16 @@ class Role:
     skip: tuple[tuple[str, str], ...] = field(default=())
 
 
+# Every role that appends events goes through HistoLabel.append_decided, which leaves a label
+# mark (UpdateItem ADD on a MARKS# item) after an append that wrote labels: the import_labels
+# job and the API do; the others never write labels but run the same code.
+PROJECTIONS_READ_AND_MARK = (
+    "dynamodb:BatchGetItem",
+    "dynamodb:GetItem",
+    "dynamodb:Query",
+    "dynamodb:UpdateItem",
+)
+
 STREAM_CONSUMER = (
     Grant("events_stream", STREAM_READ, why="its event source mapping reads the events table's stream"),
     Grant("stream_failures", ("sqs:SendMessage",), why="the mapping sends records it gave up on here"),
@@ -69,7 +79,7 @@ def _job(spec: JobSpec) -> Role:
         grants=(
             Grant("events", EVENTS_APPEND),
             Grant("event_mac_key", ("kms:GenerateDataKey",)),
-            Grant("projections", ("dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query")),
+            Grant("projections", PROJECTIONS_READ_AND_MARK),
             Grant("data", ("s3:GetObject",), spec.reads),
             Grant(
                 "data",
@@ -88,10 +98,18 @@ ROLES: dict[str, Role] = {
         grants=(
             Grant("events", EVENTS_APPEND),
             # PutItem: guided-queue leases (histolabel/adapters/dynamo_leases.py), conditional
-            # puts of LEASE# items; the projections themselves stay the projector's to write.
+            # puts of LEASE# items; UpdateItem: the label marks (ADD to MARKS# items) a label
+            # command leaves for the review snapshot; the projections themselves stay the
+            # projector's to write.
             Grant(
                 "projections",
-                ("dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"),
+                (
+                    "dynamodb:BatchGetItem",
+                    "dynamodb:GetItem",
+                    "dynamodb:PutItem",
+                    "dynamodb:Query",
+                    "dynamodb:UpdateItem",
+                ),
             ),
             # Uploads of source slides go straight to S3 with URLs this role presigns; exports
             # too large for a response are written here (tagged, for the rule that expires them).
@@ -159,7 +177,7 @@ ROLES: dict[str, Role] = {
         grants=(
             Grant("events", EVENTS_APPEND),
             Grant("event_mac_key", ("kms:GenerateDataKey",)),
-            Grant("projections", ("dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query")),
+            Grant("projections", PROJECTIONS_READ_AND_MARK),
             Grant("batch", ("batch:DescribeJobs", "batch:SubmitJob")),
         ),
         platform=STREAM_CONSUMER,
@@ -171,7 +189,7 @@ ROLES: dict[str, Role] = {
         grants=(
             Grant("events", EVENTS_APPEND),
             Grant("event_mac_key", ("kms:GenerateDataKey",)),
-            Grant("projections", ("dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query")),
+            Grant("projections", PROJECTIONS_READ_AND_MARK),
             Grant("batch", ("batch:DescribeJobs", "batch:SubmitJob")),
         ),
     ),
@@ -183,7 +201,7 @@ ROLES: dict[str, Role] = {
             # (it matches method names); the anchorer itself only reads events.
             Grant("events", EVENTS_APPEND),
             Grant("event_mac_key", ("kms:GenerateDataKey",)),
-            Grant("projections", ("dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query")),
+            Grant("projections", PROJECTIONS_READ_AND_MARK),
             # It anchors only events whose MAC holds, and signs what it anchors.
             Grant("event_mac_key", ("kms:Decrypt",)),
             Grant("anchor_key", ("kms:GetPublicKey", "kms:Sign", "kms:Verify")),

@@ -3,12 +3,15 @@ crops, and presigned URLs. Tables are immutable once written, so they are cached
 
 from __future__ import annotations
 
+import io
+import json
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+import pyarrow.parquet as pq
 from botocore.exceptions import ClientError
 
 from histolabel.adapters import pyramids
@@ -116,6 +119,44 @@ def predictions(uri: str) -> Predictions:
 
 def prediction_uri(uri_prefix: str, slide_id: str) -> str:
     return f"{uri_prefix.rstrip('/')}/{slide_id}.parquet"
+
+
+def review_snapshot(key: str) -> tuple[Any, dict[str, Any]] | None:
+    """The project's review snapshot (table, metadata) in the data bucket, None if there is none:
+    a conditional GET on the ETag this container last saw, so an unchanged snapshot costs one
+    small request and no transfer."""
+    s = get_settings()
+    with _lock:
+        known = _snapshots.get(key)
+    extra = {"IfNoneMatch": known[0]} if known else {}
+    try:
+        obj = client("s3", s).get_object(Bucket=s.data_bucket, Key=key, **extra)
+    except ClientError as err:
+        code = err.response["Error"]["Code"]
+        if code in ("304", "NotModified") and known:
+            return known[1], known[2]
+        if code in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+    table = pq.ParquetFile(io.BytesIO(obj["Body"].read())).read()
+    meta = json.loads((table.schema.metadata or {}).get(b"histolabel", b"{}"))
+    with _lock:
+        _snapshots[key] = (obj["ETag"], table, meta)
+    return table, meta
+
+
+def put_review_snapshot(key: str, table: Any, meta: dict[str, Any]) -> None:
+    s = get_settings()
+    buf = io.BytesIO()
+    pq.write_table(table.replace_schema_metadata({"histolabel": json.dumps(meta)}), buf, compression="zstd")
+    resp = client("s3", s).put_object(
+        Bucket=s.data_bucket, Key=key, Body=buf.getvalue(), ContentType="application/vnd.apache.parquet"
+    )
+    with _lock:
+        _snapshots[key] = (resp["ETag"], table, meta)
+
+
+_snapshots: dict[str, tuple[str, Any, dict[str, Any]]] = {}  # key -> (ETag, table, metadata)
 
 
 LabelReader = pyramids.LabelReader  # the export job reads outlines the same way

@@ -8,11 +8,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import shapely
 
 from chalicelib import data
 from histolabel import confinement
-from histolabel.api import queue
+from histolabel.api import queue, review_table
 from histolabel.api.ranking import RANKING_FILE, RANKING_SIZE, QueueItem
 from histolabel.api.review import Row, rows_for_slide
 from histolabel.api.tables import Predictions
@@ -259,24 +261,77 @@ def slide_predictions(state: ProjectState, slide_id: str) -> tuple[int, Predicti
 SLIDE_READERS = ThreadPoolExecutor(16, thread_name_prefix="slide-read")
 
 
-def review_rows(svc: HistoLabel, state: ProjectState, slide: str | None = None) -> list[Row]:
+def _as_given(category: str | None) -> str | None:
+    return category
+
+
+def slides_table(svc: HistoLabel, state: ProjectState, slides: list[str]) -> pa.Table:
+    """The review rows of `slides` as the labels were given (see `review_table.resolved`):
+    current labels, and the published predictions of the labeled ones."""
+
+    def rows(sid: str) -> list[Row]:
+        labels = current_labels(svc, state.project_id, sid)
+        preds = model_predictions(state, [sid]).get(sid) if labels.entries else None
+        return rows_for_slide(labels, _as_given, preds.lookup(labels.entries) if preds else None)
+
+    parts = SLIDE_READERS.map(rows, slides) if len(slides) > 1 else map(rows, slides)
+    return review_table.from_rows(row for part in parts for row in part)
+
+
+SNAPSHOT_AFTER = 16  # slides read fresh by one request before it writes a new snapshot
+
+
+def review_snapshot_key(project_id: str) -> str:
+    return f"projects/{project_id}/review/snapshot.parquet"
+
+
+def _made_for(state: ProjectState) -> dict[str, str]:
+    """What a snapshot holds besides labels: the project (a project made again under the same id
+    must not read the old one's) and the predictions round its rows carry."""
+    pub = state.predictions
+    return {
+        "project": f"{state.project_id}|{state.created_at}",
+        "predictions": f"{pub['uri_prefix']}|{pub['model_version']}" if pub else "",
+    }
+
+
+def review_rows_table(svc: HistoLabel, state: ProjectState, slide: str | None = None) -> pa.Table:
+    """The review rows of one slide, or of every slide: the project's snapshot (one table in
+    the data bucket) with the slides labeled since it was written read fresh, found by one
+    Query of the label marks. A request that read many slides fresh writes the snapshot anew,
+    and so does one that finds the predictions it holds replaced by a newer round."""
     slides = [slide] if slide else sorted(state.slides)
     pub = state.predictions or {"slides": []}
     for sid in slides:  # refused if any names another project's object, read or not
         if sid in pub["slides"]:
             own(state, data.prediction_uri(pub["uri_prefix"], sid))
+    if slide is not None:
+        return review_table.resolved(slides_table(svc, state, slides), state.resolve)
+    marks = svc.projections.label_marks(state.project_id)  # before the reads: a safe lower bound
+    key = review_snapshot_key(state.project_id)
+    snapshot = data.review_snapshot(key)
+    made_for = _made_for(state)
+    if snapshot is None or any(snapshot[1].get(k) != v for k, v in made_for.items()):
+        base, fresh = review_table.empty(), slides
+    else:
+        table, meta = snapshot
+        covered = meta.get("covered", {})
+        fresh = [s for s in slides if marks.get(s, 0) != covered.get(s, 0)]
+        kept = sorted(set(slides) - set(fresh))
+        base = table.filter(pc.is_in(table.column("slide_id"), value_set=pa.array(kept, pa.string())))
+    merged = pa.concat_tables([base, slides_table(svc, state, fresh)])
+    if snapshot is None or fresh is slides or len(fresh) >= SNAPSHOT_AFTER:
+        covered = {s: marks.get(s, 0) for s in slides}
+        data.put_review_snapshot(key, merged, {**made_for, "covered": covered})
+    return review_table.resolved(merged, state.resolve)
 
-    def rows(sid: str) -> list[Row]:
-        labels = current_labels(svc, state.project_id, sid)
-        preds = model_predictions(state, [sid]).get(sid) if labels.entries else None
-        return rows_for_slide(labels, state.resolve, preds.lookup(labels.entries) if preds else None)
 
-    parts = SLIDE_READERS.map(rows, slides) if len(slides) > 1 else map(rows, slides)
-    return [row for part in parts for row in part]
+def query_table(c: Any) -> pa.Table:
+    """The review rows of the query's slide (all slides when it names none), as a table."""
+    if c.query.slide is not None:
+        require_slide(c.project, c.query.slide)
+    return review_rows_table(c.svc, c.project, c.query.slide)
 
 
 def query_rows(c: Any) -> list[Row]:
-    """The review rows of the query's slide (all slides when it names none)."""
-    if c.query.slide is not None:
-        require_slide(c.project, c.query.slide)
-    return review_rows(c.svc, c.project, c.query.slide)
+    return review_table.to_rows(query_table(c))

@@ -50,6 +50,11 @@ def _stored_memberships(head_body: str | None) -> dict[str, Membership]:
     return memberships_of(ProjectState.model_validate_json(head_body)) if head_body else {}
 
 
+def _marks_pk(project_id: str) -> str:
+    # One small item per labeled slide: the review snapshot's staleness check is one Query.
+    return f"MARKS#{project_id}"
+
+
 def _bucket_key(b: int) -> str:
     return f"B#{b:08d}"
 
@@ -284,6 +289,20 @@ class DynamoProjectionStore:
     def labels_total(self, project_id: str) -> int:
         item = self._get(project_stream(project_id), "labels_total")
         return int(item["n"]["N"]) if item else 0
+
+    def mark_labeled(self, project_id: str, slide_ids: set[str]) -> None:
+        """One UpdateItem per slide: an ADD never conflicts, so annotators of one slide never
+        retry on each other's marks (a transaction on the appends would)."""
+        for sid in sorted(slide_ids):
+            self.ddb.update_item(
+                TableName=self.table,
+                Key={"pk": {"S": _marks_pk(project_id)}, "sk": {"S": sid}},
+                UpdateExpression="ADD n :one",
+                ExpressionAttributeValues={":one": {"N": "1"}},
+            )
+
+    def label_marks(self, project_id: str) -> dict[str, int]:
+        return {i["sk"]["S"]: int(i["n"]["N"]) for i in self._query(_marks_pk(project_id))}
 
     def put_rebuilt(self, project: ProjectState, slides: list[SlideRewrite], total: int) -> None:
         """The project's items (and a delete for any it no longer has), then each slide's changed

@@ -90,6 +90,7 @@ class InMemoryProjectionStore:
         self.summaries: dict[tuple[str, str], str] = {}
         self.buckets: dict[tuple[str, str], dict[int, str]] = {}
         self.totals: dict[str, int] = {}
+        self.marks: dict[str, dict[str, int]] = {}
         # member -> project -> membership, kept beside the states as the DynamoDB store keeps
         # its items (written by the saves, not derived from the states when read)
         self.memberships: dict[str, dict[str, Membership]] = {}
@@ -159,6 +160,16 @@ class InMemoryProjectionStore:
 
     def labels_total(self, project_id: str) -> int:
         return self.totals.get(project_id, 0)
+
+    def mark_labeled(self, project_id: str, slide_ids: set[str]) -> None:
+        with self._lock:
+            marks = self.marks.setdefault(project_id, {})
+            for sid in slide_ids:
+                marks[sid] = marks.get(sid, 0) + 1
+
+    def label_marks(self, project_id: str) -> dict[str, int]:
+        with self._lock:
+            return dict(self.marks.get(project_id, {}))
 
     def list_projects(self) -> list[ProjectState]:
         states = [ProjectState.model_validate_json(self.projects[p]) for p in sorted(self.projects)]

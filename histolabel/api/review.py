@@ -1,4 +1,5 @@
-"""Review mode: every labeled superpixel as a row, filtered, sorted, grouped and paginated.
+"""Review mode: every labeled superpixel as a row (filtered, sorted, grouped and paginated as a
+table: `review_table`).
 
 Category ids in rows are resolved through the project's merges, so a label in a merged category
 shows (and filters) as the surviving one.
@@ -7,17 +8,14 @@ shows (and filters) as the surviving one.
 from __future__ import annotations
 
 import functools
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from histolabel.api.schemas import ReviewQuery
 from histolabel.projections.labels import SlideLabels, resolved
 
 Row = dict[str, Any]
 Resolve = Callable[[str | None], str | None]
 PredictionLookup = Mapping[int, tuple[str, float, float]]
-COLUMN = {"slide": "slide_id"}  # query names that differ from row keys
 
 
 def rows_for_slide(
@@ -45,109 +43,6 @@ def rows_for_slide(
             }
         )
     return rows
-
-
-def operand(row: Row, name: str) -> str | None:
-    if name == "label":
-        return row["label"]
-    if name == "prediction":
-        return row["prediction"]
-    if name == "review":
-        review = row["review"]
-        return None if review is None else review.get("c")
-    if name.startswith("user:"):
-        return row["labels"].get(name[5:])
-    raise ValueError(f"unknown operand {name!r}")
-
-
-def _review_action(row: Row) -> str:
-    return row["review"]["a"] if row["review"] else "none"
-
-
-def matches(row: Row, q: ReviewQuery) -> bool:
-    if q.slide is not None and row["slide_id"] != q.slide:
-        return False
-    if q.label is not None and row["label"] != q.label:
-        return False
-    if q.prediction is not None and row["prediction"] != q.prediction:
-        return False
-    if q.review is not None and _review_action(row) != q.review:
-        return False
-    if q.labeled_by is not None and q.labeled_by not in row["labels"]:
-        return False
-    if q.reviewed_by is not None and (row["review"] is None or row["review"]["by"] != q.reviewed_by):
-        return False
-    if q.compare_a is not None and q.compare_b is not None:
-        a, b = operand(row, q.compare_a), operand(row, q.compare_b)
-        # A comparison only speaks about superpixels where both sides have a value.
-        if a is None or b is None:
-            return False
-        if (a == b) != (q.compare == "matches"):
-            return False
-    return True
-
-
-def _sort_key(field: str) -> Callable[[Row], tuple[Any, ...]]:
-    def key(row: Row) -> tuple[Any, ...]:
-        if field == "review":
-            value: Any = _review_action(row)
-        else:
-            value = row[COLUMN.get(field, field)]
-        # None sorts last whatever the order; ties break on (slide, id) for stable pages.
-        return (value is None, value if value is not None else 0, row["slide_id"], row["id"])
-
-    return key
-
-
-def group_key(row: Row, field: str) -> str:
-    if field == "review":
-        return _review_action(row)
-    value = row[COLUMN.get(field, field)]
-    return "none" if value is None else str(value)
-
-
-def review_page(rows: Iterable[Row], q: ReviewQuery) -> dict[str, Any]:
-    selected = [r for r in rows if matches(r, q)]
-    if q.sort == "slide":
-        selected.sort(key=lambda r: (r["slide_id"], r["id"]), reverse=q.order == "desc")
-    else:
-        key = _sort_key(q.sort)
-        present = [r for r in selected if key(r)[0] is False]
-        absent = [r for r in selected if key(r)[0] is True]
-        present.sort(key=key, reverse=q.order == "desc")
-        absent.sort(key=lambda r: (r["slide_id"], r["id"]))
-        selected = present + absent
-    groups = dict(sorted(Counter(group_key(r, q.group_by) for r in selected).items())) if q.group_by else None
-    if q.group_by:
-        # Grouping keeps each group's rows together, in the requested order within the group.
-        order = {g: i for i, g in enumerate(groups or {})}
-        selected.sort(key=lambda r: order[group_key(r, q.group_by)])  # type: ignore[arg-type]
-    start = int(q.cursor or 0)
-    page = selected[start : start + q.limit]
-    end = start + len(page)
-    return {
-        "items": page,
-        "groups": groups,
-        "total": len(selected),
-        "next_cursor": str(end) if end < len(selected) else None,
-    }
-
-
-def review_ids(rows: Iterable[Row], q: ReviewQuery) -> dict[str, Any]:
-    """Ids of every row the filters match, by slide, a page of `q.limit` at a time (in slide,
-    id order, so pages do not depend on the sort of the list)."""
-    selected = sorted((r["slide_id"], r["id"]) for r in rows if matches(r, q))
-    start = int(q.cursor or 0)
-    page = selected[start : start + q.limit]
-    slides: dict[str, list[int]] = {}
-    for slide_id, sp in page:
-        slides.setdefault(slide_id, []).append(sp)
-    end = start + len(page)
-    return {
-        "slides": slides,
-        "total": len(selected),
-        "next_cursor": str(end) if end < len(selected) else None,
-    }
 
 
 def with_boxes(items: list[Row], boxes: Callable[[str, list[int]], Mapping[int, list[int]]]) -> list[Row]:

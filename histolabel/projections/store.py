@@ -41,6 +41,15 @@ class ProjectionStore(Protocol):
 
     def labels_total(self, project_id: str) -> int: ...
 
+    def mark_labeled(self, project_id: str, slide_ids: set[str]) -> None:
+        """Count a write to each slide's labels (written after the events are appended): the
+        review snapshot re-reads a slide whose count passed the one it was made at."""
+        ...
+
+    def label_marks(self, project_id: str) -> dict[str, int]:
+        """slide -> its count of label writes (slides never marked are absent)."""
+        ...
+
     def list_projects(self) -> list[ProjectState]:
         """Every projected project's head (settings, members, categories; no slides, runs, jobs
         or models), in id order: for background work over all projects (the anchorer), not for

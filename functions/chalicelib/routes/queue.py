@@ -8,7 +8,7 @@ from typing import Any
 
 from chalicelib import views
 from chalicelib.context import Call, Handler
-from histolabel.api import agreement, queue, review
+from histolabel.api import agreement, queue, review, review_table
 from histolabel.leases import LEASE_S
 
 
@@ -63,13 +63,13 @@ def _boxes(c: Call, slide_id: str, ids: list[int]) -> dict[int, list[int]]:
 
 
 def _review_list(c: Call) -> Any:
-    page = review.review_page(views.query_rows(c), c.query)
+    page = review_table.page(views.query_table(c), c.query)
     page["items"] = review.with_boxes(page["items"], lambda sid, ids: _boxes(c, sid, ids))
     return page
 
 
 def _review_ids(c: Call) -> Any:
-    return review.review_ids(views.query_rows(c), c.query)
+    return review_table.ids(views.query_table(c), c.query)
 
 
 def _agreement(c: Call) -> Any:

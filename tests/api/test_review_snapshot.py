@@ -1,0 +1,113 @@
+"""Review of every slide from the project's review snapshot: projects made by the scale
+generator (the product's own events, tables and predictions) in the local cloud, served by the
+app in-process. A review page over every slide reads the snapshot and the slides labeled since,
+so its store calls do not grow with the slides; what it answers is what the one-slide reviews
+(which read every label fresh) answer, after new labels, a merge and a new predictions round."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from histolabel.api import review_table
+from tests.api.test_scale import scale_api, store_calls  # noqa: F401  (the fixture)
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+
+def all_rows(call: Any, pid: str, user: str, query: str = "") -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    cursor = ""
+    while True:
+        r = call("GET", f"/projects/{pid}/review?limit=500&sort=slide{query}{cursor}", user)
+        assert r.status_code == 200, r.body
+        out += r.json_body["items"]
+        if not r.json_body["next_cursor"]:
+            return out
+        cursor = f"&cursor={r.json_body['next_cursor']}"
+
+
+def per_slide(call: Any, pid: str, user: str, slides: list[str]) -> list[dict[str, Any]]:
+    return [row for s in sorted(slides) for row in all_rows(call, pid, user, f"&slide={s}")]
+
+
+def test_review_of_every_slide_reads_the_snapshot_and_the_slides_labeled_since(scale_api) -> None:  # noqa: F811
+    from chalicelib import views
+    from scale_data import generate, publish_predictions
+
+    svc = scale_api.svc
+    calls: dict[int, int] = {}
+    for slides in (2, 8):
+        made = generate(svc, slides, 1000, labeled=0.05, annotators=2, predictions=False)
+        publish_predictions(svc, made)
+        pid, reviewer = made.project_id, made.reviewer
+        first = all_rows(scale_api, pid, reviewer)  # no snapshot yet: every slide read, one written
+        assert first and first == per_slide(scale_api, pid, reviewer, made.slides)
+        assert all(r["prediction"] is not None for r in first)
+        path = f"/projects/{pid}/review?limit=50&sort=certainty&order=asc"
+        page, calls[slides] = store_calls(lambda p=path, u=reviewer: scale_api("GET", p, u))
+        assert page.status_code == 200 and page.json_body["total"] == len(first)
+        certainty = [r["certainty"] for r in page.json_body["items"]]
+        assert certainty == sorted(certainty)
+    # The marks' Query, the snapshot's conditional GET and the page's geometry: none per slide.
+    assert calls[8] <= calls[2], calls
+
+    # A label given after the snapshot is in the next page, read from its slide alone.
+    state = svc.project_state(pid)
+    cats = sorted(state.categories)
+    slide = made.slides[3]
+    labeled = svc.slide_labels_current(pid, slide).entries
+    new_id = next(i for i in range(1, 1001) if i not in labeled)
+    user = made.annotators[0]
+    r = scale_api("POST", f"/projects/{pid}/slides/{slide}/labels", user,
+                  {"category_id": cats[0], "ids": [new_id], "source": "click"})  # fmt: skip
+    assert r.status_code in (200, 201), r.body
+    after = all_rows(scale_api, pid, reviewer)
+    assert (slide, new_id, cats[0]) in {(r["slide_id"], r["id"], r["label"]) for r in after}
+    assert len(after) == len(first) + 1
+    assert after == per_slide(scale_api, pid, reviewer, made.slides)
+
+    # A merge changes no label event: the snapshot's categories are resolved as the project
+    # knows them when it is read.
+    r = scale_api("POST", f"/projects/{pid}/categories/merge", made.owner,
+                  {"sources": [cats[0]], "target": cats[1]})  # fmt: skip
+    assert r.status_code == 200, r.body
+    merged = all_rows(scale_api, pid, reviewer)
+    assert cats[0] not in {r["label"] for r in merged} | {r["prediction"] for r in merged}
+    assert merged == per_slide(scale_api, pid, reviewer, made.slides)
+
+    # A new predictions round: the rows carry its predictions, not the snapshot's.
+    publish_predictions(svc, made, seed=5, version=2)
+    fresh = all_rows(scale_api, pid, reviewer)
+    assert fresh == per_slide(scale_api, pid, reviewer, made.slides)
+    assert [r["certainty"] for r in fresh] != [r["certainty"] for r in merged]
+    meta = views.data.review_snapshot(views.review_snapshot_key(pid))
+    assert meta is not None and meta[1]["predictions"].endswith("|2")
+
+
+def test_categories_resolve_in_the_table_as_in_the_rows() -> None:
+    from histolabel.api.review import rows_for_slide
+    from histolabel.projections.labels import SlideLabels
+
+    labels = SlideLabels("p", "s")
+    given = {1: ("a", {"u": "a"}), 2: ("b", {"u": "b", "v": "gone"}), 3: ("gone", {"v": "gone"}),
+             4: ("c", {})}  # fmt: skip
+    review = {"a": "change", "by": "r", "c": "a", "at": "t"}
+    for sp, (c, by) in given.items():
+        labels.entries[sp] = {"l": {u: [cat, "t"] for u, cat in by.items()}, "c": c, "cb": "u", "ca": "t",
+                              "r": review if sp == 2 else None}  # fmt: skip
+    preds = {1: ("b", 0.9, 0.8), 3: ("a", 0.5, 0.2)}
+    merges = {"a": "b", "b": "b", "c": "c"}  # a merged into b; "gone" deleted
+
+    def resolve(c: str | None) -> str | None:
+        return merges.get(c) if c is not None else None
+
+    raw = review_table.from_rows(rows_for_slide(labels, lambda c: c, preds))
+    want = rows_for_slide(labels, resolve, preds)
+    assert review_table.to_rows(review_table.resolved(raw, resolve)) == want
+    # A slice (as a snapshot less the slides read fresh is) resolves its own rows only.
+    part = pa.concat_tables([raw.slice(1, 2)])
+    assert review_table.to_rows(review_table.resolved(part, resolve)) == want[1:3]
