@@ -1,7 +1,8 @@
 """The projection store contract (`histolabel.projections.store.ProjectionStore`): checkpointed
 saves refuse a stale writer, slides load whole or by bucket, totals add up, a member's projects
-follow the saves (a removed member's entry deleted), and a rebuild is put in place of the stored
-projection, stale buckets and memberships deleted, missing memberships written."""
+follow the saves (a removed member's entry deleted), label marks count per slide, and a rebuild
+is put in place of the stored projection, stale buckets and memberships deleted, missing
+memberships written."""
 
 from __future__ import annotations
 
@@ -187,3 +188,16 @@ def a_rebuild_puts_memberships_in_place(store: ProjectionStore) -> None:
 
 
 run_all = CHECKS.run_all
+
+
+@check
+def label_marks_count_each_slides_writes_per_project(store: ProjectionStore) -> None:
+    a, b = project().project_id, project().project_id
+    assert store.label_marks(a) == {}
+    many = {f"s{i}" for i in range(40)}  # more slides than a DynamoDB store's mark items
+    store.mark_labeled(a, many)
+    store.mark_labeled(a, {"s1", "s2"})
+    store.mark_labeled(a, {"s1"})
+    store.mark_labeled(b, {"s1"})
+    assert store.label_marks(a) == {**{s: 1 for s in many}, "s1": 3, "s2": 2}
+    assert store.label_marks(b) == {"s1": 1}

@@ -62,6 +62,15 @@ class RebuildSkipsMemberships(InMemoryProjectionStore):
         self.memberships = kept
 
 
+class MarksOncePerSlide(InMemoryProjectionStore):
+    """Marks a slide as labeled but never counts again: a snapshot made after its first label
+    would pass for current after the next."""
+
+    def mark_labeled(self, project_id: str, slide_ids: set[str]) -> None:
+        known = self.label_marks(project_id)
+        super().mark_labeled(project_id, {s for s in slide_ids if s not in known})
+
+
 @pytest.mark.parametrize(
     ("broken", "caught_by"),
     [
@@ -71,6 +80,7 @@ class RebuildSkipsMemberships(InMemoryProjectionStore):
         (KeepsRemovedMembers, "a_members_projects_follow_the_saves"),
         (KeepsRemovedMembers, "a_rebuild_puts_memberships_in_place"),
         (RebuildSkipsMemberships, "a_rebuild_puts_memberships_in_place"),
+        (MarksOncePerSlide, "label_marks_count_each_slides_writes_per_project"),
     ],
 )
 def test_a_broken_store_fails_the_contract(broken: type, caught_by: str) -> None:
