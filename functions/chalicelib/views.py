@@ -298,15 +298,13 @@ def _made_for(state: ProjectState) -> dict[str, str]:
 def review_rows_table(svc: HistoLabel, state: ProjectState, slide: str | None = None) -> pa.Table:
     """The review rows of one slide, or of every slide: the project's snapshot (one table in
     the data bucket) with the slides labeled since it was written read fresh, found by one
-    Query of the label marks. A request that read many slides fresh writes the snapshot anew,
-    and so does one that finds the predictions it holds replaced by a newer round."""
+    Query of the label marks. A request over every slide that read many slides fresh writes the
+    snapshot anew, and so does one that finds none for this project and predictions round."""
     slides = [slide] if slide else sorted(state.slides)
     pub = state.predictions or {"slides": []}
     for sid in slides:  # refused if any names another project's object, read or not
         if sid in pub["slides"]:
             own(state, data.prediction_uri(pub["uri_prefix"], sid))
-    if slide is not None:
-        return review_table.resolved(slides_table(svc, state, slides), state.resolve)
     marks = svc.projections.label_marks(state.project_id)  # before the reads: a safe lower bound
     key = review_snapshot_key(state.project_id)
     snapshot = data.review_snapshot(key)
@@ -320,6 +318,8 @@ def review_rows_table(svc: HistoLabel, state: ProjectState, slide: str | None = 
         kept = sorted(set(slides) - set(fresh))
         base = table.filter(pc.is_in(table.column("slide_id"), value_set=pa.array(kept, pa.string())))
     merged = pa.concat_tables([base, slides_table(svc, state, fresh)])
+    if slide is not None:  # one slide's review never writes the project's snapshot
+        return review_table.resolved(merged, state.resolve)
     if snapshot is None or fresh is slides or len(fresh) >= SNAPSHOT_AFTER:
         covered = {s: marks.get(s, 0) for s in slides}
         data.put_review_snapshot(key, merged, {**made_for, "covered": covered})

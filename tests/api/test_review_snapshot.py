@@ -1,8 +1,8 @@
 """Review of every slide from the project's review snapshot: projects made by the scale
 generator (the product's own events, tables and predictions) in the local cloud, served by the
 app in-process. A review page over every slide reads the snapshot and the slides labeled since,
-so its store calls do not grow with the slides; what it answers is what the one-slide reviews
-(which read every label fresh) answer, after new labels, a merge and a new predictions round."""
+so its store calls do not grow with the slides; what it answers, and what each slide's review
+answers, is every slide's rows read fresh, after new labels, a merge and a new predictions round."""
 
 from __future__ import annotations
 
@@ -31,7 +31,16 @@ def all_rows(call: Any, pid: str, user: str, query: str = "") -> list[dict[str, 
 
 
 def per_slide(call: Any, pid: str, user: str, slides: list[str]) -> list[dict[str, Any]]:
-    return [row for s in sorted(slides) for row in all_rows(call, pid, user, f"&slide={s}")]
+    """Each slide's own review pages, which must equal every slide's rows read fresh."""
+    from chalicelib import views
+
+    svc = call.svc
+    state = svc.project_state(pid)
+    fresh = review_table.to_rows(review_table.resolved(views.slides_table(svc, state, slides), state.resolve))
+    fresh.sort(key=lambda r: (r["slide_id"], r["id"]))
+    served = [row for s in sorted(slides) for row in all_rows(call, pid, user, f"&slide={s}")]
+    assert [{k: v for k, v in r.items() if k != "bbox"} for r in served] == fresh
+    return served
 
 
 def test_review_of_every_slide_reads_the_snapshot_and_the_slides_labeled_since(scale_api) -> None:  # noqa: F811
@@ -52,6 +61,10 @@ def test_review_of_every_slide_reads_the_snapshot_and_the_slides_labeled_since(s
         assert page.status_code == 200 and page.json_body["total"] == len(first)
         certainty = [r["certainty"] for r in page.json_body["items"]]
         assert certainty == sorted(certainty)
+        # A slide nobody labeled since the snapshot is served from it too, not from its buckets.
+        one = f"/projects/{pid}/review?limit=50&slide={made.slides[0]}"
+        _, one_calls = store_calls(lambda p=one, u=reviewer: scale_api("GET", p, u))
+        assert one_calls <= calls[slides], (one_calls, calls)
     # The marks' Query, the snapshot's conditional GET and the page's geometry: none per slide.
     assert calls[8] <= calls[2], calls
 
