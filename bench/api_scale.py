@@ -77,8 +77,10 @@ def measure(
     routes = {
         "me": lambda k: "/me",
         "queue": lambda k: f"/projects/{pid}/queue?n=20",
-        "review_slide": lambda k: f"/projects/{pid}/review?slide={slides[k % len(slides)]}&limit=50",
+        # Every slide's first: its warm-up writes the project's review snapshot, which a slide
+        # nobody labeled since is then served from (as in a project whose Review has been opened).
         "review_all": lambda k: f"/projects/{pid}/review?limit=50&sort=certainty&order=asc",
+        "review_slide": lambda k: f"/projects/{pid}/review?slide={slides[k % len(slides)]}&limit=50",
         "labels": lambda k: f"/projects/{pid}/slides/{slides[k % len(slides)]}/labels",
     }
     for kind, path in routes.items():
