@@ -8,7 +8,7 @@ import json
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -121,28 +121,34 @@ def prediction_uri(uri_prefix: str, slide_id: str) -> str:
     return f"{uri_prefix.rstrip('/')}/{slide_id}.parquet"
 
 
-def review_snapshot(key: str) -> tuple[Any, dict[str, Any]] | None:
+class Snapshot(NamedTuple):
+    table: Any  # pa.Table
+    meta: dict[str, Any]
+    etag: str
+
+
+def review_snapshot(key: str) -> Snapshot | None:
     """The project's review snapshot (table, metadata) in the data bucket, None if there is none:
     a conditional GET on the ETag this container last saw, so an unchanged snapshot costs one
     small request and no transfer."""
     s = get_settings()
     with _lock:
         known = _snapshots.get(key)
-    extra = {"IfNoneMatch": known[0]} if known else {}
+    extra = {"IfNoneMatch": known.etag} if known else {}
     try:
         obj = client("s3", s).get_object(Bucket=s.data_bucket, Key=key, **extra)
     except ClientError as err:
         code = err.response["Error"]["Code"]
         if code in ("304", "NotModified") and known:
-            return known[1], known[2]
+            return known
         if code in ("404", "NoSuchKey", "NotFound"):
             return None
         raise
     table = pq.ParquetFile(io.BytesIO(obj["Body"].read())).read()
     meta = json.loads((table.schema.metadata or {}).get(b"histolabel", b"{}"))
     with _lock:
-        _snapshots[key] = (obj["ETag"], table, meta)
-    return table, meta
+        _snapshots[key] = Snapshot(table, meta, obj["ETag"])
+    return _snapshots[key]
 
 
 def put_review_snapshot(key: str, table: Any, meta: dict[str, Any]) -> None:
@@ -153,10 +159,10 @@ def put_review_snapshot(key: str, table: Any, meta: dict[str, Any]) -> None:
         Bucket=s.data_bucket, Key=key, Body=buf.getvalue(), ContentType="application/vnd.apache.parquet"
     )
     with _lock:
-        _snapshots[key] = (resp["ETag"], table, meta)
+        _snapshots[key] = Snapshot(table, meta, resp["ETag"])
 
 
-_snapshots: dict[str, tuple[str, Any, dict[str, Any]]] = {}  # key -> (ETag, table, metadata)
+_snapshots: dict[str, Snapshot] = {}  # the last one seen per key
 
 
 LabelReader = pyramids.LabelReader  # the export job reads outlines the same way

@@ -3,7 +3,10 @@ selections, predictions of the current model, review rows."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -295,11 +298,23 @@ def _made_for(state: ProjectState) -> dict[str, str]:
     }
 
 
-def review_rows_table(svc: HistoLabel, state: ProjectState, slide: str | None = None) -> pa.Table:
+def _categories_key(state: ProjectState) -> str:
+    return json.dumps({c.id: [c.merged_into, c.deleted] for c in state.categories.values()}, sort_keys=True)
+
+
+_SERVED: OrderedDict[Hashable, pa.Table] = OrderedDict()  # tables served from a snapshot alone
+_SERVED_SIZE = 8
+
+
+def review_rows_table(
+    svc: HistoLabel, state: ProjectState, slide: str | None = None
+) -> tuple[pa.Table, Hashable | None]:
     """The review rows of one slide, or of every slide: the project's snapshot (one table in
     the data bucket) with the slides labeled since it was written read fresh, found by one
     Query of the label marks. A request over every slide that read many slides fresh writes the
-    snapshot anew, and so does one that finds none for this project and predictions round."""
+    snapshot anew, and so does one that finds none for this project and predictions round.
+    Rows served from the snapshot alone come with a version (its ETag, the slides, the
+    categories) under which the table and its orders are kept; None when any slide was read."""
     slides = [slide] if slide else sorted(state.slides)
     pub = state.predictions or {"slides": []}
     for sid in slides:  # refused if any names another project's object, read or not
@@ -309,29 +324,45 @@ def review_rows_table(svc: HistoLabel, state: ProjectState, slide: str | None = 
     key = review_snapshot_key(state.project_id)
     snapshot = data.review_snapshot(key)
     made_for = _made_for(state)
-    if snapshot is None or any(snapshot[1].get(k) != v for k, v in made_for.items()):
+    version: Hashable | None = None
+    if snapshot is None or any(snapshot.meta.get(k) != v for k, v in made_for.items()):
         base, fresh = review_table.empty(), slides
     else:
-        table, meta = snapshot
-        covered = meta.get("covered", {})
+        covered = snapshot.meta.get("covered", {})
         fresh = [s for s in slides if marks.get(s, 0) != covered.get(s, 0)]
+        if not fresh:
+            version = (snapshot.etag, tuple(slides), _categories_key(state))
+            with _served_lock:
+                if version in _SERVED:
+                    _SERVED.move_to_end(version)
+                    return _SERVED[version], version
         kept = sorted(set(slides) - set(fresh))
+        table = snapshot.table
         base = table.filter(pc.is_in(table.column("slide_id"), value_set=pa.array(kept, pa.string())))
     merged = pa.concat_tables([base, slides_table(svc, state, fresh)])
-    if slide is not None:  # one slide's review never writes the project's snapshot
-        return review_table.resolved(merged, state.resolve)
-    if snapshot is None or fresh is slides or len(fresh) >= SNAPSHOT_AFTER:
+    # One slide's review never writes the project's snapshot.
+    if slide is None and (snapshot is None or fresh is slides or len(fresh) >= SNAPSHOT_AFTER):
         covered = {s: marks.get(s, 0) for s in slides}
         data.put_review_snapshot(key, merged, {**made_for, "covered": covered})
-    return review_table.resolved(merged, state.resolve)
+    out = review_table.resolved(merged, state.resolve)
+    if version is not None:
+        with _served_lock:
+            _SERVED[version] = out
+            while len(_SERVED) > _SERVED_SIZE:
+                _SERVED.popitem(last=False)
+    return out, version
 
 
-def query_table(c: Any) -> pa.Table:
-    """The review rows of the query's slide (all slides when it names none), as a table."""
+_served_lock = threading.Lock()
+
+
+def query_table(c: Any) -> tuple[pa.Table, Hashable | None]:
+    """The review rows of the query's slide (all slides when it names none), as a table, and
+    its version (see `review_rows_table`)."""
     if c.query.slide is not None:
         require_slide(c.project, c.query.slide)
     return review_rows_table(c.svc, c.project, c.query.slide)
 
 
 def query_rows(c: Any) -> list[Row]:
-    return review_table.to_rows(query_table(c))
+    return review_table.to_rows(query_table(c)[0])

@@ -10,7 +10,9 @@ still answers as after it.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 import numpy as np
@@ -196,8 +198,32 @@ def ordered(table: pa.Table, q: ReviewQuery) -> tuple[pa.Table, dict[str, int] |
     return table.take(pa.array(np.argsort(codes, kind="stable"))), groups
 
 
-def page(table: pa.Table, q: ReviewQuery) -> dict[str, Any]:
-    chosen, groups = ordered(selected(table, q), q)
+_ORDERS: OrderedDict[Hashable, tuple[pa.Table, dict[str, int] | None]] = OrderedDict()
+_ORDERS_SIZE = 8  # each a copy of its selection: bounded by memory, not by need
+_orders_lock = threading.Lock()
+
+
+def _order_of(table: pa.Table, version: Hashable | None, q: ReviewQuery, build: Callable[[], Any]) -> Any:
+    """build(): the query's selection of `table`, in order; kept under the table's version (a
+    snapshot's, see the API's review views) and the query less its paging, so that the next
+    page of the same query, or the same query again, is a slice."""
+    if version is None:
+        return build()
+    key = (version, type(q).__name__, q.model_dump_json(exclude={"cursor", "limit"}))
+    with _orders_lock:
+        if key in _ORDERS:
+            _ORDERS.move_to_end(key)
+            return _ORDERS[key]
+    out = build()
+    with _orders_lock:
+        _ORDERS[key] = out
+        while len(_ORDERS) > _ORDERS_SIZE:
+            _ORDERS.popitem(last=False)
+    return out
+
+
+def page(table: pa.Table, version: Hashable | None, q: ReviewQuery) -> dict[str, Any]:
+    chosen, groups = _order_of(table, version, q, lambda: ordered(selected(table, q), q))
     start = int(q.cursor or 0)
     rows = to_rows(chosen.slice(start, q.limit))
     end = start + len(rows)
@@ -209,11 +235,15 @@ def page(table: pa.Table, q: ReviewQuery) -> dict[str, Any]:
     }
 
 
-def ids(table: pa.Table, q: ReviewQuery) -> dict[str, Any]:
+def _id_order(table: pa.Table, q: ReviewQuery) -> pa.Table:
+    chosen = selected(table, q).select(["slide_id", "id"])
+    return chosen.take(pc.sort_indices(chosen, [("slide_id", "ascending"), ("id", "ascending")]))
+
+
+def ids(table: pa.Table, version: Hashable | None, q: ReviewQuery) -> dict[str, Any]:
     """Ids of every row the filters match, by slide, a page of `q.limit` at a time (in slide,
     id order, so pages do not depend on the sort of the list)."""
-    chosen = selected(table, q).select(["slide_id", "id"])
-    chosen = chosen.take(pc.sort_indices(chosen, [("slide_id", "ascending"), ("id", "ascending")]))
+    chosen = _order_of(table, version, q, lambda: _id_order(table, q))
     start = int(q.cursor or 0)
     part = chosen.slice(start, q.limit)
     slides: dict[str, list[int]] = {}

@@ -63,13 +63,13 @@ def _boxes(c: Call, slide_id: str, ids: list[int]) -> dict[int, list[int]]:
 
 
 def _review_list(c: Call) -> Any:
-    page = review_table.page(views.query_table(c), c.query)
+    page = review_table.page(*views.query_table(c), c.query)
     page["items"] = review.with_boxes(page["items"], lambda sid, ids: _boxes(c, sid, ids))
     return page
 
 
 def _review_ids(c: Call) -> Any:
-    return review_table.ids(views.query_table(c), c.query)
+    return review_table.ids(*views.query_table(c), c.query)
 
 
 def _agreement(c: Call) -> Any:
