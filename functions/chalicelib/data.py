@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import threading
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
@@ -18,34 +16,22 @@ from histolabel.adapters import pyramids
 from histolabel.adapters.aws import client
 from histolabel.api.tables import GEOMETRY, Predictions, SuperpixelTable
 from histolabel.config import get_settings, settings_from_env
+from histolabel.memo import Lru
 from histolabel.resources import EXPORT_TAG
 
 PRESIGN_TTL_S = 900
-_CACHE_SIZE = 64
-_cache: OrderedDict[str, Any] = OrderedDict()
-_lock = threading.Lock()
+_cache: Lru[Any] = Lru(64)
 
 
 # Row groups and footers are small and many (a page of the queue touches one per slide): kept
 # apart, so they never evict the whole tables and predictions the review reads.
-_SMALL_SIZE = 256  # ~0.9 MB each (16,384 rows of id, box, centroid): ~230 MB at most
-_small: OrderedDict[str, Any] = OrderedDict()
+_small: Lru[Any] = Lru(256)  # ~0.9 MB each (16,384 rows of id, box, centroid): ~230 MB at most
 # Its own pool: the queue's geometry readers (one thread per slide) call superpixel_rows.
 ROW_GROUP_READERS = ThreadPoolExecutor(16, thread_name_prefix="row-group")
 
 
 def _cached(key: str, load: Any, small: bool = False) -> Any:
-    cache, size = (_small, _SMALL_SIZE) if small else (_cache, _CACHE_SIZE)
-    with _lock:
-        if key in cache:
-            cache.move_to_end(key)
-            return cache[key]
-    value = load()
-    with _lock:
-        cache[key] = value
-        while len(cache) > size:
-            cache.popitem(last=False)
-    return value
+    return (_small if small else _cache).get_or_build(key, load)
 
 
 def slide_prefix(project_id: str, slide_id: str) -> str:
@@ -132,8 +118,7 @@ def review_snapshot(key: str) -> Snapshot | None:
     a conditional GET on the ETag this container last saw, so an unchanged snapshot costs one
     small request and no transfer."""
     s = get_settings()
-    with _lock:
-        known = _snapshots.get(key)
+    known = _snapshots.get(key)
     extra = {"IfNoneMatch": known.etag} if known else {}
     try:
         obj = client("s3", s).get_object(Bucket=s.data_bucket, Key=key, **extra)
@@ -146,9 +131,7 @@ def review_snapshot(key: str) -> Snapshot | None:
         raise
     table = pq.ParquetFile(io.BytesIO(obj["Body"].read())).read()
     meta = json.loads((table.schema.metadata or {}).get(b"histolabel", b"{}"))
-    with _lock:
-        _snapshots[key] = Snapshot(table, meta, obj["ETag"])
-    return _snapshots[key]
+    return _snapshots.put(key, Snapshot(table, meta, obj["ETag"]))
 
 
 def put_review_snapshot(key: str, table: Any, meta: dict[str, Any]) -> None:
@@ -158,11 +141,10 @@ def put_review_snapshot(key: str, table: Any, meta: dict[str, Any]) -> None:
     resp = client("s3", s).put_object(
         Bucket=s.data_bucket, Key=key, Body=buf.getvalue(), ContentType="application/vnd.apache.parquet"
     )
-    with _lock:
-        _snapshots[key] = Snapshot(table, meta, resp["ETag"])
+    _snapshots.put(key, Snapshot(table, meta, resp["ETag"]))
 
 
-_snapshots: dict[str, Snapshot] = {}  # the last one seen per key
+_snapshots: Lru[Snapshot] = Lru(8)  # the last one seen per key (project)
 
 
 LabelReader = pyramids.LabelReader  # the export job reads outlines the same way

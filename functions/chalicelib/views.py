@@ -4,8 +4,6 @@ selections, predictions of the current model, review rows."""
 from __future__ import annotations
 
 import json
-import threading
-from collections import OrderedDict
 from collections.abc import Hashable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -25,6 +23,7 @@ from histolabel.commands import CommandRejected
 from histolabel.config import get_settings
 from histolabel.events.envelope import label_stream, member_label_stream
 from histolabel.events.streams import history_of, read_after
+from histolabel.memo import Lru
 from histolabel.projections.labels import Entry, SlideLabels, buckets_of, catch_up
 from histolabel.projections.project import ProjectState
 from histolabel.service import HistoLabel
@@ -302,8 +301,7 @@ def _categories_key(state: ProjectState) -> str:
     return json.dumps({c.id: [c.merged_into, c.deleted] for c in state.categories.values()}, sort_keys=True)
 
 
-_SERVED: OrderedDict[Hashable, pa.Table] = OrderedDict()  # tables served from a snapshot alone
-_SERVED_SIZE = 8
+_SERVED: Lru[pa.Table] = Lru(8)  # tables served from a snapshot alone
 
 
 def review_rows_table(
@@ -332,10 +330,8 @@ def review_rows_table(
         fresh = [s for s in slides if marks.get(s, 0) != covered.get(s, 0)]
         if not fresh:
             version = (snapshot.etag, tuple(slides), _categories_key(state))
-            with _served_lock:
-                if version in _SERVED:
-                    _SERVED.move_to_end(version)
-                    return _SERVED[version], version
+            if (served := _SERVED.get(version)) is not None:
+                return served, version
         kept = sorted(set(slides) - set(fresh))
         table = snapshot.table
         base = table.filter(pc.is_in(table.column("slide_id"), value_set=pa.array(kept, pa.string())))
@@ -345,15 +341,7 @@ def review_rows_table(
         covered = {s: marks.get(s, 0) for s in slides}
         data.put_review_snapshot(key, merged, {**made_for, "covered": covered})
     out = review_table.resolved(merged, state.resolve)
-    if version is not None:
-        with _served_lock:
-            _SERVED[version] = out
-            while len(_SERVED) > _SERVED_SIZE:
-                _SERVED.popitem(last=False)
-    return out, version
-
-
-_served_lock = threading.Lock()
+    return (out if version is None else _SERVED.put(version, out)), version
 
 
 def query_table(c: Any) -> tuple[pa.Table, Hashable | None]:

@@ -10,8 +10,6 @@ still answers as after it.
 from __future__ import annotations
 
 import json
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
@@ -20,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from histolabel.api.schemas import ReviewQuery
+from histolabel.memo import Lru
 
 Row = dict[str, Any]
 Resolve = Callable[[str | None], str | None]
@@ -198,9 +197,7 @@ def ordered(table: pa.Table, q: ReviewQuery) -> tuple[pa.Table, dict[str, int] |
     return table.take(pa.array(np.argsort(codes, kind="stable"))), groups
 
 
-_ORDERS: OrderedDict[Hashable, tuple[pa.Table, dict[str, int] | None]] = OrderedDict()
-_ORDERS_SIZE = 8  # each a copy of its selection: bounded by memory, not by need
-_orders_lock = threading.Lock()
+_ORDERS: Lru[Any] = Lru(8)  # each a copy of its selection: bounded by memory, not by need
 
 
 def _order_of(table: pa.Table, version: Hashable | None, q: ReviewQuery, build: Callable[[], Any]) -> Any:
@@ -209,17 +206,9 @@ def _order_of(table: pa.Table, version: Hashable | None, q: ReviewQuery, build: 
     page of the same query, or the same query again, is a slice."""
     if version is None:
         return build()
-    key = (version, type(q).__name__, q.model_dump_json(exclude={"cursor", "limit"}))
-    with _orders_lock:
-        if key in _ORDERS:
-            _ORDERS.move_to_end(key)
-            return _ORDERS[key]
-    out = build()
-    with _orders_lock:
-        _ORDERS[key] = out
-        while len(_ORDERS) > _ORDERS_SIZE:
-            _ORDERS.popitem(last=False)
-    return out
+    return _ORDERS.get_or_build(
+        (version, type(q).__name__, q.model_dump_json(exclude={"cursor", "limit"})), build
+    )
 
 
 def page(table: pa.Table, version: Hashable | None, q: ReviewQuery) -> dict[str, Any]:
