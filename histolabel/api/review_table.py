@@ -156,8 +156,7 @@ def selected(table: pa.Table, q: ReviewQuery) -> pa.Table:
         if value is not None:
             mask = pc.and_(mask, _equals(table, column, value))
     if q.labeled_by is not None:
-        by = pc.map_lookup(table.column("labels").combine_chunks(), pa.scalar(q.labeled_by), "first")
-        mask = pc.and_(mask, pc.is_valid(by))
+        mask = pc.and_(mask, pc.is_valid(_operand(table, f"user:{q.labeled_by}")))
     if q.compare_a is not None and q.compare_b is not None:
         a, b = _operand(table, q.compare_a), _operand(table, q.compare_b)
         same = pc.equal(a, b) if q.compare == "matches" else pc.not_equal(a, b)
