@@ -134,7 +134,8 @@ def review_snapshot(key: str) -> Snapshot | None:
     return _snapshots.put(key, Snapshot(table, meta, obj["ETag"]))
 
 
-def put_review_snapshot(key: str, table: Any, meta: dict[str, Any]) -> None:
+def put_review_snapshot(key: str, table: Any, meta: dict[str, Any]) -> str:
+    """Store the snapshot; its ETag."""
     s = get_settings()
     buf = io.BytesIO()
     pq.write_table(table.replace_schema_metadata({"histolabel": json.dumps(meta)}), buf, compression="zstd")
@@ -142,6 +143,7 @@ def put_review_snapshot(key: str, table: Any, meta: dict[str, Any]) -> None:
         Bucket=s.data_bucket, Key=key, Body=buf.getvalue(), ContentType="application/vnd.apache.parquet"
     )
     _snapshots.put(key, Snapshot(table, meta, resp["ETag"]))
+    return str(resp["ETag"])
 
 
 _snapshots: Lru[Snapshot] = Lru(8)  # the last one seen per key (project)

@@ -3,10 +3,11 @@ selections, predictions of the current model, review rows."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Hashable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -280,7 +281,7 @@ def slides_table(svc: HistoLabel, state: ProjectState, slides: list[str]) -> pa.
     return review_table.from_rows(row for part in parts for row in part)
 
 
-SNAPSHOT_AFTER = 16  # slides read fresh by one request before it writes a new snapshot
+SNAPSHOT_AFTER = 16  # slides whose labels moved past the stored snapshot before it is written anew
 
 
 def review_snapshot_key(project_id: str) -> str:
@@ -301,18 +302,53 @@ def _categories_key(state: ProjectState) -> str:
     return json.dumps({c.id: [c.merged_into, c.deleted] for c in state.categories.values()}, sort_keys=True)
 
 
-_SERVED: Lru[pa.Table] = Lru(8)  # tables served from a snapshot alone
+class Working(NamedTuple):
+    """A container's own copy of a project's review rows: the stored snapshot it started from
+    (`etag`, and the marks that one covers, `stored`) with the slides it has read fresh since put
+    in, `covered` the mark each slide's rows are current at. `token` names this copy's content."""
+
+    table: pa.Table
+    made_for: dict[str, str]
+    covered: dict[str, int]
+    etag: str
+    stored: dict[str, int]
+    token: str
+
+
+_WORKING: Lru[Working] = Lru(8)  # per project: what the next request starts from
+_SERVED: Lru[pa.Table] = Lru(8)  # resolved tables, per version
+_TOKENS = itertools.count(1)
+
+
+def _working(key: str, made_for: dict[str, str]) -> Working | None:
+    """The container's copy if it still starts from the stored snapshot, else one made from that
+    snapshot (None when there is none for this project and predictions round). A snapshot
+    another container stored since replaces the copy: its slides may be newer."""
+    snapshot = data.review_snapshot(key)
+    if snapshot is None or any(snapshot.meta.get(k) != v for k, v in made_for.items()):
+        return None
+    work = _WORKING.get(key)
+    if work is not None and work.etag == snapshot.etag and work.made_for == made_for:
+        return work
+    covered = dict(snapshot.meta.get("covered", {}))
+    return Working(snapshot.table, made_for, covered, snapshot.etag, covered, snapshot.etag)
+
+
+def _of(table: pa.Table, slides: list[str]) -> pa.Table:
+    return table.filter(pc.is_in(table.column("slide_id"), value_set=pa.array(slides, pa.string())))
 
 
 def review_rows_table(
     svc: HistoLabel, state: ProjectState, slide: str | None = None
 ) -> tuple[pa.Table, Hashable | None]:
-    """The review rows of one slide, or of every slide: the project's snapshot (one table in
-    the data bucket) with the slides labeled since it was written read fresh, found by one
-    Query of the label marks. A request over every slide that read many slides fresh writes the
-    snapshot anew, and so does one that finds none for this project and predictions round.
-    Rows served from the snapshot alone come with a version (its ETag, the slides, the
-    categories) under which the table and its orders are kept; None when any slide was read."""
+    """The review rows of one slide, or of every slide, and their version: the project's snapshot
+    (one table in the data bucket), as this container last brought it up to date, with the
+    slides labeled since read fresh, found by one Query of the label marks. So a request reads
+    the slides labeled since this container's last review, not since the snapshot was stored.
+    A request over every slide writes the snapshot anew when SNAPSHOT_AFTER slides moved past the
+    stored one, or when there is none for this project and predictions round. The version (the
+    copy's token, the slides, the categories) names what is answered: the resolved table and its
+    orders are kept under it (None for one slide's rows read without a snapshot)."""
     slides = [slide] if slide else sorted(state.slides)
     pub = state.predictions or {"slides": []}
     for sid in slides:  # refused if any names another project's object, read or not
@@ -320,28 +356,36 @@ def review_rows_table(
             own(state, data.prediction_uri(pub["uri_prefix"], sid))
     marks = svc.projections.label_marks(state.project_id)  # before the reads: a safe lower bound
     key = review_snapshot_key(state.project_id)
-    snapshot = data.review_snapshot(key)
     made_for = _made_for(state)
-    version: Hashable | None = None
-    if snapshot is None or any(snapshot.meta.get(k) != v for k, v in made_for.items()):
-        base, fresh = review_table.empty(), slides
+    work = _working(key, made_for)
+    if work is None and slide is not None:
+        # Without a snapshot no copy is started from one slide: the slides it did not read could
+        # hold labels given before marks were counted.
+        table = slides_table(svc, state, slides)
+        return review_table.resolved(table, state.resolve), None
+    if work is None:
+        table, covered = slides_table(svc, state, slides), {s: marks.get(s, 0) for s in slides}
+        work = Working(table, made_for, covered, "", {}, "")
     else:
-        covered = snapshot.meta.get("covered", {})
-        fresh = [s for s in slides if marks.get(s, 0) != covered.get(s, 0)]
-        if not fresh:
-            version = (snapshot.etag, tuple(slides), _categories_key(state))
-            if (served := _SERVED.get(version)) is not None:
-                return served, version
-        kept = sorted(set(slides) - set(fresh))
-        table = snapshot.table
-        base = table.filter(pc.is_in(table.column("slide_id"), value_set=pa.array(kept, pa.string())))
-    merged = pa.concat_tables([base, slides_table(svc, state, fresh)])
-    # One slide's review never writes the project's snapshot.
-    if slide is None and (snapshot is None or fresh is slides or len(fresh) >= SNAPSHOT_AFTER):
-        covered = {s: marks.get(s, 0) for s in slides}
-        data.put_review_snapshot(key, merged, {**made_for, "covered": covered})
-    out = review_table.resolved(merged, state.resolve)
-    return (out if version is None else _SERVED.put(version, out)), version
+        fresh = [s for s in slides if marks.get(s, 0) != work.covered.get(s, 0)]
+        if fresh:
+            # The copy keeps every slide's rows; only the ones read anew are replaced.
+            keep = sorted(set(work.covered) - set(fresh)) if slide else sorted(set(slides) - set(fresh))
+            table = pa.concat_tables([_of(work.table, keep), slides_table(svc, state, fresh)])
+            if table.column(0).num_chunks > 16:  # a chunk per request otherwise
+                table = table.combine_chunks()
+            covered = {s: work.covered.get(s, 0) for s in keep} | {s: marks.get(s, 0) for s in fresh}
+            work = work._replace(table=table, covered=covered, token=f"{work.etag}+{next(_TOKENS)}")
+    moved = sum(1 for s in slides if work.covered.get(s, 0) != work.stored.get(s, 0))
+    if slide is None and (not work.etag or moved >= SNAPSHOT_AFTER):
+        etag = data.put_review_snapshot(key, work.table, {**made_for, "covered": work.covered})
+        work = work._replace(etag=etag, stored=work.covered, token=etag)
+    _WORKING.put(key, work)
+    version = (work.token, tuple(slides), _categories_key(state))
+    if (served := _SERVED.get(version)) is not None:
+        return served, version
+    rows = work.table if slide is None and len(work.covered) == len(slides) else _of(work.table, slides)
+    return _SERVED.put(version, review_table.resolved(rows, state.resolve)), version
 
 
 def query_table(c: Any) -> tuple[pa.Table, Hashable | None]:

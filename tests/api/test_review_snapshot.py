@@ -83,6 +83,34 @@ def test_review_of_every_slide_reads_the_snapshot_and_the_slides_labeled_since(s
     assert len(after) == len(first) + 1
     assert after == per_slide(scale_api, pid, reviewer, made.slides)
 
+    # While annotators label, each review reads the slides labeled since this container's last
+    # one, not every slide labeled since the snapshot was stored: the second costs no more.
+    def label_new(sid: str) -> None:
+        have = svc.slide_labels_current(pid, sid).entries
+        sp = next(i for i in range(1, 1001) if i not in have)
+        r = scale_api("POST", f"/projects/{pid}/slides/{sid}/labels", user,
+                      {"category_id": cats[1], "ids": [sp], "source": "click"})  # fmt: skip
+        assert r.status_code in (200, 201), r.body
+
+    def label_then_review(k: int) -> int:
+        label_new(made.slides[k])
+        page, n = store_calls(lambda: scale_api("GET", path, reviewer))
+        assert page.status_code == 200 and page.json_body["total"] == len(first) + k - 2
+        return n
+
+    one_labeled = label_then_review(4)
+    assert label_then_review(5) <= one_labeled, one_labeled
+    # A slide's own review brings the copy up to date too: every slide's next costs no read of it.
+    label_then_review(6)
+    label_new(made.slides[7])
+    one = f"/projects/{pid}/review?limit=50&slide={made.slides[7]}"
+    assert scale_api("GET", one, reviewer).status_code == 200
+    page, n = store_calls(lambda: scale_api("GET", path, reviewer))
+    assert page.status_code == 200 and n <= calls[8], (n, calls)
+    after = all_rows(scale_api, pid, reviewer)
+    assert len(after) == len(first) + 5
+    assert after == per_slide(scale_api, pid, reviewer, made.slides)
+
     # A merge changes no label event: the snapshot's categories are resolved as the project
     # knows them when it is read.
     r = scale_api("POST", f"/projects/{pid}/categories/merge", made.owner,
