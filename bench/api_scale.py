@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "functions"), str(ROOT / "bench")]
 
 TARGET_SLIDES, TARGET_SUPERPIXELS = 500, 1_000_000
-ROUTES = ("review_slide", "review_all", "review_labeling", "labels")  # measured after predictions
+# Measured after predictions.
+ROUTES = ("review_slide", "review_all", "review_labeling", "labels", "agreement", "agreement_labeling")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -82,16 +83,19 @@ def measure(
         "review_all": lambda k: f"/projects/{pid}/review?limit=50&sort=certainty&order=asc",
         "review_slide": lambda k: f"/projects/{pid}/review?slide={slides[k % len(slides)]}&limit=50",
         "labels": lambda k: f"/projects/{pid}/slides/{slides[k % len(slides)]}/labels",
+        "agreement": lambda k: f"/projects/{pid}/agreement",
     }
     for kind, path in routes.items():
         if only is not None and kind not in only:
             continue
         for k in range(requests + warm):
-            user = made.annotators[k % len(made.annotators)] if kind != "review_all" else made.reviewer
+            reviewing = kind in ("review_all", "agreement")
+            user = made.reviewer if reviewing else made.annotators[k % len(made.annotators)]
             call(kind, path(k), user, timed=k >= warm)
     if only is None:
-        # The review of every slide while annotators label: before each, a label on each of
-        # LABELED_BETWEEN slides (untimed), which that review reads fresh beside the snapshot.
+        # The review of every slide, and agreement, while annotators label: before each, a label
+        # on each of LABELED_BETWEEN slides (untimed), which that review reads fresh beside the
+        # snapshot (agreement then reads none: the same rows, a new version).
         from chalicelib.context import SERVICES
 
         cats = sorted(SERVICES.service.project_state(pid).categories)
@@ -107,6 +111,7 @@ def measure(
                 if r.status_code >= 400:
                     raise RuntimeError(f"label: {r.status_code} {r.body[:300]!r}")
             call("review_labeling", routes["review_all"](k), made.reviewer, timed=k >= warm)
+            call("agreement_labeling", routes["agreement"](k), made.reviewer, timed=k >= warm)
     return timings
 
 

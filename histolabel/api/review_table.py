@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from histolabel.api import agreement
 from histolabel.api.schemas import ReviewQuery
 from histolabel.memo import Lru
 
@@ -242,4 +243,33 @@ def ids(table: pa.Table, version: Hashable | None, q: ReviewQuery) -> dict[str, 
         "slides": slides,
         "total": chosen.num_rows,
         "next_cursor": str(end) if end < chosen.num_rows else None,
+    }
+
+
+def agreement_of(table: pa.Table, categories: list[str]) -> dict[str, Any]:
+    """Agreement between the members (each pair over the superpixels both labeled, Fleiss'
+    over those all labeled) and between the labels and the predictions, of a resolved table."""
+    table = table.combine_chunks()
+    labels = table.column("labels").combine_chunks()
+    offsets = labels.offsets.to_numpy().astype(np.int64)
+    first, last = int(offsets[0]), int(offsets[-1])
+    users, given = labels.keys.slice(first, last - first), labels.items.slice(first, last - first)
+    item = np.repeat(np.arange(len(labels)), np.diff(offsets))
+    both = pc.and_(pc.is_valid(table.column("label")), pc.is_valid(table.column("prediction")))
+    label, prediction = table.column("label").filter(both), table.column("prediction").filter(both)
+    seen = pc.unique(pa.concat_arrays([given, label.combine_chunks(), prediction.combine_chunks()]))
+    names = sorted({*categories, *(v for v in seen.to_pylist() if v is not None)})
+    value_set = pa.array(names, pa.string())
+
+    def codes(values: Any) -> np.ndarray:
+        return pc.index_in(values, value_set=value_set).to_numpy(zero_copy_only=False).astype(np.int64)
+
+    raters = sorted(set(pc.unique(users).to_pylist()))
+    rater = pc.index_in(users, value_set=pa.array(raters, pa.string())).to_numpy(zero_copy_only=False)
+    rater = rater.astype(np.int64)
+    return {
+        "users": agreement.user_agreement(item, rater, codes(given), raters, names, categories),
+        "predictions": agreement.pair_agreement(codes(label), codes(prediction), names, categories)
+        if len(label)
+        else None,
     }

@@ -8,8 +8,9 @@ from typing import Any
 
 from chalicelib import views
 from chalicelib.context import Call, Handler
-from histolabel.api import agreement, queue, review, review_table
+from histolabel.api import queue, review, review_table
 from histolabel.leases import LEASE_S
+from histolabel.memo import Lru
 
 
 def _queue(c: Call) -> Any:
@@ -73,19 +74,14 @@ def _review_ids(c: Call) -> Any:
 
 
 def _agreement(c: Call) -> Any:
-    state = c.project
-    rows = views.query_rows(c)
-    cats = [cat.id for cat in state.live_categories()]
-    by_user: dict[str, dict[tuple[str, int], str]] = {}
-    for r in rows:
-        for user, cat in r["labels"].items():
-            by_user.setdefault(user, {})[(r["slide_id"], r["id"])] = cat
-    labels = {(r["slide_id"], r["id"]): r["label"] for r in rows if r["label"] and r["prediction"]}
-    preds = {(r["slide_id"], r["id"]): r["prediction"] for r in rows if r["label"] and r["prediction"]}
-    return {
-        "users": agreement.user_agreement(by_user, cats),
-        "predictions": agreement.pair_agreement(labels, preds, cats) if labels else None,
-    }
+    table, version = views.query_table(c)
+    cats = [cat.id for cat in c.project.live_categories()]
+    if version is None:
+        return review_table.agreement_of(table, cats)
+    return _AGREEMENTS.get_or_build((version, tuple(cats)), lambda: review_table.agreement_of(table, cats))
+
+
+_AGREEMENTS: Lru[Any] = Lru(8)  # per version of the rows: the same answer while nobody labels
 
 
 GEOMETRY_READERS = ThreadPoolExecutor(8, thread_name_prefix="geometry")
