@@ -11,7 +11,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import shapely
 
 from chalicelib import data
@@ -302,12 +301,16 @@ def _categories_key(state: ProjectState) -> str:
     return json.dumps({c.id: [c.merged_into, c.deleted] for c in state.categories.values()}, sort_keys=True)
 
 
-class Working(NamedTuple):
-    """A container's own copy of a project's review rows: the stored snapshot it started from
-    (`etag`, and the marks that one covers, `stored`) with the slides it has read fresh since put
-    in, `covered` the mark each slide's rows are current at. `token` names this copy's content."""
+Part = tuple[Hashable | None, pa.Table]  # a slide's review rows and the key naming them
 
-    table: pa.Table
+
+class Working(NamedTuple):
+    """A container's own copy of a project's review rows, a table per slide: the stored snapshot
+    it started from (`etag`, and the marks that one covers, `stored`) with the slides it has read
+    fresh since put in, `covered` the mark each slide's rows are current at. `token` names this
+    copy's content."""
+
+    parts: dict[str, Part]
     made_for: dict[str, str]
     covered: dict[str, int]
     etag: str
@@ -316,7 +319,6 @@ class Working(NamedTuple):
 
 
 _WORKING: Lru[Working] = Lru(8)  # per project: what the next request starts from
-_SERVED: Lru[pa.Table] = Lru(8)  # resolved tables, per version
 _TOKENS = itertools.count(1)
 
 
@@ -331,24 +333,26 @@ def _working(key: str, made_for: dict[str, str]) -> Working | None:
     if work is not None and work.etag == snapshot.etag and work.made_for == made_for:
         return work
     covered = dict(snapshot.meta.get("covered", {}))
-    return Working(snapshot.table, made_for, covered, snapshot.etag, covered, snapshot.etag)
+    parts: dict[str, Part] = {
+        s: ((snapshot.etag, s), t) for s, t in review_table.by_slide(snapshot.table).items()
+    }
+    return Working(parts, made_for, covered, snapshot.etag, covered, snapshot.etag)
 
 
-def _of(table: pa.Table, slides: list[str]) -> pa.Table:
-    return table.filter(pc.is_in(table.column("slide_id"), value_set=pa.array(slides, pa.string())))
+def _read(svc: HistoLabel, state: ProjectState, slides: list[str]) -> dict[str, Part]:
+    token, table = next(_TOKENS), slides_table(svc, state, slides)
+    return {s: (("fresh", token, s), t) for s, t in review_table.by_slide(table).items()}
 
 
-def review_rows_table(
-    svc: HistoLabel, state: ProjectState, slide: str | None = None
-) -> tuple[pa.Table, Hashable | None]:
-    """The review rows of one slide, or of every slide, and their version: the project's snapshot
+def review_rows_table(svc: HistoLabel, state: ProjectState, slide: str | None = None) -> review_table.Rows:
+    """The review rows of one slide, or of every slide, a table per slide: the project's snapshot
     (one table in the data bucket), as this container last brought it up to date, with the
     slides labeled since read fresh, found by one Query of the label marks. So a request reads
-    the slides labeled since this container's last review, not since the snapshot was stored.
+    the slides labeled since this container's last review, not since the snapshot was stored,
+    and a slide's rows keep their key (and the orders kept under it) until it is labeled.
     A request over every slide writes the snapshot anew when SNAPSHOT_AFTER slides moved past the
-    stored one, or when there is none for this project and predictions round. The version (the
-    copy's token, the slides, the categories) names what is answered: the resolved table and its
-    orders are kept under it (None for one slide's rows read without a snapshot)."""
+    stored one, or when there is none for this project and predictions round. The rows' version
+    (the copy's token, the slides, the categories) names them all at once."""
     slides = [slide] if slide else sorted(state.slides)
     pub = state.predictions or {"slides": []}
     for sid in slides:  # refused if any names another project's object, read or not
@@ -357,44 +361,42 @@ def review_rows_table(
     marks = svc.projections.label_marks(state.project_id)  # before the reads: a safe lower bound
     key = review_snapshot_key(state.project_id)
     made_for = _made_for(state)
+    categories = _categories_key(state)
     work = _working(key, made_for)
     if work is None and slide is not None:
         # Without a snapshot no copy is started from one slide: the slides it did not read could
         # hold labels given before marks were counted.
-        table = slides_table(svc, state, slides)
-        return review_table.resolved(table, state.resolve), None
+        alone = {s: (None, t) for s, t in review_table.by_slide(slides_table(svc, state, slides)).items()}
+        return review_table.Rows(alone, state.resolve, categories)
     if work is None:
-        table, covered = slides_table(svc, state, slides), {s: marks.get(s, 0) for s in slides}
-        work = Working(table, made_for, covered, "", {}, "")
+        work = Working(_read(svc, state, slides), made_for, {s: marks.get(s, 0) for s in slides}, "", {}, "")
     else:
         fresh = [s for s in slides if marks.get(s, 0) != work.covered.get(s, 0)]
         if fresh:
             # The copy keeps every slide's rows; only the ones read anew are replaced.
-            keep = sorted(set(work.covered) - set(fresh)) if slide else sorted(set(slides) - set(fresh))
-            table = pa.concat_tables([_of(work.table, keep), slides_table(svc, state, fresh)])
-            if table.column(0).num_chunks > 16:  # a chunk per request otherwise
-                table = table.combine_chunks()
-            covered = {s: work.covered.get(s, 0) for s in keep} | {s: marks.get(s, 0) for s in fresh}
-            work = work._replace(table=table, covered=covered, token=f"{work.etag}+{next(_TOKENS)}")
+            keep = set(work.parts) - set(fresh) if slide else set(slides) - set(fresh)
+            parts = {s: p for s, p in work.parts.items() if s in keep} | _read(svc, state, fresh)
+            now = {s: marks.get(s, 0) for s in fresh}
+            covered = work.covered | now if slide else {s: now.get(s, work.covered.get(s, 0)) for s in slides}
+            work = work._replace(parts=parts, covered=covered, token=f"{work.etag}+{next(_TOKENS)}")
     moved = sum(1 for s in slides if work.covered.get(s, 0) != work.stored.get(s, 0))
     if slide is None and (not work.etag or moved >= SNAPSHOT_AFTER):
-        etag = data.put_review_snapshot(key, work.table, {**made_for, "covered": work.covered})
+        tables = [work.parts[s][1] for s in sorted(work.parts)]
+        table = pa.concat_tables(tables) if tables else review_table.empty()
+        etag = data.put_review_snapshot(key, table, {**made_for, "covered": work.covered})
         work = work._replace(etag=etag, stored=work.covered, token=etag)
     _WORKING.put(key, work)
-    version = (work.token, tuple(slides), _categories_key(state))
-    if (served := _SERVED.get(version)) is not None:
-        return served, version
-    rows = work.table if slide is None and len(work.covered) == len(slides) else _of(work.table, slides)
-    return _SERVED.put(version, review_table.resolved(rows, state.resolve)), version
+    parts = {s: work.parts[s] for s in slides if s in work.parts}
+    return review_table.Rows(parts, state.resolve, categories, (work.token, tuple(slides), categories))
 
 
-def query_table(c: Any) -> tuple[pa.Table, Hashable | None]:
-    """The review rows of the query's slide (all slides when it names none), as a table, and
-    its version (see `review_rows_table`)."""
+def query_table(c: Any) -> review_table.Rows:
+    """The review rows of the query's slide (all slides when it names none), a table per slide
+    (see `review_rows_table`)."""
     if c.query.slide is not None:
         require_slide(c.project, c.query.slide)
     return review_rows_table(c.svc, c.project, c.query.slide)
 
 
 def query_rows(c: Any) -> list[Row]:
-    return review_table.to_rows(query_table(c)[0])
+    return review_table.to_rows(review_table.whole(query_table(c)))

@@ -10,7 +10,8 @@ still answers as after it.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -197,48 +198,122 @@ def ordered(table: pa.Table, q: ReviewQuery) -> tuple[pa.Table, dict[str, int] |
     return table.take(pa.array(np.argsort(codes, kind="stable"))), groups
 
 
-_ORDERS: Lru[Any] = Lru(8)  # each a copy of its selection: bounded by memory, not by need
+@dataclass(frozen=True)
+class Rows:
+    """Review rows as a table per slide, each as the labels gave its categories and named by a
+    key that changes whenever its rows do (None: not kept), with the project's resolve and what
+    names it (`categories`). A query orders each slide's rows once per key and keeps the order,
+    so after a label only that slide's rows are ordered again, and a page is merged from each
+    slide's first rows: a label in a project of 10^7 rows costs its slide, not the project."""
+
+    parts: Mapping[str, tuple[Hashable | None, pa.Table]]
+    resolve: Resolve
+    categories: Hashable
+    version: Hashable | None = None  # names every part at once (whole-table answers are kept under it)
 
 
-def _order_of(table: pa.Table, version: Hashable | None, q: ReviewQuery, build: Callable[[], Any]) -> Any:
-    """build(): the query's selection of `table`, in order; kept under the table's version (a
-    snapshot's, see the API's review views) and the query less its paging, so that the next
-    page of the same query, or the same query again, is a slice."""
-    if version is None:
-        return build()
-    return _ORDERS.get_or_build(
-        (version, type(q).__name__, q.model_dump_json(exclude={"cursor", "limit"})), build
-    )
+_PARTS: Lru[pa.Table] = Lru(2048)  # resolved parts
+_PART_ORDERS: Lru[Any] = Lru(4096)  # per part and query: its selection's row numbers in order
 
 
-def page(table: pa.Table, version: Hashable | None, q: ReviewQuery) -> dict[str, Any]:
-    chosen, groups = _order_of(table, version, q, lambda: ordered(selected(table, q), q))
+def part(rows: Rows, slide: str) -> pa.Table:
+    key, table = rows.parts[slide]
+    if key is None:
+        return resolved(table, rows.resolve)
+    return _PARTS.get_or_build((key, rows.categories), lambda: resolved(table, rows.resolve))
+
+
+def whole(rows: Rows) -> pa.Table:
+    """Every part resolved, in slide order, as one table."""
+    tables = [part(rows, s) for s in sorted(rows.parts)]
+    return pa.concat_tables(tables) if tables else empty()
+
+
+def by_slide(table: pa.Table) -> dict[str, pa.Table]:
+    """slide -> its rows (slices of `table`, which is sorted by slide first if its slides' rows
+    are not each together)."""
+    if table.num_rows == 0:
+        return {}
+    col = table.column("slide_id").combine_chunks()
+    counts = pc.value_counts(col)
+    runs = 1 + pc.sum(pc.not_equal(col.slice(1), col.slice(0, len(col) - 1))).as_py() if len(col) > 1 else 1
+    if runs != len(counts):
+        table = table.take(pc.sort_indices(table, [("slide_id", "ascending")]))
+        counts = pc.value_counts(table.column("slide_id").combine_chunks())
+    out, start = {}, 0
+    for slide, n in zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True):
+        out[slide] = table.slice(start, n)
+        start += n
+    return out
+
+
+def _query_key(q: ReviewQuery) -> str:
+    return f"{type(q).__name__}:{q.model_dump_json(exclude={'cursor', 'limit'})}"
+
+
+def _part_order(rows: Rows, slide: str, q: ReviewQuery, build: Callable[[pa.Table], Any]) -> Any:
+    key = rows.parts[slide][0]
+    if key is None:
+        return build(part(rows, slide))
+    return _PART_ORDERS.get_or_build((key, rows.categories, _query_key(q)), lambda: build(part(rows, slide)))
+
+
+def _numbered(table: pa.Table) -> pa.Table:
+    return table.append_column("_row", pa.array(np.arange(table.num_rows, dtype=np.int64)))
+
+
+def _ordered_rows(table: pa.Table, q: ReviewQuery) -> tuple[np.ndarray, dict[str, int] | None]:
+    chosen, groups = ordered(selected(_numbered(table), q), q)
+    return chosen.column("_row").to_numpy(), groups
+
+
+def _slides_of(rows: Rows, q: ReviewQuery) -> list[str]:
+    if q.slide is not None:
+        return [q.slide] if q.slide in rows.parts else []
+    return sorted(rows.parts)
+
+
+def page(rows: Rows, q: ReviewQuery) -> dict[str, Any]:
+    """A page of the query's rows in its order: each slide's selection in order (kept per
+    slide), the first cursor + limit of each merged and ordered again, the page sliced off."""
     start = int(q.cursor or 0)
-    rows = to_rows(chosen.slice(start, q.limit))
-    end = start + len(rows)
-    return {
-        "items": rows,
-        "groups": groups,
-        "total": chosen.num_rows,
-        "next_cursor": str(end) if end < chosen.num_rows else None,
-    }
+    need = start + q.limit
+    firsts, total = [], 0
+    groups: dict[str, int] | None = None if not q.group_by else {}
+    for slide in _slides_of(rows, q):
+        order, part_groups = _part_order(rows, slide, q, lambda t: _ordered_rows(t, q))
+        total += len(order)
+        if groups is not None:
+            for name, n in (part_groups or {}).items():
+                groups[name] = groups.get(name, 0) + n
+        if len(order):
+            firsts.append(part(rows, slide).take(pa.array(order[:need])))
+    merged = pa.concat_tables(firsts) if firsts else empty()
+    chosen, _ = ordered(merged, q)
+    items = to_rows(chosen.slice(start, q.limit))
+    end = start + len(items)
+    groups = None if groups is None else dict(sorted(groups.items()))
+    next_cursor = str(end) if end < total else None
+    return {"items": items, "groups": groups, "total": total, "next_cursor": next_cursor}
 
 
 def _id_order(table: pa.Table, q: ReviewQuery) -> pa.Table:
     chosen = selected(table, q).select(["slide_id", "id"])
-    return chosen.take(pc.sort_indices(chosen, [("slide_id", "ascending"), ("id", "ascending")]))
+    return chosen.take(pc.sort_indices(chosen, [("id", "ascending")]))
 
 
-def ids(table: pa.Table, version: Hashable | None, q: ReviewQuery) -> dict[str, Any]:
+def ids(rows: Rows, q: ReviewQuery) -> dict[str, Any]:
     """Ids of every row the filters match, by slide, a page of `q.limit` at a time (in slide,
     id order, so pages do not depend on the sort of the list)."""
-    chosen = _order_of(table, version, q, lambda: _id_order(table, q))
+    parts = [_part_order(rows, s, q, lambda t: _id_order(t, q)) for s in _slides_of(rows, q)]
+    chosen = pa.concat_tables(parts) if parts else empty().select(["slide_id", "id"])
     start = int(q.cursor or 0)
-    part = chosen.slice(start, q.limit)
+    chunk = chosen.slice(start, q.limit)
     slides: dict[str, list[int]] = {}
-    for slide_id, sp in zip(part.column("slide_id").to_pylist(), part.column("id").to_pylist(), strict=True):
+    pairs = zip(chunk.column("slide_id").to_pylist(), chunk.column("id").to_pylist(), strict=True)
+    for slide_id, sp in pairs:
         slides.setdefault(slide_id, []).append(sp)
-    end = start + part.num_rows
+    end = start + chunk.num_rows
     return {
         "slides": slides,
         "total": chosen.num_rows,

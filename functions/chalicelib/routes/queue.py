@@ -64,21 +64,23 @@ def _boxes(c: Call, slide_id: str, ids: list[int]) -> dict[int, list[int]]:
 
 
 def _review_list(c: Call) -> Any:
-    page = review_table.page(*views.query_table(c), c.query)
+    page = review_table.page(views.query_table(c), c.query)
     page["items"] = review.with_boxes(page["items"], lambda sid, ids: _boxes(c, sid, ids))
     return page
 
 
 def _review_ids(c: Call) -> Any:
-    return review_table.ids(*views.query_table(c), c.query)
+    return review_table.ids(views.query_table(c), c.query)
 
 
 def _agreement(c: Call) -> Any:
-    table, version = views.query_table(c)
+    rows = views.query_table(c)
     cats = [cat.id for cat in c.project.live_categories()]
-    if version is None:
-        return review_table.agreement_of(table, cats)
-    return _AGREEMENTS.get_or_build((version, tuple(cats)), lambda: review_table.agreement_of(table, cats))
+    if rows.version is None:
+        return review_table.agreement_of(review_table.whole(rows), cats)
+    return _AGREEMENTS.get_or_build(
+        (rows.version, tuple(cats)), lambda: review_table.agreement_of(review_table.whole(rows), cats)
+    )
 
 
 _AGREEMENTS: Lru[Any] = Lru(8)  # per version of the rows: the same answer while nobody labels
