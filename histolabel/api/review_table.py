@@ -267,6 +267,20 @@ def _ordered_rows(table: pa.Table, q: ReviewQuery) -> tuple[np.ndarray, dict[str
     return chosen.column("_row").to_numpy(), groups
 
 
+def _head(rows: Rows, slide: str, q: ReviewQuery, order: np.ndarray, need: int) -> pa.Table:
+    """The slide's first `need` rows in the query's order, kept with its order: a page over
+    every slide merges these, and a slide nobody labeled since costs no take."""
+    key = rows.parts[slide][0]
+    if key is None:
+        return part(rows, slide).take(pa.array(order[:need]))
+    return _HEADS.get_or_build(
+        (key, rows.categories, _query_key(q), need), lambda: part(rows, slide).take(pa.array(order[:need]))
+    )
+
+
+_HEADS: Lru[pa.Table] = Lru(4096)  # per part, query and depth: its first rows
+
+
 def _slides_of(rows: Rows, q: ReviewQuery) -> list[str]:
     if q.slide is not None:
         return [q.slide] if q.slide in rows.parts else []
@@ -287,7 +301,7 @@ def page(rows: Rows, q: ReviewQuery) -> dict[str, Any]:
             for name, n in (part_groups or {}).items():
                 groups[name] = groups.get(name, 0) + n
         if len(order):
-            firsts.append(part(rows, slide).take(pa.array(order[:need])))
+            firsts.append(_head(rows, slide, q, order, need))
     merged = pa.concat_tables(firsts) if firsts else empty()
     chosen, _ = ordered(merged, q)
     items = to_rows(chosen.slice(start, q.limit))
