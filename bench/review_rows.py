@@ -11,7 +11,10 @@ Timed, each after one slide's rows changed (a label: that slide's part under a n
   (histolabel.api.review_table.page over a table per slide, each slide's order kept);
 - the baseline in the same run: the whole table resolved, filtered and sorted, which is what a
   page cost before rows were kept per slide, and what every first page after a label would cost.
-Also the page again with nothing changed (every order kept), and a page deep in the list.
+Also the page again with nothing changed (every order kept), and a page deep in the list; and
+agreement (every pair of members, Fleiss', labels against predictions) after each label, as the
+API answers it (review_table.agreement_over: each slide's tallies kept, summed) against the
+whole table's tallies in the same run.
 
     python bench/review_rows.py [--quick] [--slides 500] [--rows-per-slide 20000]
 """
@@ -80,10 +83,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"rows in memory: {total} ({sum(t.nbytes for _, t in parts.values()) / 2**20:.0f} MB)")
     q = ReviewQuery(sort="certainty", order="asc", limit=50)
 
+    cats = [c.id for c in state.live_categories()]
     first = time.perf_counter()
     review_table.page(rows, q)
     first_s = time.perf_counter() - first
-    page_ms, base_ms, kept_ms = [], [], []
+    first = time.perf_counter()
+    review_table.agreement_over(rows, cats)
+    first_agreement_s = time.perf_counter() - first
+    page_ms, base_ms, kept_ms, agree_ms, agree_base_ms = [], [], [], [], []
     rng = np.random.default_rng(0)
     for k in range(args.changes):
         changed = names[int(rng.integers(slides))]
@@ -101,9 +108,16 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         review_table.page(rows, q)
         kept_ms.append(1000 * (time.perf_counter() - t0))
-        if k < 3:  # the baseline is slow at 10^7 rows: three samples
+        t0 = time.perf_counter()
+        agreed = review_table.agreement_over(rows, cats)
+        agree_ms.append(1000 * (time.perf_counter() - t0))
+        if k < 3:  # the baselines are slow at 10^7 rows: three samples
             t0 = time.perf_counter()
-            every = pa.concat_tables([t for _, t in rows.parts.values()])
+            every = pa.concat_tables([rows.parts[s][1] for s in sorted(rows.parts)])
+            whole = review_table.resolved(every, state.resolve)
+            assert review_table.agreement_of(whole, cats) == agreed
+            agree_base_ms.append(1000 * (time.perf_counter() - t0))
+            t0 = time.perf_counter()
             whole = review_table.resolved(every, state.resolve)
             chosen, _ = review_table.ordered(review_table.selected(whole, q), q)
             base = review_table.to_rows(chosen.slice(0, q.limit))
@@ -128,6 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"page_unchanged_p95_ms: {p95(kept_ms):.1f}")
     print(f"page_at_cursor_500_ms: {deep_ms:.1f}")
     print(f"first_page_every_slide_ordered_s: {first_s:.2f}")
+    print(f"agreement_after_label_p95_ms: {p95(agree_ms):.1f}")
+    print(f"agreement_after_label_median_ms: {statistics.median(agree_ms):.1f}")
+    print(f"whole_table_agreement_median_ms: {statistics.median(agree_base_ms):.1f}")
+    agree_ratio = statistics.median(agree_ms) / statistics.median(agree_base_ms)
+    print(f"agreement_after_label_vs_whole_table: {agree_ratio:.3f}")
+    print(f"first_agreement_every_slide_tallied_s: {first_agreement_s:.2f}")
     return 0
 
 

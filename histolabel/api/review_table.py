@@ -335,9 +335,9 @@ def ids(rows: Rows, q: ReviewQuery) -> dict[str, Any]:
     }
 
 
-def agreement_of(table: pa.Table, categories: list[str]) -> dict[str, Any]:
-    """Agreement between the members (each pair over the superpixels both labeled, Fleiss'
-    over those all labeled) and between the labels and the predictions, of a resolved table."""
+def tallies_of(table: pa.Table) -> agreement.Tallies:
+    """What agreement needs of a resolved table's rows: each member's category per superpixel,
+    and the label and prediction where both are set."""
     table = table.combine_chunks()
     labels = table.column("labels").combine_chunks()
     offsets = labels.offsets.to_numpy().astype(np.int64)
@@ -347,7 +347,7 @@ def agreement_of(table: pa.Table, categories: list[str]) -> dict[str, Any]:
     both = pc.and_(pc.is_valid(table.column("label")), pc.is_valid(table.column("prediction")))
     label, prediction = table.column("label").filter(both), table.column("prediction").filter(both)
     seen = pc.unique(pa.concat_arrays([given, label.combine_chunks(), prediction.combine_chunks()]))
-    names = sorted({*categories, *(v for v in seen.to_pylist() if v is not None)})
+    names = sorted(v for v in seen.to_pylist() if v is not None)
     value_set = pa.array(names, pa.string())
 
     def codes(values: Any) -> np.ndarray:
@@ -355,10 +355,28 @@ def agreement_of(table: pa.Table, categories: list[str]) -> dict[str, Any]:
 
     raters = sorted(set(pc.unique(users).to_pylist()))
     rater = pc.index_in(users, value_set=pa.array(raters, pa.string())).to_numpy(zero_copy_only=False)
-    rater = rater.astype(np.int64)
-    return {
-        "users": agreement.user_agreement(item, rater, codes(given), raters, names, categories),
-        "predictions": agreement.pair_agreement(codes(label), codes(prediction), names, categories)
-        if len(label)
-        else None,
-    }
+    return agreement.tally(
+        item, rater.astype(np.int64), codes(given), raters, names, codes(label), codes(prediction)
+    )
+
+
+def agreement_of(table: pa.Table, categories: list[str]) -> dict[str, Any]:
+    """Agreement between the members (each pair over the superpixels both labeled, Fleiss'
+    over those all labeled) and between the labels and the predictions, of a resolved table."""
+    return agreement.answer(tallies_of(table), categories)
+
+
+def agreement_over(rows: Rows, categories: list[str]) -> dict[str, Any]:
+    """agreement_of(whole(rows)), from each slide's tallies (kept per part): after a label only
+    that slide is counted again."""
+    return agreement.answer(agreement.combined(_tallies(rows, s) for s in sorted(rows.parts)), categories)
+
+
+def _tallies(rows: Rows, slide: str) -> agreement.Tallies:
+    key = rows.parts[slide][0]
+    if key is None:
+        return tallies_of(part(rows, slide))
+    return _TALLIES.get_or_build((key, rows.categories), lambda: tallies_of(part(rows, slide)))
+
+
+_TALLIES: Lru[agreement.Tallies] = Lru(4096)  # per part: what agreement needs of its rows

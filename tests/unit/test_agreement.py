@@ -5,7 +5,7 @@ all of them labeled, and labels against predictions."""
 from __future__ import annotations
 
 from collections import Counter
-from itertools import combinations
+from itertools import combinations, count
 
 import pytest
 from hypothesis import given, settings
@@ -109,3 +109,34 @@ def test_a_hand_counted_pair() -> None:
                                         ("stroma", "stroma")])]  # fmt: skip
     (p,) = review_table.agreement_of(review_table.from_rows(rows), ["tumor", "stroma"])["users"]["pairs"]
     assert (p["a"], p["b"], p["n"]) == ("ana", "bo", 4) and p["kappa"] == pytest.approx(0.5)
+
+
+KEYS = count()  # the kept tallies are named by their part's key: one per example
+
+
+def resolve(c: str | None) -> str | None:
+    return {"gone": None, "fat": "stroma"}.get(c, c) if c is not None else None
+
+
+@settings(max_examples=150, deadline=None)
+@given(projects(), st.sampled_from([CATS, CATS[:3], ["tumor"]]))
+def test_agreement_summed_over_slides_is_the_whole_tables(rows: list[dict], cats: list[str]) -> None:
+    # Each slide tallied apart (kept under its key) and summed: the same answer as the whole
+    # table's, merges and deletions resolved; a slide changed under a new key is tallied anew.
+    table, key = review_table.from_rows(rows), next(KEYS)
+    parts = {s: ((key, s), t) for s, t in review_table.by_slide(table).items()}
+    by_parts = review_table.Rows(parts, resolve, "merges-1")
+    whole = review_table.resolved(table, resolve)
+    assert close(review_table.agreement_over(by_parts, cats), review_table.agreement_of(whole, cats))
+    if "s1" in parts and rows:
+        changed = [
+            dict(r, labels={**r["labels"], "di": "tumor"}) if r["slide_id"] == "s1" else r for r in rows
+        ]
+        s1 = review_table.by_slide(review_table.from_rows([r for r in changed if r["slide_id"] == "s1"]))[
+            "s1"
+        ]
+        again = review_table.Rows({**parts, "s1": (("new", key, "s1"), s1)}, resolve, by_parts.categories)
+        want = review_table.agreement_of(
+            review_table.resolved(review_table.from_rows(changed), resolve), cats
+        )
+        assert close(review_table.agreement_over(again, cats), want)

@@ -77,9 +77,9 @@ def _agreement(c: Call) -> Any:
     rows = views.query_table(c)
     cats = [cat.id for cat in c.project.live_categories()]
     if rows.version is None:
-        return review_table.agreement_of(review_table.whole(rows), cats)
+        return review_table.agreement_over(rows, cats)
     return _AGREEMENTS.get_or_build(
-        (rows.version, tuple(cats)), lambda: review_table.agreement_of(review_table.whole(rows), cats)
+        (rows.version, tuple(cats)), lambda: review_table.agreement_over(rows, cats)
     )
 
 
