@@ -325,18 +325,31 @@ _TOKENS = itertools.count(1)
 def _working(key: str, made_for: dict[str, str]) -> Working | None:
     """The container's copy if it still starts from the stored snapshot, else one made from that
     snapshot (None when there is none for this project and predictions round). A snapshot
-    another container stored since replaces the copy: its slides may be newer."""
+    another container stored since brings the slides it holds newer than the copy; the copy's
+    slides at least as new keep their rows and key, so what is kept under them (orders, pages,
+    agreement tallies) still serves: a colleague's snapshot costs the slides it moved."""
     snapshot = data.review_snapshot(key)
     if snapshot is None or any(snapshot.meta.get(k) != v for k, v in made_for.items()):
         return None
     work = _WORKING.get(key)
     if work is not None and work.etag == snapshot.etag and work.made_for == made_for:
         return work
-    covered = dict(snapshot.meta.get("covered", {}))
-    parts: dict[str, Part] = {
-        s: ((snapshot.etag, s), t) for s, t in review_table.by_slide(snapshot.table).items()
-    }
-    return Working(parts, made_for, covered, snapshot.etag, covered, snapshot.etag)
+    stored = dict(snapshot.meta.get("covered", {}))
+    mine = work if work is not None and work.made_for == made_for else None
+    parts: dict[str, Part] = {}
+    covered: dict[str, int] = {}
+    kept = False
+    for s, t in review_table.by_slide(snapshot.table).items():
+        # Marks only grow: a slide's rows read at a mark hold every label counted by then.
+        if mine is not None and s in mine.parts and mine.covered.get(s, 0) >= stored.get(s, 0):
+            parts[s], covered[s], kept = mine.parts[s], mine.covered.get(s, 0), True
+        else:
+            parts[s], covered[s] = ((snapshot.etag, s), t), stored.get(s, 0)
+    for s, mark in stored.items():
+        covered.setdefault(s, mark)  # a slide with no rows yet
+    # The token names the content: rows kept from the copy are not the snapshot's own.
+    token = f"{snapshot.etag}+{next(_TOKENS)}" if kept else snapshot.etag
+    return Working(parts, made_for, covered, snapshot.etag, stored, token)
 
 
 def _read(svc: HistoLabel, state: ProjectState, slides: list[str]) -> dict[str, Part]:

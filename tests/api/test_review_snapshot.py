@@ -152,3 +152,52 @@ def test_categories_resolve_in_the_table_as_in_the_rows() -> None:
     # A slice (as a snapshot less the slides read fresh is) resolves its own rows only.
     part = pa.concat_tables([raw.slice(1, 2)])
     assert review_table.to_rows(review_table.resolved(part, resolve)) == want[1:3]
+
+
+def test_a_snapshot_another_container_stored_costs_the_slides_it_moved(scale_api, monkeypatch) -> None:  # noqa: F811
+    # Two containers serving one project: B stores a snapshot after slides were labeled; A's
+    # next review takes those slides from it and keeps its own rows (and what is kept under
+    # their keys: orders, pages, tallies) for the rest.
+    from chalicelib import views
+    from scale_data import generate, publish_predictions
+
+    from histolabel.memo import Lru
+
+    svc = scale_api.svc
+    made = generate(svc, 6, 400, labeled=0.05, annotators=2, predictions=False)
+    publish_predictions(svc, made)
+    pid, reviewer, user = made.project_id, made.reviewer, made.annotators[0]
+    key = views.review_snapshot_key(pid)
+    cats = sorted(svc.project_state(pid).categories)
+    path = f"/projects/{pid}/review?limit=50&sort=certainty"
+
+    def label_new(sid: str) -> None:
+        have = svc.slide_labels_current(pid, sid).entries
+        sp = next(i for i in range(1, 401) if i not in have)
+        r = scale_api("POST", f"/projects/{pid}/slides/{sid}/labels", user,
+                      {"category_id": cats[1], "ids": [sp], "source": "click"})  # fmt: skip
+        assert r.status_code in (200, 201), r.body
+
+    def review() -> dict[str, Any]:
+        page = scale_api("GET", path, reviewer)
+        assert page.status_code == 200, page.body
+        work = views._WORKING.get(key)
+        assert work is not None
+        return {s: p[0] for s, p in work.parts.items()}
+
+    a_keys = review()  # A: no snapshot yet, so it stores one
+    a_copy = views._WORKING
+    first_etag = views.data.review_snapshot(key).etag
+    label_new(made.slides[0])
+    label_new(made.slides[1])
+    monkeypatch.setattr(views, "_WORKING", Lru(8))  # container B
+    monkeypatch.setattr(views, "SNAPSHOT_AFTER", 2)
+    review()  # B reads two slides fresh and stores the snapshot anew
+    assert views.data.review_snapshot(key).etag != first_etag
+    label_new(made.slides[2])
+    monkeypatch.setattr(views, "_WORKING", a_copy)  # back on A
+    monkeypatch.setattr(views, "SNAPSHOT_AFTER", 16)
+    now = review()
+    assert all(now[s] == a_keys[s] for s in made.slides[3:]), (now, a_keys)
+    assert all(now[s] != a_keys[s] for s in made.slides[:3])
+    assert all_rows(scale_api, pid, reviewer) == per_slide(scale_api, pid, reviewer, made.slides)
