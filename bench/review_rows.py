@@ -14,7 +14,10 @@ Timed, each after one slide's rows changed (a label: that slide's part under a n
 Also the page again with nothing changed (every order kept), and a page deep in the list; and
 agreement (every pair of members, Fleiss', labels against predictions) after each label, as the
 API answers it (review_table.agreement_over: each slide's tallies kept, summed) against the
-whole table's tallies in the same run.
+whole table's tallies in the same run. And storing the review snapshot anew once 16 slides
+moved (views.SNAPSHOT_AFTER): their parts serialized as the API writes them
+(chalicelib.data.put_review_part's Parquet), against the whole table as one object (the snapshot
+before it was a part per slide).
 
     python bench/review_rows.py [--quick] [--slides 500] [--rows-per-slide 20000]
 """
@@ -22,6 +25,7 @@ whole table's tallies in the same run.
 from __future__ import annotations
 
 import argparse
+import io
 import statistics
 import sys
 import time
@@ -46,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
+    import pyarrow.parquet as pq
     from chalicelib import views
     from scale_data import generate, local_cloud, publish_predictions
 
@@ -128,6 +133,16 @@ def main(argv: list[str] | None = None) -> int:
     deep_ms = 1000 * (time.perf_counter() - t0)
     assert len(deep["items"]) == q.limit
 
+    def parquet_ms(tables: list[pa.Table]) -> float:
+        t0 = time.perf_counter()
+        for table in tables:
+            pq.write_table(table, io.BytesIO(), compression="zstd")  # as data.put_review_part
+        return 1000 * (time.perf_counter() - t0)
+
+    moved = [rows.parts[s][1] for s in names[: views.SNAPSHOT_AFTER]]
+    store_ms = parquet_ms(moved)
+    whole_store_ms = parquet_ms([pa.concat_tables([t for _, t in rows.parts.values()])])
+
     def p95(values: list[float]) -> float:
         ordered = sorted(values)
         return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
@@ -148,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     agree_ratio = statistics.median(agree_ms) / statistics.median(agree_base_ms)
     print(f"agreement_after_label_vs_whole_table: {agree_ratio:.3f}")
     print(f"first_agreement_every_slide_tallied_s: {first_agreement_s:.2f}")
+    print(f"snapshot_store_moved_slides_ms: {store_ms:.1f}")
+    print(f"whole_snapshot_store_ms: {whole_store_ms:.1f}")
+    print(f"snapshot_store_vs_whole: {store_ms / whole_store_ms:.3f}")
     return 0
 
 

@@ -118,8 +118,9 @@ ROLES: dict[str, Role] = {
                 ("s3:AbortMultipartUpload", "s3:GetObject", "s3:ListMultipartUploadParts", "s3:PutObject"),
                 ("projects/*",),
             ),
-            # An import upload over the size limit is deleted before it reaches a job.
-            Grant("data", ("s3:DeleteObject",), (f"{SLIDE}/imports/*",)),
+            # An import upload over the size limit is deleted before it reaches a job; a review
+            # snapshot stored anew deletes the slides' rows the one it replaced named.
+            Grant("data", ("s3:DeleteObject",), (f"{SLIDE}/imports/*", "projects/*/review/parts/*")),
             Grant("data_bucket", ("s3:ListBucket",)),
             Grant("batch", ("batch:DescribeJobs", "batch:SubmitJob")),
             # An owner cancels a job (the cancel route).

@@ -107,18 +107,17 @@ def prediction_uri(uri_prefix: str, slide_id: str) -> str:
     return f"{uri_prefix.rstrip('/')}/{slide_id}.parquet"
 
 
-class Snapshot(NamedTuple):
-    table: Any  # pa.Table
-    meta: dict[str, Any]
+class Manifest(NamedTuple):
+    meta: dict[str, Any]  # what the rows were made for, each slide's mark and part object
     etag: str
 
 
-def review_snapshot(key: str) -> Snapshot | None:
-    """The project's review snapshot (table, metadata) in the data bucket, None if there is none:
-    a conditional GET on the ETag this container last saw, so an unchanged snapshot costs one
-    small request and no transfer."""
+def review_manifest(key: str) -> Manifest | None:
+    """The project's review snapshot manifest in the data bucket, None if there is none: a
+    conditional GET on the ETag this container last saw, so an unchanged one costs one small
+    request and no transfer."""
     s = get_settings()
-    known = _snapshots.get(key)
+    known = _manifests.get(key)
     extra = {"IfNoneMatch": known.etag} if known else {}
     try:
         obj = client("s3", s).get_object(Bucket=s.data_bucket, Key=key, **extra)
@@ -129,24 +128,47 @@ def review_snapshot(key: str) -> Snapshot | None:
         if code in ("404", "NoSuchKey", "NotFound"):
             return None
         raise
-    table = pq.ParquetFile(io.BytesIO(obj["Body"].read())).read()
-    meta = json.loads((table.schema.metadata or {}).get(b"histolabel", b"{}"))
-    return _snapshots.put(key, Snapshot(table, meta, obj["ETag"]))
+    return _manifests.put(key, Manifest(json.loads(obj["Body"].read()), obj["ETag"]))
 
 
-def put_review_snapshot(key: str, table: Any, meta: dict[str, Any]) -> str:
-    """Store the snapshot; its ETag."""
+def put_review_manifest(key: str, meta: dict[str, Any]) -> str:
+    """Store the manifest; its ETag."""
     s = get_settings()
-    buf = io.BytesIO()
-    pq.write_table(table.replace_schema_metadata({"histolabel": json.dumps(meta)}), buf, compression="zstd")
     resp = client("s3", s).put_object(
-        Bucket=s.data_bucket, Key=key, Body=buf.getvalue(), ContentType="application/vnd.apache.parquet"
+        Bucket=s.data_bucket, Key=key, Body=json.dumps(meta).encode(), ContentType="application/json"
     )
-    _snapshots.put(key, Snapshot(table, meta, resp["ETag"]))
+    _manifests.put(key, Manifest(meta, resp["ETag"]))
     return str(resp["ETag"])
 
 
-_snapshots: Lru[Snapshot] = Lru(8)  # the last one seen per key (project)
+_manifests: Lru[Manifest] = Lru(8)  # the last one seen per key (project)
+
+
+def review_part(key: str) -> Any:
+    """One slide's review rows (a pa.Table) as a snapshot stored them; None when that object is
+    gone (a newer snapshot replaced it)."""
+    s = get_settings()
+    try:
+        obj = client("s3", s).get_object(Bucket=s.data_bucket, Key=key)
+    except ClientError as err:
+        if err.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+    return pq.ParquetFile(io.BytesIO(obj["Body"].read())).read()
+
+
+def put_review_part(key: str, table: Any) -> None:
+    s = get_settings()
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    client("s3", s).put_object(
+        Bucket=s.data_bucket, Key=key, Body=buf.getvalue(), ContentType="application/vnd.apache.parquet"
+    )
+
+
+def delete_review_part(key: str) -> None:
+    s = get_settings()
+    client("s3", s).delete_object(Bucket=s.data_bucket, Key=key)
 
 
 LabelReader = pyramids.LabelReader  # the export job reads outlines the same way

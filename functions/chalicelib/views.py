@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import uuid
 from collections.abc import Hashable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
@@ -284,7 +285,15 @@ SNAPSHOT_AFTER = 16  # slides whose labels moved past the stored snapshot before
 
 
 def review_snapshot_key(project_id: str) -> str:
-    return f"projects/{project_id}/review/snapshot.parquet"
+    """The project's review snapshot: a manifest naming each slide's rows, an object per slide, so
+    storing it anew writes the slides that moved and a reader fetches the slides it lacks."""
+    return f"projects/{project_id}/review/snapshot.json"
+
+
+def _part_object(project_id: str, slide: str, mark: int) -> str:
+    # Unique per write: two containers storing one slide at one mark may hold different rows
+    # (a read at a mark may include labels after it), and what is kept is named by this key.
+    return f"projects/{project_id}/review/parts/{slide}/{mark}-{uuid.uuid4().hex[:16]}.parquet"
 
 
 def _made_for(state: ProjectState) -> dict[str, str]:
@@ -306,9 +315,9 @@ Part = tuple[Hashable | None, pa.Table]  # a slide's review rows and the key nam
 
 class Working(NamedTuple):
     """A container's own copy of a project's review rows, a table per slide: the stored snapshot
-    it started from (`etag`, and the marks that one covers, `stored`) with the slides it has read
-    fresh since put in, `covered` the mark each slide's rows are current at. `token` names this
-    copy's content."""
+    it started from (`etag`, the marks that one covers, `stored`, and its part objects,
+    `objects`) with the slides it has read fresh since put in, `covered` the mark each slide's
+    rows are current at. `token` names this copy's content."""
 
     parts: dict[str, Part]
     made_for: dict[str, str]
@@ -316,6 +325,7 @@ class Working(NamedTuple):
     etag: str
     stored: dict[str, int]
     token: str
+    objects: dict[str, str]
 
 
 _WORKING: Lru[Working] = Lru(8)  # per project: what the next request starts from
@@ -325,31 +335,53 @@ _TOKENS = itertools.count(1)
 def _working(key: str, made_for: dict[str, str]) -> Working | None:
     """The container's copy if it still starts from the stored snapshot, else one made from that
     snapshot (None when there is none for this project and predictions round). A snapshot
-    another container stored since brings the slides it holds newer than the copy; the copy's
-    slides at least as new keep their rows and key, so what is kept under them (orders, pages,
-    agreement tallies) still serves: a colleague's snapshot costs the slides it moved."""
-    snapshot = data.review_snapshot(key)
-    if snapshot is None or any(snapshot.meta.get(k) != v for k, v in made_for.items()):
+    another container stored since brings the slides it holds newer than the copy, each its own
+    object; the copy's slides at least as new keep their rows and key, so what is kept under
+    them (orders, pages, agreement tallies) still serves: a colleague's snapshot costs the slides
+    it moved. A slide whose object is gone (a newer snapshot replaced it) is read fresh."""
+    manifest = data.review_manifest(key)
+    if manifest is None or any(manifest.meta.get(k) != v for k, v in made_for.items()):
         return None
     work = _WORKING.get(key)
-    if work is not None and work.etag == snapshot.etag and work.made_for == made_for:
+    if work is not None and work.etag == manifest.etag and work.made_for == made_for:
         return work
-    stored = dict(snapshot.meta.get("covered", {}))
     mine = work if work is not None and work.made_for == made_for else None
+    stored = {s: int(m) for s, m in manifest.meta.get("covered", {}).items()}
+    objects = {s: str(o) for s, o in manifest.meta.get("parts", {}).items()}
     parts: dict[str, Part] = {}
-    covered: dict[str, int] = {}
-    kept = False
-    for s, t in review_table.by_slide(snapshot.table).items():
+    covered = dict(stored)
+    fetch, kept = [], False
+    for s in sorted(set(objects) | set(mine.covered if mine else ())):
         # Marks only grow: a slide's rows read at a mark hold every label counted by then.
-        if mine is not None and s in mine.parts and mine.covered.get(s, 0) >= stored.get(s, 0):
-            parts[s], covered[s], kept = mine.parts[s], mine.covered.get(s, 0), True
+        if mine is not None and s in mine.covered and mine.covered[s] >= stored.get(s, 0):
+            covered[s], kept = mine.covered[s], True
+            if s in mine.parts:
+                parts[s] = mine.parts[s]
+        elif s in objects:
+            fetch.append(s)
+    read = SLIDE_READERS.map(lambda s: data.review_part(objects[s]), fetch)
+    for s, table in zip(fetch, read, strict=True):
+        if table is None:
+            covered[s] = -1  # never a mark: the next read takes it fresh
         else:
-            parts[s], covered[s] = ((snapshot.etag, s), t), stored.get(s, 0)
-    for s, mark in stored.items():
-        covered.setdefault(s, mark)  # a slide with no rows yet
+            parts[s] = ((objects[s], s), table)
     # The token names the content: rows kept from the copy are not the snapshot's own.
-    token = f"{snapshot.etag}+{next(_TOKENS)}" if kept else snapshot.etag
-    return Working(parts, made_for, covered, snapshot.etag, stored, token)
+    token = f"{manifest.etag}+{next(_TOKENS)}" if kept else manifest.etag
+    return Working(parts, made_for, covered, manifest.etag, stored, token, objects)
+
+
+def _store(key: str, project_id: str, work: Working, moved: list[str]) -> Working:
+    """The snapshot stored anew: the moved slides' rows each as a new object, then the manifest,
+    then the objects the manifest it replaced named and this one does not."""
+    before = data.review_manifest(key)
+    writes = {s: _part_object(project_id, s, work.covered[s]) for s in moved if s in work.parts}
+    list(SLIDE_READERS.map(lambda kv: data.put_review_part(kv[1], work.parts[kv[0]][1]), writes.items()))
+    objects = {s: o for s, o in work.objects.items() if s not in moved} | writes
+    etag = data.put_review_manifest(key, {**work.made_for, "covered": work.covered, "parts": objects})
+    named = set(objects.values())
+    gone = [o for o in (before.meta.get("parts", {}).values() if before else ()) if o not in named]
+    list(SLIDE_READERS.map(data.delete_review_part, gone))
+    return work._replace(etag=etag, stored=dict(work.covered), objects=objects, token=etag)
 
 
 def _read(svc: HistoLabel, state: ProjectState, slides: list[str]) -> dict[str, Part]:
@@ -359,13 +391,14 @@ def _read(svc: HistoLabel, state: ProjectState, slides: list[str]) -> dict[str, 
 
 def review_rows_table(svc: HistoLabel, state: ProjectState, slide: str | None = None) -> review_table.Rows:
     """The review rows of one slide, or of every slide, a table per slide: the project's snapshot
-    (one table in the data bucket), as this container last brought it up to date, with the
-    slides labeled since read fresh, found by one Query of the label marks. So a request reads
-    the slides labeled since this container's last review, not since the snapshot was stored,
-    and a slide's rows keep their key (and the orders kept under it) until it is labeled.
-    A request over every slide writes the snapshot anew when SNAPSHOT_AFTER slides moved past the
-    stored one, or when there is none for this project and predictions round. The rows' version
-    (the copy's token, the slides, the categories) names them all at once."""
+    (an object per slide in the data bucket, named by a manifest), as this container last
+    brought it up to date, with the slides labeled since read fresh, found by one Query of the
+    label marks. So a request reads the slides labeled since this container's last review, not
+    since the snapshot was stored, and a slide's rows keep their key (and the orders kept under
+    it) until it is labeled. A request over every slide stores the snapshot anew (the moved
+    slides' objects and the manifest) when SNAPSHOT_AFTER slides moved past the stored one, or
+    when there is none for this project and predictions round. The rows' version (the copy's
+    token, the slides, the categories) names them all at once."""
     slides = [slide] if slide else sorted(state.slides)
     pub = state.predictions or {"slides": []}
     for sid in slides:  # refused if any names another project's object, read or not
@@ -382,7 +415,8 @@ def review_rows_table(svc: HistoLabel, state: ProjectState, slide: str | None = 
         alone = {s: (None, t) for s, t in review_table.by_slide(slides_table(svc, state, slides)).items()}
         return review_table.Rows(alone, state.resolve, categories)
     if work is None:
-        work = Working(_read(svc, state, slides), made_for, {s: marks.get(s, 0) for s in slides}, "", {}, "")
+        covered = {s: marks.get(s, 0) for s in slides}
+        work = Working(_read(svc, state, slides), made_for, covered, "", {}, "", {})
     else:
         fresh = [s for s in slides if marks.get(s, 0) != work.covered.get(s, 0)]
         if fresh:
@@ -392,12 +426,9 @@ def review_rows_table(svc: HistoLabel, state: ProjectState, slide: str | None = 
             now = {s: marks.get(s, 0) for s in fresh}
             covered = work.covered | now if slide else {s: now.get(s, work.covered.get(s, 0)) for s in slides}
             work = work._replace(parts=parts, covered=covered, token=f"{work.etag}+{next(_TOKENS)}")
-    moved = sum(1 for s in slides if work.covered.get(s, 0) != work.stored.get(s, 0))
-    if slide is None and (not work.etag or moved >= SNAPSHOT_AFTER):
-        tables = [work.parts[s][1] for s in sorted(work.parts)]
-        table = pa.concat_tables(tables) if tables else review_table.empty()
-        etag = data.put_review_snapshot(key, table, {**made_for, "covered": work.covered})
-        work = work._replace(etag=etag, stored=work.covered, token=etag)
+    moved = [s for s in slides if work.covered.get(s, 0) != work.stored.get(s, 0)]
+    if slide is None and (not work.etag or len(moved) >= SNAPSHOT_AFTER):
+        work = _store(key, state.project_id, work, moved)
     _WORKING.put(key, work)
     parts = {s: work.parts[s] for s in slides if s in work.parts}
     return review_table.Rows(parts, state.resolve, categories, (work.token, tuple(slides), categories))

@@ -173,11 +173,8 @@ def answer(t: Tallies, categories: Sequence[str]) -> dict[str, Any]:
     fl = None
     if len(users) > 2:
         rated = t.rated.get(tuple(users), Rated())
-        fl = {
-            "users": users,
-            "n": rated.n,
-            "kappa": fleiss(rated.n, len(users), rated.squares, [rated.totals[c] for c in sorted(rated.totals)]),
-        }
+        totals = [rated.totals[c] for c in sorted(rated.totals)]
+        fl = {"users": users, "n": rated.n, "kappa": fleiss(rated.n, len(users), rated.squares, totals)}
     predictions = [(a, b, n) for (a, b), n in t.predictions.items()]
     return {
         "users": {"pairs": pairs, "fleiss": fl},

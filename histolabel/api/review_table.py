@@ -1,6 +1,7 @@
-"""Review rows as one Arrow table: filters, sorts, groups and pages run as column operations, so a
-page over every labeled superpixel of a project costs a scan in C, not a Python loop per row,
-and the project's review snapshot (see `review_snapshot`) is served without building its rows.
+"""Review rows as Arrow tables (one per slide, `Rows`): filters, sorts, groups and pages run as
+column operations, so a page over every labeled superpixel of a project costs a scan in C, not a
+Python loop per row, and the project's review snapshot (the API's `views.review_rows_table`: a
+Parquet part per slide) is served without building its rows.
 
 The table keeps the categories as the labels were given; `resolved` maps them through the
 project's merges and deletions as it knows them now, so a snapshot written before a merge

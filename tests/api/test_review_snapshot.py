@@ -125,8 +125,8 @@ def test_review_of_every_slide_reads_the_snapshot_and_the_slides_labeled_since(s
     fresh = all_rows(scale_api, pid, reviewer)
     assert fresh == per_slide(scale_api, pid, reviewer, made.slides)
     assert [r["certainty"] for r in fresh] != [r["certainty"] for r in merged]
-    meta = views.data.review_snapshot(views.review_snapshot_key(pid))
-    assert meta is not None and meta[1]["predictions"].endswith("|2")
+    manifest = views.data.review_manifest(views.review_snapshot_key(pid))
+    assert manifest is not None and manifest.meta["predictions"].endswith("|2")
 
 
 def test_categories_resolve_in_the_table_as_in_the_rows() -> None:
@@ -161,6 +161,8 @@ def test_a_snapshot_another_container_stored_costs_the_slides_it_moved(scale_api
     from chalicelib import views
     from scale_data import generate, publish_predictions
 
+    from histolabel.adapters.aws import client
+    from histolabel.config import get_settings
     from histolabel.memo import Lru
 
     svc = scale_api.svc
@@ -178,6 +180,11 @@ def test_a_snapshot_another_container_stored_costs_the_slides_it_moved(scale_api
                       {"category_id": cats[1], "ids": [sp], "source": "click"})  # fmt: skip
         assert r.status_code in (200, 201), r.body
 
+    def stored_parts() -> set[str]:
+        s3, prefix = client("s3", get_settings()), f"projects/{pid}/review/parts/"
+        listed = s3.list_objects_v2(Bucket=get_settings().data_bucket, Prefix=prefix)
+        return {o["Key"] for o in listed.get("Contents", [])}
+
     def review() -> dict[str, Any]:
         page = scale_api("GET", path, reviewer)
         assert page.status_code == 200, page.body
@@ -187,17 +194,28 @@ def test_a_snapshot_another_container_stored_costs_the_slides_it_moved(scale_api
 
     a_keys = review()  # A: no snapshot yet, so it stores one
     a_copy = views._WORKING
-    first_etag = views.data.review_snapshot(key).etag
+    first_etag = views.data.review_manifest(key).etag
     label_new(made.slides[0])
     label_new(made.slides[1])
     monkeypatch.setattr(views, "_WORKING", Lru(8))  # container B
     monkeypatch.setattr(views, "SNAPSHOT_AFTER", 2)
-    review()  # B reads two slides fresh and stores the snapshot anew
-    assert views.data.review_snapshot(key).etag != first_etag
+    first_parts = views.data.review_manifest(key).meta["parts"]
+    assert sorted(first_parts) == sorted(made.slides) and stored_parts() == set(first_parts.values())
+    review()  # B reads two slides fresh and stores the snapshot anew: their objects only
+    assert views.data.review_manifest(key).etag != first_etag
+    parts = views.data.review_manifest(key).meta["parts"]
+    assert [s for s in made.slides if parts[s] != first_parts[s]] == made.slides[:2]
+    assert stored_parts() == set(parts.values())  # the replaced objects deleted
     label_new(made.slides[2])
     monkeypatch.setattr(views, "_WORKING", a_copy)  # back on A
     monkeypatch.setattr(views, "SNAPSHOT_AFTER", 16)
     now = review()
     assert all(now[s] == a_keys[s] for s in made.slides[3:]), (now, a_keys)
     assert all(now[s] != a_keys[s] for s in made.slides[:3])
+    assert all_rows(scale_api, pid, reviewer) == per_slide(scale_api, pid, reviewer, made.slides)
+    # A container starting while a newer snapshot deletes an object it was about to fetch
+    # reads that slide fresh.
+    s3, bucket = client("s3", get_settings()), get_settings().data_bucket
+    s3.delete_object(Bucket=bucket, Key=parts[made.slides[4]])
+    monkeypatch.setattr(views, "_WORKING", Lru(8))  # container C
     assert all_rows(scale_api, pid, reviewer) == per_slide(scale_api, pid, reviewer, made.slides)
