@@ -170,9 +170,13 @@ def selected(table: pa.Table, q: ReviewQuery) -> pa.Table:
 SORT_COLUMN = {"slide": "slide_id", "review": "review_a"}
 
 
-def _group_keys(table: pa.Table, field: str) -> list[str]:
+def _group_codes(table: pa.Table, field: str) -> tuple[list[str], np.ndarray]:
+    """The groups' names in order and each row's group (a row without a value: "none")."""
     column = SORT_COLUMN.get(field, field)
-    return ["none" if v is None else str(v) for v in table.column(column).to_pylist()]
+    keys = pc.fill_null(pc.cast(table.column(column), pa.string()), "none").combine_chunks()
+    names = sorted(pc.unique(keys).to_pylist())
+    codes = pc.index_in(keys, value_set=pa.array(names, pa.string())).to_numpy(zero_copy_only=False)
+    return names, codes.astype(np.int64)
 
 
 def ordered(table: pa.Table, q: ReviewQuery) -> tuple[pa.Table, dict[str, int] | None]:
@@ -191,10 +195,7 @@ def ordered(table: pa.Table, q: ReviewQuery) -> tuple[pa.Table, dict[str, int] |
         table = pa.concat_tables([present, absent])
     if not q.group_by:
         return table, None
-    keys = _group_keys(table, q.group_by)
-    names = sorted(set(keys))
-    rank = {name: i for i, name in enumerate(names)}
-    codes = np.fromiter((rank[k] for k in keys), np.int64, len(keys))
+    names, codes = _group_codes(table, q.group_by)
     groups = dict(zip(names, np.bincount(codes, minlength=len(names)).tolist(), strict=True))
     return table.take(pa.array(np.argsort(codes, kind="stable"))), groups
 
@@ -252,34 +253,46 @@ def _query_key(q: ReviewQuery) -> str:
     return f"{type(q).__name__}:{q.model_dump_json(exclude={'cursor', 'limit'})}"
 
 
-def _part_order(rows: Rows, slide: str, q: ReviewQuery, build: Callable[[pa.Table], Any]) -> Any:
+def _part_order(rows: Rows, slide: str, qkey: str, build: Callable[[pa.Table], Any]) -> Any:
     key = rows.parts[slide][0]
     if key is None:
         return build(part(rows, slide))
-    return _PART_ORDERS.get_or_build((key, rows.categories, _query_key(q)), lambda: build(part(rows, slide)))
+    return _PART_ORDERS.get_or_build((key, rows.categories, qkey), lambda: build(part(rows, slide)))
 
 
 def _numbered(table: pa.Table) -> pa.Table:
     return table.append_column("_row", pa.array(np.arange(table.num_rows, dtype=np.int64)))
 
 
+def _order_columns(q: ReviewQuery) -> list[str]:
+    """The columns the query's order reads."""
+    named = ["slide_id", "id", SORT_COLUMN.get(q.sort, q.sort)]
+    if q.group_by:
+        named.append(SORT_COLUMN.get(q.group_by, q.group_by))
+    return list(dict.fromkeys(named))
+
+
 def _ordered_rows(table: pa.Table, q: ReviewQuery) -> tuple[np.ndarray, dict[str, int] | None]:
-    chosen, groups = ordered(selected(_numbered(table), q), q)
+    chosen = selected(_numbered(table), q).select([*_order_columns(q), "_row"])
+    chosen, groups = ordered(chosen, q)
     return chosen.column("_row").to_numpy(), groups
 
 
-def _head(rows: Rows, slide: str, q: ReviewQuery, order: np.ndarray, need: int) -> pa.Table:
-    """The slide's first `need` rows in the query's order, kept with its order: a page over
-    every slide merges these, and a slide nobody labeled since costs no take."""
+def _head(rows: Rows, slide: str, q: ReviewQuery, qkey: str, order: np.ndarray, need: int) -> pa.Table:
+    """The slide's first `need` rows in the query's order, as the columns the order reads and
+    `_row` (the row in the part), kept with its order: a page over every slide merges these,
+    and a slide nobody labeled since costs no take."""
+
+    def build() -> pa.Table:
+        first = order[:need]
+        taken = part(rows, slide).select(_order_columns(q)).take(pa.array(first))
+        return taken.append_column("_row", pa.array(first, pa.int64()))
+
     key = rows.parts[slide][0]
-    if key is None:
-        return part(rows, slide).take(pa.array(order[:need]))
-    return _HEADS.get_or_build(
-        (key, rows.categories, _query_key(q), need), lambda: part(rows, slide).take(pa.array(order[:need]))
-    )
+    return build() if key is None else _HEADS.get_or_build((key, rows.categories, qkey, need), build)
 
 
-_HEADS: Lru[pa.Table] = Lru(4096)  # per part, query and depth: its first rows
+_HEADS: Lru[pa.Table] = Lru(4096)  # per part, query and depth: its first rows' order columns
 
 
 def _slides_of(rows: Rows, q: ReviewQuery) -> list[str]:
@@ -293,23 +306,39 @@ def page(rows: Rows, q: ReviewQuery) -> dict[str, Any]:
     slide), the first cursor + limit of each merged and ordered again, the page sliced off."""
     start = int(q.cursor or 0)
     need = start + q.limit
+    qkey = _query_key(q)
     firsts, total = [], 0
     groups: dict[str, int] | None = None if not q.group_by else {}
     for slide in _slides_of(rows, q):
-        order, part_groups = _part_order(rows, slide, q, lambda t: _ordered_rows(t, q))
+        order, part_groups = _part_order(rows, slide, qkey, lambda t: _ordered_rows(t, q))
         total += len(order)
         if groups is not None:
             for name, n in (part_groups or {}).items():
                 groups[name] = groups.get(name, 0) + n
         if len(order):
-            firsts.append(_head(rows, slide, q, order, need))
-    merged = pa.concat_tables(firsts) if firsts else empty()
-    chosen, _ = ordered(merged, q)
-    items = to_rows(chosen.slice(start, q.limit))
+            firsts.append(_head(rows, slide, q, qkey, order, need))
+    if firsts:
+        merged, _ = ordered(pa.concat_tables(firsts).combine_chunks(), q)
+        items = to_rows(_taken(rows, merged.slice(start, q.limit)))
+    else:
+        items = []
     end = start + len(items)
     groups = None if groups is None else dict(sorted(groups.items()))
     next_cursor = str(end) if end < total else None
     return {"items": items, "groups": groups, "total": total, "next_cursor": next_cursor}
+
+
+def _taken(rows: Rows, window: pa.Table) -> pa.Table:
+    """The rows a window of merged order columns names (slide, `_row`), in its order."""
+    where: dict[str, list[tuple[int, int]]] = {}
+    pairs = zip(window.column("slide_id").to_pylist(), window.column("_row").to_pylist(), strict=True)
+    for at, (slide, row) in enumerate(pairs):
+        where.setdefault(slide, []).append((at, row))
+    if not where:
+        return empty()
+    pieces = [part(rows, s).take(pa.array([r for _, r in got], pa.int64())) for s, got in where.items()]
+    positions = np.array([at for got in where.values() for at, _ in got], np.int64)
+    return pa.concat_tables(pieces).take(pa.array(np.argsort(positions)))
 
 
 def _id_order(table: pa.Table, q: ReviewQuery) -> pa.Table:
@@ -320,7 +349,8 @@ def _id_order(table: pa.Table, q: ReviewQuery) -> pa.Table:
 def ids(rows: Rows, q: ReviewQuery) -> dict[str, Any]:
     """Ids of every row the filters match, by slide, a page of `q.limit` at a time (in slide,
     id order, so pages do not depend on the sort of the list)."""
-    parts = [_part_order(rows, s, q, lambda t: _id_order(t, q)) for s in _slides_of(rows, q)]
+    qkey = _query_key(q)
+    parts = [_part_order(rows, s, qkey, lambda t: _id_order(t, q)) for s in _slides_of(rows, q)]
     chosen = pa.concat_tables(parts) if parts else empty().select(["slide_id", "id"])
     start = int(q.cursor or 0)
     chunk = chosen.slice(start, q.limit)
