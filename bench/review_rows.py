@@ -15,9 +15,9 @@ Also the page again with nothing changed (every order kept), and a page deep in 
 agreement (every pair of members, Fleiss', labels against predictions) after each label, as the
 API answers it (review_table.agreement_over: each slide's tallies kept, summed) against the
 whole table's tallies in the same run. And storing the review snapshot anew once 16 slides
-moved (views.SNAPSHOT_AFTER): their parts serialized as the API writes them
-(chalicelib.data.put_review_part's Parquet), against the whole table as one object (the snapshot
-before it was a part per slide).
+moved (views.SNAPSHOT_AFTER): their rows as the one part the API writes (views._store's table
+in chalicelib.data.put_review_part's Parquet), against the whole table as one object (what a
+store cost before the snapshot was kept in parts).
 
     python bench/review_rows.py [--quick] [--slides 500] [--rows-per-slide 20000]
 """
@@ -139,8 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             pq.write_table(table, io.BytesIO(), compression="zstd")  # as data.put_review_part
         return 1000 * (time.perf_counter() - t0)
 
-    moved = [rows.parts[s][1] for s in names[: views.SNAPSHOT_AFTER]]
-    store_ms = parquet_ms(moved)
+    store_ms = parquet_ms([pa.concat_tables([rows.parts[s][1] for s in names[: views.SNAPSHOT_AFTER]])])
     whole_store_ms = parquet_ms([pa.concat_tables([t for _, t in rows.parts.values()])])
 
     def p95(values: list[float]) -> float:

@@ -89,6 +89,7 @@ IMPLIED = {
     "s3:CompleteMultipartUpload": "s3:PutObject",
     "s3:ListParts": "s3:ListMultipartUploadParts",
     "s3:ListObjectVersions": "s3:ListBucketVersions",
+    "s3:DeleteObjects": "s3:DeleteObject",  # a batch delete is authorized per key
     "lambda:Invoke": "lambda:InvokeFunction",
 }
 TRANSACT_ITEMS = {

@@ -166,9 +166,12 @@ def put_review_part(key: str, table: Any) -> None:
     )
 
 
-def delete_review_part(key: str) -> None:
+def delete_review_parts(keys: list[str]) -> None:
+    """Delete the objects, a batch request per 1,000."""
     s = get_settings()
-    client("s3", s).delete_object(Bucket=s.data_bucket, Key=key)
+    for at in range(0, len(keys), 1000):
+        batch = [{"Key": k} for k in keys[at : at + 1000]]
+        client("s3", s).delete_objects(Bucket=s.data_bucket, Delete={"Objects": batch, "Quiet": True})
 
 
 LabelReader = pyramids.LabelReader  # the export job reads outlines the same way

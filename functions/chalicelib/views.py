@@ -285,15 +285,16 @@ SNAPSHOT_AFTER = 16  # slides whose labels moved past the stored snapshot before
 
 
 def review_snapshot_key(project_id: str) -> str:
-    """The project's review snapshot: a manifest naming each slide's rows, an object per slide, so
-    storing it anew writes the slides that moved and a reader fetches the slides it lacks."""
+    """The project's review snapshot: a manifest naming the object that holds each slide's rows.
+    Storing it anew writes the slides that moved as one object, and a reader fetches only the
+    objects holding slides it lacks."""
     return f"projects/{project_id}/review/snapshot.json"
 
 
-def _part_object(project_id: str, slide: str, mark: int) -> str:
+def _part_object(project_id: str) -> str:
     # Unique per write: two containers storing one slide at one mark may hold different rows
     # (a read at a mark may include labels after it), and what is kept is named by this key.
-    return f"projects/{project_id}/review/parts/{slide}/{mark}-{uuid.uuid4().hex[:16]}.parquet"
+    return f"projects/{project_id}/review/parts/{uuid.uuid4().hex}.parquet"
 
 
 def _made_for(state: ProjectState) -> dict[str, str]:
@@ -315,9 +316,9 @@ Part = tuple[Hashable | None, pa.Table]  # a slide's review rows and the key nam
 
 class Working(NamedTuple):
     """A container's own copy of a project's review rows, a table per slide: the stored snapshot
-    it started from (`etag`, the marks that one covers, `stored`, and its part objects,
-    `objects`) with the slides it has read fresh since put in, `covered` the mark each slide's
-    rows are current at. `token` names this copy's content."""
+    it started from (`etag`; the marks it covers, `stored`; the object holding each slide's rows,
+    `objects`, and each object's rows, `sizes`) with the slides it has read fresh since put in,
+    `covered` the mark each slide's rows are current at. `token` names this copy's content."""
 
     parts: dict[str, Part]
     made_for: dict[str, str]
@@ -326,19 +327,22 @@ class Working(NamedTuple):
     stored: dict[str, int]
     token: str
     objects: dict[str, str]
+    sizes: dict[str, int]
 
 
 _WORKING: Lru[Working] = Lru(8)  # per project: what the next request starts from
 _TOKENS = itertools.count(1)
+WASTE = 2  # rows the snapshot's objects may hold per row still named: beyond, one object anew
 
 
 def _working(key: str, made_for: dict[str, str]) -> Working | None:
     """The container's copy if it still starts from the stored snapshot, else one made from that
     snapshot (None when there is none for this project and predictions round). A snapshot
-    another container stored since brings the slides it holds newer than the copy, each its own
-    object; the copy's slides at least as new keep their rows and key, so what is kept under
-    them (orders, pages, agreement tallies) still serves: a colleague's snapshot costs the slides
-    it moved. A slide whose object is gone (a newer snapshot replaced it) is read fresh."""
+    another container stored since brings the slides it holds newer than the copy (the objects
+    holding them fetched); the copy's slides at least as new keep their rows and key, so what is
+    kept under them (orders, pages, agreement tallies) still serves: a colleague's snapshot
+    costs the slides it moved. A slide whose object is gone (a newer snapshot replaced it) is
+    read fresh."""
     manifest = data.review_manifest(key)
     if manifest is None or any(manifest.meta.get(k) != v for k, v in made_for.items()):
         return None
@@ -348,9 +352,11 @@ def _working(key: str, made_for: dict[str, str]) -> Working | None:
     mine = work if work is not None and work.made_for == made_for else None
     stored = {s: int(m) for s, m in manifest.meta.get("covered", {}).items()}
     objects = {s: str(o) for s, o in manifest.meta.get("parts", {}).items()}
+    sizes = {str(o): int(n) for o, n in manifest.meta.get("sizes", {}).items()}
     parts: dict[str, Part] = {}
     covered = dict(stored)
-    fetch, kept = [], False
+    fetch: dict[str, list[str]] = {}  # object -> the slides wanted from it
+    kept = False
     for s in sorted(set(objects) | set(mine.covered if mine else ())):
         # Marks only grow: a slide's rows read at a mark hold every label counted by then.
         if mine is not None and s in mine.covered and mine.covered[s] >= stored.get(s, 0):
@@ -358,30 +364,43 @@ def _working(key: str, made_for: dict[str, str]) -> Working | None:
             if s in mine.parts:
                 parts[s] = mine.parts[s]
         elif s in objects:
-            fetch.append(s)
-    read = SLIDE_READERS.map(lambda s: data.review_part(objects[s]), fetch)
-    for s, table in zip(fetch, read, strict=True):
-        if table is None:
-            covered[s] = -1  # never a mark: the next read takes it fresh
-        else:
-            parts[s] = ((objects[s], s), table)
+            fetch.setdefault(objects[s], []).append(s)
+    read = SLIDE_READERS.map(data.review_part, fetch)
+    for obj, table in zip(fetch, read, strict=True):
+        held = review_table.by_slide(table) if table is not None else {}
+        for s in fetch[obj]:
+            if s in held:
+                parts[s] = ((obj, s), held[s])
+            else:
+                covered[s] = -1  # never a mark: the next read takes it fresh
     # The token names the content: rows kept from the copy are not the snapshot's own.
     token = f"{manifest.etag}+{next(_TOKENS)}" if kept else manifest.etag
-    return Working(parts, made_for, covered, manifest.etag, stored, token, objects)
+    return Working(parts, made_for, covered, manifest.etag, stored, token, objects, sizes)
 
 
 def _store(key: str, project_id: str, work: Working, moved: list[str]) -> Working:
-    """The snapshot stored anew: the moved slides' rows each as a new object, then the manifest,
-    then the objects the manifest it replaced named and this one does not."""
+    """The snapshot stored anew: the moved slides' rows as one new object (every slide's, when
+    the objects still named would hold over WASTE rows per row they are named for), then the
+    manifest, then the objects the manifest it replaced named and this one does not."""
     before = data.review_manifest(key)
-    writes = {s: _part_object(project_id, s, work.covered[s]) for s in moved if s in work.parts}
-    list(SLIDE_READERS.map(lambda kv: data.put_review_part(kv[1], work.parts[kv[0]][1]), writes.items()))
-    objects = {s: o for s, o in work.objects.items() if s not in moved} | writes
-    etag = data.put_review_manifest(key, {**work.made_for, "covered": work.covered, "parts": objects})
-    named = set(objects.values())
-    gone = [o for o in (before.meta.get("parts", {}).values() if before else ()) if o not in named]
-    list(SLIDE_READERS.map(data.delete_review_part, gone))
-    return work._replace(etag=etag, stored=dict(work.covered), objects=objects, token=etag)
+    objects = {s: o for s, o in work.objects.items() if s not in moved and s in work.parts}
+    named = sum(work.parts[s][1].num_rows for s in objects)
+    held = sum(work.sizes.get(o, 0) for o in set(objects.values()))
+    if held > WASTE * named:
+        objects = {}
+    writes = sorted(s for s in work.parts if s not in objects)
+    sizes = {o: work.sizes[o] for o in set(objects.values()) if o in work.sizes}
+    if writes:
+        obj = _part_object(project_id)
+        table = pa.concat_tables([work.parts[s][1] for s in writes])
+        data.put_review_part(obj, table)
+        objects |= {s: obj for s in writes}
+        sizes[obj] = table.num_rows
+    meta = {**work.made_for, "covered": work.covered, "parts": objects, "sizes": sizes}
+    etag = data.put_review_manifest(key, meta)
+    gone = sorted({o for o in (before.meta.get("parts", {}).values() if before else ()) if o not in sizes})
+    data.delete_review_parts(gone)
+    return work._replace(etag=etag, stored=dict(work.covered), objects=objects, sizes=sizes, token=etag)
 
 
 def _read(svc: HistoLabel, state: ProjectState, slides: list[str]) -> dict[str, Part]:
@@ -416,7 +435,7 @@ def review_rows_table(svc: HistoLabel, state: ProjectState, slide: str | None = 
         return review_table.Rows(alone, state.resolve, categories)
     if work is None:
         covered = {s: marks.get(s, 0) for s in slides}
-        work = Working(_read(svc, state, slides), made_for, covered, "", {}, "", {})
+        work = Working(_read(svc, state, slides), made_for, covered, "", {}, "", {}, {})
     else:
         fresh = [s for s in slides if marks.get(s, 0) != work.covered.get(s, 0)]
         if fresh:

@@ -201,7 +201,7 @@ def test_a_snapshot_another_container_stored_costs_the_slides_it_moved(scale_api
     monkeypatch.setattr(views, "SNAPSHOT_AFTER", 2)
     first_parts = views.data.review_manifest(key).meta["parts"]
     assert sorted(first_parts) == sorted(made.slides) and stored_parts() == set(first_parts.values())
-    review()  # B reads two slides fresh and stores the snapshot anew: their objects only
+    review()  # B reads two slides fresh and stores the snapshot anew: their rows only
     assert views.data.review_manifest(key).etag != first_etag
     parts = views.data.review_manifest(key).meta["parts"]
     assert [s for s in made.slides if parts[s] != first_parts[s]] == made.slides[:2]
@@ -218,4 +218,13 @@ def test_a_snapshot_another_container_stored_costs_the_slides_it_moved(scale_api
     s3, bucket = client("s3", get_settings()), get_settings().data_bucket
     s3.delete_object(Bucket=bucket, Key=parts[made.slides[4]])
     monkeypatch.setattr(views, "_WORKING", Lru(8))  # container C
+    assert all_rows(scale_api, pid, reviewer) == per_slide(scale_api, pid, reviewer, made.slides)
+    # Each store writes its moved slides as one object; once the objects still named hold more
+    # rows than WASTE per row named, every slide goes into one object anew.
+    monkeypatch.setattr(views, "SNAPSHOT_AFTER", 1)
+    monkeypatch.setattr(views, "WASTE", 1)
+    label_new(made.slides[0])  # the object B stored now names slide 1's rows only
+    review()
+    parts = views.data.review_manifest(key).meta["parts"]
+    assert len(set(parts.values())) == 1 and stored_parts() == set(parts.values())
     assert all_rows(scale_api, pid, reviewer) == per_slide(scale_api, pid, reviewer, made.slides)
