@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import csv
 import functools
-import json
+import gc
 import os
 import tempfile
 import time
@@ -74,10 +74,20 @@ def _reader(labels_uri: str) -> Any:
     return LabelReader(labels_uri)
 
 
-def _outline_chunk(labels_uri: str, boxes: dict[int, tuple[int, ...]]) -> dict[int, list[list[float]]]:
+def _outline_chunk(labels_uri: str, boxes: dict[int, tuple[int, ...]]) -> dict[int, tuple[int, str]]:
     """One task: outlines of `boxes` (id -> level-0 bbox) from the label pyramid (a worker keeps
-    its reader)."""
-    return dict(_reader(labels_uri).outlines({k: np.asarray(v) for k, v in boxes.items()}))
+    its reader), each as its point count and JSON text (a string pickles and writes as it is;
+    10^6 rings as lists were 10^8 floats to pickle, unpickle and encode in the writer)."""
+    # A ring's lists are garbage-collector work (cycle scans as they are made, ~10x tolist's own
+    # cost) though none can hold a cycle.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        rings = _reader(labels_uri).outlines({k: np.asarray(v) for k, v in boxes.items()})
+        return {k: export.ring_text(ring) for k, ring in rings.items()}
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def chunks_in_tile_order(
@@ -122,10 +132,10 @@ class Writer:
             self._csv.writeheader()
 
     def features(
-        self, rows: list[Row], ring_of: Callable[[str, int], list[list[float]]], imported: Any
+        self, rows: list[Row], ring_text_of: Callable[[str, int], tuple[int, str]], imported: Any
     ) -> None:
-        for feature in export.geojson_features(rows, ring_of, self.colors, self.names, imported):
-            self.fh.write(("" if self._first else ",\n") + json.dumps(feature, separators=(",", ":")))
+        for text in export.geojson_feature_texts(rows, ring_text_of, self.colors, self.names, imported):
+            self.fh.write(("" if self._first else ",\n") + text)
             self._first = False
             self.rows += 1
 
@@ -249,20 +259,20 @@ def _geojson_slide(
 
         objects = objects_by_id(read_table(own(seg["objects_uri"])), list(by_id))
         own_geometry = {i: (e, as_lists(g)) for i, (e, g) in objects.items()}
-        writer.features(rows, lambda s, i: [], lambda s, i: own_geometry.get(i))
+        writer.features(rows, lambda s, i: (0, ""), lambda s, i: own_geometry.get(i))
         return
     labels_uri = own(seg["labels_uri"])
     table = SuperpixelTable.from_arrow(read_table(own(seg["table_uri"])))
     chunks = chunks_in_tile_order(table, list(by_id))
-    run: Iterator[dict[int, list[list[float]]]]
+    run: Iterator[dict[int, tuple[int, str]]]
     if executor is None:
         run = (_outline_chunk(labels_uri, c) for c in chunks)
     else:
         run = executor.map(_outline_chunk, [labels_uri] * len(chunks), chunks)
     for k, (chunk, rings) in enumerate(zip(chunks, run, strict=True)):
 
-        def ring_of(_slide: str, i: int, rings: dict[int, list[list[float]]] = rings) -> list[list[float]]:
-            return rings.get(i, [])
+        def ring_of(_slide: str, i: int, rings: dict[int, tuple[int, str]] = rings) -> tuple[int, str]:
+            return rings.get(i, (0, ""))
 
         writer.features([by_id[i] for i in chunk], ring_of, None)
         if k % 16 == 15:

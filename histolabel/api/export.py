@@ -178,6 +178,22 @@ def to_geojson(
     }
 
 
+def _feature_head(
+    r: Row, colors: Mapping[str, str], names: Names, own: tuple[str, dict[str, Any]] | None
+) -> tuple[Any, dict[str, Any]]:
+    """A feature's id and properties."""
+    props: dict[str, Any] = {"objectType": "annotation", **flat(r, names), "labels": r["labels"]}
+    shown = r["label"] or r["prediction"]
+    if shown is not None:
+        props["classification"] = {
+            "name": names.get(shown, shown),
+            "color": hex_to_rgb(colors.get(shown, "#808080")),
+        }
+    if own:
+        props["external_id"] = own[0]
+    return (own[0] if own else f"{r['slide_id']}:{r['id']}"), props
+
+
 def geojson_features(
     rows: Iterable[Row],
     ring_of: Callable[[str, int], list[list[float]]],
@@ -185,25 +201,49 @@ def geojson_features(
     names: Names,
     imported: Callable[[str, int], tuple[str, dict[str, Any]] | None] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """to_geojson's features one at a time, for a writer that streams them to a file."""
+    """to_geojson's features one at a time."""
     for r in rows:
         own = imported(r["slide_id"], r["id"]) if imported else None
         ring = [] if own else ring_of(r["slide_id"], r["id"])
         if own is None and len(ring) < 4:
             continue
-        props: dict[str, Any] = {"objectType": "annotation", **flat(r, names), "labels": r["labels"]}
-        shown = r["label"] or r["prediction"]
-        if shown is not None:
-            props["classification"] = {
-                "name": names.get(shown, shown),
-                "color": hex_to_rgb(colors.get(shown, "#808080")),
-            }
+        fid, props = _feature_head(r, colors, names, own)
         geometry = own[1] if own else {"type": "Polygon", "coordinates": [ring]}
-        if own:
-            props["external_id"] = own[0]
-        yield {
-            "type": "Feature",
-            "id": own[0] if own else f"{r['slide_id']}:{r['id']}",
-            "geometry": geometry,
-            "properties": props,
-        }
+        yield {"type": "Feature", "id": fid, "geometry": geometry, "properties": props}
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def ring_text(ring: list[list[float]]) -> tuple[int, str]:
+    """A ring's point count and compact JSON text (where it is traced: the export job's
+    processes), so it is not decoded and encoded again to be written."""
+    return len(ring), _dumps(ring)
+
+
+def geojson_feature_texts(
+    rows: Iterable[Row],
+    ring_text_of: Callable[[str, int], tuple[int, str]],
+    colors: Mapping[str, str],
+    names: Names,
+    imported: Callable[[str, int], tuple[str, dict[str, Any]] | None] | None = None,
+) -> Iterator[str]:
+    """geojson_features, each as its compact JSON text (the same bytes as json.dumps of the
+    feature with separators (",", ":")), the ring given as its text (`ring_text`)."""
+    for r in rows:
+        own = imported(r["slide_id"], r["id"]) if imported else None
+        points, ring = (0, "") if own else ring_text_of(r["slide_id"], r["id"])
+        if own is None and points < 4:
+            continue
+        fid, props = _feature_head(r, colors, names, own)
+        geometry = _dumps(own[1]) if own else '{"type":"Polygon","coordinates":[' + ring + "]}"
+        yield (
+            '{"type":"Feature","id":'
+            + _dumps(fid)
+            + ',"geometry":'
+            + geometry
+            + ',"properties":'
+            + _dumps(props)
+            + "}"
+        )
