@@ -24,6 +24,10 @@ class Lru(Generic[V]):
             self._items.move_to_end(key)
             return self._items[key]
 
+    def __contains__(self, key: Hashable) -> bool:
+        with self._lock:
+            return key in self._items
+
     def put(self, key: Hashable, value: V) -> V:
         with self._lock:
             self._items[key] = value

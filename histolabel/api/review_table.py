@@ -10,8 +10,10 @@ still answers as after it.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Hashable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +23,7 @@ import pyarrow.compute as pc
 
 from histolabel.api import agreement
 from histolabel.api.schemas import ReviewQuery
+from histolabel.cpus import available_cpus
 from histolabel.memo import Lru
 
 Row = dict[str, Any]
@@ -260,6 +263,29 @@ def _part_order(rows: Rows, slide: str, qkey: str, build: Callable[[pa.Table], A
     return _PART_ORDERS.get_or_build((key, rows.categories, qkey), lambda: build(part(rows, slide)))
 
 
+def _part_orders(rows: Rows, slides: list[str], qkey: str, build: Callable[[pa.Table], Any]) -> list[Any]:
+    """_part_order of each slide; the ones not kept yet ordered at once, a thread per core (Arrow's
+    kernels release the GIL): a container's first page over 500 slides orders them all."""
+
+    def kept(s: str) -> bool:
+        return rows.parts[s][0] is not None and (rows.parts[s][0], rows.categories, qkey) in _PART_ORDERS
+
+    missing = [s for s in slides if not kept(s)]
+    pool = _ordering_pool() if len(missing) > 1 else None
+    made = (
+        dict(zip(missing, pool.map(lambda s: _part_order(rows, s, qkey, build), missing), strict=True))
+        if pool
+        else {}
+    )
+    return [made[s] if s in made else _part_order(rows, s, qkey, build) for s in slides]
+
+
+@functools.cache
+def _ordering_pool() -> ThreadPoolExecutor | None:
+    cores = available_cpus()
+    return ThreadPoolExecutor(cores, thread_name_prefix="review-order") if cores > 1 else None
+
+
 def _numbered(table: pa.Table) -> pa.Table:
     return table.append_column("_row", pa.array(np.arange(table.num_rows, dtype=np.int64)))
 
@@ -309,8 +335,10 @@ def page(rows: Rows, q: ReviewQuery) -> dict[str, Any]:
     qkey = _query_key(q)
     firsts, total = [], 0
     groups: dict[str, int] | None = None if not q.group_by else {}
-    for slide in _slides_of(rows, q):
-        order, part_groups = _part_order(rows, slide, qkey, lambda t: _ordered_rows(t, q))
+    slides = _slides_of(rows, q)
+    for slide, (order, part_groups) in zip(
+        slides, _part_orders(rows, slides, qkey, lambda t: _ordered_rows(t, q)), strict=True
+    ):
         total += len(order)
         if groups is not None:
             for name, n in (part_groups or {}).items():
@@ -350,7 +378,7 @@ def ids(rows: Rows, q: ReviewQuery) -> dict[str, Any]:
     """Ids of every row the filters match, by slide, a page of `q.limit` at a time (in slide,
     id order, so pages do not depend on the sort of the list)."""
     qkey = _query_key(q)
-    parts = [_part_order(rows, s, qkey, lambda t: _id_order(t, q)) for s in _slides_of(rows, q)]
+    parts = _part_orders(rows, _slides_of(rows, q), qkey, lambda t: _id_order(t, q))
     chosen = pa.concat_tables(parts) if parts else empty().select(["slide_id", "id"])
     start = int(q.cursor or 0)
     chunk = chosen.slice(start, q.limit)
