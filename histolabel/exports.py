@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import gc
 import os
 import tempfile
 import time
@@ -78,16 +77,8 @@ def _outline_chunk(labels_uri: str, boxes: dict[int, tuple[int, ...]]) -> dict[i
     """One task: outlines of `boxes` (id -> level-0 bbox) from the label pyramid (a worker keeps
     its reader), each as its point count and JSON text (a string pickles and writes as it is;
     10^6 rings as lists were 10^8 floats to pickle, unpickle and encode in the writer)."""
-    # A ring's lists are garbage-collector work (cycle scans as they are made, ~10x tolist's own
-    # cost) though none can hold a cycle.
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        rings = _reader(labels_uri).outlines({k: np.asarray(v) for k, v in boxes.items()})
-        return {k: export.ring_text(ring) for k, ring in rings.items()}
-    finally:
-        if enabled:
-            gc.enable()
+    rings = _reader(labels_uri).outlines({k: np.asarray(v) for k, v in boxes.items()})
+    return {k: export.ring_text(ring) for k, ring in rings.items()}
 
 
 def chunks_in_tile_order(
