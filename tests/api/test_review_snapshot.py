@@ -30,6 +30,15 @@ def all_rows(call: Any, pid: str, user: str, query: str = "") -> list[dict[str, 
         cursor = f"&cursor={r.json_body['next_cursor']}"
 
 
+def label_unlabeled(call: Any, pid: str, slide: str, user: str, category: str, superpixels: int) -> None:
+    """`user` labels the slide's first superpixel nobody labeled yet, through the API."""
+    have = call.svc.slide_labels_current(pid, slide).entries
+    sp = next(i for i in range(1, superpixels + 1) if i not in have)
+    r = call("POST", f"/projects/{pid}/slides/{slide}/labels", user,
+             {"category_id": category, "ids": [sp], "source": "click"})  # fmt: skip
+    assert r.status_code in (200, 201), r.body
+
+
 def per_slide(call: Any, pid: str, user: str, slides: list[str]) -> list[dict[str, Any]]:
     """Each slide's own review pages, which must equal every slide's rows read fresh."""
     from chalicelib import views
@@ -86,11 +95,7 @@ def test_review_of_every_slide_reads_the_snapshot_and_the_slides_labeled_since(s
     # While annotators label, each review reads the slides labeled since this container's last
     # one, not every slide labeled since the snapshot was stored: the second costs no more.
     def label_new(sid: str) -> None:
-        have = svc.slide_labels_current(pid, sid).entries
-        sp = next(i for i in range(1, 1001) if i not in have)
-        r = scale_api("POST", f"/projects/{pid}/slides/{sid}/labels", user,
-                      {"category_id": cats[1], "ids": [sp], "source": "click"})  # fmt: skip
-        assert r.status_code in (200, 201), r.body
+        label_unlabeled(scale_api, pid, sid, user, cats[1], 1000)
 
     def label_then_review(k: int) -> int:
         label_new(made.slides[k])
@@ -174,11 +179,7 @@ def test_a_snapshot_another_container_stored_costs_the_slides_it_moved(scale_api
     path = f"/projects/{pid}/review?limit=50&sort=certainty"
 
     def label_new(sid: str) -> None:
-        have = svc.slide_labels_current(pid, sid).entries
-        sp = next(i for i in range(1, 401) if i not in have)
-        r = scale_api("POST", f"/projects/{pid}/slides/{sid}/labels", user,
-                      {"category_id": cats[1], "ids": [sp], "source": "click"})  # fmt: skip
-        assert r.status_code in (200, 201), r.body
+        label_unlabeled(scale_api, pid, sid, user, cats[1], 400)
 
     def stored_parts() -> set[str]:
         s3, prefix = client("s3", get_settings()), f"projects/{pid}/review/parts/"
