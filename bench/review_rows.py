@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
+    from api import percentile
     from chalicelib import views
     from scale_data import generate, local_cloud, publish_predictions
 
@@ -143,8 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     whole_store_ms = parquet_ms([pa.concat_tables([t for _, t in rows.parts.values()])])
 
     def p95(values: list[float]) -> float:
-        ordered = sorted(values)
-        return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+        return percentile(values, 0.95)
 
     print(f"first page (every slide ordered): {first_s:.1f} s")
     print(f"review_rows_total: {total}")

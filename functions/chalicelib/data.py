@@ -107,6 +107,11 @@ def prediction_uri(uri_prefix: str, slide_id: str) -> str:
     return f"{uri_prefix.rstrip('/')}/{slide_id}.parquet"
 
 
+def _missing(err: ClientError) -> bool:
+    """Whether S3 answered that the object is not there."""
+    return err.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound")
+
+
 class Manifest(NamedTuple):
     meta: dict[str, Any]  # what the rows were made for, each slide's mark and part object
     etag: str
@@ -122,10 +127,9 @@ def review_manifest(key: str) -> Manifest | None:
     try:
         obj = client("s3", s).get_object(Bucket=s.data_bucket, Key=key, **extra)
     except ClientError as err:
-        code = err.response["Error"]["Code"]
-        if code in ("304", "NotModified") and known:
+        if err.response["Error"]["Code"] in ("304", "NotModified") and known:
             return known
-        if code in ("404", "NoSuchKey", "NotFound"):
+        if _missing(err):
             return None
         raise
     return _manifests.put(key, Manifest(json.loads(obj["Body"].read()), obj["ETag"]))
@@ -145,13 +149,13 @@ _manifests: Lru[Manifest] = Lru(8)  # the last one seen per key (project)
 
 
 def review_part(key: str) -> Any:
-    """One slide's review rows (a pa.Table) as a snapshot stored them; None when that object is
-    gone (a newer snapshot replaced it)."""
+    """The review rows (a pa.Table) of the slides one snapshot store wrote; None when that
+    object is gone (a newer snapshot replaced it)."""
     s = get_settings()
     try:
         obj = client("s3", s).get_object(Bucket=s.data_bucket, Key=key)
     except ClientError as err:
-        if err.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+        if _missing(err):
             return None
         raise
     return pq.ParquetFile(io.BytesIO(obj["Body"].read())).read()
@@ -213,7 +217,7 @@ def exists(key: str) -> bool:
     try:
         client("s3", s).head_object(Bucket=s.data_bucket, Key=key)
     except ClientError as err:
-        if err.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+        if _missing(err):
             return False
         raise
     return True
@@ -225,7 +229,7 @@ def object_size(key: str) -> int | None:
     try:
         head = client("s3", s).head_object(Bucket=s.data_bucket, Key=key)
     except ClientError as err:
-        if err.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+        if _missing(err):
             return None
         raise
     return int(head["ContentLength"])

@@ -410,14 +410,14 @@ def _read(svc: HistoLabel, state: ProjectState, slides: list[str]) -> dict[str, 
 
 def review_rows_table(svc: HistoLabel, state: ProjectState, slide: str | None = None) -> review_table.Rows:
     """The review rows of one slide, or of every slide, a table per slide: the project's snapshot
-    (an object per slide in the data bucket, named by a manifest), as this container last
-    brought it up to date, with the slides labeled since read fresh, found by one Query of the
-    label marks. So a request reads the slides labeled since this container's last review, not
-    since the snapshot was stored, and a slide's rows keep their key (and the orders kept under
-    it) until it is labeled. A request over every slide stores the snapshot anew (the moved
-    slides' objects and the manifest) when SNAPSHOT_AFTER slides moved past the stored one, or
-    when there is none for this project and predictions round. The rows' version (the copy's
-    token, the slides, the categories) names them all at once."""
+    (parts in the data bucket, named by a manifest), as this container last brought it up to
+    date, with the slides labeled since read fresh, found by one Query of the label marks. So a
+    request reads the slides labeled since this container's last review, not since the snapshot
+    was stored, and a slide's rows keep their key (and the orders kept under it) until it is
+    labeled. A request over every slide stores the snapshot anew (`_store`) when SNAPSHOT_AFTER
+    slides moved past the stored one, or when there is none for this project and predictions
+    round. The rows' version (the copy's token, the slides, the categories) names them all at
+    once."""
     slides = [slide] if slide else sorted(state.slides)
     pub = state.predictions or {"slides": []}
     for sid in slides:  # refused if any names another project's object, read or not

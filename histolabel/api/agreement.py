@@ -165,11 +165,11 @@ def answer(t: Tallies, categories: Sequence[str]) -> dict[str, Any]:
     by_pair: dict[tuple[str, str], list[tuple[str, str, int]]] = {}
     for (a, b, ca, cb), n in t.pairs.items():
         by_pair.setdefault((a, b), []).append((ca, cb, n))
+    users = sorted(t.raters)
     pairs = []
-    for a, b in combinations(sorted(t.raters), 2):
+    for a, b in combinations(users, 2):
         if (a, b) in by_pair:
             pairs.append({"a": a, "b": b, **_named_pair(by_pair[(a, b)], categories)})
-    users = sorted(t.raters)
     fl = None
     if len(users) > 2:
         rated = t.rated.get(tuple(users), Rated())

@@ -148,7 +148,16 @@ def outlines(
         groups.setdefault(((y0 + y1) // 2 // tile, (x0 + x1) // 2 // tile), []).append(sp)
     rings: dict[int, list[list[float]]] = {}
     with _collector_paused():
-        _trace(window, boxes, groups, scale, rings)
+        for ids in groups.values():
+            wy0 = min(boxes[i][0] for i in ids)
+            wx0 = min(boxes[i][1] for i in ids)
+            wy1 = max(boxes[i][2] for i in ids)
+            wx1 = max(boxes[i][3] for i in ids)
+            win = window(wy0, wx0, wy1, wx1)
+            for sp in ids:
+                y0, x0, y1, x1 = boxes[sp]
+                crop = win[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0] == sp
+                rings[sp] = outline(crop, y0, x0, scale)
     return rings
 
 
@@ -163,25 +172,6 @@ def _collector_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
-
-
-def _trace(
-    window: Callable[[int, int, int, int], np.ndarray],
-    boxes: Mapping[int, tuple[int, int, int, int]],
-    groups: dict[tuple[int, int], list[int]],
-    scale: float,
-    rings: dict[int, list[list[float]]],
-) -> None:
-    for ids in groups.values():
-        wy0 = min(boxes[i][0] for i in ids)
-        wx0 = min(boxes[i][1] for i in ids)
-        wy1 = max(boxes[i][2] for i in ids)
-        wx1 = max(boxes[i][3] for i in ids)
-        win = window(wy0, wx0, wy1, wx1)
-        for sp in ids:
-            y0, x0, y1, x1 = boxes[sp]
-            crop = win[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0] == sp
-            rings[sp] = outline(crop, y0, x0, scale)
 
 
 def hex_to_rgb(color: str) -> list[int]:

@@ -1,7 +1,7 @@
 """Review rows as Arrow tables (one per slide, `Rows`): filters, sorts, groups and pages run as
 column operations, so a page over every labeled superpixel of a project costs a scan in C, not a
-Python loop per row, and the project's review snapshot (the API's `views.review_rows_table`: a
-Parquet part per slide) is served without building its rows.
+Python loop per row, and the project's review snapshot (the API's `views.review_rows_table`:
+Parquet parts, each holding the slides one store wrote) is served without building its rows.
 
 The table keeps the categories as the labels were given; `resolved` maps them through the
 project's merges and deletions as it knows them now, so a snapshot written before a merge
@@ -256,21 +256,24 @@ def _query_key(q: ReviewQuery) -> str:
     return f"{type(q).__name__}:{q.model_dump_json(exclude={'cursor', 'limit'})}"
 
 
-def _part_order(rows: Rows, slide: str, qkey: str, build: Callable[[pa.Table], Any]) -> Any:
+def _order_key(rows: Rows, slide: str, qkey: str) -> Hashable | None:
+    """What a slide's order for the query is kept under (None: its part is not kept)."""
     key = rows.parts[slide][0]
+    return None if key is None else (key, rows.categories, qkey)
+
+
+def _part_order(rows: Rows, slide: str, qkey: str, build: Callable[[pa.Table], Any]) -> Any:
+    key = _order_key(rows, slide, qkey)
     if key is None:
         return build(part(rows, slide))
-    return _PART_ORDERS.get_or_build((key, rows.categories, qkey), lambda: build(part(rows, slide)))
+    return _PART_ORDERS.get_or_build(key, lambda: build(part(rows, slide)))
 
 
 def _part_orders(rows: Rows, slides: list[str], qkey: str, build: Callable[[pa.Table], Any]) -> list[Any]:
     """_part_order of each slide; the ones not kept yet ordered at once, a thread per core (Arrow's
     kernels release the GIL): a container's first page over 500 slides orders them all."""
 
-    def kept(s: str) -> bool:
-        return rows.parts[s][0] is not None and (rows.parts[s][0], rows.categories, qkey) in _PART_ORDERS
-
-    missing = [s for s in slides if not kept(s)]
+    missing = [s for s in slides if (key := _order_key(rows, s, qkey)) is None or key not in _PART_ORDERS]
     pool = _ordering_pool() if len(missing) > 1 else None
     made = (
         dict(zip(missing, pool.map(lambda s: _part_order(rows, s, qkey, build), missing), strict=True))
