@@ -14,15 +14,29 @@ that: check all conditions first, raise the same cancellation reasons, then appl
 Stream reads: moto's generic response serializer walked every attribute of every record of a
 GetRecords answer, about two thirds of the server's time while a projector worked through a
 backlog (bench/event_store.py); the records are JSON already, so they are dumped as they are.
+
+S3 range reads: moto reads an object's whole body to answer any GET and then slices out the
+range asked for, so a range read costs time proportional to the object. Slides are read in 4 MB
+ranges of a source of hundreds of MB, and pyramids chunk by chunk out of shards: that was most of
+the emulator's time under the ingest, segment and embed jobs. While a ranged GET is answered, a
+key's value is a view that reads only the bytes sliced from it.
+
+Dispatch: to route each request moto lists its own package folder (an `isdir` per service, some
+200), under the dispatcher's lock; the listing cannot change while the server runs, so it is
+taken once.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import threading
+from collections.abc import Iterable
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
+from moto import backends
 from moto.dynamodb.comparisons import get_filter_expression
 from moto.dynamodb.exceptions import (
     ConditionalCheckFailed,
@@ -34,6 +48,8 @@ from moto.dynamodb.exceptions import (
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import StreamRecord, StreamShard, Table
 from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
+from moto.s3.models import FakeKey
+from moto.s3.responses import S3Response
 
 
 def _key_of(backend: DynamoDBBackend, op_type: str, op: dict[str, Any]) -> dict[str, Any]:
@@ -150,7 +166,62 @@ def _get_records(self: DynamoDBStreamsHandler) -> str:
     return json.dumps(result, default=_json_value)
 
 
+_ranged = threading.local()
+_original_value: property = FakeKey.value  # type: ignore[assignment]
+_original_key_response = S3Response.key_response
+
+
+class _StoredBytes:
+    """An object's body as `_handle_range_header` uses it (its length and one slice), read from
+    the key's buffer only where sliced."""
+
+    def __init__(self, key: FakeKey) -> None:
+        self.key = key
+
+    def __len__(self) -> int:
+        return int(self.key.size)
+
+    def __getitem__(self, part: slice) -> bytes:
+        start, stop, _ = part.indices(len(self))
+        with self.key.lock:
+            self.key._value_buffer.seek(start)
+            return bytes(self.key._value_buffer.read(max(stop - start, 0)))
+
+
+def _value(self: FakeKey) -> Any:
+    if getattr(_ranged, "active", False):
+        return _StoredBytes(self)
+    return _original_value.fget(self)  # type: ignore[misc]
+
+
+def _key_response(self: S3Response, request: Any, *args: Any, **kwargs: Any) -> Any:
+    _ranged.active = request.method == "GET" and request.headers.get("range", "") != ""
+    try:
+        response = _original_key_response(self, request, *args, **kwargs)
+    finally:
+        _ranged.active = False
+    if isinstance(response, tuple) and len(response) == 3 and isinstance(response[2], _StoredBytes):
+        # answered whole after all (a range S3 ignores, a part number): every byte, as moto would
+        response = (response[0], response[1], response[2][:])
+    return response
+
+
+_original_modules = backends.list_of_moto_modules
+
+
+@cache
+def _moto_modules() -> tuple[str, ...]:
+    return tuple(_original_modules())
+
+
+def _list_of_moto_modules() -> Iterable[str]:
+    return _moto_modules()
+
+
 def apply() -> None:
+    backends.list_of_moto_modules = _list_of_moto_modules
+    FakeKey.value = property(_value, _original_value.fset)  # type: ignore[method-assign,assignment]
+    S3Response.key_response = _key_response  # type: ignore[method-assign]
     StreamShard.add = _stream_add  # type: ignore[method-assign]
     DynamoDBStreamsHandler.get_records = _get_records  # type: ignore[method-assign,assignment]
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]

@@ -40,3 +40,30 @@ def test_localstack_init_plan_is_generated_from_the_stack_definitions():
         "histolabel-local-events",
         "histolabel-local-projections",
     }
+
+
+def test_range_reads_answer_the_bytes_asked_for(cloud):
+    """The local cloud reads only the range asked for (moto_patches); S3's answers stay its own:
+    a range, an open-ended range, a suffix, a range past the end cut to the object, one that
+    starts past the end refused (416), and a whole GET after ranged ones."""
+    import botocore.exceptions
+    import pytest
+
+    s3 = client("s3", cloud)
+    body = bytes(range(256)) * 40_000  # 10 MB: past moto's in-memory buffer, so on disk
+    key = "smoke/ranges.bin"
+    s3.put_object(Bucket=cloud.data_bucket, Key=key, Body=body)
+
+    def ranged(spec: str) -> tuple[bytes, str]:
+        got = s3.get_object(Bucket=cloud.data_bucket, Key=key, Range=spec)
+        return got["Body"].read(), got["ContentRange"]
+
+    n = len(body)
+    assert ranged("bytes=1000-1999") == (body[1000:2000], f"bytes 1000-1999/{n}")
+    assert ranged(f"bytes={n - 5}-") == (body[-5:], f"bytes {n - 5}-{n - 1}/{n}")
+    assert ranged("bytes=-300") == (body[-300:], f"bytes {n - 300}-{n - 1}/{n}")
+    assert ranged(f"bytes={n - 10}-{n + 100}") == (body[-10:], f"bytes {n - 10}-{n - 1}/{n}")
+    with pytest.raises(botocore.exceptions.ClientError) as refused:
+        s3.get_object(Bucket=cloud.data_bucket, Key=key, Range=f"bytes={n}-{n + 10}")
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 416
+    assert s3.get_object(Bucket=cloud.data_bucket, Key=key)["Body"].read() == body
