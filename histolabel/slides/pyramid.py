@@ -19,6 +19,7 @@ import zarr
 from zarr.codecs import BytesCodec, ZstdCodec
 
 from histolabel.cpus import available_cpus
+from histolabel.jit import njit
 from histolabel.slides.readers import SlideSource
 
 CHUNK = 256  # viewer tile side
@@ -45,15 +46,39 @@ def blocks(height: int, width: int, side: int = SHARD) -> Iterator[tuple[int, in
 def downsample2(block: np.ndarray) -> np.ndarray:
     """2x2 mean of a (..., h, w) uint8 block, odd edges padded by repetition, rounded half up."""
     h, w = block.shape[-2:]
-    if h % 2 or w % 2:
-        pad = [(0, 0)] * (block.ndim - 2) + [(0, h % 2), (0, w % 2)]
-        block = np.pad(block, pad, mode="edge")
-    b = block.astype(np.uint16)
-    total = b[..., 0::2, 0::2] + b[..., 1::2, 0::2] + b[..., 0::2, 1::2] + b[..., 1::2, 1::2]
-    return ((total + 2) // 4).astype(np.uint8)
+    planes = np.ascontiguousarray(block, np.uint8).reshape(-1, h, w)
+    return _halve(planes).reshape(*block.shape[:-2], (h + 1) // 2, (w + 1) // 2)
 
 
-def create_level(group: zarr.Group, path: str, shape: tuple[int, ...], dtype: Any) -> zarr.Array:
+@njit(cache=True, nogil=True)
+def _halve(planes: np.ndarray) -> np.ndarray:
+    # One pass, no uint16 temporaries: the numpy version (pad, widen, four adds, divide) was a
+    # fifth of ingest's CPU time.
+    n, h, w = planes.shape
+    oh, ow = (h + 1) // 2, (w + 1) // 2
+    out = np.empty((n, oh, ow), np.uint8)
+    for c in range(n):
+        for i in range(oh):
+            y0 = 2 * i
+            y1 = min(y0 + 1, h - 1)
+            for j in range(ow):
+                x0 = 2 * j
+                x1 = min(x0 + 1, w - 1)
+                total = (
+                    np.uint16(planes[c, y0, x0])
+                    + np.uint16(planes[c, y1, x0])
+                    + np.uint16(planes[c, y0, x1])
+                    + np.uint16(planes[c, y1, x1])
+                )
+                out[c, i, j] = np.uint8((total + 2) // 4)
+    return out
+
+
+def create_level(
+    group: zarr.Group, path: str, shape: tuple[int, ...], dtype: Any, *, dense: bool = False
+) -> zarr.Array:
+    """One level's array. `dense`: every chunk is written, even one that is all fill value; for
+    images, where no chunk is, so zarr's per-chunk check (a fifth of ingest's CPU) is skipped."""
     lead = shape[:-2]
     return group.create_array(
         path,
@@ -62,10 +87,12 @@ def create_level(group: zarr.Group, path: str, shape: tuple[int, ...], dtype: An
         chunks=(*lead, CHUNK, CHUNK),
         shards=(*lead, SHARD, SHARD),
         serializer=BytesCodec(),
-        compressors=ZstdCodec(level=3),
+        # level 1: tissue compresses about as badly at any level (0.82 at 3), at 2.3x the speed
+        compressors=ZstdCodec(level=1),
         fill_value=0,
         dimension_names=("c", "y", "x"),
         overwrite=True,
+        config={"write_empty_chunks": dense},
     )
 
 
@@ -98,7 +125,7 @@ def write_pyramid(
     image as complete.
     """
     shapes = level_shapes(source.height, source.width)
-    arrays = [create_level(group, str(k), (3, h, w), np.uint8) for k, (h, w) in enumerate(shapes)]
+    arrays = [create_level(group, str(k), (3, h, w), np.uint8, dense=True) for k, (h, w) in enumerate(shapes)]
     top = len(shapes) - 1
     assert max(shapes[top]) <= SHARD, "the quadtree walk starts from a top level of one shard"
     workers = available_cpus()
