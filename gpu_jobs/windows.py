@@ -28,8 +28,9 @@ class SlideWindows:
         if self._arrays is None:
             from histolabel.adapters import pyramids
 
-            image = pyramids.open_group(self.image_uri, "r")[str(self.level)]
-            labels = pyramids.open_group(self.labels_uri, "r")["0"]
+            whole = pyramids.WINDOW_BYTES
+            image = pyramids.open_group(self.image_uri, "r", whole=whole)[str(self.level)]
+            labels = pyramids.open_group(self.labels_uri, "r", whole=whole)["0"]
             self._arrays = (image, labels)
         return self._arrays
 

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import zarr
 
 from histolabel.adapters.s3 import filesystem, require_in_bucket, require_readable_source, zarr_store
+from histolabel.adapters.whole_objects import WholeObjects
 from histolabel.config import Settings
 from histolabel.slides.ngff import read_multiscale
 
@@ -55,10 +56,19 @@ def remove_prefix(uri: str, settings: Settings | None = None) -> None:
     fs.invalidate_cache()
 
 
-def open_group(uri: str, mode: Literal["r", "a", "w"] = "r", settings: Settings | None = None) -> zarr.Group:
-    """A zarr v3 group on S3 (mode "w" starts it empty, "a" keeps what is there)."""
+WINDOW_BYTES = 96 * 2**20  # whole shards a job's window reader keeps: about ten of a slide's
+
+
+def open_group(
+    uri: str, mode: Literal["r", "a", "w"] = "r", settings: Settings | None = None, *, whole: int = 0
+) -> zarr.Group:
+    """A zarr v3 group on S3 (mode "w" starts it empty, "a" keeps what is there). `whole` (read
+    mode): read each object in one GET and keep that many bytes of them (`WholeObjects`), for a
+    reader that goes over a slide tile by tile."""
     require_in_bucket(uri, settings)
-    store = zarr_store(uri, mode="r" if mode == "r" else "w", settings=settings)
+    store: Any = zarr_store(uri, mode="r" if mode == "r" else "w", settings=settings)
+    if whole and mode == "r":
+        store = WholeObjects(store, whole)
     return zarr.open_group(store, mode=mode, zarr_format=3)
 
 
@@ -146,7 +156,7 @@ class S3LevelWindow:
         import numpy as np
 
         if self._array is None:
-            self._array = open_group(self.uri, "r")[str(self.level)]
+            self._array = open_group(self.uri, "r", whole=WINDOW_BYTES)[str(self.level)]
         return np.ascontiguousarray(np.moveaxis(np.asarray(self._array[:, y0:y1, x0:x1]), 0, -1))
 
 
