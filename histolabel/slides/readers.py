@@ -141,6 +141,7 @@ class TiffSlide:
         except Exception as exc:
             raise SlideError(f"not a readable TIFF: {exc}") from exc
         self._axes = series.axes
+        self._tiles = page if _direct_tiles(page, series) else None
         if len(shape) < 2:
             raise SlideError(f"TIFF page has shape {shape}, not an image")
         if "Y" not in self._axes or "X" not in self._axes:
@@ -188,6 +189,13 @@ class TiffSlide:
             self.mpp = microns / per_unit
 
     def read_region(self, y: int, x: int, h: int, w: int) -> np.ndarray:
+        if self._tiles is not None:
+            try:
+                return self._read_tiles(self._tiles, y, x, h, w)
+            except SlideError:
+                raise
+            except Exception as exc:
+                raise SlideError(f"cannot decode region y={y} x={x} {h}x{w}: {exc}") from exc
         index: list[Any] = []
         kept: list[str] = []
         for axis in self._axes:
@@ -209,8 +217,45 @@ class TiffSlide:
         order = [kept.index("Y"), kept.index("X")] + [i for i, a in enumerate(kept) if a in "SC"]
         return _to_rgb(np.transpose(block, order))
 
+    def _read_tiles(self, page: Any, y: int, x: int, h: int, w: int) -> np.ndarray:
+        """The region from the page's tiles, read under the file's lock and decoded in the
+        calling thread. Through tifffile's zarr view every tile is decoded on zarr's one I/O
+        thread, whatever the number of threads reading: the ingest job's decoding ran on one
+        core."""
+        th, tw = int(page.tilelength), int(page.tilewidth)
+        across = -(-self.width // tw)
+        out = np.zeros((h, w, 3), np.uint8)
+        rows = range(y // th, (y + h - 1) // th + 1)
+        cols = range(x // tw, (x + w - 1) // tw + 1)
+        # A tile never written (no bytes) stays zero, tifffile's own fill value. It is left out
+        # of the read: tifffile's read_segments loses its place in the file after one.
+        indices = [i for i in (r * across + c for r in rows for c in cols) if page.databytecounts[i]]
+        offsets = [page.dataoffsets[i] for i in indices]
+        counts = [page.databytecounts[i] for i in indices]
+        fh = self._tif.filehandle
+        for data, i in fh.read_segments(offsets, counts, indices, lock=fh.lock, flat=True):
+            tile = page.decode(data, i, jpegtables=page.jpegtables)[0]
+            ty, tx = (i // across) * th, (i % across) * tw
+            y0, x0 = max(y, ty), max(x, tx)
+            y1, x1 = min(y + h, ty + th, self.height), min(x + w, tx + tw, self.width)
+            out[y0 - y : y1 - y, x0 - x : x1 - x] = _to_rgb(tile[0, y0 - ty : y1 - ty, x0 - tx : x1 - tx])
+        return out
+
     def close(self) -> None:
         self._tif.close()
+
+
+def _direct_tiles(page: Any, series: Any) -> bool:
+    """Whether level 0 is one tiled page of interleaved 8-bit samples, which `_read_tiles` reads;
+    anything else (strips, planes, stacks, other sample types) goes through tifffile's zarr view."""
+    return bool(
+        page.is_tiled
+        and len(series.pages) == 1
+        and series.axes in ("YXS", "YX")
+        and int(getattr(page, "imagedepth", 1)) == 1
+        and int(page.planarconfig) == 1
+        and page.dtype == np.uint8
+    )
 
 
 @dataclass

@@ -202,3 +202,47 @@ def test_a_dicom_whose_frames_are_over_the_budget_is_refused_from_its_tags(share
         ds.save_as(buf)
     with pytest.raises(SlideError, match="frame of 60000x60000x3 decodes to 10,800,000,000 bytes"):
         open_slide(io.BytesIO(buf.getvalue()))
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["CMU-1-Small-Region.svs", "tcga-cr-7395-01a-01-ts1.svs", "OS-1-detail.ome.tif", "OS-2-ndpi.ome.tif"],
+)
+def test_tiles_read_directly_equal_tifffiles_zarr_view(name: str, shared_data) -> None:
+    """Tiled level 0 is read tile by tile in the reading thread (`_read_tiles`), not through
+    tifffile's zarr view; every region, edges and single pixels too, decodes to the same pixels."""
+    blob = (shared_data / "slides" / name).read_bytes()
+    direct = open_slide(io.BytesIO(blob))
+    assert direct._tiles is not None  # type: ignore[attr-defined]
+    viewed = open_slide(io.BytesIO(blob))
+    viewed._tiles = None  # type: ignore[attr-defined]
+    h, w = direct.height, direct.width
+    rng = np.random.default_rng(5)
+    regions = [(0, 0, h, w), (h - 1, w - 1, 1, 1), (0, w - 300, 700, 300), (511, 511, 2, 2)]
+    for _ in range(8):
+        rh, rw = (int(v) for v in rng.integers(1, 1200, 2))
+        y, x = int(rng.integers(0, max(1, h - rh))), int(rng.integers(0, max(1, w - rw)))
+        regions.append((y, x, min(rh, h - y), min(rw, w - x)))
+    for region in regions:
+        np.testing.assert_array_equal(direct.read_region(*region), viewed.read_region(*region), str(region))
+
+
+def test_a_tiled_tiff_with_a_missing_tile_reads_it_as_zeros(rgb: np.ndarray) -> None:
+    blob = bytearray(tiff_bytes(rgb, tile=(256, 256), compression="zlib"))
+    tif = tifffile.TiffFile(io.BytesIO(bytes(blob)))
+    page = tif.pages[0]
+    offsets, counts = list(page.dataoffsets), list(page.databytecounts)  # type: ignore[union-attr]
+    tif.close()
+    # zero the byte count of tile 1 in place (a sparse file: the tile was never written)
+    tag = tifffile.TiffFile(io.BytesIO(bytes(blob))).pages[0].tags["TileByteCounts"]  # type: ignore[union-attr]
+    size = 4 if tag.dtype == 4 else 8 if tag.dtype == 16 else 2
+    blob[tag.valueoffset + size : tag.valueoffset + 2 * size] = bytes(size)
+    src = open_slide(io.BytesIO(bytes(blob)))
+    region = src.read_region(0, 0, rgb.shape[0], rgb.shape[1])
+    assert counts[1] > 0 and offsets[1] > 0
+    assert not region[0:256, 256:512].any()
+    np.testing.assert_array_equal(region[0:256, 0:256], rgb[0:256, 0:256])
+    np.testing.assert_array_equal(region[256:, 512:], rgb[256:, 512:])  # tiles after it in the file
+    viewed = open_slide(io.BytesIO(bytes(blob)))
+    viewed._tiles = None  # type: ignore[attr-defined]
+    np.testing.assert_array_equal(region, viewed.read_region(0, 0, rgb.shape[0], rgb.shape[1]))
