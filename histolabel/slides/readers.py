@@ -233,7 +233,8 @@ class TiffSlide:
         offsets = [page.dataoffsets[i] for i in indices]
         counts = [page.databytecounts[i] for i in indices]
         fh = self._tif.filehandle
-        for data, i in fh.read_segments(offsets, counts, indices, lock=fh.lock, flat=True):
+        for data, index in fh.read_segments(offsets, counts, indices, lock=fh.lock, flat=True):
+            i = int(index)  # type: ignore[arg-type]  # flat=True: an index, not a nested tuple
             tile = page.decode(data, i, jpegtables=page.jpegtables)[0]
             ty, tx = (i // across) * th, (i % across) * tw
             y0, x0 = max(y, ty), max(x, tx)
