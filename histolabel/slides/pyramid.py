@@ -20,6 +20,7 @@ from zarr.codecs import BytesCodec, ZstdCodec
 
 from histolabel.cpus import available_cpus
 from histolabel.slides.readers import SlideSource
+from histolabel.slides.shards import write_shard
 
 CHUNK = 256  # viewer tile side
 SHARD = 2048  # side of the unit of work and of one S3 object per level
@@ -92,9 +93,10 @@ def write_pyramid(
 
     Level-0 shards are read, decoded, compressed and uploaded in as many threads as the job has
     CPUs (the readers are safe to read from several threads; decoding, zstd and S3 release the
-    GIL). The lower levels never read anything back: each level-0 block is halved in memory
-    and the halves are stitched into the next level's shards, walking the shards in quadtree
-    order so that one shard per level is open at a time. Memory is bounded by the in-flight
+    GIL); each thread encodes its own shards (`shards.write_shard`), not zarr's one I/O thread.
+    The lower levels never read anything back: each level-0 block is halved in memory and the
+    halves are stitched into the next level's shards, walking the shards in quadtree order so
+    that one shard per level is open at a time. Memory is bounded by the in-flight
     blocks (2 per worker) plus one shard per level, never by the slide. Every shard is written
     once, whole, with the same bytes as halving each finished level would give.
 
@@ -114,7 +116,7 @@ def write_pyramid(
         if region.shape != (h, w, 3):
             raise ValueError(f"source returned {region.shape} for a {h}x{w} region")
         block = np.ascontiguousarray(np.moveaxis(region, -1, 0))
-        arrays[0][:, y : y + h, x : x + w] = block
+        write_shard(arrays[0], i, j, block)
         if progress:
             progress(h * w)
         return downsample2(block) if top > 0 else None
@@ -126,7 +128,7 @@ def write_pyramid(
         def write(k: int, y: int, x: int, shard: np.ndarray) -> None:
             while len(writes) >= 2 * workers:
                 writes.popleft().result()
-            writes.append(pool.submit(_store, arrays[k], y, x, shard, progress))
+            writes.append(pool.submit(_store, arrays[k], y // SHARD, x // SHARD, shard, progress))
 
         def build(k: int, i: int, j: int) -> np.ndarray | None:
             """Shard (i, j) of level k, written; returns its half for level k + 1."""
@@ -150,8 +152,8 @@ def write_pyramid(
     return PyramidInfo(source.width, source.height, len(shapes), source.mpp, source.magnification)
 
 
-def _store(array: zarr.Array, y: int, x: int, shard: np.ndarray, progress: Progress | None) -> None:
-    array[:, y : y + shard.shape[1], x : x + shard.shape[2]] = shard
+def _store(array: zarr.Array, i: int, j: int, shard: np.ndarray, progress: Progress | None) -> None:
+    write_shard(array, i, j, shard)
     if progress:
         progress(shard.shape[1] * shard.shape[2])
 
