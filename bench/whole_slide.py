@@ -13,7 +13,7 @@ uploaded and registered, and each stage runs as the local job runner runs it: `p
 gpu_jobs.<stage>` with the arguments the pipeline gives it (histolabel.pipeline.slide_job_args)
 and the job's vCPUs declared in HISTOLABEL_JOB_VCPUS (1, 2, ...), so the S3 emulator's costs are
 in the numbers, as the process start and imports are. The S3 emulator runs on the same cores
-and is most of ingest's time, so ingest is also timed through the same writer (`ingest()`) on a
+(about 7 of ingest's 24 CPU seconds), so ingest is also timed through the same writer (`ingest()`) on a
 local zarr store (`ingest_local_*`). For every stage and worker count: seconds, megapixels/s,
 items/s, CPU seconds (the job and the pool processes it waited for: on a loaded machine the
 wall-clock speed-up hides what the code does, CPU seconds do not) and the peak resident memory
