@@ -25,7 +25,6 @@ class WholeObjects(WrapperStore[Store]):
         self._kept: OrderedDict[str, Buffer | None] = OrderedDict()
         self._size = 0
         self._pending: dict[str, asyncio.Future[Buffer | None]] = {}
-        self.fetches = 0  # GETs made, for the tests and benchmarks
 
     def _with_store(self, store: Store) -> WholeObjects:
         return type(self)(store, self.budget)
@@ -49,7 +48,6 @@ class WholeObjects(WrapperStore[Store]):
         future: asyncio.Future[Buffer | None] = asyncio.get_running_loop().create_future()
         self._pending[key] = future
         try:
-            self.fetches += 1
             value = await self._store.get(key, prototype)
         except BaseException as exc:
             future.set_exception(exc)

@@ -31,7 +31,6 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
@@ -210,12 +209,8 @@ _original_modules = backends.list_of_moto_modules
 
 
 @cache
-def _moto_modules() -> tuple[str, ...]:
+def _list_of_moto_modules() -> tuple[str, ...]:
     return tuple(_original_modules())
-
-
-def _list_of_moto_modules() -> Iterable[str]:
-    return _moto_modules()
 
 
 def apply() -> None:

@@ -55,8 +55,9 @@ def downsample2(block: np.ndarray) -> np.ndarray:
 def create_level(
     group: zarr.Group, path: str, shape: tuple[int, ...], dtype: Any, *, dense: bool = False
 ) -> zarr.Array:
-    """One level's array. `dense`: every chunk is written, even one that is all fill value; for
-    images, where no chunk is, so zarr's per-chunk check (a fifth of ingest's CPU) is skipped."""
+    """One level's array. `dense`: every chunk is written, even one that is all fill value, as
+    `shards.write_shard` writes them; for images, where no chunk is (zarr's per-chunk check for
+    it was a fifth of ingest's CPU)."""
     lead = shape[:-2]
     return group.create_array(
         path,
@@ -125,10 +126,10 @@ def write_pyramid(
         halves = _ordered(pool, leaf, list(_leaves(shapes, top, 0, 0)), 2 * workers)
         writes: deque[Future[None]] = deque()
 
-        def write(k: int, y: int, x: int, shard: np.ndarray) -> None:
+        def write(k: int, i: int, j: int, shard: np.ndarray) -> None:
             while len(writes) >= 2 * workers:
                 writes.popleft().result()
-            writes.append(pool.submit(_store, arrays[k], y // SHARD, x // SHARD, shard, progress))
+            writes.append(pool.submit(_store, arrays[k], i, j, shard, progress))
 
         def build(k: int, i: int, j: int) -> np.ndarray | None:
             """Shard (i, j) of level k, written; returns its half for level k + 1."""
@@ -143,7 +144,7 @@ def write_pyramid(
                 shard[:, di * half : di * half + piece.shape[1], dj * half : dj * half + piece.shape[2]] = (
                     piece
                 )
-            write(k, i * SHARD, j * SHARD, shard)
+            write(k, i, j, shard)
             return downsample2(shard) if k < top else None
 
         build(top, 0, 0)

@@ -192,8 +192,6 @@ class TiffSlide:
         if self._tiles is not None:
             try:
                 return self._read_tiles(self._tiles, y, x, h, w)
-            except SlideError:
-                raise
             except Exception as exc:
                 raise SlideError(f"cannot decode region y={y} x={x} {h}x{w}: {exc}") from exc
         index: list[Any] = []

@@ -23,8 +23,9 @@ from zarr.core.sync import sync
 
 
 def write_shard(array: zarr.Array, i: int, j: int, block: np.ndarray) -> None:
-    """Shard (i, j) of a (c, y, x) level made by `pyramid.create_level`: `block` is its pixels
-    (c, h, w), clipped to the array as the shard is."""
+    """Shard (i, j) of a (c, y, x) level made by `pyramid.create_level(..., dense=True)`: `block`
+    is its pixels (c, h, w), clipped to the array as the shard is. Every chunk is written, as
+    zarr writes a dense array's; a sparse one (all-fill chunks left out) is refused."""
     sharding: Any = array.metadata.codecs[0]  # type: ignore[union-attr]
     inner: tuple[Any, ...] = tuple(getattr(sharding, "codecs", ()))
     if not (
@@ -33,8 +34,9 @@ def write_shard(array: zarr.Array, i: int, j: int, block: np.ndarray) -> None:
         and isinstance(inner[0], BytesCodec)
         and isinstance(inner[1], ZstdCodec)
         and sharding.index_location == ShardingCodecIndexLocation.end
+        and array.config.write_empty_chunks
     ):
-        raise ValueError(f"{array.path}: not a level as create_level makes it ({sharding})")
+        raise ValueError(f"{array.path}: not a dense level as create_level makes it ({sharding})")
     channels, ch, cw = sharding.chunk_shape
     _, sh, sw = array.shards or array.chunks
     height, width = array.shape[1:]

@@ -229,12 +229,11 @@ def test_tiles_read_directly_equal_tifffiles_zarr_view(name: str, shared_data) -
 
 def test_a_tiled_tiff_with_a_missing_tile_reads_it_as_zeros(rgb: np.ndarray) -> None:
     blob = bytearray(tiff_bytes(rgb, tile=(256, 256), compression="zlib"))
-    tif = tifffile.TiffFile(io.BytesIO(bytes(blob)))
-    page = tif.pages[0]
-    offsets, counts = list(page.dataoffsets), list(page.databytecounts)  # type: ignore[union-attr]
-    tif.close()
+    with tifffile.TiffFile(io.BytesIO(bytes(blob))) as tif:
+        page = tif.pages[0]
+        offsets, counts = list(page.dataoffsets), list(page.databytecounts)  # type: ignore[union-attr]
+        tag = page.tags["TileByteCounts"]  # type: ignore[union-attr]
     # zero the byte count of tile 1 in place (a sparse file: the tile was never written)
-    tag = tifffile.TiffFile(io.BytesIO(bytes(blob))).pages[0].tags["TileByteCounts"]  # type: ignore[union-attr]
     size = 4 if tag.dtype == 4 else 8 if tag.dtype == 16 else 2
     blob[tag.valueoffset + size : tag.valueoffset + 2 * size] = bytes(size)
     src = open_slide(io.BytesIO(bytes(blob)))

@@ -35,3 +35,14 @@ def test_a_block_of_the_wrong_size_is_refused_and_nothing_written() -> None:
     with pytest.raises(ValueError, match="shard"):
         write_shard(level, 1, 1, np.zeros((3, 2048, 2048), np.uint8))  # the edge shard is 952 x 952
     assert set(store._store_dict) == before
+
+
+def test_a_sparse_level_is_refused() -> None:
+    """zarr leaves a sparse level's all-fill chunks out; write_shard writes every chunk, so its
+    bytes would not be zarr's there."""
+    store = MemoryStore()
+    labels = create_level(zarr.open_group(store, mode="w"), "0", (1, 100, 100), np.uint32)
+    before = set(store._store_dict)
+    with pytest.raises(ValueError, match="dense"):
+        write_shard(labels, 0, 0, np.zeros((1, 100, 100), np.uint32))
+    assert set(store._store_dict) == before

@@ -55,7 +55,7 @@ def test_windows_read_equal_and_each_shard_once():
         np.testing.assert_array_equal(array[:, y0:y1, x0:x1], image[:, y0:y1, x0:x1])
     assert all(byte_range is None for _, byte_range in store.reads)
     shard_reads = [key for key, _ in store.reads if key.startswith("0/c/")]
-    touched = {key for key in shard_reads}
+    touched = set(shard_reads)
     assert sorted(shard_reads) == sorted(touched)  # each shard fetched once, kept after
     assert len(ranged) > 10 * len(touched)  # zarr alone: a request per chunk and per index
 
